@@ -1,0 +1,28 @@
+"""bilstm-nlp: BiLSTM-CRF and BiLSTM-softmax sequence taggers and a BiLSTM sentence classifier.
+
+import bilstm_nlp
+model = bilstm_nlp.load("path/to/model")          # a model directory (or a shipped name)
+[result] = bilstm_nlp.tag_sentences(model, [["EU", "rejects", "German", "call"]], k=3)
+result.tags, result.spans, result.kbest
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from .decode import ClassifiedSentence, TaggedSentence, classify_sentences, tag_sentences  # noqa: E402
+from .model import Classifier, Tagger  # noqa: E402
+from .schemes import Span  # noqa: E402
+from .serialize import load_model as load  # noqa: E402
+
+__all__ = [
+    "Classifier",
+    "ClassifiedSentence",
+    "Span",
+    "TaggedSentence",
+    "Tagger",
+    "__version__",
+    "classify_sentences",
+    "load",
+    "tag_sentences",
+]

@@ -1,0 +1,131 @@
+"""`bilstm-nlp evaluate`: score a model on a data file (table, or one JSON object for scripts)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from ..errors import InputFormatError
+from ._util import Arg, Opt, set_threads, setup_logging, user_errors
+
+
+def evaluate_cli(
+    model: str = Arg(..., help="Model directory or shipped model name"),
+    data: Path = Arg(..., help="Gold data file"),
+    input_format: str | None = Opt(
+        None, "--input-format", help="Override the model's reader format"
+    ),
+    label_column: int | None = Opt(None, "--label-column", help="CoNLL label column"),
+    tag_field: str | None = Opt(None, "--tag-field", help="CoNLL-U field: upos or xpos"),
+    dev_from_train: str | None = Opt(
+        None,
+        "--dev-from-train",
+        help="Score the part of a train file carved off as dev, e.g. last:1000",
+    ),
+    as_json: bool = Opt(False, "--json", help="Print one JSON object instead of a table"),
+    predictions: Path | None = Opt(
+        None, "--predictions", help="Write 'token gold predicted' columns (conlleval input)"
+    ),
+    batch_size: int = Opt(256, "--batch-size", help="Sentences per batch"),
+    threads: int | None = Opt(None, "--threads", help="torch CPU threads"),
+    verbose: bool = Opt(False, "--verbose", "-v", help="Debug logging"),
+) -> None:
+    """Evaluate MODEL on DATA, read with the reader settings the model was trained with."""
+    from ..evaluate import TaggerEvaluation, evaluate_file
+    from ..serialize import load_model
+
+    setup_logging(verbose)
+    set_threads(threads)
+    with user_errors():
+        if not data.exists():
+            raise InputFormatError("no such file", data)
+        loaded = load_model(model)
+        result = evaluate_file(
+            loaded,
+            str(data),
+            input_format=input_format,
+            label_column=label_column,
+            tag_field=tag_field,
+            dev_from_train=dev_from_train,
+            batch_size=batch_size,
+        )
+        if predictions is not None and isinstance(result, TaggerEvaluation):
+            _write_predictions(predictions, loaded, str(data), result, dev_from_train)
+    if as_json:
+        print(json.dumps(result.to_json()))
+        return
+    _print_table(result)
+
+
+def _write_predictions(path: Path, model, data: str, result, dev_from_train) -> None:
+    from ..loading import load_tagging
+
+    reader = model.meta.get("reader", {})
+    splits = load_tagging(
+        data if dev_from_train else None,
+        None if dev_from_train else data,
+        input_format=reader.get("input_format"),
+        label_column=reader.get("label_column"),
+        tag_field=reader.get("tag_field") or "upos",
+        dev_from_train=dev_from_train,
+    )
+    split = splits["dev"]
+    names = split.features["tags"].feature.names
+    with path.open("w", encoding="utf-8") as out:
+        for tokens, gold_ids, predicted in zip(
+            split["tokens"], split["tags"], result.predicted, strict=True
+        ):
+            for token, gold_id, tag in zip(tokens, gold_ids, predicted, strict=True):
+                out.write(f"{token} {names[gold_id]} {tag}\n")
+            out.write("\n")
+
+
+def _print_table(result) -> None:
+    from ..evaluate import TaggerEvaluation
+
+    console = Console()
+    if isinstance(result, TaggerEvaluation):
+        console.print(
+            f"{result.sentences} sentences, {result.tokens} tokens; "
+            f"token accuracy {result.accuracy:.2f}"
+        )
+        if result.entities is not None:
+            table = Table(title=f"Entities (seqeval {result.entities.mode})")
+            for column in ("type", "precision", "recall", "F1", "support"):
+                table.add_column(column, justify="right" if column != "type" else "left")
+            for name, s in sorted(result.entities.per_type.items()):
+                table.add_row(
+                    name, f"{s.precision:.2f}", f"{s.recall:.2f}", f"{s.f1:.2f}", str(s.support)
+                )
+            e = result.entities
+            support = sum(s.support for s in e.per_type.values())
+            table.add_row(
+                "overall", f"{e.precision:.2f}", f"{e.recall:.2f}", f"{e.f1:.2f}", str(support)
+            )
+            console.print(table)
+        if result.confusions:
+            console.print(
+                "most frequent confusions (gold → predicted): "
+                + ", ".join(f"{g}→{p} {n}" for g, p, n in result.confusions)
+            )
+        return
+    s = result.scores
+    console.print(
+        f"{result.sentences} sentences; accuracy {s.accuracy:.2f}, macro-F1 {s.macro_f1:.2f}"
+    )
+    table = Table(title="Per class")
+    for column in ("label", "precision", "recall", "F1", "support"):
+        table.add_column(column)
+    for name, c in s.per_class.items():
+        table.add_row(name, f"{c.precision:.2f}", f"{c.recall:.2f}", f"{c.f1:.2f}", str(c.support))
+    console.print(table)
+    matrix = Table(title="Confusion (rows gold, columns predicted)")
+    matrix.add_column("")
+    for name in s.labels:
+        matrix.add_column(name)
+    for name, row in zip(s.labels, s.confusion, strict=True):
+        matrix.add_row(name, *map(str, row))
+    console.print(matrix)

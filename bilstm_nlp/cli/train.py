@@ -1,0 +1,102 @@
+"""`bilstm-nlp train`: train a tagger or classifier from a JSON config, options overriding it."""
+
+from __future__ import annotations
+
+import dataclasses
+import shlex
+import sys
+from pathlib import Path
+
+from ..config import ExperimentConfig
+from ..errors import ConfigError
+from ._util import Opt, err_console, setup_logging, user_errors
+
+
+def train_cli(
+    output: Path = Opt(..., "--output", "-o", help="Model directory to write"),
+    config: Path | None = Opt(
+        None, "--config", "-c", help="train.json with data/model/train sections"
+    ),
+    train_file: str | None = Opt(None, "--train", help="Training file (overrides data.train)"),
+    dev_file: str | None = Opt(None, "--dev", help="Dev file (overrides data.dev)"),
+    dev_from_train: str | None = Opt(
+        None, "--dev-from-train", help="Carve dev off train, e.g. last:1000"
+    ),
+    input_format: str | None = Opt(
+        None, "--input-format", help="conll, conllu, jsonl, csv, tsv or sst (default: detect)"
+    ),
+    label_column: int | None = Opt(
+        None, "--label-column", help="CoNLL label column (default: last)"
+    ),
+    tag_field: str | None = Opt(None, "--tag-field", help="CoNLL-U field: upos or xpos"),
+    scheme: str | None = Opt(None, "--scheme", help="Train in IOB1, IOB2 or BIOES"),
+    task: str | None = Opt(None, "--task", help="tagger or classifier"),
+    head: str | None = Opt(None, "--head", help="crf or softmax"),
+    epochs: int | None = Opt(None, "--epochs", help="Most epochs"),
+    max_minutes: float | None = Opt(None, "--max-minutes", help="Wall-time budget in minutes"),
+    seed: int | None = Opt(None, "--seed", help="Random seed"),
+    threads: int | None = Opt(None, "--threads", help="torch CPU threads"),
+    device: str | None = Opt(None, "--device", help="cpu or cuda"),
+    init_model: Path | None = Opt(
+        None, "--init-model", help="Fine-tune this model directory instead of starting fresh"
+    ),
+    progress: bool = Opt(True, "--progress/--no-progress", help="Progress bar per epoch"),
+    verbose: bool = Opt(False, "--verbose", "-v", help="Debug logging"),
+) -> None:
+    """Train a model; the best epoch on dev is kept in OUTPUT with a model card and a JSONL log."""
+    from ..train import train
+
+    setup_logging(verbose)
+    with user_errors():
+        experiment = ExperimentConfig.from_json(config) if config else ExperimentConfig()
+        data = _override(
+            experiment.data,
+            train=train_file,
+            dev=dev_file,
+            dev_from_train=dev_from_train,
+            input_format=input_format,
+            label_column=label_column,
+            tag_field=tag_field,
+            scheme=scheme,
+        )
+        model = _override(experiment.model, task=task, head=head)
+        settings = _override(
+            experiment.train,
+            epochs=epochs,
+            max_minutes=max_minutes,
+            seed=seed,
+            threads=threads,
+            device=device,
+        )
+        experiment = ExperimentConfig(data, model, settings)
+        command = "bilstm-nlp " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+
+        def report(epoch) -> None:
+            dev = "-" if epoch.dev_score is None else f"{epoch.dev_score:.2f}"
+            mark = " *" if epoch.best else ""
+            err_console.print(
+                f"epoch {epoch.epoch:3d}  loss {epoch.loss:8.4f}  dev {dev:>6}  "
+                f"{epoch.tokens_per_second:8,.0f} tok/s  {epoch.seconds:6.1f} s{mark}",
+                highlight=False,
+            )
+
+        result = train(
+            experiment,
+            output,
+            init_model=init_model,
+            command=command,
+            show_progress=progress and err_console.is_terminal,
+            on_epoch=report,
+        )
+    best = "-" if result.best_dev_score is None else f"{result.best_dev_score:.2f}"
+    err_console.print(
+        f"best dev {best} at epoch {result.best_epoch}; model in {result.output}", highlight=False
+    )
+
+
+def _override(section, **values):
+    chosen = {k: v for k, v in values.items() if v is not None}
+    try:
+        return dataclasses.replace(section, **chosen)
+    except TypeError as error:
+        raise ConfigError(str(error)) from None

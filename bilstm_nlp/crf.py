@@ -1,0 +1,737 @@
+"""Linear-chain CRF: log-likelihood, partition function, marginals, Viterbi and k-best decoding.
+
+Sits between the encoder, which gives per-token emission scores, and `heads.py`/`decode.py`, which
+train on the negative log-likelihood and turn decoded tag ids into spans. Scheme constraints come
+from `schemes.allowed_transitions` as bool masks; the CRF keeps them as buffers and gives forbidden
+starts, transitions and ends the score `FORBIDDEN_SCORE`, so training and inference only see allowed
+paths. Everything is batch-first with a left-aligned bool mask, vectorised over the batch, with Python
+loops over time only.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from .schemes import AllowedTransitions
+
+FORBIDDEN_SCORE: float = -1e4
+"""Score of a forbidden start, transition or end in training and partition sums.
+
+Finite on purpose: `-inf` gives NaN gradients where a forbidden step meets a masked or unreachable
+one. `exp(-1e4)` is exactly 0 in float32 and float64, so forbidden paths carry no probability mass.
+Decoding uses `-inf` instead, so that no forbidden path is ever returned.
+"""
+
+
+def constraint_scores(
+    allowed: AllowedTransitions | None, num_tags: int
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Additive scores for a constraint set: 0 where allowed, `FORBIDDEN_SCORE` where not.
+
+    Args:
+        allowed: bool masks from `schemes.allowed_transitions`, or None to allow everything.
+        num_tags: number of tags; the masks must have this size.
+    Returns:
+        `(start, transitions, end)` float tensors of shapes `(num_tags,)`, `(num_tags, num_tags)`
+        and `(num_tags,)`, on the device of the masks.
+    Raises:
+        ValueError: a mask has the wrong shape.
+    """
+    if allowed is None:
+        zeros = torch.zeros(num_tags)
+        return zeros, torch.zeros(num_tags, num_tags), zeros.clone()
+    _check_allowed(allowed, num_tags)
+    return (
+        torch.where(allowed.start.bool(), 0.0, FORBIDDEN_SCORE),
+        torch.where(allowed.transitions.bool(), 0.0, FORBIDDEN_SCORE),
+        torch.where(allowed.end.bool(), 0.0, FORBIDDEN_SCORE),
+    )
+
+
+def viterbi_decode(
+    emissions: Tensor,
+    mask: Tensor,
+    start_transitions: Tensor,
+    transitions: Tensor,
+    end_transitions: Tensor,
+) -> tuple[Tensor, Tensor]:
+    """Highest-scoring tag path for each sequence (Viterbi, in log space).
+
+    The backtrace is vectorised: one gather per time step from the stacked back-pointers, with
+    identity pointers at padding so every sequence is traced from the last column.
+
+    Args:
+        emissions: `(batch, seq_len, num_tags)` float, unnormalised scores from the encoder.
+        mask: `(batch, seq_len)` bool, True on real tokens, left-aligned; `mask[:, 0]` all True.
+        start_transitions: `(num_tags,)` score of starting with each tag.
+        transitions: `(num_tags, num_tags)`; `[i, j]` scores tag i followed by tag j.
+        end_transitions: `(num_tags,)` score of ending with each tag.
+        Scores may hold `-inf` to forbid a step outright.
+    Returns:
+        `(tag_ids, scores)`: `(batch, seq_len)` long tag ids with 0 at padding, and `(batch,)` the
+        best path scores. A sequence with no finite-scoring path gets score `-inf` and tag ids 0.
+    Raises:
+        ValueError: shapes or mask are invalid.
+    """
+    _validate(emissions, mask, transitions.size(0))
+    _check_scores(start_transitions, transitions, end_transitions)
+    return _viterbi(emissions, mask, start_transitions, transitions, end_transitions)
+
+
+def kbest_decode(
+    emissions: Tensor,
+    mask: Tensor,
+    start_transitions: Tensor,
+    transitions: Tensor,
+    end_transitions: Tensor,
+    k: int,
+) -> tuple[Tensor, Tensor]:
+    """The `k` highest-scoring tag paths of each sequence, best first (list Viterbi).
+
+    Keeps the `k` best partial paths ending in each tag at each step (Seshadri and Sundberg, 1994,
+    "List Viterbi decoding algorithms with applications", IEEE Trans. Communications 42).
+
+    Args:
+        emissions: `(batch, seq_len, num_tags)` float, unnormalised scores from the encoder.
+        mask: `(batch, seq_len)` bool, True on real tokens, left-aligned; `mask[:, 0]` all True.
+        start_transitions: `(num_tags,)` score of starting with each tag.
+        transitions: `(num_tags, num_tags)`; `[i, j]` scores tag i followed by tag j.
+        end_transitions: `(num_tags,)` score of ending with each tag.
+        k: how many paths to return per sequence, at least 1.
+        Scores may hold `-inf` to forbid a step outright.
+    Returns:
+        `(tag_ids, scores)`: `(batch, k, seq_len)` long tag ids with 0 at padding, and `(batch, k)`
+        path scores in descending order. Where a sequence has fewer than `k` finite-scoring paths,
+        the missing ones have score `-inf` and tag ids 0.
+    Raises:
+        ValueError: shapes, mask or `k` are invalid.
+    """
+    _validate(emissions, mask, transitions.size(0))
+    _check_scores(start_transitions, transitions, end_transitions)
+    _check_k(k)
+    return _kbest(emissions, mask, start_transitions, transitions, end_transitions, k)
+
+
+class CRF(nn.Module):
+    """Linear-chain conditional random field over tag sequences (Lafferty et al., 2001).
+
+    The score of a path `y` for emissions `x` is `start[y_0] + sum_t x[t, y_t] + sum_t trans[y_{t-1},
+    y_t] + end[y_last]`; `p(y | x)` is its exponential over the sum of all paths' exponentials. As in
+    the BiLSTM-CRF of Lample et al. (2016), emissions come from the encoder and the CRF holds the
+    transition scores. Allowed transitions (a tag scheme's constraints) are kept as bool buffers:
+    every computation uses `scores()`, where forbidden steps score `FORBIDDEN_SCORE`, so the
+    distribution is over allowed paths only; decoding forbids them outright.
+
+    Args:
+        num_tags: number of tags.
+        allowed: which starts, transitions and ends are allowed, or None for all.
+
+    Attributes:
+        start_transitions: `(num_tags,)` parameter, score of starting with each tag.
+        transitions: `(num_tags, num_tags)` parameter; `[i, j]` scores tag i followed by tag j.
+        end_transitions: `(num_tags,)` parameter, score of ending with each tag.
+        allowed_start, allowed_transitions, allowed_end: bool buffers of the same shapes, saved in
+            the state dict.
+
+    References:
+        Lafferty, J., McCallum, A., Pereira, F. (2001). "Conditional random fields: Probabilistic
+        models for segmenting and labeling sequence data". Proc. ICML 2001, pp. 282-289.
+        Lample, G., Ballesteros, M., Subramanian, S., Kawakami, K., Dyer, C. (2016). "Neural
+        architectures for named entity recognition". Proc. NAACL-HLT 2016, pp. 260-270.
+    """
+
+    def __init__(self, num_tags: int, allowed: AllowedTransitions | None = None) -> None:
+        if num_tags <= 0:
+            raise ValueError(f"invalid number of tags: {num_tags}")
+        super().__init__()
+        self.num_tags = num_tags
+        self.start_transitions = nn.Parameter(torch.empty(num_tags))
+        self.transitions = nn.Parameter(torch.empty(num_tags, num_tags))
+        self.end_transitions = nn.Parameter(torch.empty(num_tags))
+        if allowed is None:
+            start = torch.ones(num_tags, dtype=torch.bool)
+            trans = torch.ones(num_tags, num_tags, dtype=torch.bool)
+            end = torch.ones(num_tags, dtype=torch.bool)
+        else:
+            _check_allowed(allowed, num_tags)
+            start = allowed.start.detach().to(torch.bool).clone()
+            trans = allowed.transitions.detach().to(torch.bool).clone()
+            end = allowed.end.detach().to(torch.bool).clone()
+        self.register_buffer("allowed_start", start)
+        self.register_buffer("allowed_transitions", trans)
+        self.register_buffer("allowed_end", end)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Draw all transition scores from uniform(-0.1, 0.1), as pytorch-crf does."""
+        nn.init.uniform_(self.start_transitions, -0.1, 0.1)
+        nn.init.uniform_(self.transitions, -0.1, 0.1)
+        nn.init.uniform_(self.end_transitions, -0.1, 0.1)
+
+    def extra_repr(self) -> str:
+        return f"num_tags={self.num_tags}"
+
+    def scores(self) -> tuple[Tensor, Tensor, Tensor]:
+        """Constrained `(start, transitions, end)`: the parameters where allowed, else `FORBIDDEN_SCORE`.
+
+        Returns:
+            `(num_tags,)`, `(num_tags, num_tags)` and `(num_tags,)` float tensors, differentiable
+            with respect to the parameters (gradient 0 at forbidden entries).
+        """
+        return (
+            torch.where(self.allowed_start, self.start_transitions, FORBIDDEN_SCORE),
+            torch.where(self.allowed_transitions, self.transitions, FORBIDDEN_SCORE),
+            torch.where(self.allowed_end, self.end_transitions, FORBIDDEN_SCORE),
+        )
+
+    def _decode_scores(self) -> tuple[Tensor, Tensor, Tensor]:
+        # -inf rather than FORBIDDEN_SCORE: max-plus has no gradient to protect, and -inf guarantees
+        # that no forbidden path is decoded, however large the emissions.
+        forbidden = float("-inf")
+        return (
+            torch.where(self.allowed_start, self.start_transitions, forbidden),
+            torch.where(self.allowed_transitions, self.transitions, forbidden),
+            torch.where(self.allowed_end, self.end_transitions, forbidden),
+        )
+
+    def log_likelihood(self, emissions: Tensor, tag_ids: Tensor, mask: Tensor) -> Tensor:
+        """Log-probability of each gold tag sequence, `log p(tag_ids | emissions)`.
+
+        Args:
+            emissions: `(batch, seq_len, num_tags)` float, unnormalised scores from the encoder.
+            tag_ids: `(batch, seq_len)` long gold tag ids; values at padding are ignored.
+            mask: `(batch, seq_len)` bool, True on real tokens, left-aligned; `mask[:, 0]` all True.
+        Returns:
+            `(batch,)` log-likelihoods (at most 0).
+        Raises:
+            ValueError: shapes or mask are invalid.
+        """
+        _validate(emissions, mask, self.num_tags, tag_ids)
+        start, trans, end = self.scores()
+        gold = _path_scores(emissions, tag_ids, mask, start, trans, end)
+        return gold - _log_partition(emissions, mask, start, trans, end)
+
+    def forward(self, emissions: Tensor, tag_ids: Tensor, mask: Tensor) -> Tensor:
+        """Training loss: the negative log-likelihood summed over the batch.
+
+        Args:
+            emissions: `(batch, seq_len, num_tags)` float, unnormalised scores from the encoder.
+            tag_ids: `(batch, seq_len)` long gold tag ids; values at padding are ignored.
+            mask: `(batch, seq_len)` bool, True on real tokens, left-aligned; `mask[:, 0]` all True.
+        Returns:
+            `()` float, `-sum_b log p(tag_ids[b] | emissions[b])`.
+        Raises:
+            ValueError: shapes or mask are invalid.
+        """
+        return -self.log_likelihood(emissions, tag_ids, mask).sum()
+
+    def log_partition(self, emissions: Tensor, mask: Tensor) -> Tensor:
+        """Log of the sum of exponentiated scores of all (allowed) paths (forward algorithm).
+
+        Args:
+            emissions: `(batch, seq_len, num_tags)` float, unnormalised scores from the encoder.
+            mask: `(batch, seq_len)` bool, True on real tokens, left-aligned; `mask[:, 0]` all True.
+        Returns:
+            `(batch,)` log-partition `log Z` of each sequence.
+        Raises:
+            ValueError: shapes or mask are invalid.
+        """
+        _validate(emissions, mask, self.num_tags)
+        return _log_partition(emissions, mask, *self.scores())
+
+    def forward_backward(self, emissions: Tensor, mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Forward and backward log-scores of every position and tag (Rabiner, 1989, in log space).
+
+        Args:
+            emissions: `(batch, seq_len, num_tags)` float, unnormalised scores from the encoder.
+            mask: `(batch, seq_len)` bool, True on real tokens, left-aligned; `mask[:, 0]` all True.
+        Returns:
+            `(alpha, beta, log_z)`. `alpha` `(batch, seq_len, num_tags)`: log-sum of the scores of all
+            prefixes ending in tag j at t, emission at t included. `beta` `(batch, seq_len,
+            num_tags)`: log-sum of the scores of all suffixes after t given tag j at t, emission at t
+            excluded, end transition included. Both hold 0 at padding. `log_z` `(batch,)`. On real
+            tokens `logsumexp(alpha[b, t] + beta[b, t]) == log_z[b]`.
+        Raises:
+            ValueError: shapes or mask are invalid.
+        """
+        _validate(emissions, mask, self.num_tags)
+        return _forward_backward(emissions, mask, *self.scores())
+
+    def marginals(self, emissions: Tensor, mask: Tensor) -> Tensor:
+        """Posterior probability of each tag at each position, `p(y_t = j | emissions)`.
+
+        Args:
+            emissions: `(batch, seq_len, num_tags)` float, unnormalised scores from the encoder.
+            mask: `(batch, seq_len)` bool, True on real tokens, left-aligned; `mask[:, 0]` all True.
+        Returns:
+            `(batch, seq_len, num_tags)` probabilities; rows sum to 1 on real tokens, 0 at padding.
+        Raises:
+            ValueError: shapes or mask are invalid.
+        """
+        _validate(emissions, mask, self.num_tags)
+        alpha, beta, log_z = _forward_backward(emissions, mask, *self.scores())
+        # shape: (batch, seq_len, num_tags)
+        probs = (alpha + beta - log_z[:, None, None]).exp()
+        return probs
+
+    def viterbi_decode(self, emissions: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+        """Best allowed path of each sequence; see the module-level `viterbi_decode`.
+
+        Args:
+            emissions: `(batch, seq_len, num_tags)` float, unnormalised scores from the encoder.
+            mask: `(batch, seq_len)` bool, True on real tokens, left-aligned; `mask[:, 0]` all True.
+        Returns:
+            `(tag_ids, scores)`: `(batch, seq_len)` long with 0 at padding, `(batch,)` path scores
+            (`-inf` and tag ids 0 for a sequence no allowed path fits).
+        Raises:
+            ValueError: shapes or mask are invalid.
+        """
+        _validate(emissions, mask, self.num_tags)
+        return _viterbi(emissions, mask, *self._decode_scores())
+
+    def kbest_decode(self, emissions: Tensor, mask: Tensor, k: int) -> tuple[Tensor, Tensor]:
+        """The `k` best allowed paths of each sequence; see the module-level `kbest_decode`.
+
+        Args:
+            emissions: `(batch, seq_len, num_tags)` float, unnormalised scores from the encoder.
+            mask: `(batch, seq_len)` bool, True on real tokens, left-aligned; `mask[:, 0]` all True.
+            k: how many paths to return per sequence, at least 1.
+        Returns:
+            `(tag_ids, scores)`: `(batch, k, seq_len)` long with 0 at padding, `(batch, k)` scores in
+            descending order; missing paths (fewer than `k` allowed) score `-inf` with tag ids 0.
+        Raises:
+            ValueError: shapes, mask or `k` are invalid.
+        """
+        _validate(emissions, mask, self.num_tags)
+        _check_k(k)
+        return _kbest(emissions, mask, *self._decode_scores(), k)
+
+    def span_log_probs(
+        self,
+        emissions: Tensor,
+        mask: Tensor,
+        tag_ids: Tensor,
+        span_batch: Tensor,
+        span_start: Tensor,
+        span_end: Tensor,
+    ) -> Tensor:
+        """Log-probability that a segment of a sequence carries the given tags, for many segments.
+
+        Exact marginal of the segment: `alpha` at its first token, the path's transition and
+        emission scores inside it, `beta` at its last token, minus `log_z`.
+
+        Args:
+            emissions: `(batch, seq_len, num_tags)` float, unnormalised scores from the encoder.
+            mask: `(batch, seq_len)` bool, True on real tokens, left-aligned; `mask[:, 0]` all True.
+            tag_ids: `(batch, seq_len)` long tag ids the segments are read from (a decoded path).
+            span_batch: `(num_spans,)` long, which sequence each segment is in.
+            span_start: `(num_spans,)` long, first token of each segment.
+            span_end: `(num_spans,)` long, one past the last token; `start < end <= length`.
+        Returns:
+            `(num_spans,)` `log P(y[start:end] == tag_ids[b, start:end] | emissions[b])`.
+        Raises:
+            ValueError: shapes, mask or spans are invalid.
+        """
+        _validate(emissions, mask, self.num_tags, tag_ids)
+        _check_spans(mask, span_batch, span_start, span_end)
+        start, trans, end = self.scores()
+        alpha, beta, log_z = _forward_backward(emissions, mask, start, trans, end)
+        seq_len = emissions.size(1)
+        # shape: (batch, seq_len)
+        tag_ids = torch.where(mask, tag_ids, 0)
+        # shape: (batch, seq_len): score of stepping into position t along the path (0 at t = 0)
+        steps = _step_scores(emissions, tag_ids, trans)
+        # shape: (num_spans,)
+        first_tags = tag_ids[span_batch, span_start]
+        last = span_end - 1
+        # shape: (num_spans,)
+        last_tags = tag_ids[span_batch, last]
+        # shape: (seq_len,)
+        positions = torch.arange(seq_len, device=emissions.device)
+        # A masked sum rather than a difference of prefix sums: prefix sums along a path with a
+        # forbidden step hold -1e4 and would cancel away float32 precision.
+        # shape: (num_spans, seq_len)
+        inside = (positions > span_start[:, None]) & (positions <= last[:, None])
+        # shape: (num_spans,)
+        inside_score = torch.where(inside, steps[span_batch], 0.0).sum(1)
+        return (
+            alpha[span_batch, span_start, first_tags]
+            + inside_score
+            + beta[span_batch, last, last_tags]
+            - log_z[span_batch]
+        )
+
+
+# Validation.
+
+
+def _validate(
+    emissions: Tensor, mask: Tensor, num_tags: int, tag_ids: Tensor | None = None
+) -> None:
+    if emissions.dim() != 3:
+        raise ValueError(f"emissions must have dimension of 3, got {emissions.dim()}")
+    if emissions.size(2) != num_tags:
+        raise ValueError(
+            f"expected last dimension of emissions is {num_tags}, got {emissions.size(2)}"
+        )
+    if emissions.size(1) == 0:
+        raise ValueError("emissions must have at least one timestep, got seq_len 0")
+    if not emissions.is_floating_point():
+        raise ValueError(f"emissions must be a float tensor, got {emissions.dtype}")
+    if tag_ids is not None:
+        if emissions.shape[:2] != tag_ids.shape:
+            raise ValueError(
+                "the first two dimensions of emissions and tag_ids must match, "
+                f"got {tuple(emissions.shape[:2])} and {tuple(tag_ids.shape)}"
+            )
+        if tag_ids.dtype != torch.long:
+            raise ValueError(f"tag_ids must be torch.long, got {tag_ids.dtype}")
+    if emissions.shape[:2] != mask.shape:
+        raise ValueError(
+            "the first two dimensions of emissions and mask must match, "
+            f"got {tuple(emissions.shape[:2])} and {tuple(mask.shape)}"
+        )
+    if mask.dtype != torch.bool:
+        raise ValueError(f"mask must be torch.bool, got {mask.dtype}")
+    if not mask[:, 0].all():
+        raise ValueError("mask of the first timestep must all be on")
+    if (mask[:, 1:] & ~mask[:, :-1]).any():
+        raise ValueError("mask must be left-aligned: no True after a False in a row")
+
+
+def _check_allowed(allowed: AllowedTransitions, num_tags: int) -> None:
+    expected = {"start": (num_tags,), "transitions": (num_tags, num_tags), "end": (num_tags,)}
+    for name, shape in expected.items():
+        got = tuple(getattr(allowed, name).shape)
+        if got != shape:
+            raise ValueError(f"allowed.{name} must have shape {shape}, got {got}")
+
+
+def _check_scores(start: Tensor, transitions: Tensor, end: Tensor) -> None:
+    num_tags = transitions.size(0)
+    if transitions.shape != (num_tags, num_tags):
+        raise ValueError(f"transitions must be square, got {tuple(transitions.shape)}")
+    if start.shape != (num_tags,) or end.shape != (num_tags,):
+        raise ValueError(
+            f"start and end transitions must have shape ({num_tags},), "
+            f"got {tuple(start.shape)} and {tuple(end.shape)}"
+        )
+
+
+def _check_k(k: int) -> None:
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ValueError(f"k must be a positive integer, got {k!r}")
+
+
+def _check_spans(mask: Tensor, span_batch: Tensor, span_start: Tensor, span_end: Tensor) -> None:
+    for name, span in (
+        ("span_batch", span_batch),
+        ("span_start", span_start),
+        ("span_end", span_end),
+    ):
+        if span.dim() != 1 or span.dtype != torch.long:
+            raise ValueError(
+                f"{name} must be a 1-D long tensor, got {span.dtype} {tuple(span.shape)}"
+            )
+    if not span_batch.shape == span_start.shape == span_end.shape:
+        raise ValueError(
+            "span_batch, span_start and span_end must have the same length, got "
+            f"{span_batch.numel()}, {span_start.numel()} and {span_end.numel()}"
+        )
+    if ((span_batch < 0) | (span_batch >= mask.size(0))).any():
+        raise ValueError(f"span_batch must lie in [0, {mask.size(0)})")
+    # shape: (num_spans,)
+    lengths = mask.sum(1)[span_batch]
+    if ((span_start < 0) | (span_start >= span_end) | (span_end > lengths)).any():
+        raise ValueError("spans must satisfy 0 <= start < end <= length of their sequence")
+
+
+# Scores of given paths.
+
+
+def _step_scores(emissions: Tensor, tag_ids: Tensor, transitions: Tensor) -> Tensor:
+    """`(batch, seq_len)`: `[b, t]` = transition into `tag_ids[b, t]` plus its emission; t = 0 gets 0."""
+    # shape: (batch, seq_len)
+    emitted = emissions.gather(2, tag_ids.unsqueeze(2)).squeeze(2)
+    # shape: (batch, seq_len - 1)
+    moved = transitions[tag_ids[:, :-1], tag_ids[:, 1:]]
+    # shape: (batch, seq_len)
+    return torch.cat([torch.zeros_like(emitted[:, :1]), moved + emitted[:, 1:]], dim=1)
+
+
+def _path_scores(
+    emissions: Tensor,
+    tag_ids: Tensor,
+    mask: Tensor,
+    start: Tensor,
+    transitions: Tensor,
+    end: Tensor,
+) -> Tensor:
+    """`(batch,)` score of each given path (padding ignored)."""
+    batch = emissions.size(0)
+    # shape: (batch, seq_len): padding may hold any id (-100 and the like)
+    tag_ids = torch.where(mask, tag_ids, 0)
+    # shape: (batch, seq_len)
+    emitted = emissions.gather(2, tag_ids.unsqueeze(2)).squeeze(2)
+    # shape: (batch, seq_len - 1)
+    moved = transitions[tag_ids[:, :-1], tag_ids[:, 1:]]
+    # shape: (batch,)
+    inner = torch.where(mask[:, 1:], moved + emitted[:, 1:], 0.0).sum(1)
+    # shape: (batch,)
+    last_tags = tag_ids[torch.arange(batch, device=mask.device), mask.sum(1) - 1]
+    return start[tag_ids[:, 0]] + emitted[:, 0] + inner + end[last_tags]
+
+
+# Forward and backward recursions.
+#
+# The sum over previous tags, log(sum_i exp(x_i + W_ij)), runs as a matrix product in exp space: x is
+# shifted by its row maximum and W by its column maximum, so every factor lies in [0, 1]. That is
+# several times faster than a logsumexp over a (batch, num_tags, num_tags) tensor, and exact unless a
+# sum underflows, which happens only when all allowed predecessors of a tag trail the best tag by ~70
+# nats (float32). Sums are clamped (no -inf, no NaN gradients) and checked after the loop; if any
+# real position underflowed, the whole recursion reruns with the exact logsumexp.
+
+
+def _matmul(probs: Tensor, weight: Tensor) -> Tensor:
+    # CUDA may run float32 matmuls in TF32 (set_float32_matmul_precision("high")), which would cost
+    # 3 digits; elsewhere a broadcast product keeps full precision at no cost for these tiny sizes.
+    if probs.device.type == "cpu":
+        return probs @ weight
+    # shape: (batch, num_tags)
+    return (probs.unsqueeze(2) * weight).sum(1)
+
+
+def _underflow_limit(dtype: torch.dtype) -> float:
+    # A sum of at least tiny / eps loses nothing to terms that fall below the normal range.
+    info = torch.finfo(dtype)
+    return info.tiny / info.eps
+
+
+def _fast_vecmat(state: Tensor, exp_weight: Tensor, addend: Tensor) -> tuple[Tensor, Tensor]:
+    """`log(exp(state) @ exp_weight) + addend` and the clamped exp-space sums behind it.
+
+    `exp_weight` is `exp(weight - column max)`; the caller folds the column max into `addend`.
+    """
+    # shape: (batch, 1)
+    top = state.amax(1, keepdim=True)
+    # shape: (batch, num_tags)
+    total = _matmul((state - top).exp(), exp_weight).clamp_min(torch.finfo(state.dtype).tiny)
+    return total.log() + (top + addend), total
+
+
+def _exact_vecmat(state: Tensor, weight: Tensor, addend: Tensor | float) -> Tensor:
+    """`log(exp(state) @ exp(weight)) + addend` by a logsumexp that cannot underflow."""
+    # shape: (batch, num_tags, num_tags) -> (batch, num_tags)
+    return torch.logsumexp(state.unsqueeze(2) + weight, dim=1) + addend
+
+
+def _underflowed(sums: list[Tensor], used: Tensor) -> bool:
+    """Whether any exp-sum whose result is used (`used`: `(batch, steps)` bool) underflowed."""
+    if not sums:
+        return False
+    # shape: (batch, steps, num_tags)
+    stacked = torch.stack(sums, dim=1)
+    return bool(((stacked < _underflow_limit(stacked.dtype)) & used.unsqueeze(2)).any())
+
+
+def _common_dtype(emissions: Tensor, *scores: Tensor) -> tuple[Tensor, ...]:
+    dtype = emissions.dtype
+    for score in scores:
+        dtype = torch.promote_types(dtype, score.dtype)
+    return tuple(tensor.to(dtype) for tensor in (emissions, *scores))
+
+
+def _alphas(emissions: Tensor, mask: Tensor, start: Tensor, transitions: Tensor) -> Tensor:
+    """`(batch, seq_len, num_tags)` forward log-scores; padding continues the recursion."""
+    # Padding never feeds a real position (masks are left-aligned), so the loop needs no mask;
+    # zeroed padding emissions keep whatever the caller left there (inf, NaN) out of the gradient.
+    # shape: (seq_len, batch, num_tags)
+    steps = torch.where(mask.unsqueeze(2), emissions, 0.0).transpose(0, 1)
+    # shape: (batch, num_tags)
+    first = start + steps[0]
+    # shape: (num_tags,)
+    shift = transitions.amax(0)
+    # shape: (num_tags, num_tags)
+    exp_weight = (transitions - shift).exp()
+    states, sums = [first], []
+    # shape of each addend: (batch, num_tags)
+    for addend in steps[1:] + shift:
+        state, total = _fast_vecmat(states[-1], exp_weight, addend)
+        states.append(state)
+        sums.append(total)
+    if _underflowed(sums, mask[:, 1:]):
+        states = [first]
+        for addend in steps[1:]:
+            states.append(_exact_vecmat(states[-1], transitions, addend))
+    # shape: (batch, seq_len, num_tags)
+    return torch.stack(states, dim=1)
+
+
+def _betas(emissions: Tensor, mask: Tensor, transitions: Tensor, end: Tensor) -> Tensor:
+    """`(batch, seq_len, num_tags)` backward log-scores, 0 at padding."""
+    batch, seq_len, num_tags = emissions.shape
+    # shape: (seq_len, batch, num_tags)
+    steps = torch.where(mask.unsqueeze(2), emissions, 0.0).transpose(0, 1)
+    # shape: (batch, seq_len - 1, 1): True where position t + 1 is a real token
+    has_next = mask[:, 1:].unsqueeze(2)
+    # beta_t[i] = log sum_j exp(trans[i, j] + emission_{t+1}[j] + beta_{t+1}[j])
+    # shape: (num_tags, num_tags)
+    weight = transitions.t()
+    # shape: (num_tags,)
+    shift = weight.amax(0)
+    # shape: (num_tags, num_tags)
+    exp_weight = (weight - shift).exp()
+    # shape: (batch, num_tags)
+    last = end.expand(batch, num_tags)
+
+    def run(fast: bool) -> tuple[list[Tensor], list[Tensor]]:
+        states, sums = [last], []
+        for t in range(seq_len - 2, -1, -1):
+            # shape: (batch, num_tags)
+            after = steps[t + 1] + states[-1]
+            if fast:
+                stepped, total = _fast_vecmat(after, exp_weight, shift)
+                sums.append(total)
+            else:
+                stepped = _exact_vecmat(after, weight, 0.0)
+            # The last real token takes the end score; padding too, and is zeroed below.
+            states.append(torch.where(has_next[:, t], stepped, end))
+        return states[::-1], sums[::-1]
+
+    states, sums = run(fast=True)
+    if _underflowed(sums, mask[:, 1:]):
+        states, _ = run(fast=False)
+    # shape: (batch, seq_len, num_tags)
+    betas = torch.stack(states, dim=1)
+    return torch.where(mask.unsqueeze(2), betas, 0.0)
+
+
+def _log_partition(
+    emissions: Tensor, mask: Tensor, start: Tensor, transitions: Tensor, end: Tensor
+) -> Tensor:
+    emissions, start, transitions, end = _common_dtype(emissions, start, transitions, end)
+    batch = emissions.size(0)
+    # shape: (batch, seq_len, num_tags)
+    alphas = _alphas(emissions, mask, start, transitions)
+    # shape: (batch, num_tags)
+    last = alphas[torch.arange(batch, device=mask.device), mask.sum(1) - 1]
+    # shape: (batch,)
+    return torch.logsumexp(last + end, dim=1)
+
+
+def _forward_backward(
+    emissions: Tensor, mask: Tensor, start: Tensor, transitions: Tensor, end: Tensor
+) -> tuple[Tensor, Tensor, Tensor]:
+    emissions, start, transitions, end = _common_dtype(emissions, start, transitions, end)
+    batch = emissions.size(0)
+    # shape: (batch, seq_len, num_tags)
+    alphas = _alphas(emissions, mask, start, transitions)
+    # shape: (batch, num_tags)
+    last = alphas[torch.arange(batch, device=mask.device), mask.sum(1) - 1]
+    # shape: (batch,)
+    log_z = torch.logsumexp(last + end, dim=1)
+    # shape: (batch, seq_len, num_tags)
+    betas = _betas(emissions, mask, transitions, end)
+    return torch.where(mask.unsqueeze(2), alphas, 0.0), betas, log_z
+
+
+# Decoding.
+
+
+def _viterbi(
+    emissions: Tensor, mask: Tensor, start: Tensor, transitions: Tensor, end: Tensor
+) -> tuple[Tensor, Tensor]:
+    emissions, start, transitions, end = _common_dtype(emissions, start, transitions, end)
+    batch, seq_len, num_tags = emissions.shape
+    device = emissions.device
+    # shape: (seq_len, batch, num_tags)
+    steps = emissions.transpose(0, 1)
+    # [j, i] scores i -> j, so the max runs over the contiguous last dimension.
+    # shape: (num_tags, num_tags)
+    incoming = transitions.t().contiguous()
+    # shape: (batch, num_tags)
+    score = start + steps[0]
+    scores, history = [score], []
+    for step in steps[1:]:
+        # No mask in the loop: padding never feeds a real position; it is fixed up below.
+        # shape: (batch, num_tags, num_tags) -> (batch, num_tags) twice
+        best, previous = (score.unsqueeze(1) + incoming).max(2)
+        score = best + step
+        scores.append(score)
+        history.append(previous)
+    batch_ids = torch.arange(batch, device=device)
+    # shape: (batch, num_tags): the scores at each sequence's last real token
+    last = torch.stack(scores)[mask.sum(1) - 1, batch_ids]
+    # shape: (batch,) twice
+    best_scores, tag = (last + end).max(1)
+    tags = [tag]
+    if history:
+        # Identity pointers at padding carry the last tag back to the last real token, so the
+        # backtrace runs from the final column for every sequence at once.
+        # shape: (seq_len - 1, batch, num_tags)
+        pointers = torch.where(
+            mask[:, 1:].t().unsqueeze(2),
+            torch.stack(history),
+            torch.arange(num_tags, device=device),
+        )
+        for step_pointers in pointers.flip(0):
+            # shape: (batch,)
+            tag = step_pointers.gather(1, tag.unsqueeze(1)).squeeze(1)
+            tags.append(tag)
+    # shape: (batch, seq_len)
+    tag_ids = torch.stack(tags[::-1], dim=1)
+    found = mask & (best_scores > float("-inf")).unsqueeze(1)
+    return torch.where(found, tag_ids, 0), best_scores
+
+
+def _kbest(
+    emissions: Tensor, mask: Tensor, start: Tensor, transitions: Tensor, end: Tensor, k: int
+) -> tuple[Tensor, Tensor]:
+    emissions, start, transitions, end = _common_dtype(emissions, start, transitions, end)
+    batch, seq_len, num_tags = emissions.shape
+    device = emissions.device
+    # shape: (seq_len, batch, num_tags)
+    steps = emissions.transpose(0, 1)
+    # Partial paths are indexed i * k + r: the r-th best path ending in tag i.
+    # shape: (num_tags, num_tags * k): [j, i * k + r] scores i -> j
+    incoming = transitions.t().repeat_interleave(k, dim=1)
+    # shape: (batch, num_tags, k): one path per tag so far; the missing ones score -inf
+    score = torch.cat(
+        [(start + steps[0]).unsqueeze(2), steps.new_full((batch, num_tags, k - 1), float("-inf"))],
+        dim=2,
+    )
+    scores, history = [score], []
+    for step in steps[1:]:
+        # shape: (batch, num_tags, num_tags * k)
+        extended = score.reshape(batch, 1, num_tags * k) + incoming
+        # shape: (batch, num_tags, k) twice, best first
+        best, previous = extended.topk(k, dim=2)
+        score = best + step.unsqueeze(2)
+        scores.append(score)
+        history.append(previous)
+    batch_ids = torch.arange(batch, device=device)
+    # shape: (batch, num_tags, k)
+    last = torch.stack(scores)[mask.sum(1) - 1, batch_ids]
+    # shape: (batch, num_tags * k)
+    final = (last + end.unsqueeze(1)).reshape(batch, num_tags * k)
+    # shape: (batch, k) twice
+    best_scores, position = final.topk(k, dim=1)
+    tags = [position // k]
+    if history:
+        # shape: (num_tags * k,)
+        identity = torch.arange(num_tags * k, device=device)
+        # shape: (seq_len - 1, batch, num_tags * k)
+        pointers = torch.where(
+            mask[:, 1:].t().unsqueeze(2),
+            torch.stack(history).reshape(seq_len - 1, batch, num_tags * k),
+            identity,
+        )
+        for step_pointers in pointers.flip(0):
+            # shape: (batch, k)
+            position = step_pointers.gather(1, position)
+            tags.append(position // k)
+    # shape: (batch, k, seq_len)
+    tag_ids = torch.stack(tags[::-1], dim=2)
+    found = mask.unsqueeze(1) & (best_scores > float("-inf")).unsqueeze(2)
+    return torch.where(found, tag_ids, 0), best_scores

@@ -1,0 +1,241 @@
+"""Decoding for people: model scores → tags, entity spans with probabilities, k-best paths, labels.
+
+Sits after the model. Prediction sorts sentences by length so batches hold little padding, caps the
+padded tokens per batch (a 10,000-token sentence gets a batch of its own), and gives results back in
+input order; an empty sentence gets an empty result, never a dropped one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+import torch
+from rich.progress import Progress
+
+from .encoding import Batch, collate, encode_tokens
+from .heads import entity_log_probs
+from .model import Classifier, Tagger
+from .schemes import Span, convert_tags, tags_to_spans
+
+
+@dataclass
+class TaggedSentence:
+    """A tagger's output for one sentence.
+
+    Attributes:
+        tokens: the input tokens.
+        tags: one tag per token, in the model's output scheme (the scheme of its training file).
+        tag_probs: probability of each predicted tag (CRF marginal or softmax probability).
+        spans: entities or chunks with their probability (empty for plain labels such as POS).
+        kbest: the k best tag sequences with their probabilities, best first (when asked for).
+    """
+
+    tokens: list[str]
+    tags: list[str]
+    tag_probs: list[float]
+    spans: list[Span]
+    kbest: list[tuple[list[str], float]] = field(default_factory=list)
+
+
+@dataclass
+class ClassifiedSentence:
+    """A classifier's output for one sentence: the label and every label's probability."""
+
+    tokens: list[str]
+    label: str
+    probs: dict[str, float]
+
+
+def length_batches(
+    lengths: Sequence[int], batch_size: int, max_batch_tokens: int = 50_000
+) -> Iterator[list[int]]:
+    """Indices sorted by length, cut into batches of at most `batch_size` sentences and at most
+    `max_batch_tokens` padded tokens (a single longer sentence still gets its own batch)."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    current: list[int] = []
+    for index in order:
+        longest = max(lengths[index], 1)  # sorted, so this is the padded length
+        if current and (
+            len(current) >= batch_size or longest * (len(current) + 1) > max_batch_tokens
+        ):
+            yield current
+            current = []
+        current.append(index)
+    if current:
+        yield current
+
+
+def _batches(model, token_lists, batch_size: int, device) -> Iterator[tuple[list[int], Batch]]:
+    max_chars = model.config.max_word_chars
+    for indices in length_batches([len(t) for t in token_lists], batch_size):
+        encoded = [encode_tokens(token_lists[i], model.vocab, max_chars) for i in indices]
+        yield indices, collate(encoded).to(device)
+
+
+def tag_sentences(
+    model: Tagger,
+    token_lists: Sequence[Sequence[str]],
+    *,
+    batch_size: int = 256,
+    k: int = 0,
+    confidence: bool = True,
+    device: str | torch.device = "cpu",
+    show_progress: bool = False,
+) -> list[TaggedSentence]:
+    """Tag pre-split sentences.
+
+    Args:
+        model: a trained tagger.
+        token_lists: sentences as lists of tokens; empty ones are allowed.
+        batch_size: sentences per batch.
+        k: also return the k best tag sequences per sentence (0: none).
+        confidence: compute tag marginals and entity probabilities (costs a forward-backward pass).
+        device: where to run.
+        show_progress: a rich progress bar on stderr.
+    Returns:
+        One `TaggedSentence` per input, in input order.
+    """
+    model.eval()
+    results: list[TaggedSentence | None] = [None] * len(token_lists)
+    labels = model.vocab.labels.items
+    with torch.inference_mode(), _progress(show_progress, len(token_lists), "Tagging") as advance:
+        for indices, batch in _batches(model, token_lists, batch_size, device):
+            emissions = model(batch)
+            mask = batch.mask
+            tag_ids = model.head.decode(emissions, mask)
+            tag_probs = (
+                model.head.marginals(emissions, mask).gather(2, tag_ids.unsqueeze(2)).squeeze(2)
+                if confidence
+                else torch.ones_like(tag_ids, dtype=emissions.dtype)
+            )
+            tag_rows, prob_rows = tag_ids.tolist(), tag_probs.tolist()
+            kbest_rows = _kbest_rows(model, emissions, mask, k) if k > 0 else None
+            span_rows = [
+                tags_to_spans([labels[t] for t in row[: len(token_lists[i])]])
+                if model.scheme
+                else []
+                for row, i in zip(tag_rows, indices, strict=True)
+            ]
+            span_probs = (
+                _span_probabilities(model, emissions, mask, tag_ids, span_rows)
+                if confidence
+                else None
+            )
+            for row, index in enumerate(indices):
+                length = len(token_lists[index])
+                tags = [labels[t] for t in tag_rows[row][:length]]
+                spans = span_rows[row]
+                if span_probs is not None:
+                    spans = [
+                        Span(s.start, s.end, s.label, p)
+                        for s, p in zip(spans, span_probs[row], strict=True)
+                    ]
+                kbest = []
+                if kbest_rows is not None:
+                    kbest = [
+                        (_present([labels[t] for t in path[:length]], model), prob)
+                        for path, prob in kbest_rows[row]
+                    ]
+                results[index] = TaggedSentence(
+                    tokens=list(token_lists[index]),
+                    tags=_present(tags, model),
+                    tag_probs=prob_rows[row][:length],
+                    spans=spans,
+                    kbest=kbest,
+                )
+            advance(len(indices))
+    return results  # type: ignore[return-value]
+
+
+def classify_sentences(
+    model: Classifier,
+    token_lists: Sequence[Sequence[str]],
+    *,
+    batch_size: int = 256,
+    device: str | torch.device = "cpu",
+    show_progress: bool = False,
+) -> list[ClassifiedSentence]:
+    """Classify pre-split sentences: the label and every label's probability, in input order."""
+    model.eval()
+    labels = model.vocab.labels.items
+    results: list[ClassifiedSentence | None] = [None] * len(token_lists)
+    with (
+        torch.inference_mode(),
+        _progress(show_progress, len(token_lists), "Classifying") as advance,
+    ):
+        for indices, batch in _batches(model, token_lists, batch_size, device):
+            probs = model(batch).exp().tolist()
+            for row, index in enumerate(indices):
+                best = max(range(len(labels)), key=probs[row].__getitem__)
+                results[index] = ClassifiedSentence(
+                    tokens=list(token_lists[index]),
+                    label=labels[best],
+                    probs=dict(zip(labels, probs[row], strict=True)),
+                )
+            advance(len(indices))
+    return results  # type: ignore[return-value]
+
+
+def _present(tags: list[str], model: Tagger) -> list[str]:
+    # Tags come out in the scheme of the training file, whatever scheme the model was trained in.
+    if model.scheme and model.output_scheme and model.output_scheme != model.scheme:
+        return convert_tags(tags, model.output_scheme)
+    return tags
+
+
+def _kbest_rows(model: Tagger, emissions, mask, k: int) -> list[list[tuple[list[int], float]]]:
+    paths, log_probs = model.head.kbest(emissions, mask, k)
+    rows = []
+    for sentence_paths, sentence_scores in zip(
+        paths.tolist(), log_probs.exp().tolist(), strict=True
+    ):
+        rows.append(
+            [(p, s) for p, s in zip(sentence_paths, sentence_scores, strict=True) if s > 0.0]
+        )
+    return rows
+
+
+def _span_probabilities(model: Tagger, emissions, mask, tag_ids, span_rows) -> list[list[float]]:
+    flat = [(row, span) for row, spans in enumerate(span_rows) for span in spans]
+    if not flat:
+        return [[] for _ in span_rows]
+    device = emissions.device
+    batch_index = torch.tensor([row for row, _ in flat], device=device)
+    start = torch.tensor([span.start for _, span in flat], device=device)
+    end = torch.tensor([span.end for _, span in flat], device=device)
+    probs = (
+        entity_log_probs(
+            model.head, emissions, mask, tag_ids, (batch_index, start, end), model.boundaries
+        )
+        .exp()
+        .tolist()
+    )
+    per_row: list[list[float]] = [[] for _ in span_rows]
+    for (row, _), prob in zip(flat, probs, strict=True):
+        per_row[row].append(prob)
+    return per_row
+
+
+class _progress:
+    """A rich progress bar on stderr when asked for; otherwise a no-op `advance`."""
+
+    def __init__(self, enabled: bool, total: int, description: str):
+        self.enabled = enabled
+        self.total = total
+        self.description = description
+        self.progress: Progress | None = None
+
+    def __enter__(self):
+        if not self.enabled:
+            return lambda n: None
+        from rich.console import Console
+
+        self.progress = Progress(console=Console(stderr=True), transient=True)
+        self.progress.start()
+        task = self.progress.add_task(self.description, total=self.total)
+        return lambda n: self.progress.advance(task, n)  # type: ignore[union-attr]
+
+    def __exit__(self, *exc) -> None:
+        if self.progress is not None:
+            self.progress.stop()

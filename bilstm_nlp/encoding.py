@@ -1,0 +1,163 @@
+"""Examples → `Batch`: padded id tensors and a bool mask, with length bucketing.
+
+Sits between the vocabularies and the model. Sentences are encoded to ids once (`EncodedSentence`),
+then batched many times; batches group sentences of similar length so padding stays small.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .vocab import PAD_ID, UNK_ID, Vocab, casing_of, word_key
+
+
+@dataclass
+class EncodedSentence:
+    """One sentence as ids (no padding)."""
+
+    word_ids: list[int]
+    casing_ids: list[int]
+    char_ids: list[list[int]]
+    label_ids: list[int] | None  # a tag id per token, or one class id, or None
+
+
+@dataclass
+class Batch:
+    """Padded tensors for a batch of sentences.
+
+    Attributes:
+        word_ids: `(batch, seq_len)` long.
+        casing_ids: `(batch, seq_len)` long.
+        char_ids: `(batch, seq_len, char_len)` long.
+        mask: `(batch, seq_len)` bool, True on real tokens, left-aligned.
+        tag_ids: `(batch, seq_len)` long gold tags (taggers) or `(batch,)` gold classes, or None.
+    """
+
+    word_ids: Tensor
+    casing_ids: Tensor
+    char_ids: Tensor
+    mask: Tensor
+    tag_ids: Tensor | None
+
+    def to(self, device: torch.device | str) -> Batch:
+        return Batch(
+            self.word_ids.to(device),
+            self.casing_ids.to(device),
+            self.char_ids.to(device),
+            self.mask.to(device),
+            None if self.tag_ids is None else self.tag_ids.to(device),
+        )
+
+    @property
+    def num_tokens(self) -> int:
+        return int(self.mask.sum())
+
+
+def encode_tokens(
+    tokens: Sequence[str],
+    vocab: Vocab,
+    max_word_chars: int,
+    label_ids: list[int] | None = None,
+) -> EncodedSentence:
+    """Ids of one sentence. Unknown words and characters map to `<unk>`."""
+    unknown_chars = UNK_ID
+    char_id = vocab.chars._ids.get
+    return EncodedSentence(
+        word_ids=vocab.words.ids((word_key(t) for t in tokens), default=UNK_ID),
+        casing_ids=[casing_of(t) for t in tokens],
+        char_ids=[
+            [char_id(c, unknown_chars) for c in t[:max_word_chars]] or [UNK_ID] for t in tokens
+        ],
+        label_ids=label_ids,
+    )
+
+
+def collate(sentences: Sequence[EncodedSentence], sentence_labels: bool = False) -> Batch:
+    """Pad encoded sentences into a `Batch`. An empty sentence becomes one padding token that the
+    mask marks real, so every row has `mask[:, 0]` True (the CRF needs it); callers drop its
+    output."""
+    batch = len(sentences)
+    lengths = [len(s.word_ids) for s in sentences]
+    seq_len = max(max(lengths), 1)
+    char_len = max((len(c) for s in sentences for c in s.char_ids), default=1)
+    word_ids = np.zeros((batch, seq_len), dtype=np.int64)
+    casing_ids = np.zeros((batch, seq_len), dtype=np.int64)
+    char_ids = np.zeros((batch, seq_len, char_len), dtype=np.int64)
+    mask = np.arange(seq_len)[None, :] < np.maximum(np.asarray(lengths), 1)[:, None]
+    has_labels = all(s.label_ids is not None for s in sentences)
+    labels = np.zeros((batch,) if sentence_labels else (batch, seq_len), dtype=np.int64)
+    for row, sentence in enumerate(sentences):
+        length = lengths[row]
+        if length == 0:
+            continue
+        word_ids[row, :length] = sentence.word_ids
+        casing_ids[row, :length] = sentence.casing_ids
+        chars_row = char_ids[row]
+        for position, chars in enumerate(sentence.char_ids):
+            chars_row[position, : len(chars)] = chars
+        if has_labels:
+            if sentence_labels:
+                labels[row] = sentence.label_ids[0]  # type: ignore[index]
+            else:
+                labels[row, :length] = sentence.label_ids
+    tag_ids = torch.from_numpy(labels) if has_labels else None
+    word_ids, casing_ids, char_ids = (torch.from_numpy(a) for a in (word_ids, casing_ids, char_ids))
+    mask = torch.from_numpy(mask)
+    return Batch(word_ids, casing_ids, char_ids, mask, tag_ids)
+
+
+def bucket_batches(
+    lengths: Sequence[int],
+    batch_size: int,
+    shuffle: bool,
+    rng: random.Random | None = None,
+    bucket_factor: int = 50,
+) -> Iterator[list[int]]:
+    """Indices of sentences grouped into batches of similar length.
+
+    Sentences are shuffled (when `shuffle`), cut into windows of `bucket_factor * batch_size`,
+    sorted by length inside each window and cut into batches; the batch order is then shuffled.
+    Without
+    `shuffle` the whole input is sorted by length (for prediction: least padding).
+    """
+    order = list(range(len(lengths)))
+    if not shuffle:
+        order.sort(key=lambda i: lengths[i])
+        for start in range(0, len(order), batch_size):
+            yield order[start : start + batch_size]
+        return
+    rng = rng or random.Random()
+    rng.shuffle(order)
+    window = batch_size * bucket_factor
+    batches = []
+    for start in range(0, len(order), window):
+        chunk = sorted(order[start : start + window], key=lambda i: lengths[i])
+        batches.extend(chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size))
+    rng.shuffle(batches)
+    yield from batches
+
+
+def word_dropout(word_ids: Tensor, mask: Tensor, rate: float) -> Tensor:
+    """Replace real words by `<unk>` with probability `rate` (training only), so the model learns
+    the unknown-word embedding and leans on char features for rare words."""
+    if rate <= 0:
+        return word_ids
+    drop = (torch.rand(word_ids.shape, device=word_ids.device) < rate) & mask
+    return torch.where(drop, torch.full_like(word_ids, UNK_ID), word_ids)
+
+
+__all__ = [
+    "Batch",
+    "EncodedSentence",
+    "PAD_ID",
+    "bucket_batches",
+    "collate",
+    "encode_tokens",
+    "word_dropout",
+]

@@ -1,0 +1,237 @@
+"""Evaluation: a model and gold data → scores, shared by training (dev scoring) and the CLI.
+
+Gold labels the model never saw are kept: they count as misses, and the caller is warned.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+
+from .decode import classify_sentences, tag_sentences
+from .errors import ConfigError
+from .loading import load_tagging, load_texts
+from .metrics import (
+    ClassificationScores,
+    EntityScores,
+    classification_scores,
+    confusions,
+    entity_scores,
+    token_accuracy,
+)
+from .model import Classifier, Tagger
+from .schemes import split_tag
+from .tokenize import tokenize_text
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class TaggerEvaluation:
+    """Scores of a tagger on gold sentences (all figures 0-100)."""
+
+    sentences: int
+    tokens: int
+    accuracy: float
+    entities: EntityScores | None  # None for plain labels (POS)
+    confusions: list[tuple[str, str, int]]
+    unseen_labels: list[str] = field(default_factory=list)
+    predicted: list[list[str]] = field(default_factory=list, repr=False)
+
+    @property
+    def main_score(self) -> float:
+        """Entity F1 for scheme-tagged labels, token accuracy otherwise."""
+        return self.entities.f1 if self.entities is not None else self.accuracy
+
+    def to_json(self) -> dict[str, Any]:
+        result: dict[str, Any] = {
+            "sentences": self.sentences,
+            "tokens": self.tokens,
+            "accuracy": round(self.accuracy, 4),
+        }
+        if self.entities is not None:
+            result |= {
+                "f1": round(self.entities.f1, 4),
+                "precision": round(self.entities.precision, 4),
+                "recall": round(self.entities.recall, 4),
+                "per_type": {
+                    name: {
+                        k: round(v, 4) if isinstance(v, float) else v for k, v in asdict(s).items()
+                    }
+                    for name, s in self.entities.per_type.items()
+                },
+                "seqeval_mode": self.entities.mode,
+            }
+        result["confusions"] = [list(c) for c in self.confusions]
+        result["unseen_labels"] = self.unseen_labels
+        return result
+
+
+@dataclass
+class ClassifierEvaluation:
+    """Scores of a classifier on gold sentences (0-100)."""
+
+    sentences: int
+    scores: ClassificationScores
+    unseen_labels: list[str] = field(default_factory=list)
+    predicted: list[str] = field(default_factory=list, repr=False)
+
+    @property
+    def main_score(self) -> float:
+        return self.scores.accuracy
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "sentences": self.sentences,
+            "accuracy": round(self.scores.accuracy, 4),
+            "macro_f1": round(self.scores.macro_f1, 4),
+            "per_class": {
+                name: {k: round(v, 4) if isinstance(v, float) else v for k, v in asdict(s).items()}
+                for name, s in self.scores.per_class.items()
+            },
+            "labels": self.scores.labels,
+            "confusion": self.scores.confusion,
+            "unseen_labels": self.unseen_labels,
+        }
+
+
+def evaluate_tagger(
+    model: Tagger,
+    token_lists: Sequence[Sequence[str]],
+    gold_tags: Sequence[Sequence[str]],
+    *,
+    batch_size: int = 256,
+    device: str | torch.device = "cpu",
+    show_progress: bool = False,
+) -> TaggerEvaluation:
+    """Tag `token_lists` and score against `gold_tags` (any scheme: entities compare as spans)."""
+    unseen = _unseen_labels(model, gold_tags)
+    if unseen:
+        logger.warning("gold labels the model never saw count as misses: %s", ", ".join(unseen))
+    tagged = tag_sentences(
+        model,
+        token_lists,
+        batch_size=batch_size,
+        confidence=False,
+        device=device,
+        show_progress=show_progress,
+    )
+    predicted = [t.tags for t in tagged]
+    entities = entity_scores(gold_tags, predicted) if model.scheme else None
+    return TaggerEvaluation(
+        sentences=len(token_lists),
+        tokens=sum(len(t) for t in token_lists),
+        accuracy=token_accuracy(gold_tags, predicted),
+        entities=entities,
+        confusions=confusions(gold_tags, predicted),
+        unseen_labels=unseen,
+        predicted=predicted,
+    )
+
+
+def _unseen_labels(model: Tagger, gold_tags: Sequence[Sequence[str]]) -> list[str]:
+    gold = {tag for tags in gold_tags for tag in tags}
+    if not model.scheme:
+        return sorted(gold - set(model.vocab.labels.items))
+    # Scheme-tagged: compare entity types, since the model may spell tags in another scheme.
+    known_types = {split_tag(tag)[1] for tag in model.vocab.labels.items}
+    return sorted(tag for tag in gold if split_tag(tag)[1] not in known_types)
+
+
+def evaluate_classifier(
+    model: Classifier,
+    token_lists: Sequence[Sequence[str]],
+    gold_labels: Sequence[str],
+    *,
+    batch_size: int = 256,
+    device: str | torch.device = "cpu",
+    show_progress: bool = False,
+) -> ClassifierEvaluation:
+    """Classify `token_lists` and score against `gold_labels`."""
+    labels = model.vocab.labels.items
+    unseen = sorted(set(gold_labels) - set(labels))
+    if unseen:
+        logger.warning("gold labels the model never saw count as misses: %s", ", ".join(unseen))
+    results = classify_sentences(
+        model, token_lists, batch_size=batch_size, device=device, show_progress=show_progress
+    )
+    predicted = [r.label for r in results]
+    return ClassifierEvaluation(
+        sentences=len(token_lists),
+        scores=classification_scores(gold_labels, predicted, labels),
+        unseen_labels=unseen,
+        predicted=predicted,
+    )
+
+
+def evaluate_file(
+    model: Tagger | Classifier,
+    path: str,
+    *,
+    input_format: str | None = None,
+    label_column: int | None = None,
+    tag_field: str | None = None,
+    dev_from_train: str | None = None,
+    batch_size: int = 256,
+    device: str | torch.device = "cpu",
+    show_progress: bool = False,
+) -> TaggerEvaluation | ClassifierEvaluation:
+    """Evaluate on a data file read with the model's own reader settings (options override them).
+
+    With `dev_from_train` (e.g. `last:1000`), `path` is a training file and exactly the part carved
+    off as dev during training is scored.
+    """
+    reader = dict(getattr(model, "meta", {}).get("reader", {}))
+    if input_format is not None:
+        reader["input_format"] = input_format
+    if isinstance(model, Tagger):
+        if label_column is not None:
+            reader["label_column"] = label_column
+        if tag_field is not None:
+            reader["tag_field"] = tag_field
+        splits = load_tagging(
+            path if dev_from_train else None,
+            None if dev_from_train else path,
+            input_format=reader.get("input_format"),
+            label_column=reader.get("label_column"),
+            tag_field=reader.get("tag_field") or "upos",
+            dev_from_train=dev_from_train,
+        )
+        split = splits["dev"]
+        names = split.features["tags"].feature.names
+        gold = [[names[i] for i in row] for row in split["tags"]]
+        return evaluate_tagger(
+            model,
+            split["tokens"],
+            gold,
+            batch_size=batch_size,
+            device=device,
+            show_progress=show_progress,
+        )
+    if dev_from_train:
+        raise ConfigError("--dev-from-train applies to tagging corpora only")
+    splits = load_texts(
+        None,
+        path,
+        input_format=reader.get("input_format"),
+        sst_labels=reader.get("sst_labels") or "sst2",
+        text_field=reader.get("text_field") or "text",
+        label_field=reader.get("label_field") or "label",
+    )
+    split = splits["dev"]
+    names = split.features["label"].names
+    tokens = [
+        t if t else tokenize_text(x) for t, x in zip(split["tokens"], split["text"], strict=True)
+    ]
+    return evaluate_classifier(
+        model,
+        tokens,
+        [names[i] for i in split["label"]],
+        batch_size=batch_size,
+        device=device,
+        show_progress=show_progress,
+    )

@@ -1,0 +1,114 @@
+"""Models: `Tagger` and `Classifier` = token embedder + BiLSTM encoder + head (composition).
+
+Built from one frozen `ModelConfig` and a `Vocab`, like nanoGPT's `GPT(config)`. The models compute
+scores; `decode.py` turns them into tags, spans and probabilities for people.
+"""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from .config import ModelConfig
+from .embeddings import TokenEmbedder
+from .encoder import BiLSTMEncoder
+from .encoding import Batch, word_dropout
+from .errors import ConfigError
+from .heads import HEADS, CRFHead, SentenceHead, SoftmaxHead, entity_boundaries
+from .schemes import allowed_transitions
+from .vocab import Vocab
+
+
+class Tagger(nn.Module):
+    """A BiLSTM sequence tagger with a CRF or softmax head.
+
+    Args:
+        config: the architecture.
+        vocab: words, characters and tags (tags in the training scheme).
+        scheme: the training tag scheme (`IOB1`, `IOB2`, `BIOES`) or None for plain labels (POS);
+            it fixes which tag sequences can be decoded.
+        output_scheme: the scheme predictions are given in (the training file's); None: `scheme`.
+    """
+
+    def __init__(
+        self,
+        config: ModelConfig,
+        vocab: Vocab,
+        scheme: str | None,
+        output_scheme: str | None = None,
+    ):
+        super().__init__()
+        if config.head not in HEADS:
+            raise ConfigError(f"model.head must be one of {sorted(HEADS)}, got {config.head!r}")
+        self.config = config
+        self.vocab = vocab
+        self.scheme = scheme
+        self.output_scheme = output_scheme or scheme
+        tags = vocab.labels.items
+        allowed = allowed_transitions(scheme, tags) if scheme else None
+        self.embedder = TokenEmbedder(config, vocab)
+        self.dropout = nn.Dropout(config.dropout)
+        self.encoder = BiLSTMEncoder(
+            self.embedder.output_dim, config.hidden, config.layers, config.dropout
+        )
+        self.head: CRFHead | SoftmaxHead
+        if config.head == "crf":
+            self.head = CRFHead(self.encoder.output_dim, len(tags), allowed)
+        else:
+            self.head = SoftmaxHead(self.encoder.output_dim, len(tags), allowed, config.constrained)
+        self.boundaries = entity_boundaries(scheme, tags)
+
+    def forward(self, batch: Batch) -> Tensor:
+        """Tag scores `(batch, seq_len, num_tags)`: CRF emissions or softmax log-probabilities."""
+        word_ids = batch.word_ids
+        if self.training:
+            word_ids = word_dropout(word_ids, batch.mask, self.config.word_dropout)
+        features = self.embedder(word_ids, batch.casing_ids, batch.char_ids, batch.mask)
+        contextual = self.encoder(self.dropout(features), batch.mask)
+        return self.head.emissions(self.dropout(contextual))
+
+    def loss(self, batch: Batch) -> Tensor:
+        """Negative log-likelihood of the gold tags, summed over the batch."""
+        assert batch.tag_ids is not None, "loss needs gold tags"
+        return self.head.loss(self(batch), batch.tag_ids, batch.mask)
+
+
+class Classifier(nn.Module):
+    """A BiLSTM sentence classifier: embedder → BiLSTM → pooling → softmax."""
+
+    def __init__(self, config: ModelConfig, vocab: Vocab):
+        super().__init__()
+        self.config = config
+        self.vocab = vocab
+        self.scheme = None
+        self.embedder = TokenEmbedder(config, vocab)
+        self.dropout = nn.Dropout(config.dropout)
+        self.encoder = BiLSTMEncoder(
+            self.embedder.output_dim, config.hidden, config.layers, config.dropout
+        )
+        self.head = SentenceHead(
+            self.encoder.output_dim, len(vocab.labels), config.pooling, config.dropout
+        )
+
+    def forward(self, batch: Batch) -> Tensor:
+        """Class log-probabilities `(batch, num_labels)`."""
+        word_ids = batch.word_ids
+        if self.training:
+            word_ids = word_dropout(word_ids, batch.mask, self.config.word_dropout)
+        features = self.embedder(word_ids, batch.casing_ids, batch.char_ids, batch.mask)
+        contextual = self.encoder(self.dropout(features), batch.mask)
+        return self.head(contextual, batch.mask)
+
+    def loss(self, batch: Batch) -> Tensor:
+        assert batch.tag_ids is not None, "loss needs gold labels"
+        return self.head.loss(self(batch), batch.tag_ids)
+
+
+def build_model(
+    config: ModelConfig, vocab: Vocab, scheme: str | None, output_scheme: str | None = None
+) -> Tagger | Classifier:
+    """The model a config asks for."""
+    if config.task == "tagger":
+        return Tagger(config, vocab, scheme, output_scheme)
+    if config.task == "classifier":
+        return Classifier(config, vocab)
+    raise ConfigError(f"model.task must be tagger or classifier, got {config.task!r}")

@@ -1,0 +1,192 @@
+"""JSON Lines files: one JSON object per line, tagged sentences or texts with a label.
+
+A reader of the first stage. Every record is checked for its fields and their types; the first bad
+line raises `InputFormatError` with file and line. Blank lines carry no record and are passed over.
+Optional fields (tags, label, id) are optional per file: either every record has one or none does.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from ..errors import InputFormatError
+from . import Sentence, TextExample
+from .conll import TagChecker, excerpt, is_blank, read_lines
+
+# A JSON escape of a UTF-16 surrogate; a lone one decodes to a string that is not valid Unicode.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def _records(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    records = 0
+    for number, line in read_lines(path):
+        if is_blank(line):
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise InputFormatError(
+                f"bad JSON at column {error.colno}: {error.msg}: {excerpt(line)}", path, number
+            ) from None
+        if not isinstance(record, dict):
+            raise InputFormatError(
+                f"expected a JSON object, got {_json_type(record)}: {excerpt(line)}", path, number
+            )
+        if _SURROGATE_ESCAPE.search(line):
+            try:
+                json.dumps(record, ensure_ascii=False).encode("utf-8")
+            except UnicodeEncodeError:
+                raise InputFormatError(
+                    f"a \\u escape gives a lone UTF-16 surrogate: {excerpt(line)}", path, number
+                ) from None
+        records += 1
+        yield number, record
+    if records == 0:
+        raise InputFormatError("empty file: no sentences", path)
+
+
+def _json_type(value: Any) -> str:
+    names = {dict: "an object", list: "an array", str: "a string", bool: "true/false"}
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return names[bool]
+    if isinstance(value, (int, float)):
+        return "a number"
+    return names.get(type(value), type(value).__name__)
+
+
+def _string_list(record: dict[str, Any], field: str, path: str | Path, number: int) -> list[str]:
+    value = record[field]
+    if not isinstance(value, list):
+        raise InputFormatError(
+            f"field {field!r} must be an array of strings, got {_json_type(value)}", path, number
+        )
+    for position, item in enumerate(value):
+        if not isinstance(item, str):
+            raise InputFormatError(
+                f"field {field!r} must hold strings, got {_json_type(item)} at index {position}",
+                path,
+                number,
+            )
+        if not item:
+            raise InputFormatError(
+                f"field {field!r} holds an empty string at index {position}", path, number
+            )
+    return value
+
+
+def _optional_name(record: dict[str, Any], field: str, path: str | Path, number: int) -> str | None:
+    # ids and labels may be strings or integers (a 0/1 label); integers become their decimal string.
+    if field not in record:
+        return None
+    value = record[field]
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    raise InputFormatError(
+        f"field {field!r} must be a string or an integer, got {_json_type(value)}", path, number
+    )
+
+
+class _Presence:
+    """Checks that an optional field is in every record of a file or in none."""
+
+    def __init__(self, field: str, path: str | Path):
+        self.field, self.path = field, path
+        self.first: tuple[bool, int] | None = None
+
+    def check(self, record: dict[str, Any], number: int) -> None:
+        present = self.field in record
+        if self.first is None:
+            self.first = (present, number)
+        elif present != self.first[0]:
+            had = "has" if self.first[0] else "lacks"
+            raise InputFormatError(
+                f"record {'has' if present else 'lacks'} field {self.field!r}, but the record on "
+                f"line {self.first[1]} {had} it (a file is all labelled or all unlabelled)",
+                self.path,
+                number,
+            )
+
+
+def read_jsonl_tagged(path: str | Path) -> Iterator[Sentence]:
+    """Tagged sentences from records `{"tokens": [...], "tags": [...]}`.
+
+    `tokens` (non-empty strings, at least one) is required; `tags` (strings, as many as tokens) is
+    optional, per file. Optional `"doc_id"` (string or integer) fills `Sentence.doc_id`; an optional
+    `"id"` is checked for its type but not kept (`Sentence` has no id field; datasets ids come from
+    file and line).
+
+    Args:
+        path: the file.
+    Returns:
+        An iterator of `Sentence`s; `line` is the record's line.
+    Raises:
+        InputFormatError: at the first bad line: bad JSON, not an object, a missing field, a wrong
+            type, tags and tokens of different lengths, a label that fits no scheme in a
+            scheme-tagged file, tags in some records only, bad UTF-8; or a missing or empty file.
+    """
+    checker = TagChecker(path)
+    tags_presence = _Presence("tags", path)
+    for number, record in _records(path):
+        if "tokens" not in record:
+            raise InputFormatError("record has no field 'tokens'", path, number)
+        tokens = _string_list(record, "tokens", path, number)
+        if not tokens:
+            raise InputFormatError(
+                "field 'tokens' is empty: a sentence needs a token", path, number
+            )
+        tags_presence.check(record, number)
+        tags: list[str] | None = None
+        if "tags" in record:
+            tags = _string_list(record, "tags", path, number)
+            if len(tags) != len(tokens):
+                raise InputFormatError(f"{len(tokens)} tokens but {len(tags)} tags", path, number)
+            for tag in tags:
+                checker.check(tag, number)
+        _optional_name(record, "id", path, number)
+        doc_id = _optional_name(record, "doc_id", path, number)
+        yield Sentence(tokens, tags, doc_id, number)
+
+
+def read_jsonl_texts(
+    path: str | Path, text_field: str = "text", label_field: str = "label", id_field: str = "id"
+) -> Iterator[TextExample]:
+    """Texts with labels from records `{"text": "...", "label": "..."}`.
+
+    The text field is required (a string). The label field (a string, or an integer that becomes its
+    decimal string) and the id field (likewise) are optional, per file: a file without labels is
+    unlabelled (`label` None).
+
+    Args:
+        path: the file.
+        text_field: name of the text field.
+        label_field: name of the label field.
+        id_field: name of the id field.
+    Returns:
+        An iterator of `TextExample`s (`tokens` None); `line` is the record's line.
+    Raises:
+        InputFormatError: at the first bad line: bad JSON, not an object, a missing text, a wrong
+            type, labels in some records only, bad UTF-8; or a missing or empty file.
+    """
+    label_presence = _Presence(label_field, path)
+    id_presence = _Presence(id_field, path)
+    for number, record in _records(path):
+        if text_field not in record:
+            raise InputFormatError(f"record has no field {text_field!r}", path, number)
+        text = record[text_field]
+        if not isinstance(text, str):
+            raise InputFormatError(
+                f"field {text_field!r} must be a string, got {_json_type(text)}", path, number
+            )
+        label_presence.check(record, number)
+        id_presence.check(record, number)
+        label = _optional_name(record, label_field, path, number)
+        example_id = _optional_name(record, id_field, path, number)
+        yield TextExample(text, None, label, example_id, number)

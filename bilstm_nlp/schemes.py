@@ -1,0 +1,281 @@
+"""Tag schemes: tags ↔ spans, conversion, scheme detection and the allowed-transition sets.
+
+Sits between the readers (which hand over tags as written in a file) and the models (which train and
+decode in one scheme). Spans are read the way conlleval reads chunks, so a file that is not
+canonical (CoNLL-2003 train has `B-MISC` after `O`) loses no entity, and writing spans back gives
+canonical tags.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import torch
+
+from .errors import ConfigError, InputFormatError
+
+SCHEMES = ("IOB1", "IOB2", "BIOES")
+_SCHEME_ALIASES = {
+    "IOB1": "IOB1",
+    "IOB2": "IOB2",
+    "BIO": "IOB2",
+    "BIOES": "BIOES",
+    "IOBES": "BIOES",
+    "BILOU": "BIOES",
+}
+# BILOU's L(ast) and U(nit) are BIOES's E(nd) and S(ingle).
+_PREFIX_ALIASES = {"B": "B", "I": "I", "E": "E", "S": "S", "L": "E", "U": "S"}
+_PREFIXED_TAG = re.compile(r"^([BIESLU])-(.+)$")
+OUTSIDE = "O"
+
+
+@dataclass(frozen=True)
+class Span:
+    """A labelled run of tokens `tokens[start:end]` (end exclusive); `score`: its probability."""
+
+    start: int
+    end: int
+    label: str
+    score: float | None = None
+
+
+@dataclass(frozen=True)
+class AllowedTransitions:
+    """Which tag sequences a scheme allows, as bool masks over tag ids.
+
+    Attributes:
+        start: `(num_tags,)` True where a sequence may start with that tag.
+        transitions: `(num_tags, num_tags)`; `[i, j]` True when tag i may be followed by tag j.
+        end: `(num_tags,)` True where a sequence may end with that tag.
+    """
+
+    start: torch.Tensor
+    transitions: torch.Tensor
+    end: torch.Tensor
+
+
+def normalize_scheme(name: str) -> str:
+    """Canonical scheme name (`"IOB1"`, `"IOB2"` or `"BIOES"`); aliases BIO, IOBES, BILOU accepted.
+
+    Raises:
+        ConfigError: the name is no known scheme.
+    """
+    canonical = _SCHEME_ALIASES.get(name.upper())
+    if canonical is None:
+        raise ConfigError(
+            f"unknown tag scheme {name!r}: expected one of IOB1, IOB2, BIOES (or BILOU)"
+        )
+    return canonical
+
+
+def split_tag(tag: str) -> tuple[str, str | None]:
+    """`"B-PER"` → `("B", "PER")`, `"O"` → `("O", None)`; BILOU prefixes map to BIOES ones.
+
+    The type is split off at the first hyphen only (`I-creative-work` has type `creative-work`).
+
+    Raises:
+        ValueError: the tag is neither `O` nor `<B|I|E|S|L|U>-<type>`.
+    """
+    if tag == OUTSIDE:
+        return OUTSIDE, None
+    match = _PREFIXED_TAG.match(tag)
+    if match is None:
+        raise ValueError(
+            f"tag {tag!r} fits no tag scheme: expected O or B-/I-/E-/S- followed by a type"
+        )
+    return _PREFIX_ALIASES[match.group(1)], match.group(2)
+
+
+def is_entity_tagset(tags: Iterable[str]) -> bool:
+    """True when labels are scheme tags (`O` or a prefixed tag), False for plain labels (POS)."""
+    return any(tag == OUTSIDE or _PREFIXED_TAG.match(tag) for tag in tags)
+
+
+def check_tag(tag: str, path: str | None = None, line: int | None = None) -> None:
+    """Raise `InputFormatError` at `path:line` when `tag` fits no scheme (`X-PER`, `B-`)."""
+    try:
+        split_tag(tag)
+    except ValueError as error:
+        raise InputFormatError(str(error), path, line) from None
+
+
+def _chunk_ends(prev: str, prev_type: str | None, cur: str, cur_type: str | None) -> bool:
+    # conlleval's endOfChunk, for all schemes at once.
+    if prev in ("E", "S"):
+        return True
+    if prev in ("B", "I") and cur in ("B", "S", OUTSIDE):
+        return True
+    return prev != OUTSIDE and prev_type != cur_type
+
+
+def _chunk_starts(prev: str, prev_type: str | None, cur: str, cur_type: str | None) -> bool:
+    # conlleval's startOfChunk, for all schemes at once.
+    if cur in ("B", "S"):
+        return True
+    if prev in ("E", "S", OUTSIDE) and cur in ("I", "E"):
+        return True
+    return cur != OUTSIDE and prev_type != cur_type
+
+
+def tags_to_spans(tags: Sequence[str]) -> list[Span]:
+    """Spans of a tag sequence in any scheme, read as conlleval (and seqeval's default mode) do.
+
+    Any `B-`/`S-` starts an entity; an `I-X`/`E-X` that does not continue an `X` entity starts
+    one too.
+
+    Raises:
+        ValueError: a tag fits no scheme.
+    """
+    spans: list[Span] = []
+    start: int | None = None
+    prev, prev_type = OUTSIDE, None
+    for position, tag in enumerate(tags):
+        cur, cur_type = split_tag(tag)
+        if start is not None and _chunk_ends(prev, prev_type, cur, cur_type):
+            spans.append(Span(start, position, prev_type))  # type: ignore[arg-type]
+            start = None
+        if _chunk_starts(prev, prev_type, cur, cur_type):
+            start = position
+        prev, prev_type = cur, cur_type
+    if start is not None:
+        spans.append(Span(start, len(tags), prev_type))  # type: ignore[arg-type]
+    return spans
+
+
+def spans_to_tags(spans: Sequence[Span], length: int, scheme: str) -> list[str]:
+    """Canonical tags in `scheme` for non-overlapping spans over `length` tokens.
+
+    Raises:
+        ValueError: spans overlap or fall outside `range(length)`.
+    """
+    scheme = normalize_scheme(scheme)
+    tags = [OUTSIDE] * length
+    previous_end, previous_label = -1, None
+    for span in sorted(spans, key=lambda s: s.start):
+        if not 0 <= span.start < span.end <= length or span.start < previous_end:
+            raise ValueError(f"span {span} overlaps another or lies outside 0..{length}")
+        if scheme == "IOB1":
+            # IOB1 writes B- only where an entity directly follows one of the same type.
+            adjacent_same = span.start == previous_end and span.label == previous_label
+            tags[span.start] = ("B-" if adjacent_same else "I-") + span.label
+            for i in range(span.start + 1, span.end):
+                tags[i] = "I-" + span.label
+        elif scheme == "IOB2":
+            tags[span.start] = "B-" + span.label
+            for i in range(span.start + 1, span.end):
+                tags[i] = "I-" + span.label
+        else:
+            if span.end - span.start == 1:
+                tags[span.start] = "S-" + span.label
+            else:
+                tags[span.start] = "B-" + span.label
+                for i in range(span.start + 1, span.end - 1):
+                    tags[i] = "I-" + span.label
+                tags[span.end - 1] = "E-" + span.label
+        previous_end, previous_label = span.end, span.label
+    return tags
+
+
+def convert_tags(tags: Sequence[str], target: str) -> list[str]:
+    """Tags in any scheme → canonical tags in `target`, keeping every span exactly."""
+    return spans_to_tags(tags_to_spans(tags), len(tags), target)
+
+
+def detect_scheme(tag_sequences: Iterable[Sequence[str]]) -> str | None:
+    """The scheme a corpus is written in, or None for plain labels (POS tags and the like).
+
+    BIOES when any `E-`/`S-` (or BILOU `L-`/`U-`) tag occurs; otherwise IOB1 when entities mostly
+    start with `I-` (CoNLL-2003 has a few stray `B-` after `O`), else IOB2.
+
+    Raises:
+        ValueError: the labels mix plain labels with scheme tags.
+    """
+    i_starts = b_starts = 0
+    saw_scheme_tag = saw_plain_tag = False
+    for tags in tag_sequences:
+        prev, prev_type = OUTSIDE, None
+        for tag in tags:
+            if tag != OUTSIDE and not _PREFIXED_TAG.match(tag):
+                saw_plain_tag = True
+                continue
+            saw_scheme_tag = True
+            cur, cur_type = split_tag(tag)
+            if cur in ("E", "S"):
+                return "BIOES"
+            if cur == "I" and (prev == OUTSIDE or prev_type != cur_type):
+                i_starts += 1
+            elif cur == "B" and (prev == OUTSIDE or prev_type != cur_type):
+                b_starts += 1
+            prev, prev_type = cur, cur_type
+    if not saw_scheme_tag:
+        return None
+    if saw_plain_tag:
+        raise ValueError("labels mix scheme tags (O, B-X, I-X...) with tags that fit no scheme")
+    return "IOB1" if i_starts > b_starts else "IOB2"
+
+
+def allowed_transitions(scheme: str | None, tags: Sequence[str]) -> AllowedTransitions:
+    """The tag sequences `scheme` allows over the tag list `tags` (ids are list positions).
+
+    With `scheme=None` (plain labels such as POS) every sequence is allowed. Otherwise `I-X` after
+    `O` and the like can never be decoded, including at the start and the end of a sentence.
+
+    Raises:
+        ValueError: a tag fits no scheme.
+    """
+    num_tags = len(tags)
+    if scheme is None:
+        ones = torch.ones(num_tags, dtype=torch.bool)
+        return AllowedTransitions(
+            ones, torch.ones(num_tags, num_tags, dtype=torch.bool), ones.clone()
+        )
+    scheme = normalize_scheme(scheme)
+    parts = [split_tag(tag) for tag in tags]
+    start = torch.tensor([_may_start(scheme, p) for p, _ in parts], dtype=torch.bool)
+    end = torch.tensor([_may_end(scheme, p) for p, _ in parts], dtype=torch.bool)
+    transitions = torch.tensor(
+        [[_may_follow(scheme, a, a_type, b, b_type) for b, b_type in parts] for a, a_type in parts],
+        dtype=torch.bool,
+    )
+    return AllowedTransitions(start, transitions, end)
+
+
+def _may_start(scheme: str, prefix: str) -> bool:
+    if scheme == "IOB1":
+        return prefix in (OUTSIDE, "I")  # B- only separates two adjacent entities of one type
+    if scheme == "IOB2":
+        return prefix in (OUTSIDE, "B")
+    return prefix in (OUTSIDE, "B", "S")
+
+
+def _may_end(scheme: str, prefix: str) -> bool:
+    if scheme == "BIOES":
+        return prefix in (OUTSIDE, "E", "S")
+    return prefix in (OUTSIDE, "B", "I")
+
+
+def _may_follow(
+    scheme: str, prev: str, prev_type: str | None, cur: str, cur_type: str | None
+) -> bool:
+    same_type = prev_type == cur_type
+    if scheme == "IOB1":
+        # I-X may start an entity anywhere; B-X only right after an X entity.
+        if cur in (OUTSIDE, "I"):
+            return prev in (OUTSIDE, "B", "I")
+        if cur == "B":
+            return prev in ("B", "I") and same_type
+        return False
+    if scheme == "IOB2":
+        if cur in (OUTSIDE, "B"):
+            return prev in (OUTSIDE, "B", "I")
+        if cur == "I":
+            return prev in ("B", "I") and same_type
+        return False
+    # BIOES: inside an entity only I-X/E-X of the same type; outside one only O, B-, S-.
+    if prev in ("B", "I"):
+        return cur in ("I", "E") and same_type
+    if prev in (OUTSIDE, "E", "S"):
+        return cur in (OUTSIDE, "B", "S")
+    return False

@@ -1,0 +1,438 @@
+"""The training loop: data → vocab → model → epochs scored on dev, early stopping, best model kept.
+
+Reads top to bottom like minGPT's trainer. Everything that varies comes from one `ExperimentConfig`;
+the seed is set once here, so the same config, data and thread count give the same model.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from . import __version__
+from .config import DataConfig, ExperimentConfig, ModelConfig
+from .embeddings import load_vectors, pretrained_matrix
+from .encoding import EncodedSentence, bucket_batches, collate, encode_tokens
+from .errors import ConfigError
+from .evaluate import evaluate_classifier, evaluate_tagger
+from .loading import corpus_info, load_tagging, load_texts
+from .model import Classifier, Tagger, build_model
+from .serialize import load_model, save_model
+from .vocab import Vocab
+
+logger = logging.getLogger(__name__)
+
+LOG_FILE = "train_log.jsonl"
+
+
+def set_seed(seed: int) -> None:
+    """Seed Python, NumPy and torch (as minGPT's `utils.set_seed`)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+@dataclass
+class EpochReport:
+    epoch: int
+    loss: float
+    dev_score: float | None
+    tokens_per_second: float
+    seconds: float
+    lr: float
+    best: bool
+
+
+@dataclass
+class TrainResult:
+    """What a finished training run produced."""
+
+    output: Path
+    best_epoch: int
+    best_dev_score: float | None
+    epochs: list[EpochReport]
+    seconds_to_best: float
+    total_seconds: float
+
+
+@dataclass
+class _Split:
+    token_lists: list[list[str]]
+    labels: list[list[str]] | list[str]
+
+
+def train(
+    config: ExperimentConfig,
+    output: str | Path,
+    *,
+    init_model: str | Path | None = None,
+    command: str | None = None,
+    show_progress: bool = False,
+    on_epoch: Callable[[EpochReport], None] | None = None,
+) -> TrainResult:
+    """Train a tagger or classifier and keep the best model on dev in `output`.
+
+    Args:
+        config: data, model and training settings.
+        output: the model directory to write (the best model, `train_log.jsonl`, `README.md`).
+        init_model: a model directory to start from (fine-tuning); its vocabulary and labels are
+            kept.
+        command: the command line that started the run, recorded in the model card.
+        show_progress: a rich progress bar per epoch on stderr.
+        on_epoch: called after each epoch (the CLI prints a line).
+    Raises:
+        ConfigError, InputFormatError: bad settings or data.
+    """
+    output = Path(output)
+    settings = config.train
+    if settings.threads:
+        torch.set_num_threads(settings.threads)
+    device = _device(settings.device)
+    set_seed(settings.seed)
+    task = config.model.task
+    train_split, dev_split, reader, label_names, scheme, file_scheme = _read_data(config)
+    model = _build(config, train_split, label_names, scheme, file_scheme, init_model)
+    model.to(device)
+    model.meta = {
+        "reader": reader,
+        "task": _task_name(model, reader),
+        "provenance": {
+            "command": command,
+            "config": config.to_dict(),
+            "library_version": __version__,
+            "torch_version": torch.__version__,
+            "trained_on": time.strftime("%Y-%m-%d"),
+            "train_sentences": len(train_split.token_lists),
+            "dev_sentences": len(dev_split.token_lists) if dev_split else 0,
+        },
+    }
+    encoded = _encode(model, train_split, task)
+    optimizer = _optimizer(model, config)
+    output.mkdir(parents=True, exist_ok=True)
+    log_path = output / LOG_FILE
+    log_path.write_text("")
+    rng = random.Random(settings.seed)
+    started = time.perf_counter()
+    best_score: float | None = None
+    best_epoch = 0
+    seconds_to_best = 0.0
+    reports: list[EpochReport] = []
+    stale = 0
+    for epoch in range(1, settings.epochs + 1):
+        lr = settings.lr / (1 + settings.lr_decay * (epoch - 1))
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        epoch_start = time.perf_counter()
+        loss, tokens = _run_epoch(
+            model, encoded, optimizer, config, rng, device, epoch, show_progress
+        )
+        seconds = time.perf_counter() - epoch_start
+        dev_score = None
+        if dev_split is not None:
+            dev_score = _dev_score(model, dev_split, settings.eval_batch_size, device)
+        improved = dev_score is None or best_score is None or dev_score > best_score
+        if improved:
+            best_score, best_epoch = dev_score, epoch
+            seconds_to_best = time.perf_counter() - started
+            model.meta["scores"] = {"dev": dev_score, "epoch": epoch}
+            save_model(model, output)
+            stale = 0
+        else:
+            stale += 1
+        report = EpochReport(epoch, loss, dev_score, tokens / seconds, seconds, lr, improved)
+        reports.append(report)
+        with log_path.open("a") as log:
+            log.write(json.dumps(asdict(report)) + "\n")
+        if on_epoch:
+            on_epoch(report)
+        if not math.isfinite(loss):
+            raise ConfigError(f"training diverged at epoch {epoch} (loss {loss}); lower train.lr")
+        if settings.patience and stale >= settings.patience:
+            logger.info("no better dev score for %d epochs: stopping", stale)
+            break
+        minutes = (time.perf_counter() - started) / 60
+        if settings.max_minutes and minutes >= settings.max_minutes:
+            logger.info("time budget of %.1f minutes used: stopping", settings.max_minutes)
+            break
+    total = time.perf_counter() - started
+    result = TrainResult(output, best_epoch, best_score, reports, seconds_to_best, total)
+    _finish(output, result, command)
+    return result
+
+
+def _device(name: str) -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("train.device is cuda but no CUDA device is available")
+    if name not in ("cpu", "cuda") and not name.startswith("cuda:"):
+        raise ConfigError(f"train.device must be cpu or cuda, got {name!r}")
+    return torch.device(name)
+
+
+def reader_settings(data: DataConfig, task: str) -> dict[str, Any]:
+    """The reader options a model keeps, so `evaluate` reads data the way training did."""
+    keys = (
+        ("input_format", "label_column", "tag_field")
+        if task == "tagger"
+        else ("input_format", "sst_labels", "text_field", "label_field")
+    )
+    return {key: getattr(data, key) for key in keys}
+
+
+def _read_data(config: ExperimentConfig):
+    """Train and dev splits through datasets, plus what the model must remember about them."""
+    data = config.data
+    task = config.model.task
+    if data.train is None:
+        raise ConfigError("data.train is required: the training file")
+    if task not in ("tagger", "classifier"):
+        raise ConfigError(f"model.task must be tagger or classifier, got {task!r}")
+    if task == "tagger":
+        splits = load_tagging(
+            data.train,
+            data.dev,
+            input_format=data.input_format,
+            label_column=data.label_column,
+            tag_field=data.tag_field,
+            scheme=data.scheme,
+            dev_from_train=data.dev_from_train,
+        )
+        info = corpus_info(splits)
+        file_scheme, scheme = info.source_scheme, info.scheme
+        column = "tags"
+    else:
+        splits = load_texts(
+            data.train,
+            data.dev,
+            input_format=data.input_format,
+            sst_labels=data.sst_labels,
+            phrases=data.phrases,
+            text_field=data.text_field,
+            label_field=data.label_field,
+        )
+        file_scheme = scheme = None
+        column = "label"
+    label_feature = splits["train"].features[column]
+    names = list(getattr(label_feature, "feature", label_feature).names)
+    # The vocabulary holds the labels seen in train only: a dev-only label is a miss, not a class.
+    train_ids = splits["train"][column]
+    used = {i for row in train_ids for i in row} if task == "tagger" else set(train_ids)
+    label_names = [name for i, name in enumerate(names) if i in used]
+    parts = {}
+    for name in ("train", "dev"):
+        if name not in splits:
+            parts[name] = None
+            continue
+        split = splits[name]
+        ids = split[column]
+        if task == "tagger":
+            labels = [[names[i] for i in row] for row in ids]
+            tokens = split["tokens"]
+        else:
+            labels = [names[i] for i in ids]
+            tokens = [
+                t if t else _tokenize(text)
+                for t, text in zip(split["tokens"], split["text"], strict=True)
+            ]
+        parts[name] = _Split(tokens, labels)
+    reader = reader_settings(data, task) | {"file_scheme": file_scheme}
+    return parts["train"], parts["dev"], reader, label_names, scheme, file_scheme
+
+
+def _tokenize(text: str) -> list[str]:
+    from .tokenize import tokenize_text
+
+    return tokenize_text(text)
+
+
+def _task_name(model: Tagger | Classifier, reader: dict[str, Any]) -> str:
+    if isinstance(model, Classifier):
+        return "classification"
+    if not model.scheme:
+        return "pos"
+    types = {tag.split("-", 1)[1] for tag in model.vocab.labels.items if "-" in tag}
+    return "chunking" if types & {"NP", "VP", "PP"} else "ner"
+
+
+def _build(
+    config: ExperimentConfig,
+    train_split: _Split,
+    label_names: list[str],
+    scheme: str | None,
+    file_scheme: str | None,
+    init_model: str | Path | None,
+) -> Tagger | Classifier:
+    if init_model is not None:
+        model = load_model(init_model)
+        missing = sorted(set(label_names) - set(model.vocab.labels.items))
+        if missing:
+            raise ConfigError(
+                f"the training data has labels the initial model lacks: {', '.join(missing)}",
+                init_model,
+            )
+        if model.scheme != scheme:
+            raise ConfigError(
+                f"the initial model was trained in scheme {model.scheme}, this run uses {scheme}",
+                init_model,
+            )
+        return model
+    model_config = config.model
+    words: list[str] = []
+    matrix = None
+    if model_config.vectors:
+        words, matrix = load_vectors(model_config.vectors)
+        model_config = replace(model_config, word_dim=int(matrix.shape[1]))
+    vocab = Vocab.build(train_split.token_lists, label_names, words, model_config.max_vectors)
+    model = build_model(model_config, vocab, scheme, file_scheme)
+    if matrix is not None:
+        weights = pretrained_matrix(vocab, words, matrix, config.train.seed)
+        model.embedder.word_embedding.weight.data.copy_(weights)
+    return model
+
+
+def _encode(model: Tagger | Classifier, split: _Split, task: str) -> list[EncodedSentence]:
+    labels = model.vocab.labels
+    max_chars = model.config.max_word_chars
+    if task == "tagger":
+        return [
+            encode_tokens(tokens, model.vocab, max_chars, labels.ids(tags))
+            for tokens, tags in zip(split.token_lists, split.labels, strict=True)
+        ]
+    return [
+        encode_tokens(tokens, model.vocab, max_chars, [labels.id(label)])
+        for tokens, label in zip(split.token_lists, split.labels, strict=True)
+    ]
+
+
+def _optimizer(model: torch.nn.Module, config: ExperimentConfig) -> torch.optim.Optimizer:
+    settings = config.train
+    parameters = [p for p in model.parameters() if p.requires_grad]
+    if settings.optimizer == "sgd":
+        return torch.optim.SGD(
+            parameters,
+            lr=settings.lr,
+            momentum=settings.momentum,
+            weight_decay=settings.weight_decay,
+        )
+    if settings.optimizer == "adam":
+        return torch.optim.Adam(parameters, lr=settings.lr, weight_decay=settings.weight_decay)
+    raise ConfigError(f"train.optimizer must be sgd or adam, got {settings.optimizer!r}")
+
+
+def _run_epoch(model, encoded, optimizer, config, rng, device, epoch, show_progress):
+    settings = config.train
+    sentence_labels = config.model.task == "classifier"
+    model.train()
+    lengths = [len(e.word_ids) for e in encoded]
+    batches = list(bucket_batches(lengths, settings.batch_size, shuffle=True, rng=rng))
+    total_loss = 0.0
+    tokens = 0
+    progress = _epoch_progress(show_progress, len(batches), epoch)
+    started = time.perf_counter()
+    for step, indices in enumerate(batches, 1):
+        batch = collate([encoded[i] for i in indices], sentence_labels).to(device)
+        optimizer.zero_grad(set_to_none=True)
+        loss = model.loss(batch)
+        (loss / len(indices)).backward()
+        if settings.clip:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), settings.clip)
+        optimizer.step()
+        total_loss += float(loss.detach())
+        tokens += batch.num_tokens
+        if progress is not None:
+            speed = tokens / max(time.perf_counter() - started, 1e-9)
+            progress.update(
+                progress.task_ids[0],
+                advance=1,
+                description=f"epoch {epoch} loss {total_loss / step / settings.batch_size:.3f} "
+                f"{speed:,.0f} tok/s",
+            )
+    if progress is not None:
+        progress.stop()
+    return total_loss / max(len(encoded), 1), tokens
+
+
+def _epoch_progress(show: bool, total: int, epoch: int):
+    if not show:
+        return None
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    )
+    progress.add_task(f"epoch {epoch}", total=total)
+    progress.start()
+    return progress
+
+
+def _dev_score(model, dev_split: _Split, batch_size: int, device) -> float:
+    if isinstance(model, Tagger):
+        evaluation = evaluate_tagger(
+            model, dev_split.token_lists, dev_split.labels, batch_size=batch_size, device=device
+        )
+    else:
+        evaluation = evaluate_classifier(
+            model, dev_split.token_lists, dev_split.labels, batch_size=batch_size, device=device
+        )
+    return float(evaluation.main_score)
+
+
+def _finish(output: Path, result: TrainResult, command: str | None) -> None:
+    """Write the model card of the best model."""
+    config = json.loads((output / "config.json").read_text())
+    meta = config["meta"]
+    provenance = meta["provenance"]
+    data = provenance["config"]["data"]
+    model_cfg = ModelConfig(**provenance["config"]["model"])
+    dev = result.best_dev_score
+    metric = {"ner": "entity F1", "chunking": "chunk F1", "pos": "token accuracy"}.get(
+        meta["task"], "accuracy"
+    )
+    weights_mb = (output / "model.safetensors").stat().st_size / 1e6
+    lines = [
+        f"# bilstm-nlp model: {meta['task']}",
+        "",
+        f"- Task: {meta['task']} ({model_cfg.task}, {model_cfg.head} head, scheme "
+        f"{config['scheme'] or 'plain labels'}; output scheme {config['output_scheme'] or '-'})",
+        f"- Training data: `{data['train']}`; dev: `{data['dev'] or data['dev_from_train']}`",
+        f"- Dev {metric} (best epoch {result.best_epoch}): "
+        + (f"**{dev:.2f}**" if dev is not None else "n/a"),
+        f"- Training time: {result.total_seconds / 60:.1f} min, best dev after "
+        f"{result.seconds_to_best / 60:.1f} min ({len(result.epochs)} epochs)",
+        f"- Size: {weights_mb:.1f} MB (`model.safetensors`)",
+        f"- Seed: {provenance['config']['train']['seed']}",
+        "",
+        "## Reproduce",
+        "",
+        "```",
+        command or "bilstm-nlp train --config train.json --output MODEL_DIR",
+        "```",
+        "",
+        f"Trained with bilstm-nlp {provenance['library_version']}, "
+        f"torch {provenance['torch_version']}, "
+        f"on {provenance['trained_on']}; python {sys.version.split()[0]}.",
+        "",
+    ]
+    (output / "README.md").write_text("\n".join(lines))

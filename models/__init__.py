@@ -1,0 +1,1 @@
+"""Shipped model directories, inside the wheel as `bilstm_nlp.models`."""

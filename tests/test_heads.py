@@ -1,0 +1,146 @@
+"""Heads: exact entity probabilities against enumeration of every tag path, per scheme."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import pytest
+import torch
+
+from bilstm_nlp.heads import (
+    CRFHead,
+    EntityQuery,
+    SoftmaxHead,
+    entity_boundaries,
+    entity_log_probs,
+)
+from bilstm_nlp.schemes import allowed_transitions, tags_to_spans
+
+TAG_SETS = {
+    "IOB1": ["O", "I-X", "B-X", "I-Y", "B-Y"],
+    "IOB2": ["O", "B-X", "I-X", "B-Y", "I-Y"],
+    "BIOES": ["O", "B-X", "I-X", "E-X", "S-X"],
+}
+
+
+def _path_score(start, transitions, end, emissions, path) -> torch.Tensor:
+    score = start[path[0]] + emissions[0, path[0]]
+    for t in range(1, len(path)):
+        score = score + transitions[path[t - 1], path[t]] + emissions[t, path[t]]
+    return score + end[path[-1]]
+
+
+def _crf_head(scheme: str, seed: int) -> CRFHead:
+    torch.manual_seed(seed)
+    tags = TAG_SETS[scheme]
+    head = CRFHead(4, len(tags), allowed_transitions(scheme, tags))
+    with torch.no_grad():
+        for parameter in head.crf.parameters():
+            parameter.uniform_(-2, 2)
+    return head
+
+
+@pytest.mark.parametrize("scheme", list(TAG_SETS))
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_crf_entity_probability_matches_enumeration(scheme: str, seed: int) -> None:
+    head = _crf_head(scheme, seed)
+    tags = TAG_SETS[scheme]
+    lengths = [4, 3, 1]
+    emissions = (torch.rand(len(lengths), 4, len(tags)) * 10 - 5).to(torch.float64)
+    mask = torch.arange(4)[None, :] < torch.tensor(lengths)[:, None]
+    head = head.double()
+    start, transitions, end = head.crf.scores()
+    generator = torch.Generator().manual_seed(seed)
+    checked = 0
+    for b, length in enumerate(lengths):
+        paths = list(itertools.product(range(len(tags)), repeat=length))
+        scores = torch.stack([_path_score(start, transitions, end, emissions[b], p) for p in paths])
+        probs = torch.softmax(scores, 0)
+        entity_prob: dict[tuple[int, int, str], float] = {}
+        for path, prob in zip(paths, probs.tolist(), strict=True):
+            for span in tags_to_spans([tags[i] for i in path]):
+                key = (span.start, span.end, span.label)
+                entity_prob[key] = entity_prob.get(key, 0.0) + prob
+        # Query every entity of a few sampled likely paths (the Viterbi path among them).
+        picks = torch.multinomial(probs.float(), 4, replacement=True, generator=generator).tolist()
+        for pick in picks:
+            path = torch.zeros(len(lengths), 4, dtype=torch.long)
+            path[b, :length] = torch.tensor(paths[pick])
+            spans = tags_to_spans([tags[i] for i in paths[pick]])
+            if not spans:
+                continue
+            query = (
+                torch.full((len(spans),), b),
+                torch.tensor([s.start for s in spans]),
+                torch.tensor([s.end for s in spans]),
+            )
+            boundaries = entity_boundaries(scheme, tags)
+            got = entity_log_probs(head, emissions, mask, path, query, boundaries).exp()
+            for span, value in zip(spans, got.tolist(), strict=True):
+                expected = entity_prob[(span.start, span.end, span.label)]
+                assert math.isclose(value, expected, rel_tol=1e-6, abs_tol=1e-9), (
+                    span,
+                    value,
+                    expected,
+                )
+                checked += 1
+    assert checked > 0
+
+
+def test_softmax_entity_probability_is_product_of_token_probabilities() -> None:
+    torch.manual_seed(0)
+    tags = TAG_SETS["IOB2"]
+    head = SoftmaxHead(4, len(tags), allowed_transitions("IOB2", tags), constrained=True)
+    features = torch.randn(2, 5, 4)
+    mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]], dtype=torch.bool)
+    emissions = head.emissions(features)
+    path = head.decode(emissions, mask)
+    query = EntityQuery(
+        torch.tensor([0, 1]),
+        torch.tensor([1, 0]),
+        torch.tensor([4, 2]),
+        torch.zeros(2, len(tags), dtype=torch.bool),
+        torch.zeros(2, len(tags), dtype=torch.bool),
+    )
+    got = head.entity_log_probs(emissions, mask, path, query).exp()
+    probs = emissions.exp()
+    expected = torch.stack(
+        [
+            probs[0, 1, path[0, 1]] * probs[0, 2, path[0, 2]] * probs[0, 3, path[0, 3]],
+            probs[1, 0, path[1, 0]] * probs[1, 1, path[1, 1]],
+        ]
+    )
+    torch.testing.assert_close(got, expected)
+
+
+@pytest.mark.parametrize("scheme", ["IOB1", "IOB2", "BIOES"])
+def test_constrained_softmax_never_decodes_an_invalid_sequence(scheme: str) -> None:
+    torch.manual_seed(3)
+    tags = TAG_SETS[scheme]
+    allowed = allowed_transitions(scheme, tags)
+    head = SoftmaxHead(4, len(tags), allowed, constrained=True)
+    features = torch.randn(64, 7, 4) * 3
+    lengths = torch.randint(1, 8, (64,))
+    mask = torch.arange(7)[None, :] < lengths[:, None]
+    decoded = head.decode(head.emissions(features), mask)
+    for row, length in zip(decoded.tolist(), lengths.tolist(), strict=True):
+        path = row[:length]
+        assert allowed.start[path[0]] and allowed.end[path[-1]]
+        assert all(allowed.transitions[a, b] for a, b in itertools.pairwise(path))
+
+
+def test_boundary_exclusions_by_hand() -> None:
+    tags = TAG_SETS["IOB1"]  # O I-X B-X I-Y B-Y
+    boundaries = entity_boundaries("IOB1", tags)
+    left, right = boundaries.left, boundaries.right
+    # An entity starting with I-X starts earlier after I-X or B-X; one starting with B-X does not.
+    assert left[1].tolist() == [False, True, True, False, False]
+    assert left[2].tolist() == [False] * 5
+    # Any X entity continues into a following I-X (not into B-X, which starts a new one).
+    assert right[1].tolist() == [False, True, False, False, False]
+    assert right[2].tolist() == [False, True, False, False, False]
+    assert boundaries.alternative_first.tolist() == [-1, 2, 1, 4, 3]
+    boundaries = entity_boundaries("BIOES", TAG_SETS["BIOES"])
+    assert not boundaries.left.any() and not boundaries.right.any()
+    assert (boundaries.alternative_first == -1).all()

@@ -152,8 +152,12 @@ class TokenEmbedder(nn.Module):
 
     def __init__(self, config: ModelConfig, vocab: Vocab):
         super().__init__()
-        self.word_embedding = nn.Embedding(len(vocab.words), config.word_dim, padding_idx=PAD_ID)
+        self.trainable_words = vocab.trainable_words
+        self.word_embedding = nn.Embedding(vocab.trainable_words, config.word_dim, padding_idx=PAD_ID)
         self.word_embedding.weight.requires_grad_(not config.freeze_vectors)
+        # Pretrained-only words keep their vectors (see Vocab.trainable_words).
+        self.fixed_embedding = nn.Embedding(len(vocab.words) - vocab.trainable_words, config.word_dim)
+        self.fixed_embedding.weight.requires_grad_(False)
         self.output_dim = config.word_dim
         self.casing_embedding: nn.Embedding | None = None
         if config.casing_dim:
@@ -177,6 +181,20 @@ class TokenEmbedder(nn.Module):
         if self.char_encoder is not None:
             self.output_dim += self.char_encoder.output_dim
 
+    def embed_words(self, word_ids: Tensor) -> Tensor:
+        """`(batch, seq_len)` word ids → `(batch, seq_len, word_dim)` vectors."""
+        trainable = self.word_embedding(word_ids.clamp(max=self.trainable_words - 1))
+        if self.fixed_embedding.num_embeddings == 0:
+            return trainable
+        fixed = self.fixed_embedding((word_ids - self.trainable_words).clamp(min=0))
+        return torch.where((word_ids >= self.trainable_words).unsqueeze(-1), fixed, trainable)
+
+    def set_word_vectors(self, weights: Tensor) -> None:
+        """Load `(len(words), word_dim)` initial vectors into the trainable and fixed tables."""
+        with torch.no_grad():
+            self.word_embedding.weight.copy_(weights[: self.trainable_words])
+            self.fixed_embedding.weight.copy_(weights[self.trainable_words :])
+
     def forward(
         self, word_ids: Tensor, casing_ids: Tensor, char_ids: Tensor, mask: Tensor
     ) -> Tensor:
@@ -190,7 +208,7 @@ class TokenEmbedder(nn.Module):
         Returns:
             `(batch, seq_len, output_dim)` float; padded positions hold zeros for the char part.
         """
-        parts = [self.word_embedding(word_ids)]
+        parts = [self.embed_words(word_ids)]
         if self.casing_embedding is not None:
             parts.append(self.casing_embedding(casing_ids))
         if self.char_encoder is not None:

@@ -54,6 +54,7 @@ def save_model(
         "kind": "tagger" if isinstance(model, Tagger) else "classifier",
         "scheme": model.scheme,
         "output_scheme": getattr(model, "output_scheme", None),
+        "trainable_words": model.vocab.trainable_words,
         "model": dataclasses.asdict(model.config),
         "meta": meta,
     }
@@ -61,8 +62,8 @@ def save_model(
         name: tensor.detach().cpu().contiguous() for name, tensor in model.state_dict().items()
     }
     if half_embeddings:
-        key = "embedder.word_embedding.weight"
-        state[key] = state[key].half()
+        for key in ("embedder.word_embedding.weight", "embedder.fixed_embedding.weight"):
+            state[key] = state[key].half()
     _atomic_write(directory / WEIGHTS_FILE, lambda p: save_file(state, str(p)))
     for part, filename in VOCAB_FILES.items():
         items = getattr(model.vocab, part).items
@@ -139,8 +140,11 @@ def load_model(name_or_path: str | Path, device: str | torch.device = "cpu") -> 
         if not all(isinstance(item, str) for item in items):
             raise ModelFileError("expected a JSON list of strings", directory / filename)
         vocab_json[part] = items
+    trainable_words = config.get("trainable_words", -1)
+    if not isinstance(trainable_words, int) or isinstance(trainable_words, bool):
+        raise ModelFileError("trainable_words must be an integer", directory / CONFIG_FILE)
     try:
-        vocab = Vocab.from_json(vocab_json)
+        vocab = Vocab.from_json(vocab_json, trainable_words)
     except ValueError as error:
         raise ModelFileError(str(error), directory) from None
     try:

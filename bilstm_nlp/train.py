@@ -296,7 +296,7 @@ def _build(
     model = build_model(model_config, vocab, scheme, file_scheme)
     if matrix is not None:
         weights = pretrained_matrix(vocab, words, matrix, config.train.seed)
-        model.embedder.word_embedding.weight.data.copy_(weights)
+        model.embedder.set_word_vectors(weights)
     return model
 
 

@@ -81,11 +81,21 @@ class Vocab:
         words: `<pad>`, `<unk>`, then words; ids index the word embedding.
         chars: `<pad>`, `<unk>`, then characters.
         labels: tag or class names in id order (the ClassLabel order of the training data).
+        trainable_words: the first ids (`<pad>`, `<unk>` and the training words) get embeddings that
+            training updates; the pretrained-only words after them keep their vectors, so they stay
+            in the same space as the words training moved and cost no optimiser work.
     """
 
     words: Index
     chars: Index
     labels: Index
+    trainable_words: int = -1
+
+    def __post_init__(self) -> None:
+        if self.trainable_words < 0:
+            self.trainable_words = len(self.words)
+        if not 2 <= self.trainable_words <= len(self.words):
+            raise ValueError(f"trainable_words must lie in 2..{len(self.words)}")
 
     @classmethod
     def build(
@@ -107,17 +117,20 @@ class Vocab:
                 word_counts[word_key(token)] += 1
                 char_counts.update(token)
         words = [PAD, UNK] + [w for w, _ in word_counts.most_common() if w not in (PAD, UNK)]
+        trainable = len(words)
         seen = set(words)
         for word in pretrained_words[:max_pretrained]:
             if word not in seen:
                 words.append(word)
                 seen.add(word)
         chars = [PAD, UNK] + [c for c, _ in char_counts.most_common()]
-        return cls(Index(words), Index(chars), Index(list(labels)))
+        return cls(Index(words), Index(chars), Index(list(labels)), trainable)
 
     def to_json(self) -> dict[str, list[str]]:
         return {"words": self.words.items, "chars": self.chars.items, "labels": self.labels.items}
 
     @classmethod
-    def from_json(cls, values: dict[str, list[str]]) -> Vocab:
-        return cls(Index(values["words"]), Index(values["chars"]), Index(values["labels"]))
+    def from_json(cls, values: dict[str, list[str]], trainable_words: int = -1) -> Vocab:
+        return cls(
+            Index(values["words"]), Index(values["chars"]), Index(values["labels"]), trainable_words
+        )

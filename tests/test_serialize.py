@@ -1,0 +1,165 @@
+"""Model directories: round trips, and clear errors (naming the file) for broken or hostile models."""
+
+from __future__ import annotations
+
+import json
+import pickle
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+from typer.testing import CliRunner
+
+from bilstm_nlp import load
+from bilstm_nlp.cli import app
+from bilstm_nlp.config import ModelConfig
+from bilstm_nlp.errors import ModelFileError
+from bilstm_nlp.model import Tagger
+from bilstm_nlp.serialize import save_model
+from bilstm_nlp.vocab import Vocab
+
+
+@pytest.fixture
+def model_dir(tmp_path: Path) -> Path:
+    torch.manual_seed(0)
+    vocab = Vocab.build(
+        [["EU", "rejects", "German", "call"]],
+        ["B-ORG", "E-ORG", "O", "S-MISC", "S-ORG"],
+        ["the", "a"],
+        2,
+    )
+    config = ModelConfig(vectors=None, word_dim=8, hidden=6, char_hidden=4, char_dim=4)
+    model = Tagger(config, vocab, "BIOES", "IOB1")
+    return save_model(model, tmp_path / "model", meta={"reader": {"input_format": "conll"}})
+
+
+def test_round_trip_keeps_every_tensor_and_setting(model_dir: Path, tmp_path: Path) -> None:
+    first = load(model_dir)
+    save_model(first, tmp_path / "again")
+    second = load(tmp_path / "again")
+    assert first.state_dict().keys() == second.state_dict().keys()
+    for key, value in first.state_dict().items():
+        assert torch.equal(value, second.state_dict()[key]), key
+    assert (second.scheme, second.output_scheme) == ("BIOES", "IOB1")
+    assert second.vocab.trainable_words == first.vocab.trainable_words
+    assert second.meta == {"reader": {"input_format": "conll"}}
+
+
+def test_half_embeddings_load_as_float32(model_dir: Path, tmp_path: Path) -> None:
+    model = load(model_dir)
+    save_model(model, tmp_path / "half", half_embeddings=True)
+    stored = load_file(str(tmp_path / "half" / "model.safetensors"))
+    assert stored["embedder.word_embedding.weight"].dtype == torch.float16
+    reloaded = load(tmp_path / "half")
+    assert reloaded.embedder.word_embedding.weight.dtype == torch.float32
+    torch.testing.assert_close(
+        reloaded.embedder.word_embedding.weight,
+        model.embedder.word_embedding.weight.half().float(),
+    )
+
+
+def _expect_error(path: Path, fragment: str, names: str) -> None:
+    with pytest.raises(ModelFileError) as caught:
+        load(path)
+    assert fragment in str(caught.value)
+    assert names in str(caught.value)
+
+
+def test_pickle_file_is_refused_and_never_run(tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+
+    class Exploit:
+        def __reduce__(self):
+            return (Path.touch, (marker,))
+
+    hostile = tmp_path / "model.pt"
+    hostile.write_bytes(pickle.dumps(Exploit()))
+    _expect_error(hostile, "pickled models", "model.pt")
+    assert not marker.exists()
+
+
+def test_pickle_in_place_of_safetensors_never_runs(model_dir: Path, tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+
+    class Exploit:
+        def __reduce__(self):
+            return (Path.touch, (marker,))
+
+    (model_dir / "model.safetensors").write_bytes(pickle.dumps(Exploit()))
+    _expect_error(model_dir, "not a valid safetensors file", "model.safetensors")
+    assert not marker.exists()
+
+
+def test_corrupt_safetensors_header(model_dir: Path) -> None:
+    path = model_dir / "model.safetensors"
+    data = bytearray(path.read_bytes())
+    data[8:20] = b"{not json!!!"
+    path.write_bytes(bytes(data))
+    _expect_error(model_dir, "not a valid safetensors file", "model.safetensors")
+
+
+def test_wrong_tensor_shapes(model_dir: Path) -> None:
+    path = model_dir / "model.safetensors"
+    state = load_file(str(path))
+    state["encoder.lstm.weight_ih_l0"] = torch.zeros(3, 3)
+    save_file(state, str(path))
+    _expect_error(model_dir, "weights do not fit the config", "model.safetensors")
+
+
+def test_missing_tensor(model_dir: Path) -> None:
+    path = model_dir / "model.safetensors"
+    state = load_file(str(path))
+    del state["head.crf.transitions"]
+    save_file(state, str(path))
+    _expect_error(model_dir, "head.crf.transitions", "model.safetensors")
+
+
+@pytest.mark.parametrize(
+    ("change", "fragment"),
+    [
+        ({"format_version": 99}, "unsupported format_version 99"),
+        ({"model": {"hidden": "big"}}, "model.hidden must be int"),
+        ({"model": {"layers_count": 2}}, "unknown key(s) model.layers_count"),
+        ({"scheme": 5}, "scheme must be a string"),
+    ],
+)
+def test_bad_config_json(model_dir: Path, change: dict, fragment: str) -> None:
+    path = model_dir / "config.json"
+    config = json.loads(path.read_text())
+    for key, value in change.items():
+        if isinstance(value, dict):
+            config[key] = {**config[key], **value}
+        else:
+            config[key] = value
+    path.write_text(json.dumps(config))
+    _expect_error(model_dir, fragment, "config.json")
+
+
+def test_config_not_json(model_dir: Path) -> None:
+    (model_dir / "config.json").write_text("{\n  'format_version': 1\n")
+    _expect_error(model_dir, "not valid JSON", "config.json:2")
+
+
+@pytest.mark.parametrize("name", ["config.json", "words.json", "labels.json", "model.safetensors"])
+def test_missing_file(model_dir: Path, name: str) -> None:
+    (model_dir / name).unlink()
+    _expect_error(model_dir, "missing", name)
+
+
+def test_vocabulary_of_wrong_type(model_dir: Path) -> None:
+    (model_dir / "labels.json").write_text(json.dumps(["O", 3]))
+    _expect_error(model_dir, "list of strings", "labels.json")
+
+
+def test_no_such_model_directory(tmp_path: Path) -> None:
+    _expect_error(tmp_path / "nowhere", "no such model directory", "nowhere")
+
+
+def test_cli_reports_bad_model_in_one_line(model_dir: Path, tmp_path: Path) -> None:
+    (model_dir / "model.safetensors").write_bytes(b"\x00" * 10)
+    data = tmp_path / "dev.conll"
+    data.write_text("EU NNP I-NP I-ORG\n\n")
+    result = CliRunner().invoke(app, ["evaluate", str(model_dir), str(data)])
+    assert result.exit_code == 1
+    assert "model.safetensors" in result.output and "Traceback" not in result.output

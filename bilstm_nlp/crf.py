@@ -273,7 +273,7 @@ class CRF(nn.Module):
         alpha, beta, log_z = _forward_backward(emissions, mask, *self.scores())
         # shape: (batch, seq_len, num_tags)
         probs = (alpha + beta - log_z[:, None, None]).exp()
-        return probs
+        return torch.where(mask.unsqueeze(2), probs, 0.0)
 
     def viterbi_decode(self, emissions: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
         """Best allowed path of each sequence; see the module-level `viterbi_decode`.

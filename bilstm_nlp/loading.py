@@ -69,9 +69,9 @@ def detect_format(path: str | Path) -> str:
     if suffix in _FORMAT_BY_SUFFIX:
         return _FORMAT_BY_SUFFIX[suffix]
     first = _first_content_line(path)
-    if re.match(r"\(\s*[0-9]", first):
+    if re.match(r"[ \t]*\([0-9]", first):
         return "sst"
-    if first.startswith("{"):
+    if first.lstrip(" \t").startswith("{"):
         return "jsonl"
     fields = first.split("\t")
     if first.startswith("# ") or (len(fields) == 10 and fields[0].isdigit()):

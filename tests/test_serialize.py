@@ -1,4 +1,4 @@
-"""Model directories: round trips, and clear errors (naming the file) for broken or hostile models."""
+"""Model directories: round trips, and clear errors naming the file for broken or hostile models."""
 
 from __future__ import annotations
 

@@ -96,6 +96,10 @@ def read_conllu(path: str | Path, tag_field: str = "upos") -> Iterator[Sentence]
     """
     if tag_field not in TAG_FIELDS:
         raise ValueError(f"tag_field must be one of {TAG_FIELDS}, got {tag_field!r}")
+    return _read_conllu(path, tag_field)
+
+
+def _read_conllu(path: str | Path, tag_field: str) -> Iterator[Sentence]:
     tracked = _TrackedLines(path)
     parsed = iter(conllu.parse_incr(tracked))  # type: ignore[arg-type]
     doc_id: str | None = None

@@ -27,7 +27,7 @@ _SST2 = {"0": "negative", "1": "negative", "3": "positive", "4": "positive"}
 @dataclass
 class _Node:
     label: str
-    column: int  # 1-based column of the node's "("
+    column: int  # 1-based column of the node's "(", for error messages
     start: int  # index of its first leaf
     end: int = -1  # index past its last leaf
     word: str | None = None
@@ -58,6 +58,10 @@ def read_sst(
     """
     if labels not in SST_LABELS:
         raise ValueError(f"labels must be one of {SST_LABELS}, got {labels!r}")
+    return _read_sst(path, labels, phrases)
+
+
+def _read_sst(path: str | Path, labels: str, phrases: bool) -> Iterator[TextExample]:
     trees = 0
     for number, line in read_lines(path):
         if is_blank(line):
@@ -104,15 +108,15 @@ def _parse_tree(line: str, path: str | Path, number: int) -> tuple[list[_Node], 
         if char == " ":
             position += 1
             continue
-        if closed:
+        if closed and char != ")":
             raise fail("text after the end of the tree", position + 1)
         if char == "(":
             label_end = _atom_end(line, position + 1)
             label = line[position + 1 : label_end]
             if not label:
-                raise fail("missing label after '('", position + 1)
+                raise fail("missing label after '('", position + 2)
             if label not in NODE_LABELS:
-                raise fail(f"expected a label 0-4 after '(', got {label!r}", position + 1)
+                raise fail(f"expected a label 0-4 after '(', got {label!r}", position + 2)
             node = _Node(label, position + 1, len(leaves))
             if stack:
                 parent = stack[-1]

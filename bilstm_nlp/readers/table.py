@@ -14,7 +14,7 @@ from typing import Any
 
 from ..errors import InputFormatError
 from . import TextExample
-from .conll import read_lines
+from .conll import is_blank, read_lines
 
 DELIMITERS = {".csv": ",", ".tsv": "\t"}
 
@@ -53,6 +53,8 @@ def read_table(
     lines = (line for _, line in read_lines(path, keep_ends=True))
     rows = csv.reader(lines, delimiter=delimiter, strict=True)
     header = _next_row(rows, path)
+    while header is not None and _is_blank_row(header):
+        header = _next_row(rows, path)
     if header is None:
         raise InputFormatError("empty file: no header row", path)
     header_line = rows.line_num
@@ -73,8 +75,8 @@ def read_table(
         row = _next_row(rows, path)
         if row is None:
             break
-        if not row:
-            continue  # an empty line holds no row
+        if _is_blank_row(row):
+            continue  # a blank line holds no row
         if len(row) != len(header):
             raise InputFormatError(
                 f"expected {len(header)} columns (as in the header), got {len(row)}: {row}",
@@ -91,6 +93,10 @@ def read_table(
         )
     if examples == 0:
         raise InputFormatError("empty file: no rows after the header", path)
+
+
+def _is_blank_row(row: list[str]) -> bool:
+    return not row or (len(row) == 1 and is_blank(row[0]))
 
 
 def _next_row(rows: Any, path: str | Path) -> list[str] | None:

@@ -153,10 +153,14 @@ class TokenEmbedder(nn.Module):
     def __init__(self, config: ModelConfig, vocab: Vocab):
         super().__init__()
         self.trainable_words = vocab.trainable_words
-        self.word_embedding = nn.Embedding(vocab.trainable_words, config.word_dim, padding_idx=PAD_ID)
+        self.word_embedding = nn.Embedding(
+            vocab.trainable_words, config.word_dim, padding_idx=PAD_ID
+        )
         self.word_embedding.weight.requires_grad_(not config.freeze_vectors)
         # Pretrained-only words keep their vectors (see Vocab.trainable_words).
-        self.fixed_embedding = nn.Embedding(len(vocab.words) - vocab.trainable_words, config.word_dim)
+        self.fixed_embedding = nn.Embedding(
+            len(vocab.words) - vocab.trainable_words, config.word_dim
+        )
         self.fixed_embedding.weight.requires_grad_(False)
         self.output_dim = config.word_dim
         self.casing_embedding: nn.Embedding | None = None

@@ -58,8 +58,8 @@ def detect_format(path: str | Path) -> str:
 
     By extension for `.conllu`, `.jsonl` and `.csv`; otherwise by the first non-blank line: `(`
     and a digit is an SST tree, `{` a JSON line, a `# ` comment or 10 tab-separated columns with
-    an integer first is CoNLL-U, a `.tsv` file whose first line has a `text` column is a table,
-    and anything else is CoNLL columns.
+    an integer first is CoNLL-U, a `.tsv` file whose first line names `text` and `label` columns
+    is a table, and anything else is CoNLL columns.
 
     Raises:
         InputFormatError: the file is missing, empty, or its first line is not valid UTF-8.
@@ -76,7 +76,7 @@ def detect_format(path: str | Path) -> str:
     fields = first.split("\t")
     if first.startswith("# ") or (len(fields) == 10 and fields[0].isdigit()):
         return "conllu"
-    if suffix == ".tsv" and "text" in fields:
+    if suffix == ".tsv" and {"text", "label"} <= set(fields):
         return "tsv"
     return "conll"
 
@@ -301,50 +301,53 @@ def load_tagging(
     for split, sentences in read.items():
         if sentences[0].tags is None:
             raise InputFormatError("no tags: the file holds words only", files[split])
-    source_scheme = _source_scheme([s.tags for ss in read.values() for s in ss], files)  # type: ignore[misc]
+    source_scheme = _source_scheme([s.tags or [] for ss in read.values() for s in ss], files)
     convert = target if source_scheme is not None else None
     if target is not None and source_scheme is None:
         logger.info("labels are not scheme tags: scheme %s not applied", target)
     names = _tag_names(read, files, convert, label_names)
     features = tagging_features(names)
-    slices = {split: (0, None) for split in files}
+    info = CorpusInfo(next(iter(formats.values())), source_scheme, convert or source_scheme)
+    # Each split: (file, format, first sentence, end); dev_from_train makes both from train.
+    parts = {split: (path, formats[split], 0, None) for split, path in files.items()}
     if spec is not None:
-        total = len(read["train"])
-        end, count = spec
-        if count >= total:
-            raise ConfigError(
-                f"dev_from_train {dev_from_train!r} leaves no training sentence: "
-                f"{files['train']} has {total}"
-            )
-        if end == "last":
-            slices = {"train": (0, total - count), "dev": (total - count, None)}
-        else:
-            slices = {"train": (count, None), "dev": (0, count)}
-        files = {"train": files["train"], "dev": files["train"]}
-        formats = {"train": formats["train"], "dev": formats["train"]}
-    info = CorpusInfo(
-        formats.get("train", formats.get("dev", "")), source_scheme, convert or source_scheme
-    )
+        parts = _carve_dev(spec, files["train"], formats["train"], len(read["train"]))
     splits = {}
-    for split, path in files.items():
-        stat = path.stat()
-        start, stop = slices[split]
+    for split, (path, fmt, start, stop) in parts.items():
+        options = {"label_column": label_column, "tag_field": tag_field, "scheme": convert}
         gen_kwargs = {
-            "path": str(path.resolve()),
-            "size": stat.st_size,
-            "mtime_ns": stat.st_mtime_ns,
-            "input_format": formats[split],
-            "label_column": label_column,
-            "tag_field": tag_field,
-            "scheme": convert,
+            **_file_key(path),
+            "input_format": fmt,
+            **options,
             "start": start,
             "stop": stop,
-            "code": _code_digest(),
         }
-        dataset = _from_generator(_tagging_rows, features, gen_kwargs, split)
-        _set_info(dataset, info)
-        splits[split] = dataset
+        splits[split] = _from_generator(_tagging_rows, features, gen_kwargs, split, info)
     return DatasetDict(splits)
+
+
+def _carve_dev(
+    spec: tuple[str, int], train: Path, fmt: str, total: int
+) -> dict[str, tuple[Path, str, int, int | None]]:
+    end, count = spec
+    if count >= total:
+        raise ConfigError(
+            f"dev_from_train '{end}:{count}' leaves no training sentence: {train} has {total}"
+        )
+    if end == "last":
+        return {"train": (train, fmt, 0, total - count), "dev": (train, fmt, total - count, None)}
+    return {"train": (train, fmt, count, None), "dev": (train, fmt, 0, count)}
+
+
+def _file_key(path: Path) -> dict[str, Any]:
+    # Path, size, mtime and reader code key the datasets cache: a changed file is read again.
+    stat = path.stat()
+    return {
+        "path": str(path.resolve()),
+        "size": stat.st_size,
+        "mtime_ns": stat.st_mtime_ns,
+        "code": _code_digest(),
+    }
 
 
 def _source_scheme(tag_sequences: list[list[str]], files: Mapping[str, Path]) -> str | None:
@@ -421,10 +424,10 @@ def _code_digest() -> str:
 
 
 def _from_generator(
-    generator: Any, features: Features, gen_kwargs: dict[str, Any], split: str
+    generator: Any, features: Features, gen_kwargs: dict[str, Any], split: str, info: CorpusInfo
 ) -> Dataset:
     try:
-        return Dataset.from_generator(
+        dataset = Dataset.from_generator(
             generator, features=features, gen_kwargs=gen_kwargs, split=datasets.NamedSplit(split)
         )
     except DatasetGenerationError as error:
@@ -433,6 +436,8 @@ def _from_generator(
         if isinstance(cause, BilstmNlpError):
             raise cause from None
         raise
+    _set_info(dataset, info)
+    return dataset
 
 
 # Hub datasets
@@ -664,22 +669,16 @@ def load_texts(
                 )
             seen.add(example.label)
     features = text_features(list(label_names) if label_names is not None else sorted(seen))
-    info = CorpusInfo(formats.get("train", formats.get("dev", "")), None, None)
+    info = CorpusInfo(next(iter(formats.values())), None, None)
     splits = {}
     for split, path in files.items():
-        stat = path.stat()
         gen_kwargs = {
-            "path": str(path.resolve()),
-            "size": stat.st_size,
-            "mtime_ns": stat.st_mtime_ns,
+            **_file_key(path),
             "input_format": formats[split],
             "phrases": phrases and split == "train",
             "options": options,
-            "code": _code_digest(),
         }
-        dataset = _from_generator(_text_rows, features, gen_kwargs, split)
-        _set_info(dataset, info)
-        splits[split] = dataset
+        splits[split] = _from_generator(_text_rows, features, gen_kwargs, split, info)
     return DatasetDict(splits)
 
 

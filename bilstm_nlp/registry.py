@@ -9,7 +9,7 @@ package as `bilstm_nlp.corpora` and is found with `importlib.resources`; its ent
 from __future__ import annotations
 
 import os
-import sys
+import tomllib
 from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
@@ -17,11 +17,6 @@ from typing import Any
 
 from .errors import ConfigError
 from .schemes import normalize_scheme
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10
-    import tomli as tomllib
 
 CORPORA_ENV = "BILSTM_NLP_CORPORA"
 REGISTRY_FILE = "registry.toml"

@@ -24,7 +24,7 @@ def corpus_stats_cli(
     label_column: int | None = Opt(
         None,
         "--label-column",
-        help="CoNLL label column, 0 = word, negative from the end (default: last)",
+        help="CoNLL label column: 1 = first after the word, negative from the end (default: last)",
     ),
     tag_field: str = Opt("upos", "--tag-field", help="CoNLL-U tag field: upos or xpos"),
     sst_labels: str = Opt("sst2", "--sst-labels", help="SST labels: sst2 or sst5"),

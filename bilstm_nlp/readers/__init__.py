@@ -1,7 +1,8 @@
 """Readers: one module per input format, each turning a file into checked examples.
 
 The first stage of the flow. Readers parse and validate every line themselves and stop at the first
-bad one with an `InputFormatError` naming file and line; `loading.py` hands their output to datasets.
+bad one with an `InputFormatError` naming file and line; `loading.py` hands their output to
+datasets.
 """
 
 from __future__ import annotations

@@ -50,12 +50,17 @@ class _TrackedLines:
                     block = []
                 yield "\n"
                 continue
-            if not line.startswith("#"):
+            if not _is_comment(line):
                 _check_word_line(line, self.path, number)
             block.append((number, line))
             yield line + "\n"
         if block:
             self.blocks.append(block)
+
+
+def _is_comment(line: str) -> bool:
+    # The conllu package's rule: a line is a comment when it starts with "#" once stripped.
+    return line.strip().startswith("#")
 
 
 def _check_word_line(line: str, path: str | Path, number: int) -> None:
@@ -131,7 +136,7 @@ def _words(
     tokenlist: conllu.TokenList, block: list[tuple[int, str]], tag_field: str, path: str | Path
 ) -> Sentence:
     # The parser keeps one token per non-comment line, in order.
-    word_lines = [(number, line) for number, line in block if not line.startswith("#")]
+    word_lines = [(number, line) for number, line in block if not _is_comment(line)]
     if not word_lines:
         raise InputFormatError("comment lines with no word lines after them", path, block[0][0])
     tokens: list[str] = []
@@ -168,7 +173,7 @@ def _locate_parse_error(
 ) -> InputFormatError:
     # The parser says what is wrong but not where: parse the block's lines one by one to find it.
     for number, line in block:
-        if line.startswith("#"):
+        if _is_comment(line):
             continue
         try:
             conllu.parse(line + "\n")

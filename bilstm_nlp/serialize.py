@@ -22,7 +22,7 @@ from . import __version__
 from .config import ModelConfig, from_dict
 from .errors import ConfigError, ModelFileError
 from .model import Classifier, Tagger, build_model
-from .vocab import Vocab
+from .vocab import Index, Vocab
 
 FORMAT_VERSION = 1
 CONFIG_FILE = "config.json"
@@ -187,3 +187,77 @@ def _read_json(path: Path, kind: type) -> Any:
     if not isinstance(value, kind):
         raise ModelFileError(f"expected a JSON {'object' if kind is dict else 'list'}", path)
     return value
+
+
+def export_model(
+    source: str | Path,
+    target: str | Path,
+    *,
+    max_vectors: int | None = None,
+    half_embeddings: bool = True,
+    card_note: str | None = None,
+) -> Path:
+    """Copy a model directory into a smaller one for shipping.
+
+    Args:
+        source: a trained model directory.
+        target: where to write the smaller copy.
+        max_vectors: keep only this many pretrained-only words (the most frequent; training words
+            are always kept). None keeps them all.
+        half_embeddings: store word embeddings as float16.
+        card_note: a paragraph appended to the copied model card (e.g. what pruning cost).
+    """
+    model = load_model(source)
+    vocab = model.vocab
+    if max_vectors is not None and len(vocab.words) - vocab.trainable_words > max_vectors:
+        keep = vocab.trainable_words + max_vectors
+        vocab.words = Index(vocab.words.items[:keep])
+        fixed = model.embedder.fixed_embedding
+        pruned = torch.nn.Embedding(max_vectors, fixed.embedding_dim)
+        pruned.weight.data.copy_(fixed.weight.data[:max_vectors])
+        pruned.weight.requires_grad_(False)
+        model.embedder.fixed_embedding = pruned
+    target = save_model(model, target, half_embeddings=half_embeddings)
+    card = Path(source) / "README.md"
+    if card.is_file():
+        text = card.read_text(encoding="utf-8")
+        if card_note:
+            text = text.rstrip("\n") + "\n\n" + card_note.strip() + "\n"
+        (target / "README.md").write_text(text, encoding="utf-8")
+    return target
+
+
+def find_models(root: str | Path, depth: int = 3) -> list[Path]:
+    """Model directories (holding a config.json with a format_version) under `root`."""
+    root = Path(root)
+    found = [
+        config.parent
+        for level in range(1, depth + 1)
+        for config in sorted(root.glob("/".join(["*"] * level) + "/config.json"))
+    ]
+    models = []
+    for directory in found:
+        try:
+            config = json.loads((directory / CONFIG_FILE).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(config, dict) and "format_version" in config:
+            models.append(directory)
+    return models
+
+
+def describe_model(directory: str | Path) -> dict[str, Any]:
+    """Name, task, dev score and size of a model directory, read from its config.json."""
+    directory = Path(directory)
+    config = _read_json(directory / CONFIG_FILE, dict)
+    meta = config.get("meta", {})
+    scores = meta.get("scores", {})
+    weights = directory / WEIGHTS_FILE
+    return {
+        "path": str(directory),
+        "task": meta.get("task", config.get("kind")),
+        "head": config.get("model", {}).get("head"),
+        "dev": scores.get("dev"),
+        "size_mb": round(weights.stat().st_size / 1e6, 1) if weights.is_file() else None,
+        "trained_on": meta.get("provenance", {}).get("config", {}).get("data", {}).get("train"),
+    }

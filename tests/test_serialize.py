@@ -163,3 +163,26 @@ def test_cli_reports_bad_model_in_one_line(model_dir: Path, tmp_path: Path) -> N
     result = CliRunner().invoke(app, ["evaluate", str(model_dir), str(data)])
     assert result.exit_code == 1
     assert "model.safetensors" in result.output and "Traceback" not in result.output
+
+
+def test_export_prunes_vectors_and_keeps_training_words(model_dir: Path, tmp_path: Path) -> None:
+    from bilstm_nlp import tag_sentences
+    from bilstm_nlp.serialize import export_model
+
+    model = load(model_dir)
+    assert model.embedder.fixed_embedding.num_embeddings == 2  # "the", "a"
+    small = load(export_model(model_dir, tmp_path / "small", max_vectors=1))
+    assert small.embedder.fixed_embedding.num_embeddings == 1
+    assert small.vocab.words.items == model.vocab.words.items[:-1]
+    # Training words keep their (float16-rounded) vectors, so predictions on them stay.
+    tokens = [["EU", "rejects", "German", "call"]]
+    assert [t.tags for t in tag_sentences(small, tokens)] == [
+        t.tags for t in tag_sentences(model, tokens)
+    ]
+
+
+def test_models_command_lists_local_models(model_dir: Path, tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["models", "--path", str(tmp_path), "--json"])
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert any(row["path"] == str(model_dir) for row in rows)

@@ -11,6 +11,7 @@ import typer
 
 from .corpus import corpus_stats_cli
 from .evaluate import evaluate_cli
+from .models import export_cli, models_cli
 from .train import train_cli
 
 app = typer.Typer(
@@ -24,6 +25,8 @@ app = typer.Typer(
 
 app.command("train")(train_cli)
 app.command("evaluate")(evaluate_cli)
+app.command("models")(models_cli)
+app.command("export")(export_cli)
 
 corpus_app = typer.Typer(help="Inspect corpora.", no_args_is_help=True)
 corpus_app.command("stats")(corpus_stats_cli)

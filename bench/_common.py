@@ -1,0 +1,75 @@
+"""What every benchmark records beside its figures: machine, versions, command, commit."""
+
+from __future__ import annotations
+
+import json
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def git_commit() -> str | None:
+    try:
+        return subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+def machine_info(threads: int) -> dict[str, Any]:
+    return {
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "git_commit": git_commit(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "threads": threads,
+        "cpu": cpu_model(),
+        "cores": __import__("os").cpu_count(),
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
+
+
+def write_results(path: Path, figures: dict[str, Any], machine: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"figures": figures, "machine": machine}, indent=2) + "\n")
+
+
+def timed(function: Callable[[], Any], repeats: int, warmup: int = 1) -> list[float]:
+    """Wall times of `repeats` calls after `warmup` untimed ones."""
+    for _ in range(warmup):
+        function()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def summary(times: list[float], units: float) -> dict[str, float]:
+    """Median rate (units/s) with the spread of the repeats."""
+    rates = sorted(units / t for t in times)
+    return {
+        "median_per_s": statistics.median(rates),
+        "min_per_s": rates[0],
+        "max_per_s": rates[-1],
+        "median_seconds": statistics.median(times),
+    }

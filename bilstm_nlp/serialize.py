@@ -195,9 +195,10 @@ def export_model(
     *,
     max_vectors: int | None = None,
     half_embeddings: bool = True,
-    card_note: str | None = None,
-) -> Path:
-    """Copy a model directory into a smaller one for shipping.
+    dev: str | None = None,
+    dev_from_train: str | None = None,
+) -> dict[str, float] | None:
+    """Copy a model directory into a smaller one for shipping, and say what that cost on dev.
 
     Args:
         source: a trained model directory.
@@ -205,26 +206,61 @@ def export_model(
         max_vectors: keep only this many pretrained-only words (the most frequent; training words
             are always kept). None keeps them all.
         half_embeddings: store word embeddings as float16.
-        card_note: a paragraph appended to the copied model card (e.g. what pruning cost).
+        dev: a dev file to score the model on before and after (its figure on the copy becomes
+            the copy's `meta.scores.dev`, and both go on its model card).
+        dev_from_train: with `dev` a train file, score the part carved off as dev (`last:1000`).
+    Returns:
+        `{"before": ..., "after": ...}` dev scores when `dev` is given, else None.
     """
+    from .evaluate import evaluate_file
+
     model = load_model(source)
     vocab = model.vocab
+    dropped = 0
     if max_vectors is not None and len(vocab.words) - vocab.trainable_words > max_vectors:
         keep = vocab.trainable_words + max_vectors
+        dropped = len(vocab.words) - keep
         vocab.words = Index(vocab.words.items[:keep])
         fixed = model.embedder.fixed_embedding
         pruned = torch.nn.Embedding(max_vectors, fixed.embedding_dim)
         pruned.weight.data.copy_(fixed.weight.data[:max_vectors])
         pruned.weight.requires_grad_(False)
         model.embedder.fixed_embedding = pruned
+    scores = None
+    if dev is not None:
+        before = evaluate_file(load_model(source), dev, dev_from_train=dev_from_train).main_score
+        save_model(model, target, half_embeddings=half_embeddings)
+        after = evaluate_file(load_model(target), dev, dev_from_train=dev_from_train).main_score
+        scores = {"before": float(before), "after": float(after)}
+        model.meta = dict(model.meta)
+        model.meta["scores"] = dict(model.meta.get("scores", {})) | {
+            "dev": float(after),
+            "dev_before_export": float(before),
+        }
     target = save_model(model, target, half_embeddings=half_embeddings)
     card = Path(source) / "README.md"
-    if card.is_file():
-        text = card.read_text(encoding="utf-8")
-        if card_note:
-            text = text.rstrip("\n") + "\n\n" + card_note.strip() + "\n"
-        (target / "README.md").write_text(text, encoding="utf-8")
-    return target
+    text = card.read_text(encoding="utf-8") if card.is_file() else ""
+    note = [
+        "## Shipped copy",
+        "",
+        f"Exported with `bilstm-nlp export {source} {target}"
+        + (f" --max-vectors {max_vectors}" if max_vectors is not None else "")
+        + ("" if half_embeddings else " --no-half")
+        + (f" --dev {dev}" if dev else "")
+        + (f" --dev-from-train {dev_from_train}" if dev_from_train else "")
+        + "`: "
+        + (f"{dropped:,} pretrained-only word vectors dropped, " if dropped else "")
+        + ("word embeddings stored as float16, " if half_embeddings else "")
+        + f"{(target / WEIGHTS_FILE).stat().st_size / 1e6:.1f} MB of weights.",
+    ]
+    if scores is not None:
+        note.append(
+            f"Dev score of the shipped copy: **{scores['after']:.2f}** "
+            f"(full model: {scores['before']:.2f}; "
+            f"export cost {scores['before'] - scores['after']:+.2f})."
+        )
+    (target / "README.md").write_text(text.rstrip("\n") + "\n\n" + "\n".join(note) + "\n")
+    return scores
 
 
 def find_models(root: str | Path, depth: int = 3) -> list[Path]:

@@ -55,9 +55,23 @@ def export_cli(
         None, "--max-vectors", help="Keep this many pretrained-only words (training words stay)"
     ),
     half: bool = Opt(True, "--half/--no-half", help="Store word embeddings as float16"),
+    dev: str | None = Opt(None, "--dev", help="Score before and after on this dev file"),
+    dev_from_train: str | None = Opt(
+        None, "--dev-from-train", help="With --dev a train file: score its carved-off dev part"
+    ),
 ) -> None:
     """Copy a model into a smaller directory for shipping (pruned vectors, float16 embeddings)."""
     with user_errors():
-        export_model(source, target, max_vectors=max_vectors, half_embeddings=half)
+        scores = export_model(
+            source,
+            target,
+            max_vectors=max_vectors,
+            half_embeddings=half,
+            dev=dev,
+            dev_from_train=dev_from_train,
+        )
     size = (target / "model.safetensors").stat().st_size / 1e6
-    err_console.print(f"wrote {target} ({size:.1f} MB of weights)", highlight=False)
+    message = f"wrote {target} ({size:.1f} MB of weights)"
+    if scores:
+        message += f"; dev {scores['before']:.2f} → {scores['after']:.2f}"
+    err_console.print(message, highlight=False)

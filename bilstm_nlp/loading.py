@@ -1,4 +1,4 @@
-"""Readers → `datasets.DatasetDict` with typed features, and corpus statistics.
+"""Readers → `datasets.DatasetDict` with typed features.
 
 The stage after the readers. Every file is read and checked by our readers first (so errors name
 file and line, and label names and the source scheme are known), then handed to `datasets` through
@@ -19,8 +19,7 @@ import itertools
 import json
 import logging
 import re
-from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -68,7 +67,7 @@ def detect_format(path: str | Path) -> str:
     suffix = path.suffix.lower()
     if suffix in _FORMAT_BY_SUFFIX:
         return _FORMAT_BY_SUFFIX[suffix]
-    first = _first_content_line(path)
+    first = first_content_line(path)
     if re.match(r"[ \t]*\([0-9]", first):
         return "sst"
     if first.lstrip(" \t").startswith("{"):
@@ -81,7 +80,7 @@ def detect_format(path: str | Path) -> str:
     return "conll"
 
 
-def _first_content_line(path: Path) -> str:
+def first_content_line(path: Path) -> str:
     lines = conll_reader.read_lines(path)
     try:
         for _, line in lines:
@@ -301,7 +300,7 @@ def load_tagging(
     for split, sentences in read.items():
         if sentences[0].tags is None:
             raise InputFormatError("no tags: the file holds words only", files[split])
-    source_scheme = _source_scheme([s.tags or [] for ss in read.values() for s in ss], files)
+    source_scheme = detect_source_scheme([s.tags or [] for ss in read.values() for s in ss], files)
     convert = target if source_scheme is not None else None
     if target is not None and source_scheme is None:
         logger.info("labels are not scheme tags: scheme %s not applied", target)
@@ -350,7 +349,7 @@ def _file_key(path: Path) -> dict[str, Any]:
     }
 
 
-def _source_scheme(tag_sequences: list[list[str]], files: Mapping[str, Path]) -> str | None:
+def detect_source_scheme(tag_sequences: list[list[str]], files: Mapping[str, Path]) -> str | None:
     labels = {tag for tags in tag_sequences for tag in tags}
     if not schemes.is_entity_tagset(labels):
         return None
@@ -699,140 +698,3 @@ def _text_rows(
             "tokens": example.tokens or [],
             "label": example.label,
         }
-
-
-# Statistics
-
-
-@dataclass(frozen=True)
-class CorpusStats:
-    """Counts of one corpus file.
-
-    Attributes:
-        path: the file.
-        input_format: its format.
-        documents: number of documents (`-DOCSTART-`, `# newdoc`, JSONL `doc_id`), None when the
-            file does not say.
-        sentences: sentences (tagging formats) or examples (text formats; SST-2 without neutral).
-        tokens: tokens (CoNLL-U: syntactic words; SST: leaves), None for formats without tokens.
-        label_counts: occurrences of each tag or label, most frequent first.
-        scheme: the detected tag scheme, None for plain labels and text formats.
-        entity_counts: entities (conlleval chunks) per type, most frequent first; empty without a
-            scheme.
-    """
-
-    path: str
-    input_format: str
-    documents: int | None
-    sentences: int
-    tokens: int | None
-    label_counts: dict[str, int]
-    scheme: str | None
-    entity_counts: dict[str, int]
-
-    @property
-    def entities(self) -> int | None:
-        """All entities, or None when the labels are no scheme tags."""
-        return sum(self.entity_counts.values()) if self.scheme is not None else None
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-able dict of all fields plus `entities`."""
-        return {**asdict(self), "entities": self.entities}
-
-
-def corpus_stats(
-    path: str | Path,
-    input_format: str | None = None,
-    *,
-    label_column: int | None = None,
-    tag_field: str = "upos",
-    sst_labels: str = "sst2",
-) -> CorpusStats:
-    """Document, sentence, token, label and entity counts of one corpus file.
-
-    JSONL files count as tagged sentences when their first record has `tokens`, else as texts.
-
-    Args:
-        path: the file.
-        input_format: its format (not `"hub"`); default `detect_format(path)`.
-        label_column: CoNLL label column (default the last).
-        tag_field: `"upos"`/`"xpos"` for CoNLL-U.
-        sst_labels: `"sst2"`/`"sst5"` for SST trees.
-    Returns:
-        The `CorpusStats`.
-    Raises:
-        ConfigError: an unknown format, `"hub"`, or a bad option.
-        InputFormatError: a reader error (file and line).
-    """
-    fmt = input_format if input_format is not None else detect_format(path)
-    if fmt == "hub":
-        raise ConfigError("corpus stats reads files; load hub datasets with load_hub_tagging")
-    if fmt in TAGGING_FORMATS and (fmt != "jsonl" or _jsonl_has_tokens(path)):
-        return _tagging_stats(path, read_sentences(path, fmt, label_column, tag_field), fmt)
-    return _text_stats(path, read_texts(path, fmt, sst_labels=sst_labels), fmt)
-
-
-def _jsonl_has_tokens(path: str | Path) -> bool:
-    line = _first_content_line(Path(path))
-    try:
-        record = json.loads(line)
-    except json.JSONDecodeError:
-        return True  # the tagged reader reports the bad line
-    return isinstance(record, dict) and "tokens" in record
-
-
-def _tagging_stats(path: str | Path, sentences: Iterable[Sentence], fmt: str) -> CorpusStats:
-    documents: set[str] = set()
-    labels: Counter[str] = Counter()
-    tag_sequences: list[list[str]] = []
-    count = tokens = 0
-    for sentence in sentences:
-        count += 1
-        tokens += len(sentence.tokens)
-        if sentence.doc_id is not None:
-            documents.add(sentence.doc_id)
-        if sentence.tags is not None:
-            labels.update(sentence.tags)
-            tag_sequences.append(sentence.tags)
-    scheme = _source_scheme(tag_sequences, {"file": Path(path)}) if tag_sequences else None
-    entities: Counter[str] = Counter()
-    if scheme is not None:
-        for tags in tag_sequences:
-            entities.update(span.label for span in schemes.tags_to_spans(tags))
-    return CorpusStats(
-        path=str(path),
-        input_format=fmt,
-        documents=len(documents) if documents else None,
-        sentences=count,
-        tokens=tokens,
-        label_counts=_by_count(labels),
-        scheme=scheme,
-        entity_counts=_by_count(entities),
-    )
-
-
-def _text_stats(path: str | Path, examples: Iterable[TextExample], fmt: str) -> CorpusStats:
-    labels: Counter[str] = Counter()
-    count = tokens = 0
-    has_tokens = False
-    for example in examples:
-        count += 1
-        if example.tokens is not None:
-            has_tokens = True
-            tokens += len(example.tokens)
-        if example.label is not None:
-            labels[example.label] += 1
-    return CorpusStats(
-        path=str(path),
-        input_format=fmt,
-        documents=None,
-        sentences=count,
-        tokens=tokens if has_tokens else None,
-        label_counts=_by_count(labels),
-        scheme=None,
-        entity_counts={},
-    )
-
-
-def _by_count(counter: Counter[str]) -> dict[str, int]:
-    return dict(sorted(counter.items(), key=lambda item: (-item[1], item[0])))

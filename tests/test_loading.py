@@ -21,7 +21,6 @@ from bilstm_nlp.loading import (
     CorpusInfo,
     corpus_info,
     corpus_scheme,
-    corpus_stats,
     detect_format,
     load_hub_tagging,
     load_tagging,
@@ -31,6 +30,7 @@ from bilstm_nlp.loading import (
     read_texts,
 )
 from bilstm_nlp.schemes import convert_tags, tags_to_spans
+from bilstm_nlp.stats import corpus_stats
 
 pytestmark = pytest.mark.usefixtures("datasets_cache")
 

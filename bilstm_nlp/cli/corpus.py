@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from ..loading import CorpusStats, corpus_stats
+from ..stats import CorpusStats, corpus_stats
 from ._util import Arg, Opt, user_errors
 
 

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from . import __version__
+from .checkpoint import TrainingState, load_checkpoint, save_checkpoint
 from .config import DataConfig, ExperimentConfig, ModelConfig
 from .embeddings import load_vectors, pretrained_matrix
 from .encoding import EncodedSentence, bucket_batches, collate, encode_tokens
@@ -77,6 +78,7 @@ def train(
     output: str | Path,
     *,
     init_model: str | Path | None = None,
+    resume: bool = False,
     command: str | None = None,
     show_progress: bool = False,
     on_epoch: Callable[[EpochReport], None] | None = None,
@@ -88,6 +90,8 @@ def train(
         output: the model directory to write (the best model, `train_log.jsonl`, `README.md`).
         init_model: a model directory to start from (fine-tuning); its vocabulary and labels are
             kept.
+        resume: continue the run in `output` from its last checkpoint (the config must be the
+            same, but for epochs, max_minutes, patience and threads).
         command: the command line that started the run, recorded in the model card.
         show_progress: a rich progress bar per epoch on stderr.
         on_epoch: called after each epoch (the CLI prints a line).
@@ -102,34 +106,34 @@ def train(
     set_seed(settings.seed)
     task = config.model.task
     train_split, dev_split, reader, label_names, scheme, file_scheme = _read_data(config)
-    model = _build(config, train_split, label_names, scheme, file_scheme, init_model)
-    model.to(device)
-    model.meta = {
-        "reader": reader,
-        "task": _task_name(model, reader),
-        "provenance": {
-            "command": command,
-            "config": config.to_dict(),
-            "library_version": __version__,
-            "torch_version": torch.__version__,
-            "trained_on": time.strftime("%Y-%m-%d"),
-            "train_sentences": len(train_split.token_lists),
-            "dev_sentences": len(dev_split.token_lists) if dev_split else 0,
-        },
-    }
-    encoded = _encode(model, train_split, task)
-    optimizer = _optimizer(model, config)
     output.mkdir(parents=True, exist_ok=True)
     log_path = output / LOG_FILE
-    log_path.write_text("")
-    rng = random.Random(settings.seed)
-    started = time.perf_counter()
-    best_score: float | None = None
-    best_epoch = 0
-    seconds_to_best = 0.0
-    reports: list[EpochReport] = []
-    stale = 0
-    for epoch in range(1, settings.epochs + 1):
+    if resume:
+        model, optimizer, state, rng = _resume(output, config, device)
+    else:
+        model = _build(config, train_split, label_names, scheme, file_scheme, init_model)
+        model.to(device)
+        model.meta = {
+            "reader": reader,
+            "task": _task_name(model, reader),
+            "provenance": {
+                "command": command,
+                "config": config.to_dict(),
+                "library_version": __version__,
+                "torch_version": torch.__version__,
+                "trained_on": time.strftime("%Y-%m-%d"),
+                "train_sentences": len(train_split.token_lists),
+                "dev_sentences": len(dev_split.token_lists) if dev_split else 0,
+            },
+        }
+        optimizer = _optimizer(model, config)
+        state = TrainingState(0, None, 0, 0.0, 0.0, 0)
+        rng = random.Random(settings.seed)
+    # The log holds exactly the finished epochs (a killed run may have logged one more).
+    log_path.write_text("".join(json.dumps(r) + "\n" for r in state.reports))
+    encoded = _encode(model, train_split, task)
+    started = time.perf_counter() - state.seconds
+    for epoch in range(state.epoch + 1, settings.epochs + 1):
         lr = settings.lr / (1 + settings.lr_decay * (epoch - 1))
         for group in optimizer.param_groups:
             group["lr"] = lr
@@ -138,37 +142,70 @@ def train(
             model, encoded, optimizer, config, rng, device, epoch, show_progress
         )
         seconds = time.perf_counter() - epoch_start
+        if not math.isfinite(loss):
+            raise ConfigError(f"training diverged at epoch {epoch} (loss {loss}); lower train.lr")
         dev_score = None
         if dev_split is not None:
             dev_score = _dev_score(model, dev_split, settings.eval_batch_size, device)
-        improved = dev_score is None or best_score is None or dev_score > best_score
+        best = state.best_score
+        improved = dev_score is None or best is None or dev_score > best
         if improved:
-            best_score, best_epoch = dev_score, epoch
-            seconds_to_best = time.perf_counter() - started
+            state.best_score, state.best_epoch = dev_score, epoch
+            state.seconds_to_best = time.perf_counter() - started
             model.meta["scores"] = {"dev": dev_score, "epoch": epoch}
             save_model(model, output)
-            stale = 0
+            state.stale = 0
         else:
-            stale += 1
+            state.stale += 1
         report = EpochReport(epoch, loss, dev_score, tokens / seconds, seconds, lr, improved)
-        reports.append(report)
+        state.reports.append(asdict(report))
+        state.epoch = epoch
+        state.seconds = time.perf_counter() - started
         with log_path.open("a") as log:
             log.write(json.dumps(asdict(report)) + "\n")
+        save_checkpoint(output, model, optimizer, state, rng, _resumable(config))
         if on_epoch:
             on_epoch(report)
-        if not math.isfinite(loss):
-            raise ConfigError(f"training diverged at epoch {epoch} (loss {loss}); lower train.lr")
-        if settings.patience and stale >= settings.patience:
-            logger.info("no better dev score for %d epochs: stopping", stale)
+        if settings.patience and state.stale >= settings.patience:
+            logger.info("no better dev score for %d epochs: stopping", state.stale)
             break
-        minutes = (time.perf_counter() - started) / 60
-        if settings.max_minutes and minutes >= settings.max_minutes:
+        if settings.max_minutes and state.seconds / 60 >= settings.max_minutes:
             logger.info("time budget of %.1f minutes used: stopping", settings.max_minutes)
             break
     total = time.perf_counter() - started
-    result = TrainResult(output, best_epoch, best_score, reports, seconds_to_best, total)
+    reports = [EpochReport(**r) for r in state.reports]
+    result = TrainResult(
+        output, state.best_epoch, state.best_score, reports, state.seconds_to_best, total
+    )
     _finish(output, result, command)
     return result
+
+
+def _resumable(config: ExperimentConfig) -> dict[str, Any]:
+    # What must match for a resume to continue the same run; stopping rules may change.
+    values = config.to_dict()
+    for key in ("epochs", "max_minutes", "patience", "threads"):
+        values["train"].pop(key)
+    return values
+
+
+def _resume(output: Path, config: ExperimentConfig, device: torch.device):
+    model, optimizer, state, rng, saved = load_checkpoint(
+        output, lambda m: _optimizer(m.to(device), config)
+    )
+    if saved != _resumable(config):
+        changed = sorted(
+            f"{section}.{key}"
+            for section in saved
+            for key in saved[section]
+            if saved[section][key] != _resumable(config)[section].get(key)
+        )
+        raise ConfigError(
+            f"cannot resume with a different configuration (changed: {', '.join(changed)})",
+            output / "checkpoint",
+        )
+    logger.info("resuming after epoch %d", state.epoch)
+    return model, optimizer, state, rng
 
 
 def _device(name: str) -> torch.device:

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import typer
 
+from .annotate import annotate_cli
 from .corpus import corpus_stats_cli
 from .evaluate import evaluate_cli
 from .models import export_cli, models_cli
+from .tag import tag_cli
 from .train import train_cli
 
 app = typer.Typer(
@@ -25,6 +27,8 @@ app = typer.Typer(
 
 app.command("train")(train_cli)
 app.command("evaluate")(evaluate_cli)
+app.command("tag")(tag_cli)
+app.command("annotate")(annotate_cli)
 app.command("models")(models_cli)
 app.command("export")(export_cli)
 

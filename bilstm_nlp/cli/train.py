@@ -40,6 +40,7 @@ def train_cli(
     init_model: Path | None = Opt(
         None, "--init-model", help="Fine-tune this model directory instead of starting fresh"
     ),
+    resume: bool = Opt(False, "--resume", help="Continue a killed run from its last checkpoint"),
     progress: bool = Opt(True, "--progress/--no-progress", help="Progress bar per epoch"),
     verbose: bool = Opt(False, "--verbose", "-v", help="Debug logging"),
 ) -> None:
@@ -84,6 +85,7 @@ def train_cli(
             experiment,
             output,
             init_model=init_model,
+            resume=resume,
             command=command,
             show_progress=progress and err_console.is_terminal,
             on_epoch=report,

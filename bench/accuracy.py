@@ -1,0 +1,162 @@
+"""Dev accuracy of every corpus × head × seed, trained with the CLI, summarised in one table.
+
+    python bench/accuracy.py --train            # train what is missing (hours on 2 cores)
+    python bench/accuracy.py                    # report the runs already in runs/
+    python bench/accuracy.py --only conll2003   # a subset (names start with this)
+
+Each run is `bilstm-nlp train --config CONFIG [overrides] --output runs/NAME`; a finished run (its
+model card exists) is not trained again. Dev figures are read back with `bilstm-nlp evaluate --json`
+(CoNLL-2000: the last 1,000 train sentences). Writes bench/results/accuracy.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import machine_info, write_results  # noqa: E402
+
+CORPORA = Path("../shared/corpora")
+# name: (config, extra CLI options, dev file, --dev-from-train, metric)
+RUNS: dict[str, tuple[str, list[str], str, str | None, str]] = {}
+for seed in (1, 2, 3):
+    RUNS[f"conll2003-crf-s{seed}"] = (
+        "models/ner/train.json",
+        ["--seed", str(seed)],
+        str(CORPORA / "conll2003/dev.txt"),
+        None,
+        "f1",
+    )
+    RUNS[f"ud_ewt-crf-s{seed}"] = (
+        "models/pos/train.json",
+        ["--seed", str(seed)],
+        str(CORPORA / "ud_ewt/dev.conllu"),
+        None,
+        "accuracy",
+    )
+    RUNS[f"sst2-s{seed}"] = (
+        "models/sentiment/train.json",
+        ["--seed", str(seed)],
+        str(CORPORA / "sst/dev.txt"),
+        None,
+        "accuracy",
+    )
+RUNS["conll2003-softmax-s1"] = (
+    "models/ner/train.json",
+    ["--head", "softmax"],
+    str(CORPORA / "conll2003/dev.txt"),
+    None,
+    "f1",
+)
+RUNS["ud_ewt-softmax-s1"] = (
+    "models/pos/train.json",
+    ["--head", "softmax"],
+    str(CORPORA / "ud_ewt/dev.conllu"),
+    None,
+    "accuracy",
+)
+RUNS["wnut17-crf-s1"] = (
+    "bench/configs/wnut17.json",
+    [],
+    str(CORPORA / "wnut17/dev.txt"),
+    None,
+    "f1",
+)
+RUNS["wnut17-softmax-s1"] = (
+    "bench/configs/wnut17.json",
+    ["--head", "softmax"],
+    str(CORPORA / "wnut17/dev.txt"),
+    None,
+    "f1",
+)
+RUNS["conll2000-crf-s1"] = (
+    "models/chunk/train.json",
+    [],
+    str(CORPORA / "conll2000/train.txt"),
+    "last:1000",
+    "f1",
+)
+RUNS["conll2000-softmax-s1"] = (
+    "models/chunk/train.json",
+    ["--head", "softmax"],
+    str(CORPORA / "conll2000/train.txt"),
+    "last:1000",
+    "f1",
+)
+RUNS["sst5-s1"] = ("bench/configs/sst5.json", [], str(CORPORA / "sst/dev.txt"), None, "accuracy")
+RUNS["sst2-phrases-s1"] = (
+    "bench/configs/sst2-phrases.json",
+    [],
+    str(CORPORA / "sst/dev.txt"),
+    None,
+    "accuracy",
+)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--train", action="store_true", help="train the runs that are missing")
+    parser.add_argument("--only", default="", help="run names starting with this")
+    parser.add_argument("--runs", default="runs", help="folder of the run directories")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", default="bench/results/accuracy.json")
+    args = parser.parse_args()
+    cli = [sys.executable, "-m", "bilstm_nlp.cli"]
+    results: dict[str, dict] = {}
+    for name, (config, extra, dev, dev_from_train, metric) in RUNS.items():
+        if not name.startswith(args.only):
+            continue
+        output = Path(args.runs) / name
+        if not (output / "README.md").is_file():
+            if not args.train:
+                continue
+            command = [
+                *cli,
+                "train",
+                "--config",
+                config,
+                *extra,
+                "--output",
+                str(output),
+                "--no-progress",
+            ]
+            print("$", " ".join(command[2:]), file=sys.stderr, flush=True)
+            subprocess.run(command, check=True)
+        evaluate = [*cli, "evaluate", str(output), dev, "--json", "--threads", str(args.threads)]
+        if dev_from_train:
+            evaluate += ["--dev-from-train", dev_from_train]
+        scores = json.loads(
+            subprocess.run(evaluate, check=True, capture_output=True, text=True).stdout
+        )
+        log = [json.loads(line) for line in (output / "train_log.jsonl").read_text().splitlines()]
+        best = max(log, key=lambda e: e["dev_score"] or 0)
+        results[name] = {
+            "config": config,
+            "options": extra,
+            "metric": metric,
+            "dev": scores[metric],
+            "macro_f1": scores.get("macro_f1"),
+            "epochs": len(log),
+            "best_epoch": best["epoch"],
+            "minutes_to_best": sum(e["seconds"] for e in log if e["epoch"] <= best["epoch"]) / 60,
+            "train_command": f"bilstm-nlp train --config {config} {' '.join(extra)} "
+            f"--output {output}".replace("  ", " "),
+        }
+    groups: dict[str, list[float]] = {}
+    for name, row in results.items():
+        groups.setdefault(name.rsplit("-s", 1)[0], []).append(row["dev"])
+    print("| run | metric | seeds | dev mean | spread (min-max) |\n|---|---|---:|---:|---:|")
+    for group, values in groups.items():
+        metric = next(r["metric"] for n, r in results.items() if n.rsplit("-s", 1)[0] == group)
+        spread = f"{min(values):.2f}-{max(values):.2f}" if len(values) > 1 else "-"
+        print(f"| {group} | {metric} | {len(values)} | {statistics.mean(values):.2f} | {spread} |")
+    write_results(Path(args.out), {"runs": results, "groups": groups}, machine_info(args.threads))
+
+
+if __name__ == "__main__":
+    main()

@@ -58,8 +58,8 @@ def main() -> None:
     model = load(args.model)
     split = load_tagging(dev=args.data, **_reader(model))["dev"]
     names = split.features["tags"].feature.names
-    tokens = split["tokens"]
-    gold = [[names[i] for i in row] for row in split["tags"]]
+    tokens = split["tokens"][:]
+    gold = [[names[i] for i in row] for row in split["tags"][:]]
     tagged = tag_sentences(model, tokens)
     scores, correct = [], []
     for result, gold_tags in zip(tagged, gold, strict=True):

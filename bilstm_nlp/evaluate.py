@@ -203,10 +203,10 @@ def evaluate_file(
         )
         split = splits["dev"]
         names = split.features["tags"].feature.names
-        gold = [[names[i] for i in row] for row in split["tags"]]
+        gold = [[names[i] for i in row] for row in split["tags"][:]]
         return evaluate_tagger(
             model,
-            split["tokens"],
+            split["tokens"][:],
             gold,
             batch_size=batch_size,
             device=device,
@@ -225,12 +225,13 @@ def evaluate_file(
     split = splits["dev"]
     names = split.features["label"].names
     tokens = [
-        t if t else tokenize_text(x) for t, x in zip(split["tokens"], split["text"], strict=True)
+        t if t else tokenize_text(x)
+        for t, x in zip(split["tokens"][:], split["text"][:], strict=True)
     ]
     return evaluate_classifier(
         model,
         tokens,
-        [names[i] for i in split["label"]],
+        [names[i] for i in split["label"][:]],
         batch_size=batch_size,
         device=device,
         show_progress=show_progress,

@@ -262,7 +262,7 @@ def _read_data(config: ExperimentConfig):
     label_feature = splits["train"].features[column]
     names = list(getattr(label_feature, "feature", label_feature).names)
     # The vocabulary holds the labels seen in train only: a dev-only label is a miss, not a class.
-    train_ids = splits["train"][column]
+    train_ids = splits["train"][column][:]
     used = {i for row in train_ids for i in row} if task == "tagger" else set(train_ids)
     label_names = [name for i, name in enumerate(names) if i in used]
     parts = {}
@@ -271,15 +271,15 @@ def _read_data(config: ExperimentConfig):
             parts[name] = None
             continue
         split = splits[name]
-        ids = split[column]
+        ids = split[column][:]
         if task == "tagger":
             labels = [[names[i] for i in row] for row in ids]
-            tokens = split["tokens"]
+            tokens = split["tokens"][:]
         else:
             labels = [names[i] for i in ids]
             tokens = [
                 t if t else _tokenize(text)
-                for t, text in zip(split["tokens"], split["text"], strict=True)
+                for t, text in zip(split["tokens"][:], split["text"][:], strict=True)
             ]
         parts[name] = _Split(tokens, labels)
     reader = reader_settings(data, task) | {"file_scheme": file_scheme}

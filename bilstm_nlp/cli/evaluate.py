@@ -76,7 +76,7 @@ def _write_predictions(path: Path, model, data: str, result, dev_from_train) -> 
     names = split.features["tags"].feature.names
     with path.open("w", encoding="utf-8") as out:
         for tokens, gold_ids, predicted in zip(
-            split["tokens"], split["tags"], result.predicted, strict=True
+            split["tokens"][:], split["tags"][:], result.predicted, strict=True
         ):
             for token, gold_id, tag in zip(tokens, gold_ids, predicted, strict=True):
                 out.write(f"{token} {names[gold_id]} {tag}\n")

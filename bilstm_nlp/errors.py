@@ -47,3 +47,8 @@ class ModelFileError(BilstmNlpError):
 
 class ConfigError(BilstmNlpError):
     """A configuration value is unknown, of the wrong type, or inconsistent."""
+
+
+class ResumeError(BilstmNlpError):
+    """A resumed run differs from the interrupted one (model, options or inputs), or its output
+    does not match the progress file."""

@@ -25,7 +25,7 @@ from .metrics import (
 )
 from .model import Classifier, Tagger
 from .schemes import split_tag
-from .tokenize import tokenize_text
+from .tokenize import tokens_or_tokenized
 
 logger = logging.getLogger(__name__)
 
@@ -224,10 +224,7 @@ def evaluate_file(
     )
     split = splits["dev"]
     names = split.features["label"].names
-    tokens = [
-        t if t else tokenize_text(x)
-        for t, x in zip(split["tokens"][:], split["text"][:], strict=True)
-    ]
+    tokens = tokens_or_tokenized(split["tokens"][:], split["text"][:])
     return evaluate_classifier(
         model,
         tokens,

@@ -161,22 +161,17 @@ class CRFHead(nn.Module):
         start_scores, transitions, end_scores = self.crf.scores()
         alpha, beta, log_z = self.crf.forward_backward(emissions, mask)
         b, s, e = query.batch_index, query.start, query.end
-        path = tag_ids[b]  # shape: (num_spans, seq_len)
-        span_emissions = emissions[b]  # shape: (num_spans, seq_len, num_tags)
         # Score of each step along the given path: emission plus transition into it.
-        # shape: (num_spans, seq_len)
-        step = span_emissions.gather(2, path.unsqueeze(2)).squeeze(2)
-        step[:, 1:] += transitions[path[:, :-1], path[:, 1:]]
-        cumulative = step.cumsum(dim=1)
-        first_tag = path.gather(1, s.unsqueeze(1)).squeeze(1)
-        last_tag = path.gather(1, (e - 1).unsqueeze(1)).squeeze(1)
-        first_emission = span_emissions[torch.arange(len(b)), s, first_tag]
+        # shape: (batch, seq_len)
+        step = emissions.gather(2, tag_ids.unsqueeze(2)).squeeze(2)
+        step[:, 1:] += transitions[tag_ids[:, :-1], tag_ids[:, 1:]]
+        # float64: a forbidden step outside a span adds -1e4 to the running sum, and float32
+        # would lose the span's digits in the difference.
+        cumulative = step.double().cumsum(dim=1)
+        first_tag, last_tag = tag_ids[b, s], tag_ids[b, e - 1]
         # shape: (num_spans,)
-        inside = (
-            cumulative.gather(1, (e - 1).unsqueeze(1)).squeeze(1)
-            - cumulative.gather(1, s.unsqueeze(1)).squeeze(1)
-            + first_emission
-        )
+        inside = (cumulative[b, e - 1] - cumulative[b, s]).to(emissions.dtype)
+        inside = inside + emissions[b, s, first_tag]
         forbidden = torch.tensor(float("-inf"), dtype=emissions.dtype, device=emissions.device)
         # Left: how the path reaches the first tag (start transition, or any allowed previous tag).
         previous = (s - 1).clamp(min=0)
@@ -188,7 +183,7 @@ class CRFHead(nn.Module):
         lengths = mask.sum(dim=1)[b]
         following = e.clamp(max=emissions.shape[1] - 1)
         # shape: (num_spans, num_tags)
-        out_of_last = transitions[last_tag] + span_emissions[torch.arange(len(b)), following]
+        out_of_last = transitions[last_tag] + emissions[b, following]
         out_of_last = out_of_last + beta[b, following]
         out_of_last = torch.where(query.right_excluded, forbidden, out_of_last)
         right = torch.where(e >= lengths, end_scores[last_tag], torch.logsumexp(out_of_last, dim=1))

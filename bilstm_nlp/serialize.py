@@ -93,7 +93,7 @@ def resolve_model_path(name_or_path: str | Path) -> Path:
         return path
     if str(name_or_path) in SHIPPED_MODELS:
         shipped = resources.files("bilstm_nlp.models") / str(name_or_path)
-        if shipped.is_dir():
+        if (shipped / CONFIG_FILE).is_file():
             return Path(str(shipped))
         raise ModelFileError(f"the shipped model {name_or_path!r} is not installed", str(shipped))
     raise ModelFileError(

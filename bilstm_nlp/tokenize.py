@@ -1,12 +1,32 @@
 """Raw text → sentences → tokens with character offsets (spaCy's rule-based English tokenizer).
 
-A blank English pipeline with the rule-based sentencizer: no downloaded model. Offsets let every
-predicted entity map back to the exact characters of the input.
+The first stage for raw text: a blank English pipeline with the rule-based sentencizer, no
+downloaded model. Offsets let every predicted entity map back to the exact characters of the input
+(`text[token.start:token.end] == token.text`, always). Any text is accepted: texts past spaCy's
+`max_length` are cut at line breaks or spaces into chunks, whitespace-free runs of more than 1,000
+characters are cut into pieces of 200 (spaCy's affix splitting is quadratic on such runs: 2,000
+emoji take a second), and sentences may be capped at a number of tokens. `PtbEscapes` rewrites
+tokens the way Penn-Treebank-style corpora wrote them (`(` as `-LRB-`, `/` as `\\/`, a double quote
+as two backticks or two apostrophes), for models trained on such corpora; offsets keep pointing at
+the original text.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+
+# spaCy refuses texts past `nlp.max_length` (1,000,000 characters); we hand it far smaller chunks.
+MAX_CHUNK_CHARS = 100_000
+# A whitespace-free run longer than this is cut into pieces of RUN_PIECE_CHARS characters.
+MAX_RUN_CHARS = 1_000
+RUN_PIECE_CHARS = 200
+# spaCy's string store and tokenizer cache grow with every new word; a fresh pipeline past this
+# many strings keeps memory flat on endless input (tokenization does not depend on them).
+_MAX_STRINGS = 1_000_000
+
+_LONG_RUN = re.compile(rf"\S{{{MAX_RUN_CHARS + 1},}}")
 
 
 @dataclass(frozen=True)
@@ -19,29 +39,225 @@ class Token:
 
 
 class Tokenizer:
-    """spaCy's English tokenizer and sentencizer, created once and reused."""
+    """spaCy's English tokenizer and sentencizer, created once and reused.
 
-    def __init__(self) -> None:
-        import spacy
+    Args:
+        max_sentence_tokens: cut longer sentences into consecutive pieces of this many tokens
+            (None: never cut).
+    """
 
-        self.nlp = spacy.blank("en")
-        self.nlp.add_pipe("sentencizer")
+    def __init__(self, max_sentence_tokens: int | None = None) -> None:
+        if max_sentence_tokens is not None and max_sentence_tokens < 1:
+            raise ValueError("max_sentence_tokens must be positive")
+        self.max_sentence_tokens = max_sentence_tokens
+        self.nlp = _blank_pipeline()
 
     def tokens(self, text: str) -> list[str]:
         """The tokens of `text`, whitespace dropped."""
-        return [t.text for t in self.nlp.tokenizer(text) if not t.is_space]
+        self._refresh_if_big()
+        return [
+            t.text
+            for offset, segment in _segments(text)
+            for t in self.nlp.tokenizer(segment)
+            if not t.is_space
+        ]
 
     def sentences(self, text: str) -> list[list[Token]]:
         """`text` split into sentences of tokens with offsets; whitespace tokens dropped."""
-        doc = self.nlp(text)
-        result = []
-        for sentence in doc.sents:
-            tokens = [Token(t.text, t.idx, t.idx + len(t.text)) for t in sentence if not t.is_space]
-            if tokens:
-                result.append(tokens)
-        return result
+        return next(self.pipe([text]))
+
+    def pipe(self, texts: Iterable[str], batch_size: int = 256) -> Iterator[list[list[Token]]]:
+        """`sentences()` of each text, in order; faster than one call per text.
+
+        Args:
+            texts: the texts; any length, empty ones included (they give `[]`).
+            batch_size: texts (chunks of long texts) handed to spaCy at a time.
+        Returns:
+            An iterator with one list of sentences per text.
+        """
+        pending: list[str] = []
+        for text in texts:
+            pending.append(text)
+            if len(pending) >= batch_size:
+                yield from self._pipe_batch(pending)
+                pending = []
+        if pending:
+            yield from self._pipe_batch(pending)
+
+    def _pipe_batch(self, texts: list[str]) -> list[list[list[Token]]]:
+        self._refresh_if_big()
+        owners: list[int] = []
+        offsets: list[int] = []
+        segments: list[str] = []
+        for index, text in enumerate(texts):
+            for offset, segment in _segments(text):
+                owners.append(index)
+                offsets.append(offset)
+                segments.append(segment)
+        results: list[list[list[Token]]] = [[] for _ in texts]
+        for owner, offset, doc in zip(owners, offsets, self.nlp.pipe(segments), strict=True):
+            for sentence in doc.sents:
+                tokens = [
+                    Token(t.text, t.idx + offset, t.idx + offset + len(t.text))
+                    for t in sentence
+                    if not t.is_space
+                ]
+                if tokens:
+                    results[owner].extend(self._cut(tokens))
+        return results
+
+    def _cut(self, tokens: list[Token]) -> list[list[Token]]:
+        size = self.max_sentence_tokens
+        if size is None or len(tokens) <= size:
+            return [tokens]
+        return [tokens[i : i + size] for i in range(0, len(tokens), size)]
+
+    def _refresh_if_big(self) -> None:
+        if len(self.nlp.vocab.strings) > _MAX_STRINGS:
+            self.nlp = _blank_pipeline()
+
+
+def _blank_pipeline():
+    import spacy
+
+    nlp = spacy.blank("en")
+    nlp.add_pipe("sentencizer")
+    return nlp
+
+
+def _segments(text: str) -> list[tuple[int, str]]:
+    """`text` as `(offset, piece)` pieces spaCy handles fast: long whitespace-free runs cut into
+    RUN_PIECE_CHARS pieces, everything else into chunks of at most MAX_CHUNK_CHARS cut at a line
+    break (else a space)."""
+    if len(text) <= MAX_RUN_CHARS:
+        return [(0, text)]
+    segments: list[tuple[int, str]] = []
+    position = 0
+    for run in _LONG_RUN.finditer(text):
+        segments.extend(_chunks(text, position, run.start()))
+        for start in range(run.start(), run.end(), RUN_PIECE_CHARS):
+            segments.append((start, text[start : min(start + RUN_PIECE_CHARS, run.end())]))
+        position = run.end()
+    segments.extend(_chunks(text, position, len(text)))
+    return segments
+
+
+def _chunks(text: str, start: int, end: int) -> list[tuple[int, str]]:
+    # No run here is longer than MAX_RUN_CHARS, so each window's second half holds a space.
+    chunks = []
+    while end - start > MAX_CHUNK_CHARS:
+        limit = start + MAX_CHUNK_CHARS
+        cut = text.rfind("\n", start + MAX_CHUNK_CHARS // 2, limit)
+        if cut < 0:
+            cut = max(text.rfind(c, start + MAX_CHUNK_CHARS // 2, limit) for c in " \t\r\f\v")
+        if cut < 0:
+            cut = limit - 1
+        chunks.append((start, text[start : cut + 1]))
+        start = cut + 1
+    if end > start:
+        chunks.append((start, text[start:end]))
+    return chunks
+
+
+_BRACKETS = {"(": "-LRB-", ")": "-RRB-", "[": "-LSB-", "]": "-RSB-", "{": "-LCB-", "}": "-RCB-"}
+_DOUBLE_QUOTES = {'"': None, "“": "``", "„": "``", "”": "''"}
+_SINGLE_QUOTES = {"'": None, "‘": "`", "’": "'"}
+_DASHES = {"—": "--", "–": "--"}
+_OPENERS = "([{\"'“‘`"
+
+
+@dataclass(frozen=True)
+class PtbEscapes:
+    """How a Penn-Treebank-style corpus wrote characters that raw text writes plainly.
+
+    CoNLL-2000 (WSJ) and SST write `(` as `-LRB-` (and `)` `[` `]` `{` `}` likewise), `/` and `*`
+    inside words as `\\/` and `\\*`, double quotes as `` `` `` (opening) and `''` (closing), and
+    SST an opening single quote as `` ` ``. A model trained on such a corpus has never seen `(`; it
+    should be shown `-LRB-`. `detect()` reads which escapes a model wants off its training words.
+
+    Attributes:
+        brackets: `( ) [ ] { }` → `-LRB- -RRB- -LSB- -RSB- -LCB- -RCB-`.
+        slash_star: `/` → `\\/` and `*` → `\\*` inside any token.
+        double_quotes: `"` → `` `` `` when it opens (at the start, after a space or an opening
+            bracket), else `''`; `“ „` → `` `` ``, `”` → `''`.
+        single_quotes: a lone `'` that opens, and `‘`, → `` ` ``.
+        dashes: `—` and `–` → `--`.
+    """
+
+    brackets: bool = False
+    slash_star: bool = False
+    double_quotes: bool = False
+    single_quotes: bool = False
+    dashes: bool = False
+
+    @classmethod
+    def detect(cls, words: Iterable[str]) -> PtbEscapes:
+        """The escapes a model trained on `words` (its training words, any case) wants.
+
+        Only training words count: pretrained vectors such as GloVe hold `-lrb-` too.
+        """
+        vocabulary = {word.lower() for word in words}
+        return cls(
+            brackets="-lrb-" in vocabulary,
+            slash_star=any("\\/" in w or "\\*" in w for w in vocabulary),
+            double_quotes="``" in vocabulary,
+            single_quotes="`" in vocabulary,
+            dashes="--" in vocabulary and "—" not in vocabulary,
+        )
+
+    @property
+    def active(self) -> bool:
+        """True when any escape is on."""
+        return any(
+            (self.brackets, self.slash_star, self.double_quotes, self.single_quotes, self.dashes)
+        )
+
+    def apply(self, text: str, tokens: Sequence[Token]) -> list[str]:
+        """The token strings to show the model: escaped as the training corpus wrote them.
+
+        Args:
+            text: the text the tokens' offsets point into (to tell opening quotes from closing).
+            tokens: tokens of `text`.
+        Returns:
+            One string per token; a token needing no escape keeps its own text.
+        """
+        if not self.active:
+            return [t.text for t in tokens]
+        return [self._escape(text, token) for token in tokens]
+
+    def _escape(self, text: str, token: Token) -> str:
+        word = token.text
+        if self.brackets and word in _BRACKETS:
+            return _BRACKETS[word]
+        if self.double_quotes and word in _DOUBLE_QUOTES:
+            return _DOUBLE_QUOTES[word] or ("``" if _opens(text, token.start) else "''")
+        if self.single_quotes and word in _SINGLE_QUOTES:
+            return _SINGLE_QUOTES[word] or ("`" if _opens(text, token.start) else "'")
+        if self.dashes and word in _DASHES:
+            return _DASHES[word]
+        if self.slash_star and ("/" in word or "*" in word):
+            return word.replace("/", "\\/").replace("*", "\\*")
+        return word
+
+
+def _opens(text: str, start: int) -> bool:
+    # A quote opens at the start of the text, after whitespace or after an opening bracket/quote.
+    return start == 0 or text[start - 1].isspace() or text[start - 1] in _OPENERS
 
 
 def tokenize_text(text: str, tokenizer: Tokenizer | None = None) -> list[str]:
     """Tokens of one text (a new tokenizer is made when none is given: pass one in loops)."""
     return (tokenizer or Tokenizer()).tokens(text)
+
+
+def tokens_or_tokenized(token_lists: Iterable[list[str]], texts: Iterable[str]) -> list[list[str]]:
+    """The given tokens where a corpus has them (SST trees), else the text tokenized: for
+    classification data read from JSONL/CSV. One tokenizer serves the whole corpus."""
+    tokenizer: Tokenizer | None = None
+    result = []
+    for tokens, text in zip(token_lists, texts, strict=True):
+        if not tokens:
+            tokenizer = tokenizer or Tokenizer()
+            tokens = tokenizer.tokens(text)
+        result.append(tokens)
+    return result

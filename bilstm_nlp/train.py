@@ -30,6 +30,7 @@ from .evaluate import evaluate_classifier, evaluate_tagger
 from .loading import corpus_info, load_tagging, load_texts
 from .model import Classifier, Tagger, build_model
 from .serialize import load_model, save_model
+from .tokenize import tokens_or_tokenized
 from .vocab import Vocab
 
 logger = logging.getLogger(__name__)
@@ -277,19 +278,10 @@ def _read_data(config: ExperimentConfig):
             tokens = split["tokens"][:]
         else:
             labels = [names[i] for i in ids]
-            tokens = [
-                t if t else _tokenize(text)
-                for t, text in zip(split["tokens"][:], split["text"][:], strict=True)
-            ]
+            tokens = tokens_or_tokenized(split["tokens"][:], split["text"][:])
         parts[name] = _Split(tokens, labels)
     reader = reader_settings(data, task) | {"file_scheme": file_scheme}
     return parts["train"], parts["dev"], reader, label_names, scheme, file_scheme
-
-
-def _tokenize(text: str) -> list[str]:
-    from .tokenize import tokenize_text
-
-    return tokenize_text(text)
 
 
 def _task_name(model: Tagger | Classifier, reader: dict[str, Any]) -> str:

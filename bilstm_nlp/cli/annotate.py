@@ -1,0 +1,98 @@
+"""`bilstm-nlp annotate`: annotate files, folders or standard input into JSONL, CoNLL, DocBin,
+HTML or text, streaming and resumable (`--resume`)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import typer
+
+from ._util import Arg, Opt, err_console, set_threads, setup_logging, user_errors
+
+
+def annotate_cli(
+    inputs: list[str] = Arg(..., help="Text files, folders, or - for standard input"),
+    model: str = Opt("ner", "--model", "-m", help="Shipped model name or model directory"),
+    output: Path | None = Opt(
+        None,
+        "--output",
+        "-o",
+        help="Output file (one input file) or folder (mirrors the input tree); default: stdout",
+    ),
+    fmt: str = Opt("jsonl", "--format", "-f", help="jsonl, conll, docbin (.spacy), html or text"),
+    unit: str | None = Opt(
+        None,
+        "--unit",
+        "-u",
+        help="line: a document per line (default); file: a document per file; "
+        "jsonl: a JSON object per line (default for .jsonl)",
+    ),
+    glob: str | None = Opt(
+        None, "--glob", help="Files to read in folders (default **/*.txt, **/*.jsonl for jsonl)"
+    ),
+    text_field: str = Opt("text", "--text-field", help="JSONL key holding the text"),
+    id_field: str = Opt("id", "--id-field", help="JSONL key holding the document id"),
+    k_best: int = Opt(0, "--k-best", "-k", help="Also the k best tag sequences (JSONL)"),
+    workers: int = Opt(1, "--workers", "-w", help="Worker processes"),
+    threads: int | None = Opt(None, "--threads", help="torch CPU threads (per worker)"),
+    batch_size: int = Opt(256, "--batch-size", help="Sentences per batch"),
+    window: int = Opt(1000, "--window", help="Documents per window (the unit of resuming)"),
+    resume: bool = Opt(False, "--resume", help="Finish an interrupted run into the same output"),
+    progress: bool | None = Opt(
+        None, "--progress/--no-progress", help="Progress bar (default: when stderr is a terminal)"
+    ),
+    verbose: bool = Opt(False, "--verbose", "-v", help="Debug logging"),
+) -> None:
+    """Annotate INPUTS with a trained model; one record per document, in input order.
+
+    Without --resume an existing output is overwritten; OUTPUT.progress.json records how far a
+    run got, so a killed run can be finished with --resume.
+    """
+    from ..annotate import annotate_paths
+    from ..serialize import load_model
+
+    setup_logging(verbose)
+    if workers == 1:
+        set_threads(threads)
+    show_progress = sys.stderr.isatty() if progress is None else progress
+    with user_errors(), stdout_may_close():
+        stats = annotate_paths(
+            inputs,
+            load_model(model),
+            output,
+            unit=unit,
+            fmt=fmt,
+            glob=glob,
+            text_field=text_field,
+            id_field=id_field,
+            workers=workers,
+            threads=threads,
+            resume=resume,
+            k_best=k_best,
+            batch_size=batch_size,
+            window=window,
+            show_progress=show_progress,
+        )
+    speed = stats.tokens / max(stats.seconds, 1e-9)
+    message = (
+        f"{stats.documents:,} documents, {stats.tokens:,} tokens in {stats.seconds:.1f} s "
+        f"({speed:,.0f} tokens/s)"
+    )
+    if stats.resumed_documents:
+        message += f"; {stats.resumed_documents:,} documents were done before the resume"
+    err_console.print(message, markup=False, highlight=False, soft_wrap=True)
+
+
+@contextmanager
+def stdout_may_close() -> Iterator[None]:
+    """A reader that stops early (`| head`) ends the command quietly, as Unix tools do."""
+    try:
+        yield
+    except BrokenPipeError:
+        # Python would complain again when it flushes stdout at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise typer.Exit(141) from None

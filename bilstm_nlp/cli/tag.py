@@ -1,0 +1,50 @@
+"""`bilstm-nlp tag`: tag the texts given, or standard input (a document per line), and print the
+result: entities inline (`[EU ORG 0.99] rejects ...`) or JSONL, CoNLL, HTML."""
+
+from __future__ import annotations
+
+import sys
+
+from ._util import Arg, Opt, set_threads, setup_logging, user_errors
+from .annotate import stdout_may_close
+
+
+def tag_cli(
+    texts: list[str] | None = Arg(
+        None, help="Texts to tag, a document each (default: standard input, a document per line)"
+    ),
+    model: str = Opt("ner", "--model", "-m", help="Shipped model name or model directory"),
+    fmt: str = Opt("text", "--format", "-f", help="text (inline), jsonl, conll, html or docbin"),
+    k_best: int = Opt(0, "--k-best", "-k", help="Also the k best tag sequences (JSONL)"),
+    batch_size: int = Opt(256, "--batch-size", help="Sentences per batch"),
+    threads: int | None = Opt(None, "--threads", help="torch CPU threads"),
+    progress: bool | None = Opt(
+        None, "--progress/--no-progress", help="Progress bar (default: when stderr is a terminal)"
+    ),
+    verbose: bool = Opt(False, "--verbose", "-v", help="Debug logging"),
+) -> None:
+    """Tag TEXTS (or standard input) with a model and print the result on stdout."""
+    from ..annotate import annotate_paths, annotate_texts, write_annotations
+    from ..serialize import load_model
+
+    setup_logging(verbose)
+    set_threads(threads)
+    show_progress = sys.stderr.isatty() if progress is None else progress
+    with user_errors(), stdout_may_close():
+        loaded = load_model(model)
+        if texts:
+            annotations = annotate_texts(
+                loaded, texts, batch_size=batch_size, k_best=k_best, show_progress=show_progress
+            )
+            ids = list(range(1, len(texts) + 1))
+            write_annotations(annotations, ids, fmt, sys.stdout.buffer)
+        else:
+            annotate_paths(
+                ["-"],
+                loaded,
+                None,
+                fmt=fmt,
+                k_best=k_best,
+                batch_size=batch_size,
+                show_progress=show_progress,
+            )

@@ -1,0 +1,71 @@
+"""CoNLL output: `token<TAB>tag` lines, a blank line after each sentence, a `-DOCSTART- id` line
+(and a blank line) opening each document.
+
+The project's own CoNLL reader (`readers/conll.py`) reads these files (it skips `-DOCSTART-` lines),
+so tagged output can be corrected by hand and trained on. An empty document is its `-DOCSTART-`
+line alone. Tokens never hold whitespace (the tokenizer splits there). Taggers only: a classifier's
+output has no token column to fill (use JSONL).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Any, BinaryIO
+
+DOCSTART = "-DOCSTART-"
+
+
+class ConllWriter:
+    """Token and tag columns; appendable, so runs resume document by document."""
+
+    name = "conll"
+    extension = ".conll"
+    atomic = False
+
+    def encode(self, record: dict[str, Any]) -> bytes:
+        if "label" in record:
+            raise ValueError("CoNLL output holds token tags; a classifier's record has none")
+        doc_id = " ".join(str(record["id"]).split())
+        lines = [f"{DOCSTART} {doc_id}".rstrip(), ""]
+        tokens = record["tokens"]
+        for start, end in record["sentences"]:
+            lines.extend(f"{t['text']}\t{t['tag']}" for t in tokens[start:end])
+            lines.append("")
+        return ("\n".join(lines) + "\n").encode("utf-8")
+
+    def begin(self, out: BinaryIO) -> None:
+        pass
+
+    def add(self, out: BinaryIO, encoded: bytes) -> None:
+        out.write(encoded)
+
+    def end(self, out: BinaryIO) -> None:
+        pass
+
+
+def read_conll_records(lines: Iterable[str]) -> Iterator[dict[str, Any]]:
+    """Records back from CoNLL output lines: `id` (a string), `tokens` (`text`, `tag`) and
+    `sentences` (token index ranges). Character offsets are not in the format."""
+    record: dict[str, Any] | None = None
+    sentence_start = 0
+    for line in lines:
+        line = line.rstrip("\n").rstrip("\r")
+        if line.startswith(DOCSTART):
+            if record is not None:
+                yield record
+            record = {"id": line[len(DOCSTART) :].strip(), "tokens": [], "sentences": []}
+            sentence_start = 0
+            continue
+        if record is None:
+            raise ValueError(f"expected a {DOCSTART} line first, got {line!r}")
+        if not line:
+            if len(record["tokens"]) > sentence_start:
+                record["sentences"].append([sentence_start, len(record["tokens"])])
+                sentence_start = len(record["tokens"])
+            continue
+        text, tag = line.split("\t")
+        record["tokens"].append({"text": text, "tag": tag})
+    if record is not None:
+        if len(record["tokens"]) > sentence_start:
+            record["sentences"].append([sentence_start, len(record["tokens"])])
+        yield record

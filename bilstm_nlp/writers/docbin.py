@@ -1,0 +1,103 @@
+"""spaCy `DocBin` output (`.spacy`): one `Doc` per record, loadable with `DocBin().from_disk`.
+
+Each `Doc` has exactly the record's text (`doc.text == record["text"]`: whitespace between tokens
+becomes spaCy whitespace tokens), sentence starts, and: entities or chunks as `doc.ents` (their
+probabilities in `doc.spans["bilstm_nlp"].attrs["scores"]`, spaCy's spancat convention), POS tags
+as `token.tag_` (and `token.pos_` when the tag is a Universal POS tag), or a classifier's
+probabilities as `doc.cats`. The record id is `doc.user_data["id"]`. A DocBin is written whole, so
+the file's documents are held (compactly) in memory until its end.
+"""
+
+from __future__ import annotations
+
+from typing import Any, BinaryIO
+
+SPAN_KEY = "bilstm_nlp"
+# spaCy's string store grows with every new word; a fresh one keeps workers' memory flat.
+_MAX_STRINGS = 1_000_000
+
+
+class DocBinWriter:
+    """Collects the records of one output file as spaCy Docs and writes one DocBin at its end."""
+
+    name = "docbin"
+    extension = ".spacy"
+    atomic = True
+
+    def __init__(self) -> None:
+        from spacy.tokens import DocBin
+        from spacy.vocab import Vocab
+
+        self._vocab_class = Vocab
+        self._docbin_class = DocBin
+        self.vocab = Vocab()
+        self._docbin = DocBin(store_user_data=True)
+
+    def encode(self, record: dict[str, Any]) -> bytes:
+        if len(self.vocab.strings) > _MAX_STRINGS:
+            self.vocab = self._vocab_class()
+        return record_to_doc(self.vocab, record).to_bytes()
+
+    def begin(self, out: BinaryIO) -> None:
+        self._docbin = self._docbin_class(store_user_data=True)
+
+    def add(self, out: BinaryIO, encoded: bytes) -> None:
+        from spacy.tokens import Doc
+
+        self._docbin.add(Doc(self.vocab).from_bytes(encoded))
+
+    def end(self, out: BinaryIO) -> None:
+        out.write(self._docbin.to_bytes())
+        self._docbin = self._docbin_class(store_user_data=True)
+
+
+def record_to_doc(vocab, record: dict[str, Any]):
+    """A spaCy `Doc` holding a record's text, sentences, entities, tags or categories."""
+    from spacy.parts_of_speech import IDS as UNIVERSAL_POS
+    from spacy.tokens import Doc
+
+    text = record["text"]
+    tokens = record["tokens"]
+    words: list[str] = []
+    spaces: list[bool] = []
+    positions: list[int] = []  # the Doc index of each record token
+
+    def add_gap(gap: str) -> None:
+        # One space after a token is its trailing whitespace; any other whitespace is a token.
+        if gap.startswith(" ") and words and not spaces[-1]:
+            spaces[-1] = True
+            gap = gap[1:]
+        if gap:
+            words.append(gap)
+            spaces.append(False)
+
+    position = 0
+    for token in tokens:
+        add_gap(text[position : token["start"]])
+        positions.append(len(words))
+        words.append(token["text"])
+        spaces.append(False)
+        position = token["end"]
+    add_gap(text[position:])
+    doc = Doc(vocab, words=words, spaces=spaces)
+    starts = {start for start, _ in record["sentences"]}
+    if positions:
+        for index in range(len(doc)):
+            doc[index].is_sent_start = index == 0
+        for number, doc_index in enumerate(positions):
+            # Whitespace before the first token belongs to the first sentence.
+            doc[doc_index].is_sent_start = doc_index == 0 or (number in starts and number > 0)
+    if "spans" in record:
+        spans = [doc.char_span(s["start"], s["end"], label=s["label"]) for s in record["spans"]]
+        doc.ents = spans
+        doc.spans[SPAN_KEY] = spans
+        doc.spans[SPAN_KEY].attrs["scores"] = [s["score"] for s in record["spans"]]
+    elif "label" not in record:
+        for token, doc_index in zip(tokens, positions, strict=True):
+            doc[doc_index].tag_ = token["tag"]
+            if token["tag"] in UNIVERSAL_POS:
+                doc[doc_index].pos_ = token["tag"]
+    if "probs" in record:
+        doc.cats = dict(record["probs"])
+    doc.user_data["id"] = record["id"]
+    return doc

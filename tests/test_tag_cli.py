@@ -1,0 +1,255 @@
+"""`bilstm-nlp tag` and `bilstm-nlp annotate` from the command line: outputs, exit codes, one-line
+errors, and kill -9 at random moments followed by `--resume`."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import spacy
+import torch
+from spacy.tokens import DocBin
+from typer.testing import CliRunner
+
+from bilstm_nlp.annotate import annotate_paths
+from bilstm_nlp.cli import app
+from bilstm_nlp.serialize import load_model
+
+sys.path.insert(0, str(Path(__file__).parent))
+from test_annotate import tiny_model  # noqa: E402
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="session")
+def ner_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tiny_model(tmp_path_factory.getbasetemp() / "annotate_models", "ner")
+
+
+@pytest.fixture(scope="session")
+def sentiment_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tiny_model(tmp_path_factory.getbasetemp() / "annotate_models", "sentiment")
+
+
+def records(text: str) -> list[dict]:
+    return [json.loads(line) for line in text.splitlines()]
+
+
+def test_tag_prints_entities_inline(ner_dir: Path) -> None:
+    result = runner.invoke(
+        app, ["tag", "EU rejects German call.", "Peter Blackburn visited Paris.", "-m", ner_dir]
+    )
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert len(lines) == 2
+    assert lines[0].startswith("[EU ORG 0.") and "[Paris LOC 0." in lines[1]
+    assert re.sub(r"\[(.+?) [A-Z]+ \d\.\d\d\]", r"\1", lines[1]) == "Peter Blackburn visited Paris."
+
+
+def test_tag_reads_standard_input_a_document_per_line(ner_dir: Path) -> None:
+    result = runner.invoke(
+        app, ["tag", "-m", str(ner_dir), "-f", "jsonl"], input=b"EU rejects\n\n\xff Paris\r\n"
+    )
+    assert result.exit_code == 0, result.output
+    out = records(result.stdout)
+    assert [r["id"] for r in out] == ["<stdin>:1", "<stdin>:2", "<stdin>:3"]
+    assert [r["text"] for r in out] == ["EU rejects", "", "\ufffd Paris"]
+    result = runner.invoke(app, ["tag", "-m", str(ner_dir), "-f", "conll", "EU rejects"])
+    assert result.stdout.startswith("-DOCSTART- 1\n\nEU\t")
+
+
+def test_annotate_folder_equals_tag_on_the_same_documents(ner_dir: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "in"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "a.txt").write_text('EU rejects German call.\n\n(EU) and/or "Paris" 😀 Zürich\n')
+    (folder / "sub" / "b.txt").write_text("Peter Blackburn visited Paris.\n北京 EU\n")
+    result = runner.invoke(app, ["annotate", str(folder), "-m", str(ner_dir), "-o", tmp_path / "o"])
+    assert result.exit_code == 0, result.output
+    assert "5 documents" in result.stderr
+    annotated = records((tmp_path / "o" / "a.jsonl").read_text())
+    annotated += records((tmp_path / "o" / "sub" / "b.jsonl").read_text())
+    lines = (folder / "a.txt").read_text() + (folder / "sub" / "b.txt").read_text()
+    tagged = runner.invoke(app, ["tag", "-m", str(ner_dir), "-f", "jsonl"], input=lines)
+    assert tagged.exit_code == 0, tagged.output
+    assert [{**r, "id": 0} for r in annotated] == [{**r, "id": 0} for r in records(tagged.stdout)]
+    assert annotated[1]["tokens"] == [] and annotated[1]["text"] == ""
+    for record in annotated:
+        for span in record["spans"]:
+            assert record["text"][span["start"] : span["end"]] == span["text"]
+
+
+def test_annotate_docbin_has_the_entities_of_the_jsonl(ner_dir: Path, tmp_path: Path) -> None:
+    source = tmp_path / "in.txt"
+    source.write_text("EU rejects German call.\n\nPeter Blackburn visited Paris (France).\n")
+    for fmt, name in (("jsonl", "out.jsonl"), ("docbin", "out.spacy")):
+        result = runner.invoke(
+            app, ["annotate", str(source), "-m", str(ner_dir), "-f", fmt, "-o", tmp_path / name]
+        )
+        assert result.exit_code == 0, result.output
+    docs = list(DocBin().from_disk(tmp_path / "out.spacy").get_docs(spacy.blank("en").vocab))
+    expected = records((tmp_path / "out.jsonl").read_text())
+    assert [d.text for d in docs] == [r["text"] for r in expected]
+    assert [[(e.start_char, e.end_char, e.label_) for e in d.ents] for d in docs] == [
+        [(s["start"], s["end"], s["label"]) for s in r["spans"]] for r in expected
+    ]
+
+
+def test_classifier_output(sentiment_dir: Path) -> None:
+    result = runner.invoke(
+        app, ["tag", "-m", str(sentiment_dir), "dull and lifeless", "-f", "jsonl"]
+    )
+    assert result.exit_code == 0, result.output
+    [record] = records(result.stdout)
+    assert record["label"] == "negative" and set(record["probs"]) == {"negative", "positive"}
+    result = runner.invoke(app, ["tag", "-m", str(sentiment_dir), "x", "-f", "conll"])
+    assert result.exit_code == 1 and "for a classifier use jsonl" in result.stderr
+
+
+def test_annotate_a_file_with_no_flags(tmp_path: Path) -> None:
+    source = tmp_path / "file.txt"
+    source.write_text("EU rejects German call.\n")
+    result = runner.invoke(app, ["annotate", str(source)])
+    try:
+        load_model("ner")
+    except Exception:
+        # The shipped model is not built in this checkout: a one-line error naming it.
+        assert result.exit_code == 1
+        assert result.stderr.startswith("error: ") and "ner" in result.stderr
+        assert "Traceback" not in result.output
+    else:
+        assert result.exit_code == 0, result.output
+        assert len(records(result.stdout)) == 1
+
+
+def test_user_errors_are_one_line_with_exit_code_1(ner_dir: Path, tmp_path: Path) -> None:
+    def fails(args: list, message: str, **kwargs) -> None:
+        result = runner.invoke(app, [str(a) for a in args], **kwargs)
+        assert result.exit_code == 1, result.output
+        assert message in result.stderr, result.stderr
+        assert "Traceback" not in result.output
+        assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1
+
+    model = ["-m", ner_dir]
+    fails(["annotate", tmp_path / "missing.txt", *model], "missing.txt: no such file or folder")
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text('{"text": "EU"}\n{"text": 3}\n')
+    fails(["annotate", rows, *model], f"{rows}:2: expected a string in 'text', found a int")
+    fails(["annotate", rows, *model, "-f", "xml"], "unknown output format 'xml'")
+    fails(["tag", *model, "-m", tmp_path / "nowhere", "x"], "no such model directory")
+    source = tmp_path / "in.txt"
+    source.write_text("EU rejects\n")
+    out = tmp_path / "out.jsonl"
+    assert (
+        runner.invoke(app, ["annotate", str(source), *map(str, model), "-o", str(out)]).exit_code
+        == 0
+    )
+    other = tmp_path / "other"
+    shutil.copytree(ner_dir, other)
+    (other / "config.json").write_text((other / "config.json").read_text() + "\n")
+    fails(
+        ["annotate", source, "-m", other, "-o", out, "--resume"],
+        "cannot resume: the model differs from the interrupted run's",
+    )
+    source.write_text("EU rejects Paris\n")
+    fails(["annotate", source, *model, "-o", out, "--resume"], "changed since the interrupted run")
+
+
+# ---------------------------------------------------------------------------------------------
+# kill -9 at random moments, then --resume
+
+
+def generated_text(lines: int, seed: int = 5) -> str:
+    rng = random.Random(seed)
+    words = "EU rejects German call Peter Blackburn visited Paris ( ) and/or the said 😀 Zürich ."
+    vocabulary = words.split() + ['"', "European", "Commission", "BRUSSELS", "1996-08-22"]
+    return "".join(
+        " ".join(rng.choice(vocabulary) for _ in range(rng.randint(0, 30))) + "\n"
+        for _ in range(lines)
+    )
+
+
+def progress_state(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())["state"]
+    except (FileNotFoundError, json.JSONDecodeError, KeyError):
+        return {"documents": 0, "output_offset": 0, "complete": False}
+
+
+def start_cli(args: list[str]) -> subprocess.Popen:
+    # A session of its own, so the kill reaches the worker processes too.
+    return subprocess.Popen(
+        [sys.executable, "-c", "from bilstm_nlp.cli import main; main()", *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+
+
+def kill_and_resume(
+    ner, ner_dir: Path, tmp_path: Path, workers: int, kills: int, lines: int
+) -> None:
+    source = tmp_path / "in.txt"
+    source.write_text(generated_text(lines), encoding="utf-8")
+    options = ["--window", "40", "--threads", "1", "--workers", str(workers), "--no-progress"]
+    reference = tmp_path / "reference.jsonl"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        annotate_paths([source], ner, reference, window=40)
+    finally:
+        torch.set_num_threads(threads)
+    expected = reference.read_bytes()
+    output = tmp_path / "out.jsonl"
+    progress = Path(str(output) + ".progress.json")
+    rng = random.Random(workers)
+    args = ["annotate", str(source), "-m", str(ner_dir), "-o", str(output), *options]
+    killed = 0
+    for attempt in range(kills):
+        before = progress_state(progress)["documents"]
+        process = start_cli(args + (["--resume"] if attempt else []))
+        deadline = time.monotonic() + 50
+        # Wait until this run has written a window, then kill it at a random moment.
+        while process.poll() is None and time.monotonic() < deadline:
+            if progress_state(progress)["documents"] > before:
+                break
+            time.sleep(0.02)
+        time.sleep(rng.uniform(0.0, 0.6))
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            killed += 1
+        process.wait()
+        state = progress_state(progress)
+        # What the progress file vouches for is a prefix of the uninterrupted output.
+        assert expected.startswith(output.read_bytes()[: state["output_offset"]])
+    assert killed >= 1
+    finished = subprocess.run(
+        [sys.executable, "-c", "from bilstm_nlp.cli import main; main()", *args, "--resume"],
+        capture_output=True,
+        text=True,
+    )
+    assert finished.returncode == 0, finished.stderr
+    assert output.read_bytes() == expected
+    assert progress_state(progress)["complete"]
+
+
+@pytest.mark.slow
+def test_kill_9_at_random_moments_then_resume_is_byte_identical(
+    ner_dir: Path, tmp_path: Path
+) -> None:
+    kill_and_resume(load_model(ner_dir), ner_dir, tmp_path, workers=1, kills=3, lines=3_000)
+
+
+@pytest.mark.slow
+def test_kill_9_with_two_workers_then_resume_is_byte_identical(
+    ner_dir: Path, tmp_path: Path
+) -> None:
+    kill_and_resume(load_model(ner_dir), ner_dir, tmp_path, workers=2, kills=2, lines=2_000)

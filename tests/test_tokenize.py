@@ -1,0 +1,135 @@
+"""Raw text → sentences → tokens: offsets always slice the text, any length, PTB escapes."""
+
+from __future__ import annotations
+
+import pytest
+import spacy
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from bilstm_nlp import tokenize
+from bilstm_nlp.tokenize import PtbEscapes, Token, Tokenizer, tokenize_text
+
+
+@pytest.fixture(scope="module")
+def tokenizer() -> Tokenizer:
+    return Tokenizer()
+
+
+def check_tokens(text: str, sentences: list[list[Token]]) -> list[Token]:
+    """Every token slices the text to itself, none is whitespace, they are in order and disjoint,
+    and together with the whitespace between them they cover the text."""
+    tokens = [token for sentence in sentences for token in sentence]
+    position = 0
+    for token in tokens:
+        assert text[token.start : token.end] == token.text
+        assert token.text and not token.text.isspace()
+        assert token.start >= position
+        position = token.end
+    # Only whitespace is dropped: the other characters all come back, in order.
+    kept = "".join(ch for token in tokens for ch in token.text if not ch.isspace())
+    assert kept == "".join(ch for ch in text if not ch.isspace())
+    return tokens
+
+
+def test_sentences_and_offsets_on_mixed_text(tokenizer: Tokenizer) -> None:
+    text = "  EU rejects\tGerman call.\r\nPeter 😀 visited Zürich (北京)!  Ok "
+    sentences = tokenizer.sentences(text)
+    tokens = check_tokens(text, sentences)
+    assert [t.text for t in tokens][:5] == ["EU", "rejects", "German", "call", "."]
+    assert len(sentences) >= 2 and sentences[0][-1].text == "."
+    assert Token("EU", 2, 4) == tokens[0]
+    assert tokenize_text(text, tokenizer) == [t.text for t in tokens]
+    assert tokenizer.sentences("") == [] and tokenizer.sentences(" \n\t ") == []
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=60))
+def test_offsets_slice_any_text(text: str) -> None:
+    check_tokens(text, _shared_tokenizer().sentences(text))
+
+
+_TOKENIZER: list[Tokenizer] = []
+
+
+def _shared_tokenizer() -> Tokenizer:
+    # hypothesis and function-scoped fixtures do not mix; one tokenizer for all examples.
+    if not _TOKENIZER:
+        _TOKENIZER.append(Tokenizer())
+    return _TOKENIZER[0]
+
+
+def test_long_line_without_spaces_is_cut_into_pieces(tokenizer: Tokenizer) -> None:
+    text = "a" * 100_000
+    tokens = check_tokens(text, tokenizer.sentences(text))
+    assert "".join(t.text for t in tokens) == text
+    assert max(len(t.text) for t in tokens) == tokenize.RUN_PIECE_CHARS
+    # spaCy's affix splitting is quadratic on runs like this one; pieces keep it linear.
+    emoji = "x " + "😀" * 20_000 + " y"
+    tokens = check_tokens(emoji, tokenizer.sentences(emoji))
+    assert len(tokens) == 20_002
+
+
+def test_text_past_spacys_max_length_matches_whole_text_tokens(
+    tokenizer: Tokenizer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tokenize, "MAX_CHUNK_CHARS", 5_000)
+    local = Tokenizer()
+    local.nlp.max_length = 6_000  # spaCy itself would refuse the text below
+    text = "\n".join(f"Line {i} of the (long) text, with EU-wide rules." for i in range(1_000))
+    text += " " + " ".join(f"w{i}" for i in range(3_000))  # a long stretch without line breaks
+    assert len(text) > 10 * local.nlp.max_length
+    tokens = check_tokens(text, local.sentences(text))
+    whole = spacy.blank("en").tokenizer(text)
+    assert [t.text for t in tokens] == [t.text for t in whole if not t.is_space]
+    assert [t.start for t in tokens] == [t.idx for t in whole if not t.is_space]
+
+
+def test_long_sentences_are_cut() -> None:
+    text = " ".join(["word"] * 10_000)
+    sentences = Tokenizer(max_sentence_tokens=256).sentences(text)
+    assert [len(s) for s in sentences] == [256] * 39 + [10_000 - 39 * 256]
+    check_tokens(text, sentences)
+    with pytest.raises(ValueError):
+        Tokenizer(max_sentence_tokens=0)
+
+
+def test_pipe_equals_one_text_at_a_time(tokenizer: Tokenizer) -> None:
+    texts = ["One. Two three.", "", "x" * 2_500 + " tail", "Zürich 😀 (a/b)"]
+    assert list(tokenizer.pipe(texts, batch_size=2)) == [tokenizer.sentences(t) for t in texts]
+
+
+def test_fresh_pipeline_past_the_string_limit_tokenizes_the_same(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    local = Tokenizer()
+    text = "Strings pile up in spaCy's store: alpha beta gamma."
+    before = local.sentences(text)
+    monkeypatch.setattr(tokenize, "_MAX_STRINGS", 10)
+    old = local.nlp
+    assert local.sentences(text) == before
+    assert local.nlp is not old
+
+
+def test_ptb_escapes_known_values() -> None:
+    text = "He said \"and/or (this)\" it's 'quoted' — “curly” 3*4 [x] {y}."
+    tokens = [t for s in Tokenizer().sentences(text) for t in s]
+    escaped = PtbEscapes(True, True, True, True, True).apply(text, tokens)
+    assert escaped == [
+        "He", "said", "``", "and\\/or", "-LRB-", "this", "-RRB-", "''", "it", "'s", "`",
+        "quoted", "'", "--", "``", "curly", "''", "3", "\\*", "4", "-LSB-", "x", "-RSB-",
+        "-LCB-", "y", "-RCB-", ".",
+    ]  # fmt: skip
+    assert PtbEscapes().apply(text, tokens) == [t.text for t in tokens]
+    assert not PtbEscapes().active
+
+
+def test_ptb_escapes_are_detected_from_training_words() -> None:
+    conll2000_like = ["the", "-LRB-", "-RRB-", "1\\/2", "``", "''", "--"]
+    assert PtbEscapes.detect(conll2000_like) == PtbEscapes(
+        brackets=True, slash_star=True, double_quotes=True, single_quotes=False, dashes=True
+    )
+    sst_like = ["-lrb-", "`", "``", "\\*"]
+    assert PtbEscapes.detect(sst_like).single_quotes
+    conll2003_like = ["(", ")", '"', "/", "—", "--"]
+    assert PtbEscapes.detect(conll2003_like) == PtbEscapes()

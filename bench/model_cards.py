@@ -1,0 +1,164 @@
+"""Write the model card (README.md) of each shipped model from its config and measured figures.
+
+    python bench/model_cards.py [--speed]   # --speed: time each model on 24k tokens, 1 thread
+
+Figures come from the model's own config.json (dev score of the shipped copy, training command,
+seed) and bench/results/raw_text_accuracy.json (NER raw-text F1); nothing is typed in by hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bilstm_nlp import load  # noqa: E402
+from bilstm_nlp.registry import load_registry  # noqa: E402
+
+MODELS = {
+    # name: (corpus in the registry, what the score is, dev description, evaluate command)
+    "ner": (
+        "conll2003",
+        "entity F1 (seqeval default mode = conlleval)",
+        "CoNLL-2003 eng.testa",
+        "bilstm-nlp evaluate ner ../shared/corpora/conll2003/dev.txt",
+    ),
+    "pos": (
+        "ud_ewt",
+        "UPOS accuracy over syntactic words",
+        "UD English EWT v2.16 dev",
+        "bilstm-nlp evaluate pos ../shared/corpora/ud_ewt/dev.conllu",
+    ),
+    "chunk": (
+        "conll2000",
+        "chunk F1 (seqeval default mode = conlleval)",
+        "the last 1,000 sentences of CoNLL-2000 train",
+        "bilstm-nlp evaluate chunk ../shared/corpora/conll2000/train.txt "
+        "--dev-from-train last:1000",
+    ),
+    "sentiment": (
+        "sst",
+        "SST-2 sentence accuracy",
+        "SST dev, neutral sentences dropped",
+        "bilstm-nlp evaluate sentiment ../shared/corpora/sst/dev.txt",
+    ),
+}
+
+
+def card(name: str, speed: float | None) -> str:
+    directory = Path("models") / name
+    config = json.loads((directory / "config.json").read_text())
+    meta = config["meta"]
+    corpus_name, metric, dev_name, evaluate = MODELS[name]
+    corpus = load_registry()[corpus_name]
+    provenance = meta["provenance"]
+    settings = provenance["config"]
+    model = settings["model"]
+    scores = meta["scores"]
+    size = (directory / "model.safetensors").stat().st_size / 1e6
+    labels = json.loads((directory / "labels.json").read_text())
+    trained_in = f", trained in {config['scheme']}, answers in {config['output_scheme']}"
+    head = model["head"] if model["task"] == "tagger" else model["pooling"] + "-pooled"
+    before = scores.get("dev_before_export", scores["dev"])
+    lines = [
+        f"# `{name}`: {meta['task']} model of bilstm-nlp",
+        "",
+        f"- **Task**: {meta['task']}; labels: {', '.join(labels)}",
+        f"- **Architecture**: BiLSTM ({model['hidden']} per direction, {model['layers']} layer), "
+        f"{head} head"
+        + (trained_in if config["scheme"] else "")
+        + f"; GloVe 6B 50d vectors, char {model['char_encoder']}, casing {model['casing_dim']}",
+        f"- **Corpus**: {corpus_name} — licence: {corpus.licence}",
+        f"- **Dev {metric}** on {dev_name}: **{scores['dev']:.2f}** "
+        f"(full-precision model before export: {before:.2f})",
+    ]
+    raw = Path("bench/results/raw_text_accuracy.json")
+    if name == "ner" and raw.is_file():
+        figures = json.loads(raw.read_text())["figures"]
+        lines.append(
+            f"- **Raw-text dev F1** (sentences detokenised, tokenized by us, scored by character "
+            f"offsets; `python bench/raw_text_accuracy.py --model ner`): **{figures['f1']:.2f}**"
+        )
+    if speed is not None:
+        lines.append(
+            f"- **Speed**: {speed:,.0f} tokens/s on 24,000 pre-split tokens (batch 256, "
+            "1 CPU thread, "
+            "machine shared with trainings; `python bench/model_cards.py --speed`)"
+        )
+    lines += [
+        f"- **Size**: {size:.1f} MB of weights (word embeddings in float16)",
+        f"- **Seed**: {settings['train']['seed']}; trained {provenance['trained_on']} with "
+        f"bilstm-nlp {provenance['library_version']}, torch {provenance['torch_version']}, "
+        f"{provenance['train_sentences']:,} training sentences",
+        "",
+        "## Reproduce",
+        "",
+        "From a checkout with `../shared/corpora` beside it:",
+        "",
+        "```bash",
+        f"bilstm-nlp train --config models/{name}/train.json --output runs/{name}",
+        f"bilstm-nlp export runs/{name} models/{name} --max-vectors {model['max_vectors']} "
+        + (
+            f"--dev {evaluate.split(' ', 3)[3]}"
+            if "--dev-from-train" not in evaluate
+            else "--dev ../shared/corpora/conll2000/train.txt --dev-from-train last:1000"
+        ),
+        evaluate,
+        "```",
+        "",
+        "The training corpus's licence (above) governs what you may do with this model:",
+        "CoNLL-2003, CoNLL-2000 and SST are for research use only.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--speed", action="store_true")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    for name in MODELS:
+        if not (Path("models") / name / "config.json").is_file():
+            continue
+        speed = _speed(name) if args.speed else None
+        (Path("models") / name / "README.md").write_text(card(name, speed))
+        print(f"wrote models/{name}/README.md")
+
+
+def _speed(name: str) -> float:
+    from bilstm_nlp import classify_sentences, tag_sentences
+    from bilstm_nlp.evaluate import Tagger
+
+    model = load(name)
+    sentences = [
+        [
+            "The",
+            "European",
+            "Commission",
+            "said",
+            "on",
+            "Thursday",
+            "it",
+            "disagreed",
+            "with",
+            "German",
+            "advice",
+            ".",
+        ]
+    ] * 2000
+    run = tag_sentences if isinstance(model, Tagger) else classify_sentences
+    run(model, sentences[:100])
+    start = time.perf_counter()
+    run(model, sentences)
+    return sum(map(len, sentences)) / (time.perf_counter() - start)
+
+
+if __name__ == "__main__":
+    main()

@@ -35,7 +35,7 @@ def save_model(
     model: Tagger | Classifier,
     directory: str | Path,
     meta: dict[str, Any] | None = None,
-    half_embeddings: bool = False,
+    half_embeddings: bool | None = None,
 ) -> Path:
     """Write `model` as a model directory (created if needed; files replaced atomically).
 
@@ -43,7 +43,8 @@ def save_model(
         model: the model to save.
         directory: target directory.
         meta: JSON-able extras kept in config.json: reader settings, provenance, scores.
-        half_embeddings: store the word embedding as float16 (halves the biggest tensor).
+        half_embeddings: store the word embeddings as float16 (halves the biggest tensors);
+            None keeps what the model was loaded with.
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -61,6 +62,8 @@ def save_model(
     state = {
         name: tensor.detach().cpu().contiguous() for name, tensor in model.state_dict().items()
     }
+    if half_embeddings is None:
+        half_embeddings = getattr(model, "half_embeddings", False)
     if half_embeddings:
         for key in ("embedder.word_embedding.weight", "embedder.fixed_embedding.weight"):
             state[key] = state[key].half()
@@ -159,6 +162,9 @@ def load_model(name_or_path: str | Path, device: str | torch.device = "cpu") -> 
     except (SafetensorError, OSError, ValueError, RuntimeError) as error:
         raise ModelFileError(f"not a valid safetensors file: {error}", weights_path) from None
     expected = model.state_dict()
+    model.half_embeddings = state.get("embedder.word_embedding.weight", torch.zeros(0)).dtype == (
+        torch.float16
+    )
     for name, tensor in state.items():
         if name in expected and tensor.dtype != expected[name].dtype and tensor.is_floating_point():
             state[name] = tensor.to(expected[name].dtype)

@@ -1,0 +1,384 @@
+"""spaCy pipeline components: `bilstm_tagger` (NER, POS, chunking) and `bilstm_textcat` (sentiment).
+
+The last stage, beside the writers: a trained model inside any spaCy pipeline. Docs come from the
+pipeline's tokenizer; the component picks the sentences the model sees (the `doc.sents` of an
+earlier pipe, or else the rule-based sentencizer `annotate` uses), drops whitespace tokens, cuts
+sentences longer than `annotate.MAX_SENTENCE_TOKENS`, rewrites tokens with the PTB escapes the
+model wants (`annotate.escapes_for`) and tags or classifies them with `decode.tag_sentences` /
+`decode.classify_sentences`, batched across all the documents of a `pipe` minibatch. On text that
+spaCy tokenizes the same way, its output equals `annotate`'s (and so the CLI's).
+
+Both factories are registered with spaCy through the `spacy_factories` entry point, so
+`nlp.add_pipe("bilstm_tagger", config={"model": "ner"})` needs no import of `bilstm_nlp`. A saved
+pipeline holds the model itself (a model directory per component, see `serialize.py`), so
+`spacy.load` never reads the `model` path of the config: that path is only read, on first use,
+by a component that was not loaded from disk or bytes.
+
+What a `bilstm_tagger` sets depends on the model it holds:
+
+- NER (a tag scheme, `meta.task` not `chunking`): `doc.ents`, and every predicted entity with its
+  probability in the span group `doc.spans["bilstm_ents"]` (scores in `.attrs["scores"]`, one
+  float per span, spaCy's spancat convention; the DocBin writer does the same).
+- chunking (`meta.task == "chunking"`): the span group `doc.spans["bilstm_chunks"]`, scored alike.
+- POS (no scheme): `token.pos_` when every label is one of the 17 Universal POS tags, else
+  `token.tag_`. Whitespace tokens get nothing.
+
+A `bilstm_textcat` sets `doc.cats` to every label's probability (a doc without a non-space token
+is left as it is, as `annotate` gives it no label).
+
+`overwrite` (default False) decides what happens to annotations an earlier pipe made: False keeps
+them, like spaCy's `entity_ruler` with `overwrite_ents=False`: existing entities stay and ours are
+added where they overlap none; a token's existing `pos_`/`tag_` stays; existing `doc.cats` keys
+keep their value. True replaces them: `doc.ents` becomes exactly our entities, every token gets our
+tag, our labels' probabilities replace theirs. The span groups are the component's own and are
+always written. Sentence boundaries are read, never set: add spaCy's `sentencizer` before the
+component for `doc.sents` (the results stay the same; it is the sentencizer used here).
+
+`nlp.pipe(texts, n_process=2)` forks: if the parent already ran the model with several torch
+threads, the children hang in OpenMP (torch and fork do not mix). Call `torch.set_num_threads(1)`
+before the first doc, or `multiprocessing.set_start_method("spawn")`.
+"""
+
+# No `from __future__ import annotations`: spaCy validates factory arguments from their runtime
+# type annotations.
+
+import logging
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import srsly
+from spacy.language import Language
+from spacy.pipeline import Pipe
+from spacy.tokens import Doc, Span
+from spacy.util import minibatch
+
+from .annotate import MAX_SENTENCE_TOKENS, escapes_for
+from .decode import ClassifiedSentence, TaggedSentence, classify_sentences, tag_sentences
+from .errors import ConfigError, ModelFileError
+from .model import Classifier, Tagger
+from .serialize import CONFIG_FILE, VOCAB_FILES, WEIGHTS_FILE, load_model, save_model
+from .tokenize import PtbEscapes, Token, Tokenizer
+
+logger = logging.getLogger(__name__)
+
+ENTS_KEY = "bilstm_ents"
+CHUNKS_KEY = "bilstm_chunks"
+SCORES_ATTR = "scores"
+UPOS_TAGS = frozenset(
+    "ADJ ADP ADV AUX CCONJ DET INTJ NOUN NUM PART PRON PROPN PUNCT SCONJ SYM VERB X".split()
+)
+# The files of a model directory: all that `to_bytes` packs and `from_bytes` will write.
+_MODEL_FILES = (CONFIG_FILE, *VOCAB_FILES.values(), WEIGHTS_FILE)
+_BYTES_KEY = "bilstm_nlp_model_files"
+
+
+class _BilstmPipe(Pipe):
+    """What both components share: the model (loaded on first use or restored by `from_*`),
+    batching over docs, and serialization of the model directory."""
+
+    expected: type[Tagger] | type[Classifier]
+    factory: str
+
+    def __init__(
+        self, nlp: Language, name: str, model: str, batch_size: int, overwrite: bool
+    ) -> None:
+        if batch_size < 1:
+            raise ConfigError(f"{name}: batch_size must be >= 1, got {batch_size}")
+        self.name = name
+        self.model_name = model
+        self.batch_size = batch_size
+        self.overwrite = overwrite
+        self._model: Tagger | Classifier | None = None
+        self._escapes = PtbEscapes()
+
+    @property
+    def bilstm_model(self) -> Tagger | Classifier:
+        """The model: restored by `from_disk`/`from_bytes`, else loaded from the `model` setting
+        on first use (so `spacy.load` of a saved pipeline never reads that path).
+
+        Raises:
+            ModelFileError: the `model` setting names no model, or a broken one.
+            ConfigError: a classifier in `bilstm_tagger` or a tagger in `bilstm_textcat`.
+        """
+        if self._model is None:
+            self._set_model(load_model(self.model_name))
+            logger.info("%s: loaded the model %s", self.name, self.model_name)
+        assert self._model is not None
+        return self._model
+
+    def _set_model(self, model: Tagger | Classifier) -> None:
+        if not isinstance(model, self.expected):
+            other = "bilstm_textcat" if isinstance(model, Classifier) else "bilstm_tagger"
+            kind = "a classifier" if isinstance(model, Classifier) else "a tagger"
+            source = getattr(model, "model_path", None) or self.model_name
+            raise ConfigError(
+                f"{self.factory} {self.name!r}: {source} is {kind}; add it with the {other} factory"
+            )
+        self._model = model
+        self._escapes = escapes_for(model)
+
+    def initialize(self, get_examples=None, *, nlp: Language | None = None) -> None:
+        """Load the model now (`nlp.initialize()` calls this), so a bad `model` fails early."""
+        self.bilstm_model  # noqa: B018
+
+    def __call__(self, doc: Doc) -> Doc:
+        """Annotate one doc: `pipe([doc])`, so one doc and many go through the same code."""
+        for processed in self.pipe([doc], batch_size=1):
+            return processed
+        return doc  # an error handler swallowed this doc's error
+
+    def pipe(self, stream: Iterable[Doc], *, batch_size: int = 128) -> Iterator[Doc]:
+        """Annotate docs in minibatches of `batch_size` docs (as `TrainablePipe.pipe`): the
+        sentences of a whole minibatch go to the model together, sorted by length, in batches of
+        the component's `batch_size` sentences.
+
+        Yields:
+            The docs, annotated in place, in order.
+        """
+        error_handler = self.get_error_handler()
+        for docs in minibatch(stream, size=batch_size):
+            try:
+                self.set_annotations(docs, self.predict(docs))
+                yield from docs
+            except Exception as error:
+                error_handler(self.name, self, docs, error)
+
+    def predict(self, docs: list[Doc]) -> Any:
+        raise NotImplementedError
+
+    def set_annotations(self, docs: list[Doc], predictions: Any) -> None:
+        raise NotImplementedError
+
+    def _tokens(self, doc: Doc, indices: list[int]) -> list[str]:
+        """The strings the model sees for these doc tokens (PTB-escaped if it wants that)."""
+        tokens = [Token(doc[i].text, doc[i].idx, doc[i].idx + len(doc[i])) for i in indices]
+        return self._escapes.apply(doc.text, tokens)
+
+    def to_disk(self, path: str | Path, *, exclude: Iterable[str] = ()) -> None:
+        """Write the model as a model directory at `path` (`bilstm_nlp.load(path)` reads it)."""
+        save_model(self.bilstm_model, path)
+
+    def from_disk(self, path: str | Path, *, exclude: Iterable[str] = ()) -> "_BilstmPipe":
+        """Load the model directory `to_disk` wrote; the `model` setting is not read."""
+        self._set_model(load_model(Path(path)))
+        return self
+
+    def to_bytes(self, *, exclude: Iterable[str] = ()) -> bytes:
+        """The model directory's files, packed with msgpack as `{file name: bytes}`."""
+        with tempfile.TemporaryDirectory() as folder:
+            save_model(self.bilstm_model, folder)
+            files = {name: (Path(folder) / name).read_bytes() for name in _MODEL_FILES}
+        return srsly.msgpack_dumps({_BYTES_KEY: files})
+
+    def from_bytes(self, bytes_data: bytes, *, exclude: Iterable[str] = ()) -> "_BilstmPipe":
+        """Restore the model from `to_bytes` output; the `model` setting is not read.
+
+        Raises:
+            ModelFileError: the bytes are not a packed model directory, or hold a broken one.
+        """
+        where = f"<{self.name} bytes>"
+        try:
+            files = srsly.msgpack_loads(bytes_data)[_BYTES_KEY]
+        except Exception as error:  # msgpack raises several unrelated types on corrupt data
+            raise ModelFileError(f"not a packed model directory: {error!r}", where) from None
+        if (
+            not isinstance(files, dict)
+            or set(files) != set(_MODEL_FILES)
+            or not all(isinstance(data, bytes) for data in files.values())
+        ):
+            raise ModelFileError(f"expected the files {', '.join(_MODEL_FILES)}", where)
+        with tempfile.TemporaryDirectory() as folder:
+            for name in _MODEL_FILES:  # only known names: the bytes cannot choose where to write
+                (Path(folder) / name).write_bytes(files[name])
+            model = load_model(folder)
+        model.model_path = None  # the temporary folder is gone
+        self._set_model(model)
+        return self
+
+
+class BilstmTagger(_BilstmPipe):
+    """A bilstm-nlp tagger as a spaCy component: NER, POS or chunking, by the model it holds.
+
+    Args:
+        nlp: the pipeline.
+        name: the component's name in it.
+        model: a model directory or a shipped model's name (`ner`, `pos`, `chunk`).
+        batch_size: sentences per model batch.
+        overwrite: replace annotations an earlier pipe made (see the module docstring).
+    """
+
+    expected = Tagger
+    factory = "bilstm_tagger"
+
+    def __init__(
+        self, nlp: Language, name: str, model: str, batch_size: int, overwrite: bool
+    ) -> None:
+        super().__init__(nlp, name, model, batch_size, overwrite)
+        self._sentencizer = None
+
+    def predict(self, docs: list[Doc]) -> list[list[tuple[list[int], TaggedSentence]]]:
+        """Tag the docs without changing them.
+
+        Returns:
+            Per doc, its sentences as `(doc token indices, TaggedSentence)`; span offsets in a
+            `TaggedSentence` index its own token list.
+        """
+        model = self.bilstm_model
+        sentences = [self._sentences(doc) for doc in docs]
+        token_lists = [
+            self._tokens(doc, indices)
+            for doc, doc_sentences in zip(docs, sentences, strict=True)
+            for indices in doc_sentences
+        ]
+        tagged = iter(tag_sentences(model, token_lists, batch_size=self.batch_size))
+        return [
+            [(indices, next(tagged)) for indices in doc_sentences] for doc_sentences in sentences
+        ]
+
+    def set_annotations(
+        self, docs: list[Doc], predictions: list[list[tuple[list[int], TaggedSentence]]]
+    ) -> None:
+        """Write entities, chunks or tags (see the module docstring)."""
+        model = self.bilstm_model
+        if model.scheme is None:
+            attribute = "pos_" if set(model.vocab.labels.items) <= UPOS_TAGS else "tag_"
+            for doc, sentences in zip(docs, predictions, strict=True):
+                self._set_tags(doc, sentences, attribute)
+            return
+        chunking = getattr(model, "meta", {}).get("task") == "chunking"
+        for doc, sentences in zip(docs, predictions, strict=True):
+            spans, scores = [], []
+            for indices, result in sentences:
+                for span in result.spans:
+                    spans.append(
+                        Span(doc, indices[span.start], indices[span.end - 1] + 1, span.label)
+                    )
+                    scores.append(float(span.score))
+            key = CHUNKS_KEY if chunking else ENTS_KEY
+            doc.spans[key] = spans
+            doc.spans[key].attrs[SCORES_ATTR] = scores
+            if not chunking:
+                self._set_ents(doc, spans)
+
+    def _set_ents(self, doc: Doc, spans: list[Span]) -> None:
+        if self.overwrite:
+            doc.ents = spans
+            return
+        existing = list(doc.ents)
+        taken = {i for ent in existing for i in range(ent.start, ent.end)}
+        added = [s for s in spans if not taken.intersection(range(s.start, s.end))]
+        doc.ents = existing + added
+
+    def _set_tags(
+        self, doc: Doc, sentences: list[tuple[list[int], TaggedSentence]], attribute: str
+    ) -> None:
+        for indices, result in sentences:
+            for index, tag in zip(indices, result.tags, strict=True):
+                token = doc[index]
+                already = token.pos if attribute == "pos_" else token.tag
+                if self.overwrite or not already:
+                    setattr(token, attribute, tag)
+
+    def _sentences(self, doc: Doc) -> list[list[int]]:
+        """The doc token indices of each sentence the model sees: `doc.sents` when an earlier
+        pipe set them, else the sentencizer `annotate` uses; whitespace tokens dropped and long
+        sentences cut into pieces as `annotate` cuts them."""
+        if doc.has_annotation("SENT_START"):
+            bounds = [(sentence.start, sentence.end) for sentence in doc.sents]
+        else:
+            if self._sentencizer is None:
+                self._sentencizer = Tokenizer().nlp.get_pipe("sentencizer")
+            [starts] = self._sentencizer.predict([doc])
+            cuts = [i for i, start in enumerate(starts) if start] + [len(doc)]
+            bounds = list(zip(cuts, cuts[1:], strict=False))
+        size = MAX_SENTENCE_TOKENS
+        sentences = []
+        for start, end in bounds:
+            indices = [i for i in range(start, end) if not doc[i].is_space]
+            sentences.extend(indices[i : i + size] for i in range(0, len(indices), size))
+        return sentences
+
+
+class BilstmTextcat(_BilstmPipe):
+    """A bilstm-nlp sentence classifier as a spaCy component: `doc.cats` gets every label's
+    probability, from the whole doc's tokens (as `annotate` classifies a document).
+
+    Args:
+        nlp: the pipeline.
+        name: the component's name in it.
+        model: a model directory or a shipped model's name (`sentiment`).
+        batch_size: docs per model batch.
+        overwrite: replace `doc.cats` values an earlier pipe set for the same labels.
+    """
+
+    expected = Classifier
+    factory = "bilstm_textcat"
+
+    def predict(self, docs: list[Doc]) -> list[ClassifiedSentence | None]:
+        """Classify the docs without changing them: one result per doc (None for a doc with no
+        non-space token)."""
+        model = self.bilstm_model
+        token_lists = [
+            self._tokens(doc, [i for i in range(len(doc)) if not doc[i].is_space]) for doc in docs
+        ]
+        present = [i for i, tokens in enumerate(token_lists) if tokens]
+        classified = classify_sentences(
+            model, [token_lists[i] for i in present], batch_size=self.batch_size
+        )
+        results: list[ClassifiedSentence | None] = [None] * len(docs)
+        for index, result in zip(present, classified, strict=True):
+            results[index] = result
+        return results
+
+    def set_annotations(
+        self, docs: list[Doc], predictions: list[ClassifiedSentence | None]
+    ) -> None:
+        """Write every label's probability to `doc.cats`."""
+        for doc, result in zip(docs, predictions, strict=True):
+            if result is None:
+                continue
+            for label, prob in result.probs.items():
+                if self.overwrite or label not in doc.cats:
+                    doc.cats[label] = float(prob)
+
+
+@Language.factory(
+    "bilstm_tagger",
+    assigns=["doc.ents", "token.ent_iob", "token.ent_type", "token.pos", "token.tag", "doc.spans"],
+    default_config={"model": "ner", "batch_size": 256, "overwrite": False},
+)
+def make_bilstm_tagger(
+    nlp: Language, name: str, model: str, batch_size: int, overwrite: bool
+) -> BilstmTagger:
+    """The `bilstm_tagger` factory: a trained NER, POS or chunking model in a spaCy pipeline.
+
+    Args:
+        nlp: the pipeline.
+        name: the component's name.
+        model: a model directory or a shipped model's name (`ner`, `pos`, `chunk`).
+        batch_size: sentences per model batch.
+        overwrite: replace entities and tags an earlier pipe set.
+    """
+    return BilstmTagger(nlp, name, model, batch_size, overwrite)
+
+
+@Language.factory(
+    "bilstm_textcat",
+    assigns=["doc.cats"],
+    default_config={"model": "sentiment", "batch_size": 256, "overwrite": False},
+)
+def make_bilstm_textcat(
+    nlp: Language, name: str, model: str, batch_size: int, overwrite: bool
+) -> BilstmTextcat:
+    """The `bilstm_textcat` factory: a trained sentence classifier (sentiment) setting `doc.cats`.
+
+    Args:
+        nlp: the pipeline.
+        name: the component's name.
+        model: a model directory or a shipped model's name (`sentiment`).
+        batch_size: docs per model batch.
+        overwrite: replace `doc.cats` values an earlier pipe set for the same labels.
+    """
+    return BilstmTextcat(nlp, name, model, batch_size, overwrite)

@@ -43,7 +43,7 @@ from typing import Any, BinaryIO
 import torch
 
 from .decode import classify_sentences, tag_sentences
-from .errors import ConfigError, InputFormatError, ResumeError
+from .errors import ConfigError, InputFormatError, OutputError, ResumeError
 from .model import Classifier, Tagger
 from .serialize import CONFIG_FILE, VOCAB_FILES, WEIGHTS_FILE, save_model
 from .tokenize import PtbEscapes, Token, Tokenizer
@@ -485,6 +485,7 @@ def annotate_paths(
         InputFormatError: a missing input, a bad JSONL line (file and line).
         ConfigError: inconsistent options.
         ResumeError: a resume with a different model, options or inputs.
+        OutputError: an output could not be written (what was written before is kept).
     """
     started = time.perf_counter()
     if unit is not None and unit not in UNITS:
@@ -529,7 +530,15 @@ def annotate_paths(
         windows, model, fmt, workers, threads, {"batch_size": batch_size, "k_best": k_best}
     )
     with _ProgressBar(show_progress, jobs, state) as bar:
-        run.write(results, stdout or sys.stdout.buffer, bar)
+        try:
+            run.write(results, stdout or sys.stdout.buffer, bar)
+        except BrokenPipeError:
+            raise  # the reader went away (`| head`): the CLI ends quietly
+        except OSError as error:
+            # Disk full, permissions, I/O errors: what was fsynced is kept and --resume finishes.
+            where = error.filename or output or "<stdout>"
+            hint = "; fix it and rerun with --resume" if progress_path is not None else ""
+            raise OutputError(f"cannot write: {error.strerror or error}{hint}", where) from None
     documents = run.state.documents - resumed
     invalid = run.invalid
     if invalid:

@@ -52,3 +52,7 @@ class ConfigError(BilstmNlpError):
 class ResumeError(BilstmNlpError):
     """A resumed run differs from the interrupted one (model, options or inputs), or its output
     does not match the progress file."""
+
+
+class OutputError(BilstmNlpError):
+    """An output could not be written (disk full, no permission, I/O error)."""

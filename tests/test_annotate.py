@@ -3,8 +3,10 @@ models trained once per session in a few seconds."""
 
 from __future__ import annotations
 
+import errno
 import io
 import json
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -25,7 +27,7 @@ from bilstm_nlp.annotate import (
 )
 from bilstm_nlp.config import DataConfig, ExperimentConfig, ModelConfig, TrainConfig
 from bilstm_nlp.decode import tag_sentences
-from bilstm_nlp.errors import ConfigError, InputFormatError
+from bilstm_nlp.errors import ConfigError, InputFormatError, OutputError
 from bilstm_nlp.serialize import load_model
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -377,3 +379,63 @@ def test_resume_is_refused_when_model_options_or_input_change(
     assert error.value.path == str(output) + ".progress.json"
     # Without --resume the output is simply written again.
     assert annotate_paths([source], ner, output, window=3).documents == 11
+
+
+class _FailingFile:
+    """A file whose writes fail with `error_number` once `budget` bytes have been written."""
+
+    def __init__(self, handle, error_number: int, budget: int) -> None:
+        self._handle = handle
+        self._error_number = error_number
+        self._budget = budget
+
+    def write(self, data: bytes) -> int:
+        if self._budget < len(data):
+            raise OSError(self._error_number, os.strerror(self._error_number))
+        self._budget -= len(data)
+        return self._handle.write(data)
+
+    def __getattr__(self, name: str):
+        return getattr(self._handle, name)
+
+
+@pytest.mark.parametrize("error_number", [errno.ENOSPC, errno.EACCES, errno.EIO])
+def test_write_errors_are_clear_and_resume_completes(
+    ner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, error_number: int
+) -> None:
+    # Tests run as root, so permissions alone prove nothing: the write itself is made to fail.
+    source = big_input(tmp_path / "in.txt")
+    reference = tmp_path / "reference.jsonl"
+    annotate_paths([source], ner, reference, window=7)
+    output = tmp_path / "out.jsonl"
+    real_open = annotate._Run._open
+
+    def failing_open(self, job, index):
+        return _FailingFile(real_open(self, job, index), error_number, budget=6000)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(annotate._Run, "_open", failing_open)
+        with pytest.raises(OutputError) as caught:
+            annotate_paths([source], ner, output, window=7)
+    assert os.strerror(error_number) in str(caught.value) and "--resume" in str(caught.value)
+    annotate_paths([source], ner, output, window=7, resume=True)
+    assert output.read_bytes() == reference.read_bytes()
+
+
+def test_write_error_from_the_cli_is_one_line(ner_dir: Path, tmp_path: Path, monkeypatch) -> None:
+    from typer.testing import CliRunner
+
+    from bilstm_nlp.cli import app
+
+    source = big_input(tmp_path / "in.txt", lines=10)
+    real_open = annotate._Run._open
+    monkeypatch.setattr(
+        annotate._Run,
+        "_open",
+        lambda self, job, index: _FailingFile(real_open(self, job, index), errno.ENOSPC, 10),
+    )
+    result = CliRunner().invoke(
+        app, ["annotate", str(source), "-m", str(ner_dir), "-o", str(tmp_path / "o.jsonl")]
+    )
+    assert result.exit_code == 1
+    assert "No space left on device" in result.output and "Traceback" not in result.output

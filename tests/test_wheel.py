@@ -1,0 +1,78 @@
+"""The built wheel carries the shipped models: install it in a fresh venv and tag from elsewhere."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SENTENCE = "EU rejects German call to boycott British lamb ."
+
+
+@pytest.mark.slow
+def test_wheel_installs_and_tags_with_the_default_model(tmp_path: Path) -> None:
+    wheels = tmp_path / "wheels"
+    # setuptools reuses build/: a module deleted since the last build would ride along.
+    shutil.rmtree(ROOT / "build", ignore_errors=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(wheels),
+            str(ROOT),
+        ],
+        check=True,
+    )
+    [wheel] = wheels.glob("bilstm_nlp-*.whl")
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    subprocess.run(
+        [str(python), "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(wheel)],
+        check=True,
+    )
+    # Dependencies (torch, spacy, ...) come from this interpreter's site-packages, appended after
+    # the new venv's own, so bilstm_nlp itself can only come from the wheel.
+    site = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    (Path(site) / "dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    workdir = tmp_path / "elsewhere"
+    workdir.mkdir()
+    script = (
+        "import json, bilstm_nlp\n"
+        "model = bilstm_nlp.load('ner')\n"
+        f"[result] = bilstm_nlp.tag_sentences(model, [{SENTENCE.split()!r}])\n"
+        "print(json.dumps({'file': bilstm_nlp.__file__,"
+        " 'spans': [[s.start, s.end, s.label] for s in result.spans]}))\n"
+    )
+    out = subprocess.run(
+        [str(python), "-c", script], cwd=workdir, check=True, capture_output=True, text=True
+    ).stdout
+    result = json.loads(out.strip().splitlines()[-1])
+    assert Path(result["file"]).resolve().is_relative_to(venv.resolve())
+    assert result["spans"] == [[0, 1, "ORG"], [2, 3, "MISC"], [6, 7, "MISC"]]
+    cli = subprocess.run(
+        [str(venv / "bin" / "bilstm-nlp"), "models", "--json"],
+        cwd=workdir,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    names = {json.loads(line)["name"] for line in cli.splitlines()}
+    assert {"ner", "pos", "chunk", "sentiment"} <= names

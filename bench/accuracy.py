@@ -40,7 +40,7 @@ for seed in (1, 2, 3):
         "accuracy",
     )
     RUNS[f"sst2-s{seed}"] = (
-        "models/sentiment/train.json",
+        "bench/configs/sst2.json",
         ["--seed", str(seed)],
         str(CORPORA / "sst/dev.txt"),
         None,
@@ -90,7 +90,7 @@ RUNS["conll2000-softmax-s1"] = (
 )
 RUNS["sst5-s1"] = ("bench/configs/sst5.json", [], str(CORPORA / "sst/dev.txt"), None, "accuracy")
 RUNS["sst2-phrases-s1"] = (
-    "bench/configs/sst2-phrases.json",
+    "models/sentiment/train.json",
     [],
     str(CORPORA / "sst/dev.txt"),
     None,

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -41,6 +42,8 @@ class TaggerEvaluation:
     confusions: list[tuple[str, str, int]]
     unseen_labels: list[str] = field(default_factory=list)
     predicted: list[list[str]] = field(default_factory=list, repr=False)
+    token_lists: list[list[str]] = field(default_factory=list, repr=False)
+    gold: list[list[str]] = field(default_factory=list, repr=False)
 
     @property
     def main_score(self) -> float:
@@ -130,6 +133,8 @@ def evaluate_tagger(
         confusions=confusions(gold_tags, predicted),
         unseen_labels=unseen,
         predicted=predicted,
+        token_lists=[list(t) for t in token_lists],
+        gold=[list(g) for g in gold_tags],
     )
 
 
@@ -233,3 +238,14 @@ def evaluate_file(
         device=device,
         show_progress=show_progress,
     )
+
+
+def write_predictions(result: TaggerEvaluation, path: str | Path) -> None:
+    """Write `token gold predicted` columns, a blank line after each sentence (conlleval input)."""
+    with Path(path).open("w", encoding="utf-8") as out:
+        for tokens, gold, predicted in zip(
+            result.token_lists, result.gold, result.predicted, strict=True
+        ):
+            for token, gold_tag, tag in zip(tokens, gold, predicted, strict=True):
+                out.write(f"{token} {gold_tag} {tag}\n")
+            out.write("\n")

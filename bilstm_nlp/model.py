@@ -59,12 +59,7 @@ class Tagger(nn.Module):
 
     def forward(self, batch: Batch) -> Tensor:
         """Tag scores `(batch, seq_len, num_tags)`: CRF emissions or softmax log-probabilities."""
-        word_ids = batch.word_ids
-        if self.training:
-            word_ids = word_dropout(word_ids, batch.mask, self.config.word_dropout)
-        features = self.embedder(word_ids, batch.casing_ids, batch.char_ids, batch.mask)
-        contextual = self.encoder(self.dropout(features), batch.mask)
-        return self.head.emissions(self.dropout(contextual))
+        return self.head.emissions(self.dropout(_contextual(self, batch)))
 
     def loss(self, batch: Batch) -> Tensor:
         """Negative log-likelihood of the gold tags, summed over the batch."""
@@ -91,16 +86,21 @@ class Classifier(nn.Module):
 
     def forward(self, batch: Batch) -> Tensor:
         """Class log-probabilities `(batch, num_labels)`."""
-        word_ids = batch.word_ids
-        if self.training:
-            word_ids = word_dropout(word_ids, batch.mask, self.config.word_dropout)
-        features = self.embedder(word_ids, batch.casing_ids, batch.char_ids, batch.mask)
-        contextual = self.encoder(self.dropout(features), batch.mask)
-        return self.head(contextual, batch.mask)
+        return self.head(_contextual(self, batch), batch.mask)
 
     def loss(self, batch: Batch) -> Tensor:
         assert batch.tag_ids is not None, "loss needs gold labels"
         return self.head.loss(self(batch), batch.tag_ids)
+
+
+def _contextual(model: Tagger | Classifier, batch: Batch) -> Tensor:
+    """Token features through the BiLSTM: `(batch, seq_len, 2 * hidden)`; word dropout while
+    training."""
+    word_ids = batch.word_ids
+    if model.training:
+        word_ids = word_dropout(word_ids, batch.mask, model.config.word_dropout)
+    features = model.embedder(word_ids, batch.casing_ids, batch.char_ids, batch.mask)
+    return model.encoder(model.dropout(features), batch.mask)
 
 
 def build_model(

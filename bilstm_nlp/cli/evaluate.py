@@ -34,7 +34,7 @@ def evaluate_cli(
     verbose: bool = Opt(False, "--verbose", "-v", help="Debug logging"),
 ) -> None:
     """Evaluate MODEL on DATA, read with the reader settings the model was trained with."""
-    from ..evaluate import TaggerEvaluation, evaluate_file
+    from ..evaluate import TaggerEvaluation, evaluate_file, write_predictions
     from ..serialize import load_model
 
     setup_logging(verbose)
@@ -53,34 +53,11 @@ def evaluate_cli(
             batch_size=batch_size,
         )
         if predictions is not None and isinstance(result, TaggerEvaluation):
-            _write_predictions(predictions, loaded, str(data), result, dev_from_train)
+            write_predictions(result, predictions)
     if as_json:
         print(json.dumps(result.to_json()))
         return
     _print_table(result)
-
-
-def _write_predictions(path: Path, model, data: str, result, dev_from_train) -> None:
-    from ..loading import load_tagging
-
-    reader = model.meta.get("reader", {})
-    splits = load_tagging(
-        data if dev_from_train else None,
-        None if dev_from_train else data,
-        input_format=reader.get("input_format"),
-        label_column=reader.get("label_column"),
-        tag_field=reader.get("tag_field") or "upos",
-        dev_from_train=dev_from_train,
-    )
-    split = splits["dev"]
-    names = split.features["tags"].feature.names
-    with path.open("w", encoding="utf-8") as out:
-        for tokens, gold_ids, predicted in zip(
-            split["tokens"][:], split["tags"][:], result.predicted, strict=True
-        ):
-            for token, gold_id, tag in zip(tokens, gold_ids, predicted, strict=True):
-                out.write(f"{token} {names[gold_id]} {tag}\n")
-            out.write("\n")
 
 
 def _print_table(result) -> None:

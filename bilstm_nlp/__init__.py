@@ -8,12 +8,11 @@ result.tags, result.spans, result.kbest
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
-from .decode import ClassifiedSentence, TaggedSentence, classify_sentences, tag_sentences  # noqa: E402
-from .model import Classifier, Tagger  # noqa: E402
-from .schemes import Span  # noqa: E402
-from .serialize import load_model as load  # noqa: E402
+from ._version import __version__
+from .decode import ClassifiedSentence, TaggedSentence, classify_sentences, tag_sentences
+from .model import Classifier, Tagger
+from .schemes import Span
+from .serialize import load_model as load
 
 __all__ = [
     "Classifier",

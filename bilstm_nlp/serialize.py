@@ -18,7 +18,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from . import __version__
+from ._version import __version__
 from .config import ModelConfig, from_dict
 from .errors import ConfigError, ModelFileError
 from .model import Classifier, Tagger, build_model

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import __version__
+from ._version import __version__
 from .checkpoint import TrainingState, load_checkpoint, save_checkpoint
 from .config import DataConfig, ExperimentConfig, ModelConfig
 from .embeddings import load_vectors, pretrained_matrix

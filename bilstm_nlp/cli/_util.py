@@ -31,11 +31,16 @@ def user_errors() -> Iterator[None]:
         raise typer.Exit(1) from None
 
 
-def setup_logging(verbose: bool) -> None:
+def setup_logging(verbose: bool, reads_corpora: bool = False) -> None:
+    """Library logs to stderr; datasets' per-split progress bars only with --verbose."""
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    if reads_corpora and not verbose:
+        import datasets
+
+        datasets.disable_progress_bars()
 
 
 def set_threads(threads: int | None) -> None:

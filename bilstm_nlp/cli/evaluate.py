@@ -37,7 +37,7 @@ def evaluate_cli(
     from ..evaluate import TaggerEvaluation, evaluate_file, write_predictions
     from ..serialize import load_model
 
-    setup_logging(verbose)
+    setup_logging(verbose, reads_corpora=True)
     set_threads(threads)
     with user_errors():
         if not data.exists():

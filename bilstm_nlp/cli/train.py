@@ -47,7 +47,7 @@ def train_cli(
     """Train a model; the best epoch on dev is kept in OUTPUT with a model card and a JSONL log."""
     from ..train import train
 
-    setup_logging(verbose)
+    setup_logging(verbose, reads_corpora=True)
     with user_errors():
         experiment = ExperimentConfig.from_json(config) if config else ExperimentConfig()
         data = _override(

@@ -4,9 +4,10 @@
 
 The text is the `# text` lines of UD EWT dev (../shared/corpora/ud_ewt/dev.conllu), repeated to
 about 100,000 tokens (--quick: 10,000), one document per line, annotated by
-`bilstm_nlp.annotate.annotate_paths` into a JSONL file in a temporary folder: spaCy tokenization,
-tagging with exact entity probabilities, JSON encoding, fsync and progress file included. With
-workers, starting them (spawn, model load) is included too: it is what a user waits for. Each
+`bilstm_nlp.annotate_files.annotate_paths` into a JSONL file in a temporary folder: spaCy
+tokenization, tagging with exact entity probabilities, JSON encoding, fsync and progress file
+included. With workers, starting them (spawn, model load) is included too: it is what a user
+waits for. Each
 setting runs after a warm-up, `--repeats` times (3; --quick: 1); the table gives the median
 tokens/s and the range, and for workers the seconds a run on one word takes (mostly starting
 them) and the rate once they are up.
@@ -45,7 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from _common import machine_info, write_results  # noqa: E402
 
-from bilstm_nlp.annotate import annotate_paths  # noqa: E402
+from bilstm_nlp.annotate_files import annotate_paths  # noqa: E402
 from bilstm_nlp.serialize import load_model  # noqa: E402
 from bilstm_nlp.tokenize import Tokenizer  # noqa: E402
 

@@ -58,7 +58,8 @@ from _common import machine_info, write_results  # noqa: E402
 from plots import plots  # noqa: E402
 
 from bilstm_nlp import load, tag_sentences  # noqa: E402
-from bilstm_nlp.annotate import Annotator, annotate_paths  # noqa: E402
+from bilstm_nlp.annotate import Annotator  # noqa: E402
+from bilstm_nlp.annotate_files import annotate_paths  # noqa: E402
 from bilstm_nlp.decode import length_batches  # noqa: E402
 from bilstm_nlp.loading import load_tagging  # noqa: E402
 from bilstm_nlp.schemes import tags_to_spans  # noqa: E402

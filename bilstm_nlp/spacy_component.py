@@ -3,10 +3,10 @@
 The last stage, beside the writers: a trained model inside any spaCy pipeline. Docs come from the
 pipeline's tokenizer; the component picks the sentences the model sees (the `doc.sents` of an
 earlier pipe, or else the rule-based sentencizer `annotate` uses), drops whitespace tokens, cuts
-sentences longer than `annotate.MAX_SENTENCE_TOKENS`, rewrites tokens with the PTB escapes the
-model wants (`annotate.escapes_for`) and tags or classifies them with `decode.tag_sentences` /
-`decode.classify_sentences`, batched across all the documents of a `pipe` minibatch. On text that
-spaCy tokenizes the same way, its output equals `annotate`'s (and so the CLI's).
+sentences longer than `annotate.MAX_SENTENCE_TOKENS` (`tokenize.cut_sentence`) and hands them to
+`annotate.Annotator.annotate_sentences` (PTB escapes the model wants, `decode.tag_sentences` /
+`decode.classify_sentences`), batched across all the documents of a `pipe` minibatch. On text
+that spaCy tokenizes the same way, its output equals `annotate`'s (and so the CLI's).
 
 Both factories are registered with spaCy through the `spacy_factories` entry point, so
 `nlp.add_pipe("bilstm_tagger", config={"model": "ner"})` needs no import of `bilstm_nlp`. A saved
@@ -54,12 +54,11 @@ from spacy.pipeline import Pipe
 from spacy.tokens import Doc, Span
 from spacy.util import minibatch
 
-from .annotate import MAX_SENTENCE_TOKENS, escapes_for
-from .decode import ClassifiedSentence, TaggedSentence, classify_sentences, tag_sentences
+from .annotate import MAX_SENTENCE_TOKENS, Annotation, Annotator
 from .errors import ConfigError, ModelFileError
 from .model import Classifier, Tagger
 from .serialize import CONFIG_FILE, VOCAB_FILES, WEIGHTS_FILE, load_model, save_model
-from .tokenize import PtbEscapes, Token, Tokenizer
+from .tokenize import Token, cut_sentence
 
 logger = logging.getLogger(__name__)
 
@@ -91,7 +90,7 @@ class _BilstmPipe(Pipe):
         self.batch_size = batch_size
         self.overwrite = overwrite
         self._model: Tagger | Classifier | None = None
-        self._escapes = PtbEscapes()
+        self._annotator: Annotator | None = None
 
     @property
     def bilstm_model(self) -> Tagger | Classifier:
@@ -108,6 +107,13 @@ class _BilstmPipe(Pipe):
         assert self._model is not None
         return self._model
 
+    @property
+    def annotator(self) -> Annotator:
+        """The `Annotator` of the model (its escapes, batch size and sentencizer)."""
+        if self._annotator is None:
+            self._annotator = Annotator(self.bilstm_model, batch_size=self.batch_size)
+        return self._annotator
+
     def _set_model(self, model: Tagger | Classifier) -> None:
         if not isinstance(model, self.expected):
             other = "bilstm_textcat" if isinstance(model, Classifier) else "bilstm_tagger"
@@ -117,7 +123,7 @@ class _BilstmPipe(Pipe):
                 f"{self.factory} {self.name!r}: {source} is {kind}; add it with the {other} factory"
             )
         self._model = model
-        self._escapes = escapes_for(model)
+        self._annotator = None
 
     def initialize(self, get_examples=None, *, nlp: Language | None = None) -> None:
         """Load the model now (`nlp.initialize()` calls this), so a bad `model` fails early."""
@@ -151,10 +157,22 @@ class _BilstmPipe(Pipe):
     def set_annotations(self, docs: list[Doc], predictions: Any) -> None:
         raise NotImplementedError
 
-    def _tokens(self, doc: Doc, indices: list[int]) -> list[str]:
-        """The strings the model sees for these doc tokens (PTB-escaped if it wants that)."""
-        tokens = [Token(doc[i].text, doc[i].idx, doc[i].idx + len(doc[i])) for i in indices]
-        return self._escapes.apply(doc.text, tokens)
+    def _annotate(
+        self, docs: list[Doc], sentences: list[list[list[int]]]
+    ) -> list[tuple[list[int], Annotation]]:
+        """Annotate the docs' sentences (doc token indices) with the `Annotator`.
+
+        Returns:
+            Per doc, its sentences' token indices flattened, and its `Annotation`, whose token
+            positions (`TextSpan.token_start/token_end`, tags) index that flattened list.
+        """
+        documents = [
+            [[_token(doc[i]) for i in indices] for indices in doc_sentences]
+            for doc, doc_sentences in zip(docs, sentences, strict=True)
+        ]
+        annotations = self.annotator.annotate_sentences([doc.text for doc in docs], documents)
+        flat = [[i for indices in doc_sentences for i in indices] for doc_sentences in sentences]
+        return list(zip(flat, annotations, strict=True))
 
     def to_disk(self, path: str | Path, *, exclude: Iterable[str] = ()) -> None:
         """Write the model as a model directory at `path` (`bilstm_nlp.load(path)` reads it)."""
@@ -212,50 +230,36 @@ class BilstmTagger(_BilstmPipe):
     expected = Tagger
     factory = "bilstm_tagger"
 
-    def __init__(
-        self, nlp: Language, name: str, model: str, batch_size: int, overwrite: bool
-    ) -> None:
-        super().__init__(nlp, name, model, batch_size, overwrite)
-        self._sentencizer = None
-
-    def predict(self, docs: list[Doc]) -> list[list[tuple[list[int], TaggedSentence]]]:
+    def predict(self, docs: list[Doc]) -> list[tuple[list[int], Annotation]]:
         """Tag the docs without changing them.
 
         Returns:
-            Per doc, its sentences as `(doc token indices, TaggedSentence)`; span offsets in a
-            `TaggedSentence` index its own token list.
+            Per doc, `(doc token indices, Annotation)`: the indices of the tokens the model saw,
+            in order; token positions in the `Annotation` (tags, `TextSpan.token_start/token_end`)
+            index that list.
         """
-        model = self.bilstm_model
-        sentences = [self._sentences(doc) for doc in docs]
-        token_lists = [
-            self._tokens(doc, indices)
-            for doc, doc_sentences in zip(docs, sentences, strict=True)
-            for indices in doc_sentences
-        ]
-        tagged = iter(tag_sentences(model, token_lists, batch_size=self.batch_size))
-        return [
-            [(indices, next(tagged)) for indices in doc_sentences] for doc_sentences in sentences
-        ]
+        return self._annotate(docs, [self._sentences(doc) for doc in docs])
 
     def set_annotations(
-        self, docs: list[Doc], predictions: list[list[tuple[list[int], TaggedSentence]]]
+        self, docs: list[Doc], predictions: list[tuple[list[int], Annotation]]
     ) -> None:
         """Write entities, chunks or tags (see the module docstring)."""
         model = self.bilstm_model
         if model.scheme is None:
             attribute = "pos_" if set(model.vocab.labels.items) <= UPOS_TAGS else "tag_"
-            for doc, sentences in zip(docs, predictions, strict=True):
-                self._set_tags(doc, sentences, attribute)
+            for doc, (indices, annotation) in zip(docs, predictions, strict=True):
+                self._set_tags(doc, indices, annotation.tags, attribute)
             return
         chunking = getattr(model, "meta", {}).get("task") == "chunking"
-        for doc, sentences in zip(docs, predictions, strict=True):
+        for doc, (indices, annotation) in zip(docs, predictions, strict=True):
             spans, scores = [], []
-            for indices, result in sentences:
-                for span in result.spans:
-                    spans.append(
-                        Span(doc, indices[span.start], indices[span.end - 1] + 1, span.label)
+            for span in annotation.spans or []:
+                spans.append(
+                    Span(
+                        doc, indices[span.token_start], indices[span.token_end - 1] + 1, span.label
                     )
-                    scores.append(float(span.score))
+                )
+                scores.append(float(span.score))
             key = CHUNKS_KEY if chunking else ENTS_KEY
             doc.spans[key] = spans
             doc.spans[key].attrs[SCORES_ATTR] = scores
@@ -271,15 +275,12 @@ class BilstmTagger(_BilstmPipe):
         added = [s for s in spans if not taken.intersection(range(s.start, s.end))]
         doc.ents = existing + added
 
-    def _set_tags(
-        self, doc: Doc, sentences: list[tuple[list[int], TaggedSentence]], attribute: str
-    ) -> None:
-        for indices, result in sentences:
-            for index, tag in zip(indices, result.tags, strict=True):
-                token = doc[index]
-                already = token.pos if attribute == "pos_" else token.tag
-                if self.overwrite or not already:
-                    setattr(token, attribute, tag)
+    def _set_tags(self, doc: Doc, indices: list[int], tags: list[str], attribute: str) -> None:
+        for index, tag in zip(indices, tags, strict=True):
+            token = doc[index]
+            already = token.pos if attribute == "pos_" else token.tag
+            if self.overwrite or not already:
+                setattr(token, attribute, tag)
 
     def _sentences(self, doc: Doc) -> list[list[int]]:
         """The doc token indices of each sentence the model sees: `doc.sents` when an earlier
@@ -288,16 +289,13 @@ class BilstmTagger(_BilstmPipe):
         if doc.has_annotation("SENT_START"):
             bounds = [(sentence.start, sentence.end) for sentence in doc.sents]
         else:
-            if self._sentencizer is None:
-                self._sentencizer = Tokenizer().nlp.get_pipe("sentencizer")
-            [starts] = self._sentencizer.predict([doc])
+            [starts] = self.annotator.tokenizer.sentencizer.predict([doc])
             cuts = [i for i, start in enumerate(starts) if start] + [len(doc)]
             bounds = list(zip(cuts, cuts[1:], strict=False))
-        size = MAX_SENTENCE_TOKENS
         sentences = []
         for start, end in bounds:
             indices = [i for i in range(start, end) if not doc[i].is_space]
-            sentences.extend(indices[i : i + size] for i in range(0, len(indices), size))
+            sentences.extend(cut_sentence(indices, MAX_SENTENCE_TOKENS))
         return sentences
 
 
@@ -316,32 +314,28 @@ class BilstmTextcat(_BilstmPipe):
     expected = Classifier
     factory = "bilstm_textcat"
 
-    def predict(self, docs: list[Doc]) -> list[ClassifiedSentence | None]:
-        """Classify the docs without changing them: one result per doc (None for a doc with no
-        non-space token)."""
-        model = self.bilstm_model
-        token_lists = [
-            self._tokens(doc, [i for i in range(len(doc)) if not doc[i].is_space]) for doc in docs
+    def predict(self, docs: list[Doc]) -> list[Annotation]:
+        """Classify the docs without changing them: one `Annotation` per doc, from all its
+        non-space tokens (label None, no probabilities, for a doc with none)."""
+        sentences = [
+            [indices] if (indices := [i for i in range(len(doc)) if not doc[i].is_space]) else []
+            for doc in docs
         ]
-        present = [i for i, tokens in enumerate(token_lists) if tokens]
-        classified = classify_sentences(
-            model, [token_lists[i] for i in present], batch_size=self.batch_size
-        )
-        results: list[ClassifiedSentence | None] = [None] * len(docs)
-        for index, result in zip(present, classified, strict=True):
-            results[index] = result
-        return results
+        return [annotation for _, annotation in self._annotate(docs, sentences)]
 
-    def set_annotations(
-        self, docs: list[Doc], predictions: list[ClassifiedSentence | None]
-    ) -> None:
+    def set_annotations(self, docs: list[Doc], predictions: list[Annotation]) -> None:
         """Write every label's probability to `doc.cats`."""
-        for doc, result in zip(docs, predictions, strict=True):
-            if result is None:
+        for doc, annotation in zip(docs, predictions, strict=True):
+            if annotation.label is None or annotation.probs is None:
                 continue
-            for label, prob in result.probs.items():
+            for label, prob in annotation.probs.items():
                 if self.overwrite or label not in doc.cats:
                     doc.cats[label] = float(prob)
+
+
+def _token(token) -> Token:
+    """A spaCy token as a `Token` with its character offsets in the doc text."""
+    return Token(token.text, token.idx, token.idx + len(token))
 
 
 @Language.factory(

@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 # spaCy refuses texts past `nlp.max_length` (1,000,000 characters); we hand it far smaller chunks.
 MAX_CHUNK_CHARS = 100_000
@@ -25,6 +26,8 @@ RUN_PIECE_CHARS = 200
 # spaCy's string store and tokenizer cache grow with every new word; a fresh pipeline past this
 # many strings keeps memory flat on endless input (tokenization does not depend on them).
 _MAX_STRINGS = 1_000_000
+
+_T = TypeVar("_T")
 
 _LONG_RUN = re.compile(rf"\S{{{MAX_RUN_CHARS + 1},}}")
 
@@ -102,19 +105,33 @@ class Tokenizer:
                     for t in sentence
                     if not t.is_space
                 ]
-                if tokens:
-                    results[owner].extend(self._cut(tokens))
+                results[owner].extend(cut_sentence(tokens, self.max_sentence_tokens))
         return results
 
-    def _cut(self, tokens: list[Token]) -> list[list[Token]]:
-        size = self.max_sentence_tokens
-        if size is None or len(tokens) <= size:
-            return [tokens]
-        return [tokens[i : i + size] for i in range(0, len(tokens), size)]
+    @property
+    def sentencizer(self):
+        """The rule-based sentencizer pipe (spaCy's `sentencizer`) that splits sentences here."""
+        return self.nlp.get_pipe("sentencizer")
 
     def _refresh_if_big(self) -> None:
         if len(self.nlp.vocab.strings) > _MAX_STRINGS:
             self.nlp = _blank_pipeline()
+
+
+def cut_sentence(tokens: list[_T], size: int | None) -> list[list[_T]]:
+    """A sentence cut into consecutive pieces of at most `size` tokens (None: never cut).
+
+    Args:
+        tokens: the sentence's tokens (or anything standing for them, such as indices).
+        size: the most tokens a piece holds.
+    Returns:
+        The pieces, in order; `[]` for an empty sentence.
+    """
+    if not tokens:
+        return []
+    if size is None or len(tokens) <= size:
+        return [tokens]
+    return [tokens[i : i + size] for i in range(0, len(tokens), size)]
 
 
 def _blank_pipeline():

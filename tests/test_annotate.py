@@ -15,19 +15,18 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bilstm_nlp import annotate
+from bilstm_nlp import annotate, annotate_files
 from bilstm_nlp.annotate import (
     Annotation,
     Annotator,
-    ResumeError,
-    annotate_paths,
     annotate_text,
     annotate_texts,
     escapes_for,
 )
+from bilstm_nlp.annotate_files import annotate_paths
 from bilstm_nlp.config import DataConfig, ExperimentConfig, ModelConfig, TrainConfig
 from bilstm_nlp.decode import tag_sentences
-from bilstm_nlp.errors import ConfigError, InputFormatError, OutputError
+from bilstm_nlp.errors import ConfigError, InputFormatError, OutputError, ResumeError
 from bilstm_nlp.serialize import load_model
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -299,7 +298,7 @@ class Crash(Exception):
 
 
 def crash_after(monkeypatch: pytest.MonkeyPatch, saves: int) -> None:
-    real = annotate._save_state
+    real = annotate_files._save_state
     calls = []
 
     def save(path, fingerprint, state):
@@ -308,7 +307,7 @@ def crash_after(monkeypatch: pytest.MonkeyPatch, saves: int) -> None:
         if len(calls) > saves:
             raise Crash
 
-    monkeypatch.setattr(annotate, "_save_state", save)
+    monkeypatch.setattr(annotate_files, "_save_state", save)
 
 
 def big_input(path: Path, lines: int = 60) -> Path:
@@ -408,13 +407,13 @@ def test_write_errors_are_clear_and_resume_completes(
     reference = tmp_path / "reference.jsonl"
     annotate_paths([source], ner, reference, window=7)
     output = tmp_path / "out.jsonl"
-    real_open = annotate._Run._open
+    real_open = annotate_files._Run._open
 
     def failing_open(self, job, index):
         return _FailingFile(real_open(self, job, index), error_number, budget=6000)
 
     with monkeypatch.context() as patch:
-        patch.setattr(annotate._Run, "_open", failing_open)
+        patch.setattr(annotate_files._Run, "_open", failing_open)
         with pytest.raises(OutputError) as caught:
             annotate_paths([source], ner, output, window=7)
     assert os.strerror(error_number) in str(caught.value) and "--resume" in str(caught.value)
@@ -428,9 +427,9 @@ def test_write_error_from_the_cli_is_one_line(ner_dir: Path, tmp_path: Path, mon
     from bilstm_nlp.cli import app
 
     source = big_input(tmp_path / "in.txt", lines=10)
-    real_open = annotate._Run._open
+    real_open = annotate_files._Run._open
     monkeypatch.setattr(
-        annotate._Run,
+        annotate_files._Run,
         "_open",
         lambda self, job, index: _FailingFile(real_open(self, job, index), errno.ENOSPC, 10),
     )

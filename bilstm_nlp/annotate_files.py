@@ -1,0 +1,688 @@
+"""Batch annotation of files, folders and standard input: streaming, workers, resumable.
+
+Sits after `annotate` (which turns texts into `Annotation`s) and uses the writers.
+`annotate_paths` streams inputs through an `Annotator`: documents (lines, files or JSONL records)
+are read in fixed windows (`window` documents, or fewer when they pass 1,000,000 characters), so
+the same input always gives the same batches and memory stays flat; windows run in this process or
+in worker processes (a spawn `ProcessPoolExecutor`, about 2 windows per worker in flight), and
+records are written in input order.
+
+Resuming: after each window of a streaming format (JSONL, CoNLL, text) the output is flushed and
+fsynced, then `OUT.progress.json` is replaced atomically with the input and output byte offsets
+reached, the counts so far, and fingerprints of the inputs (paths, sizes, mtimes, SHA-256 of the
+first 64 KiB), the model (SHA-256 of its files) and the options. `resume=True` checks the
+fingerprints (any difference is a `ResumeError`), truncates the output to the recorded offset (a
+record half-written by a killed run goes) and reads on from the recorded input offset: the final
+output equals an uninterrupted run's byte for byte. DocBin and HTML files are written whole, to a
+`.part` file that replaces the output when its input is done; a resume redoes the unfinished one.
+Without `resume`, outputs are overwritten.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import sys
+import tempfile
+import time
+from collections import deque
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import asdict, dataclass
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import torch
+
+from .annotate import MAX_SENTENCE_TOKENS, Annotator
+from .errors import ConfigError, InputFormatError, OutputError, ResumeError
+from .model import Classifier, Tagger
+from .serialize import CONFIG_FILE, VOCAB_FILES, WEIGHTS_FILE, save_model
+from .writers import Writer, make_writer
+
+logger = logging.getLogger(__name__)
+
+UNITS = ("line", "file", "jsonl")
+PROGRESS_SUFFIX = ".progress.json"
+_PROGRESS_VERSION = 1
+_WINDOW_CHARS = 1_000_000
+_HEAD_BYTES = 65_536
+_BOM = b"\xef\xbb\xbf"
+
+
+@dataclass(frozen=True)
+class AnnotateStats:
+    """What `annotate_paths` did.
+
+    Attributes:
+        documents: documents annotated by this call.
+        tokens: their tokens.
+        invalid_utf8_lines: documents read with invalid UTF-8 (bad bytes replaced by U+FFFD).
+        seconds: wall time of this call.
+        resumed_documents: documents already written by the interrupted run this call resumed.
+    """
+
+    documents: int
+    tokens: int
+    invalid_utf8_lines: int
+    seconds: float
+    resumed_documents: int = 0
+
+
+@dataclass(frozen=True)
+class _Job:
+    """One input and where its records go."""
+
+    source: Path | None  # None: standard input
+    name: str  # the input as given (ids are `name:line`), or "<stdin>"
+    target: Path | None  # None: standard output
+    unit: str
+
+
+@dataclass
+class _Window:
+    job: int
+    ids: list[Any]
+    texts: list[str]
+    end_offset: int  # input bytes read once this window is done
+    end_line: int
+    invalid: int
+    last: bool  # the job's final window (maybe empty)
+
+
+@dataclass
+class _State:
+    """Progress as saved in the progress file: jobs before `job` are done."""
+
+    job: int = 0
+    input_offset: int = 0
+    output_offset: int = 0
+    line: int = 0
+    documents: int = 0
+    tokens: int = 0
+    invalid_utf8_lines: int = 0
+    complete: bool = False
+
+
+def annotate_paths(
+    inputs: Sequence[str | Path],
+    model: Tagger | Classifier,
+    output: str | Path | None = None,
+    *,
+    unit: str | None = None,
+    fmt: str = "jsonl",
+    glob: str | None = None,
+    text_field: str = "text",
+    id_field: str = "id",
+    workers: int = 1,
+    threads: int | None = None,
+    resume: bool = False,
+    k_best: int = 0,
+    batch_size: int = 256,
+    window: int = 1000,
+    show_progress: bool = False,
+    stdin: BinaryIO | None = None,
+    stdout: BinaryIO | None = None,
+) -> AnnotateStats:
+    """Annotate files, folders or standard input, streaming, in input order, resumably.
+
+    Args:
+        inputs: files, folders (their files matching `glob`, recursively, in sorted order), or
+            `["-"]` for standard input.
+        model: a loaded tagger or classifier.
+        output: for one input file, the output file; otherwise a folder mirroring the inputs'
+            tree (one output file per input, suffix of the format); None: standard output.
+        unit: `line` (a document per line; the default), `file` (a document per file) or `jsonl`
+            (a JSON object per line with the text in `text_field`; the default for `.jsonl`).
+        fmt: `jsonl`, `conll`, `docbin`, `html` or `text` (see `writers`).
+        glob: the files of a folder to read; default `**/*.txt` (`**/*.jsonl` with unit `jsonl`).
+        text_field: JSONL key of the text.
+        id_field: JSONL key of the document id (default id: `path:line`).
+        workers: processes annotating windows in parallel (1: this process).
+        threads: torch threads per worker process (default: CPUs / workers). This process's
+            threads are the caller's to set.
+        resume: finish an interrupted run into the same output (see the module docstring).
+        k_best: also the k best tag sequences per sentence (JSONL).
+        batch_size: sentences per model batch.
+        window: documents read, batched and written together; the unit of resuming.
+        show_progress: a progress bar on stderr (documents, tokens/s, time left).
+        stdin: where `-` reads (default: `sys.stdin.buffer`).
+        stdout: where records go without `output` (default: `sys.stdout.buffer`).
+    Returns:
+        The counts of this call.
+    Raises:
+        InputFormatError: a missing input, a bad JSONL line (file and line).
+        ConfigError: inconsistent options.
+        ResumeError: a resume with a different model, options or inputs.
+        OutputError: an output could not be written (what was written before is kept).
+    """
+    started = time.perf_counter()
+    if unit is not None and unit not in UNITS:
+        raise ConfigError(f"unknown unit {unit!r}; choose from {', '.join(UNITS)}")
+    if window < 1 or workers < 1 or batch_size < 1 or k_best < 0:
+        raise ConfigError("window, workers and batch_size must be >= 1, k_best >= 0")
+    writer = _writer_for(fmt, model, k_best)
+    jobs = _plan_jobs(inputs, output, unit, glob, writer.extension)
+    options = {
+        "format": fmt,
+        "units": [job.unit for job in jobs],
+        "k_best": k_best,
+        "batch_size": batch_size,
+        "window": window,
+        "window_chars": _WINDOW_CHARS,
+        "max_sentence_tokens": MAX_SENTENCE_TOKENS,
+        "text_field": text_field,
+        "id_field": id_field,
+    }
+    progress_path = None
+    fingerprint = None
+    state = _State()
+    if output is not None and jobs[0].source is not None:
+        progress_path = Path(str(output) + PROGRESS_SUFFIX)
+        fingerprint = {
+            "model": model_fingerprint(model),
+            "options": options,
+            "inputs": [_input_fingerprint(job) for job in jobs],
+        }
+        if resume:
+            state = _load_state(progress_path, fingerprint)
+        _save_state(progress_path, fingerprint, state)
+    elif resume:
+        raise ConfigError("only runs from input files into --output can be resumed")
+    resumed = state.documents
+    if state.complete:
+        return AnnotateStats(0, 0, 0, time.perf_counter() - started, resumed)
+
+    run = _Run(jobs, writer, state, progress_path, fingerprint)
+    windows = _windows(jobs, state, window, text_field, id_field, stdin or sys.stdin.buffer)
+    results = _annotate_windows(
+        windows, model, fmt, workers, threads, {"batch_size": batch_size, "k_best": k_best}
+    )
+    with _ProgressBar(show_progress, jobs, state) as bar:
+        try:
+            run.write(results, stdout or sys.stdout.buffer, bar)
+        except BrokenPipeError:
+            raise  # the reader went away (`| head`): the CLI ends quietly
+        except OSError as error:
+            # Disk full, permissions, I/O errors: what was fsynced is kept and --resume finishes.
+            where = error.filename or output or "<stdout>"
+            hint = "; fix it and rerun with --resume" if progress_path is not None else ""
+            raise OutputError(f"cannot write: {error.strerror or error}{hint}", where) from None
+    documents = run.state.documents - resumed
+    invalid = run.invalid
+    if invalid:
+        logger.warning(
+            "%d input lines were not valid UTF-8; their bad bytes were replaced by U+FFFD", invalid
+        )
+    return AnnotateStats(
+        documents, run.tokens, invalid, time.perf_counter() - started, resumed_documents=resumed
+    )
+
+
+def _plan_jobs(
+    inputs: Sequence[str | Path],
+    output: str | Path | None,
+    unit: str | None,
+    glob: str | None,
+    extension: str,
+) -> list[_Job]:
+    if not inputs:
+        raise ConfigError("no input given")
+    if any(str(given) == "-" for given in inputs):
+        if len(inputs) > 1:
+            raise ConfigError("'-' (standard input) cannot be combined with other inputs")
+        return [_Job(None, "<stdin>", Path(output) if output else None, unit or "line")]
+    files: list[tuple[Path, Path]] = []  # (input file, output path relative to the folder)
+    for given in inputs:
+        path = Path(given)
+        if path.is_dir():
+            pattern = glob or ("**/*.jsonl" if unit == "jsonl" else "**/*.txt")
+            found = sorted(p for p in path.glob(pattern) if p.is_file())
+            if not found:
+                raise InputFormatError(f"no files match {pattern!r} in this folder", path)
+            prefix = Path(path.resolve().name) if len(inputs) > 1 else Path()
+            files.extend((p, prefix / p.relative_to(path)) for p in found)
+        elif path.is_file():
+            files.append((path, Path(path.name)))
+        else:
+            raise InputFormatError("no such file or folder", path)
+    single = len(inputs) == 1 and len(files) == 1 and Path(inputs[0]).is_file()
+    jobs = []
+    for source, relative in files:
+        job_unit = unit or ("jsonl" if source.suffix == ".jsonl" else "line")
+        target = None
+        if output is not None:
+            out = Path(output)
+            if single and not out.is_dir():
+                target = out
+            else:
+                if out.is_file():
+                    raise ConfigError(f"--output {out} is a file; several inputs need a folder")
+                target = out / relative.with_suffix(extension)
+        jobs.append(_Job(source, str(source), target, job_unit))
+    targets = [job.target.resolve() for job in jobs if job.target is not None]
+    if len(set(targets)) != len(targets):
+        raise ConfigError("two inputs would write the same output file; give them one folder")
+    if set(targets) & {job.source.resolve() for job in jobs if job.source is not None}:
+        raise ConfigError("an output file would overwrite an input file")
+    return jobs
+
+
+def _windows(
+    jobs: list[_Job],
+    state: _State,
+    window: int,
+    text_field: str,
+    id_field: str,
+    stdin: BinaryIO,
+) -> Iterator[_Window]:
+    for index in range(state.job, len(jobs)):
+        job = jobs[index]
+        offset, line = (state.input_offset, state.line) if index == state.job else (0, 0)
+        if job.unit == "file":
+            data = job.source.read_bytes() if job.source is not None else stdin.read()
+            text, invalid = _decode(data[len(_BOM) :] if data.startswith(_BOM) else data)
+            yield _Window(index, [job.name], [text], len(data), 1, invalid, last=True)
+            continue
+        opened = open(job.source, "rb") if job.source is not None else contextlib.nullcontext(stdin)
+        with opened as handle:
+            if offset:
+                handle.seek(offset)
+            ids: list[Any] = []
+            texts: list[str] = []
+            chars = invalid = 0
+            for raw in handle:
+                offset += len(raw)
+                line += 1
+                if raw.endswith(b"\n"):
+                    raw = raw[:-1]
+                if raw.endswith(b"\r"):
+                    raw = raw[:-1]
+                if line == 1 and raw.startswith(_BOM):
+                    raw = raw[len(_BOM) :]
+                text, bad = _decode(raw)
+                doc_id: Any = f"{job.name}:{line}"
+                if job.unit == "jsonl":
+                    doc_id, text, bad = _jsonl_document(
+                        text, bad, doc_id, job, line, text_field, id_field
+                    )
+                invalid += bad
+                ids.append(doc_id)
+                texts.append(text)
+                chars += len(text)
+                if len(texts) >= window or chars >= _WINDOW_CHARS:
+                    yield _Window(index, ids, texts, offset, line, invalid, last=False)
+                    ids, texts, chars, invalid = [], [], 0, 0
+            yield _Window(index, ids, texts, offset, line, invalid, last=True)
+
+
+def _decode(data: bytes) -> tuple[str, int]:
+    try:
+        return data.decode("utf-8"), 0
+    except UnicodeDecodeError:
+        return data.decode("utf-8", errors="replace"), 1
+
+
+def _jsonl_document(
+    line_text: str,
+    invalid: int,
+    default_id: str,
+    job: _Job,
+    line: int,
+    text_field: str,
+    id_field: str,
+) -> tuple[Any, str, int]:
+    if not line_text.strip():
+        return default_id, "", invalid
+    try:
+        value = json.loads(line_text)
+    except json.JSONDecodeError as error:
+        raise InputFormatError(f"not valid JSON: {error.msg}", job.name, line) from None
+    if not isinstance(value, dict):
+        raise InputFormatError("expected a JSON object", job.name, line)
+    text = value.get(text_field)
+    if not isinstance(text, str):
+        found = "no such key" if text is None else f"a {type(text).__name__}"
+        raise InputFormatError(
+            f"expected a string in {text_field!r}, found {found}", job.name, line
+        )
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        # A lone surrogate (a "\ud800" escape) cannot be written as UTF-8; "?" keeps the offsets.
+        text = text.encode("utf-8", errors="replace").decode("utf-8")
+        invalid = 1
+    return value.get(id_field, default_id), text, invalid
+
+
+def _annotate_windows(
+    windows: Iterator[_Window],
+    model: Tagger | Classifier,
+    fmt: str,
+    workers: int,
+    threads: int | None,
+    options: dict[str, Any],
+) -> Iterator[tuple[_Window, list[bytes], int]]:
+    """Windows → their encoded records and token counts, in input order."""
+    if workers == 1:
+        encoder = _WindowEncoder(model, fmt, options)
+        for window in windows:
+            yield (window, *encoder(window.texts, window.ids))
+        return
+    threads = threads or max(1, (os.cpu_count() or 1) // workers)
+    with contextlib.ExitStack() as stack:
+        model_dir = getattr(model, "model_path", None)
+        if model_dir is None:  # an in-memory model: workers load a saved copy
+            model_dir = stack.enter_context(tempfile.TemporaryDirectory())
+            save_model(model, model_dir)
+        pool = stack.enter_context(
+            ProcessPoolExecutor(
+                workers,
+                mp_context=get_context("spawn"),
+                initializer=_init_worker,
+                initargs=(str(model_dir), fmt, options, threads),
+            )
+        )
+        pending: deque[tuple[_Window, Future]] = deque()
+        for window in windows:
+            if window.texts:
+                future = pool.submit(_encode_in_worker, window.texts, window.ids)
+                window.texts = []  # the worker has them; keep memory flat
+            else:
+                future = Future()
+                future.set_result(([], 0))
+            pending.append((window, future))
+            if len(pending) > 2 * workers:
+                done, future = pending.popleft()
+                yield (done, *future.result())
+        while pending:
+            done, future = pending.popleft()
+            yield (done, *future.result())
+
+
+class _WindowEncoder:
+    """Texts → encoded records, with one model and writer (in this process or a worker)."""
+
+    def __init__(self, model: Tagger | Classifier, fmt: str, options: dict[str, Any]) -> None:
+        self.annotator = Annotator(model, **options)
+        self.writer = make_writer(fmt)
+
+    def __call__(self, texts: list[str], ids: list[Any]) -> tuple[list[bytes], int]:
+        if not texts:
+            return [], 0
+        annotations = self.annotator(texts)
+        encoded = [
+            self.writer.encode(a.to_record(doc_id))
+            for a, doc_id in zip(annotations, ids, strict=True)
+        ]
+        return encoded, sum(len(a.tokens) for a in annotations)
+
+
+# Each worker process builds its encoder once, in the pool's initializer; tasks then use it.
+_worker_encoder: list[_WindowEncoder] = []
+
+
+def _init_worker(model_dir: str, fmt: str, options: dict[str, Any], threads: int) -> None:
+    from .serialize import load_model
+
+    torch.set_num_threads(threads)
+    _worker_encoder.append(_WindowEncoder(load_model(model_dir), fmt, options))
+
+
+def _encode_in_worker(texts: list[str], ids: list[Any]) -> tuple[list[bytes], int]:
+    return _worker_encoder[0](texts, ids)
+
+
+class _Run:
+    """Writes encoded windows to their outputs and records progress after each window."""
+
+    def __init__(
+        self,
+        jobs: list[_Job],
+        writer: Writer,
+        state: _State,
+        progress_path: Path | None,
+        fingerprint: dict[str, Any] | None,
+    ) -> None:
+        self.jobs = jobs
+        self.writer = writer
+        self.state = state
+        self.progress_path = progress_path
+        self.fingerprint = fingerprint
+        self.tokens = 0
+        self.invalid = 0
+
+    def write(self, results, stdout: BinaryIO, bar: _ProgressBar) -> None:
+        out: BinaryIO | None = None
+        current = -1
+        stdout_begun = False
+        for window, encoded, tokens in results:
+            if window.job != current:
+                current = window.job
+                job = self.jobs[current]
+                if job.target is None:
+                    out = stdout
+                    if not stdout_begun:
+                        self.writer.begin(out)
+                        stdout_begun = True
+                else:
+                    out = self._open(job, current)
+            assert out is not None
+            for record in encoded:
+                self.writer.add(out, record)
+            self.tokens += tokens
+            self.invalid += window.invalid
+            state = self.state
+            state.documents += len(window.ids)
+            state.tokens += tokens
+            state.invalid_utf8_lines += window.invalid
+            bar.advance(window, len(window.ids), tokens)
+            job = self.jobs[current]
+            if job.target is None:
+                out.flush()
+            elif window.last:
+                self.writer.end(out)
+                _sync(out)
+                out.close()
+                if self.writer.atomic:
+                    os.replace(_part_path(job.target), job.target)
+                state.job, state.input_offset, state.output_offset, state.line = (
+                    current + 1,
+                    0,
+                    0,
+                    0,
+                )
+                self._save()
+            elif not self.writer.atomic:
+                _sync(out)
+                state.input_offset, state.output_offset = window.end_offset, out.tell()
+                state.line = window.end_line
+                self._save()
+        if stdout_begun:
+            self.writer.end(stdout)
+            stdout.flush()
+        self.state.complete = True
+        self._save()
+
+    def _open(self, job: _Job, index: int) -> BinaryIO:
+        assert job.target is not None
+        job.target.parent.mkdir(parents=True, exist_ok=True)
+        if self.writer.atomic:
+            out = open(_part_path(job.target), "wb")
+            self.writer.begin(out)
+            return out
+        offset = self.state.output_offset if index == self.state.job else 0
+        if offset == 0:
+            out = open(job.target, "wb")
+            self.writer.begin(out)
+            return out
+        if not job.target.is_file() or job.target.stat().st_size < offset:
+            raise ResumeError(
+                f"the output is shorter than the progress file says ({offset} bytes); "
+                "run without --resume to start over",
+                job.target,
+            )
+        out = open(job.target, "r+b")
+        out.truncate(offset)  # drops whatever a killed run wrote after its last complete window
+        out.seek(offset)
+        return out
+
+    def _save(self) -> None:
+        if self.progress_path is not None:
+            _save_state(self.progress_path, self.fingerprint, self.state)
+
+
+def _part_path(target: Path) -> Path:
+    return target.with_name(target.name + ".part")
+
+
+def _sync(out: BinaryIO) -> None:
+    out.flush()
+    os.fsync(out.fileno())
+
+
+def _writer_for(fmt: str, model: Tagger | Classifier, k_best: int) -> Writer:
+    writer = make_writer(fmt)
+    if fmt == "conll" and isinstance(model, Classifier):
+        raise ConfigError("CoNLL output holds token tags; for a classifier use jsonl")
+    if k_best and isinstance(model, Classifier):
+        raise ConfigError("k-best tag sequences need a tagger; this model is a classifier")
+    return writer
+
+
+def model_fingerprint(model: Tagger | Classifier) -> str:
+    """SHA-256 of a model's files (config, vocabularies, weights); of its weights and vocabulary
+    for a model that was never saved."""
+    digest = hashlib.sha256()
+    directory = getattr(model, "model_path", None)
+    if directory is not None:
+        for name in (CONFIG_FILE, *VOCAB_FILES.values(), WEIGHTS_FILE):
+            digest.update(name.encode())
+            path = Path(directory) / name
+            if path.is_file():
+                with open(path, "rb") as handle:
+                    for block in iter(lambda h=handle: h.read(1 << 20), b""):
+                        digest.update(block)
+        return digest.hexdigest()
+    digest.update(json.dumps(model.vocab.to_json()).encode())
+    digest.update(json.dumps(asdict(model.config)).encode())
+    for name, tensor in model.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _input_fingerprint(job: _Job) -> dict[str, Any]:
+    assert job.source is not None and job.target is not None
+    status = job.source.stat()
+    with open(job.source, "rb") as handle:
+        head = hashlib.sha256(handle.read(_HEAD_BYTES)).hexdigest()
+    return {
+        "input": str(job.source.resolve()),
+        "output": str(job.target.resolve()),
+        "size": status.st_size,
+        "mtime_ns": status.st_mtime_ns,
+        "head_sha256": head,
+    }
+
+
+def _load_state(path: Path, fingerprint: dict[str, Any]) -> _State:
+    if not path.is_file():
+        logger.info("%s: no progress file, so nothing to resume; starting from the beginning", path)
+        return _State()
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+        state = _State(**saved["state"])
+    except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError) as error:
+        raise ResumeError(f"unreadable progress file: {error}", path) from None
+    advice = "; run without --resume to start over"
+    if saved.get("version") != _PROGRESS_VERSION:
+        raise ResumeError("the progress file is from another version of bilstm-nlp" + advice, path)
+    if saved.get("model") != fingerprint["model"]:
+        raise ResumeError(
+            "cannot resume: the model differs from the interrupted run's" + advice, path
+        )
+    if saved.get("options") != fingerprint["options"]:
+        changed = sorted(
+            key
+            for key in fingerprint["options"]
+            if saved.get("options", {}).get(key) != fingerprint["options"][key]
+        )
+        raise ResumeError(
+            f"cannot resume: options differ from the interrupted run's ({', '.join(changed)})"
+            + advice,
+            path,
+        )
+    before, now = saved.get("inputs", []), fingerprint["inputs"]
+    if [(f["input"], f["output"]) for f in before] != [(f["input"], f["output"]) for f in now]:
+        raise ResumeError("cannot resume: the inputs or outputs differ" + advice, path)
+    for old, new in zip(before, now, strict=True):
+        if old != new:
+            raise ResumeError(
+                f"cannot resume: {new['input']} changed since the interrupted run" + advice, path
+            )
+    return state
+
+
+def _save_state(path: Path, fingerprint: dict[str, Any] | None, state: _State) -> None:
+    assert fingerprint is not None
+    content = {"version": _PROGRESS_VERSION, **fingerprint, "state": asdict(state)}
+    temporary = path.with_name(path.name + ".tmp")
+    with open(temporary, "w", encoding="utf-8") as handle:
+        json.dump(content, handle, indent=1)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)  # a kill leaves the old progress file or the new one, never half
+
+
+class _ProgressBar:
+    """A rich bar on stderr: input bytes (so a time left), documents, tokens/s; or nothing."""
+
+    def __init__(self, enabled: bool, jobs: list[_Job], state: _State) -> None:
+        self.enabled = enabled
+        self.progress = None
+        self.offsets: dict[int, int] = {state.job: state.input_offset}
+        sizes = [job.source.stat().st_size if job.source else None for job in jobs]
+        self.total = None if None in sizes else sum(sizes)  # type: ignore[arg-type]
+        self.done = sum(s or 0 for s in sizes[: state.job]) + state.input_offset
+        self.documents = 0
+        self.tokens = 0
+        self.started = time.perf_counter()
+
+    def __enter__(self) -> _ProgressBar:
+        if self.enabled:
+            from rich.console import Console
+            from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self.progress = Progress(
+                TextColumn("Annotating"),
+                BarColumn(),
+                TextColumn("{task.fields[documents]} documents, {task.fields[speed]} tokens/s"),
+                TimeRemainingColumn(),
+                console=Console(stderr=True),
+                transient=True,
+            )
+            self.progress.start()
+            self.task = self.progress.add_task(
+                "annotate", total=self.total, completed=self.done, documents=0, speed=0
+            )
+        return self
+
+    def advance(self, window: _Window, documents: int, tokens: int) -> None:
+        read = window.end_offset - self.offsets.get(window.job, 0)
+        self.offsets[window.job] = window.end_offset
+        self.documents += documents
+        self.tokens += tokens
+        if self.progress is not None:
+            speed = int(self.tokens / max(time.perf_counter() - self.started, 1e-9))
+            self.progress.update(
+                self.task, advance=read, documents=f"{self.documents:,}", speed=f"{speed:,}"
+            )
+
+    def __exit__(self, *exc) -> None:
+        if self.progress is not None:
+            self.progress.stop()

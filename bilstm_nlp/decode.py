@@ -99,7 +99,10 @@ def tag_sentences(
     model.eval()
     results: list[TaggedSentence | None] = [None] * len(token_lists)
     labels = model.vocab.labels.items
-    with torch.inference_mode(), _progress(show_progress, len(token_lists), "Tagging") as advance:
+    with (
+        torch.inference_mode(),
+        _OptionalProgress(show_progress, len(token_lists), "Tagging") as advance,
+    ):
         for indices, batch in _batches(model, token_lists, batch_size, device):
             emissions = model(batch)
             mask = batch.mask
@@ -162,7 +165,7 @@ def classify_sentences(
     results: list[ClassifiedSentence | None] = [None] * len(token_lists)
     with (
         torch.inference_mode(),
-        _progress(show_progress, len(token_lists), "Classifying") as advance,
+        _OptionalProgress(show_progress, len(token_lists), "Classifying") as advance,
     ):
         for indices, batch in _batches(model, token_lists, batch_size, device):
             probs = model(batch).exp().tolist()
@@ -217,7 +220,7 @@ def _span_probabilities(model: Tagger, emissions, mask, tag_ids, span_rows) -> l
     return per_row
 
 
-class _progress:
+class _OptionalProgress:
     """A rich progress bar on stderr when asked for; otherwise a no-op `advance`."""
 
     def __init__(self, enabled: bool, total: int, description: str):

@@ -17,7 +17,6 @@ import argparse
 import json
 import platform
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -29,6 +28,9 @@ from torchcrf import CRF as PeerCRF
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bilstm_nlp.crf import CRF  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import cpu_model, git_commit  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "crf_speed.json"
 
@@ -104,30 +106,6 @@ def summarise(times: list[float], tokens: int) -> dict:
         "tokens_per_s": tokens / statistics.median(times),
         "repeats": len(times),
     }
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def git_commit() -> str | None:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-            cwd=RESULTS.parents[2],
-        )
-    except (OSError, subprocess.CalledProcessError):
-        return None
-    return out.stdout.strip() or None
 
 
 def main() -> None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import torch
 from rich.progress import Progress
 
-from .encoding import Batch, collate, encode_tokens
+from .encoding import Batch, TokenEncoder, collate
 from .heads import entity_log_probs
 from .model import Classifier, Tagger
 from .schemes import Span, convert_tags, tags_to_spans
@@ -67,10 +67,19 @@ def length_batches(
 
 
 def _batches(model, token_lists, batch_size: int, device) -> Iterator[tuple[list[int], Batch]]:
-    max_chars = model.config.max_word_chars
+    encoder = _token_encoder(model)
     for indices in length_batches([len(t) for t in token_lists], batch_size):
-        encoded = [encode_tokens(token_lists[i], model.vocab, max_chars) for i in indices]
+        encoded = [encoder(token_lists[i]) for i in indices]
         yield indices, collate(encoded).to(device)
+
+
+def _token_encoder(model: Tagger | Classifier) -> TokenEncoder:
+    # Kept on the model so that its memory of tokens lasts across calls (annotation windows).
+    encoder = getattr(model, "_token_encoder", None)
+    if encoder is None or encoder.vocab is not model.vocab:
+        encoder = TokenEncoder(model.vocab, model.config.max_word_chars)
+        model._token_encoder = encoder
+    return encoder
 
 
 def tag_sentences(
@@ -135,7 +144,8 @@ def tag_sentences(
                         for s, p in zip(spans, span_probs[row], strict=True)
                     ]
                 kbest = []
-                if kbest_rows is not None:
+                # An empty sentence ran as one padding token: it has no paths of its own.
+                if kbest_rows is not None and length:
                     kbest = [
                         (_present([labels[t] for t in path[:length]], model), prob)
                         for path, prob in kbest_rows[row]

@@ -116,14 +116,25 @@ class CharCNN(nn.Module):
 
     def forward(self, char_ids: Tensor) -> Tensor:
         """`(words, char_len)` long → `(words, filters)`."""
-        # shape: (words, char_dim, char_len)
-        chars = self.embedding(char_ids).transpose(1, 2)
-        # shape: (words, filters, char_len)
-        features = self.conv(chars)
-        padding = (char_ids == PAD_ID).unsqueeze(1)
-        features = features.masked_fill(padding, float("-inf"))
-        # shape: (words, filters)
-        return features.max(dim=2).values
+        # Words are convolved in groups of equal length, each cut to that length: padding every
+        # word to the batch's longest (often the 30-character cap) made the CNN 4-6x slower.
+        # Zero padding at a word's end is what the PAD embedding (zeros) gave, so the result is
+        # the same as convolving the padded batch and masking the padding.
+        lengths = (char_ids != PAD_ID).sum(dim=1).clamp(min=1)
+        order = torch.argsort(lengths, stable=True)
+        group_lengths, group_sizes = torch.unique_consecutive(lengths[order], return_counts=True)
+        pieces = []
+        start = 0
+        for length, size in zip(group_lengths.tolist(), group_sizes.tolist(), strict=True):
+            group = char_ids[order[start : start + size], :length]
+            start += size
+            # shape: (group, char_dim, length)
+            chars = self.embedding(group).transpose(1, 2)
+            # shape: (group, filters)
+            pieces.append(self.conv(chars).max(dim=2).values)
+        # shape: (words, filters), back in the input order
+        features = torch.cat(pieces)
+        return features[torch.argsort(order)]
 
 
 class CharLSTM(nn.Module):

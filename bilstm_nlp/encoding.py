@@ -23,7 +23,7 @@ class EncodedSentence:
 
     word_ids: list[int]
     casing_ids: list[int]
-    char_ids: list[list[int]]
+    char_ids: Sequence[Sequence[int]]
     label_ids: list[int] | None  # a tag id per token, or one class id, or None
 
 
@@ -76,6 +76,47 @@ def encode_tokens(
         ],
         label_ids=label_ids,
     )
+
+
+class TokenEncoder:
+    """`encode_tokens` with the ids of each distinct token remembered: prediction sees the same
+    words again and again, and looking a token up once beats lower-casing, classifying its casing
+    and mapping its characters every time.
+
+    Args:
+        vocab: the model's vocabularies (frozen).
+        max_word_chars: characters per word kept for the char encoder.
+        cache_size: distinct tokens remembered; the memory is cleared when it is full, so it stays
+            bounded on any input.
+    """
+
+    def __init__(self, vocab: Vocab, max_word_chars: int, cache_size: int = 200_000) -> None:
+        self.vocab = vocab
+        self.max_word_chars = max_word_chars
+        self.cache_size = cache_size
+        # Tuples of ints, which the garbage collector stops tracking; lists made it rescan the
+        # whole memory again and again.
+        self._codes: dict[str, tuple[int, int, tuple[int, ...]]] = {}
+
+    def __call__(self, tokens: Sequence[str]) -> EncodedSentence:
+        codes = self._codes
+        missing = list(dict.fromkeys(t for t in tokens if t not in codes))
+        if missing:
+            if len(codes) + len(missing) > self.cache_size:
+                codes.clear()
+                missing = list(dict.fromkeys(tokens))
+            new = encode_tokens(missing, self.vocab, self.max_word_chars)
+            for token, word, casing, chars in zip(
+                missing, new.word_ids, new.casing_ids, new.char_ids, strict=True
+            ):
+                codes[token] = (word, casing, tuple(chars))
+        rows = [codes[t] for t in tokens]
+        return EncodedSentence(
+            word_ids=[row[0] for row in rows],
+            casing_ids=[row[1] for row in rows],
+            char_ids=[row[2] for row in rows],
+            label_ids=None,
+        )
 
 
 def collate(sentences: Sequence[EncodedSentence], sentence_labels: bool = False) -> Batch:
@@ -156,6 +197,7 @@ __all__ = [
     "Batch",
     "EncodedSentence",
     "PAD_ID",
+    "TokenEncoder",
     "bucket_batches",
     "collate",
     "encode_tokens",

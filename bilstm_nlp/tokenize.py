@@ -98,14 +98,11 @@ class Tokenizer:
                 offsets.append(offset)
                 segments.append(segment)
         results: list[list[list[Token]]] = [[] for _ in texts]
-        for owner, offset, doc in zip(owners, offsets, self.nlp.pipe(segments), strict=True):
-            for sentence in doc.sents:
-                tokens = [
-                    Token(t.text, t.idx + offset, t.idx + offset + len(t.text))
-                    for t in sentence
-                    if not t.is_space
-                ]
-                results[owner].extend(cut_sentence(tokens, self.max_sentence_tokens))
+        for owner, offset, segment, doc in zip(
+            owners, offsets, segments, self.nlp.pipe(segments), strict=True
+        ):
+            for sentence in _doc_sentences(doc, segment, offset):
+                results[owner].extend(cut_sentence(sentence, self.max_sentence_tokens))
         return results
 
     @property
@@ -116,6 +113,29 @@ class Tokenizer:
     def _refresh_if_big(self) -> None:
         if len(self.nlp.vocab.strings) > _MAX_STRINGS:
             self.nlp = _blank_pipeline()
+
+
+def _doc_sentences(doc, text: str, offset: int) -> list[list[Token]]:
+    """A spaCy doc's sentences as `Token`s (whitespace dropped), offsets shifted by `offset`.
+
+    Reads the token attributes as one array: walking spaCy's Token objects from Python cost as
+    much as tokenizing."""
+    from spacy.attrs import IDX, IS_SPACE, LENGTH, SENT_START
+
+    sentences: list[list[Token]] = []
+    current: list[Token] = []
+    rows = doc.to_array([IDX, LENGTH, IS_SPACE, SENT_START]).tolist()
+    for index, (start, length, is_space, sent_start) in enumerate(rows):
+        # SENT_START is 1 at a sentence start (as a uint64 array; -1 wraps around).
+        if sent_start == 1 and index and current:
+            sentences.append(current)
+            current = []
+        if not is_space:
+            end = start + length
+            current.append(Token(text[start:end], start + offset, end + offset))
+    if current:
+        sentences.append(current)
+    return sentences
 
 
 def cut_sentence(tokens: list[_T], size: int | None) -> list[list[_T]]:

@@ -1,0 +1,63 @@
+"""Token encoding and the char CNN: the fast paths equal the plain ones."""
+
+from __future__ import annotations
+
+import random
+
+import torch
+import torch.nn.functional as F
+
+from bilstm_nlp.embeddings import CharCNN
+from bilstm_nlp.encoding import TokenEncoder, encode_tokens
+from bilstm_nlp.vocab import PAD_ID, Vocab
+
+
+def _padded_cnn(cnn: CharCNN, char_ids: torch.Tensor) -> torch.Tensor:
+    # The plain computation: every word padded to the longest, padding masked before the max.
+    features = F.conv1d(
+        cnn.embedding(char_ids).transpose(1, 2),
+        cnn.conv.weight,
+        cnn.conv.bias,
+        padding=cnn.conv.padding,
+    )
+    features = features.masked_fill((char_ids == PAD_ID).unsqueeze(1), float("-inf"))
+    return features.max(dim=2).values
+
+
+def test_char_cnn_grouped_by_length_equals_padded_batch() -> None:
+    torch.manual_seed(0)
+    rng = random.Random(0)
+    cnn = CharCNN(num_chars=40, char_dim=7, filters=5, kernel=3)
+    lengths = [rng.randint(1, 12) for _ in range(300)]
+    char_ids = torch.zeros(len(lengths), max(lengths), dtype=torch.long)
+    for row, length in enumerate(lengths):
+        char_ids[row, :length] = torch.randint(1, 40, (length,))
+    torch.testing.assert_close(cnn(char_ids), _padded_cnn(cnn, char_ids))
+
+
+def test_char_cnn_gradients_equal_padded_batch() -> None:
+    torch.manual_seed(1)
+    cnn = CharCNN(num_chars=20, char_dim=4, filters=3, kernel=5).double()
+    char_ids = torch.tensor([[3, 4, 5, 0, 0], [7, 0, 0, 0, 0], [1, 2, 3, 4, 5], [9, 8, 0, 0, 0]])
+    grouped = torch.autograd.grad(cnn(char_ids).sum(), list(cnn.parameters()))
+    padded = torch.autograd.grad(_padded_cnn(cnn, char_ids).sum(), list(cnn.parameters()))
+    for got, want in zip(grouped, padded, strict=True):
+        torch.testing.assert_close(got, want)
+
+
+def test_token_encoder_equals_encode_tokens_across_cache_clears() -> None:
+    vocab = Vocab.build([["The", "cat", "sat", "2024", "Ünïcode"]], ["O"])
+    encoder = TokenEncoder(vocab, max_word_chars=4, cache_size=3)
+    rng = random.Random(2)
+    words = ["The", "the", "cat", "sat", "2024", "Ünïcode", "unseen", "", "x" * 40]
+    most_distinct = 0
+    for _ in range(50):
+        tokens = [rng.choice(words) for _ in range(rng.randint(0, 8))]
+        most_distinct = max(most_distinct, len(set(tokens)))
+        got = encoder(tokens)
+        want = encode_tokens(tokens, vocab, 4)
+        assert got.word_ids == want.word_ids
+        assert got.casing_ids == want.casing_ids
+        assert [list(chars) for chars in got.char_ids] == want.char_ids
+        # bounded: at most the cache size, or the most distinct tokens of one sentence
+        assert len(encoder._codes) <= max(3, most_distinct)

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import io
 import json
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import pytest
 import spacy
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from spacy.tokens import DocBin
 
 from bilstm_nlp.errors import ConfigError
@@ -188,3 +191,82 @@ def test_writers_only_append_unless_atomic() -> None:
         assert out.getvalue() == b"" and not writer.atomic
     assert make_writer("docbin").atomic and make_writer("html").atomic
     assert json.loads(make_writer("jsonl").encode(CLASSIFIED)) == CLASSIFIED
+
+
+# Properties: whatever text and tags, what is written reads back
+
+
+# One tag family per file: entity tags in a scheme, or plain labels (the reader refuses a mix).
+_TAG_FAMILIES = [
+    ["O", "B-PER", "I-PER", "B-ORG", "E-ORG", "S-creative-work"],
+    ["NOUN", "VERB", "X"],
+]
+_RECORD_TEXT = st.text(
+    alphabet=st.characters(blacklist_categories=["Cs"]), max_size=60
+)  # every code point but lone surrogates, which cannot be UTF-8
+
+
+@st.composite
+def _tagged_records(draw: st.DrawFn, tags: st.SearchStrategy[str]) -> dict[str, Any]:
+    text = draw(_RECORD_TEXT)
+    sentences = _TOKENIZER.sentences(text)
+    tokens = [t for s in sentences for t in s]
+    tags = draw(st.lists(tags, min_size=len(tokens), max_size=len(tokens)))
+    ranges, position = [], 0
+    for sentence in sentences:
+        ranges.append([position, position + len(sentence)])
+        position += len(sentence)
+    doc_id = draw(st.one_of(st.integers(), _RECORD_TEXT))
+    return {
+        "id": doc_id,
+        "text": text,
+        "tokens": [
+            {"text": t.text, "start": t.start, "end": t.end, "tag": tag, "score": 0.5}
+            for t, tag in zip(tokens, tags, strict=True)
+        ],
+        "sentences": ranges,
+    }
+
+
+_TOKENIZER = Tokenizer()
+
+
+@st.composite
+def _record_lists(draw: st.DrawFn, min_size: int = 0) -> list[dict[str, Any]]:
+    tags = st.sampled_from(draw(st.sampled_from(_TAG_FAMILIES)))
+    return draw(st.lists(_tagged_records(tags), min_size=min_size, max_size=4))
+
+
+@settings(max_examples=100, deadline=None)
+@given(records=_record_lists())
+def test_jsonl_writes_any_records_and_reads_them_back(records: list[dict[str, Any]]) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        path = write("jsonl", records, Path(folder) / "out.jsonl")
+        assert list(read_jsonl_records(path)) == records
+
+
+@settings(max_examples=100, deadline=None)
+@given(records=_record_lists(min_size=1))
+def test_conll_writes_any_records_and_both_readers_read_them_back(
+    records: list[dict[str, Any]],
+) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        path = write("conll", records, Path(folder) / "out.conll")
+        with open(path, encoding="utf-8", newline="") as handle:
+            back = list(read_conll_records(handle))
+        assert len(back) == len(records)
+        for record, read in zip(records, back, strict=True):
+            assert read["id"] == " ".join(str(record["id"]).split())
+            assert read["sentences"] == record["sentences"]
+            assert read["tokens"] == [
+                {"text": t["text"], "tag": t["tag"]} for t in record["tokens"]
+            ]
+        # The training reader sees the same sentences (it skips the -DOCSTART- lines).
+        expected = [
+            ([t["text"] for t in r["tokens"][s:e]], [t["tag"] for t in r["tokens"][s:e]])
+            for r in records
+            for s, e in r["sentences"]
+        ]
+        if not expected:
+            return
+        assert [(s.tokens, s.tags) for s in read_conll(path)] == expected

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import hashlib
 import json
 import logging
 import os
@@ -32,7 +31,7 @@ import time
 from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -42,16 +41,21 @@ import torch
 from .annotate import MAX_SENTENCE_TOKENS, Annotator
 from .errors import ConfigError, InputFormatError, OutputError, ResumeError
 from .model import Classifier, Tagger
-from .serialize import CONFIG_FILE, VOCAB_FILES, WEIGHTS_FILE, save_model
+from .resume import (
+    PROGRESS_SUFFIX,
+    RunState,
+    input_fingerprint,
+    load_state,
+    model_fingerprint,
+    save_state,
+)
+from .serialize import save_model
 from .writers import Writer, make_writer
 
 logger = logging.getLogger(__name__)
 
 UNITS = ("line", "file", "jsonl")
-PROGRESS_SUFFIX = ".progress.json"
-_PROGRESS_VERSION = 1
 _WINDOW_CHARS = 1_000_000
-_HEAD_BYTES = 65_536
 _BOM = b"\xef\xbb\xbf"
 
 
@@ -93,20 +97,6 @@ class _Window:
     end_line: int
     invalid: int
     last: bool  # the job's final window (maybe empty)
-
-
-@dataclass
-class _State:
-    """Progress as saved in the progress file: jobs before `job` are done."""
-
-    job: int = 0
-    input_offset: int = 0
-    output_offset: int = 0
-    line: int = 0
-    documents: int = 0
-    tokens: int = 0
-    invalid_utf8_lines: int = 0
-    complete: bool = False
 
 
 def annotate_paths(
@@ -181,17 +171,17 @@ def annotate_paths(
     }
     progress_path = None
     fingerprint = None
-    state = _State()
+    state = RunState()
     if output is not None and jobs[0].source is not None:
         progress_path = Path(str(output) + PROGRESS_SUFFIX)
         fingerprint = {
             "model": model_fingerprint(model),
             "options": options,
-            "inputs": [_input_fingerprint(job) for job in jobs],
+            "inputs": [input_fingerprint(job.source, job.target) for job in jobs],
         }
         if resume:
-            state = _load_state(progress_path, fingerprint)
-        _save_state(progress_path, fingerprint, state)
+            state = load_state(progress_path, fingerprint)
+        save_state(progress_path, fingerprint, state)
     elif resume:
         raise ConfigError("only runs from input files into --output can be resumed")
     resumed = state.documents
@@ -275,7 +265,7 @@ def _plan_jobs(
 
 def _windows(
     jobs: list[_Job],
-    state: _State,
+    state: RunState,
     window: int,
     text_field: str,
     id_field: str,
@@ -448,7 +438,7 @@ class _Run:
         self,
         jobs: list[_Job],
         writer: Writer,
-        state: _State,
+        state: RunState,
         progress_path: Path | None,
         fingerprint: dict[str, Any] | None,
     ) -> None:
@@ -537,7 +527,7 @@ class _Run:
 
     def _save(self) -> None:
         if self.progress_path is not None:
-            _save_state(self.progress_path, self.fingerprint, self.state)
+            save_state(self.progress_path, self.fingerprint, self.state)
 
 
 def _part_path(target: Path) -> Path:
@@ -558,95 +548,10 @@ def _writer_for(fmt: str, model: Tagger | Classifier, k_best: int) -> Writer:
     return writer
 
 
-def model_fingerprint(model: Tagger | Classifier) -> str:
-    """SHA-256 of a model's files (config, vocabularies, weights); of its weights and vocabulary
-    for a model that was never saved."""
-    digest = hashlib.sha256()
-    directory = getattr(model, "model_path", None)
-    if directory is not None:
-        for name in (CONFIG_FILE, *VOCAB_FILES.values(), WEIGHTS_FILE):
-            digest.update(name.encode())
-            path = Path(directory) / name
-            if path.is_file():
-                with open(path, "rb") as handle:
-                    for block in iter(lambda h=handle: h.read(1 << 20), b""):
-                        digest.update(block)
-        return digest.hexdigest()
-    digest.update(json.dumps(model.vocab.to_json()).encode())
-    digest.update(json.dumps(asdict(model.config)).encode())
-    for name, tensor in model.state_dict().items():
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()
-
-
-def _input_fingerprint(job: _Job) -> dict[str, Any]:
-    assert job.source is not None and job.target is not None
-    status = job.source.stat()
-    with open(job.source, "rb") as handle:
-        head = hashlib.sha256(handle.read(_HEAD_BYTES)).hexdigest()
-    return {
-        "input": str(job.source.resolve()),
-        "output": str(job.target.resolve()),
-        "size": status.st_size,
-        "mtime_ns": status.st_mtime_ns,
-        "head_sha256": head,
-    }
-
-
-def _load_state(path: Path, fingerprint: dict[str, Any]) -> _State:
-    if not path.is_file():
-        logger.info("%s: no progress file, so nothing to resume; starting from the beginning", path)
-        return _State()
-    try:
-        saved = json.loads(path.read_text(encoding="utf-8"))
-        state = _State(**saved["state"])
-    except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError) as error:
-        raise ResumeError(f"unreadable progress file: {error}", path) from None
-    advice = "; run without --resume to start over"
-    if saved.get("version") != _PROGRESS_VERSION:
-        raise ResumeError("the progress file is from another version of bilstm-nlp" + advice, path)
-    if saved.get("model") != fingerprint["model"]:
-        raise ResumeError(
-            "cannot resume: the model differs from the interrupted run's" + advice, path
-        )
-    if saved.get("options") != fingerprint["options"]:
-        changed = sorted(
-            key
-            for key in fingerprint["options"]
-            if saved.get("options", {}).get(key) != fingerprint["options"][key]
-        )
-        raise ResumeError(
-            f"cannot resume: options differ from the interrupted run's ({', '.join(changed)})"
-            + advice,
-            path,
-        )
-    before, now = saved.get("inputs", []), fingerprint["inputs"]
-    if [(f["input"], f["output"]) for f in before] != [(f["input"], f["output"]) for f in now]:
-        raise ResumeError("cannot resume: the inputs or outputs differ" + advice, path)
-    for old, new in zip(before, now, strict=True):
-        if old != new:
-            raise ResumeError(
-                f"cannot resume: {new['input']} changed since the interrupted run" + advice, path
-            )
-    return state
-
-
-def _save_state(path: Path, fingerprint: dict[str, Any] | None, state: _State) -> None:
-    assert fingerprint is not None
-    content = {"version": _PROGRESS_VERSION, **fingerprint, "state": asdict(state)}
-    temporary = path.with_name(path.name + ".tmp")
-    with open(temporary, "w", encoding="utf-8") as handle:
-        json.dump(content, handle, indent=1)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)  # a kill leaves the old progress file or the new one, never half
-
-
 class _ProgressBar:
     """A rich bar on stderr: input bytes (so a time left), documents, tokens/s; or nothing."""
 
-    def __init__(self, enabled: bool, jobs: list[_Job], state: _State) -> None:
+    def __init__(self, enabled: bool, jobs: list[_Job], state: RunState) -> None:
         self.enabled = enabled
         self.progress = None
         self.offsets: dict[int, int] = {state.job: state.input_offset}

@@ -298,7 +298,7 @@ class Crash(Exception):
 
 
 def crash_after(monkeypatch: pytest.MonkeyPatch, saves: int) -> None:
-    real = annotate_files._save_state
+    real = annotate_files.save_state
     calls = []
 
     def save(path, fingerprint, state):
@@ -307,7 +307,7 @@ def crash_after(monkeypatch: pytest.MonkeyPatch, saves: int) -> None:
         if len(calls) > saves:
             raise Crash
 
-    monkeypatch.setattr(annotate_files, "_save_state", save)
+    monkeypatch.setattr(annotate_files, "save_state", save)
 
 
 def big_input(path: Path, lines: int = 60) -> Path:

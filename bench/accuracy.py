@@ -34,6 +34,13 @@ for seed in (1, 2, 3):
         None,
         "f1",
     )
+    RUNS[f"conll2003-large-s{seed}"] = (
+        "models/ner-large/train.json",
+        ["--seed", str(seed)],
+        str(CORPORA / "conll2003/dev.txt"),
+        None,
+        "f1",
+    )
     RUNS[f"ud_ewt-crf-s{seed}"] = (
         "models/pos/train.json",
         ["--seed", str(seed)],

@@ -6,6 +6,7 @@ then batched many times; batches group sentences of similar length so padding st
 
 from __future__ import annotations
 
+import itertools
 import random
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -126,11 +127,26 @@ def collate(sentences: Sequence[EncodedSentence], sentence_labels: bool = False)
     batch = len(sentences)
     lengths = [len(s.word_ids) for s in sentences]
     seq_len = max(max(lengths), 1)
-    char_len = max((len(c) for s in sentences for c in s.char_ids), default=1)
+    # Every token's characters, flattened, and where each character goes: one scatter instead of
+    # a Python loop over tokens.
+    words_chars = [chars for s in sentences for chars in s.char_ids]
+    char_counts = np.fromiter(map(len, words_chars), dtype=np.int64, count=len(words_chars))
+    char_len = max(int(char_counts.max(initial=1)), 1)
+    flat_chars = np.fromiter(
+        itertools.chain.from_iterable(words_chars), dtype=np.int64, count=int(char_counts.sum())
+    )
     word_ids = np.zeros((batch, seq_len), dtype=np.int64)
     casing_ids = np.zeros((batch, seq_len), dtype=np.int64)
     char_ids = np.zeros((batch, seq_len, char_len), dtype=np.int64)
     mask = np.arange(seq_len)[None, :] < np.maximum(np.asarray(lengths), 1)[:, None]
+    real = np.arange(seq_len)[None, :] < np.asarray(lengths)[:, None]
+    # shape: (tokens,) each real token's row and position, in sentence order
+    token_rows, token_positions = np.nonzero(real)
+    char_starts = np.cumsum(char_counts) - char_counts
+    char_positions = np.arange(len(flat_chars)) - np.repeat(char_starts, char_counts)
+    char_ids[
+        np.repeat(token_rows, char_counts), np.repeat(token_positions, char_counts), char_positions
+    ] = flat_chars
     has_labels = all(s.label_ids is not None for s in sentences)
     labels = np.zeros((batch,) if sentence_labels else (batch, seq_len), dtype=np.int64)
     for row, sentence in enumerate(sentences):
@@ -139,9 +155,6 @@ def collate(sentences: Sequence[EncodedSentence], sentence_labels: bool = False)
             continue
         word_ids[row, :length] = sentence.word_ids
         casing_ids[row, :length] = sentence.casing_ids
-        chars_row = char_ids[row]
-        for position, chars in enumerate(sentence.char_ids):
-            chars_row[position, : len(chars)] = chars
         if has_labels:
             if sentence_labels:
                 labels[row] = sentence.label_ids[0]  # type: ignore[index]

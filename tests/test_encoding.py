@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from bilstm_nlp.embeddings import CharCNN
-from bilstm_nlp.encoding import TokenEncoder, encode_tokens
+from bilstm_nlp.encoding import EncodedSentence, TokenEncoder, collate, encode_tokens
 from bilstm_nlp.vocab import PAD_ID, Vocab
 
 
@@ -61,3 +61,34 @@ def test_token_encoder_equals_encode_tokens_across_cache_clears() -> None:
         assert [list(chars) for chars in got.char_ids] == want.char_ids
         # bounded: at most the cache size, or the most distinct tokens of one sentence
         assert len(encoder._codes) <= max(3, most_distinct)
+
+
+def test_collate_places_every_character_and_pads_with_zeros() -> None:
+    rng = random.Random(3)
+    sentences = []
+    for _ in range(40):
+        length = rng.choice([0, 1, 2, 5, 9])
+        sentences.append(
+            EncodedSentence(
+                word_ids=[rng.randint(2, 50) for _ in range(length)],
+                casing_ids=[rng.randint(1, 7) for _ in range(length)],
+                char_ids=[
+                    tuple(rng.randint(1, 30) for _ in range(rng.randint(1, 12)))
+                    for _ in range(length)
+                ],
+                label_ids=[rng.randint(0, 4) for _ in range(length)],
+            )
+        )
+    batch = collate(sentences)
+    seq_len = max(max(len(s.word_ids) for s in sentences), 1)
+    char_len = max(len(c) for s in sentences for c in s.char_ids)
+    assert batch.char_ids.shape == (len(sentences), seq_len, char_len)
+    expected = torch.zeros(len(sentences), seq_len, char_len, dtype=torch.long)
+    for row, sentence in enumerate(sentences):
+        for position, chars in enumerate(sentence.char_ids):
+            expected[row, position, : len(chars)] = torch.tensor(chars)
+        assert batch.word_ids[row, : len(sentence.word_ids)].tolist() == sentence.word_ids
+        assert batch.tag_ids[row, : len(sentence.word_ids)].tolist() == sentence.label_ids
+        # an empty sentence is one padding token marked real
+        assert batch.mask[row].sum() == max(len(sentence.word_ids), 1)
+    assert torch.equal(batch.char_ids, expected)

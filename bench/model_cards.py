@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -28,6 +29,12 @@ MODELS = {
         "entity F1 (seqeval default mode = conlleval)",
         "CoNLL-2003 eng.testa",
         "bilstm-nlp evaluate ner ../shared/corpora/conll2003/dev.txt",
+    ),
+    "ner-large": (
+        "conll2003",
+        "entity F1 (seqeval default mode = conlleval)",
+        "CoNLL-2003 eng.testa",
+        "bilstm-nlp evaluate ner-large ../shared/corpora/conll2003/dev.txt",
     ),
     "pos": (
         "ud_ewt",
@@ -48,6 +55,13 @@ MODELS = {
         "SST dev, neutral sentences dropped",
         "bilstm-nlp evaluate sentiment ../shared/corpora/sst/dev.txt",
     ),
+}
+
+
+# Raw-text figures of the NER models (bench/raw_text_accuracy.py --out).
+RAW_TEXT_RESULTS = {
+    "ner": Path("bench/results/raw_text_accuracy.json"),
+    "ner-large": Path("bench/results/raw_text_accuracy_ner-large.json"),
 }
 
 
@@ -78,18 +92,19 @@ def card(name: str, speed: float | None) -> str:
         f"- **Dev {metric}** on {dev_name}: **{scores['dev']:.2f}** "
         f"(full-precision model before export: {before:.2f})",
     ]
-    raw = Path("bench/results/raw_text_accuracy.json")
-    if name == "ner" and raw.is_file():
+    raw = RAW_TEXT_RESULTS.get(name)
+    if raw is not None and raw.is_file():
         figures = json.loads(raw.read_text())["figures"]
         lines.append(
             f"- **Raw-text dev F1** (sentences detokenised, tokenized by us, scored by character "
-            f"offsets; `python bench/raw_text_accuracy.py --model ner`): **{figures['f1']:.2f}**"
+            f"offsets; `python bench/raw_text_accuracy.py --model {name} --out {raw}`): "
+            f"**{figures['f1']:.2f}**"
         )
     if speed is not None:
         lines.append(
             f"- **Speed**: {speed:,.0f} tokens/s on 24,000 pre-split tokens (batch 256, "
-            "1 CPU thread, "
-            "machine shared with trainings; `python bench/model_cards.py --speed`)"
+            f"1 CPU thread, load average {os.getloadavg()[0]:.1f} when measured on a "
+            f"{os.cpu_count()}-core machine; `python bench/model_cards.py --speed`)"
         )
     lines += [
         f"- **Size**: {size:.1f} MB of weights (word embeddings in float16)",

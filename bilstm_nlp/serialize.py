@@ -28,7 +28,7 @@ FORMAT_VERSION = 1
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 VOCAB_FILES = {"words": "words.json", "chars": "chars.json", "labels": "labels.json"}
-SHIPPED_MODELS = ("ner", "pos", "chunk", "sentiment")
+SHIPPED_MODELS = ("ner", "ner-large", "pos", "chunk", "sentiment")
 
 
 def save_model(
@@ -298,7 +298,12 @@ def describe_model(directory: str | Path) -> dict[str, Any]:
     return {
         "path": str(directory),
         "task": meta.get("task", config.get("kind")),
-        "head": config.get("model", {}).get("head"),
+        # A classifier's head is its pooling; `model.head` only means something for taggers.
+        "head": (
+            config.get("model", {}).get("head")
+            if config.get("model", {}).get("task", "tagger") == "tagger"
+            else f"{config.get('model', {}).get('pooling', '?')}-pool"
+        ),
         "dev": scores.get("dev"),
         "size_mb": round(weights.stat().st_size / 1e6, 1) if weights.is_file() else None,
         "trained_on": meta.get("provenance", {}).get("config", {}).get("data", {}).get("train"),

@@ -10,7 +10,9 @@ callers with their own tokens (the spaCy component). The `tag` and `annotate` co
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import gc
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
@@ -156,6 +158,20 @@ class Annotation:
         )
 
 
+@contextlib.contextmanager
+def _garbage_collection_paused() -> Iterator[None]:
+    """No cyclic garbage collection inside: a call makes tens of thousands of small objects that
+    live until it returns, and the collector rescanning them (and everything alive) cost a quarter
+    of annotation time. Reference counting still frees them; cycles wait for the call's end."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def escapes_for(model: Tagger | Classifier) -> PtbEscapes:
     """The PTB escapes a model wants, read off its training words (not its pretrained-only words:
     GloVe has `-lrb-` too). A model trained on CoNLL-2000 or SST has `-lrb-` there; one trained on
@@ -202,7 +218,8 @@ class Annotator:
     def __call__(self, texts: Sequence[str], show_progress: bool = False) -> list[Annotation]:
         """Annotate `texts`; one `Annotation` per text, in order (an empty text gets an empty
         one)."""
-        return self.annotate_sentences(texts, list(self.tokenizer.pipe(texts)), show_progress)
+        with _garbage_collection_paused():
+            return self.annotate_sentences(texts, list(self.tokenizer.pipe(texts)), show_progress)
 
     def annotate_sentences(
         self,

@@ -4,6 +4,7 @@ models trained once per session in a few seconds."""
 from __future__ import annotations
 
 import errno
+import gc
 import io
 import json
 import os
@@ -137,6 +138,27 @@ def test_entity_offsets_slice_the_original_text(ner) -> None:
     assert {"EU", "Paris"} <= {s.text for s in spans}
     assert all(0.0 < s.score <= 1.0 + 1e-6 for s in spans)
     assert [s for s, _ in annotations[0].sentences] == [0, 5]
+
+
+def test_annotating_leaves_garbage_collection_as_it_was(ner, monkeypatch) -> None:
+    annotator = Annotator(ner)
+    for enabled in (True, False):
+        (gc.enable if enabled else gc.disable)()
+        try:
+            annotator(TEXTS)
+            assert gc.isenabled() == enabled
+            # also when annotation fails half way
+            monkeypatch.setattr(annotator, "annotate_sentences", _fail)
+            with pytest.raises(RuntimeError):
+                annotator(TEXTS)
+            assert gc.isenabled() == enabled
+            monkeypatch.undo()
+        finally:
+            gc.enable()
+
+
+def _fail(*args, **kwargs):
+    raise RuntimeError("fails half way")
 
 
 def test_the_model_sees_ptb_escapes_and_the_output_keeps_the_text(ner) -> None:

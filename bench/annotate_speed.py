@@ -17,10 +17,11 @@ on the same lines; they add rows and a ratio column. Adding another peer means a
 to `PEERS` that returns `(seconds, tokens)`.
 
 --rss-mb N builds an N MB file of the same lines, runs `bilstm-nlp annotate` on it in a subprocess
-and samples the resident memory of that process and its children from /proc twice a second: RSS
-at 10% of the input (by the progress file's offset) and at the end must be within 50 MB of each
-other, and the peak under 1 GB (the script exits 1 otherwise). This takes long (N MB at the model's
-speed: about 6,000 tokens per MB), so it is off unless asked for, and never with --quick.
+(`--rss-workers` worker processes, 2 by default, 1 thread each) and samples the resident memory of
+that process and its children from /proc twice a second: RSS at 10% of the input (by the progress
+file's offset) and at the end must be within 50 MB of each other, and the peak under 1 GB (the
+script exits 1 otherwise). This takes long (this text is about 200,000 tokens per MB: 200 MB is 40
+million tokens), so it is off unless asked for, and never with --quick.
 
 Writes bench/results/annotate_speed.json (or --out): figures, command, git commit, torch version,
 threads, CPU.
@@ -179,8 +180,11 @@ def tree_rss_mb(pid: int) -> float:
     return total_kb / 1024
 
 
-def measure_rss(model_arg: str, lines: list[str], megabytes: int, folder: Path) -> dict[str, Any]:
-    """Annotate an N MB file in a subprocess, sampling its memory against its progress."""
+def measure_rss(
+    model_arg: str, lines: list[str], megabytes: int, workers: int, folder: Path
+) -> dict[str, Any]:
+    """Annotate an N MB file in a subprocess (`workers` processes of 1 thread), sampling the
+    memory of it and its workers against its progress."""
     source = folder / "big.txt"
     block = "".join(line + "\n" for line in lines).encode("utf-8")
     with open(source, "wb") as handle:
@@ -190,6 +194,7 @@ def measure_rss(model_arg: str, lines: list[str], megabytes: int, folder: Path) 
     output = folder / "big.jsonl"
     progress = Path(str(output) + ".progress.json")
     command = ["annotate", str(source), "-m", model_arg, "-o", str(output), "--threads", "1"]
+    command += ["--workers", str(workers)]
     process = subprocess.Popen([*CLI, *command, "--no-progress"], stderr=subprocess.PIPE)
     samples: list[tuple[float, float]] = []  # (fraction of the input done, RSS MB)
     fraction = 0.0
@@ -227,6 +232,7 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=None, help="default 100,000 (quick 10,000)")
     parser.add_argument("--repeats", type=int, default=None, help="default 3 (quick 1)")
     parser.add_argument("--rss-mb", type=int, default=0, help="also measure memory on N MB")
+    parser.add_argument("--rss-workers", type=int, default=2, help="workers of the memory run")
     parser.add_argument("--peer-python", help="interpreter of a venv with the peers installed")
     parser.add_argument(
         "--peer-model",
@@ -267,7 +273,7 @@ def main() -> None:
                 rows.append(row)
         rss = None
         if args.rss_mb and not args.quick:
-            rss = measure_rss(args.model, lines, args.rss_mb, folder)
+            rss = measure_rss(args.model, lines, args.rss_mb, args.rss_workers, folder)
 
     peers = [r for r in rows if r["system"] != "bilstm-nlp"]
     header = (

@@ -86,6 +86,7 @@ BATCH_SIZES = (1, 8, 32, 128, 256, 1024)
 # (model, dev file, metric, extra evaluate options)
 SHIPPED_DEV = {
     "ner": (CORPORA / "conll2003" / "dev.txt", "f1", []),
+    "ner-large": (CORPORA / "conll2003" / "dev.txt", "f1", []),
     "pos": (CORPORA / "ud_ewt" / "dev.conllu", "accuracy", []),
     "chunk": (CORPORA / "conll2000" / "train.txt", "f1", ["--dev-from-train", "last:1000"]),
     "sentiment": (CORPORA / "sst" / "dev.txt", "accuracy", []),
@@ -388,6 +389,29 @@ def ours_raw_text(model, lines: list[str], repeats: int, folder: Path) -> list[d
     return rows
 
 
+def ours_raw_text_one_thread(model, lines: list[str], repeats: int) -> dict[str, Any]:
+    """The `ner-large` row: `Annotator` on the same lines, 1 thread (for speed vs accuracy)."""
+    annotator = Annotator(model)
+    tokens = 0
+
+    def once() -> None:
+        nonlocal tokens
+        tokens = sum(len(a.tokens) for a in annotator(lines))
+
+    with threads(1):
+        times = time_calls(once, repeats, lambda: annotator(lines[: max(len(lines) // 10, 1)]))
+    row = {
+        "system": "bilstm-nlp ner-large",
+        "how": "Annotator (annotate_texts), 1 thread, model ner-large",
+        "short": "ner-large, 1 thread",
+        "cores": 1,
+        "model": "ner-large",
+        **rate_summary(times, tokens),
+    }
+    say(f"ours raw text, ner-large, 1 thread: {row['median_tokens_per_s']:,.0f} tok/s")
+    return row
+
+
 # --------------------------------------------------------------------------- 3. model alone
 
 
@@ -644,7 +668,7 @@ def summary_rows(figures: dict[str, Any]) -> list[list[str]]:
         spacy_rows = raw["spacy"]["results"]
         for cores in (1, 2):
             # With 2 cores a user picks threads or worker processes: the faster one counts.
-            candidates = [r for r in raw["ours"] if r["cores"] == cores]
+            candidates = [r for r in raw["ours"] if r["cores"] == cores and "model" not in r]
             ours_row = max(candidates, key=lambda r: r["median_tokens_per_s"], default=None)
             for pipeline, label in (("ner", "NER only"), ("full", "full pipeline")):
                 peer = _find(spacy_rows, input="raw text", pipeline=pipeline, cores=cores)
@@ -981,6 +1005,8 @@ def main() -> None:
             text_file = work / "lines.txt"
             text_file.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
             ours_rows = ours_raw_text(model, lines, repeats, work)
+            if (ROOT / "models" / "ner-large" / "config.json").is_file():
+                ours_rows.append(ours_raw_text_one_thread(load("ner-large"), lines, repeats))
             spacy_report = run_peer(
                 peer_python,
                 "spacy_speed.py",

@@ -43,6 +43,13 @@ def tagger_record(doc_id: Any, text: str, entities: dict[tuple[int, int], str]) 
                 "token_end": end,
             }
         )
+    return plain_record(doc_id, text, sentences, tags) | {"spans": spans}
+
+
+def plain_record(doc_id: Any, text: str, sentences: list, tags: list[str]) -> dict[str, Any]:
+    """A tagger's record without spans (as for POS), from tokenized sentences and a tag per
+    token."""
+    tokens = [t for s in sentences for t in s]
     ranges, position = [], 0
     for sentence in sentences:
         ranges.append([position, position + len(sentence)])
@@ -55,7 +62,6 @@ def tagger_record(doc_id: Any, text: str, entities: dict[tuple[int, int], str]) 
             for t, tag in zip(tokens, tags, strict=True)
         ],
         "sentences": ranges,
-        "spans": spans,
     }
 
 
@@ -211,21 +217,9 @@ def _tagged_records(draw: st.DrawFn, tags: st.SearchStrategy[str]) -> dict[str, 
     text = draw(_RECORD_TEXT)
     sentences = _TOKENIZER.sentences(text)
     tokens = [t for s in sentences for t in s]
-    tags = draw(st.lists(tags, min_size=len(tokens), max_size=len(tokens)))
-    ranges, position = [], 0
-    for sentence in sentences:
-        ranges.append([position, position + len(sentence)])
-        position += len(sentence)
+    token_tags = draw(st.lists(tags, min_size=len(tokens), max_size=len(tokens)))
     doc_id = draw(st.one_of(st.integers(), _RECORD_TEXT))
-    return {
-        "id": doc_id,
-        "text": text,
-        "tokens": [
-            {"text": t.text, "start": t.start, "end": t.end, "tag": tag, "score": 0.5}
-            for t, tag in zip(tokens, tags, strict=True)
-        ],
-        "sentences": ranges,
-    }
+    return plain_record(doc_id, text, sentences, token_tags)
 
 
 _TOKENIZER = Tokenizer()

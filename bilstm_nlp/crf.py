@@ -112,6 +112,17 @@ def kbest_decode(
     return _kbest(emissions, mask, start_transitions, transitions, end_transitions, k)
 
 
+def marginals_from(alpha: Tensor, beta: Tensor, log_z: Tensor, mask: Tensor) -> Tensor:
+    """Tag marginals from `CRF.forward_backward`'s output.
+
+    Returns:
+        `(batch, seq_len, num_tags)` probabilities; rows sum to 1 on real tokens, 0 at padding.
+    """
+    # shape: (batch, seq_len, num_tags)
+    probs = (alpha + beta - log_z[:, None, None]).exp()
+    return torch.where(mask.unsqueeze(2), probs, 0.0)
+
+
 class CRF(nn.Module):
     """Linear-chain conditional random field over tag sequences (Lafferty et al., 2001).
 
@@ -270,10 +281,7 @@ class CRF(nn.Module):
             ValueError: shapes or mask are invalid.
         """
         _validate(emissions, mask, self.num_tags)
-        alpha, beta, log_z = _forward_backward(emissions, mask, *self.scores())
-        # shape: (batch, seq_len, num_tags)
-        probs = (alpha + beta - log_z[:, None, None]).exp()
-        return torch.where(mask.unsqueeze(2), probs, 0.0)
+        return marginals_from(*_forward_backward(emissions, mask, *self.scores()), mask)
 
     def viterbi_decode(self, emissions: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
         """Best allowed path of each sequence; see the module-level `viterbi_decode`.

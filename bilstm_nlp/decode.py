@@ -14,7 +14,7 @@ import torch
 from rich.progress import Progress
 
 from .encoding import Batch, TokenEncoder, collate
-from .heads import entity_log_probs
+from .heads import Lattice, entity_log_probs
 from .model import Classifier, Tagger
 from .schemes import Span, convert_tags, tags_to_spans
 
@@ -116,8 +116,12 @@ def tag_sentences(
             emissions = model(batch)
             mask = batch.mask
             tag_ids = model.head.decode(emissions, mask)
+            # One forward-backward pass serves the marginals and the entity probabilities.
+            lattice = model.head.lattice(emissions, mask) if confidence else None
             tag_probs = (
-                model.head.marginals(emissions, mask).gather(2, tag_ids.unsqueeze(2)).squeeze(2)
+                model.head.marginals(emissions, mask, lattice)
+                .gather(2, tag_ids.unsqueeze(2))
+                .squeeze(2)
                 if confidence
                 else torch.ones_like(tag_ids, dtype=emissions.dtype)
             )
@@ -130,7 +134,7 @@ def tag_sentences(
                 for row, i in zip(tag_rows, indices, strict=True)
             ]
             span_probs = (
-                _span_probabilities(model, emissions, mask, tag_ids, span_rows)
+                _span_probabilities(model, emissions, mask, tag_ids, span_rows, lattice)
                 if confidence
                 else None
             )
@@ -209,7 +213,9 @@ def _kbest_rows(model: Tagger, emissions, mask, k: int) -> list[list[tuple[list[
     return rows
 
 
-def _span_probabilities(model: Tagger, emissions, mask, tag_ids, span_rows) -> list[list[float]]:
+def _span_probabilities(
+    model: Tagger, emissions, mask, tag_ids, span_rows, lattice: Lattice | None
+) -> list[list[float]]:
     flat = [(row, span) for row, spans in enumerate(span_rows) for span in spans]
     if not flat:
         return [[] for _ in span_rows]
@@ -219,7 +225,13 @@ def _span_probabilities(model: Tagger, emissions, mask, tag_ids, span_rows) -> l
     end = torch.tensor([span.end for _, span in flat], device=device)
     probs = (
         entity_log_probs(
-            model.head, emissions, mask, tag_ids, (batch_index, start, end), model.boundaries
+            model.head,
+            emissions,
+            mask,
+            tag_ids,
+            (batch_index, start, end),
+            model.boundaries,
+            lattice,
         )
         .exp()
         .tolist()

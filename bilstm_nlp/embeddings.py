@@ -115,26 +115,43 @@ class CharCNN(nn.Module):
         self.output_dim = filters
 
     def forward(self, char_ids: Tensor) -> Tensor:
-        """`(words, char_len)` long → `(words, filters)`."""
-        # Words are convolved in groups of equal length, each cut to that length: padding every
-        # word to the batch's longest (often the 30-character cap) made the CNN 4-6x slower.
-        # Zero padding at a word's end is what the PAD embedding (zeros) gave, so the result is
-        # the same as convolving the padded batch and masking the padding.
+        """`(words, char_len)` long, left-aligned, `PAD_ID` after a word's end → `(words, filters)`.
+
+        The same as convolving each word alone (zero padding, `kernel // 2` each side) and taking
+        the maximum over its positions, computed without a convolution call per word or padding
+        every word to the longest: all words are laid end to end with `kernel // 2` zeros between
+        them, and since a character enters the convolution only through its embedding, each
+        kernel column's product with every character's embedding is a small `(num_chars,
+        filters)` table; an output is the bias plus one table row per column.
+        """
+        words, char_len = char_ids.shape
+        kernel, pad = self.conv.kernel_size[0], self.conv.padding[0]
+        # A word without characters counts as one padding character (zeros), as a padded batch
+        # gives it.
         lengths = (char_ids != PAD_ID).sum(dim=1).clamp(min=1)
-        order = torch.argsort(lengths, stable=True)
-        group_lengths, group_sizes = torch.unique_consecutive(lengths[order], return_counts=True)
-        pieces = []
-        start = 0
-        for length, size in zip(group_lengths.tolist(), group_sizes.tolist(), strict=True):
-            group = char_ids[order[start : start + size], :length]
-            start += size
-            # shape: (group, char_dim, length)
-            chars = self.embedding(group).transpose(1, 2)
-            # shape: (group, filters)
-            pieces.append(self.conv(chars).max(dim=2).values)
-        # shape: (words, filters), back in the input order
-        features = torch.cat(pieces)
-        return features[torch.argsort(order)]
+        # shape: (words,) a word's start in the flat sequence: earlier words and their gaps
+        starts = torch.cumsum(lengths + pad, dim=0) - lengths
+        total = int(lengths.sum()) + pad * (words + 1)
+        positions = torch.arange(char_len + 1, device=char_ids.device)
+        # shape: (words, char_len)
+        is_char = positions[:char_len] < lengths.unsqueeze(1)
+        flat = char_ids.new_full((total,), PAD_ID)
+        flat[(starts.unsqueeze(1) + positions[:char_len])[is_char]] = char_ids[is_char]
+        # Outputs per word: its length for odd kernels, one more for even ones.
+        outputs = lengths + 2 * pad - kernel + 1
+        # shape: (outputs,) flat position of each output
+        output_at = (starts.unsqueeze(1) + positions)[positions < outputs.unsqueeze(1)]
+        # shape: (kernel, num_chars, filters); padding characters contribute zeros
+        tables = torch.einsum("cd,fdk->kcf", self.embedding.weight, self.conv.weight)
+        not_pad = torch.ones(tables.shape[1], 1, dtype=tables.dtype, device=tables.device)
+        not_pad[PAD_ID] = 0.0
+        tables = tables * not_pad
+        # shape: (outputs, filters)
+        scores = self.conv.bias + tables[0][flat[output_at - pad]]
+        for column in range(1, kernel):
+            scores = scores + tables[column][flat[output_at + column - pad]]
+        # shape: (words, filters)
+        return torch.segment_reduce(scores, "max", lengths=outputs, axis=0)
 
 
 class CharLSTM(nn.Module):
@@ -211,14 +228,20 @@ class TokenEmbedder(nn.Module):
             self.fixed_embedding.weight.copy_(weights[self.trainable_words :])
 
     def forward(
-        self, word_ids: Tensor, casing_ids: Tensor, char_ids: Tensor, mask: Tensor
+        self,
+        word_ids: Tensor,
+        casing_ids: Tensor,
+        char_ids: Tensor,
+        spelling_ids: Tensor,
+        mask: Tensor,
     ) -> Tensor:
         """Token features.
 
         Args:
             word_ids: `(batch, seq_len)` long.
             casing_ids: `(batch, seq_len)` long.
-            char_ids: `(batch, seq_len, char_len)` long.
+            char_ids: `(spellings, char_len)` long, the characters of each distinct spelling.
+            spelling_ids: `(batch, seq_len)` long, each token's row of `char_ids`.
             mask: `(batch, seq_len)` bool, True on real tokens.
         Returns:
             `(batch, seq_len, output_dim)` float; padded positions hold zeros for the char part.
@@ -227,12 +250,11 @@ class TokenEmbedder(nn.Module):
         if self.casing_embedding is not None:
             parts.append(self.casing_embedding(casing_ids))
         if self.char_encoder is not None:
-            # Run the char encoder on real tokens only: padding can be half of a batch.
-            # shape: (real_tokens, char_features)
-            real = self.char_encoder(char_ids[mask])
+            # Once per distinct spelling in the batch, then copied to every token so spelled.
+            # shape: (spellings, char_features)
+            per_spelling = self.char_encoder(char_ids)
             # shape: (batch, seq_len, char_features)
-            chars = real.new_zeros(*mask.shape, real.shape[-1])
-            chars[mask] = real
+            chars = per_spelling[spelling_ids].masked_fill(~mask.unsqueeze(2), 0.0)
             parts.append(chars)
         # shape: (batch, seq_len, output_dim)
         return torch.cat(parts, dim=-1)

@@ -35,7 +35,11 @@ class Batch:
     Attributes:
         word_ids: `(batch, seq_len)` long.
         casing_ids: `(batch, seq_len)` long.
-        char_ids: `(batch, seq_len, char_len)` long.
+        char_ids: `(spellings, char_len)` long, the characters of each distinct spelling in the
+            batch, left-aligned and padded with `PAD_ID`; at least one row.
+        spelling_ids: `(batch, seq_len)` long, the row of `char_ids` that spells each token (0 at
+            padding). Char features are computed once per spelling: a batch repeats its frequent
+            words many times over.
         mask: `(batch, seq_len)` bool, True on real tokens, left-aligned.
         tag_ids: `(batch, seq_len)` long gold tags (taggers) or `(batch,)` gold classes, or None.
     """
@@ -43,6 +47,7 @@ class Batch:
     word_ids: Tensor
     casing_ids: Tensor
     char_ids: Tensor
+    spelling_ids: Tensor
     mask: Tensor
     tag_ids: Tensor | None
 
@@ -51,6 +56,7 @@ class Batch:
             self.word_ids.to(device),
             self.casing_ids.to(device),
             self.char_ids.to(device),
+            self.spelling_ids.to(device),
             self.mask.to(device),
             None if self.tag_ids is None else self.tag_ids.to(device),
         )
@@ -127,26 +133,32 @@ def collate(sentences: Sequence[EncodedSentence], sentence_labels: bool = False)
     batch = len(sentences)
     lengths = [len(s.word_ids) for s in sentences]
     seq_len = max(max(lengths), 1)
-    # Every token's characters, flattened, and where each character goes: one scatter instead of
-    # a Python loop over tokens.
-    words_chars = [chars for s in sentences for chars in s.char_ids]
-    char_counts = np.fromiter(map(len, words_chars), dtype=np.int64, count=len(words_chars))
+    # Each distinct spelling once, in order of first appearance, and each token's spelling row.
+    spellings: dict[tuple[int, ...], int] = {}
+    token_spellings = [
+        spellings.setdefault(tuple(chars), len(spellings))
+        for s in sentences
+        for chars in s.char_ids
+    ]
+    unique_chars = list(spellings) or [(PAD_ID,)]
+    # All characters of all spellings, flattened, and where each goes: one scatter instead of a
+    # Python loop.
+    char_counts = np.fromiter(map(len, unique_chars), dtype=np.int64, count=len(unique_chars))
     char_len = max(int(char_counts.max(initial=1)), 1)
     flat_chars = np.fromiter(
-        itertools.chain.from_iterable(words_chars), dtype=np.int64, count=int(char_counts.sum())
+        itertools.chain.from_iterable(unique_chars), dtype=np.int64, count=int(char_counts.sum())
     )
-    word_ids = np.zeros((batch, seq_len), dtype=np.int64)
-    casing_ids = np.zeros((batch, seq_len), dtype=np.int64)
-    char_ids = np.zeros((batch, seq_len, char_len), dtype=np.int64)
-    mask = np.arange(seq_len)[None, :] < np.maximum(np.asarray(lengths), 1)[:, None]
-    real = np.arange(seq_len)[None, :] < np.asarray(lengths)[:, None]
-    # shape: (tokens,) each real token's row and position, in sentence order
-    token_rows, token_positions = np.nonzero(real)
+    char_ids = np.zeros((len(unique_chars), char_len), dtype=np.int64)
     char_starts = np.cumsum(char_counts) - char_counts
     char_positions = np.arange(len(flat_chars)) - np.repeat(char_starts, char_counts)
-    char_ids[
-        np.repeat(token_rows, char_counts), np.repeat(token_positions, char_counts), char_positions
-    ] = flat_chars
+    char_ids[np.repeat(np.arange(len(unique_chars)), char_counts), char_positions] = flat_chars
+    word_ids = np.zeros((batch, seq_len), dtype=np.int64)
+    casing_ids = np.zeros((batch, seq_len), dtype=np.int64)
+    spelling_ids = np.zeros((batch, seq_len), dtype=np.int64)
+    mask = np.arange(seq_len)[None, :] < np.maximum(np.asarray(lengths), 1)[:, None]
+    real = np.arange(seq_len)[None, :] < np.asarray(lengths)[:, None]
+    # row-major order of the real positions is sentence order, as token_spellings is built
+    spelling_ids[real] = np.asarray(token_spellings, dtype=np.int64)
     has_labels = all(s.label_ids is not None for s in sentences)
     labels = np.zeros((batch,) if sentence_labels else (batch, seq_len), dtype=np.int64)
     for row, sentence in enumerate(sentences):
@@ -161,9 +173,11 @@ def collate(sentences: Sequence[EncodedSentence], sentence_labels: bool = False)
             else:
                 labels[row, :length] = sentence.label_ids
     tag_ids = torch.from_numpy(labels) if has_labels else None
-    word_ids, casing_ids, char_ids = (torch.from_numpy(a) for a in (word_ids, casing_ids, char_ids))
+    word_ids, casing_ids, char_ids, spelling_ids = (
+        torch.from_numpy(a) for a in (word_ids, casing_ids, char_ids, spelling_ids)
+    )
     mask = torch.from_numpy(mask)
-    return Batch(word_ids, casing_ids, char_ids, mask, tag_ids)
+    return Batch(word_ids, casing_ids, char_ids, spelling_ids, mask, tag_ids)
 
 
 def bucket_batches(

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from .crf import CRF, constraint_scores, kbest_decode, viterbi_decode
+from .crf import CRF, constraint_scores, kbest_decode, marginals_from, viterbi_decode
 from .schemes import AllowedTransitions, split_tag
 
 
@@ -35,6 +35,22 @@ class EntityQuery:
     end: Tensor
     left_excluded: Tensor
     right_excluded: Tensor
+
+
+@dataclass(frozen=True)
+class Lattice:
+    """What a head's confidences are read from, computed once per batch.
+
+    Attributes:
+        alpha: `(batch, seq_len, num_tags)` CRF forward log-scores (see `CRF.forward_backward`), or
+            None for the softmax head, whose confidences need nothing beyond its emissions.
+        beta: `(batch, seq_len, num_tags)` CRF backward log-scores, or None.
+        log_z: `(batch,)` CRF log-partition, or None.
+    """
+
+    alpha: Tensor | None = None
+    beta: Tensor | None = None
+    log_z: Tensor | None = None
 
 
 @dataclass(frozen=True)
@@ -89,19 +105,25 @@ def entity_log_probs(
     tag_ids: Tensor,
     spans: tuple[Tensor, Tensor, Tensor],
     boundaries: EntityBoundaries,
+    lattice: Lattice | None = None,
 ) -> Tensor:
     """Log-probability of each entity `(batch_index, start, end)` read off the path `tag_ids`.
 
     For the CRF this is exact: the probability, summed over every way the scheme can write it, that
     the entity is in the predicted tags. For the softmax head: its tokens' probabilities multiplied.
 
+    Args:
+        lattice: the head's `lattice(emissions, mask)` when the caller already has it (marginals
+            and entity probabilities then share one forward-backward pass).
     Returns:
         `(num_spans,)` float.
     """
+    if lattice is None:
+        lattice = head.lattice(emissions, mask)
     b, s, e = spans
     first, last = tag_ids[b, s], tag_ids[b, e - 1]
     query = EntityQuery(b, s, e, boundaries.left[first], boundaries.right[last])
-    result = head.entity_log_probs(emissions, mask, tag_ids, query)
+    result = head.entity_log_probs(emissions, mask, tag_ids, query, lattice)
     if not isinstance(head, CRFHead):
         return result
     # IOB1: add the probability of the entity written with its other first tag (B-X for I-X).
@@ -112,7 +134,7 @@ def entity_log_probs(
     flipped = tag_ids.clone()
     flipped[b[has_other], s[has_other]] = other[has_other]
     other_query = EntityQuery(b, s, e, boundaries.left[other.clamp(min=0)], boundaries.right[last])
-    other_result = head.entity_log_probs(emissions, mask, flipped, other_query)
+    other_result = head.entity_log_probs(emissions, mask, flipped, other_query, lattice)
     return torch.where(has_other, torch.logaddexp(result, other_result), result)
 
 
@@ -136,9 +158,16 @@ class CRFHead(nn.Module):
         """`(batch, seq_len)` best tag ids (Viterbi)."""
         return self.crf.viterbi_decode(emissions, mask)[0]
 
-    def marginals(self, emissions: Tensor, mask: Tensor) -> Tensor:
+    def lattice(self, emissions: Tensor, mask: Tensor) -> Lattice:
+        """The forward-backward pass that marginals and entity probabilities are read from."""
+        return Lattice(*self.crf.forward_backward(emissions, mask))
+
+    def marginals(self, emissions: Tensor, mask: Tensor, lattice: Lattice | None = None) -> Tensor:
         """`(batch, seq_len, num_tags)` probability of each tag at each token."""
-        return self.crf.marginals(emissions, mask)
+        if lattice is None:
+            return self.crf.marginals(emissions, mask)
+        assert lattice.alpha is not None and lattice.beta is not None and lattice.log_z is not None
+        return marginals_from(lattice.alpha, lattice.beta, lattice.log_z, mask)
 
     def kbest(self, emissions: Tensor, mask: Tensor, k: int) -> tuple[Tensor, Tensor]:
         """The k most probable tag sequences `(batch, k, seq_len)` and their log-probabilities."""
@@ -147,7 +176,12 @@ class CRFHead(nn.Module):
         return paths, scores - log_z.unsqueeze(1)
 
     def entity_log_probs(
-        self, emissions: Tensor, mask: Tensor, tag_ids: Tensor, query: EntityQuery
+        self,
+        emissions: Tensor,
+        mask: Tensor,
+        tag_ids: Tensor,
+        query: EntityQuery,
+        lattice: Lattice | None = None,
     ) -> Tensor:
         """Exact log-probability that each queried entity is predicted: its tags on
         `[start, end)` equal `tag_ids` there, and no excluded tag stands just outside.
@@ -159,7 +193,10 @@ class CRFHead(nn.Module):
             `(num_spans,)` float.
         """
         start_scores, transitions, end_scores = self.crf.scores()
-        alpha, beta, log_z = self.crf.forward_backward(emissions, mask)
+        if lattice is None:
+            lattice = self.lattice(emissions, mask)
+        alpha, beta, log_z = lattice.alpha, lattice.beta, lattice.log_z
+        assert alpha is not None and beta is not None and log_z is not None
         b, s, e = query.batch_index, query.start, query.end
         # Score of each step along the given path: emission plus transition into it.
         # shape: (batch, seq_len)
@@ -225,7 +262,11 @@ class SoftmaxHead(nn.Module):
             return emissions.argmax(dim=-1).masked_fill(~mask, 0)
         return viterbi_decode(emissions, mask, *self._constraints())[0]
 
-    def marginals(self, emissions: Tensor, mask: Tensor) -> Tensor:
+    def lattice(self, emissions: Tensor, mask: Tensor) -> Lattice:
+        """Nothing to precompute: the softmax head's confidences are its emissions."""
+        return Lattice()
+
+    def marginals(self, emissions: Tensor, mask: Tensor, lattice: Lattice | None = None) -> Tensor:
         return emissions.exp() * mask.unsqueeze(2)
 
     def kbest(self, emissions: Tensor, mask: Tensor, k: int) -> tuple[Tensor, Tensor]:
@@ -233,7 +274,12 @@ class SoftmaxHead(nn.Module):
         return kbest_decode(emissions, mask, *self._constraints(), k)
 
     def entity_log_probs(
-        self, emissions: Tensor, mask: Tensor, tag_ids: Tensor, query: EntityQuery
+        self,
+        emissions: Tensor,
+        mask: Tensor,
+        tag_ids: Tensor,
+        query: EntityQuery,
+        lattice: Lattice | None = None,
     ) -> Tensor:
         """Sum of the entity's token log-probabilities (the product of its token probabilities)."""
         # shape: (batch, seq_len)

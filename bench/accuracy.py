@@ -97,6 +97,21 @@ RUNS["conll2000-softmax-s1"] = (
     "last:1000",
     "f1",
 )
+# The ner-large architecture (200 hidden units per direction, 60 epochs) on POS and chunking.
+RUNS["ud_ewt-large-s1"] = (
+    "bench/configs/pos-large.json",
+    [],
+    str(CORPORA / "ud_ewt/dev.conllu"),
+    None,
+    "accuracy",
+)
+RUNS["conll2000-large-s1"] = (
+    "bench/configs/chunk-large.json",
+    [],
+    str(CORPORA / "conll2000/train.txt"),
+    "last:1000",
+    "f1",
+)
 RUNS["sst5-s1"] = ("bench/configs/sst5.json", [], str(CORPORA / "sst/dev.txt"), None, "accuracy")
 RUNS["sst2-phrases-s1"] = (
     "models/sentiment/train.json",

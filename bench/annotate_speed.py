@@ -243,9 +243,9 @@ def measure_rss(
         figures[f"{name}_mb_at_10_percent"] = at_10[column]
         figures[f"{name}_mb_at_end"] = end[column]
         figures[f"{name}_mb_peak"] = max(sample[column] for sample in samples)
-        figures[f"{name}_flat"] = (
-            abs(end[column] - at_10[column]) <= 50 and figures[f"{name}_mb_peak"] < 1024
-        )
+        figures[f"{name}_steady"] = abs(end[column] - at_10[column]) <= 50
+        figures[f"{name}_under_1_gb"] = figures[f"{name}_mb_peak"] < 1024
+        figures[f"{name}_flat"] = figures[f"{name}_steady"] and figures[f"{name}_under_1_gb"]
     # One process: RSS is its memory. Workers: the tree's PSS is, RSS counts shared pages twice.
     figures["flat"] = figures["rss_flat"] if workers == 1 else figures["pss_flat"]
     return figures
@@ -349,7 +349,9 @@ def main() -> None:
                 f"\nMemory ({name.upper()}, all processes) on {rss['input_mb']:.0f} MB with "
                 f"{rss['workers']} worker(s): {rss[f'{name}_mb_at_10_percent']:.0f} MB at 10%, "
                 f"{rss[f'{name}_mb_at_end']:.0f} MB at {100 * rss['end_fraction']:.0f}%, peak "
-                f"{rss[f'{name}_mb_peak']:.0f} MB ({'flat' if rss[f'{name}_flat'] else 'NOT flat'})"
+                f"{rss[f'{name}_mb_peak']:.0f} MB ("
+                + ("steady" if rss[f"{name}_steady"] else "NOT steady")
+                + (", under 1 GB)" if rss[f"{name}_under_1_gb"] else ", peak over 1 GB)")
             )
     figures = {
         "quick": args.quick,

@@ -162,12 +162,18 @@ class CRFHead(nn.Module):
         """The forward-backward pass that marginals and entity probabilities are read from."""
         return Lattice(*self.crf.forward_backward(emissions, mask))
 
+    def _alpha_beta_log_z(
+        self, emissions: Tensor, mask: Tensor, lattice: Lattice | None
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        # The caller's lattice when it has one, else a forward-backward pass of our own.
+        if lattice is None:
+            lattice = self.lattice(emissions, mask)
+        assert lattice.alpha is not None and lattice.beta is not None and lattice.log_z is not None
+        return lattice.alpha, lattice.beta, lattice.log_z
+
     def marginals(self, emissions: Tensor, mask: Tensor, lattice: Lattice | None = None) -> Tensor:
         """`(batch, seq_len, num_tags)` probability of each tag at each token."""
-        if lattice is None:
-            return self.crf.marginals(emissions, mask)
-        assert lattice.alpha is not None and lattice.beta is not None and lattice.log_z is not None
-        return marginals_from(lattice.alpha, lattice.beta, lattice.log_z, mask)
+        return marginals_from(*self._alpha_beta_log_z(emissions, mask, lattice), mask)
 
     def kbest(self, emissions: Tensor, mask: Tensor, k: int) -> tuple[Tensor, Tensor]:
         """The k most probable tag sequences `(batch, k, seq_len)` and their log-probabilities."""
@@ -193,10 +199,7 @@ class CRFHead(nn.Module):
             `(num_spans,)` float.
         """
         start_scores, transitions, end_scores = self.crf.scores()
-        if lattice is None:
-            lattice = self.lattice(emissions, mask)
-        alpha, beta, log_z = lattice.alpha, lattice.beta, lattice.log_z
-        assert alpha is not None and beta is not None and log_z is not None
+        alpha, beta, log_z = self._alpha_beta_log_z(emissions, mask, lattice)
         b, s, e = query.batch_index, query.start, query.end
         # Score of each step along the given path: emission plus transition into it.
         # shape: (batch, seq_len)

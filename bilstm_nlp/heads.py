@@ -135,7 +135,8 @@ def entity_log_probs(
     flipped[b[has_other], s[has_other]] = other[has_other]
     other_query = EntityQuery(b, s, e, boundaries.left[other.clamp(min=0)], boundaries.right[last])
     other_result = head.entity_log_probs(emissions, mask, flipped, other_query, lattice)
-    return torch.where(has_other, torch.logaddexp(result, other_result), result)
+    # The two spellings are disjoint events; the clamp only takes off rounding.
+    return torch.where(has_other, torch.logaddexp(result, other_result).clamp(max=0.0), result)
 
 
 class CRFHead(nn.Module):
@@ -172,14 +173,30 @@ class CRFHead(nn.Module):
         return lattice.alpha, lattice.beta, lattice.log_z
 
     def marginals(self, emissions: Tensor, mask: Tensor, lattice: Lattice | None = None) -> Tensor:
-        """`(batch, seq_len, num_tags)` probability of each tag at each token."""
-        return marginals_from(*self._alpha_beta_log_z(emissions, mask, lattice), mask)
+        """`(batch, seq_len, num_tags)` probability of each tag at each token, in [0, 1], in the
+        dtype of `emissions`."""
+        marginals = marginals_from(*self._alpha_beta_log_z(emissions, mask, lattice), mask)
+        return marginals.to(emissions.dtype)
 
     def kbest(self, emissions: Tensor, mask: Tensor, k: int) -> tuple[Tensor, Tensor]:
-        """The k most probable tag sequences `(batch, k, seq_len)` and their log-probabilities."""
+        """The k most probable tag sequences `(batch, k, seq_len)` and their log-probabilities
+        `(batch, k)` (at most 0; `-inf` for a missing path), in the dtype of `emissions`."""
         paths, scores = self.crf.kbest_decode(emissions, mask, k)
-        log_z = self.crf.log_partition(emissions, mask)
-        return paths, scores - log_z.unsqueeze(1)
+        batch, k, seq_len = paths.shape
+        # The search runs in the emissions' dtype; each found path is scored again in float64,
+        # since a path's score and log Z both grow with the sentence and float32 loses the digits
+        # of their difference (a best path of probability 1.02 on 250 tokens).
+        wide = emissions.to(torch.promote_types(emissions.dtype, torch.float64))
+        log_z = self.crf.log_partition(wide, mask)
+        # shape: (batch * k,) -> (batch, k)
+        path_scores = self.crf.path_scores(
+            wide.repeat_interleave(k, dim=0),
+            paths.reshape(batch * k, seq_len),
+            mask.repeat_interleave(k, dim=0),
+        ).reshape(batch, k)
+        log_probs = (path_scores - log_z.unsqueeze(1)).clamp(max=0.0)
+        log_probs = torch.where(scores > float("-inf"), log_probs, float("-inf"))
+        return paths, log_probs.to(emissions.dtype)
 
     def entity_log_probs(
         self,
@@ -196,23 +213,26 @@ class CRFHead(nn.Module):
         vector after it; vectorised over entities.
 
         Returns:
-            `(num_spans,)` float.
+            `(num_spans,)` float, at most 0, in the dtype of `emissions`.
         """
-        start_scores, transitions, end_scores = self.crf.scores()
         alpha, beta, log_z = self._alpha_beta_log_z(emissions, mask, lattice)
+        # The lattice is float64 (see `CRF.forward_backward`); so is every sum below, so that a
+        # long sentence's large forward and backward scores cancel without losing digits.
+        dtype = emissions.dtype
+        wide = emissions.to(alpha.dtype)
+        start_scores, transitions, end_scores = (
+            score.to(alpha.dtype) for score in self.crf.scores()
+        )
         b, s, e = query.batch_index, query.start, query.end
         # Score of each step along the given path: emission plus transition into it.
         # shape: (batch, seq_len)
-        step = emissions.gather(2, tag_ids.unsqueeze(2)).squeeze(2)
+        step = wide.gather(2, tag_ids.unsqueeze(2)).squeeze(2)
         step[:, 1:] += transitions[tag_ids[:, :-1], tag_ids[:, 1:]]
-        # float64: a forbidden step outside a span adds -1e4 to the running sum, and float32
-        # would lose the span's digits in the difference.
-        cumulative = step.double().cumsum(dim=1)
+        cumulative = step.cumsum(dim=1)
         first_tag, last_tag = tag_ids[b, s], tag_ids[b, e - 1]
         # shape: (num_spans,)
-        inside = (cumulative[b, e - 1] - cumulative[b, s]).to(emissions.dtype)
-        inside = inside + emissions[b, s, first_tag]
-        forbidden = torch.tensor(float("-inf"), dtype=emissions.dtype, device=emissions.device)
+        inside = cumulative[b, e - 1] - cumulative[b, s] + wide[b, s, first_tag]
+        forbidden = torch.tensor(float("-inf"), dtype=alpha.dtype, device=emissions.device)
         # Left: how the path reaches the first tag (start transition, or any allowed previous tag).
         previous = (s - 1).clamp(min=0)
         # shape: (num_spans, num_tags)
@@ -223,11 +243,12 @@ class CRFHead(nn.Module):
         lengths = mask.sum(dim=1)[b]
         following = e.clamp(max=emissions.shape[1] - 1)
         # shape: (num_spans, num_tags)
-        out_of_last = transitions[last_tag] + emissions[b, following]
+        out_of_last = transitions[last_tag] + wide[b, following]
         out_of_last = out_of_last + beta[b, following]
         out_of_last = torch.where(query.right_excluded, forbidden, out_of_last)
         right = torch.where(e >= lengths, end_scores[last_tag], torch.logsumexp(out_of_last, dim=1))
-        return left + inside + right - log_z[b]
+        # The clamp only takes off rounding: an entity is never likelier than certain.
+        return (left + inside + right - log_z[b]).clamp(max=0.0).to(dtype)
 
 
 class SoftmaxHead(nn.Module):

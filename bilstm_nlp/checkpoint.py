@@ -24,6 +24,7 @@ from .serialize import load_model, save_model
 CHECKPOINT_DIR = "checkpoint"
 STATE_FILE = "state.json"
 TENSORS_FILE = "optimizer.safetensors"
+AVERAGE_FILE = "average.safetensors"
 
 
 @dataclass
@@ -37,6 +38,7 @@ class TrainingState:
     seconds: float
     stale: int
     reports: list[dict[str, Any]] = field(default_factory=list)
+    initial_loss: float | None = None
 
 
 def save_checkpoint(
@@ -46,8 +48,13 @@ def save_checkpoint(
     state: TrainingState,
     batch_rng: random.Random,
     config: dict[str, Any],
+    average: dict[str, torch.Tensor] | None = None,
 ) -> None:
-    """Write the checkpoint; a kill while writing leaves the previous one whole."""
+    """Write the checkpoint; a kill while writing leaves the previous one whole.
+
+    `average` holds extra tensors of the run (the running weight average), restored by
+    `load_checkpoint`.
+    """
     final = directory / CHECKPOINT_DIR
     staging = directory / (CHECKPOINT_DIR + ".tmp")
     if staging.exists():
@@ -55,6 +62,8 @@ def save_checkpoint(
     save_model(model, staging / "model")
     tensors, optimizer_json = _flatten_optimizer(optimizer.state_dict())
     save_file(tensors, str(staging / TENSORS_FILE))
+    if average:
+        save_file({k: v.contiguous() for k, v in average.items()}, str(staging / AVERAGE_FILE))
     document = {
         "state": asdict(state),
         "optimizer": optimizer_json,
@@ -79,7 +88,14 @@ def save_checkpoint(
 
 def load_checkpoint(
     directory: Path, optimizer_factory
-) -> tuple[torch.nn.Module, torch.optim.Optimizer, TrainingState, random.Random, dict[str, Any]]:
+) -> tuple[
+    torch.nn.Module,
+    torch.optim.Optimizer,
+    TrainingState,
+    random.Random,
+    dict[str, Any],
+    dict[str, torch.Tensor],
+]:
     """Read a checkpoint back and restore the global random states.
 
     Args:
@@ -112,9 +128,10 @@ def load_checkpoint(
             (numpy_state[0], np.asarray(numpy_state[1], dtype=np.uint32), *numpy_state[2:])
         )
         torch.set_rng_state(torch.tensor(rng["torch"], dtype=torch.uint8))
+        average = load_file(str(path / AVERAGE_FILE)) if (path / AVERAGE_FILE).is_file() else {}
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise ModelFileError(f"damaged checkpoint: {error}", path) from None
-    return model, optimizer, state, batch_rng, document["config"]
+    return model, optimizer, state, batch_rng, document["config"], average
 
 
 def _flatten_optimizer(state_dict: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict]:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -17,6 +19,27 @@ from typing import Any, TypeVar
 from .errors import ConfigError
 
 T = TypeVar("T")
+
+INPUT_FORMATS = ("conll", "conllu", "jsonl", "csv", "tsv", "sst")
+
+
+def _check_choice(name: str, value: Any, choices: tuple[str, ...], optional: bool = False) -> None:
+    if value is None and optional:
+        return
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {_short(value)}")
+
+
+def _check_range(name: str, value: float, low: float, high: float, low_open: bool = False) -> None:
+    """A number in [low, high] ((low, high] with `low_open`); NaN and infinities are refused."""
+    ok = (
+        (isinstance(value, int) or math.isfinite(value))
+        and (value > low if low_open else value >= low)
+        and value <= high
+    )
+    if not ok:
+        bracket = "(" if low_open else "["
+        raise ConfigError(f"{name} must be in {bracket}{low:g}, {high:g}], got {_short(value)}")
 
 
 @dataclass(frozen=True)
@@ -37,6 +60,9 @@ class DataConfig:
         phrases: train on every labelled SST phrase as well as the sentences.
         text_field: JSONL/CSV column holding the text (classification).
         label_field: JSONL/CSV column holding the label (classification).
+        train_with_dev: train on train + dev together, for exactly `train.epochs` epochs, with no
+            dev selection: the protocol for a final model once the recipe (epochs, schedule) has
+            been fixed on dev. The model card says so.
     """
 
     train: str | None = None
@@ -50,6 +76,15 @@ class DataConfig:
     phrases: bool = False
     text_field: str = "text"
     label_field: str = "label"
+    train_with_dev: bool = False
+
+    def __post_init__(self) -> None:
+        _check_choice("data.input_format", self.input_format, INPUT_FORMATS, optional=True)
+        _check_choice("data.tag_field", self.tag_field, ("upos", "xpos"))
+        _check_choice("data.scheme", self.scheme, ("IOB1", "IOB2", "BIOES"), optional=True)
+        _check_choice("data.sst_labels", self.sst_labels, ("sst2", "sst5"))
+        if self.label_column is not None:
+            _check_range("data.label_column", self.label_column, -1000, 1000)
 
 
 @dataclass(frozen=True)
@@ -98,6 +133,23 @@ class ModelConfig:
     constrained: bool = True
     pooling: str = "max"
 
+    def __post_init__(self) -> None:
+        _check_choice("model.task", self.task, ("tagger", "classifier"))
+        _check_range("model.word_dim", self.word_dim, 1, 4096)
+        _check_range("model.max_vectors", self.max_vectors, 0, 10_000_000)
+        _check_range("model.casing_dim", self.casing_dim, 0, 1024)
+        _check_choice("model.char_encoder", self.char_encoder, ("cnn", "lstm", "none"))
+        _check_range("model.char_dim", self.char_dim, 1, 1024)
+        _check_range("model.char_hidden", self.char_hidden, 1, 4096)
+        _check_range("model.char_kernel", self.char_kernel, 1, 15)
+        _check_range("model.max_word_chars", self.max_word_chars, 1, 1000)
+        _check_range("model.hidden", self.hidden, 1, 4096)
+        _check_range("model.layers", self.layers, 1, 8)
+        _check_range("model.dropout", self.dropout, 0.0, 0.95)
+        _check_range("model.word_dropout", self.word_dropout, 0.0, 0.95)
+        _check_choice("model.head", self.head, ("crf", "softmax"))
+        _check_choice("model.pooling", self.pooling, ("max", "mean", "attention"))
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -118,6 +170,9 @@ class TrainConfig:
         threads: torch CPU threads (0 keeps torch's default).
         device: `cpu` or `cuda`.
         eval_batch_size: sentences per batch when scoring dev.
+        average_epochs: average the weights of the last this many epochs (Polyak averaging, as
+            stochastic weight averaging does; 0 disables). The average is scored on dev beside
+            the raw weights and kept when it is better; with no dev it is the final model.
     """
 
     optimizer: str = "sgd"
@@ -134,6 +189,25 @@ class TrainConfig:
     threads: int = 0
     device: str = "cpu"
     eval_batch_size: int = 256
+    average_epochs: int = 0
+
+    def __post_init__(self) -> None:
+        _check_choice("train.optimizer", self.optimizer, ("sgd", "adam"))
+        _check_range("train.lr", self.lr, 0.0, 10.0, low_open=True)
+        _check_range("train.momentum", self.momentum, 0.0, 0.999)
+        _check_range("train.lr_decay", self.lr_decay, 0.0, 100.0)
+        _check_range("train.weight_decay", self.weight_decay, 0.0, 1.0)
+        _check_range("train.batch_size", self.batch_size, 1, 100_000)
+        _check_range("train.epochs", self.epochs, 1, 100_000)
+        _check_range("train.max_minutes", self.max_minutes, 0.0, 1e7)
+        _check_range("train.patience", self.patience, 0, 100_000)
+        _check_range("train.clip", self.clip, 0.0, 1e6)
+        _check_range("train.seed", self.seed, 0, 2**32 - 1)
+        _check_range("train.threads", self.threads, 0, 1024)
+        _check_range("train.eval_batch_size", self.eval_batch_size, 1, 100_000)
+        _check_range("train.average_epochs", self.average_epochs, 0, self.epochs)
+        if self.device not in ("cpu", "cuda") and not re.fullmatch(r"cuda:\d{1,3}", self.device):
+            raise ConfigError(f"train.device must be cpu, cuda or cuda:N, got {self.device!r}")
 
 
 @dataclass(frozen=True)
@@ -170,6 +244,10 @@ class ExperimentConfig:
         except (UnicodeDecodeError, json.JSONDecodeError) as error:
             line = getattr(error, "lineno", None)
             raise ConfigError(f"not valid JSON: {error}", path, line) from None
+        except RecursionError:
+            raise ConfigError("not valid JSON: nested too deeply", path) from None
+        except ValueError:  # Python's guard against quadratic-time conversion of huge numbers
+            raise ConfigError("not valid JSON: a number of over 4,300 digits", path) from None
         if not isinstance(values, dict):
             raise ConfigError("expected a JSON object with sections data, model, train", path)
         return cls.from_dict(values, str(path))
@@ -192,7 +270,10 @@ def from_dict(cls: type[T], values: Any, source: str | None = None, section: str
     checked = {}
     for name, value in values.items():
         checked[name] = _check_type(value, hints[name], f"{where}{name}", source)
-    return cls(**checked)
+    try:
+        return cls(**checked)
+    except ConfigError as error:
+        raise ConfigError(error.message, source) from None
 
 
 def _check_type(value: Any, hint: Any, name: str, source: str | None) -> Any:
@@ -205,8 +286,21 @@ def _check_type(value: Any, hint: Any, name: str, source: str | None) -> Any:
         if option is int and isinstance(value, int) and not isinstance(value, bool):
             return value
         if option is float and isinstance(value, int | float) and not isinstance(value, bool):
+            if isinstance(value, int) and abs(value) > 2**53:
+                raise ConfigError(f"{name} is out of range, got {_short(value)}", source)
             return float(value)
         if option is str and isinstance(value, str):
             return value
     expected = " or ".join("null" if a is type(None) else a.__name__ for a in allowed)
-    raise ConfigError(f"{name} must be {expected}, got {json.dumps(value)}", source)
+    raise ConfigError(f"{name} must be {expected}, got {_short(value)}", source)
+
+
+def _short(value: Any) -> str:
+    """The value as JSON, cut to a readable length (a 5,000-digit number or a huge list)."""
+    try:
+        text = json.dumps(value)
+    except (ValueError, RecursionError):
+        if isinstance(value, int):
+            return f"an integer of about {int(value.bit_length() * 0.30103) + 1} digits"
+        text = type(value).__name__
+    return text if len(text) <= 60 else text[:57] + "..."

@@ -6,13 +6,16 @@ the seed is set once here, so the same config, data and thread count give the sa
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import logging
 import math
+import os
 import random
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -25,7 +28,7 @@ from .checkpoint import TrainingState, load_checkpoint, save_checkpoint
 from .config import DataConfig, ExperimentConfig, ModelConfig
 from .embeddings import load_vectors, pretrained_matrix
 from .encoding import EncodedSentence, bucket_batches, collate, encode_tokens
-from .errors import ConfigError
+from .errors import ConfigError, InputFormatError
 from .evaluate import evaluate_classifier, evaluate_tagger
 from .loading import corpus_info, load_tagging, load_texts
 from .model import Classifier, Tagger, build_model
@@ -36,6 +39,10 @@ from .vocab import Vocab
 logger = logging.getLogger(__name__)
 
 LOG_FILE = "train_log.jsonl"
+LOCK_FILE = ".train.lock"
+# An epoch whose mean loss is this many times the untrained model's, or the lowest epoch loss so
+# far, has diverged: in healthy training the epoch loss falls, or wobbles by a few per cent.
+DIVERGED_FACTOR = 2.0
 
 
 def set_seed(seed: int) -> None:
@@ -54,6 +61,7 @@ class EpochReport:
     seconds: float
     lr: float
     best: bool
+    average_dev_score: float | None = None
 
 
 @dataclass
@@ -100,6 +108,43 @@ def train(
         ConfigError, InputFormatError: bad settings or data.
     """
     output = Path(output)
+    with _exclusive(output):
+        return _train(config, output, init_model, resume, command, show_progress, on_epoch)
+
+
+@contextlib.contextmanager
+def _exclusive(output: Path) -> Iterator[None]:
+    """Hold an exclusive lock on the run folder, so two runs never write into one."""
+    if output.exists() and not output.is_dir():
+        raise ConfigError("the output must be a folder, and this is a file", output)
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+        handle = os.open(output / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as error:
+        raise ConfigError(f"cannot write the output folder: {error.strerror}", output) from None
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ConfigError(
+                "another training run is writing to this folder; wait for it to end or choose "
+                "another --output",
+                output,
+            ) from None
+        yield
+    finally:
+        os.close(handle)  # closing releases the lock
+
+
+def _train(
+    config: ExperimentConfig,
+    output: Path,
+    init_model: str | Path | None,
+    resume: bool,
+    command: str | None,
+    show_progress: bool,
+    on_epoch: Callable[[EpochReport], None] | None,
+) -> TrainResult:
     settings = config.train
     if settings.threads:
         torch.set_num_threads(settings.threads)
@@ -107,10 +152,10 @@ def train(
     set_seed(settings.seed)
     task = config.model.task
     train_split, dev_split, reader, label_names, scheme, file_scheme = _read_data(config)
-    output.mkdir(parents=True, exist_ok=True)
     log_path = output / LOG_FILE
+    average = _WeightAverage()
     if resume:
-        model, optimizer, state, rng = _resume(output, config, device)
+        model, optimizer, state, rng, average = _resume(output, config, device)
     else:
         model = _build(config, train_split, label_names, scheme, file_scheme, init_model)
         model.to(device)
@@ -133,6 +178,11 @@ def train(
     # The log holds exactly the finished epochs (a killed run may have logged one more).
     log_path.write_text("".join(json.dumps(r) + "\n" for r in state.reports))
     encoded = _encode(model, train_split, task)
+    if not encoded or not any(len(e.word_ids) for e in encoded):
+        raise InputFormatError("no training sentences: nothing to train on", config.data.train)
+    if state.initial_loss is None:
+        state.initial_loss = _initial_loss(model, encoded, config, device)
+    first_averaged = settings.epochs - settings.average_epochs + 1
     started = time.perf_counter() - state.seconds
     for epoch in range(state.epoch + 1, settings.epochs + 1):
         lr = settings.lr / (1 + settings.lr_decay * (epoch - 1))
@@ -143,28 +193,46 @@ def train(
             model, encoded, optimizer, config, rng, device, epoch, show_progress
         )
         seconds = time.perf_counter() - epoch_start
-        if not math.isfinite(loss):
-            raise ConfigError(f"training diverged at epoch {epoch} (loss {loss}); lower train.lr")
-        dev_score = None
+        _check_divergence(loss, state, epoch, settings)
+        dev_score = average_dev = None
         if dev_split is not None:
             dev_score = _dev_score(model, dev_split, settings.eval_batch_size, device)
+        averaging = settings.average_epochs > 0 and epoch >= first_averaged
+        if averaging:
+            average.update(model)
+            if dev_split is not None:
+                with average.swapped_into(model):
+                    average_dev = _dev_score(model, dev_split, settings.eval_batch_size, device)
+        # The candidate this epoch offers: the averaged weights when they score higher on dev
+        # (or, with no dev, whenever averaging has begun), else the weights as they are.
+        use_average = averaging and (dev_split is None or average_dev > dev_score)
+        score = average_dev if use_average else dev_score
         best = state.best_score
-        improved = dev_score is None or best is None or dev_score > best
+        improved = score is None or best is None or score > best
         if improved:
-            state.best_score, state.best_epoch = dev_score, epoch
+            state.best_score, state.best_epoch = score, epoch
             state.seconds_to_best = time.perf_counter() - started
-            model.meta["scores"] = {"dev": dev_score, "epoch": epoch}
-            save_model(model, output)
+            model.meta["scores"] = {
+                "dev": score,
+                "epoch": epoch,
+                "averaged_epochs": [first_averaged, epoch] if use_average else None,
+            }
+            with average.swapped_into(model) if use_average else contextlib.nullcontext():
+                save_model(model, output)
             state.stale = 0
         else:
             state.stale += 1
-        report = EpochReport(epoch, loss, dev_score, tokens / seconds, seconds, lr, improved)
+        report = EpochReport(
+            epoch, loss, dev_score, tokens / seconds, seconds, lr, improved, average_dev
+        )
         state.reports.append(asdict(report))
         state.epoch = epoch
         state.seconds = time.perf_counter() - started
         with log_path.open("a") as log:
             log.write(json.dumps(asdict(report)) + "\n")
-        save_checkpoint(output, model, optimizer, state, rng, _resumable(config))
+        save_checkpoint(
+            output, model, optimizer, state, rng, _resumable(config), average.checkpoint()
+        )
         if on_epoch:
             on_epoch(report)
         if settings.patience and state.stale >= settings.patience:
@@ -191,7 +259,7 @@ def _resumable(config: ExperimentConfig) -> dict[str, Any]:
 
 
 def _resume(output: Path, config: ExperimentConfig, device: torch.device):
-    model, optimizer, state, rng, saved = load_checkpoint(
+    model, optimizer, state, rng, saved, averaged = load_checkpoint(
         output, lambda m: _optimizer(m.to(device), config)
     )
     if saved != _resumable(config):
@@ -206,7 +274,57 @@ def _resume(output: Path, config: ExperimentConfig, device: torch.device):
             output / "checkpoint",
         )
     logger.info("resuming after epoch %d", state.epoch)
-    return model, optimizer, state, rng
+    return model, optimizer, state, rng, _WeightAverage.from_checkpoint(averaged)
+
+
+class _WeightAverage:
+    """Running mean of a model's floating-point weights over the epochs it was given.
+
+    Polyak averaging of the last epochs, as stochastic weight averaging does (Izmailov et al.
+    2018): the average sits in a wider optimum than any single epoch's weights.
+    """
+
+    COUNT = "__count__"
+
+    def __init__(self) -> None:
+        self.tensors: dict[str, torch.Tensor] = {}
+        self.count = 0
+
+    def update(self, model: torch.nn.Module) -> None:
+        self.count += 1
+        for name, value in model.state_dict().items():
+            if not value.is_floating_point():
+                continue  # the CRF's allowed-transition masks and other fixed buffers
+            value = value.detach().to(torch.float64)
+            if name in self.tensors:
+                self.tensors[name] += (value - self.tensors[name]) / self.count
+            else:
+                self.tensors[name] = value.clone()
+
+    @contextlib.contextmanager
+    def swapped_into(self, model: torch.nn.Module) -> Iterator[None]:
+        """Put the averaged weights into `model` for the block, then the model's own back."""
+        current = model.state_dict()
+        kept = {name: current[name].detach().clone() for name in self.tensors}
+        averaged = {name: t.to(current[name].dtype) for name, t in self.tensors.items()}
+        model.load_state_dict(averaged, strict=False)
+        try:
+            yield
+        finally:
+            model.load_state_dict(kept, strict=False)
+
+    def checkpoint(self) -> dict[str, torch.Tensor]:
+        if not self.count:
+            return {}
+        return self.tensors | {self.COUNT: torch.tensor(self.count, dtype=torch.int64)}
+
+    @classmethod
+    def from_checkpoint(cls, tensors: dict[str, torch.Tensor]) -> _WeightAverage:
+        average = cls()
+        if tensors:
+            average.count = int(tensors.pop(cls.COUNT))
+            average.tensors = tensors
+        return average
 
 
 def _device(name: str) -> torch.device:
@@ -260,11 +378,17 @@ def _read_data(config: ExperimentConfig):
         )
         file_scheme = scheme = None
         column = "label"
+    if data.train_with_dev and "dev" not in splits:
+        raise ConfigError("data.train_with_dev needs a dev split (data.dev or data.dev_from_train)")
     label_feature = splits["train"].features[column]
     names = list(getattr(label_feature, "feature", label_feature).names)
-    # The vocabulary holds the labels seen in train only: a dev-only label is a miss, not a class.
-    train_ids = splits["train"][column][:]
-    used = {i for row in train_ids for i in row} if task == "tagger" else set(train_ids)
+    # The vocabulary holds the labels seen in training only: a dev-only label is a miss, not a
+    # class (unless dev is trained on too).
+    trained = ("train", "dev") if data.train_with_dev else ("train",)
+    used = set()
+    for name in trained:
+        ids = splits[name][column][:]
+        used |= {i for row in ids for i in row} if task == "tagger" else set(ids)
     label_names = [name for i, name in enumerate(names) if i in used]
     parts = {}
     for name in ("train", "dev"):
@@ -280,6 +404,13 @@ def _read_data(config: ExperimentConfig):
             labels = [names[i] for i in ids]
             tokens = tokens_or_tokenized(split["tokens"][:], split["text"][:])
         parts[name] = _Split(tokens, labels)
+    if data.train_with_dev:
+        # Train on both, in file order (train, then dev); nothing is held out for selection.
+        train_part, dev_part = parts["train"], parts["dev"]
+        parts["train"] = _Split(
+            train_part.token_lists + dev_part.token_lists, train_part.labels + dev_part.labels
+        )
+        parts["dev"] = None
     reader = reader_settings(data, task) | {"file_scheme": file_scheme}
     return parts["train"], parts["dev"], reader, label_names, scheme, file_scheme
 
@@ -372,6 +503,8 @@ def _run_epoch(model, encoded, optimizer, config, rng, device, epoch, show_progr
         batch = collate([encoded[i] for i in indices], sentence_labels).to(device)
         optimizer.zero_grad(set_to_none=True)
         loss = model.loss(batch)
+        if not math.isfinite(float(loss.detach())):
+            raise _diverged(f"loss {float(loss.detach())} at batch {step}", epoch, settings)
         (loss / len(indices)).backward()
         if settings.clip:
             torch.nn.utils.clip_grad_norm_(model.parameters(), settings.clip)
@@ -389,6 +522,46 @@ def _run_epoch(model, encoded, optimizer, config, rng, device, epoch, show_progr
     if progress is not None:
         progress.stop()
     return total_loss / max(len(encoded), 1), tokens
+
+
+def _initial_loss(model, encoded: list[EncodedSentence], config: ExperimentConfig, device) -> float:
+    """Mean loss per sentence of the model before training, on up to 512 training sentences
+    spread over the data: what an epoch's mean loss is measured against to spot divergence."""
+    step = max(1, len(encoded) // 512)
+    sample = encoded[::step][:512]
+    sentence_labels = config.model.task == "classifier"
+    total = 0.0
+    # In training mode (dropout on, as the epoch losses are measured), on a forked random state
+    # so that the run itself draws the same numbers as it would without this measurement.
+    model.train()
+    with torch.random.fork_rng(devices=[]), torch.no_grad():
+        for start in range(0, len(sample), 64):
+            batch = collate(sample[start : start + 64], sentence_labels).to(device)
+            total += float(model.loss(batch))
+    return total / len(sample)
+
+
+def _check_divergence(loss: float, state: TrainingState, epoch: int, settings) -> None:
+    """Stop when an epoch's mean loss is well above the untrained model's, or above the lowest
+    epoch loss so far: training that works lowers it, so such growth means the steps overshoot.
+    A loss that is merely huge escapes a NaN check, and such a model tags garbage."""
+    references = [(state.initial_loss, "the untrained model's")] + [
+        (report["loss"], f"epoch {report['epoch']}'s") for report in state.reports
+    ]
+    lowest, name = min(references, key=lambda reference: reference[0])
+    if not math.isfinite(loss) or loss > DIVERGED_FACTOR * lowest:
+        raise _diverged(
+            f"mean loss {loss:.4g} per sentence, {loss / lowest:.1f} times {name} {lowest:.4g}",
+            epoch,
+            settings,
+        )
+
+
+def _diverged(what: str, epoch: int, settings) -> ConfigError:
+    return ConfigError(
+        f"training diverged at epoch {epoch} ({what}); lower train.lr (now {settings.lr:g}) or "
+        f"set train.clip (now {settings.clip:g}); the best model so far, if any, is kept"
+    )
 
 
 def _epoch_progress(show: bool, total: int, epoch: int):
@@ -440,12 +613,23 @@ def _finish(output: Path, result: TrainResult, command: str | None) -> None:
         meta["task"], "accuracy"
     )
     weights_mb = (output / "model.safetensors").stat().st_size / 1e6
+    averaged = meta.get("scores", {}).get("averaged_epochs")
+    if data.get("train_with_dev"):
+        protocol = (
+            f"trained on train + dev for a fixed {len(result.epochs)} epochs (the recipe was "
+            "chosen on dev beforehand); no dev figure, since dev was trained on"
+        )
+    else:
+        protocol = "trained on train, the best epoch on dev kept"
+    if averaged:
+        protocol += f"; weights averaged over epochs {averaged[0]}-{averaged[1]}"
     lines = [
         f"# bilstm-nlp model: {meta['task']}",
         "",
         f"- Task: {meta['task']} ({model_cfg.task}, {model_cfg.head} head, scheme "
         f"{config['scheme'] or 'plain labels'}; output scheme {config['output_scheme'] or '-'})",
         f"- Training data: `{data['train']}`; dev: `{data['dev'] or data['dev_from_train']}`",
+        f"- Protocol: {protocol}",
         f"- Dev {metric} (best epoch {result.best_epoch}): "
         + (f"**{dev:.2f}**" if dev is not None else "n/a"),
         f"- Training time: {result.total_seconds / 60:.1f} min, best dev after "

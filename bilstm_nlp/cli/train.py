@@ -30,10 +30,22 @@ def train_cli(
     ),
     tag_field: str | None = Opt(None, "--tag-field", help="CoNLL-U field: upos or xpos"),
     scheme: str | None = Opt(None, "--scheme", help="Train in IOB1, IOB2 or BIOES"),
+    train_with_dev: bool | None = Opt(
+        None,
+        "--train-with-dev/--no-train-with-dev",
+        help="Train on train + dev for exactly --epochs epochs, no dev selection (final models)",
+    ),
+    average_epochs: int | None = Opt(
+        None, "--average-epochs", help="Average the weights of the last N epochs (0: off)"
+    ),
     task: str | None = Opt(None, "--task", help="tagger or classifier"),
     head: str | None = Opt(None, "--head", help="crf or softmax"),
     epochs: int | None = Opt(None, "--epochs", help="Most epochs"),
     max_minutes: float | None = Opt(None, "--max-minutes", help="Wall-time budget in minutes"),
+    patience: int | None = Opt(
+        None, "--patience", help="Stop after this many epochs without a better dev score (0: never)"
+    ),
+    lr: float | None = Opt(None, "--lr", help="Learning rate"),
     seed: int | None = Opt(None, "--seed", help="Random seed"),
     threads: int | None = Opt(None, "--threads", help="torch CPU threads"),
     device: str | None = Opt(None, "--device", help="cpu or cuda"),
@@ -59,15 +71,19 @@ def train_cli(
             label_column=label_column,
             tag_field=tag_field,
             scheme=scheme,
+            train_with_dev=train_with_dev,
         )
         model = _override(experiment.model, task=task, head=head)
         settings = _override(
             experiment.train,
             epochs=epochs,
             max_minutes=max_minutes,
+            patience=patience,
+            lr=lr,
             seed=seed,
             threads=threads,
             device=device,
+            average_epochs=average_epochs,
         )
         experiment = ExperimentConfig(data, model, settings)
         command = "bilstm-nlp " + " ".join(shlex.quote(a) for a in sys.argv[1:])
@@ -75,6 +91,8 @@ def train_cli(
         def report(epoch) -> None:
             dev = "-" if epoch.dev_score is None else f"{epoch.dev_score:.2f}"
             mark = " *" if epoch.best else ""
+            if epoch.average_dev_score is not None:
+                dev += f" (averaged {epoch.average_dev_score:.2f})"
             err_console.print(
                 f"epoch {epoch.epoch:3d}  loss {epoch.loss:8.4f}  dev {dev:>6}  "
                 f"{epoch.tokens_per_second:8,.0f} tok/s  {epoch.seconds:6.1f} s{mark}",

@@ -1,0 +1,192 @@
+"""Training protocols and guards: weight averaging, train + dev, divergence, locks, bad outputs."""
+
+from __future__ import annotations
+
+import dataclasses
+import fcntl
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from typer.testing import CliRunner
+
+from bilstm_nlp.cli import app
+from bilstm_nlp.config import ExperimentConfig
+from bilstm_nlp.errors import ConfigError, InputFormatError
+from bilstm_nlp.train import LOCK_FILE, train
+
+from .test_train import NER_SENTENCES, tiny_config, write_conll
+
+
+def _config(corpus: Path, epochs: int, average: int = 0, with_dev: bool = False, **train_values):
+    config = tiny_config(corpus, "crf", "BIOES")
+    model = dataclasses.replace(config.model, dropout=0.3, word_dropout=0.1)
+    values = {"optimizer": "sgd", "lr": 0.05, "momentum": 0.9} | train_values
+    settings = dataclasses.replace(config.train, epochs=epochs, average_epochs=average, **values)
+    data = dataclasses.replace(config.data, train_with_dev=with_dev)
+    return ExperimentConfig(data, model, settings)
+
+
+def _weights(path: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(path / "model.safetensors"))
+
+
+def test_averaged_model_is_the_mean_of_the_last_epochs(tmp_path: Path) -> None:
+    corpus = write_conll(tmp_path / "train.conll", NER_SENTENCES)
+    # The raw weights after epochs 2, 3 and 4 (each run's checkpoint holds its last epoch's).
+    for epochs in (2, 3, 4):
+        train(_config(corpus, epochs, with_dev=True), tmp_path / f"raw{epochs}")
+    raw = [_weights(tmp_path / f"raw{e}" / "checkpoint" / "model") for e in (2, 3, 4)]
+    result = train(_config(corpus, 4, average=3, with_dev=True), tmp_path / "avg")
+    averaged = _weights(tmp_path / "avg")
+    assert result.best_epoch == 4 and result.best_dev_score is None
+    for name, value in averaged.items():
+        if not value.is_floating_point():
+            continue
+        expected = sum(r[name].double() for r in raw) / 3
+        torch.testing.assert_close(value.double(), expected, rtol=0, atol=1e-6)
+    # Averaging does not change the run itself: its last raw weights are the plain run's.
+    last = _weights(tmp_path / "avg" / "checkpoint" / "model")
+    assert all(torch.equal(last[k], raw[2][k]) for k in last)
+    meta = json.loads((tmp_path / "avg" / "config.json").read_text())["meta"]
+    assert meta["scores"] == {"dev": None, "epoch": 4, "averaged_epochs": [2, 4]}
+    card = (tmp_path / "avg" / "README.md").read_text()
+    assert "trained on train + dev for a fixed 4 epochs" in card
+    assert "weights averaged over epochs 2-4" in card
+
+
+def test_averaging_with_dev_keeps_what_scores_best(tmp_path: Path) -> None:
+    corpus = write_conll(tmp_path / "train.conll", NER_SENTENCES)
+    result = train(_config(corpus, 5, average=2), tmp_path / "m")
+    log = [
+        json.loads(line) for line in (tmp_path / "m" / "train_log.jsonl").read_text().splitlines()
+    ]
+    assert [r["average_dev_score"] is None for r in log] == [True, True, True, False, False]
+    candidates = [max(r["dev_score"], r["average_dev_score"] or -1.0) for r in log]
+    assert result.best_dev_score == max(candidates)
+    assert result.best_epoch == 1 + candidates.index(max(candidates))
+
+
+class _Killed(Exception):
+    pass
+
+
+def _kill_after(epoch: int):
+    def on_epoch(report) -> None:
+        if report.epoch == epoch:
+            raise _Killed  # after the epoch's checkpoint, as a kill -9 would leave it
+
+    return on_epoch
+
+
+def test_resume_with_averaging_equals_an_uninterrupted_run(tmp_path: Path) -> None:
+    corpus = write_conll(tmp_path / "train.conll", NER_SENTENCES)
+    config = _config(corpus, 5, average=3, with_dev=True)
+    train(config, tmp_path / "whole")
+    with pytest.raises(_Killed):
+        train(config, tmp_path / "split", on_epoch=_kill_after(4))  # mid-average: epochs 3, 4
+    train(config, tmp_path / "split", resume=True)
+    whole, split = _weights(tmp_path / "whole"), _weights(tmp_path / "split")
+    assert all(torch.equal(whole[k], split[k]) for k in whole)
+    assert not all(
+        torch.equal(whole[k], v)
+        for k, v in _weights(tmp_path / "whole" / "checkpoint" / "model").items()
+    )
+
+
+def test_train_with_dev_learns_dev_labels_and_says_so(tmp_path: Path) -> None:
+    corpus = write_conll(tmp_path / "train.conll", NER_SENTENCES)
+    dev = write_conll(tmp_path / "dev.conll", [[("Mars", "I-PLANET"), ("rises", "O")]])
+    config = _config(corpus, 2, with_dev=True)
+    config = dataclasses.replace(config, data=dataclasses.replace(config.data, dev=str(dev)))
+    train(config, tmp_path / "m")
+    saved = json.loads((tmp_path / "m" / "config.json").read_text())
+    assert saved["meta"]["provenance"]["train_sentences"] == len(NER_SENTENCES) + 1
+    assert "S-PLANET" in json.loads((tmp_path / "m" / "labels.json").read_text())
+    no_dev = dataclasses.replace(config, data=dataclasses.replace(config.data, dev=None))
+    with pytest.raises(ConfigError, match="train_with_dev needs a dev split"):
+        train(no_dev, tmp_path / "m2")
+
+
+def test_cli_train_with_dev_and_averaging_options(tmp_path: Path) -> None:
+    corpus = write_conll(tmp_path / "train.conll", NER_SENTENCES)
+    config_path = tmp_path / "train.json"
+    config_path.write_text(json.dumps(_config(corpus, 3).to_dict()))
+    result = CliRunner().invoke(
+        app,
+        [
+            "train",
+            "-c",
+            str(config_path),
+            "-o",
+            str(tmp_path / "m"),
+            "--train-with-dev",
+            "--average-epochs",
+            "2",
+            "--no-progress",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    meta = json.loads((tmp_path / "m" / "config.json").read_text())["meta"]
+    assert meta["provenance"]["config"]["data"]["train_with_dev"] is True
+    assert meta["scores"]["averaged_epochs"] == [2, 3]
+
+
+def test_divergence_stops_with_a_clear_error_and_saves_nothing(tmp_path: Path) -> None:
+    corpus = write_conll(tmp_path / "train.conll", NER_SENTENCES * 4)
+    config_path = tmp_path / "train.json"
+    config = _config(corpus, 5, lr=5.0, clip=0.0)
+    config_path.write_text(json.dumps(config.to_dict()))
+    result = CliRunner().invoke(
+        app, ["train", "-c", str(config_path), "-o", str(tmp_path / "m"), "--no-progress"]
+    )
+    assert result.exit_code == 1
+    assert "training diverged at epoch 1" in result.output and "lower train.lr" in result.output
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "m" / "model.safetensors").exists()
+
+
+def test_a_healthy_run_is_not_taken_for_divergence(tmp_path: Path) -> None:
+    corpus = write_conll(tmp_path / "train.conll", NER_SENTENCES * 4)
+    result = train(_config(corpus, 6), tmp_path / "m")
+    assert len(result.epochs) == 6 and result.best_dev_score > 50
+
+
+def test_no_training_sentences_is_an_error_and_saves_nothing(tmp_path: Path) -> None:
+    corpus = tmp_path / "train.conll"
+    corpus.write_text("-DOCSTART- -X- O O\n\n")
+    with pytest.raises((InputFormatError, ConfigError)):
+        train(_config(corpus, 2), tmp_path / "m")
+    assert not (tmp_path / "m" / "model.safetensors").exists()
+
+
+def test_a_second_run_into_a_locked_folder_is_refused(tmp_path: Path) -> None:
+    corpus = write_conll(tmp_path / "train.conll", NER_SENTENCES)
+    output = tmp_path / "m"
+    output.mkdir()
+    handle = os.open(output / LOCK_FILE, os.O_RDWR | os.O_CREAT)
+    fcntl.flock(handle, fcntl.LOCK_EX)
+    try:
+        result = CliRunner().invoke(
+            app, ["train", "--train", str(corpus), "--epochs", "1", "-o", str(output)]
+        )
+    finally:
+        os.close(handle)
+    assert result.exit_code == 1
+    assert "another training run is writing to this folder" in result.output
+    assert not (output / "train_log.jsonl").exists()
+
+
+def test_output_that_is_a_file_is_a_clear_error(tmp_path: Path) -> None:
+    corpus = write_conll(tmp_path / "train.conll", NER_SENTENCES)
+    target = tmp_path / "model.txt"
+    target.write_text("keep me")
+    result = CliRunner().invoke(
+        app, ["train", "--train", str(corpus), "--epochs", "1", "-o", str(target)]
+    )
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.output == f"error: {target}: the output must be a folder, and this is a file\n"
+    assert target.read_text() == "keep me"

@@ -1,32 +1,48 @@
 """Batch annotation of files, folders and standard input: streaming, workers, resumable.
 
 Sits after `annotate` (which turns texts into `Annotation`s) and uses the writers.
-`annotate_paths` streams inputs through an `Annotator`: documents (lines, files or JSONL records)
-are read in fixed windows (`window` documents, or fewer when they pass 1,000,000 characters), so
-the same input always gives the same batches and memory stays flat; windows run in this process or
-in worker processes (a spawn `ProcessPoolExecutor`, about 2 windows per worker in flight), and
-records are written in input order.
+`annotate_paths` streams inputs through an `Annotator`. Documents (lines, files or JSONL records)
+are cut into blocks by the input alone: 1,000 documents, or fewer when they pass 1,000,000
+characters, counted from the start of each file. Each block is tokenized and batched on its own,
+so which sentences share a model batch (and with it every float the model sums) never depends on
+`--window` or `--workers`. A window is a run of whole blocks (at least `window` documents); windows
+run in this process or in worker processes (a spawn `ProcessPoolExecutor`, about 2 windows per
+worker in flight, one torch thread each by default), and records are written in input order. The
+same input, model, options and thread count give the same bytes, whatever `--workers` and
+`--window`. Workers die with the process that started them (Linux's parent-death signal, else a
+watchdog thread), even when it is killed with SIGKILL.
 
 Resuming: after each window of a streaming format (JSONL, CoNLL, text) the output is flushed and
 fsynced, then `OUT.progress.json` is replaced atomically with the input and output byte offsets
-reached, the counts so far, and fingerprints of the inputs (paths, sizes, mtimes, SHA-256 of the
-first 64 KiB), the model (SHA-256 of its files) and the options. `resume=True` checks the
-fingerprints (any difference is a `ResumeError`), truncates the output to the recorded offset (a
-record half-written by a killed run goes) and reads on from the recorded input offset: the final
-output equals an uninterrupted run's byte for byte. DocBin and HTML files are written whole, to a
-`.part` file that replaces the output when its input is done; a resume redoes the unfinished one.
-Without `resume`, outputs are overwritten.
+reached, the counts so far, and fingerprints of the inputs (paths, sizes, mtimes, SHA-256 of all
+their bytes), the model (SHA-256 of its files) and the options (thread count included).
+`resume=True` checks the fingerprints (any difference is a `ResumeError`), truncates the output to
+the recorded offset (a record half-written by a killed run goes) and reads on from the recorded
+input offset: the final output equals an uninterrupted run's byte for byte. DocBin and HTML files
+are written whole, to a `.part` file that replaces the output when its input is done; a resume
+redoes the unfinished one. Without `resume`, outputs are overwritten.
+
+Safety: an output that is an input under another name (a hard link, a symlink, standard input
+redirected from it) is refused before anything is opened for writing, compared by device and
+inode; a run holds an exclusive lock (`OUT.lock`) while it writes, so a second run into the same
+output is refused; write errors (disk full, read-only, no permission) are one `OutputError`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import functools
 import gc
 import json
 import logging
+import math
 import os
+import signal
+import stat
 import sys
 import tempfile
+import threading
 import time
 from collections import deque
 from collections.abc import Iterator, Sequence
@@ -42,11 +58,13 @@ from .annotate import MAX_SENTENCE_TOKENS, Annotator
 from .errors import ConfigError, InputFormatError, OutputError, ResumeError
 from .model import Classifier, Tagger
 from .resume import (
+    LOCK_SUFFIX,
     PROGRESS_SUFFIX,
     RunState,
     input_fingerprint,
     load_state,
     model_fingerprint,
+    output_lock,
     save_state,
 )
 from .serialize import save_model
@@ -56,6 +74,7 @@ logger = logging.getLogger(__name__)
 
 UNITS = ("line", "file", "jsonl")
 _WINDOW_CHARS = 1_000_000
+_BLOCK_DOCUMENTS = 1000
 _BOM = b"\xef\xbb\xbf"
 
 
@@ -93,6 +112,7 @@ class _Window:
     job: int
     ids: list[Any]
     texts: list[str]
+    blocks: list[int]  # documents per block, in order: each block is batched on its own
     end_offset: int  # input bytes read once this window is done
     end_line: int
     invalid: int
@@ -133,13 +153,16 @@ def annotate_paths(
         glob: the files of a folder to read; default `**/*.txt` (`**/*.jsonl` with unit `jsonl`).
         text_field: JSONL key of the text.
         id_field: JSONL key of the document id (default id: `path:line`).
-        workers: processes annotating windows in parallel (1: this process).
-        threads: torch threads per worker process (default: CPUs / workers). This process's
-            threads are the caller's to set.
+        workers: processes annotating windows in parallel (1: this process). The output does
+            not depend on it.
+        threads: torch threads per worker process (default 1). With `workers=1` this process's
+            threads are the caller's to set; the output is the same for the same thread count
+            (sums split over threads round differently).
         resume: finish an interrupted run into the same output (see the module docstring).
         k_best: also the k best tag sequences per sentence (JSONL).
         batch_size: sentences per model batch.
-        window: documents read, batched and written together; the unit of resuming.
+        window: documents read and written together, rounded up to whole blocks of 1,000
+            documents; the unit of resuming. The output does not depend on it.
         show_progress: a progress bar on stderr (documents, tokens/s, time left).
         stdin: where `-` reads (default: `sys.stdin.buffer`).
         stdout: where records go without `output` (default: `sys.stdout.buffer`).
@@ -147,62 +170,111 @@ def annotate_paths(
         The counts of this call.
     Raises:
         InputFormatError: a missing input, a bad JSONL line (file and line).
-        ConfigError: inconsistent options.
-        ResumeError: a resume with a different model, options or inputs.
-        OutputError: an output could not be written (what was written before is kept).
+        ConfigError: inconsistent options, or an output that is one of the inputs.
+        ResumeError: a resume with a different model, options, thread count or inputs.
+        OutputError: an output could not be written (what was written before is kept), its
+            folder is missing, or another run is writing it.
     """
     started = time.perf_counter()
     if unit is not None and unit not in UNITS:
         raise ConfigError(f"unknown unit {unit!r}; choose from {', '.join(UNITS)}")
     if window < 1 or workers < 1 or batch_size < 1 or k_best < 0:
         raise ConfigError("window, workers and batch_size must be >= 1, k_best >= 0")
+    if threads is not None and threads < 1:
+        raise ConfigError(f"threads must be >= 1, got {threads}")
     writer = _writer_for(fmt, model, k_best)
-    jobs = _plan_jobs(inputs, output, unit, glob, writer.extension)
+    if any(str(given) == "-" for given in inputs):
+        stdin = stdin or _standard_input()
+    jobs = _plan_jobs(inputs, output, unit, glob, writer.extension, stdin)
     options = {
         "format": fmt,
         "units": [job.unit for job in jobs],
         "k_best": k_best,
         "batch_size": batch_size,
+        "block": _BLOCK_DOCUMENTS,
         "window": window,
         "window_chars": _WINDOW_CHARS,
         "max_sentence_tokens": MAX_SENTENCE_TOKENS,
         "text_field": text_field,
         "id_field": id_field,
+        # Thread counts change the float rounding of the model's sums; --workers does not.
+        "threads": (threads or 1) if workers > 1 else torch.get_num_threads(),
     }
-    progress_path = None
-    fingerprint = None
-    state = RunState()
-    if output is not None and jobs[0].source is not None:
-        progress_path = Path(str(output) + PROGRESS_SUFFIX)
-        fingerprint = {
-            "model": model_fingerprint(model),
-            "options": options,
-            "inputs": [input_fingerprint(job.source, job.target) for job in jobs],
-        }
-        if resume:
-            state = load_state(progress_path, fingerprint)
-        save_state(progress_path, fingerprint, state)
-    elif resume:
-        raise ConfigError("only runs from input files into --output can be resumed")
-    resumed = state.documents
-    if state.complete:
-        return AnnotateStats(0, 0, 0, time.perf_counter() - started, resumed)
-
-    run = _Run(jobs, writer, state, progress_path, fingerprint)
-    windows = _windows(jobs, state, window, text_field, id_field, stdin or sys.stdin.buffer)
-    results = _annotate_windows(
-        windows, model, fmt, workers, threads, {"batch_size": batch_size, "k_best": k_best}
+    annotate = functools.partial(
+        _annotate,
+        jobs,
+        model,
+        writer,
+        options,
+        workers=workers,
+        window=window,
+        text_field=text_field,
+        id_field=id_field,
+        stdin=stdin,
+        stdout=stdout or sys.stdout.buffer,
+        show_progress=show_progress,
+        started=started,
     )
-    with _ProgressBar(show_progress, jobs, state) as bar:
-        try:
-            run.write(results, stdout or sys.stdout.buffer, bar)
-        except BrokenPipeError:
-            raise  # the reader went away (`| head`): the CLI ends quietly
-        except OSError as error:
-            # Disk full, permissions, I/O errors: what was fsynced is kept and --resume finishes.
-            where = error.filename or output or "<stdout>"
-            hint = "; fix it and rerun with --resume" if progress_path is not None else ""
-            raise OutputError(f"cannot write: {error.strerror or error}{hint}", where) from None
+    if output is None:
+        if resume:
+            raise ConfigError("only runs from input files into --output can be resumed")
+        with _write_errors("<stdout>", False):
+            return annotate(RunState(), None, None)
+    _check_output_folder(Path(output))
+    resumable = jobs[0].source is not None
+    with _write_errors(output, resumable), output_lock(Path(output)):
+        progress_path = None
+        fingerprint = None
+        state = RunState()
+        if resumable:
+            progress_path = Path(str(output) + PROGRESS_SUFFIX)
+            fingerprint = {
+                "model": model_fingerprint(model),
+                "options": options,
+                "inputs": [input_fingerprint(job.source, job.target) for job in jobs],
+            }
+            if resume:
+                state = load_state(progress_path, fingerprint)
+            save_state(progress_path, fingerprint, state)
+        elif resume:
+            raise ConfigError("only runs from input files into --output can be resumed")
+        if state.complete:
+            return AnnotateStats(0, 0, 0, time.perf_counter() - started, state.documents)
+        return annotate(state, progress_path, fingerprint)
+
+
+def _annotate(
+    jobs: list[_Job],
+    model: Tagger | Classifier,
+    writer: Writer,
+    options: dict[str, Any],
+    state: RunState,
+    progress_path: Path | None,
+    fingerprint: dict[str, Any] | None,
+    *,
+    workers: int,
+    window: int,
+    text_field: str,
+    id_field: str,
+    stdin: BinaryIO | None,
+    stdout: BinaryIO,
+    show_progress: bool,
+    started: float,
+) -> AnnotateStats:
+    resumed = state.documents
+    run = _Run(jobs, writer, state, progress_path, fingerprint)
+    windows = _windows(jobs, state, window, text_field, id_field, stdin)
+    results = _annotate_windows(
+        windows,
+        model,
+        options["format"],
+        workers,
+        options["threads"],
+        {"batch_size": options["batch_size"], "k_best": options["k_best"]},
+    )
+    # Closing the results first stops the workers (a failed write, Ctrl-C, SIGTERM).
+    with contextlib.closing(results), _ProgressBar(show_progress, jobs, state) as bar:
+        run.write(results, stdout, bar)
     documents = run.state.documents - resumed
     invalid = run.invalid
     if invalid:
@@ -214,19 +286,49 @@ def annotate_paths(
     )
 
 
+def _standard_input() -> BinaryIO:
+    if sys.stdin is None:  # started with standard input closed (`<&-`)
+        raise InputFormatError("standard input is closed; give input files or pipe text in", "-")
+    return sys.stdin.buffer
+
+
+def _check_output_folder(output: Path) -> None:
+    folder = output.absolute().parent
+    if not folder.is_dir():
+        what = "is not a folder" if folder.exists() else "does not exist"
+        raise OutputError(f"the folder of --output {what}; create it first", folder)
+
+
+@contextlib.contextmanager
+def _write_errors(output: str | Path, resumable: bool) -> Iterator[None]:
+    """Disk full, permissions, read-only file systems, I/O errors: one `OutputError`; what was
+    fsynced is kept and --resume finishes."""
+    try:
+        yield
+    except BrokenPipeError:
+        raise  # the reader went away (`| head`): the CLI ends quietly
+    except OSError as error:
+        where = error.filename or output
+        hint = "; fix it and rerun with --resume" if resumable else ""
+        raise OutputError(f"cannot write: {error.strerror or error}{hint}", where) from None
+
+
 def _plan_jobs(
     inputs: Sequence[str | Path],
     output: str | Path | None,
     unit: str | None,
     glob: str | None,
     extension: str,
+    stdin: BinaryIO | None,
 ) -> list[_Job]:
     if not inputs:
         raise ConfigError("no input given")
     if any(str(given) == "-" for given in inputs):
         if len(inputs) > 1:
             raise ConfigError("'-' (standard input) cannot be combined with other inputs")
-        return [_Job(None, "<stdin>", Path(output) if output else None, unit or "line")]
+        jobs = [_Job(None, "<stdin>", Path(output) if output else None, unit or "line")]
+        _check_not_an_input(jobs, output, stdin)
+        return jobs
     files: list[tuple[Path, Path]] = []  # (input file, output path relative to the folder)
     for given in inputs:
         path = Path(given)
@@ -258,9 +360,47 @@ def _plan_jobs(
     targets = [job.target.resolve() for job in jobs if job.target is not None]
     if len(set(targets)) != len(targets):
         raise ConfigError("two inputs would write the same output file; give them one folder")
-    if set(targets) & {job.source.resolve() for job in jobs if job.source is not None}:
-        raise ConfigError("an output file would overwrite an input file")
+    _check_not_an_input(jobs, output, stdin)
     return jobs
+
+
+def _check_not_an_input(
+    jobs: list[_Job], output: str | Path | None, stdin: BinaryIO | None
+) -> None:
+    """Refuse a run whose output files (or progress, lock and part files) are an input: compared
+    by device and inode, so a hard link, a symlink or standard input redirected from the output
+    file is seen too. Runs before anything is opened for writing."""
+    if output is None:
+        return
+    inputs: dict[tuple[int, int], str] = {}
+    for job in jobs:
+        if job.source is not None:
+            inputs[_file_id(job.source.stat())] = job.name
+        elif stdin is not None:
+            try:
+                status = os.fstat(stdin.fileno())
+            except (OSError, ValueError):  # not a real file (a pipe is fine, a BytesIO too)
+                continue
+            if stat.S_ISREG(status.st_mode):
+                inputs[_file_id(status)] = "standard input"
+    written = [Path(str(output) + suffix) for suffix in (PROGRESS_SUFFIX, LOCK_SUFFIX)]
+    for job in jobs:
+        if job.target is not None:
+            written += [job.target, _part_path(job.target)]
+    for path in written:
+        try:
+            identity = _file_id(path.stat())
+        except OSError:
+            continue  # not there yet: it cannot be an input
+        if identity in inputs:
+            raise ConfigError(
+                f"--output would overwrite an input: {path} is {inputs[identity]} "
+                "under another name"
+            )
+
+
+def _file_id(status: os.stat_result) -> tuple[int, int]:
+    return status.st_dev, status.st_ino
 
 
 def _windows(
@@ -269,7 +409,7 @@ def _windows(
     window: int,
     text_field: str,
     id_field: str,
-    stdin: BinaryIO,
+    stdin: BinaryIO | None,
 ) -> Iterator[_Window]:
     for index in range(state.job, len(jobs)):
         job = jobs[index]
@@ -277,7 +417,7 @@ def _windows(
         if job.unit == "file":
             data = job.source.read_bytes() if job.source is not None else stdin.read()
             text, invalid = _decode(data[len(_BOM) :] if data.startswith(_BOM) else data)
-            yield _Window(index, [job.name], [text], len(data), 1, invalid, last=True)
+            yield _Window(index, [job.name], [text], [1], len(data), 1, invalid, last=True)
             continue
         opened = open(job.source, "rb") if job.source is not None else contextlib.nullcontext(stdin)
         with opened as handle:
@@ -285,7 +425,8 @@ def _windows(
                 handle.seek(offset)
             ids: list[Any] = []
             texts: list[str] = []
-            chars = invalid = 0
+            blocks: list[int] = []
+            block_documents = block_chars = window_chars = invalid = 0
             for raw in handle:
                 offset += len(raw)
                 line += 1
@@ -304,11 +445,21 @@ def _windows(
                 invalid += bad
                 ids.append(doc_id)
                 texts.append(text)
-                chars += len(text)
-                if len(texts) >= window or chars >= _WINDOW_CHARS:
-                    yield _Window(index, ids, texts, offset, line, invalid, last=False)
-                    ids, texts, chars, invalid = [], [], 0, 0
-            yield _Window(index, ids, texts, offset, line, invalid, last=True)
+                block_documents += 1
+                block_chars += len(text)
+                if block_documents < _BLOCK_DOCUMENTS and block_chars < _WINDOW_CHARS:
+                    continue
+                # Blocks are cut by the input alone, counted from the start of the file, and a
+                # window holds whole blocks: the same batches whatever --window and --workers.
+                blocks.append(block_documents)
+                window_chars += block_chars
+                block_documents = block_chars = 0
+                if len(texts) >= window or window_chars >= _WINDOW_CHARS:
+                    yield _Window(index, ids, texts, blocks, offset, line, invalid, last=False)
+                    ids, texts, blocks, window_chars, invalid = [], [], [], 0, 0
+            if block_documents:
+                blocks.append(block_documents)
+            yield _Window(index, ids, texts, blocks, offset, line, invalid, last=True)
 
 
 def _decode(data: bytes) -> tuple[str, int]:
@@ -330,14 +481,24 @@ def _jsonl_document(
     if not line_text.strip():
         return default_id, "", invalid
     try:
-        value = json.loads(line_text)
+        value = json.loads(line_text, parse_constant=_not_json, parse_float=_finite_float)
     except json.JSONDecodeError as error:
         raise InputFormatError(f"not valid JSON: {error.msg}", job.name, line) from None
+    except _NotJson as error:
+        raise InputFormatError(f"not valid JSON: {error}", job.name, line) from None
+    except ValueError as error:  # an integer of more than 4,300 digits
+        raise InputFormatError(f"not valid JSON: {error}", job.name, line) from None
+    except RecursionError:
+        raise InputFormatError("not valid JSON: nested too deeply", job.name, line) from None
     if not isinstance(value, dict):
         raise InputFormatError("expected a JSON object", job.name, line)
-    text = value.get(text_field)
+    if text_field not in value:
+        raise InputFormatError(
+            f"expected a string in {text_field!r}, found no such key", job.name, line
+        )
+    text = value[text_field]
     if not isinstance(text, str):
-        found = "no such key" if text is None else f"a {type(text).__name__}"
+        found = "null" if text is None else f"a {type(text).__name__}"
         raise InputFormatError(
             f"expected a string in {text_field!r}, found {found}", job.name, line
         )
@@ -348,6 +509,21 @@ def _jsonl_document(
         text = text.encode("utf-8", errors="replace").decode("utf-8")
         invalid = 1
     return value.get(id_field, default_id), text, invalid
+
+
+class _NotJson(ValueError):
+    """What Python's json module accepts but JSON does not (NaN, Infinity, 1e999)."""
+
+
+def _not_json(constant: str) -> float:
+    raise _NotJson(f"{constant} is not a JSON value")
+
+
+def _finite_float(number: str) -> float:
+    value = float(number)
+    if not math.isfinite(value):
+        raise _NotJson(f"{number} is too large for a JSON number")
+    return value
 
 
 def _annotate_windows(
@@ -362,9 +538,8 @@ def _annotate_windows(
     if workers == 1:
         encoder = _WindowEncoder(model, fmt, options)
         for window in windows:
-            yield (window, *encoder(window.texts, window.ids))
+            yield (window, *encoder(window.texts, window.ids, window.blocks))
         return
-    threads = threads or max(1, (os.cpu_count() or 1) // workers)
     with contextlib.ExitStack() as stack:
         model_dir = getattr(model, "model_path", None)
         if model_dir is None:  # an in-memory model: workers load a saved copy
@@ -375,13 +550,16 @@ def _annotate_windows(
                 workers,
                 mp_context=get_context("spawn"),
                 initializer=_init_worker,
-                initargs=(str(model_dir), fmt, options, threads),
+                initargs=(str(model_dir), fmt, options, threads, os.getpid()),
             )
         )
+        # Runs before the pool's own exit: windows not yet started are dropped, so a failed
+        # write, Ctrl-C or SIGTERM waits for the windows in progress only.
+        stack.callback(pool.shutdown, wait=True, cancel_futures=True)
         pending: deque[tuple[_Window, Future]] = deque()
         for window in windows:
             if window.texts:
-                future = pool.submit(_encode_in_worker, window.texts, window.ids)
+                future = pool.submit(_encode_in_worker, window.texts, window.ids, window.blocks)
                 window.texts = []  # the worker has them; keep memory flat
             else:
                 future = Future()
@@ -405,30 +583,69 @@ class _WindowEncoder:
         # garbage collector stops rescanning their objects (about 15% of annotation time).
         gc.freeze()
 
-    def __call__(self, texts: list[str], ids: list[Any]) -> tuple[list[bytes], int]:
-        if not texts:
-            return [], 0
-        annotations = self.annotator(texts)
-        encoded = [
-            self.writer.encode(a.to_record(doc_id))
-            for a, doc_id in zip(annotations, ids, strict=True)
-        ]
-        return encoded, sum(len(a.tokens) for a in annotations)
+    def __call__(
+        self, texts: list[str], ids: list[Any], blocks: list[int]
+    ) -> tuple[list[bytes], int]:
+        encoded: list[bytes] = []
+        tokens = start = 0
+        for size in blocks:
+            # Each block on its own: which sentences share a batch (and so every float the model
+            # sums) depends on the block alone.
+            annotations = self.annotator(texts[start : start + size])
+            encoded.extend(
+                self.writer.encode(a.to_record(doc_id))
+                for a, doc_id in zip(annotations, ids[start : start + size], strict=True)
+            )
+            tokens += sum(len(a.tokens) for a in annotations)
+            start += size
+        assert start == len(texts)
+        return encoded, tokens
 
 
 # Each worker process builds its encoder once, in the pool's initializer; tasks then use it.
 _worker_encoder: list[_WindowEncoder] = []
 
 
-def _init_worker(model_dir: str, fmt: str, options: dict[str, Any], threads: int) -> None:
+def _init_worker(
+    model_dir: str, fmt: str, options: dict[str, Any], threads: int, parent: int
+) -> None:
     from .serialize import load_model
 
+    _die_with_parent(parent)
+    # Ctrl-C reaches the whole process group; the parent handles it and stops the workers.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     torch.set_num_threads(threads)
     _worker_encoder.append(_WindowEncoder(load_model(model_dir), fmt, options))
 
 
-def _encode_in_worker(texts: list[str], ids: list[Any]) -> tuple[list[bytes], int]:
-    return _worker_encoder[0](texts, ids)
+def _die_with_parent(parent: int) -> None:
+    """End this worker when the process that started it dies, even by kill -9: the kernel's
+    parent-death signal on Linux, else a thread that watches the parent's pid."""
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0:
+                if os.getppid() != parent:  # the parent died before the signal was set
+                    os._exit(1)
+                return
+        except (OSError, AttributeError):
+            pass
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watchdog", daemon=True).start()
+
+
+_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+
+
+def _encode_in_worker(
+    texts: list[str], ids: list[Any], blocks: list[int]
+) -> tuple[list[bytes], int]:
+    return _worker_encoder[0](texts, ids, blocks)
 
 
 class _Run:

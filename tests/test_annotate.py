@@ -332,6 +332,12 @@ def crash_after(monkeypatch: pytest.MonkeyPatch, saves: int) -> None:
     monkeypatch.setattr(annotate_files, "save_state", save)
 
 
+@pytest.fixture
+def small_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Blocks of 7 documents (instead of 1,000), so that small inputs make several windows."""
+    monkeypatch.setattr(annotate_files, "_BLOCK_DOCUMENTS", 7)
+
+
 def big_input(path: Path, lines: int = 60) -> Path:
     words = ["EU", "rejects", "German", "call", "Peter", "visited", "Paris", "(", ")", "and/or"]
     text = "\n".join(" ".join(words[(i + j) % 10] for j in range(i % 13)) for i in range(lines))
@@ -341,7 +347,7 @@ def big_input(path: Path, lines: int = 60) -> Path:
 
 @pytest.mark.parametrize("fmt", ["jsonl", "conll"])
 def test_resume_after_a_crash_is_byte_identical(
-    ner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fmt: str
+    ner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fmt: str, small_blocks: None
 ) -> None:
     source = big_input(tmp_path / "in.txt")
     reference = tmp_path / f"reference.{fmt}"
@@ -380,7 +386,7 @@ def test_atomic_formats_resume_file_by_file(ner, tmp_path: Path, monkeypatch) ->
 
 
 def test_resume_is_refused_when_model_options_or_input_change(
-    ner_dir: Path, ner, tmp_path: Path
+    ner_dir: Path, ner, tmp_path: Path, small_blocks: None
 ) -> None:
     source = big_input(tmp_path / "in.txt", lines=10)
     output = tmp_path / "out.jsonl"
@@ -422,7 +428,7 @@ class _FailingFile:
 
 @pytest.mark.parametrize("error_number", [errno.ENOSPC, errno.EACCES, errno.EIO])
 def test_write_errors_are_clear_and_resume_completes(
-    ner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, error_number: int
+    ner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, error_number: int, small_blocks: None
 ) -> None:
     # Tests run as root, so permissions alone prove nothing: the write itself is made to fail.
     source = big_input(tmp_path / "in.txt")

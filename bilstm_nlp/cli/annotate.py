@@ -4,6 +4,7 @@ HTML or text, streaming and resumable (`--resume`)."""
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import typer
 
+from ..errors import ConfigError
 from ._util import Arg, Opt, err_console, set_threads, setup_logging, user_errors
 
 
@@ -38,9 +40,17 @@ def annotate_cli(
     id_field: str = Opt("id", "--id-field", help="JSONL key holding the document id"),
     k_best: int = Opt(0, "--k-best", "-k", help="Also the k best tag sequences (JSONL)"),
     workers: int = Opt(1, "--workers", "-w", help="Worker processes"),
-    threads: int | None = Opt(None, "--threads", help="torch CPU threads (per worker)"),
+    threads: int | None = Opt(
+        None,
+        "--threads",
+        help="torch CPU threads per process (default 1; the output depends on it, not on -w)",
+    ),
     batch_size: int = Opt(256, "--batch-size", help="Sentences per batch"),
-    window: int = Opt(1000, "--window", help="Documents per window (the unit of resuming)"),
+    window: int = Opt(
+        1000,
+        "--window",
+        help="Documents per window, in whole blocks of 1,000 (the unit of resuming)",
+    ),
     resume: bool = Opt(False, "--resume", help="Finish an interrupted run into the same output"),
     progress: bool | None = Opt(
         None, "--progress/--no-progress", help="Progress bar (default: when stderr is a terminal)"
@@ -56,10 +66,12 @@ def annotate_cli(
     from ..serialize import load_model
 
     setup_logging(verbose)
-    if workers == 1:
-        set_threads(threads)
     show_progress = sys.stderr.isatty() if progress is None else progress
-    with user_errors(), stdout_may_close():
+    with user_errors(), stdout_may_close(), interruptible(output):
+        check_threads(threads)
+        if workers == 1:
+            # One thread by default: the same count as each worker of -w N, so the same output.
+            set_threads(threads or 1)
         stats = annotate_paths(
             inputs,
             load_model(model),
@@ -85,6 +97,38 @@ def annotate_cli(
     if stats.resumed_documents:
         message += f"; {stats.resumed_documents:,} documents were done before the resume"
     err_console.print(message, markup=False, highlight=False, soft_wrap=True)
+
+
+def check_threads(threads: int | None) -> None:
+    """Refuse a thread count torch would reject with a traceback."""
+    if threads is not None and threads < 1:
+        raise ConfigError(f"--threads must be at least 1, got {threads}")
+
+
+@contextmanager
+def interruptible(output: Path | None) -> Iterator[None]:
+    """Ctrl-C (SIGINT) and SIGTERM stop the run cleanly: workers are stopped, what was fsynced is
+    kept, and one line says how to finish (exit code 130 or 143, as shells report signals)."""
+
+    def terminate(signum, frame):
+        raise _Terminated
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    except (KeyboardInterrupt, _Terminated) as stop:
+        hint = f"; rerun with --resume to finish {output}" if output is not None else ""
+        name = "SIGTERM" if isinstance(stop, _Terminated) else "Ctrl-C"
+        err_console.print(
+            f"error: stopped by {name}{hint}", markup=False, highlight=False, soft_wrap=True
+        )
+        raise typer.Exit(143 if isinstance(stop, _Terminated) else 130) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+class _Terminated(BaseException):
+    """SIGTERM arrived: unwinds like Ctrl-C (not caught by `except Exception`)."""
 
 
 @contextmanager

@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 
 from ._util import Arg, Opt, set_threads, setup_logging, user_errors
-from .annotate import stdout_may_close
+from .annotate import check_threads, stdout_may_close
 
 
 def tag_cli(
@@ -29,9 +29,10 @@ def tag_cli(
     from ..serialize import load_model
 
     setup_logging(verbose)
-    set_threads(threads)
     show_progress = sys.stderr.isatty() if progress is None else progress
     with user_errors(), stdout_may_close():
+        check_threads(threads)
+        set_threads(threads)
         loaded = load_model(model)
         if texts:
             annotations = annotate_texts(

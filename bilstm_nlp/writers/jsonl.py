@@ -22,7 +22,9 @@ class JsonlWriter:
     atomic = False
 
     def encode(self, record: dict[str, Any]) -> bytes:
-        return (json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
+        # NaN and Infinity are not JSON: writing one is a bug (a ValueError), never a record.
+        line = json.dumps(record, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+        return (line + "\n").encode()
 
     def begin(self, out: BinaryIO) -> None:
         pass

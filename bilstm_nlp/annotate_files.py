@@ -45,7 +45,7 @@ import tempfile
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from multiprocessing import get_context
@@ -74,6 +74,10 @@ logger = logging.getLogger(__name__)
 
 UNITS = ("line", "file", "jsonl")
 _WINDOW_CHARS = 1_000_000
+# A longer document (line, file or JSONL text) is read, annotated and written in pieces of about
+# _PIECE_BYTES, cut at white space: memory for a piece, whatever the document's length.
+_LONG_DOCUMENT_BYTES = 1_000_000
+_PIECE_BYTES = 100_000
 _BLOCK_DOCUMENTS = 1000
 _BOM = b"\xef\xbb\xbf"
 
@@ -107,6 +111,15 @@ class _Job:
     unit: str
 
 
+@dataclass(frozen=True)
+class _Piece:
+    """Where a piece of a long document sits in it."""
+
+    start: int  # the document's character offset where the piece starts
+    first: bool
+    last: bool
+
+
 @dataclass
 class _Window:
     job: int
@@ -117,6 +130,7 @@ class _Window:
     end_line: int
     invalid: int
     last: bool  # the job's final window (maybe empty)
+    piece: _Piece | None = None  # a piece of a long document: its one text
 
 
 def annotate_paths(
@@ -263,7 +277,8 @@ def _annotate(
 ) -> AnnotateStats:
     resumed = state.documents
     run = _Run(jobs, writer, state, progress_path, fingerprint)
-    windows = _windows(jobs, state, window, text_field, id_field, stdin)
+    streams = isinstance(model, Tagger) and hasattr(writer, "stream")
+    windows = _windows(jobs, state, window, text_field, id_field, stdin, streams)
     results = _annotate_windows(
         windows,
         model,
@@ -410,26 +425,66 @@ def _windows(
     text_field: str,
     id_field: str,
     stdin: BinaryIO | None,
+    streams: bool,
 ) -> Iterator[_Window]:
     for index in range(state.job, len(jobs)):
         job = jobs[index]
         offset, line = (state.input_offset, state.line) if index == state.job else (0, 0)
-        if job.unit == "file":
-            data = job.source.read_bytes() if job.source is not None else stdin.read()
-            text, invalid = _decode(data[len(_BOM) :] if data.startswith(_BOM) else data)
-            yield _Window(index, [job.name], [text], [1], len(data), 1, invalid, last=True)
-            continue
         opened = open(job.source, "rb") if job.source is not None else contextlib.nullcontext(stdin)
         with opened as handle:
+            if job.unit == "file":
+                data = handle.read(_LONG_DOCUMENT_BYTES + 1)
+                if len(data) <= _LONG_DOCUMENT_BYTES:
+                    text, invalid = _decode(data[len(_BOM) :] if data.startswith(_BOM) else data)
+                    yield _Window(index, [job.name], [text], [1], len(data), 1, invalid, last=True)
+                    continue
+                _check_streams(streams, job, None)
+                pieces = _byte_pieces(data, handle.read, line_mode=False)
+                yield from _piece_windows(index, job.name, pieces, 0, 1, bom=True)
+                yield _Window(index, [], [], [], 0, 1, 0, last=True)
+                continue
             if offset:
                 handle.seek(offset)
             ids: list[Any] = []
             texts: list[str] = []
             blocks: list[int] = []
             block_documents = block_chars = window_chars = invalid = 0
-            for raw in handle:
-                offset += len(raw)
+            while raw := handle.readline(_LONG_DOCUMENT_BYTES + 1):
                 line += 1
+                doc_id: Any = f"{job.name}:{line}"
+                if len(raw) > _LONG_DOCUMENT_BYTES and not raw.endswith(b"\n"):
+                    # A long document ends the block and the window before it and is read,
+                    # annotated and written in pieces: memory for a piece, not the document.
+                    _check_streams(streams, job, line)
+                    if block_documents:
+                        blocks.append(block_documents)
+                    yield _Window(index, ids, texts, blocks, offset, line - 1, invalid, last=False)
+                    ids, texts, blocks, window_chars, invalid = [], [], [], 0, 0
+                    block_documents = block_chars = 0
+                    if job.unit == "jsonl":
+                        raw = _rest_of_line(raw, handle)
+                        offset += len(raw)
+                        doc_id, text, bad = _jsonl_document(
+                            _decode(raw.rstrip(b"\r\n"))[0],
+                            0,
+                            doc_id,
+                            job,
+                            line,
+                            text_field,
+                            id_field,
+                        )
+                        del raw
+                        pieces = ((piece, False) for piece in ())
+                        yield from _text_windows(index, doc_id, text, offset, line, bad)
+                        continue
+                    pieces = _byte_pieces(raw, handle.readline, line_mode=True)
+                    for piece_window in _piece_windows(
+                        index, doc_id, pieces, offset, line, bom=line == 1
+                    ):
+                        offset = piece_window.end_offset
+                        yield piece_window
+                    continue
+                offset += len(raw)
                 if raw.endswith(b"\n"):
                     raw = raw[:-1]
                 if raw.endswith(b"\r"):
@@ -437,7 +492,6 @@ def _windows(
                 if line == 1 and raw.startswith(_BOM):
                     raw = raw[len(_BOM) :]
                 text, bad = _decode(raw)
-                doc_id: Any = f"{job.name}:{line}"
                 if job.unit == "jsonl":
                     doc_id, text, bad = _jsonl_document(
                         text, bad, doc_id, job, line, text_field, id_field
@@ -460,6 +514,102 @@ def _windows(
             if block_documents:
                 blocks.append(block_documents)
             yield _Window(index, ids, texts, blocks, offset, line, invalid, last=True)
+
+
+def _rest_of_line(start: bytes, handle: BinaryIO) -> bytes:
+    # A JSON object is parsed whole: a long JSONL line is read to its end.
+    parts = [start]
+    while not parts[-1].endswith(b"\n") and (chunk := handle.readline(_PIECE_BYTES)):
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+def _check_streams(streams: bool, job: _Job, line: int | None) -> None:
+    if not streams:
+        raise InputFormatError(
+            f"a document of more than {_LONG_DOCUMENT_BYTES:,} bytes: only a tagger writing "
+            "jsonl, conll or text reads one in pieces (memory stays bounded); split it",
+            job.name,
+            line,
+        )
+
+
+def _byte_pieces(
+    first: bytes, read: Callable[[int], bytes], line_mode: bool
+) -> Iterator[tuple[bytes, bool]]:
+    """A long document's bytes as `(piece, last)`, pieces of about `_PIECE_BYTES` cut after a
+    line break or a space (an ASCII byte never sits inside a UTF-8 sequence, so the pieces
+    decode as the whole would), or between two characters in a run without any. `first` has
+    been read; `read(n)` reads on (a `readline` in line mode: the document ends at a newline)."""
+    buffer = first
+    done = line_mode and first.endswith(b"\n")
+    while True:
+        while not done and len(buffer) < 2 * _PIECE_BYTES:
+            chunk = read(_PIECE_BYTES)
+            buffer += chunk
+            done = not chunk or (line_mode and chunk.endswith(b"\n"))
+        if done and len(buffer) <= 2 * _PIECE_BYTES:
+            yield buffer, True
+            return
+        cut = (
+            max(
+                buffer.rfind(b"\n", _PIECE_BYTES // 2, _PIECE_BYTES),
+                buffer.rfind(b" ", _PIECE_BYTES // 2, _PIECE_BYTES),
+                buffer.rfind(b"\t", _PIECE_BYTES // 2, _PIECE_BYTES),
+            )
+            + 1
+        )
+        if cut == 0:
+            cut = _PIECE_BYTES
+            while buffer[cut] & 0xC0 == 0x80:  # not inside a UTF-8 sequence
+                cut -= 1
+        yield buffer[:cut], False
+        buffer = buffer[cut:]
+
+
+def _piece_windows(
+    index: int,
+    doc_id: Any,
+    pieces: Iterator[tuple[bytes, bool]],
+    offset: int,
+    line: int,
+    bom: bool,
+) -> Iterator[_Window]:
+    start = invalid = 0
+    first = True
+    for raw, last in pieces:
+        offset += len(raw)
+        if first and bom and raw.startswith(_BOM):
+            raw = raw[len(_BOM) :]
+        if last and raw.endswith(b"\n"):
+            raw = raw[:-1]
+        if last and raw.endswith(b"\r"):
+            raw = raw[:-1]
+        text, bad = _decode(raw)
+        invalid = invalid or bad
+        piece = _Piece(start, first, last)
+        yield _Window(
+            index, [doc_id], [text], [1], offset, line, invalid if last else 0, False, piece
+        )
+        start += len(text)
+        first = False
+
+
+def _text_windows(
+    index: int, doc_id: Any, text: str, offset: int, line: int, invalid: int
+) -> Iterator[_Window]:
+    """A long JSONL text in pieces of about `_PIECE_BYTES` characters, cut as `_byte_pieces`."""
+    start = 0
+    while True:
+        if len(text) - start <= 2 * _PIECE_BYTES:
+            piece = _Piece(start, start == 0, True)
+            yield _Window(index, [doc_id], [text[start:]], [1], offset, line, invalid, False, piece)
+            return
+        low, high = start + _PIECE_BYTES // 2, start + _PIECE_BYTES
+        cut = max(text.rfind(c, low, high) for c in "\n \t") + 1 or high
+        piece = _Piece(start, start == 0, False)
+        yield _Window(index, [doc_id], [text[start:cut]], [1], offset, line, 0, False, piece)
+        start = cut
 
 
 def _decode(data: bytes) -> tuple[str, int]:
@@ -538,7 +688,7 @@ def _annotate_windows(
     if workers == 1:
         encoder = _WindowEncoder(model, fmt, options)
         for window in windows:
-            yield (window, *encoder(window.texts, window.ids, window.blocks))
+            yield (window, *encoder(window.texts, window.ids, window.blocks, window.piece))
         return
     with contextlib.ExitStack() as stack:
         model_dir = getattr(model, "model_path", None)
@@ -559,7 +709,9 @@ def _annotate_windows(
         pending: deque[tuple[_Window, Future]] = deque()
         for window in windows:
             if window.texts:
-                future = pool.submit(_encode_in_worker, window.texts, window.ids, window.blocks)
+                future = pool.submit(
+                    _encode_in_worker, window.texts, window.ids, window.blocks, window.piece
+                )
                 window.texts = []  # the worker has them; keep memory flat
             else:
                 future = Future()
@@ -584,8 +736,11 @@ class _WindowEncoder:
         gc.freeze()
 
     def __call__(
-        self, texts: list[str], ids: list[Any], blocks: list[int]
-    ) -> tuple[list[bytes], int]:
+        self, texts: list[str], ids: list[Any], blocks: list[int], piece: _Piece | None = None
+    ) -> tuple[list[Any], int]:
+        if piece is not None:  # a piece of a long document: its record, for the writer's stream
+            [annotation] = self.annotator(texts)
+            return [annotation.to_record(ids[0])], len(annotation.tokens)
         encoded: list[bytes] = []
         tokens = start = 0
         for size in blocks:
@@ -643,9 +798,9 @@ _PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
 
 def _encode_in_worker(
-    texts: list[str], ids: list[Any], blocks: list[int]
-) -> tuple[list[bytes], int]:
-    return _worker_encoder[0](texts, ids, blocks)
+    texts: list[str], ids: list[Any], blocks: list[int], piece: _Piece | None
+) -> tuple[list[Any], int]:
+    return _worker_encoder[0](texts, ids, blocks, piece)
 
 
 class _Run:
@@ -671,6 +826,8 @@ class _Run:
         out: BinaryIO | None = None
         current = -1
         stdout_begun = False
+        stream = None
+        token_start = 0
         for window, encoded, tokens in results:
             if window.job != current:
                 current = window.job
@@ -683,8 +840,23 @@ class _Run:
                 else:
                     out = self._open(job, current)
             assert out is not None
-            for record in encoded:
-                self.writer.add(out, record)
+            if window.piece is None:
+                for record in encoded:
+                    self.writer.add(out, record)
+            else:
+                if window.piece.first:
+                    stream = self.writer.stream(out)  # type: ignore[attr-defined]
+                    token_start = 0
+                [record] = encoded
+                stream.add(record, window.piece.start, token_start)
+                token_start += tokens
+                if not window.piece.last:
+                    # Mid-document: nothing to fsync or record; a resume redoes the document.
+                    self.tokens += tokens
+                    self.state.tokens += tokens
+                    bar.advance(window, 0, tokens)
+                    continue
+                stream.close()
             self.tokens += tokens
             self.invalid += window.invalid
             state = self.state

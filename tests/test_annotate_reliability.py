@@ -386,3 +386,111 @@ def test_records_are_always_json(ner, tmp_path: Path) -> None:
     annotate_paths([source], ner, stdout=out)
     for line in out.getvalue().decode().splitlines():
         json.loads(line, parse_constant=lambda name: pytest.fail(f"{name} written"))
+
+
+# ---------------------------------------------------------------------------------------------
+# 11. A long document is read, annotated and written in pieces: memory for a piece only
+
+
+@pytest.fixture
+def small_pieces(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Documents past 3,000 bytes go in pieces of about 500; records the longest text the
+    annotator was given at once."""
+    monkeypatch.setattr(annotate_files, "_LONG_DOCUMENT_BYTES", 3_000)
+    monkeypatch.setattr(annotate_files, "_PIECE_BYTES", 500)
+    longest = [0]
+    real = annotate.Annotator.__call__
+
+    def call(self, texts, show_progress=False):
+        longest[0] = max([longest[0], *map(len, texts)])
+        return real(self, texts, show_progress)
+
+    monkeypatch.setattr(annotate.Annotator, "__call__", call)
+    return longest
+
+
+def long_line(rng: random.Random, words: int) -> str:
+    return " ".join(rng.choice(WORDS) for _ in range(words)).replace(" . ", ". ")
+
+
+@pytest.mark.parametrize("unit", ["line", "file", "jsonl"])
+def test_a_long_document_is_annotated_in_pieces_into_one_exact_record(
+    ner, tmp_path: Path, small_pieces: list[int], unit: str
+) -> None:
+    from test_annotate import check_offsets
+
+    from bilstm_nlp.annotate import Annotation
+    from bilstm_nlp.writers import ConllWriter, TextWriter
+
+    rng = random.Random(7)
+    text = long_line(rng, 3_000)  # about 20,000 characters: some 40 pieces
+    if unit == "line":
+        source = tmp_path / "in.txt"
+        source.write_text("\ufeffEU rejects\n" + text + "\r\nPeter visited Paris\n")
+        index = 1
+    elif unit == "file":
+        source = tmp_path / "in.txt"
+        source.write_text(text)
+        index = 0
+    else:
+        source = tmp_path / "in.jsonl"
+        source.write_text(
+            json.dumps({"id": "x", "text": text}) + "\n{}\n".replace("{}", '{"text": "EU"}')
+        )
+        index = 0
+    outputs = {}
+    for fmt in ("jsonl", "conll", "text"):
+        out = io.BytesIO()
+        annotate_paths([source], ner, None, unit=unit, fmt=fmt, stdout=out)
+        outputs[fmt] = out.getvalue()
+    assert small_pieces[0] <= 2 * 500 < len(text)
+    records = [json.loads(line) for line in outputs["jsonl"].decode().splitlines()]
+    record = records[index]
+    assert record["text"] == text and len(records) == {"line": 3, "file": 1, "jsonl": 2}[unit]
+    annotation = Annotation.from_record(record)
+    check_offsets(annotation)
+    assert len(annotation.tokens) > 2_500 and len(annotation.sentences) > 40
+    # Each format wrote the bytes it writes for the whole record.
+    assert outputs["jsonl"].splitlines()[index] + b"\n" == annotate_files.make_writer(
+        "jsonl"
+    ).encode(record)
+    assert ConllWriter().encode(record) in outputs["conll"]
+    assert outputs["text"].splitlines()[index] + b"\n" == TextWriter().encode(record)
+
+
+def test_a_long_document_where_pieces_cannot_go_is_one_clear_error(
+    ner, tmp_path: Path, small_pieces: list[int]
+) -> None:
+    source = tmp_path / "in.txt"
+    source.write_text("EU rejects\n" + long_line(random.Random(1), 1_000) + "\n")
+    with pytest.raises(InputFormatError, match=r"in.txt:2: a document of more than 3,000 bytes"):
+        annotate_paths([source], ner, tmp_path / "out.spacy", fmt="docbin")
+
+
+def test_a_run_killed_inside_a_long_document_resumes_byte_identical(
+    ner, tmp_path: Path, small_pieces: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bilstm_nlp.writers import jsonl
+
+    rng = random.Random(3)
+    source = tmp_path / "in.txt"
+    source.write_text("EU rejects\n" + long_line(rng, 2_000) + "\nParis\n")
+    reference = tmp_path / "reference.jsonl"
+    annotate_paths([source], ner, reference)
+    output = tmp_path / "out.jsonl"
+    real = jsonl.JsonlStream.add
+    calls = []
+
+    def add(self, *args):
+        calls.append(1)
+        if len(calls) == 10:
+            raise KeyboardInterrupt  # stands for a kill in the middle of the document
+        return real(self, *args)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(jsonl.JsonlStream, "add", add)
+        with pytest.raises(KeyboardInterrupt):
+            annotate_paths([source], ner, output)
+    assert reference.read_bytes().startswith(output.read_bytes())
+    annotate_paths([source], ner, output, resume=True)
+    assert output.read_bytes() == reference.read_bytes()

@@ -6,7 +6,10 @@ probability, scores rounded to 4 decimals); writers know records only, never mod
 turns one record into bytes with `encode` (annotate runs this in its worker processes), and puts
 encoded records in a file with `begin` / `add` / `end`. Streaming writers (`atomic = False`) only
 append, so a killed run can be resumed record by record; atomic writers (DocBin, HTML) need the
-whole file and are written to a temporary file that replaces the output at the end.
+whole file and are written to a temporary file that replaces the output at the end. The streaming
+writers also write one long document from the records of its pieces (`stream(out)`, then `add`
+per piece and `close`), in bytes equal to the whole record's, so a document of any length needs
+memory for one piece only.
 """
 
 from __future__ import annotations
@@ -70,6 +73,30 @@ class TextWriter:
 
     def end(self, out: BinaryIO) -> None:
         pass
+
+    def stream(self, out: BinaryIO) -> TextStream:
+        """A writer for one long document, given piece by piece."""
+        return TextStream(self, out)
+
+
+class TextStream:
+    """One document's line written from its pieces' records (pieces end at whitespace, which the
+    line shows as it is, so the bytes are `encode`'s for the whole document)."""
+
+    def __init__(self, writer: TextWriter, out: BinaryIO) -> None:
+        self.writer = writer
+        self.out = out
+        self.written = False
+
+    def add(self, record: dict[str, Any], start: int, token_start: int) -> None:
+        line = self.writer.encode(record)[:-1]  # without its line end
+        if line and self.written and "spans" not in record:
+            self.out.write(b" ")  # `token/TAG` pairs are joined by a space, across pieces too
+        self.out.write(line)
+        self.written = self.written or bool(line)
+
+    def close(self) -> None:
+        self.out.write(b"\n")
 
 
 def inline_text(record: dict[str, Any]) -> str:

@@ -33,6 +33,10 @@ class ConllWriter:
             lines.append("")
         return ("\n".join(lines) + "\n").encode("utf-8")
 
+    def stream(self, out: BinaryIO) -> ConllStream:
+        """A writer for one long document, given piece by piece."""
+        return ConllStream(self, out)
+
     def begin(self, out: BinaryIO) -> None:
         pass
 
@@ -40,6 +44,27 @@ class ConllWriter:
         out.write(encoded)
 
     def end(self, out: BinaryIO) -> None:
+        pass
+
+
+class ConllStream:
+    """One document written from the records of its pieces: each piece's sentences, under the
+    document's one `-DOCSTART-` line; the bytes `encode` gives for the whole document."""
+
+    def __init__(self, writer: ConllWriter, out: BinaryIO) -> None:
+        self.writer = writer
+        self.out = out
+        self.started = False
+
+    def add(self, record: dict[str, Any], start: int, token_start: int) -> None:
+        encoded = self.writer.encode(record)
+        if self.started:
+            header = f"{DOCSTART} {' '.join(str(record['id']).split())}".rstrip() + "\n\n"
+            encoded = encoded[len(header.encode("utf-8")) :]
+        self.started = True
+        self.out.write(encoded)
+
+    def close(self) -> None:
         pass
 
 

@@ -22,6 +22,14 @@ input offset: the final output equals an uninterrupted run's byte for byte. DocB
 are written whole, to a `.part` file that replaces the output when its input is done; a resume
 redoes the unfinished one. Without `resume`, outputs are overwritten.
 
+Long documents: one of more than 1,000,000 bytes (a line, a file, a JSONL text) is read, annotated
+and written in pieces of about 100,000 bytes cut at white space (a sentence never spans two
+pieces), so memory does not grow with a document's length; the JSONL, CoNLL and text writers
+give the bytes of the whole record (JSONL keeps the tokens, sentences and spans in temporary files
+until the text is written). DocBin, HTML and classifiers need a document whole and refuse one
+that long. A JSONL line is parsed whole, so there memory grows with the line (a few bytes per
+character), not with its annotation.
+
 Safety: an output that is an input under another name (a hard link, a symlink, standard input
 redirected from it) is refused before anything is opened for writing, compared by device and
 inode; a run holds an exclusive lock (`OUT.lock`) while it writes, so a second run into the same

@@ -1,0 +1,117 @@
+"""Where does an NER model lose on unseen data? Dev F1 by entity novelty and by sentence kind.
+
+    python bench/generalisation.py --model ner [--train ../shared/corpora/conll2003/train.txt]
+        [--dev ../shared/corpora/conll2003/dev.txt]
+
+The official test split is held back, so this explains the dev/test gap from dev alone: an entity
+is *seen* when the same token string with the same type is an entity somewhere in train; a
+sentence is a *headline* when every token with a letter is written in capitals (CoNLL-2003's
+headlines and sports tables). Precision, recall and F1 are computed within each part (a predicted
+entity falls in the part of its own string). If unseen entities or headlines make up more of the
+test split than of dev, the test figure falls by what this table predicts. Writes
+bench/results/generalisation.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections import Counter
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import machine_info, write_results  # noqa: E402
+
+from bilstm_nlp import load, tag_sentences  # noqa: E402
+from bilstm_nlp.loading import load_tagging  # noqa: E402
+from bilstm_nlp.schemes import tags_to_spans  # noqa: E402
+
+
+def _sentences(path: str) -> tuple[list[list[str]], list[list[str]]]:
+    split = load_tagging(dev=path)["dev"]
+    names = split.features["tags"].feature.names
+    return split["tokens"][:], [[names[i] for i in row] for row in split["tags"][:]]
+
+
+def _entities(tokens: list[str], tags: list[str]) -> set[tuple[int, int, str, str]]:
+    return {
+        (s.start, s.end, s.label, " ".join(tokens[s.start : s.end])) for s in tags_to_spans(tags)
+    }
+
+
+def _headline(tokens: list[str]) -> bool:
+    words = [t for t in tokens if any(c.isalpha() for c in t)]
+    return bool(words) and all(t.isupper() for t in words)
+
+
+def _prf(counts: Counter) -> dict[str, float]:
+    precision = counts["tp"] / max(counts["pred"], 1)
+    recall = counts["tp"] / max(counts["gold"], 1)
+    f1 = 2 * precision * recall / max(precision + recall, 1e-12)
+    return {
+        "gold": counts["gold"],
+        "predicted": counts["pred"],
+        "precision": 100 * precision,
+        "recall": 100 * recall,
+        "f1": 100 * f1,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--train", default="../shared/corpora/conll2003/train.txt")
+    parser.add_argument("--dev", default="../shared/corpora/conll2003/dev.txt")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", default="bench/results/generalisation.json")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    model = load(args.model)
+    seen = set()
+    for tokens, tags in zip(*_sentences(args.train), strict=True):
+        seen |= {(label, text) for _, _, label, text in _entities(tokens, tags)}
+    dev_tokens, dev_tags = _sentences(args.dev)
+    tagged = tag_sentences(model, dev_tokens)
+    parts: dict[str, Counter] = {
+        name: Counter() for name in ("all", "seen", "unseen", "headline", "other sentences")
+    }
+    headline_sentences = 0
+    for tokens, gold_tags, result in zip(dev_tokens, dev_tags, tagged, strict=True):
+        gold = _entities(tokens, gold_tags)
+        predicted = _entities(tokens, result.tags)
+        kind = "headline" if _headline(tokens) else "other sentences"
+        headline_sentences += kind == "headline"
+        for entity in gold:
+            novelty = "seen" if (entity[2], entity[3]) in seen else "unseen"
+            for part in ("all", novelty, kind):
+                parts[part]["gold"] += 1
+                parts[part]["tp"] += entity in predicted
+        for entity in predicted:
+            novelty = "seen" if (entity[2], entity[3]) in seen else "unseen"
+            for part in ("all", novelty, kind):
+                parts[part]["pred"] += 1
+    figures = {
+        "model": args.model,
+        "train": args.train,
+        "dev": args.dev,
+        "sentences": len(dev_tokens),
+        "headline_sentences": headline_sentences,
+        "parts": {name: _prf(counts) for name, counts in parts.items()},
+    }
+    total_gold = parts["all"]["gold"]
+    figures["unseen_share"] = 100 * parts["unseen"]["gold"] / max(total_gold, 1)
+    figures["headline_entity_share"] = 100 * parts["headline"]["gold"] / max(total_gold, 1)
+    write_results(Path(args.out), figures, machine_info(args.threads))
+    print(f"model {args.model}, {args.dev}\n")
+    print("| part | gold entities | share | P | R | F1 |\n|---|---:|---:|---:|---:|---:|")
+    for name, row in figures["parts"].items():
+        print(
+            f"| {name} | {row['gold']:,} | {100 * row['gold'] / max(total_gold, 1):.1f}% | "
+            f"{row['precision']:.2f} | {row['recall']:.2f} | {row['f1']:.2f} |"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -9,17 +9,19 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
+import stat
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file, save
 
 from ._version import __version__
-from .config import ModelConfig, from_dict
+from .config import INPUT_FORMATS, ModelConfig, from_dict
 from .errors import ConfigError, ModelFileError
 from .model import Classifier, Tagger, build_model
 from .vocab import Index, Vocab
@@ -29,6 +31,15 @@ CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 VOCAB_FILES = {"words": "words.json", "chars": "chars.json", "labels": "labels.json"}
 SHIPPED_MODELS = ("ner", "ner-large", "pos", "chunk", "sentiment")
+SCHEMES = ("IOB1", "IOB2", "BIOES")
+
+# Bounds on what a model directory may hold, so that a hostile one costs no more than reading
+# these many bytes: no JSON file is read past its bound, and the weights are checked against the
+# config before anything is allocated. The shipped models use a small fraction of each.
+CONFIG_MAX_BYTES = 4 * 2**20
+VOCAB_MAX_BYTES = 512 * 2**20
+MAX_LABELS = 1_000
+"""At most this many tags or classes: the CRF and the scheme checks grow with its square."""
 
 
 def save_model(
@@ -37,7 +48,8 @@ def save_model(
     meta: dict[str, Any] | None = None,
     half_embeddings: bool | None = None,
 ) -> Path:
-    """Write `model` as a model directory (created if needed; files replaced atomically).
+    """Write `model` as a model directory (created if needed; files replaced atomically, each with
+    the permissions the umask gives).
 
     Args:
         model: the model to save.
@@ -45,9 +57,16 @@ def save_model(
         meta: JSON-able extras kept in config.json: reader settings, provenance, scores.
         half_embeddings: store the word embeddings as float16 (halves the biggest tensors);
             None keeps what the model was loaded with.
+    Raises:
+        ModelFileError: `directory` is a file or cannot be created.
     """
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise ModelFileError("exists and is not a folder; give a model folder", directory) from None
+    except OSError as error:
+        raise ModelFileError(f"cannot create the folder: {error.strerror}", directory) from None
     meta = dict(meta or getattr(model, "meta", {}) or {})
     config = {
         "format_version": FORMAT_VERSION,
@@ -67,7 +86,10 @@ def save_model(
     if half_embeddings:
         for key in ("embedder.word_embedding.weight", "embedder.fixed_embedding.weight"):
             state[key] = state[key].half()
-    _atomic_write(directory / WEIGHTS_FILE, lambda p: save_file(state, str(p)))
+    # Serialised in memory and written by Python, so the file gets the same permissions as the
+    # JSON files beside it (the umask's); `save_file` created it 0600.
+    weights = save(state)
+    _atomic_write(directory / WEIGHTS_FILE, lambda p: p.write_bytes(weights))
     for part, filename in VOCAB_FILES.items():
         items = getattr(model.vocab, part).items
         _atomic_write(
@@ -107,9 +129,14 @@ def resolve_model_path(name_or_path: str | Path) -> Path:
 def load_model(name_or_path: str | Path, device: str | torch.device = "cpu") -> Tagger | Classifier:
     """Load a model directory (or a shipped model by name).
 
+    Only regular files of bounded size are read (`CONFIG_MAX_BYTES`, `VOCAB_MAX_BYTES`), every
+    config value is checked for type and range, and the stored tensor shapes are compared with
+    the config's before the model is allocated.
+
     Raises:
-        ModelFileError: missing files, bad JSON, wrong types, unknown format version, corrupt or
-            mismatched weights, or a file that is not a model directory (a pickle, say).
+        ModelFileError: missing files, bad JSON, wrong types or values, unknown format version,
+            corrupt or mismatched weights, a device, pipe or oversized file in place of one, or a
+            file that is not a model directory (a pickle, say).
     """
     directory = resolve_model_path(name_or_path)
     if not directory.is_dir():
@@ -118,45 +145,36 @@ def load_model(name_or_path: str | Path, device: str | torch.device = "cpu") -> 
             "pickled models (.pt, .pkl) are not loaded",
             directory,
         )
-    config = _read_json(directory / CONFIG_FILE, dict)
-    version = config.get("format_version")
-    if version != FORMAT_VERSION:
-        raise ModelFileError(
-            f"unsupported format_version {version!r}: "
-            f"this version of bilstm-nlp reads {FORMAT_VERSION}",
-            directory / CONFIG_FILE,
-        )
-    try:
-        model_config = from_dict(
-            ModelConfig, config.get("model"), str(directory / CONFIG_FILE), "model"
-        )
-    except ConfigError as error:
-        raise ModelFileError(error.message, directory / CONFIG_FILE) from None
-    for key in ("scheme", "output_scheme"):
-        if config.get(key) is not None and not isinstance(config[key], str):
-            raise ModelFileError(f"{key} must be a string or null", directory / CONFIG_FILE)
-    if not isinstance(config.get("meta", {}), dict):
-        raise ModelFileError("meta must be an object", directory / CONFIG_FILE)
+    config_path = directory / CONFIG_FILE
+    settings = _check_config(_read_json(config_path, dict, CONFIG_MAX_BYTES), config_path)
     vocab_json = {}
     for part, filename in VOCAB_FILES.items():
-        items = _read_json(directory / filename, list)
+        items = _read_json(directory / filename, list, VOCAB_MAX_BYTES)
         if not all(isinstance(item, str) for item in items):
             raise ModelFileError("expected a JSON list of strings", directory / filename)
         vocab_json[part] = items
-    trainable_words = config.get("trainable_words", -1)
-    if not isinstance(trainable_words, int) or isinstance(trainable_words, bool):
-        raise ModelFileError("trainable_words must be an integer", directory / CONFIG_FILE)
+    if len(vocab_json["labels"]) > MAX_LABELS:
+        raise ModelFileError(
+            f"{len(vocab_json['labels']):,} labels; a model has at most {MAX_LABELS:,}",
+            directory / VOCAB_FILES["labels"],
+        )
     try:
-        vocab = Vocab.from_json(vocab_json, trainable_words)
+        vocab = Vocab.from_json(vocab_json, settings.trainable_words)
     except ValueError as error:
         raise ModelFileError(str(error), directory) from None
-    try:
-        model = build_model(model_config, vocab, config.get("scheme"), config.get("output_scheme"))
-    except (ConfigError, ValueError) as error:
-        raise ModelFileError(f"cannot build the model: {error}", directory / CONFIG_FILE) from None
     weights_path = directory / WEIGHTS_FILE
-    if not weights_path.is_file():
-        raise ModelFileError("missing weights file", weights_path)
+    _check_regular_file(weights_path, "missing weights file")
+    # The shapes the config asks for, from a model built on the meta device (no memory), must be
+    # those stored before the real model is built: a config whose sizes are in range but do not
+    # fit the weights would otherwise allocate gigabytes first.
+    build = (settings.model, vocab, settings.scheme, settings.output_scheme)
+    try:
+        with torch.device("meta"):
+            skeleton = build_model(*build)
+    except (ConfigError, ValueError) as error:
+        raise ModelFileError(f"cannot build the model: {error}", config_path) from None
+    _check_stored_shapes(weights_path, skeleton.state_dict())
+    model = build_model(*build)
     try:
         state = load_file(str(weights_path))
     except (SafetensorError, OSError, ValueError, RuntimeError) as error:
@@ -174,25 +192,202 @@ def load_model(name_or_path: str | Path, device: str | torch.device = "cpu") -> 
         first_line = str(error).strip().splitlines()
         detail = " ".join(line.strip() for line in first_line[:4])
         raise ModelFileError(f"weights do not fit the config: {detail}", weights_path) from None
-    model.meta = config.get("meta", {})
+    model.meta = settings.meta
     model.model_path = str(directory)
     return model.to(device).eval()
 
 
-def _read_json(path: Path, kind: type) -> Any:
+@dataclasses.dataclass(frozen=True)
+class _Settings:
+    """What `config.json` says, checked."""
+
+    model: ModelConfig
+    scheme: str | None
+    output_scheme: str | None
+    trainable_words: int
+    meta: dict[str, Any]
+
+
+def _check_config(config: dict[str, Any], path: Path) -> _Settings:
+    """Every value `config.json` holds, checked for type and range.
+
+    Raises:
+        ModelFileError: naming `path` and the key.
+    """
+    version = config.get("format_version")
+    if version != FORMAT_VERSION:
+        raise ModelFileError(
+            f"unsupported format_version {_short(version)}: "
+            f"this version of bilstm-nlp reads {FORMAT_VERSION}",
+            path,
+        )
     try:
-        text = path.read_text(encoding="utf-8")
+        model_config = from_dict(ModelConfig, config.get("model"), str(path), "model")
+    except ConfigError as error:
+        raise ModelFileError(error.message, path) from None
+    kind = config.get("kind", model_config.task)
+    if kind not in ("tagger", "classifier") or kind != model_config.task:
+        raise ModelFileError(
+            f"kind must be tagger or classifier, as model.task ({model_config.task}), "
+            f"got {_short(kind)}",
+            path,
+        )
+    for key in ("scheme", "output_scheme"):
+        if config.get(key) is not None and config[key] not in SCHEMES:
+            raise ModelFileError(
+                f"{key} must be one of {', '.join(SCHEMES)} or null, got {_short(config[key])}",
+                path,
+            )
+    trainable_words = config.get("trainable_words", -1)
+    if not isinstance(trainable_words, int) or isinstance(trainable_words, bool):
+        raise ModelFileError("trainable_words must be an integer", path)
+    return _Settings(
+        model_config,
+        config.get("scheme"),
+        config.get("output_scheme"),
+        trainable_words,
+        _check_meta(config.get("meta", {}), path),
+    )
+
+
+def _check_meta(meta: Any, path: Path) -> dict[str, Any]:
+    """`meta` as an object whose parts that other code reads have the types it expects."""
+    if not isinstance(meta, dict):
+        raise ModelFileError("meta must be an object", path)
+    for key in ("reader", "scores", "provenance"):
+        if not isinstance(meta.get(key, {}), dict):
+            raise ModelFileError(f"meta.{key} must be an object, got {_short(meta[key])}", path)
+    if not isinstance(meta.get("task", ""), str):
+        raise ModelFileError(f"meta.task must be a string, got {_short(meta['task'])}", path)
+    reader = meta.get("reader", {})
+    choices = {
+        "input_format": INPUT_FORMATS,
+        "tag_field": ("upos", "xpos"),
+        "file_scheme": SCHEMES,
+        "sst_labels": ("sst2", "sst5"),
+    }
+    for key, allowed in choices.items():
+        if reader.get(key) is not None and reader[key] not in allowed:
+            raise ModelFileError(
+                f"meta.reader.{key} must be one of {', '.join(allowed)} or null, "
+                f"got {_short(reader[key])}",
+                path,
+            )
+    for key in ("text_field", "label_field"):
+        if not isinstance(reader.get(key, ""), str):
+            raise ModelFileError(f"meta.reader.{key} must be a string", path)
+    column = reader.get("label_column")
+    if column is not None and (
+        not isinstance(column, int) or isinstance(column, bool) or abs(column) > 1000
+    ):
+        raise ModelFileError(
+            f"meta.reader.label_column must be an integer in [-1000, 1000] or null, "
+            f"got {_short(column)}",
+            path,
+        )
+    dev = meta.get("scores", {}).get("dev")
+    if dev is not None and (
+        not isinstance(dev, int | float) or isinstance(dev, bool) or not math.isfinite(dev)
+    ):
+        raise ModelFileError(f"meta.scores.dev must be a number or null, got {_short(dev)}", path)
+    return meta
+
+
+def _check_stored_shapes(path: Path, expected: dict[str, torch.Tensor]) -> None:
+    """The weights file holds exactly the tensors of `expected`, shape for shape (header only)."""
+    try:
+        with safe_open(str(path), framework="pt") as weights:
+            names = list(weights.keys())
+            stored = {name: tuple(weights.get_slice(name).get_shape()) for name in names}
+    except (SafetensorError, OSError, ValueError, RuntimeError) as error:
+        raise ModelFileError(f"not a valid safetensors file: {error}", path) from None
+    missing = sorted(set(expected) - set(stored))
+    unexpected = sorted(set(stored) - set(expected))
+    wrong = [
+        f"{name} is {list(stored[name])}, the config needs {list(tensor.shape)}"
+        for name, tensor in expected.items()
+        if name in stored and stored[name] != tuple(tensor.shape)
+    ]
+    problems = []
+    if missing:
+        problems.append(f"missing tensor(s) {', '.join(missing[:4])}")
+    if unexpected:
+        problems.append(f"unexpected tensor(s) {', '.join(unexpected[:4])}")
+    problems += wrong[:2]
+    if problems:
+        raise ModelFileError(f"weights do not fit the config: {'; '.join(problems)}", path)
+
+
+def _check_regular_file(path: Path, missing: str = "missing file") -> os.stat_result:
+    """The file's status; a `ModelFileError` unless it is a regular file (after symlinks)."""
+    try:
+        info = path.stat()
     except FileNotFoundError:
-        raise ModelFileError("missing file", path) from None
-    except (UnicodeDecodeError, OSError) as error:
-        raise ModelFileError(f"unreadable: {error}", path) from None
+        raise ModelFileError(missing, path) from None
+    except OSError as error:
+        raise ModelFileError(f"unreadable: {error.strerror}", path) from None
+    if not stat.S_ISREG(info.st_mode):
+        # A FIFO would block the read forever, /dev/zero would never end it.
+        raise ModelFileError("not a regular file (a folder, device or pipe)", path)
+    return info
+
+
+def _read_bounded(path: Path, limit: int) -> bytes:
+    """The bytes of a regular file of at most `limit` bytes."""
+    info = _check_regular_file(path)
+    if info.st_size > limit:
+        raise ModelFileError(f"too large: {info.st_size:,} bytes, at most {limit:,}", path)
     try:
-        value = json.loads(text)
+        # Non-blocking, and checked again once open: the path may have changed since the stat.
+        descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        with os.fdopen(descriptor, "rb") as handle:
+            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+                raise ModelFileError("not a regular file (a folder, device or pipe)", path)
+            data = handle.read(limit + 1)
+    except OSError as error:
+        raise ModelFileError(f"unreadable: {error.strerror}", path) from None
+    if len(data) > limit:
+        raise ModelFileError(f"too large: more than {limit:,} bytes", path)
+    return data
+
+
+class _NotJson(ValueError):
+    pass
+
+
+def _refuse_constant(name: str) -> Any:
+    raise _NotJson(f"{name} is not a JSON number")
+
+
+def _read_json(path: Path, kind: type, limit: int = CONFIG_MAX_BYTES) -> Any:
+    data = _read_bounded(path, limit)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data[: error.start].count(b"\n") + 1
+        raise ModelFileError("not UTF-8", path, line) from None
+    try:
+        value = json.loads(text, parse_constant=_refuse_constant)
     except json.JSONDecodeError as error:
         raise ModelFileError(f"not valid JSON: {error.msg}", path, error.lineno) from None
+    except _NotJson as error:
+        raise ModelFileError(f"not valid JSON: {error}", path) from None
+    except RecursionError:
+        raise ModelFileError("not valid JSON: nested too deeply", path) from None
+    except ValueError:  # Python's guard against quadratic-time conversion of huge integers
+        raise ModelFileError("not valid JSON: a number of over 4,300 digits", path) from None
     if not isinstance(value, kind):
         raise ModelFileError(f"expected a JSON {'object' if kind is dict else 'list'}", path)
     return value
+
+
+def _short(value: Any) -> str:
+    """The value as JSON, cut to a readable length."""
+    try:
+        text = json.dumps(value)
+    except (ValueError, RecursionError):
+        text = type(value).__name__
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def export_model(
@@ -217,9 +412,19 @@ def export_model(
         dev_from_train: with `dev` a train file, score the part carved off as dev (`last:1000`).
     Returns:
         `{"before": ..., "after": ...}` dev scores when `dev` is given, else None.
+    Raises:
+        ConfigError: `max_vectors` is negative.
+        ModelFileError: `source` is no loadable model, or `target` is a file.
     """
     from .evaluate import evaluate_file
 
+    if max_vectors is not None and (
+        isinstance(max_vectors, bool) or not isinstance(max_vectors, int) or max_vectors < 0
+    ):
+        raise ConfigError(f"--max-vectors must be 0 or more, got {max_vectors!r}")
+    target = Path(target)
+    if target.exists() and not target.is_dir():
+        raise ModelFileError("exists and is not a folder; give a folder to export to", target)
     model = load_model(source)
     vocab = model.vocab
     dropped = 0
@@ -270,41 +475,55 @@ def export_model(
 
 
 def find_models(root: str | Path, depth: int = 3) -> list[Path]:
-    """Model directories (holding a config.json with a format_version) under `root`."""
+    """Model directories under `root`: a config.json beside a model.safetensors, or a config.json
+    with a format_version. Broken ones are included (`describe_model` says what is wrong)."""
     root = Path(root)
     found = [
         config.parent
         for level in range(1, depth + 1)
-        for config in sorted(root.glob("/".join(["*"] * level) + "/config.json"))
+        for config in sorted(root.glob("/".join(["*"] * level) + "/" + CONFIG_FILE))
     ]
     models = []
     for directory in found:
-        try:
-            config = json.loads((directory / CONFIG_FILE).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+        if (directory / WEIGHTS_FILE).exists():
+            models.append(directory)
             continue
-        if isinstance(config, dict) and "format_version" in config:
+        try:
+            config = _read_json(directory / CONFIG_FILE, dict)
+        except ModelFileError:
+            continue
+        if "format_version" in config:
             models.append(directory)
     return models
 
 
 def describe_model(directory: str | Path) -> dict[str, Any]:
-    """Name, task, dev score and size of a model directory, read from its config.json."""
+    """Name, task, dev score and size of a model directory, read from its config.json.
+
+    Raises:
+        ModelFileError: the config.json is missing, unreadable or malformed (as `load_model`
+            would find it; the weights are not read).
+    """
     directory = Path(directory)
-    config = _read_json(directory / CONFIG_FILE, dict)
-    meta = config.get("meta", {})
-    scores = meta.get("scores", {})
+    config_path = directory / CONFIG_FILE
+    settings = _check_config(_read_json(config_path, dict), config_path)
+    meta, model = settings.meta, settings.model
     weights = directory / WEIGHTS_FILE
     return {
         "path": str(directory),
-        "task": meta.get("task", config.get("kind")),
+        "task": meta.get("task", model.task),
         # A classifier's head is its pooling; `model.head` only means something for taggers.
-        "head": (
-            config.get("model", {}).get("head")
-            if config.get("model", {}).get("task", "tagger") == "tagger"
-            else f"{config.get('model', {}).get('pooling', '?')}-pool"
-        ),
-        "dev": scores.get("dev"),
+        "head": model.head if model.task == "tagger" else f"{model.pooling}-pool",
+        "dev": meta.get("scores", {}).get("dev"),
         "size_mb": round(weights.stat().st_size / 1e6, 1) if weights.is_file() else None,
-        "trained_on": meta.get("provenance", {}).get("config", {}).get("data", {}).get("train"),
+        "trained_on": _dig(meta, "provenance", "config", "data", "train"),
     }
+
+
+def _dig(value: Any, *keys: str) -> Any:
+    """`value[k1][k2]...`, or None where a level is missing or not an object."""
+    for key in keys:
+        if not isinstance(value, dict):
+            return None
+        value = value.get(key)
+    return value

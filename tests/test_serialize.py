@@ -121,7 +121,8 @@ def test_missing_tensor(model_dir: Path) -> None:
         ({"format_version": 99}, "unsupported format_version 99"),
         ({"model": {"hidden": "big"}}, "model.hidden must be int"),
         ({"model": {"layers_count": 2}}, "unknown key(s) model.layers_count"),
-        ({"scheme": 5}, "scheme must be a string"),
+        ({"scheme": 5}, "scheme must be one of IOB1, IOB2, BIOES or null, got 5"),
+        ({"output_scheme": "IOBX"}, "output_scheme must be one of IOB1, IOB2, BIOES"),
     ],
 )
 def test_bad_config_json(model_dir: Path, change: dict, fragment: str) -> None:

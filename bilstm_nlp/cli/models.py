@@ -9,6 +9,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from ..errors import ModelFileError
 from ..serialize import SHIPPED_MODELS, describe_model, export_model, find_models
 from ._util import Arg, Opt, err_console, user_errors
 
@@ -17,17 +18,18 @@ def models_cli(
     search: Path = Opt(Path("."), "--path", "-p", help="Folder searched for local models"),
     as_json: bool = Opt(False, "--json", help="Print JSON lines instead of a table"),
 ) -> None:
-    """List the shipped models and the model directories found under --path."""
+    """List the shipped models and the model directories found under --path (a broken one is
+    listed with what is wrong with it)."""
     with user_errors():
         rows = []
         shipped_root = resources.files("bilstm_nlp.models")
         for name in SHIPPED_MODELS:
             directory = shipped_root / name
             if (directory / "config.json").is_file():
-                rows.append({"name": name, **describe_model(Path(str(directory)))})
+                rows.append(_describe(name, Path(str(directory))))
         for directory in find_models(search):
             if directory.resolve().parent != Path(str(shipped_root)).resolve():
-                rows.append({"name": "-", **describe_model(directory)})
+                rows.append(_describe("-", directory))
     if as_json:
         for row in rows:
             print(json.dumps(row))
@@ -36,6 +38,9 @@ def models_cli(
     for column in ("name", "task", "head", "dev", "MB", "path"):
         table.add_column(column)
     for row in rows:
+        if row["problem"] is not None:
+            table.add_row(row["name"], "broken", "-", "-", "-", f"{row['path']}: {row['problem']}")
+            continue
         dev = "-" if row["dev"] is None else f"{row['dev']:.2f}"
         table.add_row(
             row["name"],
@@ -46,6 +51,31 @@ def models_cli(
             row["path"],
         )
     Console().print(table)
+
+
+def _describe(name: str, directory: Path) -> dict:
+    """The row of one model; `problem` says why a broken one cannot be loaded (else None)."""
+    try:
+        return {"name": name, **describe_model(directory), "problem": None}
+    except ModelFileError as error:
+        return {
+            "name": name,
+            "path": str(directory),
+            "task": None,
+            "head": None,
+            "dev": None,
+            "size_mb": None,
+            "trained_on": None,
+            "problem": _problem(error),
+        }
+
+
+def _problem(error: ModelFileError) -> str:
+    # The file inside the model folder and the line, as `config.json:3: not valid JSON`.
+    if error.path is None:
+        return error.message
+    where = Path(error.path).name + (f":{error.line}" if error.line else "")
+    return f"{where}: {error.message}"
 
 
 def export_cli(

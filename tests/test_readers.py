@@ -517,7 +517,7 @@ def test_format_like_text_gives_examples_or_input_format_error(
 
 _TOKENS = st.text(
     alphabet=st.characters(
-        blacklist_categories=["Cs"], blacklist_characters=" \t\n\r\x0b\x0c()\ufeff"
+        blacklist_categories=["Cs"], blacklist_characters=" \t\n\r\x0b\x0c()\ufeff\x00"
     ),
     min_size=1,
     max_size=8,

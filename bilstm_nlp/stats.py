@@ -98,7 +98,7 @@ def _jsonl_has_tokens(path: str | Path) -> bool:
     line = first_content_line(Path(path))
     try:
         record = json.loads(line)
-    except json.JSONDecodeError:
+    except (ValueError, RecursionError):  # JSONDecodeError, too many digits, too deep
         return True  # the tagged reader reports the bad line
     return isinstance(record, dict) and "tokens" in record
 

@@ -9,6 +9,7 @@ the CoNLL 2018 evaluation script skips them.
 
 from __future__ import annotations
 
+import sys
 from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
@@ -178,5 +179,8 @@ def _locate_parse_error(
         try:
             conllu.parse(line + "\n")
         except _PARSER_ERRORS as line_error:
-            return InputFormatError(f"{line_error}: {excerpt(line)}", path, number)
+            what = str(line_error)
+            if "integer string conversion" in what:  # Python's cap on int() of long digit runs
+                what = f"a number of more than {sys.get_int_max_str_digits()} digits"
+            return InputFormatError(f"{what}: {excerpt(line)}", path, number)
     return InputFormatError(f"CoNLL-U sentence does not parse: {error}", path, block[0][0])

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,12 +27,7 @@ def _records(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
     for number, line in read_lines(path):
         if is_blank(line):
             continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise InputFormatError(
-                f"bad JSON at column {error.colno}: {error.msg}: {excerpt(line)}", path, number
-            ) from None
+        record = parse_json_line(line, path, number)
         if not isinstance(record, dict):
             raise InputFormatError(
                 f"expected a JSON object, got {_json_type(record)}: {excerpt(line)}", path, number
@@ -39,6 +35,8 @@ def _records(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
         if _SURROGATE_ESCAPE.search(line):
             try:
                 json.dumps(record, ensure_ascii=False).encode("utf-8")
+            except RecursionError:
+                raise _too_deep(line, path, number) from None
             except UnicodeEncodeError:
                 raise InputFormatError(
                     f"a \\u escape gives a lone UTF-16 surrogate: {excerpt(line)}", path, number
@@ -47,6 +45,37 @@ def _records(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
         yield number, record
     if records == 0:
         raise InputFormatError("empty file: no sentences", path)
+
+
+def parse_json_line(line: str, path: str | Path, number: int) -> Any:
+    """The JSON value of one line.
+
+    Raises:
+        InputFormatError: the line is not JSON, nests too deep for the parser, or holds an integer
+            of more digits than Python converts (`sys.get_int_max_str_digits()`).
+    """
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError as error:
+        raise InputFormatError(
+            f"bad JSON at column {error.colno}: {error.msg}: {excerpt(line)}", path, number
+        ) from None
+    except RecursionError:
+        raise _too_deep(line, path, number) from None
+    except ValueError:
+        # json turns digits into int() and Python refuses more than a set number of digits.
+        raise InputFormatError(
+            f"bad JSON: a number of more than {sys.get_int_max_str_digits()} digits: "
+            f"{excerpt(line)}",
+            path,
+            number,
+        ) from None
+
+
+def _too_deep(line: str, path: str | Path, number: int) -> InputFormatError:
+    return InputFormatError(
+        f"bad JSON: arrays or objects nested too deep to read: {excerpt(line)}", path, number
+    )
 
 
 def _json_type(value: Any) -> str:

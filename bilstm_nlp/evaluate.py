@@ -6,6 +6,7 @@ Gold labels the model never saw are kept: they count as misses, and the caller i
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -14,8 +15,8 @@ from typing import Any
 import torch
 
 from .decode import classify_sentences, tag_sentences
-from .errors import ConfigError
-from .loading import load_tagging, load_texts
+from .errors import ConfigError, InputFormatError, OutputError
+from .loading import corpus_info, load_tagging, load_texts
 from .metrics import (
     ClassificationScores,
     EntityScores,
@@ -208,6 +209,7 @@ def evaluate_file(
         )
         split = splits["dev"]
         names = split.features["tags"].feature.names
+        _check_label_kind(model, corpus_info(splits).source_scheme, names, path)
         gold = [[names[i] for i in row] for row in split["tags"][:]]
         return evaluate_tagger(
             model,
@@ -240,12 +242,60 @@ def evaluate_file(
     )
 
 
+def _check_label_kind(
+    model: Tagger, source_scheme: str | None, names: Sequence[str], path: str | Path
+) -> None:
+    # Entity tags and plain labels (POS) cannot be scored against each other: say so, naming the
+    # file, rather than scoring every token a miss or failing on a tag that fits no scheme.
+    examples = ", ".join(repr(name) for name in list(names)[:4])
+    model_examples = ", ".join(repr(tag) for tag in model.vocab.labels.items[:4])
+    if model.scheme and source_scheme is None:
+        raise InputFormatError(
+            f"holds plain labels ({examples}...), but the model tags entities in scheme "
+            f"{model.scheme} ({model_examples}...): evaluate it on a file of entity tags",
+            path,
+        )
+    if not model.scheme and source_scheme is not None:
+        raise InputFormatError(
+            f"holds entity tags in scheme {source_scheme} ({examples}...), but the model tags "
+            f"plain labels ({model_examples}...): evaluate it on a file of those labels",
+            path,
+        )
+
+
+def check_predictions_path(path: str | Path, data: str | Path | None = None) -> None:
+    """Check, before evaluating, that `write_predictions` can create `path`.
+
+    Args:
+        path: where the predictions go.
+        data: the gold data file, which the predictions must not overwrite.
+    Raises:
+        OutputError: `path` is a folder, its folder is missing, or it is the data file itself.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise OutputError("is a folder: --predictions needs a file name", path)
+    if not path.parent.is_dir():
+        raise OutputError(f"the folder {str(path.parent)!r} does not exist; create it first", path)
+    if data is not None and path.exists() and Path(data).exists():
+        if os.path.samefile(path, data):
+            raise OutputError("is the data file itself: predictions would overwrite it", path)
+
+
 def write_predictions(result: TaggerEvaluation, path: str | Path) -> None:
-    """Write `token gold predicted` columns, a blank line after each sentence (conlleval input)."""
-    with Path(path).open("w", encoding="utf-8") as out:
-        for tokens, gold, predicted in zip(
-            result.token_lists, result.gold, result.predicted, strict=True
-        ):
-            for token, gold_tag, tag in zip(tokens, gold, predicted, strict=True):
-                out.write(f"{token} {gold_tag} {tag}\n")
-            out.write("\n")
+    """Write `token gold predicted` columns, a blank line after each sentence (conlleval input).
+
+    Raises:
+        OutputError: the file cannot be written (missing folder, a folder, no permission, disk
+            full).
+    """
+    try:
+        with Path(path).open("w", encoding="utf-8") as out:
+            for tokens, gold, predicted in zip(
+                result.token_lists, result.gold, result.predicted, strict=True
+            ):
+                for token, gold_tag, tag in zip(tokens, gold, predicted, strict=True):
+                    out.write(f"{token} {gold_tag} {tag}\n")
+                out.write("\n")
+    except OSError as error:
+        raise OutputError(f"cannot write predictions: {error.strerror or error}", path) from None

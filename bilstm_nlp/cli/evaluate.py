@@ -34,7 +34,12 @@ def evaluate_cli(
     verbose: bool = Opt(False, "--verbose", "-v", help="Debug logging"),
 ) -> None:
     """Evaluate MODEL on DATA, read with the reader settings the model was trained with."""
-    from ..evaluate import TaggerEvaluation, evaluate_file, write_predictions
+    from ..evaluate import (
+        TaggerEvaluation,
+        check_predictions_path,
+        evaluate_file,
+        write_predictions,
+    )
     from ..serialize import load_model
 
     setup_logging(verbose, reads_corpora=True)
@@ -42,6 +47,8 @@ def evaluate_cli(
     with user_errors():
         if not data.exists():
             raise InputFormatError("no such file", data)
+        if predictions is not None:
+            check_predictions_path(predictions, data)  # before the evaluation, not after
         loaded = load_model(model)
         result = evaluate_file(
             loaded,

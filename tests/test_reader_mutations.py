@@ -2,12 +2,14 @@
 
 Each case starts from a valid file of the format (the corpus samples under corpora/samples, or a
 small hand-written file) and applies a few random edits: bytes deleted, inserted or replaced, lines
-dropped, duplicated or swapped, the file cut short. The reader must then give well-formed examples
+dropped, duplicated or swapped, the file cut short, line endings turned CR-only, runs of NUL bytes
+(up to 46 kB) inserted, the whole file turned UTF-16. The reader must then give well-formed examples
 or raise `InputFormatError` with the file and a line inside it; any other exception is a bug.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -24,6 +26,7 @@ from bilstm_nlp.readers.sst import read_sst
 from bilstm_nlp.readers.table import read_table
 
 SAMPLES = Path(__file__).resolve().parents[1] / "corpora" / "samples"
+_STRAY_CR = re.compile(rb"\r+[^\r\n]")  # a CR not ending its line
 
 _JSONL_TAGGED = (
     '{"id": "s1", "tokens": ["EU", "rejects", "German", "call"], '
@@ -115,7 +118,11 @@ _INSERTED = st.one_of(_INTERESTING, st.binary(min_size=1, max_size=4))
 
 @st.composite
 def _mutation(draw: st.DrawFn, size: int) -> tuple[str, int, int, bytes]:
-    kind = draw(st.sampled_from(["delete", "insert", "replace", "truncate", "line"]))
+    kind = draw(
+        st.sampled_from(
+            ["delete", "insert", "replace", "truncate", "line", "cr_only", "nul_run", "utf16"]
+        )
+    )
     at = draw(st.integers(0, max(size - 1, 0)))
     length = draw(st.integers(1, 6))
     return kind, at, length, draw(_INSERTED)
@@ -132,6 +139,13 @@ def _apply(content: bytes, mutation: tuple[str, int, int, bytes], line_op: int) 
         return content[:at] + inserted + content[at + len(inserted) :]
     if kind == "truncate":
         return content[:at]
+    if kind == "cr_only":  # from `at` on, lines end in CR alone (classic Mac), or CR CR LF
+        ending = b"\r" if length > 1 else b"\r\r\n"
+        return content[:at] + content[at:].replace(b"\n", ending)
+    if kind == "nul_run":  # a run of zeros, up to a sparse file's worth of a block
+        return content[:at] + b"\0" * (length**6) + content[at:]
+    if kind == "utf16":
+        return content.decode("utf-8", errors="replace").encode("utf-16-le")
     lines = content.split(b"\n")
     first = at % len(lines)
     second = (at + length) % len(lines)
@@ -185,4 +199,6 @@ def test_mutated_files_read_or_name_file_and_line(
         assert error.line is None or 1 <= error.line <= lines, (error.line, lines)
         assert str(error).startswith(f"{path}:")
         return
+    # NUL bytes and CRs inside a line are never read as text.
+    assert b"\0" not in content and not _STRAY_CR.search(content), content[:200]
     assert examples and all(_well_formed(e) for e in examples)

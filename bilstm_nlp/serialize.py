@@ -475,8 +475,10 @@ def export_model(
 
 
 def find_models(root: str | Path, depth: int = 3) -> list[Path]:
-    """Model directories under `root`: a config.json beside a model.safetensors, or a config.json
-    with a format_version. Broken ones are included (`describe_model` says what is wrong)."""
+    """Model directories under `root`: a config.json with a format_version, or, when the
+    config.json cannot be read as a JSON object, beside our vocabulary files. Broken ones are
+    included (`describe_model` says what is wrong); other tools' folders (a Hugging Face model's
+    config.json and model.safetensors) are not."""
     root = Path(root)
     found = [
         config.parent
@@ -485,12 +487,12 @@ def find_models(root: str | Path, depth: int = 3) -> list[Path]:
     ]
     models = []
     for directory in found:
-        if (directory / WEIGHTS_FILE).exists():
-            models.append(directory)
-            continue
         try:
             config = _read_json(directory / CONFIG_FILE, dict)
         except ModelFileError:
+            ours = all((directory / name).exists() for name in VOCAB_FILES.values())
+            if ours:
+                models.append(directory)
             continue
         if "format_version" in config:
             models.append(directory)

@@ -228,8 +228,12 @@ def test_models_skips_folders_that_are_no_models(tmp_path: Path):
     fifo = tmp_path / "fifo-tool"
     fifo.mkdir()
     os.mkfifo(fifo / "config.json")
+    hugging_face = tmp_path / "bert"
+    hugging_face.mkdir()
+    (hugging_face / "config.json").write_text('{"model_type": "bert"}')
+    (hugging_face / "model.safetensors").write_bytes(b"")
     paths = {row["path"] for row in _models_json(tmp_path)}
-    assert str(other) not in paths and str(fifo) not in paths
+    assert not paths & {str(other), str(fifo), str(hugging_face)}
 
 
 # `bilstm-nlp export` misuse.

@@ -11,6 +11,7 @@ import dataclasses
 import json
 import math
 import os
+import shlex
 import stat
 from importlib import resources
 from pathlib import Path
@@ -398,8 +399,15 @@ def export_model(
     half_embeddings: bool = True,
     dev: str | None = None,
     dev_from_train: str | None = None,
+    recipe_dev: float | None = None,
+    recipe_command: str | None = None,
 ) -> dict[str, float] | None:
     """Copy a model directory into a smaller one for shipping, and say what that cost on dev.
+
+    A model trained on train + dev (`data.train_with_dev`) has no held-out dev figure: its score
+    on `dev` only checks the export (kept as `meta.scores.dev_trained_on`), and the figure that
+    stands for it is its recipe's, measured by a run on train alone with the same settings and
+    epoch count (`recipe_dev`, with that run's `recipe_command`).
 
     Args:
         source: a trained model directory.
@@ -410,10 +418,13 @@ def export_model(
         dev: a dev file to score the model on before and after (its figure on the copy becomes
             the copy's `meta.scores.dev`, and both go on its model card).
         dev_from_train: with `dev` a train file, score the part carved off as dev (`last:1000`).
+        recipe_dev: the dev figure of the recipe (train+dev models only).
+        recipe_command: the command of the train-only run that measured `recipe_dev`.
     Returns:
         `{"before": ..., "after": ...}` dev scores when `dev` is given, else None.
     Raises:
-        ConfigError: `max_vectors` is negative.
+        ConfigError: `max_vectors` is negative, or a recipe figure is given for a model that was
+            not trained on dev (or is missing for one given `dev`).
         ModelFileError: `source` is no loadable model, or `target` is a file.
     """
     from .evaluate import evaluate_file
@@ -426,6 +437,14 @@ def export_model(
     if target.exists() and not target.is_dir():
         raise ModelFileError("exists and is not a folder; give a folder to export to", target)
     model = load_model(source)
+    trained_on_dev = bool(_dig(model.meta, "provenance", "config", "data", "train_with_dev"))
+    if (recipe_dev is not None or recipe_command is not None) and not trained_on_dev:
+        raise ConfigError(
+            "--recipe-dev is for models trained on train + dev; this one has a dev figure of "
+            "its own"
+        )
+    if recipe_dev is not None and (not math.isfinite(recipe_dev) or not 0 <= recipe_dev <= 100):
+        raise ConfigError(f"--recipe-dev must be a figure in [0, 100], got {recipe_dev!r}")
     vocab = model.vocab
     dropped = 0
     if max_vectors is not None and len(vocab.words) - vocab.trainable_words > max_vectors:
@@ -444,9 +463,18 @@ def export_model(
         after = evaluate_file(load_model(target), dev, dev_from_train=dev_from_train).main_score
         scores = {"before": float(before), "after": float(after)}
         model.meta = dict(model.meta)
+        # A model trained on dev scores near 100 there: that only checks the export.
+        prefix = "dev_trained_on" if trained_on_dev else "dev"
         model.meta["scores"] = dict(model.meta.get("scores", {})) | {
-            "dev": float(after),
-            "dev_before_export": float(before),
+            prefix: float(after),
+            f"{prefix}_before_export": float(before),
+        }
+    if trained_on_dev:
+        model.meta = dict(model.meta)
+        model.meta["scores"] = dict(model.meta.get("scores", {})) | {
+            "dev": None,
+            "recipe_dev": recipe_dev,
+            "recipe_command": recipe_command,
         }
     target = save_model(model, target, half_embeddings=half_embeddings)
     card = Path(source) / "README.md"
@@ -459,17 +487,31 @@ def export_model(
         + ("" if half_embeddings else " --no-half")
         + (f" --dev {dev}" if dev else "")
         + (f" --dev-from-train {dev_from_train}" if dev_from_train else "")
+        + (f" --recipe-dev {recipe_dev}" if recipe_dev is not None else "")
+        + (f" --recipe-command {shlex.quote(recipe_command)}" if recipe_command else "")
         + "`: "
         + (f"{dropped:,} pretrained-only word vectors dropped, " if dropped else "")
         + ("word embeddings stored as float16, " if half_embeddings else "")
         + f"{(target / WEIGHTS_FILE).stat().st_size / 1e6:.1f} MB of weights.",
     ]
-    if scores is not None:
+    if scores is not None and not trained_on_dev:
         note.append(
             f"Dev score of the shipped copy: **{scores['after']:.2f}** "
             f"(full model: {scores['before']:.2f}; "
             f"export cost {scores['before'] - scores['after']:+.2f})."
         )
+    if trained_on_dev:
+        if scores is not None:
+            note.append(
+                f"On dev, which it was trained on: {scores['after']:.2f} (full model: "
+                f"{scores['before']:.2f}); this checks the export, it is no held-out figure."
+            )
+        if recipe_dev is not None:
+            note.append(
+                "Dev figure of its recipe (the same settings trained on train alone"
+                + (f": `{recipe_command}`" if recipe_command else "")
+                + f"): **{recipe_dev:.2f}**."
+            )
     (target / "README.md").write_text(text.rstrip("\n") + "\n\n" + "\n".join(note) + "\n")
     return scores
 
@@ -516,9 +558,28 @@ def describe_model(directory: str | Path) -> dict[str, Any]:
         "task": meta.get("task", model.task),
         # A classifier's head is its pooling; `model.head` only means something for taggers.
         "head": model.head if model.task == "tagger" else f"{model.pooling}-pool",
-        "dev": meta.get("scores", {}).get("dev"),
+        **_dev_figure(meta),
         "size_mb": round(weights.stat().st_size / 1e6, 1) if weights.is_file() else None,
         "trained_on": _dig(meta, "provenance", "config", "data", "train"),
+    }
+
+
+def _dev_figure(meta: dict[str, Any]) -> dict[str, Any]:
+    """The dev figure that stands for a model, and what it is."""
+    scores = meta.get("scores", {})
+    if _dig(meta, "provenance", "config", "data", "train_with_dev"):
+        recipe = scores.get("recipe_dev")
+        usable = isinstance(recipe, int | float) and not isinstance(recipe, bool)
+        return {
+            "dev": float(recipe) if usable and math.isfinite(recipe) else None,
+            "figure": "recipe dev (trained on train+dev)",
+            "figure_command": scores.get("recipe_command"),
+        }
+    dev = scores.get("dev")
+    return {
+        "dev": dev,
+        "figure": "dev" if dev is not None else None,
+        "figure_command": _dig(meta, "provenance", "command"),
     }
 
 

@@ -230,9 +230,13 @@ def _train(
         state.seconds = time.perf_counter() - started
         with log_path.open("a") as log:
             log.write(json.dumps(asdict(report)) + "\n")
+        # The checkpoint holds this epoch's own weights, whatever the run folder kept.
+        kept_scores = model.meta.get("scores")
+        model.meta["scores"] = {"dev": dev_score, "epoch": epoch, "averaged_epochs": None}
         save_checkpoint(
             output, model, optimizer, state, rng, _resumable(config), average.checkpoint()
         )
+        model.meta["scores"] = kept_scores
         if on_epoch:
             on_epoch(report)
         if settings.patience and state.stale >= settings.patience:

@@ -51,6 +51,12 @@ def test_averaged_model_is_the_mean_of_the_last_epochs(tmp_path: Path) -> None:
     # Averaging does not change the run itself: its last raw weights are the plain run's.
     last = _weights(tmp_path / "avg" / "checkpoint" / "model")
     assert all(torch.equal(last[k], raw[2][k]) for k in last)
+    checkpoint_config = tmp_path / "avg" / "checkpoint" / "model" / "config.json"
+    assert json.loads(checkpoint_config.read_text())["meta"]["scores"] == {
+        "dev": None,
+        "epoch": 4,
+        "averaged_epochs": None,
+    }
     meta = json.loads((tmp_path / "avg" / "config.json").read_text())["meta"]
     assert meta["scores"] == {"dev": None, "epoch": 4, "averaged_epochs": [2, 4]}
     card = (tmp_path / "avg" / "README.md").read_text()
@@ -190,3 +196,48 @@ def test_output_that_is_a_file_is_a_clear_error(tmp_path: Path) -> None:
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert result.output == f"error: {target}: the output must be a folder, and this is a file\n"
     assert target.read_text() == "keep me"
+
+
+def test_export_of_a_train_plus_dev_model_carries_its_recipe_figure(tmp_path: Path) -> None:
+    corpus = write_conll(tmp_path / "train.conll", NER_SENTENCES)
+    train(_config(corpus, 2, with_dev=True), tmp_path / "run")
+    runner = CliRunner()
+    result = runner.invoke(
+        app,
+        [
+            "export",
+            str(tmp_path / "run"),
+            str(tmp_path / "shipped"),
+            "--dev",
+            str(corpus),
+            "--recipe-dev",
+            "88.5",
+            "--recipe-command",
+            "bilstm-nlp train --config c.json",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "on dev, trained on" in result.output
+    scores = json.loads((tmp_path / "shipped" / "config.json").read_text())["meta"]["scores"]
+    assert scores["dev"] is None and scores["recipe_dev"] == 88.5
+    assert scores["recipe_command"] == "bilstm-nlp train --config c.json"
+    assert 0 <= scores["dev_trained_on"] <= 100
+    card = (tmp_path / "shipped" / "README.md").read_text()
+    assert "Dev figure of its recipe" in card and "**88.50**" in card
+    listed = runner.invoke(app, ["models", "--path", str(tmp_path), "--json"])
+    rows = {Path(r["path"]).name: r for r in map(json.loads, listed.stdout.splitlines())}
+    assert rows["shipped"]["dev"] == 88.5
+    assert rows["shipped"]["figure"] == "recipe dev (trained on train+dev)"
+    # The run folder itself has no held-out figure and says so.
+    assert rows["run"]["dev"] is None and rows["run"]["figure"].startswith("recipe dev")
+
+
+def test_a_recipe_figure_for_a_model_with_its_own_dev_figure_is_refused(tmp_path: Path) -> None:
+    corpus = write_conll(tmp_path / "train.conll", NER_SENTENCES)
+    train(_config(corpus, 1), tmp_path / "run")
+    result = CliRunner().invoke(
+        app, ["export", str(tmp_path / "run"), str(tmp_path / "out"), "--recipe-dev", "90"]
+    )
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "--recipe-dev is for models trained on train + dev" in result.output
+    assert not (tmp_path / "out").exists()

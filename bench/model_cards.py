@@ -30,12 +30,6 @@ MODELS = {
         "CoNLL-2003 eng.testa",
         "bilstm-nlp evaluate ner ../shared/corpora/conll2003/dev.txt",
     ),
-    "ner-large": (
-        "conll2003",
-        "entity F1 (seqeval default mode = conlleval)",
-        "CoNLL-2003 eng.testa",
-        "bilstm-nlp evaluate ner-large ../shared/corpora/conll2003/dev.txt",
-    ),
     "pos": (
         "ud_ewt",
         "UPOS accuracy over syntactic words",

@@ -86,7 +86,6 @@ BATCH_SIZES = (1, 8, 32, 128, 256, 1024)
 # (model, dev file, metric, extra evaluate options)
 SHIPPED_DEV = {
     "ner": (CORPORA / "conll2003" / "dev.txt", "f1", []),
-    "ner-large": (CORPORA / "conll2003" / "dev.txt", "f1", []),
     "pos": (CORPORA / "ud_ewt" / "dev.conllu", "accuracy", []),
     "chunk": (CORPORA / "conll2000" / "train.txt", "f1", ["--dev-from-train", "last:1000"]),
     "sentiment": (CORPORA / "sst" / "dev.txt", "accuracy", []),
@@ -293,6 +292,18 @@ def shipped_accuracy() -> dict[str, Any]:
             "2",
             *extra,
         ]
+        meta = json.loads((ROOT / "models" / name / "config.json").read_text())["meta"]
+        if meta["provenance"]["config"]["data"].get("train_with_dev"):
+            # Trained on dev too: its dev score says nothing; its recipe's figure stands for it.
+            results[name] = {
+                "data": str(dev.relative_to(CORPORA.parent.parent)),
+                "metric": metric,
+                "dev": meta["scores"]["recipe_dev"],
+                "command": meta["scores"]["recipe_command"],
+                "figure": "recipe dev (the shipped model is trained on train + dev)",
+            }
+            say(f"shipped {name}: recipe dev {metric} {results[name]['dev']:.2f}")
+            continue
         scores = json.loads(
             subprocess.run(command, capture_output=True, text=True, check=True, cwd=ROOT).stdout
         )

@@ -31,7 +31,7 @@ FORMAT_VERSION = 1
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 VOCAB_FILES = {"words": "words.json", "chars": "chars.json", "labels": "labels.json"}
-SHIPPED_MODELS = ("ner", "ner-large", "pos", "chunk", "sentiment")
+SHIPPED_MODELS = ("ner", "pos", "chunk", "sentiment")
 SCHEMES = ("IOB1", "IOB2", "BIOES")
 
 # Bounds on what a model directory may hold, so that a hostile one costs no more than reading

@@ -13,7 +13,6 @@ from bilstm_nlp.evaluate import evaluate_file
 # name: (dev file under the corpora root, --dev-from-train)
 SHIPPED = {
     "ner": ("conll2003/dev.txt", None),
-    "ner-large": ("conll2003/dev.txt", None),
     "pos": ("ud_ewt/dev.conllu", None),
     "chunk": ("conll2000/train.txt", "last:1000"),
     "sentiment": ("sst/dev.txt", None),

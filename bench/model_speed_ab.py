@@ -1,0 +1,73 @@
+"""Two models' tagging speed side by side, interleaved, so a noisy machine hits both alike.
+
+    python bench/model_speed_ab.py ner runs/ner-shipped-before [--repeats 7] [--threads 1]
+
+Each repeat tags the same pre-split CoNLL-2003 dev sentences (batch 256, with confidences) with A
+then B; the table gives each model's median tokens/s with its range and the ratio A/B of the
+medians. Writes bench/results/model_speed_ab.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import cpu_model, machine_info, write_results  # noqa: E402
+
+from bilstm_nlp import load, tag_sentences  # noqa: E402
+from bilstm_nlp.loading import load_tagging  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("a")
+    parser.add_argument("b")
+    parser.add_argument("--data", default="../shared/corpora/conll2003/dev.txt")
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out", default="bench/results/model_speed_ab.json")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    sentences = load_tagging(dev=args.data)["dev"]["tokens"][:]
+    tokens = sum(len(s) for s in sentences)
+    models = {args.a: load(args.a), args.b: load(args.b)}
+    times: dict[str, list[float]] = {name: [] for name in models}
+    for model in models.values():  # warm-up
+        tag_sentences(model, sentences[:512], batch_size=256)
+    for _ in range(args.repeats):
+        for name, model in models.items():
+            started = time.perf_counter()
+            tag_sentences(model, sentences, batch_size=256)
+            times[name].append(time.perf_counter() - started)
+    rows = {
+        name: {
+            "median_tokens_per_s": tokens / statistics.median(values),
+            "min_tokens_per_s": tokens / max(values),
+            "max_tokens_per_s": tokens / min(values),
+        }
+        for name, values in times.items()
+    }
+    ratio = rows[args.a]["median_tokens_per_s"] / rows[args.b]["median_tokens_per_s"]
+    figures = {"data": args.data, "tokens": tokens, "repeats": args.repeats, "models": rows}
+    figures["ratio_a_over_b"] = ratio
+    write_results(Path(args.out), figures, machine_info(args.threads))
+    print(
+        f"{tokens:,} tokens, batch 256, with confidences, {args.threads} thread(s), {cpu_model()}"
+    )
+    print("| model | median tokens/s | range |\n|---|---:|---:|")
+    for name, row in rows.items():
+        print(
+            f"| {name} | {row['median_tokens_per_s']:,.0f} | "
+            f"{row['min_tokens_per_s']:,.0f}-{row['max_tokens_per_s']:,.0f} |"
+        )
+    print(f"\n{args.a} / {args.b}: {ratio:.3f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -28,7 +28,7 @@ CORPORA = Path("../shared/corpora")
 RUNS: dict[str, tuple[str, list[str], str, str | None, str]] = {}
 for seed in (1, 2, 3):
     RUNS[f"conll2003-crf-s{seed}"] = (
-        "models/ner/train.json",
+        "bench/configs/ner.json",
         ["--seed", str(seed)],
         str(CORPORA / "conll2003/dev.txt"),
         None,
@@ -42,7 +42,7 @@ for seed in (1, 2, 3):
         "f1",
     )
     RUNS[f"ud_ewt-crf-s{seed}"] = (
-        "models/pos/train.json",
+        "bench/configs/pos.json",
         ["--seed", str(seed)],
         str(CORPORA / "ud_ewt/dev.conllu"),
         None,
@@ -56,14 +56,14 @@ for seed in (1, 2, 3):
         "accuracy",
     )
 RUNS["conll2003-softmax-s1"] = (
-    "models/ner/train.json",
+    "bench/configs/ner.json",
     ["--head", "softmax"],
     str(CORPORA / "conll2003/dev.txt"),
     None,
     "f1",
 )
 RUNS["ud_ewt-softmax-s1"] = (
-    "models/pos/train.json",
+    "bench/configs/pos.json",
     ["--head", "softmax"],
     str(CORPORA / "ud_ewt/dev.conllu"),
     None,
@@ -84,14 +84,14 @@ RUNS["wnut17-softmax-s1"] = (
     "f1",
 )
 RUNS["conll2000-crf-s1"] = (
-    "models/chunk/train.json",
+    "bench/configs/chunk.json",
     [],
     str(CORPORA / "conll2000/train.txt"),
     "last:1000",
     "f1",
 )
 RUNS["conll2000-softmax-s1"] = (
-    "models/chunk/train.json",
+    "bench/configs/chunk.json",
     ["--head", "softmax"],
     str(CORPORA / "conll2000/train.txt"),
     "last:1000",
@@ -120,9 +120,24 @@ RUNS["conll2003-crf-avg10-s1"] = (
     None,
     "f1",
 )
+# SST-2 levers: the sentiment recipe with its last 4 of 8 epochs averaged; attention pooling.
+RUNS["sst2-phrases-avg4-s1"] = (
+    "models/sentiment/train.json",
+    ["--average-epochs", "4"],
+    str(CORPORA / "sst/dev.txt"),
+    None,
+    "accuracy",
+)
+RUNS["sst2-phrases-attention-s1"] = (
+    "bench/configs/sst2-phrases-attention.json",
+    [],
+    str(CORPORA / "sst/dev.txt"),
+    None,
+    "accuracy",
+)
 RUNS["sst5-s1"] = ("bench/configs/sst5.json", [], str(CORPORA / "sst/dev.txt"), None, "accuracy")
 RUNS["sst2-phrases-s1"] = (
-    "models/sentiment/train.json",
+    "bench/configs/sentiment.json",
     [],
     str(CORPORA / "sst/dev.txt"),
     None,

@@ -218,7 +218,8 @@ def _start(args: list[str]) -> subprocess.Popen:
 
 
 def _wait_for_workers(process: subprocess.Popen, count: int, progress: Path) -> set[int]:
-    deadline = time.monotonic() + 120
+    # Generous: on a loaded machine the first window can take minutes.
+    deadline = time.monotonic() + 600
     while time.monotonic() < deadline and process.poll() is None:
         workers = {pid for pid in _children(process.pid) if _children(pid) == set()}
         if len(_children(process.pid)) >= count and progress.is_file():

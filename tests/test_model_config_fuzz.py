@@ -10,18 +10,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from bilstm_nlp import load, tag_sentences
 from bilstm_nlp.cli import app
-from bilstm_nlp.config import ModelConfig
 from bilstm_nlp.errors import ModelFileError
-from bilstm_nlp.model import Tagger
-from bilstm_nlp.serialize import describe_model, save_model
-from bilstm_nlp.vocab import Vocab
+from bilstm_nlp.serialize import describe_model
+
+from .tiny_models import save_tiny_tagger
 
 FILES = ("config.json", "words.json", "chars.json", "labels.json", "model.safetensors")
 
@@ -42,23 +40,13 @@ json_values = st.recursive(
 
 @pytest.fixture(scope="module")
 def saved(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
-    torch.manual_seed(0)
-    vocab = Vocab.build(
-        [["EU", "rejects", "German", "call"]],
-        ["B-ORG", "E-ORG", "O", "S-MISC", "S-ORG"],
-        ["the", "a"],
-        2,
-    )
-    config = ModelConfig(vectors=None, word_dim=8, hidden=6, char_hidden=4, char_dim=4)
     meta = {
         "reader": {"input_format": "conll", "label_column": None, "file_scheme": "IOB1"},
         "task": "ner",
         "scores": {"dev": 50.0},
         "provenance": {"config": {"data": {"train": "train.txt"}}},
     }
-    directory = save_model(
-        Tagger(config, vocab, "BIOES", "IOB1"), tmp_path_factory.mktemp("fuzz") / "m", meta=meta
-    )
+    directory = save_tiny_tagger(tmp_path_factory.mktemp("fuzz") / "m", meta)
     return directory, json.loads((directory / "config.json").read_text())
 
 

@@ -16,26 +16,16 @@ from typer.testing import CliRunner
 import bilstm_nlp.serialize as serialize
 from bilstm_nlp import load, tag_sentences
 from bilstm_nlp.cli import app
-from bilstm_nlp.config import ModelConfig
 from bilstm_nlp.errors import ModelFileError
-from bilstm_nlp.model import Tagger
 from bilstm_nlp.serialize import export_model, save_model
-from bilstm_nlp.vocab import Vocab
+
+from .tiny_models import save_tiny_tagger
 
 
 @pytest.fixture
 def model_dir(tmp_path: Path) -> Path:
-    torch.manual_seed(0)
-    vocab = Vocab.build(
-        [["EU", "rejects", "German", "call"]],
-        ["B-ORG", "E-ORG", "O", "S-MISC", "S-ORG"],
-        ["the", "a"],
-        2,
-    )
-    config = ModelConfig(vectors=None, word_dim=8, hidden=6, char_hidden=4, char_dim=4)
-    model = Tagger(config, vocab, "BIOES", "IOB1")
     meta = {"reader": {"input_format": "conll"}, "task": "ner", "scores": {"dev": 50.0}}
-    return save_model(model, tmp_path / "model", meta=meta)
+    return save_tiny_tagger(tmp_path / "model", meta)
 
 
 def _edit_config(model_dir: Path, edit) -> None:

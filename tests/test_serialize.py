@@ -13,25 +13,15 @@ from typer.testing import CliRunner
 
 from bilstm_nlp import load
 from bilstm_nlp.cli import app
-from bilstm_nlp.config import ModelConfig
 from bilstm_nlp.errors import ModelFileError
-from bilstm_nlp.model import Tagger
 from bilstm_nlp.serialize import save_model
-from bilstm_nlp.vocab import Vocab
+
+from .tiny_models import save_tiny_tagger
 
 
 @pytest.fixture
 def model_dir(tmp_path: Path) -> Path:
-    torch.manual_seed(0)
-    vocab = Vocab.build(
-        [["EU", "rejects", "German", "call"]],
-        ["B-ORG", "E-ORG", "O", "S-MISC", "S-ORG"],
-        ["the", "a"],
-        2,
-    )
-    config = ModelConfig(vectors=None, word_dim=8, hidden=6, char_hidden=4, char_dim=4)
-    model = Tagger(config, vocab, "BIOES", "IOB1")
-    return save_model(model, tmp_path / "model", meta={"reader": {"input_format": "conll"}})
+    return save_tiny_tagger(tmp_path / "model", {"reader": {"input_format": "conll"}})
 
 
 def test_round_trip_keeps_every_tensor_and_setting(model_dir: Path, tmp_path: Path) -> None:

@@ -1,0 +1,26 @@
+"""A tiny untrained tagger saved as a model folder, for tests of the model files themselves."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from bilstm_nlp.config import ModelConfig
+from bilstm_nlp.model import Tagger
+from bilstm_nlp.serialize import save_model
+from bilstm_nlp.vocab import Vocab
+
+
+def save_tiny_tagger(directory: Path, meta: dict[str, Any]) -> Path:
+    """A BIOES tagger answering in IOB1, seeded, with 8-dim words and 6 hidden units."""
+    torch.manual_seed(0)
+    vocab = Vocab.build(
+        [["EU", "rejects", "German", "call"]],
+        ["B-ORG", "E-ORG", "O", "S-MISC", "S-ORG"],
+        ["the", "a"],
+        2,
+    )
+    config = ModelConfig(vectors=None, word_dim=8, hidden=6, char_hidden=4, char_dim=4)
+    return save_model(Tagger(config, vocab, "BIOES", "IOB1"), directory, meta=meta)

@@ -55,6 +55,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
@@ -63,7 +64,7 @@ from typing import Any, BinaryIO
 import torch
 
 from .annotate import MAX_SENTENCE_TOKENS, Annotator
-from .errors import ConfigError, InputFormatError, OutputError, ResumeError
+from .errors import BilstmNlpError, ConfigError, InputFormatError, OutputError, ResumeError
 from .model import Classifier, Tagger
 from .resume import (
     LOCK_SUFFIX,
@@ -727,10 +728,22 @@ def _annotate_windows(
             pending.append((window, future))
             if len(pending) > 2 * workers:
                 done, future = pending.popleft()
-                yield (done, *future.result())
+                yield (done, *_worker_result(future))
         while pending:
             done, future = pending.popleft()
-            yield (done, *future.result())
+            yield (done, *_worker_result(future))
+
+
+def _worker_result(future: Future) -> tuple[list[bytes], int]:
+    """A window's result from its worker; a worker that died is the user's to know, in a line."""
+    try:
+        return future.result()
+    except BrokenProcessPool:
+        raise BilstmNlpError(
+            "a worker process died before it finished (killed from outside, or by the system "
+            "for lack of memory); what was written is kept: rerun with --resume, with fewer "
+            "--workers if memory is short"
+        ) from None
 
 
 class _WindowEncoder:

@@ -264,6 +264,43 @@ def test_workers_die_with_their_parent(ner_dir: Path, tmp_path: Path, how: str) 
     assert output.read_bytes() == reference.read_bytes()
 
 
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux /proc")
+def test_a_worker_killed_on_its_own_is_one_line_and_resumable(ner_dir: Path, tmp_path: Path):
+    source = many_sentences(tmp_path / "in.txt", 30_000)
+    output = tmp_path / "out.jsonl"
+    args = ["annotate", str(source), "-m", str(ner_dir), "-o", str(output), "-w", "2"]
+    process = _start([*args, "--no-progress"])
+    progress = Path(str(output) + ".progress.json")
+    _wait_for_workers(process, 2, progress)
+    # As the system's out-of-memory killer would: one worker goes, the parent stays.
+    workers = sorted(p for p in _children(process.pid) if "spawn_main" in _cmdline(p))
+    assert workers, [_cmdline(p) for p in _children(process.pid)]
+    os.kill(workers[0], signal.SIGKILL)
+    process.wait(timeout=120)
+    stderr = process.stderr.read()
+    assert process.returncode == 1, stderr
+    assert "error: a worker process died before it finished" in stderr
+    assert "Traceback" not in stderr
+    finished = subprocess.run(
+        [sys.executable, "-c", "from bilstm_nlp.cli import main; main()", *args, "--resume"],
+        capture_output=True,
+        text=True,
+    )
+    assert finished.returncode == 0, finished.stderr
+    reference = tmp_path / "reference.jsonl"
+    result = runner.invoke(app, ["annotate", str(source), "-m", str(ner_dir), "-o", str(reference)])
+    assert result.exit_code == 0, result.output
+    assert output.read_bytes() == reference.read_bytes()
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
 # ---------------------------------------------------------------------------------------------
 # 6. One run at a time into an output
 

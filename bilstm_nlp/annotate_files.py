@@ -716,34 +716,31 @@ def _annotate_windows(
         # write, Ctrl-C or SIGTERM waits for the windows in progress only.
         stack.callback(pool.shutdown, wait=True, cancel_futures=True)
         pending: deque[tuple[_Window, Future]] = deque()
-        for window in windows:
-            if window.texts:
-                future = pool.submit(
-                    _encode_in_worker, window.texts, window.ids, window.blocks, window.piece
-                )
-                window.texts = []  # the worker has them; keep memory flat
-            else:
-                future = Future()
-                future.set_result(([], 0))
-            pending.append((window, future))
-            if len(pending) > 2 * workers:
+        # A worker that died (killed from outside, or by the system for lack of memory) breaks
+        # the pool: submitting or collecting then raises BrokenProcessPool.
+        try:
+            for window in windows:
+                if window.texts:
+                    future = pool.submit(
+                        _encode_in_worker, window.texts, window.ids, window.blocks, window.piece
+                    )
+                    window.texts = []  # the worker has them; keep memory flat
+                else:
+                    future = Future()
+                    future.set_result(([], 0))
+                pending.append((window, future))
+                if len(pending) > 2 * workers:
+                    done, future = pending.popleft()
+                    yield (done, *future.result())
+            while pending:
                 done, future = pending.popleft()
-                yield (done, *_worker_result(future))
-        while pending:
-            done, future = pending.popleft()
-            yield (done, *_worker_result(future))
-
-
-def _worker_result(future: Future) -> tuple[list[bytes], int]:
-    """A window's result from its worker; a worker that died is the user's to know, in a line."""
-    try:
-        return future.result()
-    except BrokenProcessPool:
-        raise BilstmNlpError(
-            "a worker process died before it finished (killed from outside, or by the system "
-            "for lack of memory); what was written is kept: rerun with --resume, with fewer "
-            "--workers if memory is short"
-        ) from None
+                yield (done, *future.result())
+        except BrokenProcessPool:
+            raise BilstmNlpError(
+                "a worker process died before it finished (killed from outside, or by the "
+                "system for lack of memory); what was written is kept: rerun with --resume, "
+                "with fewer --workers if memory is short"
+            ) from None
 
 
 class _WindowEncoder:

@@ -27,7 +27,7 @@ def _check_choice(name: str, value: Any, choices: tuple[str, ...], optional: boo
     if value is None and optional:
         return
     if value not in choices:
-        raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {_short(value)}")
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {short_json(value)}")
 
 
 def _check_range(name: str, value: float, low: float, high: float, low_open: bool = False) -> None:
@@ -39,7 +39,7 @@ def _check_range(name: str, value: float, low: float, high: float, low_open: boo
     )
     if not ok:
         bracket = "(" if low_open else "["
-        raise ConfigError(f"{name} must be in {bracket}{low:g}, {high:g}], got {_short(value)}")
+        raise ConfigError(f"{name} must be in {bracket}{low:g}, {high:g}], got {short_json(value)}")
 
 
 @dataclass(frozen=True)
@@ -287,15 +287,15 @@ def _check_type(value: Any, hint: Any, name: str, source: str | None) -> Any:
             return value
         if option is float and isinstance(value, int | float) and not isinstance(value, bool):
             if isinstance(value, int) and abs(value) > 2**53:
-                raise ConfigError(f"{name} is out of range, got {_short(value)}", source)
+                raise ConfigError(f"{name} is out of range, got {short_json(value)}", source)
             return float(value)
         if option is str and isinstance(value, str):
             return value
     expected = " or ".join("null" if a is type(None) else a.__name__ for a in allowed)
-    raise ConfigError(f"{name} must be {expected}, got {_short(value)}", source)
+    raise ConfigError(f"{name} must be {expected}, got {short_json(value)}", source)
 
 
-def _short(value: Any) -> str:
+def short_json(value: Any) -> str:
     """The value as JSON, cut to a readable length (a 5,000-digit number or a huge list)."""
     try:
         text = json.dumps(value)

@@ -29,6 +29,7 @@ from datasets import ClassLabel, Dataset, DatasetDict, Features, List, Value
 from datasets.exceptions import DatasetGenerationError, DatasetNotFoundError
 
 from . import schemes
+from .config import INPUT_FORMATS as FILE_FORMATS
 from .errors import BilstmNlpError, ConfigError, InputFormatError
 from .readers import Sentence, TextExample
 from .readers import conll as conll_reader
@@ -40,7 +41,7 @@ from .registry import CorpusEntry
 
 logger = logging.getLogger(__name__)
 
-INPUT_FORMATS = ("conll", "conllu", "jsonl", "csv", "tsv", "sst", "hub")
+INPUT_FORMATS = (*FILE_FORMATS, "hub")
 TAGGING_FORMATS = ("conll", "conllu", "jsonl")
 TEXT_FORMATS = ("jsonl", "csv", "tsv", "sst")
 DESCRIPTION_PREFIX = "bilstm_nlp corpus info: "

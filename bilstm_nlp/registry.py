@@ -15,6 +15,7 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
+from .config import INPUT_FORMATS
 from .errors import ConfigError
 from .schemes import normalize_scheme
 
@@ -22,7 +23,7 @@ CORPORA_ENV = "BILSTM_NLP_CORPORA"
 REGISTRY_FILE = "registry.toml"
 FORMAT_VERSION = 1
 # Kept in step with bilstm_nlp.loading.INPUT_FORMATS (less "hub", which is no file format).
-_FILE_FORMATS = ("conll", "conllu", "jsonl", "csv", "tsv", "sst")
+_FILE_FORMATS = INPUT_FORMATS
 _TASKS = ("ner", "chunking", "pos", "sentiment")
 _ENTRY_KEYS = {
     "task", "format", "columns", "label_column", "tag_field", "sst_labels", "scheme",

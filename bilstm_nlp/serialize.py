@@ -22,9 +22,10 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save
 
 from ._version import __version__
-from .config import INPUT_FORMATS, ModelConfig, from_dict
+from .config import INPUT_FORMATS, ModelConfig, from_dict, short_json
 from .errors import ConfigError, ModelFileError
 from .model import Classifier, Tagger, build_model
+from .schemes import SCHEMES
 from .vocab import Index, Vocab
 
 FORMAT_VERSION = 1
@@ -32,7 +33,6 @@ CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 VOCAB_FILES = {"words": "words.json", "chars": "chars.json", "labels": "labels.json"}
 SHIPPED_MODELS = ("ner", "pos", "chunk", "sentiment")
-SCHEMES = ("IOB1", "IOB2", "BIOES")
 
 # Bounds on what a model directory may hold, so that a hostile one costs no more than reading
 # these many bytes: no JSON file is read past its bound, and the weights are checked against the
@@ -218,7 +218,7 @@ def _check_config(config: dict[str, Any], path: Path) -> _Settings:
     version = config.get("format_version")
     if version != FORMAT_VERSION:
         raise ModelFileError(
-            f"unsupported format_version {_short(version)}: "
+            f"unsupported format_version {short_json(version)}: "
             f"this version of bilstm-nlp reads {FORMAT_VERSION}",
             path,
         )
@@ -230,13 +230,13 @@ def _check_config(config: dict[str, Any], path: Path) -> _Settings:
     if kind not in ("tagger", "classifier") or kind != model_config.task:
         raise ModelFileError(
             f"kind must be tagger or classifier, as model.task ({model_config.task}), "
-            f"got {_short(kind)}",
+            f"got {short_json(kind)}",
             path,
         )
     for key in ("scheme", "output_scheme"):
         if config.get(key) is not None and config[key] not in SCHEMES:
             raise ModelFileError(
-                f"{key} must be one of {', '.join(SCHEMES)} or null, got {_short(config[key])}",
+                f"{key} must be one of {', '.join(SCHEMES)} or null, got {short_json(config[key])}",
                 path,
             )
     trainable_words = config.get("trainable_words", -1)
@@ -257,9 +257,9 @@ def _check_meta(meta: Any, path: Path) -> dict[str, Any]:
         raise ModelFileError("meta must be an object", path)
     for key in ("reader", "scores", "provenance"):
         if not isinstance(meta.get(key, {}), dict):
-            raise ModelFileError(f"meta.{key} must be an object, got {_short(meta[key])}", path)
+            raise ModelFileError(f"meta.{key} must be an object, got {short_json(meta[key])}", path)
     if not isinstance(meta.get("task", ""), str):
-        raise ModelFileError(f"meta.task must be a string, got {_short(meta['task'])}", path)
+        raise ModelFileError(f"meta.task must be a string, got {short_json(meta['task'])}", path)
     reader = meta.get("reader", {})
     choices = {
         "input_format": INPUT_FORMATS,
@@ -271,7 +271,7 @@ def _check_meta(meta: Any, path: Path) -> dict[str, Any]:
         if reader.get(key) is not None and reader[key] not in allowed:
             raise ModelFileError(
                 f"meta.reader.{key} must be one of {', '.join(allowed)} or null, "
-                f"got {_short(reader[key])}",
+                f"got {short_json(reader[key])}",
                 path,
             )
     for key in ("text_field", "label_field"):
@@ -283,14 +283,16 @@ def _check_meta(meta: Any, path: Path) -> dict[str, Any]:
     ):
         raise ModelFileError(
             f"meta.reader.label_column must be an integer in [-1000, 1000] or null, "
-            f"got {_short(column)}",
+            f"got {short_json(column)}",
             path,
         )
     dev = meta.get("scores", {}).get("dev")
     if dev is not None and (
         not isinstance(dev, int | float) or isinstance(dev, bool) or not math.isfinite(dev)
     ):
-        raise ModelFileError(f"meta.scores.dev must be a number or null, got {_short(dev)}", path)
+        raise ModelFileError(
+            f"meta.scores.dev must be a number or null, got {short_json(dev)}", path
+        )
     return meta
 
 
@@ -380,15 +382,6 @@ def _read_json(path: Path, kind: type, limit: int = CONFIG_MAX_BYTES) -> Any:
     if not isinstance(value, kind):
         raise ModelFileError(f"expected a JSON {'object' if kind is dict else 'list'}", path)
     return value
-
-
-def _short(value: Any) -> str:
-    """The value as JSON, cut to a readable length."""
-    try:
-        text = json.dumps(value)
-    except (ValueError, RecursionError):
-        text = type(value).__name__
-    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def export_model(

@@ -507,13 +507,14 @@ def _run_epoch(model, encoded, optimizer, config, rng, device, epoch, show_progr
         batch = collate([encoded[i] for i in indices], sentence_labels).to(device)
         optimizer.zero_grad(set_to_none=True)
         loss = model.loss(batch)
-        if not math.isfinite(float(loss.detach())):
-            raise _diverged(f"loss {float(loss.detach())} at batch {step}", epoch, settings)
+        batch_loss = float(loss.detach())
+        if not math.isfinite(batch_loss):
+            raise _diverged(f"loss {batch_loss} at batch {step}", epoch, settings)
         (loss / len(indices)).backward()
         if settings.clip:
             torch.nn.utils.clip_grad_norm_(model.parameters(), settings.clip)
         optimizer.step()
-        total_loss += float(loss.detach())
+        total_loss += batch_loss
         tokens += batch.num_tokens
         if progress is not None:
             speed = tokens / max(time.perf_counter() - started, 1e-9)

@@ -252,16 +252,7 @@ def test_workers_die_with_their_parent(ner_dir: Path, tmp_path: Path, how: str) 
         assert "error: stopped by SIGTERM; rerun with --resume" in stderr
         assert "Traceback" not in stderr
     # Either way the run resumes to the output of an uninterrupted one.
-    finished = subprocess.run(
-        [sys.executable, "-c", "from bilstm_nlp.cli import main; main()", *args, "--resume"],
-        capture_output=True,
-        text=True,
-    )
-    assert finished.returncode == 0, finished.stderr
-    reference = tmp_path / "reference.jsonl"
-    result = runner.invoke(app, ["annotate", str(source), "-m", str(ner_dir), "-o", str(reference)])
-    assert result.exit_code == 0, result.output
-    assert output.read_bytes() == reference.read_bytes()
+    _resume_gives_an_uninterrupted_run(args, source, output, ner_dir, tmp_path)
 
 
 @pytest.mark.slow
@@ -282,6 +273,12 @@ def test_a_worker_killed_on_its_own_is_one_line_and_resumable(ner_dir: Path, tmp
     assert process.returncode == 1, stderr
     assert "error: a worker process died before it finished" in stderr
     assert "Traceback" not in stderr
+    _resume_gives_an_uninterrupted_run(args, source, output, ner_dir, tmp_path)
+
+
+def _resume_gives_an_uninterrupted_run(
+    args: list[str], source: Path, output: Path, ner_dir: Path, tmp_path: Path
+) -> None:
     finished = subprocess.run(
         [sys.executable, "-c", "from bilstm_nlp.cli import main; main()", *args, "--resume"],
         capture_output=True,

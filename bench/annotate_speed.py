@@ -4,7 +4,7 @@
 
 The text is the `# text` lines of UD EWT dev (../shared/corpora/ud_ewt/dev.conllu), repeated to
 about 300,000 tokens (--quick: 10,000), one document per line, annotated by
-`bilstm_nlp.annotate_files.annotate_paths` into a JSONL file in a temporary folder: spaCy
+`bilstm_nlp.annotation.files.annotate_paths` into a JSONL file in a temporary folder: spaCy
 tokenization, tagging with exact entity probabilities, JSON encoding, fsync and progress file
 included. With workers, starting them (spawn, model load) is included too: it is what a user
 waits for. Each
@@ -50,9 +50,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from _common import machine_info, write_results  # noqa: E402
 
-from bilstm_nlp.annotate_files import annotate_paths  # noqa: E402
+from bilstm_nlp.annotation.files import annotate_paths  # noqa: E402
 from bilstm_nlp.serialize import load_model  # noqa: E402
-from bilstm_nlp.tokenize import Tokenizer  # noqa: E402
+from bilstm_nlp.text.tokenize import Tokenizer  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 EWT_DEV = ROOT.parent / "shared" / "corpora" / "ud_ewt" / "dev.conllu"

@@ -19,8 +19,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import machine_info, write_results  # noqa: E402
 
 from bilstm_nlp import load, tag_sentences  # noqa: E402
-from bilstm_nlp.loading import load_tagging  # noqa: E402
-from bilstm_nlp.schemes import tags_to_spans  # noqa: E402
+from bilstm_nlp.corpus.loading import load_tagging  # noqa: E402
+from bilstm_nlp.text.schemes import tags_to_spans  # noqa: E402
 
 BINS = 10
 

@@ -1,7 +1,7 @@
 """How fast is our CRF against pytorch-crf 0.7.2, on identical inputs and parameters?
 
 Times the training loss (negative log-likelihood; forward alone and forward + backward) and Viterbi
-decoding of `bilstm_nlp.crf.CRF` and `torchcrf.CRF(num_tags, batch_first=True)` with the same
+decoding of `bilstm_nlp.nn.crf.CRF` and `torchcrf.CRF(num_tags, batch_first=True)` with the same
 parameters copied in and no constraints, after checking that both give the same NLL and the same
 paths. Ours and the peer alternate within each repeat; the table gives median tokens/s, the
 interquartile range, and the ratio ours/peer. Figures go to `bench/results/crf_speed.json`.
@@ -27,7 +27,7 @@ from torchcrf import CRF as PeerCRF
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bilstm_nlp.crf import CRF  # noqa: E402
+from bilstm_nlp.nn.crf import CRF  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import cpu_model, git_commit  # noqa: E402

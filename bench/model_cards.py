@@ -20,7 +20,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bilstm_nlp import load  # noqa: E402
-from bilstm_nlp.registry import load_registry  # noqa: E402
+from bilstm_nlp.corpus.registry import load_registry  # noqa: E402
 
 MODELS = {
     # name: (corpus in the registry, what the score is, dev description, evaluate command)
@@ -175,7 +175,7 @@ def main() -> None:
 
 def _speed(name: str) -> float:
     from bilstm_nlp import classify_sentences, tag_sentences
-    from bilstm_nlp.evaluate import Tagger
+    from bilstm_nlp.evaluation.evaluate import Tagger
 
     model = load(name)
     sentences = [

@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import cpu_model, machine_info, write_results  # noqa: E402
 
 from bilstm_nlp import load, tag_sentences  # noqa: E402
-from bilstm_nlp.loading import load_tagging  # noqa: E402
+from bilstm_nlp.corpus.loading import load_tagging  # noqa: E402
 
 
 def main() -> None:

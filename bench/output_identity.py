@@ -4,10 +4,10 @@
     ... change the code ...
     python bench/output_identity.py runs/identity-after --compare runs/identity-before
 
-For each shipped model: `bilstm-nlp tag -f jsonl` (and `-k 3` for taggers) on the CoNLL-2003 dev sentences as
-text, a sentence per line, and `bilstm-nlp evaluate --json` on the model's own dev data. The
-outputs are kept in OUT with their SHA-256 in OUT/fingerprints.json; `--compare` names every file
-that differs byte for byte and exits 1 if any does.
+For each shipped model: `bilstm-nlp tag -f jsonl` (and `-k 3` for taggers) on the CoNLL-2003
+dev sentences as text, a sentence per line, and `bilstm-nlp evaluate --json` on the model's own
+dev data. The outputs are kept in OUT with their SHA-256 in OUT/fingerprints.json; `--compare`
+names every file that differs byte for byte and exits 1 if any does.
 """
 
 from __future__ import annotations

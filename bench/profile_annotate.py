@@ -52,7 +52,7 @@ _CHILD = """
 import sys, time, torch
 sys.path.insert(0, {bench!r})
 from annotate_speed import build_text, ewt_lines
-from bilstm_nlp.annotate_files import annotate_paths
+from bilstm_nlp.annotation.files import annotate_paths
 from bilstm_nlp.serialize import load_model
 torch.set_num_threads({threads})
 text, tokens = build_text(ewt_lines(), {tokens})

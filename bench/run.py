@@ -58,11 +58,11 @@ from _common import machine_info, write_results  # noqa: E402
 from plots import plots  # noqa: E402
 
 from bilstm_nlp import load, tag_sentences  # noqa: E402
-from bilstm_nlp.annotate import Annotator  # noqa: E402
-from bilstm_nlp.annotate_files import annotate_paths  # noqa: E402
+from bilstm_nlp.annotation.annotator import Annotator  # noqa: E402
+from bilstm_nlp.annotation.files import annotate_paths  # noqa: E402
+from bilstm_nlp.corpus.loading import load_tagging  # noqa: E402
 from bilstm_nlp.decode import length_batches  # noqa: E402
-from bilstm_nlp.loading import load_tagging  # noqa: E402
-from bilstm_nlp.schemes import tags_to_spans  # noqa: E402
+from bilstm_nlp.text.schemes import tags_to_spans  # noqa: E402
 
 CORPORA = ROOT.parent / "shared" / "corpora"
 EWT_DEV = CORPORA / "ud_ewt" / "dev.conllu"
@@ -484,7 +484,7 @@ def batch_size_sweep(model, token_lists: list[list[str]], quick: bool) -> list[d
 
 
 def ours_training(epochs: int, count: int) -> dict[str, Any]:
-    """Seconds per epoch of our training loop (`bilstm_nlp.train._run_epoch`, the loop of
+    """Seconds per epoch of our training loop (`bilstm_nlp.training.loop._run_epoch`, the loop of
     `bilstm-nlp train`) over the first 3,000 CoNLL-2003 train sentences: the shipped NER model's
     architecture (models/ner/train.json), SGD lr 0.015 momentum 0.9, clip 5, batch 32, 1 thread.
     Building the vocabulary and encoding the sentences to ids happen once, before timing, as in
@@ -493,7 +493,7 @@ def ours_training(epochs: int, count: int) -> dict[str, Any]:
     import random
 
     from bilstm_nlp.config import ExperimentConfig
-    from bilstm_nlp.train import _build, _encode, _optimizer, _read_data
+    from bilstm_nlp.training.loop import _build, _encode, _optimizer, _read_data
 
     raw = json.loads((ROOT / "models" / "ner" / "train.json").read_text())
     raw["train"].update(batch_size=TRAIN_BATCH, threads=1)
@@ -513,7 +513,7 @@ def ours_training(epochs: int, count: int) -> dict[str, Any]:
         encoded = _encode(model, train_split, "tagger")
         optimizer = _optimizer(model, config)
         rng = random.Random(1)
-        from bilstm_nlp.train import _run_epoch
+        from bilstm_nlp.training.loop import _run_epoch
 
         rows = []
         for epoch in range(1, epochs + 1):

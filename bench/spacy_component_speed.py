@@ -6,8 +6,9 @@ The texts are the `# text` lines of UD EWT dev (../shared/corpora/ud_ewt/dev.con
 document each, repeated to about 50,000 tokens (--quick: 5,000). Two ways to annotate them with the
 same model (`--model`: a model directory or a shipped model's name; required):
 
-- annotate: `bilstm_nlp.annotate.Annotator(model)(texts)`, the library path of `bilstm-nlp annotate`
-  (spaCy tokenizer and sentencizer, tagging with exact entity probabilities, `Annotation`s).
+- annotate: `bilstm_nlp.annotation.annotator.Annotator(model)(texts)`, the library path of
+  `bilstm-nlp annotate` (spaCy tokenizer and sentencizer, tagging with exact entity
+  probabilities, `Annotation`s).
 - component: `spacy.blank("en")` with `bilstm_tagger` (or `bilstm_textcat` for a classifier),
   `list(nlp.pipe(texts))` (`--docs-per-batch` docs per minibatch, spaCy's default 1,000): spaCy
   tokenizer, the component's sentences, tagging, `doc.ents` / span groups / tags / cats.
@@ -35,10 +36,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from _common import machine_info, summary, write_results  # noqa: E402
 from annotate_speed import ewt_lines  # noqa: E402
 
-from bilstm_nlp.annotate import Annotator  # noqa: E402
-from bilstm_nlp.model import Classifier  # noqa: E402
+from bilstm_nlp.annotation.annotator import Annotator  # noqa: E402
+from bilstm_nlp.nn.model import Classifier  # noqa: E402
 from bilstm_nlp.serialize import load_model  # noqa: E402
-from bilstm_nlp.tokenize import Tokenizer  # noqa: E402
+from bilstm_nlp.text.tokenize import Tokenizer  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "spacy_component_speed.json"

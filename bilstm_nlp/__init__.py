@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from ._version import __version__
 from .decode import ClassifiedSentence, TaggedSentence, classify_sentences, tag_sentences
-from .model import Classifier, Tagger
-from .schemes import Span
+from .nn.model import Classifier, Tagger
 from .serialize import load_model as load
+from .text.schemes import Span
 
 __all__ = [
     "Classifier",

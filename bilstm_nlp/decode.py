@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 import torch
 from rich.progress import Progress
 
-from .encoding import Batch, TokenEncoder, collate
-from .heads import Lattice, entity_log_probs
-from .model import Classifier, Tagger
-from .schemes import Span, convert_tags, tags_to_spans
+from .nn.encoding import Batch, TokenEncoder, collate
+from .nn.heads import Lattice, entity_log_probs
+from .nn.model import Classifier, Tagger
+from .text.schemes import Span, convert_tags, tags_to_spans
 
 
 @dataclass

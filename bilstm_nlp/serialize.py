@@ -24,9 +24,9 @@ from safetensors.torch import load_file, save
 from ._version import __version__
 from .config import INPUT_FORMATS, ModelConfig, from_dict, short_json
 from .errors import ConfigError, ModelFileError
-from .model import Classifier, Tagger, build_model
-from .schemes import SCHEMES
-from .vocab import Index, Vocab
+from .nn.model import Classifier, Tagger, build_model
+from .nn.vocab import Index, Vocab
+from .text.schemes import SCHEMES
 
 FORMAT_VERSION = 1
 CONFIG_FILE = "config.json"
@@ -420,7 +420,7 @@ def export_model(
             not trained on dev (or is missing for one given `dev`).
         ModelFileError: `source` is no loadable model, or `target` is a file.
     """
-    from .evaluate import evaluate_file
+    from .evaluation.evaluate import evaluate_file
 
     if max_vectors is not None and (
         isinstance(max_vectors, bool) or not isinstance(max_vectors, int) or max_vectors < 0

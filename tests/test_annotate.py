@@ -16,15 +16,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bilstm_nlp import annotate, annotate_files
-from bilstm_nlp.annotate import (
+from bilstm_nlp.annotation import annotator as annotate
+from bilstm_nlp.annotation import files as annotate_files
+from bilstm_nlp.annotation.annotator import (
     Annotation,
     Annotator,
     annotate_text,
     annotate_texts,
     escapes_for,
 )
-from bilstm_nlp.annotate_files import annotate_paths
+from bilstm_nlp.annotation.files import annotate_paths
 from bilstm_nlp.config import DataConfig, ExperimentConfig, ModelConfig, TrainConfig
 from bilstm_nlp.decode import tag_sentences
 from bilstm_nlp.errors import ConfigError, InputFormatError, OutputError, ResumeError
@@ -64,7 +65,7 @@ def tiny_model(base: Path, kind: str) -> Path:
         return directory
     import datasets
 
-    from bilstm_nlp.train import train
+    from bilstm_nlp.training.loop import train
 
     base.mkdir(parents=True, exist_ok=True)
     model = dict(vectors=None, word_dim=16, hidden=24, dropout=0.0, word_dropout=0.0)

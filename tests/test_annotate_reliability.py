@@ -20,8 +20,10 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from bilstm_nlp import annotate, annotate_files, resume
-from bilstm_nlp.annotate_files import annotate_paths
+from bilstm_nlp.annotation import annotator as annotate
+from bilstm_nlp.annotation import files as annotate_files
+from bilstm_nlp.annotation import resume
+from bilstm_nlp.annotation.files import annotate_paths
 from bilstm_nlp.cli import app
 from bilstm_nlp.errors import ConfigError, InputFormatError, OutputError, ResumeError
 from bilstm_nlp.serialize import load_model
@@ -454,8 +456,8 @@ def test_a_long_document_is_annotated_in_pieces_into_one_exact_record(
 ) -> None:
     from test_annotate import check_offsets
 
-    from bilstm_nlp.annotate import Annotation
-    from bilstm_nlp.writers import ConllWriter, TextWriter
+    from bilstm_nlp.annotation.annotator import Annotation
+    from bilstm_nlp.annotation.writers import ConllWriter, TextWriter
 
     rng = random.Random(7)
     text = long_line(rng, 3_000)  # about 20,000 characters: some 40 pieces
@@ -505,7 +507,7 @@ def test_a_long_document_where_pieces_cannot_go_is_one_clear_error(
 def test_a_run_killed_inside_a_long_document_resumes_byte_identical(
     ner, tmp_path: Path, small_pieces: list[int], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from bilstm_nlp.writers import jsonl
+    from bilstm_nlp.annotation.writers import jsonl
 
     rng = random.Random(3)
     source = tmp_path / "in.txt"

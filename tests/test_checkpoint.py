@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 from bilstm_nlp import load
 from bilstm_nlp.cli import app
 from bilstm_nlp.config import ExperimentConfig
-from bilstm_nlp.train import train
+from bilstm_nlp.training.loop import train
 
 from .test_train import NER_SENTENCES, tiny_config, write_conll
 

@@ -1,4 +1,4 @@
-"""Tests for `bilstm_nlp.crf`: every algorithm against brute-force enumeration of all tag paths.
+"""Tests for `bilstm_nlp.nn.crf`: every algorithm against brute-force enumeration of all tag paths.
 
 Sizes stay small (num_tags <= 5, seq_len <= 4: at most 625 paths per sequence) and scores come
 from +-5 so that ties are vanishingly rare. Batches mix lengths, so padding is always exercised.
@@ -15,15 +15,15 @@ import pytest
 import torch
 from torch.func import functional_call
 
-import bilstm_nlp.crf as crf_module
-from bilstm_nlp.crf import (
+import bilstm_nlp.nn.crf as crf_module
+from bilstm_nlp.nn.crf import (
     CRF,
     FORBIDDEN_SCORE,
     constraint_scores,
     kbest_decode,
     viterbi_decode,
 )
-from bilstm_nlp.schemes import AllowedTransitions, allowed_transitions
+from bilstm_nlp.text.schemes import AllowedTransitions, allowed_transitions
 
 SIZES = [(1, 3), (2, 4), (3, 4), (4, 3), (5, 4), (5, 1)]  # (num_tags, seq_len)
 SEEDS = [0, 1, 2]

@@ -12,9 +12,9 @@ import pytest
 import torch
 
 import bilstm_nlp
-from bilstm_nlp.crf import CRF
-from bilstm_nlp.heads import CRFHead, entity_boundaries, entity_log_probs
-from bilstm_nlp.schemes import allowed_transitions, tags_to_spans
+from bilstm_nlp.nn.crf import CRF
+from bilstm_nlp.nn.heads import CRFHead, entity_boundaries, entity_log_probs
+from bilstm_nlp.text.schemes import allowed_transitions, tags_to_spans
 
 TAGS = ["O", "B-X", "I-X", "E-X", "S-X", "B-Y", "I-Y", "E-Y", "S-Y"]
 LENGTHS = [10_000, 3_001]

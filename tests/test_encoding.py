@@ -7,9 +7,9 @@ import random
 import torch
 import torch.nn.functional as F
 
-from bilstm_nlp.embeddings import CharCNN
-from bilstm_nlp.encoding import EncodedSentence, TokenEncoder, collate, encode_tokens
-from bilstm_nlp.vocab import PAD_ID, Vocab
+from bilstm_nlp.nn.embeddings import CharCNN
+from bilstm_nlp.nn.encoding import EncodedSentence, TokenEncoder, collate, encode_tokens
+from bilstm_nlp.nn.vocab import PAD_ID, Vocab
 
 
 def _padded_cnn(cnn: CharCNN, char_ids: torch.Tensor) -> torch.Tensor:

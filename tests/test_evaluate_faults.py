@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from bilstm_nlp.cli import app
 from bilstm_nlp.errors import OutputError
-from bilstm_nlp.evaluate import TaggerEvaluation, write_predictions
+from bilstm_nlp.evaluation.evaluate import TaggerEvaluation, write_predictions
 
 runner = CliRunner()
 NER_MODEL = Path(__file__).parent / "data" / "models" / "format-v1-tagger"  # BIOES entity tags

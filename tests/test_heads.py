@@ -8,14 +8,14 @@ import math
 import pytest
 import torch
 
-from bilstm_nlp.heads import (
+from bilstm_nlp.nn.heads import (
     CRFHead,
     EntityQuery,
     SoftmaxHead,
     entity_boundaries,
     entity_log_probs,
 )
-from bilstm_nlp.schemes import allowed_transitions, tags_to_spans
+from bilstm_nlp.text.schemes import allowed_transitions, tags_to_spans
 
 TAG_SETS = {
     "IOB1": ["O", "I-X", "B-X", "I-Y", "B-Y"],

@@ -15,9 +15,8 @@ import pyarrow.parquet as pq
 import pytest
 from datasets import ClassLabel, DatasetDict, List, Value
 
-from bilstm_nlp import registry
-from bilstm_nlp.errors import ConfigError, InputFormatError
-from bilstm_nlp.loading import (
+from bilstm_nlp.corpus import registry
+from bilstm_nlp.corpus.loading import (
     CorpusInfo,
     corpus_info,
     corpus_scheme,
@@ -29,8 +28,9 @@ from bilstm_nlp.loading import (
     read_sentences,
     read_texts,
 )
-from bilstm_nlp.schemes import convert_tags, tags_to_spans
-from bilstm_nlp.stats import corpus_stats
+from bilstm_nlp.corpus.stats import corpus_stats
+from bilstm_nlp.errors import ConfigError, InputFormatError
+from bilstm_nlp.text.schemes import convert_tags, tags_to_spans
 
 pytestmark = pytest.mark.usefixtures("datasets_cache")
 

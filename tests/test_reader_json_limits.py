@@ -12,9 +12,9 @@ import pytest
 from typer.testing import CliRunner
 
 from bilstm_nlp.cli import app
+from bilstm_nlp.corpus.readers.conllu import read_conllu
+from bilstm_nlp.corpus.readers.jsonl import read_jsonl_tagged, read_jsonl_texts
 from bilstm_nlp.errors import InputFormatError
-from bilstm_nlp.readers.conllu import read_conllu
-from bilstm_nlp.readers.jsonl import read_jsonl_tagged, read_jsonl_texts
 
 runner = CliRunner()
 

@@ -19,14 +19,14 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from bilstm_nlp.cli import app
+from bilstm_nlp.corpus.loading import load_tagging
+from bilstm_nlp.corpus.readers import conll
+from bilstm_nlp.corpus.readers.conll import read_conll, read_lines
+from bilstm_nlp.corpus.readers.conllu import read_conllu
+from bilstm_nlp.corpus.readers.jsonl import read_jsonl_tagged, read_jsonl_texts
+from bilstm_nlp.corpus.readers.sst import read_sst
+from bilstm_nlp.corpus.readers.table import read_table
 from bilstm_nlp.errors import InputFormatError
-from bilstm_nlp.loading import load_tagging
-from bilstm_nlp.readers import conll
-from bilstm_nlp.readers.conll import read_conll, read_lines
-from bilstm_nlp.readers.conllu import read_conllu
-from bilstm_nlp.readers.jsonl import read_jsonl_tagged, read_jsonl_texts
-from bilstm_nlp.readers.sst import read_sst
-from bilstm_nlp.readers.table import read_table
 
 runner = CliRunner()
 

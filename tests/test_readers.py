@@ -14,13 +14,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from bilstm_nlp.corpus.readers import Sentence, TextExample
+from bilstm_nlp.corpus.readers.conll import read_conll, read_lines
+from bilstm_nlp.corpus.readers.conllu import read_conllu
+from bilstm_nlp.corpus.readers.jsonl import read_jsonl_tagged, read_jsonl_texts
+from bilstm_nlp.corpus.readers.sst import read_sst
+from bilstm_nlp.corpus.readers.table import read_table
 from bilstm_nlp.errors import InputFormatError
-from bilstm_nlp.readers import Sentence, TextExample
-from bilstm_nlp.readers.conll import read_conll, read_lines
-from bilstm_nlp.readers.conllu import read_conllu
-from bilstm_nlp.readers.jsonl import read_jsonl_tagged, read_jsonl_texts
-from bilstm_nlp.readers.sst import read_sst
-from bilstm_nlp.readers.table import read_table
 
 
 def write(directory: Path, name: str, content: str | bytes) -> Path:

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bilstm_nlp.errors import ConfigError, InputFormatError
-from bilstm_nlp.schemes import (
+from bilstm_nlp.text.schemes import (
     Span,
     allowed_transitions,
     check_tag,

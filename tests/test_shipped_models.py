@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from bilstm_nlp import load
-from bilstm_nlp.evaluate import evaluate_file
+from bilstm_nlp.evaluation.evaluate import evaluate_file
 
 # name: (dev file under the corpora root, --dev-from-train)
 SHIPPED = {

@@ -17,14 +17,14 @@ from spacy.tokens import Span
 from spacy.util import load_model_from_config
 from thinc.api import Config
 
-from bilstm_nlp.annotate import annotate_texts, escapes_for
+from bilstm_nlp.annotation.annotator import annotate_texts, escapes_for
 from bilstm_nlp.config import DataConfig, ExperimentConfig, ModelConfig, TrainConfig
 from bilstm_nlp.decode import tag_sentences
 from bilstm_nlp.errors import ConfigError, ModelFileError
-from bilstm_nlp.model import build_model
+from bilstm_nlp.integrations.spacy_component import CHUNKS_KEY, ENTS_KEY, SCORES_ATTR, UPOS_TAGS
+from bilstm_nlp.nn.model import build_model
+from bilstm_nlp.nn.vocab import Vocab
 from bilstm_nlp.serialize import load_model, save_model
-from bilstm_nlp.spacy_component import CHUNKS_KEY, ENTS_KEY, SCORES_ATTR, UPOS_TAGS
-from bilstm_nlp.vocab import Vocab
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_annotate import tiny_model  # noqa: E402
@@ -56,7 +56,7 @@ TEXTS = [
 def _train_tagger(base: Path, name: str, sentences, scheme: str | None) -> Path:
     import datasets
 
-    from bilstm_nlp.train import train
+    from bilstm_nlp.training.loop import train
 
     directory = base / name
     base.mkdir(parents=True, exist_ok=True)
@@ -136,8 +136,8 @@ def assert_same(one: dict, two: dict, tolerance: float) -> None:
 
 def test_entry_points_register_both_factories() -> None:
     names = {ep.name: ep.value for ep in importlib.metadata.entry_points(group="spacy_factories")}
-    assert names["bilstm_tagger"] == "bilstm_nlp.spacy_component:make_bilstm_tagger"
-    assert names["bilstm_textcat"] == "bilstm_nlp.spacy_component:make_bilstm_textcat"
+    assert names["bilstm_tagger"] == "bilstm_nlp.integrations.spacy_component:make_bilstm_tagger"
+    assert names["bilstm_textcat"] == "bilstm_nlp.integrations.spacy_component:make_bilstm_textcat"
     assert {"bilstm_tagger", "bilstm_textcat"} <= set(spacy.blank("en").factory_names)
 
 

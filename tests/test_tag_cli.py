@@ -20,7 +20,7 @@ import torch
 from spacy.tokens import DocBin
 from typer.testing import CliRunner
 
-from bilstm_nlp.annotate_files import annotate_paths
+from bilstm_nlp.annotation.files import annotate_paths
 from bilstm_nlp.cli import app
 from bilstm_nlp.serialize import load_model
 

@@ -7,8 +7,8 @@ import spacy
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bilstm_nlp import tokenize
-from bilstm_nlp.tokenize import PtbEscapes, Token, Tokenizer, tokenize_text
+from bilstm_nlp.text import tokenize
+from bilstm_nlp.text.tokenize import PtbEscapes, Token, Tokenizer, tokenize_text
 
 
 @pytest.fixture(scope="module")

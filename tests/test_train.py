@@ -14,7 +14,7 @@ from bilstm_nlp.cli import app
 from bilstm_nlp.config import DataConfig, ExperimentConfig, ModelConfig, TrainConfig
 from bilstm_nlp.decode import classify_sentences
 from bilstm_nlp.serialize import save_model
-from bilstm_nlp.train import train
+from bilstm_nlp.training.loop import train
 
 NER_SENTENCES = [
     [("EU", "I-ORG"), ("rejects", "O"), ("German", "I-MISC"), ("call", "O"), (".", "O")],

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from bilstm_nlp.cli import app
 from bilstm_nlp.config import ExperimentConfig
 from bilstm_nlp.errors import ConfigError, InputFormatError
-from bilstm_nlp.train import LOCK_FILE, train
+from bilstm_nlp.training.loop import LOCK_FILE, train
 
 from .test_train import NER_SENTENCES, tiny_config, write_conll
 

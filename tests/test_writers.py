@@ -14,13 +14,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from spacy.tokens import DocBin
 
+from bilstm_nlp.annotation.writers import inline_text, make_writer
+from bilstm_nlp.annotation.writers.conll import read_conll_records
+from bilstm_nlp.annotation.writers.docbin import SPAN_KEY, record_to_doc
+from bilstm_nlp.annotation.writers.jsonl import read_jsonl_records
+from bilstm_nlp.corpus.readers.conll import read_conll
 from bilstm_nlp.errors import ConfigError, InputFormatError
-from bilstm_nlp.readers.conll import read_conll
-from bilstm_nlp.tokenize import Tokenizer
-from bilstm_nlp.writers import inline_text, make_writer
-from bilstm_nlp.writers.conll import read_conll_records
-from bilstm_nlp.writers.docbin import SPAN_KEY, record_to_doc
-from bilstm_nlp.writers.jsonl import read_jsonl_records
+from bilstm_nlp.text.tokenize import Tokenizer
 
 
 def tagger_record(doc_id: Any, text: str, entities: dict[tuple[int, int], str]) -> dict[str, Any]:

@@ -8,9 +8,9 @@ from typing import Any
 import torch
 
 from bilstm_nlp.config import ModelConfig
-from bilstm_nlp.model import Tagger
+from bilstm_nlp.nn.model import Tagger
+from bilstm_nlp.nn.vocab import Vocab
 from bilstm_nlp.serialize import save_model
-from bilstm_nlp.vocab import Vocab
 
 
 def save_tiny_tagger(directory: Path, meta: dict[str, Any]) -> Path:

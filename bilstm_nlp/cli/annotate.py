@@ -62,7 +62,7 @@ def annotate_cli(
     Without --resume an existing output is overwritten; OUTPUT.progress.json records how far a
     run got, so a killed run can be finished with --resume.
     """
-    from ..annotate_files import annotate_paths
+    from ..annotation.files import annotate_paths
     from ..serialize import load_model
 
     setup_logging(verbose)

@@ -13,7 +13,7 @@ from rich.text import Text
 from ._util import Arg, Opt, user_errors
 
 if TYPE_CHECKING:
-    from ..stats import CorpusStats
+    from ..corpus.stats import CorpusStats
 
 
 def corpus_stats_cli(
@@ -37,7 +37,7 @@ def corpus_stats_cli(
     with user_errors():
         # Imported here: datasets is heavy, and every other command (and each annotate worker,
         # which imports this package) would carry it.
-        from ..stats import corpus_stats
+        from ..corpus.stats import corpus_stats
 
         stats = corpus_stats(
             path,

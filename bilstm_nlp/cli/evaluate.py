@@ -34,7 +34,7 @@ def evaluate_cli(
     verbose: bool = Opt(False, "--verbose", "-v", help="Debug logging"),
 ) -> None:
     """Evaluate MODEL on DATA, read with the reader settings the model was trained with."""
-    from ..evaluate import (
+    from ..evaluation.evaluate import (
         TaggerEvaluation,
         check_predictions_path,
         evaluate_file,
@@ -68,7 +68,7 @@ def evaluate_cli(
 
 
 def _print_table(result) -> None:
-    from ..evaluate import TaggerEvaluation
+    from ..evaluation.evaluate import TaggerEvaluation
 
     console = Console()
     if isinstance(result, TaggerEvaluation):

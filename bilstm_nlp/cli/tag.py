@@ -24,8 +24,8 @@ def tag_cli(
     verbose: bool = Opt(False, "--verbose", "-v", help="Debug logging"),
 ) -> None:
     """Tag TEXTS (or standard input) with a model and print the result on stdout."""
-    from ..annotate import annotate_texts, write_annotations
-    from ..annotate_files import annotate_paths
+    from ..annotation.annotator import annotate_texts, write_annotations
+    from ..annotation.files import annotate_paths
     from ..serialize import load_model
 
     setup_logging(verbose)

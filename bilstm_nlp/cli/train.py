@@ -57,7 +57,7 @@ def train_cli(
     verbose: bool = Opt(False, "--verbose", "-v", help="Debug logging"),
 ) -> None:
     """Train a model; the best epoch on dev is kept in OUTPUT with a model card and a JSONL log."""
-    from ..train import train
+    from ..training.loop import train
 
     setup_logging(verbose, reads_corpora=True)
     with user_errors():

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from ..text.schemes import AllowedTransitions, split_tag
 from .crf import CRF, constraint_scores, kbest_decode, marginals_from, viterbi_decode
-from .schemes import AllowedTransitions, split_tag
 
 
 @dataclass(frozen=True)

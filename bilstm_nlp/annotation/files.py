@@ -63,9 +63,10 @@ from typing import Any, BinaryIO
 
 import torch
 
-from .annotate import MAX_SENTENCE_TOKENS, Annotator
-from .errors import BilstmNlpError, ConfigError, InputFormatError, OutputError, ResumeError
-from .model import Classifier, Tagger
+from ..errors import BilstmNlpError, ConfigError, InputFormatError, OutputError, ResumeError
+from ..nn.model import Classifier, Tagger
+from ..serialize import save_model
+from .annotator import MAX_SENTENCE_TOKENS, Annotator
 from .resume import (
     LOCK_SUFFIX,
     PROGRESS_SUFFIX,
@@ -76,7 +77,6 @@ from .resume import (
     output_lock,
     save_state,
 )
-from .serialize import save_model
 from .writers import Writer, make_writer
 
 logger = logging.getLogger(__name__)
@@ -782,7 +782,7 @@ _worker_encoder: list[_WindowEncoder] = []
 def _init_worker(
     model_dir: str, fmt: str, options: dict[str, Any], threads: int, parent: int
 ) -> None:
-    from .serialize import load_model
+    from ..serialize import load_model
 
     _die_with_parent(parent)
     # Ctrl-C reaches the whole process group; the parent handles it and stops the workers.

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any, BinaryIO, Protocol
 
-from ..errors import ConfigError
+from ...errors import ConfigError
 from .conll import ConllWriter
 from .docbin import DocBinWriter
 from .html import HtmlWriter

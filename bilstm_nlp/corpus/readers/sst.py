@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import InputFormatError
+from ...errors import InputFormatError
 from . import TextExample
 from .conll import excerpt, is_blank, read_lines
 

@@ -23,18 +23,18 @@ from typing import Any
 import numpy as np
 import torch
 
-from ._version import __version__
+from .._version import __version__
+from ..config import DataConfig, ExperimentConfig, ModelConfig
+from ..corpus.loading import corpus_info, load_tagging, load_texts
+from ..errors import ConfigError, InputFormatError
+from ..evaluation.evaluate import evaluate_classifier, evaluate_tagger
+from ..nn.embeddings import load_vectors, pretrained_matrix
+from ..nn.encoding import EncodedSentence, bucket_batches, collate, encode_tokens
+from ..nn.model import Classifier, Tagger, build_model
+from ..nn.vocab import Vocab
+from ..serialize import load_model, save_model
+from ..text.tokenize import tokens_or_tokenized
 from .checkpoint import TrainingState, load_checkpoint, save_checkpoint
-from .config import DataConfig, ExperimentConfig, ModelConfig
-from .embeddings import load_vectors, pretrained_matrix
-from .encoding import EncodedSentence, bucket_batches, collate, encode_tokens
-from .errors import ConfigError, InputFormatError
-from .evaluate import evaluate_classifier, evaluate_tagger
-from .loading import corpus_info, load_tagging, load_texts
-from .model import Classifier, Tagger, build_model
-from .serialize import load_model, save_model
-from .tokenize import tokens_or_tokenized
-from .vocab import Vocab
 
 logger = logging.getLogger(__name__)
 

@@ -18,10 +18,10 @@ from typing import Any, BinaryIO
 
 import torch
 
-from .decode import classify_sentences, tag_sentences
-from .errors import ConfigError
-from .model import Classifier, Tagger
-from .tokenize import PtbEscapes, Token, Tokenizer
+from ..decode import classify_sentences, tag_sentences
+from ..errors import ConfigError
+from ..nn.model import Classifier, Tagger
+from ..text.tokenize import PtbEscapes, Token, Tokenizer
 from .writers import make_writer
 
 # Longer sentences are tagged in pieces: the BiLSTM needs no wider context, and the cost of exact

@@ -20,9 +20,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import OutputError, ResumeError
-from .model import Classifier, Tagger
-from .serialize import CONFIG_FILE, VOCAB_FILES, WEIGHTS_FILE
+from ..errors import OutputError, ResumeError
+from ..nn.model import Classifier, Tagger
+from ..serialize import CONFIG_FILE, VOCAB_FILES, WEIGHTS_FILE
 
 logger = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .config import ModelConfig
-from .errors import ConfigError, InputFormatError
+from ..config import ModelConfig
+from ..errors import ConfigError, InputFormatError
 from .vocab import CASINGS, PAD_ID, Vocab
 
 logger = logging.getLogger(__name__)

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from .config import ModelConfig
+from ..config import ModelConfig
+from ..errors import ConfigError
+from ..text.schemes import allowed_transitions
 from .embeddings import TokenEmbedder
 from .encoder import BiLSTMEncoder
 from .encoding import Batch, word_dropout
-from .errors import ConfigError
 from .heads import HEADS, CRFHead, SentenceHead, SoftmaxHead, entity_boundaries
-from .schemes import allowed_transitions
 from .vocab import Vocab
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .schemes import AllowedTransitions
+from ..text.schemes import AllowedTransitions
 
 FORBIDDEN_SCORE: float = -1e4
 """Score of a forbidden start, transition or end in training and partition sums.

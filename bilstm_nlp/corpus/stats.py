@@ -13,8 +13,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from . import schemes
-from .errors import ConfigError
+from ..errors import ConfigError
+from ..text import schemes
 from .loading import (
     TAGGING_FORMATS,
     detect_format,

@@ -15,14 +15,14 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
-from .config import INPUT_FORMATS
-from .errors import ConfigError
-from .schemes import normalize_scheme
+from ..config import INPUT_FORMATS
+from ..errors import ConfigError
+from ..text.schemes import normalize_scheme
 
 CORPORA_ENV = "BILSTM_NLP_CORPORA"
 REGISTRY_FILE = "registry.toml"
 FORMAT_VERSION = 1
-# Kept in step with bilstm_nlp.loading.INPUT_FORMATS (less "hub", which is no file format).
+# Kept in step with bilstm_nlp.corpus.loading.INPUT_FORMATS (less "hub", which is no file format).
 _FILE_FORMATS = INPUT_FORMATS
 _TASKS = ("ner", "chunking", "pos", "sentiment")
 _ENTRY_KEYS = {
@@ -63,7 +63,7 @@ class CorpusEntry:
     Attributes:
         name: registry key (`"conll2003"`).
         task: `"ner"`, `"chunking"`, `"pos"` or `"sentiment"`.
-        format: input format name of `bilstm_nlp.loading` (`"conll"`, `"conllu"`, `"sst"`...).
+        format: input format name of `bilstm_nlp.corpus.loading` (`"conll"`, `"sst"`...).
         columns: what the file's columns hold, in order.
         label_column: index of the label column (conll format), else None.
         tag_field: `"upos"`/`"xpos"` (conllu format), else None.

@@ -14,8 +14,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from ..errors import InputFormatError
-from ..schemes import check_tag, is_entity_tagset
+from ...errors import InputFormatError
+from ...text.schemes import check_tag, is_entity_tagset
 from . import Sentence
 
 DOCSTART = "-DOCSTART-"

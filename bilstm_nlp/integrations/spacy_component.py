@@ -54,11 +54,11 @@ from spacy.pipeline import Pipe
 from spacy.tokens import Doc, Span
 from spacy.util import minibatch
 
-from .annotate import MAX_SENTENCE_TOKENS, Annotation, Annotator
-from .errors import ConfigError, ModelFileError
-from .model import Classifier, Tagger
-from .serialize import CONFIG_FILE, VOCAB_FILES, WEIGHTS_FILE, load_model, save_model
-from .tokenize import Token, cut_sentence
+from ..annotation.annotator import MAX_SENTENCE_TOKENS, Annotation, Annotator
+from ..errors import ConfigError, ModelFileError
+from ..nn.model import Classifier, Tagger
+from ..serialize import CONFIG_FILE, VOCAB_FILES, WEIGHTS_FILE, load_model, save_model
+from ..text.tokenize import Token, cut_sentence
 
 logger = logging.getLogger(__name__)
 

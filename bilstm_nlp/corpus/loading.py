@@ -28,9 +28,9 @@ import datasets
 from datasets import ClassLabel, Dataset, DatasetDict, Features, List, Value
 from datasets.exceptions import DatasetGenerationError, DatasetNotFoundError
 
-from . import schemes
-from .config import INPUT_FORMATS as FILE_FORMATS
-from .errors import BilstmNlpError, ConfigError, InputFormatError
+from ..config import INPUT_FORMATS as FILE_FORMATS
+from ..errors import BilstmNlpError, ConfigError, InputFormatError
+from ..text import schemes
 from .readers import Sentence, TextExample
 from .readers import conll as conll_reader
 from .readers import conllu as conllu_reader

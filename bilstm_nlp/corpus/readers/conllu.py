@@ -17,7 +17,7 @@ from pathlib import Path
 import conllu
 from conllu.exceptions import ParseException
 
-from ..errors import InputFormatError
+from ...errors import InputFormatError
 from . import Sentence
 from .conll import excerpt, read_lines
 

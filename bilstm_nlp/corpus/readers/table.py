@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ..errors import InputFormatError
+from ...errors import InputFormatError
 from . import TextExample
 from .conll import is_blank, read_lines
 

@@ -14,9 +14,12 @@ from typing import Any
 
 import torch
 
-from .decode import classify_sentences, tag_sentences
-from .errors import ConfigError, InputFormatError, OutputError
-from .loading import corpus_info, load_tagging, load_texts
+from ..corpus.loading import corpus_info, load_tagging, load_texts
+from ..decode import classify_sentences, tag_sentences
+from ..errors import ConfigError, InputFormatError, OutputError
+from ..nn.model import Classifier, Tagger
+from ..text.schemes import split_tag
+from ..text.tokenize import tokens_or_tokenized
 from .metrics import (
     ClassificationScores,
     EntityScores,
@@ -25,9 +28,6 @@ from .metrics import (
     entity_scores,
     token_accuracy,
 )
-from .model import Classifier, Tagger
-from .schemes import split_tag
-from .tokenize import tokens_or_tokenized
 
 logger = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from ..errors import InputFormatError
+from ...errors import InputFormatError
 
 
 class JsonlWriter:

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ..errors import InputFormatError
+from ...errors import InputFormatError
 from . import Sentence, TextExample
 from .conll import TagChecker, excerpt, is_blank, read_lines
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .errors import ConfigError, InputFormatError
+from ..errors import ConfigError, InputFormatError
 
 SCHEMES = ("IOB1", "IOB2", "BIOES")
 _SCHEME_ALIASES = {

@@ -18,8 +18,8 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from .errors import ModelFileError
-from .serialize import load_model, save_model
+from ..errors import ModelFileError
+from ..serialize import load_model, save_model
 
 CHECKPOINT_DIR = "checkpoint"
 STATE_FILE = "state.json"

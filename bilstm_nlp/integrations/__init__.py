@@ -1,0 +1,2 @@
+"""Other libraries' entry points into bilstm-nlp: the spaCy pipeline components.
+"""

@@ -1,0 +1,2 @@
+"""Training: the loop, checkpoints, and the model cards written beside a trained model.
+"""

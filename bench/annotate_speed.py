@@ -322,9 +322,7 @@ def main() -> None:
                 row[f"vs_spacy_{peer['pipeline']}"] = (
                     row["median_tokens_per_s"] / peer["median_tokens_per_s"]
                 )
-    print(
-        f"\nRaw text → JSONL, {tokens:,} tokens, model {getattr(model, 'model_path', args.model)}\n"
-    )
+    print(f"\nRaw text → JSONL, {tokens:,} tokens, model {model.meta.source or args.model}\n")
     print(
         "| system | workers × threads | tokens/s (median) | range | seconds | worker start (s) "
         "| tokens/s after start | ours / spaCy NER only, same cores | ours / spaCy full |"
@@ -355,7 +353,7 @@ def main() -> None:
             )
     figures = {
         "quick": args.quick,
-        "model": str(getattr(model, "model_path", args.model)),
+        "model": str(model.meta.source or args.model),
         "text": f"UD EWT dev '# text' lines repeated to {tokens} tokens, one document per line",
         "repeats": repeats,
         "results": rows,

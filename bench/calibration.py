@@ -88,7 +88,7 @@ def main() -> None:
 
 
 def _reader(model) -> dict:
-    reader = model.meta.get("reader", {})
+    reader = model.meta.reader.to_json()
     return {
         "input_format": reader.get("input_format"),
         "label_column": reader.get("label_column"),

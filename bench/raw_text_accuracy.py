@@ -82,7 +82,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     model = load(args.model)
-    reader = model.meta.get("reader", {})
+    reader = model.meta.reader.to_json()
     split = load_tagging(
         dev=args.data,
         input_format=reader.get("input_format"),

@@ -42,6 +42,9 @@ def _check_range(name: str, value: float, low: float, high: float, low_open: boo
         raise ConfigError(f"{name} must be in {bracket}{low:g}, {high:g}], got {short_json(value)}")
 
 
+DATA_TASKS = ("ner", "chunking", "pos", "sentiment", "classification")
+
+
 @dataclass(frozen=True)
 class DataConfig:
     """Where the data is and how to read it.
@@ -63,6 +66,10 @@ class DataConfig:
         train_with_dev: train on train + dev together, for exactly `train.epochs` epochs, with no
             dev selection: the protocol for a final model once the recipe (epochs, schedule) has
             been fixed on dev. The model card says so.
+        task: what the labels are: `ner` or `chunking` (spans), `pos` (token tags), `sentiment`
+            or `classification`; the spaCy component writes entities, a span group or token tags
+            by it. None: the corpus registry's task for the training file, else `ner` for tags
+            with a scheme, `pos` without, `classification` for a classifier.
     """
 
     train: str | None = None
@@ -77,9 +84,11 @@ class DataConfig:
     text_field: str = "text"
     label_field: str = "label"
     train_with_dev: bool = False
+    task: str | None = None
 
     def __post_init__(self) -> None:
         _check_choice("data.input_format", self.input_format, INPUT_FORMATS, optional=True)
+        _check_choice("data.task", self.task, DATA_TASKS, optional=True)
         _check_choice("data.tag_field", self.tag_field, ("upos", "xpos"))
         _check_choice("data.scheme", self.scheme, ("IOB1", "IOB2", "BIOES"), optional=True)
         _check_choice("data.sst_labels", self.sst_labels, ("sst2", "sst5"))

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
-import shlex
 import stat
+import tempfile
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -22,16 +21,18 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save
 
 from ._version import __version__
-from .config import INPUT_FORMATS, ModelConfig, from_dict, short_json
+from .config import ModelConfig, from_dict, short_json
 from .errors import ConfigError, ModelFileError
+from .nn.meta import FORMAT_VERSION, ModelMeta
 from .nn.model import Classifier, Tagger, build_model
-from .nn.vocab import Index, Vocab
+from .nn.vocab import Vocab
 from .text.schemes import SCHEMES
 
-FORMAT_VERSION = 1
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 VOCAB_FILES = {"words": "words.json", "chars": "chars.json", "labels": "labels.json"}
+HALF_TENSORS = ("embedder.word_embedding.weight", "embedder.fixed_embedding.weight")
+"""The tensors an exported model may store as float16 (`ModelMeta.half_embeddings`)."""
 SHIPPED_MODELS = ("ner", "pos", "chunk", "sentiment")
 
 # Bounds on what a model directory may hold, so that a hostile one costs no more than reading
@@ -44,10 +45,7 @@ MAX_LABELS = 1_000
 
 
 def save_model(
-    model: Tagger | Classifier,
-    directory: str | Path,
-    meta: dict[str, Any] | None = None,
-    half_embeddings: bool | None = None,
+    model: Tagger | Classifier, directory: str | Path, meta: ModelMeta | None = None
 ) -> Path:
     """Write `model` as a model directory (created if needed; files replaced atomically, each with
     the permissions the umask gives).
@@ -55,9 +53,8 @@ def save_model(
     Args:
         model: the model to save.
         directory: target directory.
-        meta: JSON-able extras kept in config.json: reader settings, provenance, scores.
-        half_embeddings: store the word embeddings as float16 (halves the biggest tensors);
-            None keeps what the model was loaded with.
+        meta: the metadata to write in its place (a training run's scores, an export's storage
+            choice); None writes `model.meta`.
     Raises:
         ModelFileError: `directory` is a file or cannot be created.
     """
@@ -68,24 +65,22 @@ def save_model(
         raise ModelFileError("exists and is not a folder; give a model folder", directory) from None
     except OSError as error:
         raise ModelFileError(f"cannot create the folder: {error.strerror}", directory) from None
-    meta = dict(meta or getattr(model, "meta", {}) or {})
+    meta = meta or model.meta
     config = {
         "format_version": FORMAT_VERSION,
         "library_version": __version__,
-        "kind": "tagger" if isinstance(model, Tagger) else "classifier",
-        "scheme": model.scheme,
-        "output_scheme": getattr(model, "output_scheme", None),
+        "kind": model.config.task,
+        "scheme": meta.scheme,
+        "output_scheme": meta.tags_in if meta.scheme else meta.output_scheme,
         "trainable_words": model.vocab.trainable_words,
         "model": dataclasses.asdict(model.config),
-        "meta": meta,
+        "meta": meta.to_json(),
     }
     state = {
         name: tensor.detach().cpu().contiguous() for name, tensor in model.state_dict().items()
     }
-    if half_embeddings is None:
-        half_embeddings = getattr(model, "half_embeddings", False)
-    if half_embeddings:
-        for key in ("embedder.word_embedding.weight", "embedder.fixed_embedding.weight"):
+    if meta.half_embeddings:
+        for key in HALF_TENSORS:
             state[key] = state[key].half()
     # Serialised in memory and written by Python, so the file gets the same permissions as the
     # JSON files beside it (the umask's); `save_file` created it 0600.
@@ -106,6 +101,16 @@ def _atomic_write(path: Path, write) -> None:
     temporary = path.with_name(path.name + ".tmp")
     write(temporary)
     os.replace(temporary, path)
+
+
+def shipped_models() -> dict[str, Path]:
+    """The shipped models that are installed, by name."""
+    root = resources.files("bilstm_nlp.models")
+    found = {}
+    for name in SHIPPED_MODELS:
+        if (root / name / CONFIG_FILE).is_file():
+            found[name] = Path(str(root / name))
+    return found
 
 
 def resolve_model_path(name_or_path: str | Path) -> Path:
@@ -146,6 +151,30 @@ def load_model(name_or_path: str | Path, device: str | torch.device = "cpu") -> 
             "pickled models (.pt, .pkl) are not loaded",
             directory,
         )
+    return _load_directory(directory, str(directory)).to(device).eval()
+
+
+MODEL_FILES = (CONFIG_FILE, *VOCAB_FILES.values(), WEIGHTS_FILE)
+"""The files of a model directory, all that `load_model_files` needs."""
+
+
+def load_model_files(files: dict[str, bytes]) -> Tagger | Classifier:
+    """Load a model from the bytes of its directory's files (`MODEL_FILES`), as a spaCy
+    pipeline's `to_bytes` carries them; checked exactly as `load_model` checks a folder. The
+    model remembers no source folder.
+
+    Raises:
+        ModelFileError: a file is missing or broken (named as in a folder).
+    """
+    with tempfile.TemporaryDirectory() as folder:
+        for name in MODEL_FILES:  # only known names: the bytes cannot choose where to write
+            if name not in files:
+                raise ModelFileError("missing file", name)
+            (Path(folder) / name).write_bytes(files[name])
+        return _load_directory(Path(folder), None).eval()
+
+
+def _load_directory(directory: Path, source: str | None) -> Tagger | Classifier:
     config_path = directory / CONFIG_FILE
     settings = _check_config(_read_json(config_path, dict, CONFIG_MAX_BYTES), config_path)
     vocab_json = {}
@@ -168,22 +197,20 @@ def load_model(name_or_path: str | Path, device: str | torch.device = "cpu") -> 
     # The shapes the config asks for, from a model built on the meta device (no memory), must be
     # those stored before the real model is built: a config whose sizes are in range but do not
     # fit the weights would otherwise allocate gigabytes first.
-    build = (settings.model, vocab, settings.scheme, settings.output_scheme)
     try:
         with torch.device("meta"):
-            skeleton = build_model(*build)
+            skeleton = build_model(settings.model, vocab, settings.meta)
     except (ConfigError, ValueError) as error:
         raise ModelFileError(f"cannot build the model: {error}", config_path) from None
-    _check_stored_shapes(weights_path, skeleton.state_dict())
-    model = build_model(*build)
+    stored_dtypes = _check_stored_shapes(weights_path, skeleton.state_dict())
+    half = stored_dtypes.get(HALF_TENSORS[0]) == "F16"
+    meta = dataclasses.replace(settings.meta, half_embeddings=half, source=source)
+    model = build_model(settings.model, vocab, meta)
     try:
         state = load_file(str(weights_path))
     except (SafetensorError, OSError, ValueError, RuntimeError) as error:
         raise ModelFileError(f"not a valid safetensors file: {error}", weights_path) from None
     expected = model.state_dict()
-    model.half_embeddings = state.get("embedder.word_embedding.weight", torch.zeros(0)).dtype == (
-        torch.float16
-    )
     for name, tensor in state.items():
         if name in expected and tensor.dtype != expected[name].dtype and tensor.is_floating_point():
             state[name] = tensor.to(expected[name].dtype)
@@ -193,9 +220,7 @@ def load_model(name_or_path: str | Path, device: str | torch.device = "cpu") -> 
         first_line = str(error).strip().splitlines()
         detail = " ".join(line.strip() for line in first_line[:4])
         raise ModelFileError(f"weights do not fit the config: {detail}", weights_path) from None
-    model.meta = settings.meta
-    model.model_path = str(directory)
-    return model.to(device).eval()
+    return model
 
 
 @dataclasses.dataclass(frozen=True)
@@ -203,10 +228,8 @@ class _Settings:
     """What `config.json` says, checked."""
 
     model: ModelConfig
-    scheme: str | None
-    output_scheme: str | None
     trainable_words: int
-    meta: dict[str, Any]
+    meta: ModelMeta
 
 
 def _check_config(config: dict[str, Any], path: Path) -> _Settings:
@@ -242,66 +265,32 @@ def _check_config(config: dict[str, Any], path: Path) -> _Settings:
     trainable_words = config.get("trainable_words", -1)
     if not isinstance(trainable_words, int) or isinstance(trainable_words, bool):
         raise ModelFileError("trainable_words must be an integer", path)
-    return _Settings(
-        model_config,
-        config.get("scheme"),
-        config.get("output_scheme"),
-        trainable_words,
-        _check_meta(config.get("meta", {}), path),
-    )
-
-
-def _check_meta(meta: Any, path: Path) -> dict[str, Any]:
-    """`meta` as an object whose parts that other code reads have the types it expects."""
-    if not isinstance(meta, dict):
-        raise ModelFileError("meta must be an object", path)
-    for key in ("reader", "scores", "provenance"):
-        if not isinstance(meta.get(key, {}), dict):
-            raise ModelFileError(f"meta.{key} must be an object, got {short_json(meta[key])}", path)
-    if not isinstance(meta.get("task", ""), str):
-        raise ModelFileError(f"meta.task must be a string, got {short_json(meta['task'])}", path)
-    reader = meta.get("reader", {})
-    choices = {
-        "input_format": INPUT_FORMATS,
-        "tag_field": ("upos", "xpos"),
-        "file_scheme": SCHEMES,
-        "sst_labels": ("sst2", "sst5"),
-    }
-    for key, allowed in choices.items():
-        if reader.get(key) is not None and reader[key] not in allowed:
-            raise ModelFileError(
-                f"meta.reader.{key} must be one of {', '.join(allowed)} or null, "
-                f"got {short_json(reader[key])}",
-                path,
-            )
-    for key in ("text_field", "label_field"):
-        if not isinstance(reader.get(key, ""), str):
-            raise ModelFileError(f"meta.reader.{key} must be a string", path)
-    column = reader.get("label_column")
-    if column is not None and (
-        not isinstance(column, int) or isinstance(column, bool) or abs(column) > 1000
-    ):
-        raise ModelFileError(
-            f"meta.reader.label_column must be an integer in [-1000, 1000] or null, "
-            f"got {short_json(column)}",
-            path,
+    library_version = config.get("library_version", __version__)
+    try:
+        meta = ModelMeta.from_json(
+            config.get("meta", {}),
+            kind=kind,
+            scheme=config.get("scheme"),
+            output_scheme=config.get("output_scheme"),
+            library_version=library_version if isinstance(library_version, str) else __version__,
         )
-    dev = meta.get("scores", {}).get("dev")
-    if dev is not None and (
-        not isinstance(dev, int | float) or isinstance(dev, bool) or not math.isfinite(dev)
-    ):
-        raise ModelFileError(
-            f"meta.scores.dev must be a number or null, got {short_json(dev)}", path
-        )
-    return meta
+    except ValueError as error:
+        raise ModelFileError(str(error), path) from None
+    return _Settings(model_config, trainable_words, meta)
 
 
-def _check_stored_shapes(path: Path, expected: dict[str, torch.Tensor]) -> None:
-    """The weights file holds exactly the tensors of `expected`, shape for shape (header only)."""
+def _check_stored_shapes(path: Path, expected: dict[str, torch.Tensor]) -> dict[str, str]:
+    """The weights file holds exactly the tensors of `expected`, shape for shape (header only).
+
+    Returns:
+        The stored dtype of each tensor, as safetensors names it (`F32`, `F16`).
+    """
     try:
         with safe_open(str(path), framework="pt") as weights:
             names = list(weights.keys())
-            stored = {name: tuple(weights.get_slice(name).get_shape()) for name in names}
+            slices = {name: weights.get_slice(name) for name in names}
+            stored = {name: tuple(part.get_shape()) for name, part in slices.items()}
+            dtypes = {name: part.get_dtype() for name, part in slices.items()}
     except (SafetensorError, OSError, ValueError, RuntimeError) as error:
         raise ModelFileError(f"not a valid safetensors file: {error}", path) from None
     missing = sorted(set(expected) - set(stored))
@@ -319,6 +308,7 @@ def _check_stored_shapes(path: Path, expected: dict[str, torch.Tensor]) -> None:
     problems += wrong[:2]
     if problems:
         raise ModelFileError(f"weights do not fit the config: {'; '.join(problems)}", path)
+    return dtypes
 
 
 def _check_regular_file(path: Path, missing: str = "missing file") -> os.stat_result:
@@ -384,131 +374,6 @@ def _read_json(path: Path, kind: type, limit: int = CONFIG_MAX_BYTES) -> Any:
     return value
 
 
-def export_model(
-    source: str | Path,
-    target: str | Path,
-    *,
-    max_vectors: int | None = None,
-    half_embeddings: bool = True,
-    dev: str | None = None,
-    dev_from_train: str | None = None,
-    recipe_dev: float | None = None,
-    recipe_command: str | None = None,
-) -> dict[str, float] | None:
-    """Copy a model directory into a smaller one for shipping, and say what that cost on dev.
-
-    A model trained on train + dev (`data.train_with_dev`) has no held-out dev figure: its score
-    on `dev` only checks the export (kept as `meta.scores.dev_trained_on`), and the figure that
-    stands for it is its recipe's, measured by a run on train alone with the same settings and
-    epoch count (`recipe_dev`, with that run's `recipe_command`).
-
-    Args:
-        source: a trained model directory.
-        target: where to write the smaller copy.
-        max_vectors: keep only this many pretrained-only words (the most frequent; training words
-            are always kept). None keeps them all.
-        half_embeddings: store word embeddings as float16.
-        dev: a dev file to score the model on before and after (its figure on the copy becomes
-            the copy's `meta.scores.dev`, and both go on its model card).
-        dev_from_train: with `dev` a train file, score the part carved off as dev (`last:1000`).
-        recipe_dev: the dev figure of the recipe (train+dev models only).
-        recipe_command: the command of the train-only run that measured `recipe_dev`.
-    Returns:
-        `{"before": ..., "after": ...}` dev scores when `dev` is given, else None.
-    Raises:
-        ConfigError: `max_vectors` is negative, or a recipe figure is given for a model that was
-            not trained on dev (or is missing for one given `dev`).
-        ModelFileError: `source` is no loadable model, or `target` is a file.
-    """
-    from .evaluation.evaluate import evaluate_file
-
-    if max_vectors is not None and (
-        isinstance(max_vectors, bool) or not isinstance(max_vectors, int) or max_vectors < 0
-    ):
-        raise ConfigError(f"--max-vectors must be 0 or more, got {max_vectors!r}")
-    target = Path(target)
-    if target.exists() and not target.is_dir():
-        raise ModelFileError("exists and is not a folder; give a folder to export to", target)
-    model = load_model(source)
-    trained_on_dev = bool(_dig(model.meta, "provenance", "config", "data", "train_with_dev"))
-    if (recipe_dev is not None or recipe_command is not None) and not trained_on_dev:
-        raise ConfigError(
-            "--recipe-dev is for models trained on train + dev; this one has a dev figure of "
-            "its own"
-        )
-    if recipe_dev is not None and (not math.isfinite(recipe_dev) or not 0 <= recipe_dev <= 100):
-        raise ConfigError(f"--recipe-dev must be a figure in [0, 100], got {recipe_dev!r}")
-    vocab = model.vocab
-    dropped = 0
-    if max_vectors is not None and len(vocab.words) - vocab.trainable_words > max_vectors:
-        keep = vocab.trainable_words + max_vectors
-        dropped = len(vocab.words) - keep
-        vocab.words = Index(vocab.words.items[:keep])
-        fixed = model.embedder.fixed_embedding
-        pruned = torch.nn.Embedding(max_vectors, fixed.embedding_dim)
-        pruned.weight.data.copy_(fixed.weight.data[:max_vectors])
-        pruned.weight.requires_grad_(False)
-        model.embedder.fixed_embedding = pruned
-    scores = None
-    if dev is not None:
-        before = evaluate_file(load_model(source), dev, dev_from_train=dev_from_train).main_score
-        save_model(model, target, half_embeddings=half_embeddings)
-        after = evaluate_file(load_model(target), dev, dev_from_train=dev_from_train).main_score
-        scores = {"before": float(before), "after": float(after)}
-        model.meta = dict(model.meta)
-        # A model trained on dev scores near 100 there: that only checks the export.
-        prefix = "dev_trained_on" if trained_on_dev else "dev"
-        model.meta["scores"] = dict(model.meta.get("scores", {})) | {
-            prefix: float(after),
-            f"{prefix}_before_export": float(before),
-        }
-    if trained_on_dev:
-        model.meta = dict(model.meta)
-        model.meta["scores"] = dict(model.meta.get("scores", {})) | {
-            "dev": None,
-            "recipe_dev": recipe_dev,
-            "recipe_command": recipe_command,
-        }
-    target = save_model(model, target, half_embeddings=half_embeddings)
-    card = Path(source) / "README.md"
-    text = card.read_text(encoding="utf-8") if card.is_file() else ""
-    note = [
-        "## Shipped copy",
-        "",
-        f"Exported with `bilstm-nlp export {source} {target}"
-        + (f" --max-vectors {max_vectors}" if max_vectors is not None else "")
-        + ("" if half_embeddings else " --no-half")
-        + (f" --dev {dev}" if dev else "")
-        + (f" --dev-from-train {dev_from_train}" if dev_from_train else "")
-        + (f" --recipe-dev {recipe_dev}" if recipe_dev is not None else "")
-        + (f" --recipe-command {shlex.quote(recipe_command)}" if recipe_command else "")
-        + "`: "
-        + (f"{dropped:,} pretrained-only word vectors dropped, " if dropped else "")
-        + ("word embeddings stored as float16, " if half_embeddings else "")
-        + f"{(target / WEIGHTS_FILE).stat().st_size / 1e6:.1f} MB of weights.",
-    ]
-    if scores is not None and not trained_on_dev:
-        note.append(
-            f"Dev score of the shipped copy: **{scores['after']:.2f}** "
-            f"(full model: {scores['before']:.2f}; "
-            f"export cost {scores['before'] - scores['after']:+.2f})."
-        )
-    if trained_on_dev:
-        if scores is not None:
-            note.append(
-                f"On dev, which it was trained on: {scores['after']:.2f} (full model: "
-                f"{scores['before']:.2f}); this checks the export, it is no held-out figure."
-            )
-        if recipe_dev is not None:
-            note.append(
-                "Dev figure of its recipe (the same settings trained on train alone"
-                + (f": `{recipe_command}`" if recipe_command else "")
-                + f"): **{recipe_dev:.2f}**."
-            )
-    (target / "README.md").write_text(text.rstrip("\n") + "\n\n" + "\n".join(note) + "\n")
-    return scores
-
-
 def find_models(root: str | Path, depth: int = 3) -> list[Path]:
     """Model directories under `root`: a config.json with a format_version, or, when the
     config.json cannot be read as a JSON object, beside our vocabulary files. Broken ones are
@@ -546,40 +411,14 @@ def describe_model(directory: str | Path) -> dict[str, Any]:
     settings = _check_config(_read_json(config_path, dict), config_path)
     meta, model = settings.meta, settings.model
     weights = directory / WEIGHTS_FILE
+    config = meta.provenance.get("config")
+    data = config.get("data") if isinstance(config, dict) else None
     return {
         "path": str(directory),
-        "task": meta.get("task", model.task),
+        "task": meta.task,
         # A classifier's head is its pooling; `model.head` only means something for taggers.
         "head": model.head if model.task == "tagger" else f"{model.pooling}-pool",
-        **_dev_figure(meta),
+        **meta.headline_figure(),
         "size_mb": round(weights.stat().st_size / 1e6, 1) if weights.is_file() else None,
-        "trained_on": _dig(meta, "provenance", "config", "data", "train"),
+        "trained_on": data.get("train") if isinstance(data, dict) else None,
     }
-
-
-def _dev_figure(meta: dict[str, Any]) -> dict[str, Any]:
-    """The dev figure that stands for a model, and what it is."""
-    scores = meta.get("scores", {})
-    if _dig(meta, "provenance", "config", "data", "train_with_dev"):
-        recipe = scores.get("recipe_dev")
-        usable = isinstance(recipe, int | float) and not isinstance(recipe, bool)
-        return {
-            "dev": float(recipe) if usable and math.isfinite(recipe) else None,
-            "figure": "recipe dev (trained on train+dev)",
-            "figure_command": scores.get("recipe_command"),
-        }
-    dev = scores.get("dev")
-    return {
-        "dev": dev,
-        "figure": "dev" if dev is not None else None,
-        "figure_command": _dig(meta, "provenance", "command"),
-    }
-
-
-def _dig(value: Any, *keys: str) -> Any:
-    """`value[k1][k2]...`, or None where a level is missing or not an object."""
-    for key in keys:
-        if not isinstance(value, dict):
-            return None
-        value = value.get(key)
-    return value

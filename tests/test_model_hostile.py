@@ -17,7 +17,8 @@ import bilstm_nlp.serialize as serialize
 from bilstm_nlp import load, tag_sentences
 from bilstm_nlp.cli import app
 from bilstm_nlp.errors import ModelFileError
-from bilstm_nlp.serialize import export_model, save_model
+from bilstm_nlp.serialize import save_model
+from bilstm_nlp.training.export import export_model
 
 from .tiny_models import save_tiny_tagger
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import pickle
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -33,15 +34,19 @@ def test_round_trip_keeps_every_tensor_and_setting(model_dir: Path, tmp_path: Pa
         assert torch.equal(value, second.state_dict()[key]), key
     assert (second.scheme, second.output_scheme) == ("BIOES", "IOB1")
     assert second.vocab.trainable_words == first.vocab.trainable_words
-    assert second.meta == {"reader": {"input_format": "conll"}}
+    assert second.meta == first.meta
+    assert second.meta.reader.input_format == "conll"
+    assert second.meta.task == "ner"  # saved before tasks were recorded: the tagger default
+    assert second.meta.source == str(tmp_path / "again")
 
 
 def test_half_embeddings_load_as_float32(model_dir: Path, tmp_path: Path) -> None:
     model = load(model_dir)
-    save_model(model, tmp_path / "half", half_embeddings=True)
+    save_model(model, tmp_path / "half", replace(model.meta, half_embeddings=True))
     stored = load_file(str(tmp_path / "half" / "model.safetensors"))
     assert stored["embedder.word_embedding.weight"].dtype == torch.float16
     reloaded = load(tmp_path / "half")
+    assert reloaded.meta.half_embeddings and not model.meta.half_embeddings
     assert reloaded.embedder.word_embedding.weight.dtype == torch.float32
     torch.testing.assert_close(
         reloaded.embedder.word_embedding.weight,
@@ -158,7 +163,7 @@ def test_cli_reports_bad_model_in_one_line(model_dir: Path, tmp_path: Path) -> N
 
 def test_export_prunes_vectors_and_keeps_training_words(model_dir: Path, tmp_path: Path) -> None:
     from bilstm_nlp import tag_sentences
-    from bilstm_nlp.serialize import export_model
+    from bilstm_nlp.training.export import export_model
 
     model = load(model_dir)
     assert model.embedder.fixed_embedding.num_embeddings == 2  # "the", "a"

@@ -25,9 +25,9 @@ def test_shipped_model_matches_its_card(name: str, shared_corpora: Path) -> None
     model = load(name)
     dev, dev_from_train = SHIPPED[name]
     result = evaluate_file(model, str(shared_corpora / dev), dev_from_train=dev_from_train)
-    scores = model.meta["scores"]
-    readme = (Path(model.model_path) / "README.md").read_text(encoding="utf-8")
-    if model.meta["provenance"]["config"]["data"].get("train_with_dev"):
+    scores = model.meta.scores
+    readme = (Path(model.meta.source) / "README.md").read_text(encoding="utf-8")
+    if model.meta.trained_with_dev:
         # Trained on dev too: dev only checks that the shipped weights are the exported ones,
         # and the card gives its recipe's figure (train alone), never this one as held out.
         card = scores["dev_trained_on"]

@@ -22,6 +22,7 @@ from bilstm_nlp.config import DataConfig, ExperimentConfig, ModelConfig, TrainCo
 from bilstm_nlp.decode import tag_sentences
 from bilstm_nlp.errors import ConfigError, ModelFileError
 from bilstm_nlp.integrations.spacy_component import CHUNKS_KEY, ENTS_KEY, SCORES_ATTR, UPOS_TAGS
+from bilstm_nlp.nn.meta import ModelMeta
 from bilstm_nlp.nn.model import build_model
 from bilstm_nlp.nn.vocab import Vocab
 from bilstm_nlp.serialize import load_model, save_model
@@ -53,6 +54,9 @@ TEXTS = [
 ]
 
 
+TASKS = {"pos": "pos", "chunk": "chunking"}
+
+
 def _train_tagger(base: Path, name: str, sentences, scheme: str | None) -> Path:
     import datasets
 
@@ -62,7 +66,8 @@ def _train_tagger(base: Path, name: str, sentences, scheme: str | None) -> Path:
     base.mkdir(parents=True, exist_ok=True)
     corpus = write_conll(base / f"{name}.conll", sentences)
     config = ExperimentConfig(
-        data=DataConfig(train=str(corpus), dev=str(corpus), scheme=scheme),
+        # The task is declared: the component writes chunks as a span group by it, not by tag names.
+        data=DataConfig(train=str(corpus), dev=str(corpus), scheme=scheme, task=TASKS[name]),
         model=ModelConfig(
             vectors=None,
             word_dim=16,
@@ -93,7 +98,7 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     torch.manual_seed(0)
     vocab = Vocab.build([["EU", "rejects", "call"]], ["NNP", "VBZ", "NN"])
     config = ModelConfig(vectors=None, word_dim=8, hidden=8, char_hidden=4, char_dim=4)
-    ptb_pos = save_model(build_model(config, vocab, None), base / "ptb_pos", {"task": "pos"})
+    ptb_pos = save_model(build_model(config, vocab, ModelMeta(task="pos")), base / "ptb_pos")
     return {
         "ner": tiny_model(shared, "ner"),
         "sentiment": tiny_model(shared, "sentiment"),

@@ -8,6 +8,7 @@ from typing import Any
 import torch
 
 from bilstm_nlp.config import ModelConfig
+from bilstm_nlp.nn.meta import ModelMeta
 from bilstm_nlp.nn.model import Tagger
 from bilstm_nlp.nn.vocab import Vocab
 from bilstm_nlp.serialize import save_model
@@ -23,4 +24,5 @@ def save_tiny_tagger(directory: Path, meta: dict[str, Any]) -> Path:
         2,
     )
     config = ModelConfig(vectors=None, word_dim=8, hidden=6, char_hidden=4, char_dim=4)
-    return save_model(Tagger(config, vocab, "BIOES", "IOB1"), directory, meta=meta)
+    declared = ModelMeta.from_json(meta, kind="tagger", scheme="BIOES", output_scheme="IOB1")
+    return save_model(Tagger(config, vocab, declared), directory)

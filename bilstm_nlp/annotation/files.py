@@ -700,7 +700,7 @@ def _annotate_windows(
             yield (window, *encoder(window.texts, window.ids, window.blocks, window.piece))
         return
     with contextlib.ExitStack() as stack:
-        model_dir = getattr(model, "model_path", None)
+        model_dir = model.meta.source
         if model_dir is None:  # an in-memory model: workers load a saved copy
             model_dir = stack.enter_context(tempfile.TemporaryDirectory())
             save_model(model, model_dir)

@@ -51,7 +51,7 @@ def model_fingerprint(model: Tagger | Classifier) -> str:
     """SHA-256 of a model's files (config, vocabularies, weights); of its weights and vocabulary
     for a model that was never saved."""
     digest = hashlib.sha256()
-    directory = getattr(model, "model_path", None)
+    directory = model.meta.source
     if directory is not None:
         for name in (CONFIG_FILE, *VOCAB_FILES.values(), WEIGHTS_FILE):
             digest.update(name.encode())

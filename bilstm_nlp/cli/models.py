@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-from importlib import resources
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
 from ..errors import ModelFileError
-from ..serialize import SHIPPED_MODELS, describe_model, export_model, find_models
+from ..serialize import describe_model, find_models, shipped_models
 from ._util import Arg, Opt, err_console, user_errors
 
 
@@ -22,13 +21,12 @@ def models_cli(
     listed with what is wrong with it)."""
     with user_errors():
         rows = []
-        shipped_root = resources.files("bilstm_nlp.models")
-        for name in SHIPPED_MODELS:
-            directory = shipped_root / name
-            if (directory / "config.json").is_file():
-                rows.append(_describe(name, Path(str(directory))))
+        shipped = shipped_models()
+        for name, directory in shipped.items():
+            rows.append(_describe(name, directory))
+        shipped_folders = {directory.resolve() for directory in shipped.values()}
         for directory in find_models(search):
-            if directory.resolve().parent != Path(str(shipped_root)).resolve():
+            if directory.resolve() not in shipped_folders:
                 rows.append(_describe("-", directory))
     if as_json:
         for row in rows:
@@ -110,6 +108,8 @@ def export_cli(
     ),
 ) -> None:
     """Copy a model into a smaller directory for shipping (pruned vectors, float16 embeddings)."""
+    from ..training.export import export_model
+
     with user_errors():
         scores = export_model(
             source,

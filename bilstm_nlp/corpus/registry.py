@@ -126,6 +126,17 @@ def load_registry() -> dict[str, CorpusEntry]:
     return {name: _entry(name, table) for name, table in data.get("corpora", {}).items()}
 
 
+def entry_for_file(path: str | Path) -> CorpusEntry | None:
+    """The registry entry whose train or dev file `path` is (by its last folder and file name,
+    `conll2003/train.txt`, wherever the corpora are kept), or None."""
+    parts = Path(path).parts
+    for entry in load_registry().values():
+        for relative in (entry.train, entry.dev):
+            if relative is not None and parts[-len(Path(relative).parts) :] == Path(relative).parts:
+                return entry
+    return None
+
+
 def get_corpus(name: str) -> CorpusEntry:
     """The registry entry `name`.
 

@@ -191,7 +191,7 @@ def evaluate_file(
     With `dev_from_train` (e.g. `last:1000`), `path` is a training file and exactly the part carved
     off as dev during training is scored.
     """
-    reader = dict(getattr(model, "meta", {}).get("reader", {}))
+    reader = model.meta.reader.to_json()
     if input_format is not None:
         reader["input_format"] = input_format
     if isinstance(model, Tagger):

@@ -1,2 +1,1 @@
-"""Other libraries' entry points into bilstm-nlp: the spaCy pipeline components.
-"""
+"""Other libraries' entry points into bilstm-nlp: the spaCy pipeline components."""

@@ -57,7 +57,7 @@ from spacy.util import minibatch
 from ..annotation.annotator import MAX_SENTENCE_TOKENS, Annotation, Annotator
 from ..errors import ConfigError, ModelFileError
 from ..nn.model import Classifier, Tagger
-from ..serialize import CONFIG_FILE, VOCAB_FILES, WEIGHTS_FILE, load_model, save_model
+from ..serialize import MODEL_FILES, load_model, load_model_files, save_model
 from ..text.tokenize import Token, cut_sentence
 
 logger = logging.getLogger(__name__)
@@ -69,7 +69,6 @@ UPOS_TAGS = frozenset(
     "ADJ ADP ADV AUX CCONJ DET INTJ NOUN NUM PART PRON PROPN PUNCT SCONJ SYM VERB X".split()
 )
 # The files of a model directory: all that `to_bytes` packs and `from_bytes` will write.
-_MODEL_FILES = (CONFIG_FILE, *VOCAB_FILES.values(), WEIGHTS_FILE)
 _BYTES_KEY = "bilstm_nlp_model_files"
 
 
@@ -118,7 +117,7 @@ class _BilstmPipe(Pipe):
         if not isinstance(model, self.expected):
             other = "bilstm_textcat" if isinstance(model, Classifier) else "bilstm_tagger"
             kind = "a classifier" if isinstance(model, Classifier) else "a tagger"
-            source = getattr(model, "model_path", None) or self.model_name
+            source = model.meta.source or self.model_name
             raise ConfigError(
                 f"{self.factory} {self.name!r}: {source} is {kind}; add it with the {other} factory"
             )
@@ -187,7 +186,7 @@ class _BilstmPipe(Pipe):
         """The model directory's files, packed with msgpack as `{file name: bytes}`."""
         with tempfile.TemporaryDirectory() as folder:
             save_model(self.bilstm_model, folder)
-            files = {name: (Path(folder) / name).read_bytes() for name in _MODEL_FILES}
+            files = {name: (Path(folder) / name).read_bytes() for name in MODEL_FILES}
         return srsly.msgpack_dumps({_BYTES_KEY: files})
 
     def from_bytes(self, bytes_data: bytes, *, exclude: Iterable[str] = ()) -> "_BilstmPipe":
@@ -203,16 +202,11 @@ class _BilstmPipe(Pipe):
             raise ModelFileError(f"not a packed model directory: {error!r}", where) from None
         if (
             not isinstance(files, dict)
-            or set(files) != set(_MODEL_FILES)
+            or set(files) != set(MODEL_FILES)
             or not all(isinstance(data, bytes) for data in files.values())
         ):
-            raise ModelFileError(f"expected the files {', '.join(_MODEL_FILES)}", where)
-        with tempfile.TemporaryDirectory() as folder:
-            for name in _MODEL_FILES:  # only known names: the bytes cannot choose where to write
-                (Path(folder) / name).write_bytes(files[name])
-            model = load_model(folder)
-        model.model_path = None  # the temporary folder is gone
-        self._set_model(model)
+            raise ModelFileError(f"expected the files {', '.join(MODEL_FILES)}", where)
+        self._set_model(load_model_files(files))
         return self
 
 
@@ -250,7 +244,7 @@ class BilstmTagger(_BilstmPipe):
             for doc, (indices, annotation) in zip(docs, predictions, strict=True):
                 self._set_tags(doc, indices, annotation.tags, attribute)
             return
-        chunking = getattr(model, "meta", {}).get("task") == "chunking"
+        chunking = model.meta.task == "chunking"
         for doc, (indices, annotation) in zip(docs, predictions, strict=True):
             spans, scores = [], []
             for span in annotation.spans or []:

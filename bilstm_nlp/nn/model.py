@@ -1,7 +1,8 @@
 """Models: `Tagger` and `Classifier` = token embedder + BiLSTM encoder + head (composition).
 
-Built from one frozen `ModelConfig` and a `Vocab`, like nanoGPT's `GPT(config)`. The models compute
-scores; `decode.py` turns them into tags, spans and probabilities for people.
+Built from one frozen `ModelConfig`, a `Vocab` and a declared `ModelMeta` (task, schemes, reader
+settings, provenance), like nanoGPT's `GPT(config)`. The models compute scores; `decode.py` turns
+them into tags, spans and probabilities for people.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from .embeddings import TokenEmbedder
 from .encoder import BiLSTMEncoder
 from .encoding import Batch, word_dropout
 from .heads import HEADS, CRFHead, SentenceHead, SoftmaxHead, entity_boundaries
+from .meta import ModelMeta
 from .vocab import Vocab
 
 
@@ -24,25 +26,20 @@ class Tagger(nn.Module):
     Args:
         config: the architecture.
         vocab: words, characters and tags (tags in the training scheme).
-        scheme: the training tag scheme (`IOB1`, `IOB2`, `BIOES`) or None for plain labels (POS);
-            it fixes which tag sequences can be decoded.
-        output_scheme: the scheme predictions are given in (the training file's); None: `scheme`.
+        meta: the task and schemes (`meta.scheme`, the training scheme, fixes which tag sequences
+            can be decoded; None for plain labels such as POS), reader settings, provenance.
     """
 
-    def __init__(
-        self,
-        config: ModelConfig,
-        vocab: Vocab,
-        scheme: str | None,
-        output_scheme: str | None = None,
-    ):
+    def __init__(self, config: ModelConfig, vocab: Vocab, meta: ModelMeta):
         super().__init__()
         if config.head not in HEADS:
             raise ConfigError(f"model.head must be one of {sorted(HEADS)}, got {config.head!r}")
+        if meta.is_classifier:
+            raise ConfigError(f"a tagger cannot have the classifier task {meta.task!r}")
         self.config = config
         self.vocab = vocab
-        self.scheme = scheme
-        self.output_scheme = output_scheme or scheme
+        self.meta = meta
+        scheme = meta.scheme
         tags = vocab.labels.items
         allowed = allowed_transitions(scheme, tags) if scheme else None
         self.embedder = TokenEmbedder(config, vocab)
@@ -57,6 +54,16 @@ class Tagger(nn.Module):
             self.head = SoftmaxHead(self.encoder.output_dim, len(tags), allowed, config.constrained)
         self.boundaries = entity_boundaries(scheme, tags)
 
+    @property
+    def scheme(self) -> str | None:
+        """The training tag scheme; None for plain labels."""
+        return self.meta.scheme
+
+    @property
+    def output_scheme(self) -> str | None:
+        """The scheme predictions are given in (the training file's)."""
+        return self.meta.tags_in
+
     def forward(self, batch: Batch) -> Tensor:
         """Tag scores `(batch, seq_len, num_tags)`: CRF emissions or softmax log-probabilities."""
         return self.head.emissions(self.dropout(_contextual(self, batch)))
@@ -68,13 +75,24 @@ class Tagger(nn.Module):
 
 
 class Classifier(nn.Module):
-    """A BiLSTM sentence classifier: embedder → BiLSTM → pooling → softmax."""
+    """A BiLSTM sentence classifier: embedder → BiLSTM → pooling → softmax.
 
-    def __init__(self, config: ModelConfig, vocab: Vocab):
+    Args:
+        config: the architecture.
+        vocab: words, characters and class labels.
+        meta: the task, reader settings, provenance.
+    """
+
+    scheme = None
+    output_scheme = None
+
+    def __init__(self, config: ModelConfig, vocab: Vocab, meta: ModelMeta):
         super().__init__()
+        if not meta.is_classifier:
+            raise ConfigError(f"a classifier cannot have the tagger task {meta.task!r}")
         self.config = config
         self.vocab = vocab
-        self.scheme = None
+        self.meta = meta
         self.embedder = TokenEmbedder(config, vocab)
         self.dropout = nn.Dropout(config.dropout)
         self.encoder = BiLSTMEncoder(
@@ -105,12 +123,10 @@ def _contextual(model: Tagger | Classifier, batch: Batch) -> Tensor:
     return model.encoder(model.dropout(features), batch.mask)
 
 
-def build_model(
-    config: ModelConfig, vocab: Vocab, scheme: str | None, output_scheme: str | None = None
-) -> Tagger | Classifier:
+def build_model(config: ModelConfig, vocab: Vocab, meta: ModelMeta) -> Tagger | Classifier:
     """The model a config asks for."""
     if config.task == "tagger":
-        return Tagger(config, vocab, scheme, output_scheme)
+        return Tagger(config, vocab, meta)
     if config.task == "classifier":
-        return Classifier(config, vocab)
+        return Classifier(config, vocab, meta)
     raise ConfigError(f"model.task must be tagger or classifier, got {config.task!r}")

@@ -1,2 +1,1 @@
-"""Text: spaCy tokenization with character offsets, and the tag schemes (IOB1, IOB2, BIOES).
-"""
+"""Text: spaCy tokenization with character offsets, and the tag schemes (IOB1, IOB2, BIOES)."""

@@ -1,2 +1,1 @@
-"""Training: the loop, checkpoints, and the model cards written beside a trained model.
-"""
+"""Training: the loop, checkpoints, and the model cards written beside a trained model."""

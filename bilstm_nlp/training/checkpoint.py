@@ -19,6 +19,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from ..errors import ModelFileError
+from ..nn.meta import ModelMeta
+from ..nn.model import Classifier, Tagger
 from ..serialize import load_model, save_model
 
 CHECKPOINT_DIR = "checkpoint"
@@ -43,7 +45,8 @@ class TrainingState:
 
 def save_checkpoint(
     directory: Path,
-    model: torch.nn.Module,
+    model: Tagger | Classifier,
+    meta: ModelMeta,
     optimizer: torch.optim.Optimizer,
     state: TrainingState,
     batch_rng: random.Random,
@@ -52,14 +55,14 @@ def save_checkpoint(
 ) -> None:
     """Write the checkpoint; a kill while writing leaves the previous one whole.
 
-    `average` holds extra tensors of the run (the running weight average), restored by
-    `load_checkpoint`.
+    `meta` is what the checkpoint's model folder records (this epoch's scores); `average` holds
+    extra tensors of the run (the running weight average), restored by `load_checkpoint`.
     """
     final = directory / CHECKPOINT_DIR
     staging = directory / (CHECKPOINT_DIR + ".tmp")
     if staging.exists():
         _remove_tree(staging)
-    save_model(model, staging / "model")
+    save_model(model, staging / "model", meta)
     tensors, optimizer_json = _flatten_optimizer(optimizer.state_dict())
     save_file(tensors, str(staging / TENSORS_FILE))
     if average:

@@ -13,7 +13,6 @@ import logging
 import math
 import os
 import random
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, replace
@@ -24,16 +23,19 @@ import numpy as np
 import torch
 
 from .._version import __version__
-from ..config import DataConfig, ExperimentConfig, ModelConfig
+from ..config import DataConfig, ExperimentConfig
 from ..corpus.loading import corpus_info, load_tagging, load_texts
+from ..corpus.registry import entry_for_file
 from ..errors import ConfigError, InputFormatError
 from ..evaluation.evaluate import evaluate_classifier, evaluate_tagger
 from ..nn.embeddings import load_vectors, pretrained_matrix
 from ..nn.encoding import EncodedSentence, bucket_batches, collate, encode_tokens
+from ..nn.meta import ModelMeta, ReaderSettings, default_task
 from ..nn.model import Classifier, Tagger, build_model
 from ..nn.vocab import Vocab
-from ..serialize import load_model, save_model
+from ..serialize import WEIGHTS_FILE, load_model, save_model
 from ..text.tokenize import tokens_or_tokenized
+from .cards import TrainingFacts, training_card
 from .checkpoint import TrainingState, load_checkpoint, save_checkpoint
 
 logger = logging.getLogger(__name__)
@@ -157,12 +159,12 @@ def _train(
     if resume:
         model, optimizer, state, rng, average = _resume(output, config, device)
     else:
-        model = _build(config, train_split, label_names, scheme, file_scheme, init_model)
-        model.to(device)
-        model.meta = {
-            "reader": reader,
-            "task": _task_name(model, reader),
-            "provenance": {
+        meta = _declared_meta(
+            task=_task_name(config, scheme),
+            scheme=scheme,
+            output_scheme=file_scheme,
+            reader=ReaderSettings(**reader),
+            provenance={
                 "command": command,
                 "config": config.to_dict(),
                 "library_version": __version__,
@@ -171,7 +173,9 @@ def _train(
                 "train_sentences": len(train_split.token_lists),
                 "dev_sentences": len(dev_split.token_lists) if dev_split else 0,
             },
-        }
+        )
+        model = _build(config, train_split, label_names, meta, init_model)
+        model.to(device)
         optimizer = _optimizer(model, config)
         state = TrainingState(0, None, 0, 0.0, 0.0, 0)
         rng = random.Random(settings.seed)
@@ -212,13 +216,13 @@ def _train(
         if improved:
             state.best_score, state.best_epoch = score, epoch
             state.seconds_to_best = time.perf_counter() - started
-            model.meta["scores"] = {
+            kept_scores = {
                 "dev": score,
                 "epoch": epoch,
                 "averaged_epochs": [first_averaged, epoch] if use_average else None,
             }
             with average.swapped_into(model) if use_average else contextlib.nullcontext():
-                save_model(model, output)
+                save_model(model, output, replace(model.meta, scores=kept_scores))
             state.stale = 0
         else:
             state.stale += 1
@@ -231,12 +235,17 @@ def _train(
         with log_path.open("a") as log:
             log.write(json.dumps(asdict(report)) + "\n")
         # The checkpoint holds this epoch's own weights, whatever the run folder kept.
-        kept_scores = model.meta.get("scores")
-        model.meta["scores"] = {"dev": dev_score, "epoch": epoch, "averaged_epochs": None}
+        epoch_scores = {"dev": dev_score, "epoch": epoch, "averaged_epochs": None}
         save_checkpoint(
-            output, model, optimizer, state, rng, _resumable(config), average.checkpoint()
+            output,
+            model,
+            replace(model.meta, scores=epoch_scores),
+            optimizer,
+            state,
+            rng,
+            _resumable(config),
+            average.checkpoint(),
         )
-        model.meta["scores"] = kept_scores
         if on_epoch:
             on_epoch(report)
         if settings.patience and state.stale >= settings.patience:
@@ -419,36 +428,49 @@ def _read_data(config: ExperimentConfig):
     return parts["train"], parts["dev"], reader, label_names, scheme, file_scheme
 
 
-def _task_name(model: Tagger | Classifier, reader: dict[str, Any]) -> str:
-    if isinstance(model, Classifier):
-        return "classification"
-    if not model.scheme:
-        return "pos"
-    types = {tag.split("-", 1)[1] for tag in model.vocab.labels.items if "-" in tag}
-    return "chunking" if types & {"NP", "VP", "PP"} else "ner"
+def _declared_meta(**fields: Any) -> ModelMeta:
+    try:
+        return ModelMeta(**fields)
+    except ValueError as error:  # data.task that does not fit the data
+        raise ConfigError(f"data.task: {error}") from None
+
+
+def _task_name(config: ExperimentConfig, scheme: str | None) -> str:
+    """The task the model is trained for: `data.task`, else the corpus registry's entry for the
+    training file, else the default of its kind (`ner` for tags with a scheme, `pos` without,
+    `classification`). Never guessed from the tag names."""
+    if config.data.task is not None:
+        return config.data.task
+    entry = entry_for_file(config.data.train) if config.data.train else None
+    if entry is not None:
+        return entry.task
+    return default_task(config.model.task, scheme)
 
 
 def _build(
     config: ExperimentConfig,
     train_split: _Split,
     label_names: list[str],
-    scheme: str | None,
-    file_scheme: str | None,
+    meta: ModelMeta,
     init_model: str | Path | None,
 ) -> Tagger | Classifier:
     if init_model is not None:
-        model = load_model(init_model)
-        missing = sorted(set(label_names) - set(model.vocab.labels.items))
+        initial = load_model(init_model)
+        missing = sorted(set(label_names) - set(initial.vocab.labels.items))
         if missing:
             raise ConfigError(
                 f"the training data has labels the initial model lacks: {', '.join(missing)}",
                 init_model,
             )
-        if model.scheme != scheme:
+        if initial.scheme != meta.scheme:
             raise ConfigError(
-                f"the initial model was trained in scheme {model.scheme}, this run uses {scheme}",
+                f"the initial model was trained in scheme {initial.scheme}, this run uses "
+                f"{meta.scheme}",
                 init_model,
             )
+        # The same architecture and weights, declared as this run's model.
+        model = build_model(initial.config, initial.vocab, meta)
+        model.load_state_dict(initial.state_dict())
         return model
     model_config = config.model
     words: list[str] = []
@@ -457,7 +479,7 @@ def _build(
         words, matrix = load_vectors(model_config.vectors)
         model_config = replace(model_config, word_dim=int(matrix.shape[1]))
     vocab = Vocab.build(train_split.token_lists, label_names, words, model_config.max_vectors)
-    model = build_model(model_config, vocab, scheme, file_scheme)
+    model = build_model(model_config, vocab, meta)
     if matrix is not None:
         weights = pretrained_matrix(vocab, words, matrix, config.train.seed)
         model.embedder.set_word_vectors(weights)
@@ -607,50 +629,15 @@ def _dev_score(model, dev_split: _Split, batch_size: int, device) -> float:
 
 
 def _finish(output: Path, result: TrainResult, command: str | None) -> None:
-    """Write the model card of the best model."""
-    config = json.loads((output / "config.json").read_text())
-    meta = config["meta"]
-    provenance = meta["provenance"]
-    data = provenance["config"]["data"]
-    model_cfg = ModelConfig(**provenance["config"]["model"])
-    dev = result.best_dev_score
-    metric = {"ner": "entity F1", "chunking": "chunk F1", "pos": "token accuracy"}.get(
-        meta["task"], "accuracy"
+    """Write the model card of the model the run kept."""
+    kept = load_model(output)
+    facts = TrainingFacts(
+        best_epoch=result.best_epoch,
+        best_dev=result.best_dev_score,
+        epochs_run=len(result.epochs),
+        total_seconds=result.total_seconds,
+        seconds_to_best=result.seconds_to_best,
+        weights_mb=(output / WEIGHTS_FILE).stat().st_size / 1e6,
+        command=command,
     )
-    weights_mb = (output / "model.safetensors").stat().st_size / 1e6
-    averaged = meta.get("scores", {}).get("averaged_epochs")
-    if data.get("train_with_dev"):
-        protocol = (
-            f"trained on train + dev for a fixed {len(result.epochs)} epochs (the recipe was "
-            "chosen on dev beforehand); no dev figure, since dev was trained on"
-        )
-    else:
-        protocol = "trained on train, the best epoch on dev kept"
-    if averaged:
-        protocol += f"; weights averaged over epochs {averaged[0]}-{averaged[1]}"
-    lines = [
-        f"# bilstm-nlp model: {meta['task']}",
-        "",
-        f"- Task: {meta['task']} ({model_cfg.task}, {model_cfg.head} head, scheme "
-        f"{config['scheme'] or 'plain labels'}; output scheme {config['output_scheme'] or '-'})",
-        f"- Training data: `{data['train']}`; dev: `{data['dev'] or data['dev_from_train']}`",
-        f"- Protocol: {protocol}",
-        f"- Dev {metric} (best epoch {result.best_epoch}): "
-        + (f"**{dev:.2f}**" if dev is not None else "n/a"),
-        f"- Training time: {result.total_seconds / 60:.1f} min, best dev after "
-        f"{result.seconds_to_best / 60:.1f} min ({len(result.epochs)} epochs)",
-        f"- Size: {weights_mb:.1f} MB (`model.safetensors`)",
-        f"- Seed: {provenance['config']['train']['seed']}",
-        "",
-        "## Reproduce",
-        "",
-        "```",
-        command or "bilstm-nlp train --config train.json --output MODEL_DIR",
-        "```",
-        "",
-        f"Trained with bilstm-nlp {provenance['library_version']}, "
-        f"torch {provenance['torch_version']}, "
-        f"on {provenance['trained_on']}; python {sys.version.split()[0]}.",
-        "",
-    ]
-    (output / "README.md").write_text("\n".join(lines))
+    (output / "README.md").write_text(training_card(kept.meta, kept.config, facts))

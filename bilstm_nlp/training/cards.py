@@ -1,7 +1,9 @@
 """Model cards: the README.md beside a model: what it is, how it scored, how to rebuild it.
 
-Training writes the card of the model it keeps; `export` adds a section on the shipped copy. The
-figures come from the model's `ModelMeta` and the run, never typed in by hand.
+Training writes the card of the model it keeps; `export` adds a section on the shipped copy; the
+shipped models' cards (`python bench/model_cards.py`) add the corpus licence and figures measured
+outside training. The figures come from the model's `ModelMeta` and the runs, never typed in by
+hand.
 """
 
 from __future__ import annotations
@@ -11,7 +13,9 @@ import sys
 from dataclasses import dataclass
 
 from ..config import ModelConfig
+from ..corpus.registry import CorpusEntry
 from ..nn.meta import ModelMeta
+from ..nn.model import Classifier, Tagger
 
 METRICS = {"ner": "entity F1", "chunking": "chunk F1", "pos": "token accuracy"}
 """What a task's dev figure measures; classifiers report accuracy."""
@@ -134,3 +138,119 @@ def export_note(facts: ExportFacts) -> str:
                 + f"): **{facts.recipe_dev:.2f}**."
             )
     return "\n".join(note)
+
+
+@dataclass(frozen=True)
+class ShippedFacts:
+    """What a shipped model's card says beyond its `ModelMeta`: the corpus, what the figure is,
+    and the figures measured outside training."""
+
+    name: str
+    corpus: CorpusEntry
+    metric: str
+    dev_name: str
+    evaluate_command: str
+    weights_mb: float
+    raw_text_f1: float | None = None
+    raw_text_command: str | None = None
+    speed: float | None = None
+    speed_note: str | None = None
+
+
+def shipped_card(model: Tagger | Classifier, facts: ShippedFacts) -> str:
+    """The card of a model shipped in `models/`: its figure, how to rebuild it, its licence."""
+    meta, name = model.meta, facts.name
+    settings = meta.provenance["config"]
+    architecture = settings["model"]
+    scores = meta.scores
+    head = (
+        architecture["head"]
+        if architecture["task"] == "tagger"
+        else architecture["pooling"] + "-pooled"
+    )
+    with_dev = meta.trained_with_dev
+    if with_dev:
+        # Trained on dev too: the figure that stands for it is its recipe's, on train alone.
+        figure = (
+            f"- **Protocol**: trained on train + dev for a fixed {settings['train']['epochs']} "
+            f"epochs, the last epoch's weights kept (the epoch count and the settings were chosen "
+            f"on dev first)\n"
+            f"- **Dev {facts.metric}** of the recipe on {facts.dev_name} (the same settings "
+            f"trained on train alone, `{scores['recipe_command']}`): "
+            f"**{scores['recipe_dev']:.2f}**; this model itself has no held-out dev figure (on "
+            f"dev, which it trained on: {scores['dev_trained_on']:.2f})"
+        )
+    else:
+        before = scores.get("dev_before_export", scores["dev"])
+        figure = (
+            "- **Protocol**: trained on train, the best epoch on dev kept\n"
+            f"- **Dev {facts.metric}** on {facts.dev_name}: **{scores['dev']:.2f}** "
+            f"(full-precision model before export: {before:.2f})"
+        )
+    trained_in = f", trained in {meta.scheme}, answers in {meta.tags_in}"
+    lines = [
+        f"# `{name}`: {meta.task} model of bilstm-nlp",
+        "",
+        f"- **Task**: {meta.task}; labels: {', '.join(model.vocab.labels.items)}",
+        f"- **Architecture**: BiLSTM ({architecture['hidden']} per direction, "
+        f"{architecture['layers']} layer), {head} head"
+        + (trained_in if meta.scheme else "")
+        + f"; GloVe 6B 50d vectors, char {architecture['char_encoder']}, casing "
+        f"{architecture['casing_dim']}",
+        f"- **Corpus**: {facts.corpus.name} — licence: {facts.corpus.licence}",
+        figure,
+    ]
+    if facts.raw_text_f1 is not None and not with_dev:  # dev text is no test for it
+        lines.append(
+            f"- **Raw-text dev F1** (sentences detokenised, tokenized by us, scored by character "
+            f"offsets; `{facts.raw_text_command}`): **{facts.raw_text_f1:.2f}**"
+        )
+    if facts.speed is not None:
+        lines.append(
+            f"- **Speed**: {facts.speed:,.0f} tokens/s on 24,000 pre-split tokens (batch 256, "
+            f"{facts.speed_note})"
+        )
+    provenance = meta.provenance
+    evaluate = facts.evaluate_command
+    lines += [
+        f"- **Size**: {facts.weights_mb:.1f} MB of weights (word embeddings in float16)",
+        f"- **Seed**: {settings['train']['seed']}; trained {provenance['trained_on']} with "
+        f"bilstm-nlp {provenance['library_version']}, torch {provenance['torch_version']}, "
+        f"{provenance['train_sentences']:,} training sentences",
+        "",
+        "## Reproduce",
+        "",
+        "From a checkout with `../shared/corpora` beside it:",
+        "",
+        "```bash",
+        f"bilstm-nlp train --config models/{name}/train.json --output runs/{name}",
+        f"bilstm-nlp export runs/{name} models/{name} --max-vectors "
+        f"{architecture['max_vectors']} "
+        + (
+            f"--dev {evaluate.split(' ', 3)[3]}"
+            if "--dev-from-train" not in evaluate
+            else "--dev ../shared/corpora/conll2000/train.txt --dev-from-train last:1000"
+        )
+        + (
+            f" --recipe-dev {scores['recipe_dev']} --recipe-command '{scores['recipe_command']}'"
+            if with_dev
+            else ""
+        ),
+        evaluate,
+        "```",
+    ]
+    if with_dev:
+        lines += [
+            "",
+            "The recipe's dev figure comes from the same config trained on train alone: "
+            f"`bilstm-nlp train --config models/{name}/train.json --no-train-with-dev "
+            f"--output runs/{name}-recipe`, read at epoch {settings['train']['epochs']} of its "
+            "`train_log.jsonl`.",
+        ]
+    lines += [
+        "",
+        "The training corpus's licence (above) governs what you may do with this model:",
+        "CoNLL-2003, CoNLL-2000 and SST are for research use only.",
+        "",
+    ]
+    return "\n".join(lines)

@@ -13,13 +13,11 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from datasets import ClassLabel, DatasetDict, List, Value
+from datasets import ClassLabel, List, Value
 
 from bilstm_nlp.corpus import registry
 from bilstm_nlp.corpus.loading import (
-    CorpusInfo,
-    corpus_info,
-    corpus_scheme,
+    Corpus,
     detect_format,
     load_hub_tagging,
     load_tagging,
@@ -41,9 +39,13 @@ def write(directory: Path, name: str, content: str) -> Path:
     return path
 
 
-def decoded_tags(dataset_dict: DatasetDict, split: str) -> list[list[str]]:
-    names = dataset_dict[split].features["tags"].feature.names
-    return [[names[i] for i in row] for row in dataset_dict[split]["tags"]]
+def decoded_tags(corpus: Corpus, split: str) -> list[list[str]]:
+    names = corpus[split].features["tags"].feature.names
+    return [[names[i] for i in row] for row in corpus[split]["tags"]]
+
+
+def described(corpus: Corpus) -> tuple[str, str | None, str | None]:
+    return corpus.info.input_format, corpus.info.source_scheme, corpus.info.scheme
 
 
 # Formats
@@ -139,14 +141,15 @@ def test_load_tagging_features_ids_and_scheme(samples: Path) -> None:
     assert first["id"] == "train.txt:3" and first["doc_id"] == "doc-1"
     assert first["tokens"] == ["Mara", "Lind", "flew", "to", "Oslo", "."]
     assert decoded_tags(dataset_dict, "dev")[1] == ["I-PER", "O", "O"]
-    assert corpus_info(dataset_dict) == CorpusInfo("conll", "IOB1", "IOB1")
-    assert corpus_scheme(dataset_dict) == "IOB1"
+    assert described(dataset_dict) == ("conll", "IOB1", "IOB1")
+    assert dataset_dict.info.scheme == "IOB1"
+    assert dataset_dict.info.reader == {"label_column": None, "tag_field": "upos"}
 
 
 def test_load_tagging_converts_to_the_asked_scheme(samples: Path) -> None:
     folder = samples / "conll2003"
     dataset_dict = load_tagging(folder / "train.txt", folder / "dev.txt", scheme="bilou")
-    assert corpus_info(dataset_dict) == CorpusInfo("conll", "IOB1", "BIOES")
+    assert described(dataset_dict) == ("conll", "IOB1", "BIOES")
     assert decoded_tags(dataset_dict, "train")[1] == [
         "B-ORG", "E-ORG", "O", "B-PER", "E-PER", "B-PER", "E-PER", "O",
     ]  # fmt: skip
@@ -159,7 +162,7 @@ def test_load_tagging_converts_to_the_asked_scheme(samples: Path) -> None:
 def test_load_tagging_plain_labels_ignore_the_scheme(samples: Path) -> None:
     folder = samples / "ud_ewt"
     dataset_dict = load_tagging(folder / "train.conllu", folder / "dev.conllu", scheme="BIOES")
-    assert corpus_info(dataset_dict) == CorpusInfo("conllu", None, None)
+    assert described(dataset_dict) == ("conllu", None, None)
     assert dataset_dict["dev"][0]["tokens"] == ["It", "'s", "late", "."]
     assert decoded_tags(dataset_dict, "dev")[0] == ["PRON", "AUX", "ADJ", "PUNCT"]
     assert [row["doc_id"] for row in dataset_dict["train"]] == ["sample-1", "sample-1", "sample-2"]
@@ -232,11 +235,17 @@ def test_load_tagging_rebuilds_when_the_file_changes(tmp_path: Path) -> None:
 def test_load_texts_sst(samples: Path) -> None:
     folder = samples / "sst"
     sst5 = load_texts(folder / "train.txt", folder / "dev.txt", sst_labels="sst5")
-    assert sst5["train"].features["label"] == ClassLabel(names=["0", "1", "2", "3", "4"])
+    # Train's names are its own labels; dev appends the one only it has, keeping train's ids.
+    assert sst5["train"].features["label"] == ClassLabel(names=["0", "1", "2", "3"])
+    assert sst5.label_names("dev") == ["0", "1", "2", "3", "4"]
+    assert sst5.labels("dev") == ["4", "2"]
+    joined = sst5.joined(("train", "dev"))
+    assert joined.features["label"].names == ["0", "1", "2", "3", "4"]
+    assert joined["label"] == [3, 1, 2, 0, 4, 2]
     assert sst5["train"].features["tokens"] == List(Value("string"))
     assert sst5["train"]["label"] == [3, 1, 2, 0]
     assert sst5["train"][1]["tokens"][3] == "2\u00a01\\/2"
-    assert corpus_info(sst5) == CorpusInfo("sst", None, None)
+    assert described(sst5) == ("sst", None, None)
     sst2 = load_texts(folder / "train.txt", folder / "dev.txt", phrases=True)
     assert sst2["train"].features["label"].names == ["negative", "positive"]
     assert sst2["dev"]["id"] == ["line-1"]  # dev holds whole sentences only
@@ -300,7 +309,7 @@ def test_registry_entries_load_the_samples(samples: Path, name: str) -> None:
         label_column=entry.label_column,
         tag_field=entry.tag_field or "upos",
     )
-    assert corpus_info(dataset_dict).source_scheme == entry.scheme
+    assert dataset_dict.info.source_scheme == entry.scheme
 
 
 def test_registry_files_exist_in_the_shared_corpora(shared_corpora: Path) -> None:
@@ -373,7 +382,7 @@ def test_hub_folder_small(tmp_path: Path, samples: Path) -> None:
     assert dataset_dict["train"]["id"] == ["0", "1", "2"]
     assert dataset_dict["dev"]["tokens"] == [s.tokens for s in sentences]
     assert decoded_tags(dataset_dict, "dev") == [s.tags for s in sentences]
-    assert corpus_info(dataset_dict) == CorpusInfo("hub", "IOB2", "IOB2")
+    assert described(dataset_dict) == ("hub", "IOB2", "IOB2")
     with pytest.raises(ConfigError, match="no hub dataset"):
         load_hub_tagging(tmp_path / "hub", registry.get_corpus("ud_ewt"))
     with pytest.raises(InputFormatError, match="no column 'chunk_tags'"):
@@ -419,8 +428,8 @@ def test_hub_layout_conll2003_matches_the_file_reader(tmp_path: Path, shared_cor
 
     from_hub = load_hub_tagging(tmp_path / "conll2003", entry, scheme="BIOES")
     from_files = load_tagging(train, dev, scheme="BIOES")
-    assert corpus_info(from_hub) == CorpusInfo("hub", "IOB2", "BIOES")
-    assert corpus_info(from_files) == CorpusInfo("conll", "IOB1", "BIOES")
+    assert described(from_hub) == ("hub", "IOB2", "BIOES")
+    assert described(from_files) == ("conll", "IOB1", "BIOES")
     assert {split: len(d) for split, d in from_hub.items()} == {"train": 14041, "dev": 3250}
     for split in ("train", "dev"):
         assert from_hub[split]["tokens"] == from_files[split]["tokens"]

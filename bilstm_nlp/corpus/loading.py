@@ -1,35 +1,38 @@
-"""Readers → `datasets.DatasetDict` with typed features.
+"""Readers → a `Corpus`: `datasets.Dataset` splits with typed features, and what they hold.
 
-The stage after the readers. Every file is read and checked by our readers first (so errors name
-file and line, and label names and the source scheme are known), then handed to `datasets` through
-`Dataset.from_generator`, whose cache key holds the file's path, size and mtime and a digest of the
-reader code. Tag columns are `List(ClassLabel(names))`, sentence labels `ClassLabel(names)`, names
-sorted unless given.
+The stage after the readers. Each file is read once, by our reader, which checks every line (so
+errors name file and line); the checked rows, with their labels converted to the asked scheme,
+become the dataset (an in-memory arrow table: building it costs less than a second even for
+CoNLL-2003 train, so a disk cache would save nothing but the read it would have to repeat to
+notice a changed file). Tag columns are `List(ClassLabel(names))`, sentence labels
+`ClassLabel(names)`; the ClassLabel ids are the label ids a model trains on, so nothing turns
+them back into strings to look them up again.
 
-The tag scheme travels in each split's `info.description` as `bilstm_nlp corpus info: {json}`, with
-keys `input_format`, `source_scheme` (the scheme the files are written in, None for plain labels
-such as POS) and `scheme` (the scheme the `tags` column holds now); `corpus_info` and
-`corpus_scheme` read it.
+What the corpus is (input format, source scheme, the scheme of the tags now, reader options) is a
+frozen `CorpusInfo` beside the splits in a `Corpus`, not text inside `DatasetInfo.description`:
+`DatasetInfo` has no typed place for it, `datasets` copies or drops its description as splits are
+mapped, selected and concatenated, and a string would have to be parsed back by every reader of
+it. A `Corpus` reads as the mapping split → `Dataset` that a `DatasetDict` is, so code that only
+wants the rows does not change.
 """
 
 from __future__ import annotations
 
-import hashlib
-import itertools
-import json
 import logging
 import re
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import datasets
+import pyarrow as pa
 from datasets import ClassLabel, Dataset, DatasetDict, Features, List, Value
-from datasets.exceptions import DatasetGenerationError, DatasetNotFoundError
+from datasets.exceptions import DatasetNotFoundError
+from datasets.table import InMemoryTable
 
 from ..config import INPUT_FORMATS as FILE_FORMATS
-from ..errors import BilstmNlpError, ConfigError, InputFormatError
+from ..errors import ConfigError, InputFormatError
 from ..text import schemes
 from .readers import Sentence, TextExample
 from .readers import conll as conll_reader
@@ -44,7 +47,6 @@ logger = logging.getLogger(__name__)
 INPUT_FORMATS = (*FILE_FORMATS, "hub")
 TAGGING_FORMATS = ("conll", "conllu", "jsonl")
 TEXT_FORMATS = ("jsonl", "csv", "tsv", "sst")
-DESCRIPTION_PREFIX = "bilstm_nlp corpus info: "
 _FORMAT_BY_SUFFIX = {".conllu": "conllu", ".jsonl": "jsonl", ".csv": "csv"}
 _SPLIT_SPEC = re.compile(r"^(first|last):([0-9]+)$")
 _HUB_SPLITS = {"train": "train", "validation": "dev"}
@@ -188,7 +190,7 @@ def parse_split_spec(spec: str) -> tuple[str, int]:
     return match.group(1), int(match.group(2))
 
 
-# Corpus info carried in the datasets
+# A loaded corpus: its splits and what they are
 
 
 @dataclass(frozen=True)
@@ -200,33 +202,117 @@ class CorpusInfo:
         source_scheme: the scheme the files are written in; None for plain labels.
         scheme: the scheme of the `tags` column now (the target when converted); None for plain
             labels.
+        reader: the reader options the files were read with (`label_column`, `tag_field`; or
+            `sst_labels`, `phrases`, `text_field`, `label_field`, `id_field`); empty for the hub.
     """
 
     input_format: str
     source_scheme: str | None
     scheme: str | None
+    reader: Mapping[str, Any] = field(default_factory=dict)
 
 
-def corpus_info(dataset_dict: DatasetDict) -> CorpusInfo:
-    """The `CorpusInfo` that `load_tagging`/`load_hub_tagging`/`load_texts` stored in the splits.
+@dataclass(frozen=True)
+class Corpus(Mapping[str, Dataset]):
+    """The splits of a loaded corpus and its `CorpusInfo`; reads as a mapping split → `Dataset`.
 
-    Raises:
-        ValueError: the datasets were not built by this module.
+    Each split has its own label feature: the first split's names are its sorted labels, and a
+    later split appends (sorted) the labels the earlier ones lack, so a name keeps its id across
+    splits and the train split's names are exactly the labels training sees.
+
+    Attributes:
+        splits: `"train"` and/or `"dev"` → `Dataset`.
+        info: the format, schemes and reader options.
     """
-    for dataset in dataset_dict.values():
-        description = dataset.info.description or ""
-        if description.startswith(DESCRIPTION_PREFIX):
-            return CorpusInfo(**json.loads(description[len(DESCRIPTION_PREFIX) :]))
-    raise ValueError("no bilstm_nlp corpus info in these datasets")
+
+    splits: DatasetDict
+    info: CorpusInfo
+
+    def __getitem__(self, split: str) -> Dataset:
+        return self.splits[split]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.splits)
+
+    def __len__(self) -> int:
+        return len(self.splits)
+
+    @property
+    def label_column(self) -> str:
+        """`"tags"` (tagging corpora) or `"label"` (text corpora)."""
+        return "tags" if "tags" in next(iter(self.splits.values())).features else "label"
+
+    def label_names(self, split: str) -> list[str]:
+        """The `ClassLabel` names of a split in id order."""
+        feature = self.splits[split].features[self.label_column]
+        return list(getattr(feature, "feature", feature).names)
+
+    def tags(self, split: str) -> list[list[str]]:
+        """The tags of a tagging split as strings, for scoring against predicted tags."""
+        names = self.label_names(split)
+        return [[names[i] for i in row] for row in self.splits[split]["tags"][:]]
+
+    def labels(self, split: str) -> list[str]:
+        """The labels of a text split as strings."""
+        names = self.label_names(split)
+        return [names[i] for i in self.splits[split]["label"][:]]
+
+    def joined(self, splits: Sequence[str]) -> Dataset:
+        """The rows of `splits` in order, as one `Dataset` (training on train and dev).
+
+        The label names stay as they are when the splits share them, else they become the
+        sorted labels of all the splits, as one split's would be.
+        """
+        column = self.label_column
+        named = [(split, self.label_names(split)) for split in splits]
+        if all(names == named[0][1] for _, names in named):
+            return datasets.concatenate_datasets([self.splits[split] for split, _ in named])
+        union = sorted({name for _, names in named for name in names})
+        features = self.splits[named[0][0]].features.copy()
+        features[column] = _label_feature(column, union)
+        new_id = {name: i for i, name in enumerate(union)}
+        columns: dict[str, list[Any]] = {name: [] for name in features}
+        for split, names in named:
+            table = [new_id[name] for name in names]
+            dataset = self.splits[split]
+            for name in features:
+                values = dataset[name][:]
+                if name == column and column == "tags":
+                    values = [[table[i] for i in row] for row in values]
+                elif name == column:
+                    values = [table[i] for i in values]
+                columns[name].extend(values)
+        return _dataset(columns, features, None)
 
 
-def corpus_scheme(dataset_dict: DatasetDict) -> str | None:
-    """The scheme of the `tags` column (`"IOB1"`, `"IOB2"`, `"BIOES"`), or None for plain labels."""
-    return corpus_info(dataset_dict).scheme
+def _dataset(columns: dict[str, list[Any]], features: Features, split: str | None) -> Dataset:
+    # The rows are checked and the label ids made already: arrow takes them as they are, without
+    # `Dataset.from_dict` encoding each value again (a third of the load time of CoNLL-2003).
+    table = pa.Table.from_pydict(columns, schema=features.arrow_schema)
+    return Dataset(
+        InMemoryTable(table),
+        info=datasets.DatasetInfo(features=features),
+        split=datasets.NamedSplit(split) if split else None,
+    )
 
 
-def _set_info(dataset: Dataset, info: CorpusInfo) -> None:
-    dataset.info.description = DESCRIPTION_PREFIX + json.dumps(asdict(info))
+def _label_feature(column: str, names: Sequence[str]) -> Any:
+    label = ClassLabel(names=list(names))
+    return List(label) if column == "tags" else label
+
+
+def _split_names(
+    labels_by_split: Mapping[str, set[str]], label_names: Sequence[str] | None
+) -> dict[str, list[str]]:
+    # Given names serve every split; else each split appends the labels earlier splits lack.
+    if label_names is not None:
+        return {split: list(label_names) for split in labels_by_split}
+    result: dict[str, list[str]] = {}
+    names: list[str] = []
+    for split, labels in labels_by_split.items():
+        names = names + sorted(labels - set(names))
+        result[split] = names
+    return result
 
 
 # Tagging corpora
@@ -254,13 +340,14 @@ def load_tagging(
     scheme: str | None = None,
     dev_from_train: str | None = None,
     label_names: Sequence[str] | None = None,
-) -> DatasetDict:
-    """Tagging files → a `DatasetDict` with splits `"train"` and/or `"dev"`.
+) -> Corpus:
+    """Tagging files → a `Corpus` with splits `"train"` and/or `"dev"`.
 
-    Features: `id` (`"<file name>:<line>"`), `doc_id`, `tokens`, `tags` as `List(ClassLabel)`.
-    When `scheme` is given and the labels are scheme tags, tags are converted to it (canonical
-    tags, every span kept); plain labels (POS) are left as they are. The source scheme is detected
-    over all files with `schemes.detect_scheme`; see `corpus_info`.
+    Each file is read once by its reader, which checks every line; the checked sentences become
+    the rows. Features: `id` (`"<file name>:<line>"`), `doc_id`, `tokens`, `tags` as
+    `List(ClassLabel)`. When `scheme` is given and the labels are scheme tags, tags are converted
+    to it (canonical tags, every span kept); plain labels (POS) are left as they are. The source
+    scheme is detected over all files with `schemes.detect_scheme`; see `CorpusInfo`.
 
     Args:
         train: the training file.
@@ -271,10 +358,10 @@ def load_tagging(
         scheme: target scheme (`IOB1`, `IOB2`, `BIOES` or an alias) for scheme-tagged labels.
         dev_from_train: `"last:N"` (the CoNLL-2000 convention) or `"first:N"`: those N sentences
             of train become dev, train keeps the rest.
-        label_names: the `ClassLabel` names in id order (a model's vocabulary); default the
-            sorted labels.
+        label_names: the `ClassLabel` names in id order for every split (a model's vocabulary);
+            default per split, as `Corpus` says.
     Returns:
-        The `DatasetDict`.
+        The `Corpus`.
     Raises:
         ConfigError: no file, a bad format or option, a bad `dev_from_train` spec or one that leaves
             no training sentence, dev given twice, duplicate label names.
@@ -289,6 +376,8 @@ def load_tagging(
         if train is None or dev is not None:
             raise ConfigError("dev_from_train needs a train file and no dev file")
         spec = parse_split_spec(dev_from_train)
+    if label_names is not None and len(set(label_names)) != len(label_names):
+        raise ConfigError("label_names holds a name twice")
     target = schemes.normalize_scheme(scheme) if scheme is not None else None
     formats = {
         split: _format_of(path, input_format, TAGGING_FORMATS, "tagged sentences")
@@ -305,49 +394,50 @@ def load_tagging(
     convert = target if source_scheme is not None else None
     if target is not None and source_scheme is None:
         logger.info("labels are not scheme tags: scheme %s not applied", target)
-    names = _tag_names(read, files, convert, label_names)
-    features = tagging_features(names)
-    info = CorpusInfo(next(iter(formats.values())), source_scheme, convert or source_scheme)
-    # Each split: (file, format, first sentence, end); dev_from_train makes both from train.
-    parts = {split: (path, formats[split], 0, None) for split, path in files.items()}
+    tags = {
+        split: [
+            schemes.convert_tags(s.tags or [], convert) if convert else s.tags or []
+            for s in sentences
+        ]
+        for split, sentences in read.items()
+    }
+    _check_label_names(read, tags, files, label_names)
+    # Each split: (file, sentences, their tags); dev_from_train makes both from train.
+    parts = {split: (path, read[split], tags[split]) for split, path in files.items()}
     if spec is not None:
-        parts = _carve_dev(spec, files["train"], formats["train"], len(read["train"]))
+        parts = _carve_dev(spec, files["train"], read["train"], tags["train"])
+    names = _split_names(
+        {split: {t for row in part[2] for t in row} for split, part in parts.items()}, label_names
+    )
     splits = {}
-    for split, (path, fmt, start, stop) in parts.items():
-        options = {"label_column": label_column, "tag_field": tag_field, "scheme": convert}
-        gen_kwargs = {
-            **_file_key(path),
-            "input_format": fmt,
-            **options,
-            "start": start,
-            "stop": stop,
+    for split, (path, sentences, split_tags) in parts.items():
+        tag_ids = {name: i for i, name in enumerate(names[split])}
+        file_name = path.name
+        columns = {
+            "id": [f"{file_name}:{s.line}" for s in sentences],
+            "doc_id": [s.doc_id for s in sentences],
+            "tokens": [s.tokens for s in sentences],
+            "tags": [[tag_ids[t] for t in row] for row in split_tags],
         }
-        splits[split] = _from_generator(_tagging_rows, features, gen_kwargs, split, info)
-    return DatasetDict(splits)
+        splits[split] = _dataset(columns, tagging_features(names[split]), split)
+    reader = {"label_column": label_column, "tag_field": tag_field}
+    info = CorpusInfo(next(iter(formats.values())), source_scheme, convert or source_scheme, reader)
+    return Corpus(DatasetDict(splits), info)
 
 
 def _carve_dev(
-    spec: tuple[str, int], train: Path, fmt: str, total: int
-) -> dict[str, tuple[Path, str, int, int | None]]:
+    spec: tuple[str, int], train: Path, sentences: list[Sentence], tags: list[list[str]]
+) -> dict[str, tuple[Path, list[Sentence], list[list[str]]]]:
     end, count = spec
+    total = len(sentences)
     if count >= total:
         raise ConfigError(
             f"dev_from_train '{end}:{count}' leaves no training sentence: {train} has {total}"
         )
-    if end == "last":
-        return {"train": (train, fmt, 0, total - count), "dev": (train, fmt, total - count, None)}
-    return {"train": (train, fmt, count, None), "dev": (train, fmt, 0, count)}
-
-
-def _file_key(path: Path) -> dict[str, Any]:
-    # Path, size, mtime and reader code key the datasets cache: a changed file is read again.
-    stat = path.stat()
-    return {
-        "path": str(path.resolve()),
-        "size": stat.st_size,
-        "mtime_ns": stat.st_mtime_ns,
-        "code": _code_digest(),
-    }
+    cut = total - count if end == "last" else count
+    head = (train, sentences[:cut], tags[:cut])
+    tail = (train, sentences[cut:], tags[cut:])
+    return {"train": head, "dev": tail} if end == "last" else {"train": tail, "dev": head}
 
 
 def detect_source_scheme(tag_sequences: list[list[str]], files: Mapping[str, Path]) -> str | None:
@@ -363,81 +453,25 @@ def detect_source_scheme(tag_sequences: list[list[str]], files: Mapping[str, Pat
         ) from None
 
 
-def _tag_names(
+def _check_label_names(
     read: Mapping[str, list[Sentence]],
+    tags: Mapping[str, list[list[str]]],
     files: Mapping[str, Path],
-    convert: str | None,
     label_names: Sequence[str] | None,
-) -> list[str]:
-    if label_names is not None and len(set(label_names)) != len(label_names):
-        raise ConfigError("label_names holds a name twice")
-    allowed = set(label_names) if label_names is not None else None
-    seen: set[str] = set()
+) -> None:
+    if label_names is None:
+        return
+    allowed = set(label_names)
     for split, sentences in read.items():
-        for sentence in sentences:
-            tags = sentence.tags or []
-            if convert is not None:
-                tags = schemes.convert_tags(tags, convert)
-            for tag in tags:
-                if allowed is not None and tag not in allowed:
+        for sentence, row in zip(sentences, tags[split], strict=True):
+            for tag in row:
+                if tag not in allowed:
                     raise InputFormatError(
                         f"tag {tag!r} (in the sentence starting here) is not one of the "
                         f"{len(allowed)} label names",
                         files[split],
                         sentence.line,
                     )
-                seen.add(tag)
-    return list(label_names) if label_names is not None else sorted(seen)
-
-
-def _tagging_rows(
-    path: str,
-    size: int,
-    mtime_ns: int,
-    input_format: str,
-    label_column: int | None,
-    tag_field: str,
-    scheme: str | None,
-    start: int,
-    stop: int | None,
-    code: str,
-) -> Iterator[dict[str, Any]]:
-    # size, mtime_ns and code are unused here: they are in gen_kwargs so they key the cache.
-    name = Path(path).name
-    sentences = read_sentences(path, input_format, label_column, tag_field)
-    for sentence in itertools.islice(sentences, start, stop):
-        tags = sentence.tags or []
-        yield {
-            "id": f"{name}:{sentence.line}",
-            "doc_id": sentence.doc_id,
-            "tokens": sentence.tokens,
-            "tags": schemes.convert_tags(tags, scheme) if scheme is not None else tags,
-        }
-
-
-def _code_digest() -> str:
-    # Cached datasets must change when the readers or the scheme code change, not only the files.
-    digest = hashlib.sha256()
-    for module in (conll_reader, conllu_reader, jsonl_reader, table_reader, sst_reader, schemes):
-        digest.update(Path(module.__file__).read_bytes())  # type: ignore[arg-type]
-    return digest.hexdigest()[:16]
-
-
-def _from_generator(
-    generator: Any, features: Features, gen_kwargs: dict[str, Any], split: str, info: CorpusInfo
-) -> Dataset:
-    try:
-        dataset = Dataset.from_generator(
-            generator, features=features, gen_kwargs=gen_kwargs, split=datasets.NamedSplit(split)
-        )
-    except DatasetGenerationError as error:
-        # The file changed between our check and the build: surface the reader's own error.
-        cause = error.__cause__
-        if isinstance(cause, BilstmNlpError):
-            raise cause from None
-        raise
-    _set_info(dataset, info)
-    return dataset
 
 
 # Hub datasets
@@ -450,7 +484,7 @@ def load_hub_tagging(
     split_names: Mapping[str, str] | None = None,
     scheme: str | None = None,
     label_names: Sequence[str] | None = None,
-) -> DatasetDict:
+) -> Corpus:
     """A hub tagging dataset (or a local folder laid out like one) → our tagging features.
 
     Calls `datasets.load_dataset(source)`, takes the entry's tokens and tags columns (tags as
@@ -464,11 +498,12 @@ def load_hub_tagging(
         entry: the registry entry; its `hub` gives the columns.
         split_names: hub split name → our split name.
         scheme: target scheme for scheme-tagged labels.
-        label_names: `ClassLabel` names in id order; default the sorted tags.
+        label_names: `ClassLabel` names in id order; default per split, as `Corpus` says.
     Returns:
-        The `DatasetDict`.
+        The `Corpus`.
     Raises:
-        ConfigError: the entry has no hub source, or no split of `split_names` is in the dataset.
+        ConfigError: the entry has no hub source, duplicate label names, or no split of
+            `split_names` is in the dataset.
         InputFormatError: the dataset cannot be loaded, lacks a column, has a row whose tags and
             tokens differ in length, or a tag missing from `label_names`.
     """
@@ -508,35 +543,37 @@ def load_hub_tagging(
     source_scheme = schemes.detect_scheme(all_tags) if schemes.is_entity_tagset(labels) else None
     convert = target if source_scheme is not None else None
     if convert is not None:
-        all_tags = [schemes.convert_tags(tags, convert) for tags in all_tags]
-    seen = {tag for tags in all_tags for tag in tags}
+        tag_strings = {
+            split: [schemes.convert_tags(tags, convert) for tags in rows]
+            for split, rows in tag_strings.items()
+        }
+    seen = {split: {t for tags in rows for t in tags} for split, rows in tag_strings.items()}
     if label_names is not None:
-        missing = sorted(seen - set(label_names))
+        if len(set(label_names)) != len(label_names):
+            raise ConfigError("label_names holds a name twice")
+        missing = sorted(set().union(*seen.values()) - set(label_names))
         if missing:
             raise InputFormatError(f"tags {missing} are not among the label names", str(source))
-    names_out = list(label_names) if label_names is not None else sorted(seen)
-    features = tagging_features(names_out)
+    names = _split_names(seen, label_names)
     info = CorpusInfo("hub", source_scheme, convert or source_scheme)
     splits = {}
     for hub_split, ours in present.items():
         dataset = loaded[hub_split]
-        converted = dataset.map(
+        splits[ours] = dataset.map(
             _hub_rows,
             batched=True,
             with_indices=True,
             remove_columns=dataset.column_names,
-            features=features,
+            features=tagging_features(names[hub_split]),
             fn_kwargs={
                 "tokens_column": hub.tokens_column,
                 "tags_column": hub.tags_column,
                 "source_names": tag_names[hub_split],
-                "target_names": names_out,
+                "target_names": names[hub_split],
                 "scheme": convert,
             },
         )
-        _set_info(converted, info)
-        splits[ours] = converted
-    return DatasetDict(splits)
+    return Corpus(DatasetDict(splits), info)
 
 
 def _class_label_names(feature: Any) -> list[str] | None:
@@ -616,8 +653,8 @@ def load_texts(
     label_field: str = "label",
     id_field: str | None = None,
     label_names: Sequence[str] | None = None,
-) -> DatasetDict:
-    """Labelled-text files → a `DatasetDict` with splits `"train"` and/or `"dev"`.
+) -> Corpus:
+    """Labelled-text files → a `Corpus` with splits `"train"` and/or `"dev"`.
 
     Features: `id` (the file's id, else `"<file name>:<line>"`, SST `"line-N"`), `text`, `tokens`
     (SST leaves; empty for raw-text formats), `label` (`ClassLabel`).
@@ -632,9 +669,10 @@ def load_texts(
         text_field: JSON field / table column of the text.
         label_field: JSON field / table column of the label.
         id_field: JSON field (default `"id"`) / table column (default none) of the id.
-        label_names: `ClassLabel` names in id order; default the sorted labels.
+        label_names: `ClassLabel` names in id order for every split; default per split, as
+            `Corpus` says.
     Returns:
-        The `DatasetDict`.
+        The `Corpus`.
     Raises:
         ConfigError: no file, a bad format or option, duplicate label names.
         InputFormatError: a reader error; a file without labels; a label missing from `label_names`.
@@ -654,11 +692,11 @@ def load_texts(
         split: _format_of(path, input_format, TEXT_FORMATS, "labelled texts")
         for split, path in files.items()
     }
-    seen: set[str] = set()
+    read: dict[str, list[TextExample]] = {}
     for split, path in files.items():
-        for example in read_texts(
-            path, formats[split], phrases=phrases and split == "train", **options
-        ):
+        examples = read_texts(path, formats[split], phrases=phrases and split == "train", **options)
+        read[split] = []
+        for example in examples:
             if example.label is None:
                 raise InputFormatError(f"no labels (no {label_field!r} field or column)", path)
             if label_names is not None and example.label not in label_names:
@@ -667,35 +705,21 @@ def load_texts(
                     path,
                     example.line,
                 )
-            seen.add(example.label)
-    features = text_features(list(label_names) if label_names is not None else sorted(seen))
-    info = CorpusInfo(next(iter(formats.values())), None, None)
+            read[split].append(example)
+    names = _split_names(
+        {split: {str(e.label) for e in examples} for split, examples in read.items()},
+        label_names,
+    )
     splits = {}
-    for split, path in files.items():
-        gen_kwargs = {
-            **_file_key(path),
-            "input_format": formats[split],
-            "phrases": phrases and split == "train",
-            "options": options,
+    for split, examples in read.items():
+        label_ids = {name: i for i, name in enumerate(names[split])}
+        file_name = files[split].name
+        columns = {
+            "id": [e.example_id or f"{file_name}:{e.line}" for e in examples],
+            "text": [e.text for e in examples],
+            "tokens": [e.tokens or [] for e in examples],
+            "label": [label_ids[str(e.label)] for e in examples],
         }
-        splits[split] = _from_generator(_text_rows, features, gen_kwargs, split, info)
-    return DatasetDict(splits)
-
-
-def _text_rows(
-    path: str,
-    size: int,
-    mtime_ns: int,
-    input_format: str,
-    phrases: bool,
-    options: dict[str, Any],
-    code: str,
-) -> Iterator[dict[str, Any]]:
-    name = Path(path).name
-    for example in read_texts(path, input_format, phrases=phrases, **options):
-        yield {
-            "id": example.example_id or f"{name}:{example.line}",
-            "text": example.text,
-            "tokens": example.tokens or [],
-            "label": example.label,
-        }
+        splits[split] = _dataset(columns, text_features(names[split]), split)
+    reader = {**options, "phrases": phrases}
+    return Corpus(DatasetDict(splits), CorpusInfo(next(iter(formats.values())), None, None, reader))

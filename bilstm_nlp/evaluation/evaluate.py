@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from ..corpus.loading import corpus_info, load_tagging, load_texts
+from ..corpus.loading import load_tagging, load_texts
 from ..decode import classify_sentences, tag_sentences
 from ..errors import ConfigError, InputFormatError, OutputError
 from ..nn.model import Classifier, Tagger
@@ -199,7 +199,7 @@ def evaluate_file(
             reader["label_column"] = label_column
         if tag_field is not None:
             reader["tag_field"] = tag_field
-        splits = load_tagging(
+        corpus = load_tagging(
             path if dev_from_train else None,
             None if dev_from_train else path,
             input_format=reader.get("input_format"),
@@ -207,21 +207,20 @@ def evaluate_file(
             tag_field=reader.get("tag_field") or "upos",
             dev_from_train=dev_from_train,
         )
-        split = splits["dev"]
-        names = split.features["tags"].feature.names
-        _check_label_kind(model, corpus_info(splits).source_scheme, names, path)
-        gold = [[names[i] for i in row] for row in split["tags"][:]]
+        names = corpus.label_names("dev")
+        _check_label_kind(model, corpus.info.source_scheme, names, path)
+        # Gold tags as strings: they are scored as spans against predicted tags of any scheme.
         return evaluate_tagger(
             model,
-            split["tokens"][:],
-            gold,
+            corpus["dev"]["tokens"][:],
+            corpus.tags("dev"),
             batch_size=batch_size,
             device=device,
             show_progress=show_progress,
         )
     if dev_from_train:
         raise ConfigError("--dev-from-train applies to tagging corpora only")
-    splits = load_texts(
+    corpus = load_texts(
         None,
         path,
         input_format=reader.get("input_format"),
@@ -229,13 +228,12 @@ def evaluate_file(
         text_field=reader.get("text_field") or "text",
         label_field=reader.get("label_field") or "label",
     )
-    split = splits["dev"]
-    names = split.features["label"].names
+    split = corpus["dev"]
     tokens = tokens_or_tokenized(split["tokens"][:], split["text"][:])
     return evaluate_classifier(
         model,
         tokens,
-        [names[i] for i in split["label"][:]],
+        corpus.labels("dev"),
         batch_size=batch_size,
         device=device,
         show_progress=show_progress,

@@ -23,20 +23,19 @@ import numpy as np
 import torch
 
 from .._version import __version__
-from ..config import DataConfig, ExperimentConfig
-from ..corpus.loading import corpus_info, load_tagging, load_texts
+from ..config import ExperimentConfig
 from ..corpus.registry import entry_for_file
 from ..errors import ConfigError, InputFormatError
 from ..evaluation.evaluate import evaluate_classifier, evaluate_tagger
 from ..nn.embeddings import load_vectors, pretrained_matrix
-from ..nn.encoding import EncodedSentence, bucket_batches, collate, encode_tokens
+from ..nn.encoding import EncodedSentence, bucket_batches, collate
 from ..nn.meta import ModelMeta, ReaderSettings, default_task
 from ..nn.model import Classifier, Tagger, build_model
 from ..nn.vocab import Vocab
 from ..serialize import WEIGHTS_FILE, load_model, save_model
-from ..text.tokenize import tokens_or_tokenized
 from .cards import TrainingFacts, training_card
 from .checkpoint import TrainingState, load_checkpoint, save_checkpoint
+from .data import DevSet, TrainingData, encode_training_rows, read_training_data
 
 logger = logging.getLogger(__name__)
 
@@ -76,12 +75,6 @@ class TrainResult:
     epochs: list[EpochReport]
     seconds_to_best: float
     total_seconds: float
-
-
-@dataclass
-class _Split:
-    token_lists: list[list[str]]
-    labels: list[list[str]] | list[str]
 
 
 def train(
@@ -152,8 +145,8 @@ def _train(
         torch.set_num_threads(settings.threads)
     device = _device(settings.device)
     set_seed(settings.seed)
-    task = config.model.task
-    train_split, dev_split, reader, label_names, scheme, file_scheme = _read_data(config)
+    data = read_training_data(config)
+    dev_split, scheme = data.dev, data.scheme
     log_path = output / LOG_FILE
     average = _WeightAverage()
     if resume:
@@ -162,26 +155,26 @@ def _train(
         meta = _declared_meta(
             task=_task_name(config, scheme),
             scheme=scheme,
-            output_scheme=file_scheme,
-            reader=ReaderSettings(**reader),
+            output_scheme=data.file_scheme,
+            reader=ReaderSettings(**data.reader),
             provenance={
                 "command": command,
                 "config": config.to_dict(),
                 "library_version": __version__,
                 "torch_version": torch.__version__,
                 "trained_on": time.strftime("%Y-%m-%d"),
-                "train_sentences": len(train_split.token_lists),
+                "train_sentences": len(data.train),
                 "dev_sentences": len(dev_split.token_lists) if dev_split else 0,
             },
         )
-        model = _build(config, train_split, label_names, meta, init_model)
+        model = _build(config, data, meta, init_model)
         model.to(device)
         optimizer = _optimizer(model, config)
         state = TrainingState(0, None, 0, 0.0, 0.0, 0)
         rng = random.Random(settings.seed)
     # The log holds exactly the finished epochs (a killed run may have logged one more).
     log_path.write_text("".join(json.dumps(r) + "\n" for r in state.reports))
-    encoded = _encode(model, train_split, task)
+    encoded = encode_training_rows(data, model.vocab, model.config.max_word_chars)
     if not encoded or not any(len(e.word_ids) for e in encoded):
         raise InputFormatError("no training sentences: nothing to train on", config.data.train)
     if state.initial_loss is None:
@@ -348,86 +341,6 @@ def _device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def reader_settings(data: DataConfig, task: str) -> dict[str, Any]:
-    """The reader options a model keeps, so `evaluate` reads data the way training did."""
-    keys = (
-        ("input_format", "label_column", "tag_field")
-        if task == "tagger"
-        else ("input_format", "sst_labels", "text_field", "label_field")
-    )
-    return {key: getattr(data, key) for key in keys}
-
-
-def _read_data(config: ExperimentConfig):
-    """Train and dev splits through datasets, plus what the model must remember about them."""
-    data = config.data
-    task = config.model.task
-    if data.train is None:
-        raise ConfigError("data.train is required: the training file")
-    if task not in ("tagger", "classifier"):
-        raise ConfigError(f"model.task must be tagger or classifier, got {task!r}")
-    if task == "tagger":
-        splits = load_tagging(
-            data.train,
-            data.dev,
-            input_format=data.input_format,
-            label_column=data.label_column,
-            tag_field=data.tag_field,
-            scheme=data.scheme,
-            dev_from_train=data.dev_from_train,
-        )
-        info = corpus_info(splits)
-        file_scheme, scheme = info.source_scheme, info.scheme
-        column = "tags"
-    else:
-        splits = load_texts(
-            data.train,
-            data.dev,
-            input_format=data.input_format,
-            sst_labels=data.sst_labels,
-            phrases=data.phrases,
-            text_field=data.text_field,
-            label_field=data.label_field,
-        )
-        file_scheme = scheme = None
-        column = "label"
-    if data.train_with_dev and "dev" not in splits:
-        raise ConfigError("data.train_with_dev needs a dev split (data.dev or data.dev_from_train)")
-    label_feature = splits["train"].features[column]
-    names = list(getattr(label_feature, "feature", label_feature).names)
-    # The vocabulary holds the labels seen in training only: a dev-only label is a miss, not a
-    # class (unless dev is trained on too).
-    trained = ("train", "dev") if data.train_with_dev else ("train",)
-    used = set()
-    for name in trained:
-        ids = splits[name][column][:]
-        used |= {i for row in ids for i in row} if task == "tagger" else set(ids)
-    label_names = [name for i, name in enumerate(names) if i in used]
-    parts = {}
-    for name in ("train", "dev"):
-        if name not in splits:
-            parts[name] = None
-            continue
-        split = splits[name]
-        ids = split[column][:]
-        if task == "tagger":
-            labels = [[names[i] for i in row] for row in ids]
-            tokens = split["tokens"][:]
-        else:
-            labels = [names[i] for i in ids]
-            tokens = tokens_or_tokenized(split["tokens"][:], split["text"][:])
-        parts[name] = _Split(tokens, labels)
-    if data.train_with_dev:
-        # Train on both, in file order (train, then dev); nothing is held out for selection.
-        train_part, dev_part = parts["train"], parts["dev"]
-        parts["train"] = _Split(
-            train_part.token_lists + dev_part.token_lists, train_part.labels + dev_part.labels
-        )
-        parts["dev"] = None
-    reader = reader_settings(data, task) | {"file_scheme": file_scheme}
-    return parts["train"], parts["dev"], reader, label_names, scheme, file_scheme
-
-
 def _declared_meta(**fields: Any) -> ModelMeta:
     try:
         return ModelMeta(**fields)
@@ -449,14 +362,13 @@ def _task_name(config: ExperimentConfig, scheme: str | None) -> str:
 
 def _build(
     config: ExperimentConfig,
-    train_split: _Split,
-    label_names: list[str],
+    data: TrainingData,
     meta: ModelMeta,
     init_model: str | Path | None,
 ) -> Tagger | Classifier:
     if init_model is not None:
         initial = load_model(init_model)
-        missing = sorted(set(label_names) - set(initial.vocab.labels.items))
+        missing = sorted(set(data.label_names) - set(initial.vocab.labels.items))
         if missing:
             raise ConfigError(
                 f"the training data has labels the initial model lacks: {', '.join(missing)}",
@@ -478,26 +390,12 @@ def _build(
     if model_config.vectors:
         words, matrix = load_vectors(model_config.vectors)
         model_config = replace(model_config, word_dim=int(matrix.shape[1]))
-    vocab = Vocab.build(train_split.token_lists, label_names, words, model_config.max_vectors)
+    vocab = Vocab.build(data.token_lists, data.label_names, words, model_config.max_vectors)
     model = build_model(model_config, vocab, meta)
     if matrix is not None:
         weights = pretrained_matrix(vocab, words, matrix, config.train.seed)
         model.embedder.set_word_vectors(weights)
     return model
-
-
-def _encode(model: Tagger | Classifier, split: _Split, task: str) -> list[EncodedSentence]:
-    labels = model.vocab.labels
-    max_chars = model.config.max_word_chars
-    if task == "tagger":
-        return [
-            encode_tokens(tokens, model.vocab, max_chars, labels.ids(tags))
-            for tokens, tags in zip(split.token_lists, split.labels, strict=True)
-        ]
-    return [
-        encode_tokens(tokens, model.vocab, max_chars, [labels.id(label)])
-        for tokens, label in zip(split.token_lists, split.labels, strict=True)
-    ]
 
 
 def _optimizer(model: torch.nn.Module, config: ExperimentConfig) -> torch.optim.Optimizer:
@@ -513,6 +411,67 @@ def _optimizer(model: torch.nn.Module, config: ExperimentConfig) -> torch.optim.
     if settings.optimizer == "adam":
         return torch.optim.Adam(parameters, lr=settings.lr, weight_decay=settings.weight_decay)
     raise ConfigError(f"train.optimizer must be sgd or adam, got {settings.optimizer!r}")
+
+
+@dataclass
+class PreparedRun:
+    """A model ready to train on its encoded data: what `train` builds before its first epoch.
+
+    Attributes:
+        config: the settings.
+        data: the training data read from `config`.
+        model: the untrained model, built from `config` and the training rows.
+        encoded: the training rows as ids.
+        optimizer: the optimizer over the model's trainable parameters.
+    """
+
+    config: ExperimentConfig
+    data: TrainingData
+    model: Tagger | Classifier
+    encoded: list[EncodedSentence]
+    optimizer: torch.optim.Optimizer
+
+
+def prepare_training(config: ExperimentConfig, *, max_sentences: int | None = None) -> PreparedRun:
+    """Read the data, build the model and encode the training rows as `train` does (benches time
+    the epochs that follow). Seed first (`set_seed`) for a reproducible model.
+
+    Args:
+        config: the settings.
+        max_sentences: keep only the first this many training rows (the vocabulary is built
+            from those).
+    Raises:
+        ConfigError, InputFormatError: bad settings or data.
+    """
+    data = read_training_data(config)
+    if max_sentences is not None:
+        data = data.head(max_sentences)
+    meta = _declared_meta(
+        task=_task_name(config, data.scheme),
+        scheme=data.scheme,
+        output_scheme=data.file_scheme,
+        reader=ReaderSettings(**data.reader),
+        provenance={"config": config.to_dict(), "library_version": __version__},
+    )
+    model = _build(config, data, meta, None)
+    encoded = encode_training_rows(data, model.vocab, model.config.max_word_chars)
+    return PreparedRun(config, data, model, encoded, _optimizer(model, config))
+
+
+def run_epoch(
+    run: PreparedRun, rng: random.Random, *, epoch: int = 1, device: str = "cpu"
+) -> tuple[float, int]:
+    """One training epoch over `run.encoded` in batches shuffled by `rng`.
+
+    Returns:
+        The mean loss per sentence and the number of tokens trained on.
+    Raises:
+        ConfigError: the loss became infinite or NaN (training diverged).
+    """
+    model = run.model.to(device)
+    return _run_epoch(
+        model, run.encoded, run.optimizer, run.config, rng, torch.device(device), epoch, False
+    )
 
 
 def _run_epoch(model, encoded, optimizer, config, rng, device, epoch, show_progress):
@@ -616,7 +575,7 @@ def _epoch_progress(show: bool, total: int, epoch: int):
     return progress
 
 
-def _dev_score(model, dev_split: _Split, batch_size: int, device) -> float:
+def _dev_score(model, dev_split: DevSet, batch_size: int, device) -> float:
     if isinstance(model, Tagger):
         evaluation = evaluate_tagger(
             model, dev_split.token_lists, dev_split.labels, batch_size=batch_size, device=device

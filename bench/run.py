@@ -484,7 +484,7 @@ def batch_size_sweep(model, token_lists: list[list[str]], quick: bool) -> list[d
 
 
 def ours_training(epochs: int, count: int) -> dict[str, Any]:
-    """Seconds per epoch of our training loop (`bilstm_nlp.training.loop._run_epoch`, the loop of
+    """Seconds per epoch of our training loop (`bilstm_nlp.training.loop.run_epoch`, the loop of
     `bilstm-nlp train`) over the first 3,000 CoNLL-2003 train sentences: the shipped NER model's
     architecture (models/ner/train.json), SGD lr 0.015 momentum 0.9, clip 5, batch 32, 1 thread.
     Building the vocabulary and encoding the sentences to ids happen once, before timing, as in
@@ -493,7 +493,7 @@ def ours_training(epochs: int, count: int) -> dict[str, Any]:
     import random
 
     from bilstm_nlp.config import ExperimentConfig
-    from bilstm_nlp.training.loop import _build, _encode, _optimizer, _read_data
+    from bilstm_nlp.training.loop import prepare_training, run_epoch
 
     raw = json.loads((ROOT / "models" / "ner" / "train.json").read_text())
     raw["train"].update(batch_size=TRAIN_BATCH, threads=1)
@@ -502,23 +502,14 @@ def ours_training(epochs: int, count: int) -> dict[str, Any]:
     raw["data"]["train_with_dev"] = False  # the shipped config trains on dev too
     config = ExperimentConfig.from_dict(raw)
     with threads(1):
-        train_split, _, _, labels, scheme, file_scheme = _read_data(config)
-        train_split = dataclasses.replace(
-            train_split,
-            token_lists=train_split.token_lists[:count],
-            labels=train_split.labels[:count],
-        )
         torch.manual_seed(1)
-        model = _build(config, train_split, labels, scheme, file_scheme, None)
-        encoded = _encode(model, train_split, "tagger")
-        optimizer = _optimizer(model, config)
+        run = prepare_training(config, max_sentences=count)
+        model, encoded = run.model, run.encoded
         rng = random.Random(1)
-        from bilstm_nlp.training.loop import _run_epoch
-
         rows = []
         for epoch in range(1, epochs + 1):
             start = time.perf_counter()
-            loss, tokens = _run_epoch(model, encoded, optimizer, config, rng, "cpu", epoch, False)
+            loss, tokens = run_epoch(run, rng, epoch=epoch)
             seconds = time.perf_counter() - start
             rows.append(
                 {

@@ -12,7 +12,6 @@ Writes bench/results/tagger_speed.json.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import random
 import sys
@@ -26,7 +25,7 @@ from _common import machine_info, summary, timed, write_results  # noqa: E402
 
 from bilstm_nlp import tag_sentences  # noqa: E402
 from bilstm_nlp.config import DataConfig, ExperimentConfig, ModelConfig, TrainConfig  # noqa: E402
-from bilstm_nlp.training.loop import _build, _encode, _optimizer, _read_data, _run_epoch  # noqa: E402
+from bilstm_nlp.training.loop import prepare_training, run_epoch  # noqa: E402
 
 CORPUS = Path("../shared/corpora/conll2003")
 
@@ -48,18 +47,10 @@ def main() -> None:
             ModelConfig(head=head),
             TrainConfig(batch_size=16, seed=1),
         )
-        train_split, dev_split, _, labels, scheme, file_scheme = _read_data(config)
-        if args.quick:
-            train_split = dataclasses.replace(
-                train_split,
-                token_lists=train_split.token_lists[:3000],
-                labels=train_split.labels[:3000],
-            )
-        model = _build(config, train_split, labels, scheme, file_scheme, None)
-        encoded = _encode(model, train_split, "tagger")
-        optimizer = _optimizer(model, config)
+        run = prepare_training(config, max_sentences=3000 if args.quick else None)
+        model, encoded = run.model, run.encoded
         start = time.perf_counter()
-        _, tokens = _run_epoch(model, encoded, optimizer, config, random.Random(1), "cpu", 1, False)
+        _, tokens = run_epoch(run, random.Random(1))
         seconds = time.perf_counter() - start
         figures["training"][head] = {
             "sentences": len(encoded),
@@ -67,7 +58,7 @@ def main() -> None:
             "epoch_seconds": seconds,
             "tokens_per_s": tokens / seconds,
         }
-        sentences = dev_split.token_lists
+        sentences = run.data.dev.token_lists
         if args.quick:
             sentences = sentences[:1000]
         dev_tokens = sum(len(s) for s in sentences)

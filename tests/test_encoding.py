@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 
 import torch
 import torch.nn.functional as F
 
 from bilstm_nlp.nn.embeddings import CharCNN
-from bilstm_nlp.nn.encoding import EncodedSentence, TokenEncoder, collate, encode_tokens
+from bilstm_nlp.nn.encoding import (
+    EncodedSentence,
+    TokenEncoder,
+    bucket_batches,
+    collate,
+    encode_tokens,
+)
 from bilstm_nlp.nn.vocab import PAD_ID, Vocab
 
 
@@ -104,3 +111,15 @@ def test_collate_of_empty_sentences_only_has_one_padding_spelling() -> None:
     batch = collate([empty, empty])
     assert batch.char_ids.tolist() == [[0]]
     assert batch.mask.tolist() == [[True], [True]]
+
+
+def test_bucket_batches_cover_each_sentence_once_in_length_sorted_windows() -> None:
+    lengths = [(i * 37) % 23 + 1 for i in range(250)]
+    batches = list(bucket_batches(lengths, 4, random.Random(3), bucket_factor=5))
+    assert sorted(i for batch in batches for i in batch) == list(range(250))
+    assert all(1 <= len(batch) <= 4 for batch in batches)
+    assert sum(len(batch) < 4 for batch in batches) <= 250 // 20 + 1  # one short batch a window
+    assert all(lengths[a] <= lengths[b] for batch in batches for a, b in itertools.pairwise(batch))
+    # The same seed gives the same epoch; another seed another order.
+    assert batches == list(bucket_batches(lengths, 4, random.Random(3), bucket_factor=5))
+    assert batches != list(bucket_batches(lengths, 4, random.Random(4), bucket_factor=5))

@@ -183,24 +183,16 @@ def collate(sentences: Sequence[EncodedSentence], sentence_labels: bool = False)
 def bucket_batches(
     lengths: Sequence[int],
     batch_size: int,
-    shuffle: bool,
-    rng: random.Random | None = None,
+    rng: random.Random,
     bucket_factor: int = 50,
 ) -> Iterator[list[int]]:
-    """Indices of sentences grouped into batches of similar length.
+    """Indices of training sentences grouped into batches of similar length, in a random order.
 
-    Sentences are shuffled (when `shuffle`), cut into windows of `bucket_factor * batch_size`,
-    sorted by length inside each window and cut into batches; the batch order is then shuffled.
-    Without
-    `shuffle` the whole input is sorted by length (for prediction: least padding).
+    Sentences are shuffled, cut into windows of `bucket_factor * batch_size`, sorted by length
+    inside each window and cut into batches; the batch order is then shuffled. Prediction sorts by
+    length itself (least padding); this is for training, where each epoch needs another order.
     """
     order = list(range(len(lengths)))
-    if not shuffle:
-        order.sort(key=lambda i: lengths[i])
-        for start in range(0, len(order), batch_size):
-            yield order[start : start + batch_size]
-        return
-    rng = rng or random.Random()
     rng.shuffle(order)
     window = batch_size * bucket_factor
     batches = []

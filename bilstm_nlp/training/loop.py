@@ -479,7 +479,7 @@ def _run_epoch(model, encoded, optimizer, config, rng, device, epoch, show_progr
     sentence_labels = config.model.task == "classifier"
     model.train()
     lengths = [len(e.word_ids) for e in encoded]
-    batches = list(bucket_batches(lengths, settings.batch_size, shuffle=True, rng=rng))
+    batches = list(bucket_batches(lengths, settings.batch_size, rng))
     total_loss = 0.0
     tokens = 0
     progress = _epoch_progress(show_progress, len(batches), epoch)

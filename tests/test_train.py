@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import math
+import random
 from pathlib import Path
 
 import pytest
@@ -227,3 +229,16 @@ def test_unseen_gold_labels_count_as_misses(tmp_path: Path) -> None:
     scores = json.loads(result.stdout)
     assert scores["unseen_labels"] == ["I-PLANET"]
     assert scores["per_type"]["PLANET"]["recall"] == 0.0
+
+
+def test_prepare_training_encodes_the_classlabel_ids(tmp_path: Path) -> None:
+    from bilstm_nlp.training.loop import prepare_training, run_epoch
+
+    corpus = write_conll(tmp_path / "train.txt", NER_SENTENCES)
+    run = prepare_training(tiny_config(corpus, "crf", "BIOES"))
+    names = run.data.train.features["tags"].feature.names
+    # One vocabulary: the model's labels are the ClassLabel names, and the ids pass through.
+    assert run.model.vocab.labels.items == names == sorted(names)
+    assert [e.label_ids for e in run.encoded] == run.data.train["tags"][:]
+    loss, tokens = run_epoch(run, random.Random(0))
+    assert math.isfinite(loss) and tokens == sum(len(s) for s in NER_SENTENCES)

@@ -16,16 +16,9 @@ import pytest
 from datasets import ClassLabel, List, Value
 
 from bilstm_nlp.corpus import registry
-from bilstm_nlp.corpus.loading import (
-    Corpus,
-    detect_format,
-    load_hub_tagging,
-    load_tagging,
-    load_texts,
-    parse_split_spec,
-    read_sentences,
-    read_texts,
-)
+from bilstm_nlp.corpus.formats import detect_format, parse_split_spec, read_sentences, read_texts
+from bilstm_nlp.corpus.hub import load_hub_tagging
+from bilstm_nlp.corpus.loading import Corpus, load_tagging, load_texts
 from bilstm_nlp.corpus.stats import corpus_stats
 from bilstm_nlp.errors import ConfigError, InputFormatError
 from bilstm_nlp.text.schemes import convert_tags, tags_to_spans

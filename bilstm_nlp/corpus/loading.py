@@ -19,7 +19,6 @@ wants the rows does not change.
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,169 +27,21 @@ from typing import Any
 import datasets
 import pyarrow as pa
 from datasets import ClassLabel, Dataset, DatasetDict, Features, List, Value
-from datasets.exceptions import DatasetNotFoundError
 from datasets.table import InMemoryTable
 
-from ..config import INPUT_FORMATS as FILE_FORMATS
 from ..errors import ConfigError, InputFormatError
 from ..text import schemes
+from .formats import (
+    TAGGING_FORMATS,
+    TEXT_FORMATS,
+    parse_split_spec,
+    read_sentences,
+    read_texts,
+    resolve_format,
+)
 from .readers import Sentence, TextExample
-from .readers import conll as conll_reader
-from .readers import conllu as conllu_reader
-from .readers import jsonl as jsonl_reader
-from .readers import sst as sst_reader
-from .readers import table as table_reader
-from .registry import CorpusEntry
 
 logger = logging.getLogger(__name__)
-
-INPUT_FORMATS = (*FILE_FORMATS, "hub")
-TAGGING_FORMATS = ("conll", "conllu", "jsonl")
-TEXT_FORMATS = ("jsonl", "csv", "tsv", "sst")
-_FORMAT_BY_SUFFIX = {".conllu": "conllu", ".jsonl": "jsonl", ".csv": "csv"}
-_SPLIT_SPEC = re.compile(r"^(first|last):([0-9]+)$")
-_HUB_SPLITS = {"train": "train", "validation": "dev"}
-
-
-# Formats and dispatch
-
-
-def detect_format(path: str | Path) -> str:
-    """The input format of a file: `"conll"`, `"conllu"`, `"jsonl"`, `"csv"`, `"tsv"` or `"sst"`.
-
-    By extension for `.conllu`, `.jsonl` and `.csv`; otherwise by the first non-blank line: `(`
-    and a digit is an SST tree, `{` a JSON line, a `# ` comment or 10 tab-separated columns with
-    an integer first is CoNLL-U, a `.tsv` file whose first line names `text` and `label` columns
-    is a table, and anything else is CoNLL columns.
-
-    Raises:
-        InputFormatError: the file is missing, empty, or its first line is not valid UTF-8.
-    """
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix in _FORMAT_BY_SUFFIX:
-        return _FORMAT_BY_SUFFIX[suffix]
-    first = first_content_line(path)
-    if re.match(r"[ \t]*\([0-9]", first):
-        return "sst"
-    if first.lstrip(" \t").startswith("{"):
-        return "jsonl"
-    fields = first.split("\t")
-    if first.startswith("# ") or (len(fields) == 10 and fields[0].isdigit()):
-        return "conllu"
-    if suffix == ".tsv" and {"text", "label"} <= set(fields):
-        return "tsv"
-    return "conll"
-
-
-def first_content_line(path: Path) -> str:
-    lines = conll_reader.read_lines(path)
-    try:
-        for _, line in lines:
-            if not conll_reader.is_blank(line):
-                return line
-    finally:
-        lines.close()
-    raise InputFormatError("empty file: no sentences", path)
-
-
-def _format_of(
-    path: str | Path, input_format: str | None, allowed: Sequence[str], kind: str
-) -> str:
-    fmt = input_format if input_format is not None else detect_format(path)
-    if fmt not in INPUT_FORMATS:
-        raise ConfigError(
-            f"unknown input format {fmt!r}: expected one of {', '.join(INPUT_FORMATS)}"
-        )
-    if fmt not in allowed:
-        raise ConfigError(
-            f"input format {fmt!r} does not hold {kind} (formats for {kind}: {', '.join(allowed)})"
-        )
-    return fmt
-
-
-def read_sentences(
-    path: str | Path,
-    input_format: str | None = None,
-    label_column: int | None = None,
-    tag_field: str = "upos",
-) -> Iterator[Sentence]:
-    """Tagged sentences of a file in any tagging format (`conll`, `conllu`, `jsonl`).
-
-    Args:
-        path: the file.
-        input_format: the format; default `detect_format(path)`.
-        label_column: label column of a CoNLL file (default the last); only for `conll`.
-        tag_field: `"upos"` or `"xpos"`, for `conllu`.
-    Returns:
-        An iterator of `Sentence`s, as the format's reader yields them.
-    Raises:
-        ConfigError: an unknown format, one that holds texts, a bad `tag_field`, or a
-            `label_column` for a format without columns.
-        InputFormatError: the reader's errors (file and line).
-    """
-    fmt = _format_of(path, input_format, TAGGING_FORMATS, "tagged sentences")
-    if label_column is not None and fmt != "conll":
-        raise ConfigError(f"a label column applies to CoNLL column files, not to {fmt!r}")
-    if fmt == "conll":
-        return conll_reader.read_conll(path, label_column)
-    if fmt == "conllu":
-        if tag_field not in conllu_reader.TAG_FIELDS:
-            raise ConfigError(f"tag field {tag_field!r}: expected one of upos, xpos")
-        return conllu_reader.read_conllu(path, tag_field)
-    return jsonl_reader.read_jsonl_tagged(path)
-
-
-def read_texts(
-    path: str | Path,
-    input_format: str | None = None,
-    *,
-    sst_labels: str = "sst2",
-    phrases: bool = False,
-    text_field: str = "text",
-    label_field: str = "label",
-    id_field: str | None = None,
-) -> Iterator[TextExample]:
-    """Labelled texts of a file in any text format (`jsonl`, `csv`, `tsv`, `sst`).
-
-    Args:
-        path: the file.
-        input_format: the format; default `detect_format(path)`.
-        sst_labels: `"sst2"` or `"sst5"`, for `sst`.
-        phrases: for `sst`, also yield every labelled phrase of each tree (see `read_sst`).
-        text_field: JSON field or table column of the text.
-        label_field: JSON field or table column of the label.
-        id_field: JSON field (default `"id"`) or table column (default none) of the example id.
-    Returns:
-        An iterator of `TextExample`s.
-    Raises:
-        ConfigError: an unknown format, one that holds tagged sentences, or bad `sst_labels`.
-        InputFormatError: the reader's errors (file and line).
-    """
-    fmt = _format_of(path, input_format, TEXT_FORMATS, "labelled texts")
-    if fmt == "sst":
-        if sst_labels not in sst_reader.SST_LABELS:
-            raise ConfigError(f"SST labels {sst_labels!r}: expected one of sst2, sst5")
-        return sst_reader.read_sst(path, sst_labels, phrases)
-    if fmt == "jsonl":
-        return jsonl_reader.read_jsonl_texts(path, text_field, label_field, id_field or "id")
-    delimiter = "," if fmt == "csv" else "\t"
-    return table_reader.read_table(path, delimiter, text_field, label_field, id_field)
-
-
-def parse_split_spec(spec: str) -> tuple[str, int]:
-    """`"last:1000"` → `("last", 1000)`: which end of train becomes dev, and how many sentences.
-
-    Raises:
-        ConfigError: not `first:N` or `last:N` with N ≥ 1.
-    """
-    match = _SPLIT_SPEC.match(spec)
-    if match is None or int(match.group(2)) < 1:
-        raise ConfigError(f"dev_from_train {spec!r}: expected 'last:N' or 'first:N' with N >= 1")
-    return match.group(1), int(match.group(2))
-
-
-# A loaded corpus: its splits and what they are
 
 
 @dataclass(frozen=True)
@@ -301,10 +152,12 @@ def _label_feature(column: str, names: Sequence[str]) -> Any:
     return List(label) if column == "tags" else label
 
 
-def _split_names(
+def label_names_by_split(
     labels_by_split: Mapping[str, set[str]], label_names: Sequence[str] | None
 ) -> dict[str, list[str]]:
-    # Given names serve every split; else each split appends the labels earlier splits lack.
+    """The ClassLabel names of each split: `label_names` for all when given; else each split's
+    own labels sorted, after the names of the splits before it (so train's ids are the model's
+    and a name keeps its id in every split)."""
     if label_names is not None:
         return {split: list(label_names) for split in labels_by_split}
     result: dict[str, list[str]] = {}
@@ -380,7 +233,7 @@ def load_tagging(
         raise ConfigError("label_names holds a name twice")
     target = schemes.normalize_scheme(scheme) if scheme is not None else None
     formats = {
-        split: _format_of(path, input_format, TAGGING_FORMATS, "tagged sentences")
+        split: resolve_format(path, input_format, TAGGING_FORMATS, "tagged sentences")
         for split, path in files.items()
     }
     read = {
@@ -406,7 +259,7 @@ def load_tagging(
     parts = {split: (path, read[split], tags[split]) for split, path in files.items()}
     if spec is not None:
         parts = _carve_dev(spec, files["train"], read["train"], tags["train"])
-    names = _split_names(
+    names = label_names_by_split(
         {split: {t for row in part[2] for t in row} for split, part in parts.items()}, label_names
     )
     splits = {}
@@ -474,162 +327,6 @@ def _check_label_names(
                     )
 
 
-# Hub datasets
-
-
-def load_hub_tagging(
-    source: str | Path,
-    entry: CorpusEntry,
-    *,
-    split_names: Mapping[str, str] | None = None,
-    scheme: str | None = None,
-    label_names: Sequence[str] | None = None,
-) -> Corpus:
-    """A hub tagging dataset (or a local folder laid out like one) → our tagging features.
-
-    Calls `datasets.load_dataset(source)`, takes the entry's tokens and tags columns (tags as
-    `List(ClassLabel)`, whose names give the strings, or `List(string)`), converts to `scheme` as
-    `load_tagging` does, and returns splits renamed by `split_names` (hub → ours; default the
-    entry's, else `train` → `train`, `validation` → `dev`). `id` is the hub's `id` column, else the
-    row index; `doc_id` is None.
-
-    Args:
-        source: hub repository id or local folder.
-        entry: the registry entry; its `hub` gives the columns.
-        split_names: hub split name → our split name.
-        scheme: target scheme for scheme-tagged labels.
-        label_names: `ClassLabel` names in id order; default per split, as `Corpus` says.
-    Returns:
-        The `Corpus`.
-    Raises:
-        ConfigError: the entry has no hub source, duplicate label names, or no split of
-            `split_names` is in the dataset.
-        InputFormatError: the dataset cannot be loaded, lacks a column, has a row whose tags and
-            tokens differ in length, or a tag missing from `label_names`.
-    """
-    if entry.hub is None:
-        raise ConfigError(f"corpus {entry.name!r} has no hub dataset in the registry")
-    hub = entry.hub
-    split_names = dict(split_names or hub.split_names or _HUB_SPLITS)
-    target = schemes.normalize_scheme(scheme) if scheme is not None else None
-    try:
-        loaded = datasets.load_dataset(str(source))
-    except (DatasetNotFoundError, FileNotFoundError, ConnectionError) as error:
-        raise InputFormatError(f"cannot load the dataset: {error}", str(source)) from None
-    present = {hub_split: ours for hub_split, ours in split_names.items() if hub_split in loaded}
-    if not present:
-        raise ConfigError(
-            f"{source}: none of the splits {sorted(split_names)} is in the dataset "
-            f"(it has {sorted(loaded)})"
-        )
-    tag_strings: dict[str, list[list[str]]] = {}
-    tag_names: dict[str, list[str] | None] = {}
-    for hub_split in present:
-        dataset = loaded[hub_split]
-        for column in (hub.tokens_column, hub.tags_column):
-            if column not in dataset.column_names:
-                raise InputFormatError(
-                    f"split {hub_split!r} has no column {column!r} "
-                    f"(columns: {dataset.column_names})",
-                    str(source),
-                )
-        names = _class_label_names(dataset.features[hub.tags_column])
-        tag_names[hub_split] = names
-        tag_strings[hub_split] = _hub_tags(
-            dataset, hub.tokens_column, hub.tags_column, names, source
-        )
-    all_tags = [tags for split_tags in tag_strings.values() for tags in split_tags]
-    labels = {tag for tags in all_tags for tag in tags}
-    source_scheme = schemes.detect_scheme(all_tags) if schemes.is_entity_tagset(labels) else None
-    convert = target if source_scheme is not None else None
-    if convert is not None:
-        tag_strings = {
-            split: [schemes.convert_tags(tags, convert) for tags in rows]
-            for split, rows in tag_strings.items()
-        }
-    seen = {split: {t for tags in rows for t in tags} for split, rows in tag_strings.items()}
-    if label_names is not None:
-        if len(set(label_names)) != len(label_names):
-            raise ConfigError("label_names holds a name twice")
-        missing = sorted(set().union(*seen.values()) - set(label_names))
-        if missing:
-            raise InputFormatError(f"tags {missing} are not among the label names", str(source))
-    names = _split_names(seen, label_names)
-    info = CorpusInfo("hub", source_scheme, convert or source_scheme)
-    splits = {}
-    for hub_split, ours in present.items():
-        dataset = loaded[hub_split]
-        splits[ours] = dataset.map(
-            _hub_rows,
-            batched=True,
-            with_indices=True,
-            remove_columns=dataset.column_names,
-            features=tagging_features(names[hub_split]),
-            fn_kwargs={
-                "tokens_column": hub.tokens_column,
-                "tags_column": hub.tags_column,
-                "source_names": tag_names[hub_split],
-                "target_names": names[hub_split],
-                "scheme": convert,
-            },
-        )
-    return Corpus(DatasetDict(splits), info)
-
-
-def _class_label_names(feature: Any) -> list[str] | None:
-    inner = getattr(feature, "feature", None)
-    if isinstance(inner, ClassLabel):
-        return list(inner.names)
-    if isinstance(inner, Value) and inner.dtype in ("string", "large_string"):
-        return None
-    raise InputFormatError(
-        f"tags column has type {feature}, expected a list of ClassLabel or string"
-    )
-
-
-def _hub_tags(
-    dataset: Dataset, tokens_column: str, tags_column: str, names: list[str] | None, source: Any
-) -> list[list[str]]:
-    result = []
-    for index, (tokens, tag_ids) in enumerate(
-        zip(dataset[tokens_column], dataset[tags_column], strict=True)
-    ):
-        if len(tokens) != len(tag_ids) or not tokens:
-            raise InputFormatError(
-                f"row {index}: {len(tokens)} tokens but {len(tag_ids)} tags", str(source)
-            )
-        result.append([names[i] for i in tag_ids] if names is not None else list(tag_ids))
-    return result
-
-
-def _hub_rows(
-    batch: dict[str, list[Any]],
-    indices: list[int],
-    tokens_column: str,
-    tags_column: str,
-    source_names: list[str] | None,
-    target_names: list[str],
-    scheme: str | None,
-) -> dict[str, list[Any]]:
-    tag_ids = {name: i for i, name in enumerate(target_names)}
-    rows_tags = []
-    for row in batch[tags_column]:
-        tags = [source_names[i] for i in row] if source_names is not None else row
-        if scheme is not None:
-            tags = schemes.convert_tags(tags, scheme)
-        rows_tags.append([tag_ids[tag] for tag in tags])
-    ids = batch["id"] if "id" in batch else [str(i) for i in indices]
-    return {
-        "id": [str(i) for i in ids],
-        "doc_id": [None] * len(indices),
-        "tokens": batch[tokens_column],
-        "tags": rows_tags,
-    }
-
-
-# Text classification corpora
-
-
 def text_features(label_names: Sequence[str]) -> Features:
     """Features of a text dataset: `id`, `text`, `tokens` (empty without tokens), `label`."""
     return Features(
@@ -689,7 +386,7 @@ def load_texts(
         "id_field": id_field,
     }
     formats = {
-        split: _format_of(path, input_format, TEXT_FORMATS, "labelled texts")
+        split: resolve_format(path, input_format, TEXT_FORMATS, "labelled texts")
         for split, path in files.items()
     }
     read: dict[str, list[TextExample]] = {}
@@ -706,7 +403,7 @@ def load_texts(
                     example.line,
                 )
             read[split].append(example)
-    names = _split_names(
+    names = label_names_by_split(
         {split: {str(e.label) for e in examples} for split, examples in read.items()},
         label_names,
     )

@@ -22,7 +22,7 @@ from ..text.schemes import normalize_scheme
 CORPORA_ENV = "BILSTM_NLP_CORPORA"
 REGISTRY_FILE = "registry.toml"
 FORMAT_VERSION = 1
-# Kept in step with bilstm_nlp.corpus.loading.INPUT_FORMATS (less "hub", which is no file format).
+# Kept in step with bilstm_nlp.corpus.formats.INPUT_FORMATS (less "hub", which is no file format).
 _FILE_FORMATS = INPUT_FORMATS
 _TASKS = ("ner", "chunking", "pos", "sentiment")
 _ENTRY_KEYS = {

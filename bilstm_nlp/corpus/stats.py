@@ -15,14 +15,8 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..text import schemes
-from .loading import (
-    TAGGING_FORMATS,
-    detect_format,
-    detect_source_scheme,
-    first_content_line,
-    read_sentences,
-    read_texts,
-)
+from .formats import TAGGING_FORMATS, detect_format, first_content_line, read_sentences, read_texts
+from .loading import detect_source_scheme
 from .readers import Sentence, TextExample
 
 

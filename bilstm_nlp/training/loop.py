@@ -33,6 +33,7 @@ from ..nn.meta import ModelMeta, ReaderSettings, default_task
 from ..nn.model import Classifier, Tagger, build_model
 from ..nn.vocab import Vocab
 from ..serialize import WEIGHTS_FILE, load_model, save_model
+from .averaging import WeightAverage
 from .cards import TrainingFacts, training_card
 from .checkpoint import TrainingState, load_checkpoint, save_checkpoint
 from .data import DevSet, TrainingData, encode_training_rows, read_training_data
@@ -148,7 +149,7 @@ def _train(
     data = read_training_data(config)
     dev_split, scheme = data.dev, data.scheme
     log_path = output / LOG_FILE
-    average = _WeightAverage()
+    average = WeightAverage()
     if resume:
         model, optimizer, state, rng, average = _resume(output, config, device)
     else:
@@ -280,57 +281,7 @@ def _resume(output: Path, config: ExperimentConfig, device: torch.device):
             output / "checkpoint",
         )
     logger.info("resuming after epoch %d", state.epoch)
-    return model, optimizer, state, rng, _WeightAverage.from_checkpoint(averaged)
-
-
-class _WeightAverage:
-    """Running mean of a model's floating-point weights over the epochs it was given.
-
-    Polyak averaging of the last epochs, as stochastic weight averaging does (Izmailov et al.
-    2018): the average sits in a wider optimum than any single epoch's weights.
-    """
-
-    COUNT = "__count__"
-
-    def __init__(self) -> None:
-        self.tensors: dict[str, torch.Tensor] = {}
-        self.count = 0
-
-    def update(self, model: torch.nn.Module) -> None:
-        self.count += 1
-        for name, value in model.state_dict().items():
-            if not value.is_floating_point():
-                continue  # the CRF's allowed-transition masks and other fixed buffers
-            value = value.detach().to(torch.float64)
-            if name in self.tensors:
-                self.tensors[name] += (value - self.tensors[name]) / self.count
-            else:
-                self.tensors[name] = value.clone()
-
-    @contextlib.contextmanager
-    def swapped_into(self, model: torch.nn.Module) -> Iterator[None]:
-        """Put the averaged weights into `model` for the block, then the model's own back."""
-        current = model.state_dict()
-        kept = {name: current[name].detach().clone() for name in self.tensors}
-        averaged = {name: t.to(current[name].dtype) for name, t in self.tensors.items()}
-        model.load_state_dict(averaged, strict=False)
-        try:
-            yield
-        finally:
-            model.load_state_dict(kept, strict=False)
-
-    def checkpoint(self) -> dict[str, torch.Tensor]:
-        if not self.count:
-            return {}
-        return self.tensors | {self.COUNT: torch.tensor(self.count, dtype=torch.int64)}
-
-    @classmethod
-    def from_checkpoint(cls, tensors: dict[str, torch.Tensor]) -> _WeightAverage:
-        average = cls()
-        if tensors:
-            average.count = int(tensors.pop(cls.COUNT))
-            average.tensors = tensors
-        return average
+    return model, optimizer, state, rng, WeightAverage.from_checkpoint(averaged)
 
 
 def _device(name: str) -> torch.device:

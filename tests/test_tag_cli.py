@@ -20,7 +20,7 @@ import torch
 from spacy.tokens import DocBin
 from typer.testing import CliRunner
 
-from bilstm_nlp.annotation.files import annotate_paths
+from bilstm_nlp.annotation.files import AnnotateOptions, annotate_paths
 from bilstm_nlp.cli import app
 from bilstm_nlp.serialize import load_model
 
@@ -226,7 +226,7 @@ def kill_and_resume(
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        annotate_paths([source], ner, reference, window=40, fmt=fmt)
+        annotate_paths([source], ner, reference, AnnotateOptions(window=40, fmt=fmt))
     finally:
         torch.set_num_threads(threads)
     expected = tree_bytes(reference)

@@ -50,7 +50,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from _common import machine_info, write_results  # noqa: E402
 
-from bilstm_nlp.annotation.files import annotate_paths  # noqa: E402
+from bilstm_nlp.annotation.files import AnnotateOptions, annotate_paths  # noqa: E402
 from bilstm_nlp.serialize import load_model  # noqa: E402
 from bilstm_nlp.text.tokenize import Tokenizer  # noqa: E402
 
@@ -93,12 +93,15 @@ def measure_ours(
         warmup = folder / "warmup.txt"
         text = source.read_text(encoding="utf-8")
         warmup.write_text(text[: len(text) // 10], encoding="utf-8")
-        annotate_paths([warmup], model, folder / "warmup.jsonl", workers=1)
+        annotate_paths([warmup], model, folder / "warmup.jsonl", AnnotateOptions(workers=1))
         runs = []
         for _ in range(repeats):
             start = time.perf_counter()
             stats = annotate_paths(
-                [source], model, folder / "out.jsonl", workers=workers, threads=threads
+                [source],
+                model,
+                folder / "out.jsonl",
+                AnnotateOptions(workers=workers, threads=threads),
             )
             runs.append((time.perf_counter() - start, stats.tokens))
         return runs
@@ -149,7 +152,9 @@ def measure_start(model, folder: Path, workers: int, threads: int) -> float:
     tiny = folder / "start.txt"
     tiny.write_text("Start.\n", encoding="utf-8")
     start = time.perf_counter()
-    annotate_paths([tiny], model, folder / "start.jsonl", workers=workers, threads=threads)
+    annotate_paths(
+        [tiny], model, folder / "start.jsonl", AnnotateOptions(workers=workers, threads=threads)
+    )
     return time.perf_counter() - start
 
 

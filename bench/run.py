@@ -59,7 +59,7 @@ from plots import plots  # noqa: E402
 
 from bilstm_nlp import load, tag_sentences  # noqa: E402
 from bilstm_nlp.annotation.annotator import Annotator  # noqa: E402
-from bilstm_nlp.annotation.files import annotate_paths  # noqa: E402
+from bilstm_nlp.annotation.files import AnnotateOptions, annotate_paths  # noqa: E402
 from bilstm_nlp.corpus.loading import load_tagging  # noqa: E402
 from bilstm_nlp.decode import length_batches  # noqa: E402
 from bilstm_nlp.text.schemes import tags_to_spans  # noqa: E402
@@ -384,7 +384,7 @@ def ours_raw_text(model, lines: list[str], repeats: int, folder: Path) -> list[d
     for _ in range(repeats):
         output = folder / "out.jsonl"
         start = time.perf_counter()
-        stats = annotate_paths([source], model, output, workers=2, threads=1)
+        stats = annotate_paths([source], model, output, AnnotateOptions(workers=2, threads=1))
         times.append(time.perf_counter() - start)
         tokens = stats.tokens
     rows.append(

@@ -11,11 +11,11 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import torch
-from rich.progress import Progress
 
 from .nn.encoding import Batch, TokenEncoder, collate
 from .nn.heads import Lattice, entity_log_probs
 from .nn.model import Classifier, Tagger
+from .progress import optional_progress
 from .text.schemes import Span, convert_tags, tags_to_spans
 
 
@@ -66,20 +66,18 @@ def length_batches(
         yield current
 
 
-def _batches(model, token_lists, batch_size: int, device) -> Iterator[tuple[list[int], Batch]]:
-    encoder = _token_encoder(model)
+def _batches(
+    model: Tagger | Classifier,
+    token_lists: Sequence[Sequence[str]],
+    batch_size: int,
+    device: str | torch.device,
+    encoder: TokenEncoder | None,
+) -> Iterator[tuple[list[int], Batch]]:
+    if encoder is None:
+        encoder = TokenEncoder(model.vocab, model.config.max_word_chars)
     for indices in length_batches([len(t) for t in token_lists], batch_size):
         encoded = [encoder(token_lists[i]) for i in indices]
         yield indices, collate(encoded).to(device)
-
-
-def _token_encoder(model: Tagger | Classifier) -> TokenEncoder:
-    # Kept on the model so that its memory of tokens lasts across calls (annotation windows).
-    encoder = getattr(model, "_token_encoder", None)
-    if encoder is None or encoder.vocab is not model.vocab:
-        encoder = TokenEncoder(model.vocab, model.config.max_word_chars)
-        model._token_encoder = encoder
-    return encoder
 
 
 def tag_sentences(
@@ -91,6 +89,7 @@ def tag_sentences(
     confidence: bool = True,
     device: str | torch.device = "cpu",
     show_progress: bool = False,
+    encoder: TokenEncoder | None = None,
 ) -> list[TaggedSentence]:
     """Tag pre-split sentences.
 
@@ -102,6 +101,8 @@ def tag_sentences(
         confidence: compute tag marginals and entity probabilities (costs a forward-backward pass).
         device: where to run.
         show_progress: a rich progress bar on stderr.
+        encoder: the model's token encoder, kept by the caller so that what it has encoded
+            lasts across calls (an `Annotator` keeps one); default: a new one for this call.
     Returns:
         One `TaggedSentence` per input, in input order.
     """
@@ -110,9 +111,9 @@ def tag_sentences(
     labels = model.vocab.labels.items
     with (
         torch.inference_mode(),
-        _OptionalProgress(show_progress, len(token_lists), "Tagging") as advance,
+        optional_progress(show_progress, "Tagging", len(token_lists)) as advance,
     ):
-        for indices, batch in _batches(model, token_lists, batch_size, device):
+        for indices, batch in _batches(model, token_lists, batch_size, device, encoder):
             emissions = model(batch)
             mask = batch.mask
             tag_ids = model.head.decode(emissions, mask)
@@ -172,16 +173,20 @@ def classify_sentences(
     batch_size: int = 256,
     device: str | torch.device = "cpu",
     show_progress: bool = False,
+    encoder: TokenEncoder | None = None,
 ) -> list[ClassifiedSentence]:
-    """Classify pre-split sentences: the label and every label's probability, in input order."""
+    """Classify pre-split sentences: the label and every label's probability, in input order.
+
+    Arguments as `tag_sentences`'s.
+    """
     model.eval()
     labels = model.vocab.labels.items
     results: list[ClassifiedSentence | None] = [None] * len(token_lists)
     with (
         torch.inference_mode(),
-        _OptionalProgress(show_progress, len(token_lists), "Classifying") as advance,
+        optional_progress(show_progress, "Classifying", len(token_lists)) as advance,
     ):
-        for indices, batch in _batches(model, token_lists, batch_size, device):
+        for indices, batch in _batches(model, token_lists, batch_size, device, encoder):
             probs = model(batch).exp().tolist()
             for row, index in enumerate(indices):
                 best = max(range(len(labels)), key=probs[row].__getitem__)
@@ -240,27 +245,3 @@ def _span_probabilities(
     for (row, _), prob in zip(flat, probs, strict=True):
         per_row[row].append(prob)
     return per_row
-
-
-class _OptionalProgress:
-    """A rich progress bar on stderr when asked for; otherwise a no-op `advance`."""
-
-    def __init__(self, enabled: bool, total: int, description: str):
-        self.enabled = enabled
-        self.total = total
-        self.description = description
-        self.progress: Progress | None = None
-
-    def __enter__(self):
-        if not self.enabled:
-            return lambda n: None
-        from rich.console import Console
-
-        self.progress = Progress(console=Console(stderr=True), transient=True)
-        self.progress.start()
-        task = self.progress.add_task(self.description, total=self.total)
-        return lambda n: self.progress.advance(task, n)  # type: ignore[union-attr]
-
-    def __exit__(self, *exc) -> None:
-        if self.progress is not None:
-            self.progress.stop()

@@ -3,12 +3,9 @@ models trained once per session in a few seconds."""
 
 from __future__ import annotations
 
-import errno
 import gc
 import io
 import json
-import os
-import shutil
 import sys
 from pathlib import Path
 
@@ -17,7 +14,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bilstm_nlp.annotation import annotator as annotate
-from bilstm_nlp.annotation import files as annotate_files
 from bilstm_nlp.annotation.annotator import (
     Annotation,
     Annotator,
@@ -25,10 +21,10 @@ from bilstm_nlp.annotation.annotator import (
     annotate_texts,
     escapes_for,
 )
-from bilstm_nlp.annotation.files import annotate_paths
+from bilstm_nlp.annotation.files import AnnotateOptions, annotate_paths
 from bilstm_nlp.config import DataConfig, ExperimentConfig, ModelConfig, TrainConfig
 from bilstm_nlp.decode import tag_sentences
-from bilstm_nlp.errors import ConfigError, InputFormatError, OutputError, ResumeError
+from bilstm_nlp.errors import ConfigError, InputFormatError
 from bilstm_nlp.serialize import load_model
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -113,18 +109,23 @@ def sentiment(sentiment_dir: Path):
     return load_model(sentiment_dir)
 
 
-def check_offsets(annotation: Annotation) -> None:
-    text = annotation.text
-    for token in annotation.tokens:
-        assert text[token.start : token.end] == token.text
-    for span in annotation.spans or []:
-        assert text[span.start : span.end] == span.text
-        assert annotation.tokens[span.token_start].start == span.start
-        assert annotation.tokens[span.token_end - 1].end == span.end
-    assert [s for s, _ in annotation.sentences] == sorted(s for s, _ in annotation.sentences)
-    assert sum(e - s for s, e in annotation.sentences) == len(annotation.tokens)
-    if annotation.probs is None:  # a tagger
-        assert len(annotation.tags) == len(annotation.tag_probs) == len(annotation.tokens)
+def check_offsets(annotation: Annotation | dict) -> None:
+    """Offsets of an annotation, or of its record as written, slice its text."""
+    if isinstance(annotation, Annotation):
+        if annotation.probs is None:  # a tagger
+            assert len(annotation.tags) == len(annotation.tag_probs) == len(annotation.tokens)
+        annotation = annotation.to_record()
+    text, tokens, sentences = annotation["text"], annotation["tokens"], annotation["sentences"]
+    for token in tokens:
+        assert text[token["start"] : token["end"]] == token["text"]
+    for span in annotation.get("spans") or []:
+        assert text[span["start"] : span["end"]] == span["text"]
+        assert tokens[span["token_start"]]["start"] == span["start"]
+        assert tokens[span["token_end"] - 1]["end"] == span["end"]
+    assert [s for s, _ in sentences] == sorted(s for s, _ in sentences)
+    assert sum(e - s for s, e in sentences) == len(tokens)
+    if "probs" not in annotation:  # a tagger
+        assert all({"tag", "score"} <= set(token) for token in tokens)
 
 
 def test_entity_offsets_slice_the_original_text(ner) -> None:
@@ -208,7 +209,6 @@ def test_record_round_trip(ner, sentiment) -> None:
     for model in (ner, sentiment):
         for annotation in annotate_texts(model, TEXTS):
             record = annotation.to_record("doc")
-            assert Annotation.from_record(record).to_record("doc") == record
             assert json.loads(json.dumps(record)) == record
 
 
@@ -258,38 +258,45 @@ def test_folder_gives_one_record_per_line_mirroring_the_tree(ner, tmp_path: Path
     expected = [x.to_record(None) for x in annotate_texts(ner, texts)]
     assert [{**r, "id": None} for r in a + c + b] == expected
     for record in a + b + c:
-        check_offsets(Annotation.from_record(record))
+        check_offsets(record)
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.binary(max_size=30), max_size=8).map(b"\n".join))
 def test_one_record_per_input_line_whatever_the_bytes(ner, data: bytes) -> None:
     out = io.BytesIO()
-    stats = annotate_paths(["-"], ner, stdin=io.BytesIO(data), stdout=out, window=3)
+    stats = annotate_paths(
+        ["-"], ner, None, AnnotateOptions(window=3), stdin=io.BytesIO(data), stdout=out
+    )
     lines = data.count(b"\n") + (1 if data and not data.endswith(b"\n") else 0)
     records = [json.loads(line) for line in out.getvalue().decode("utf-8").split("\n")[:-1]]
     assert len(records) == stats.documents == lines
     assert [r["id"] for r in records] == [f"<stdin>:{n}" for n in range(1, lines + 1)]
     for record in records:
-        check_offsets(Annotation.from_record(record))
+        check_offsets(record)
 
 
 def test_units_file_and_jsonl(ner, tmp_path: Path) -> None:
     doc = write_lines(tmp_path / "doc.txt", b"EU rejects German call.\nPeter visited Paris.\n")
-    annotate_paths([doc], ner, tmp_path / "doc.jsonl", unit="file")
+    annotate_paths([doc], ner, tmp_path / "doc.jsonl", AnnotateOptions(unit="file"))
     [record] = read_records(tmp_path / "doc.jsonl")
     assert record["id"] == str(doc) and record["text"] == doc.read_text()
-    check_offsets(Annotation.from_record(record))
+    check_offsets(record)
     rows = [{"key": "k1", "body": "EU rejects"}, {"body": "Paris"}]
     source = tmp_path / "rows.jsonl"
     source.write_text("\n".join(json.dumps(r) for r in rows) + "\n\n")
-    annotate_paths([source], ner, tmp_path / "rows.out.jsonl", text_field="body", id_field="key")
+    annotate_paths(
+        [source],
+        ner,
+        tmp_path / "rows.out.jsonl",
+        AnnotateOptions(text_field="body", id_field="key"),
+    )
     records = read_records(tmp_path / "rows.out.jsonl")
     assert [r["id"] for r in records] == ["k1", f"{source}:2", f"{source}:3"]
     assert [r["text"] for r in records] == ["EU rejects", "Paris", ""]
     source.write_text(json.dumps(rows[0]) + "\n{broken\n")
     with pytest.raises(InputFormatError, match=r"rows.jsonl:2: not valid JSON"):
-        annotate_paths([source], ner, tmp_path / "x.jsonl", text_field="body")
+        annotate_paths([source], ner, tmp_path / "x.jsonl", AnnotateOptions(text_field="body"))
     with pytest.raises(InputFormatError, match=r"rows.jsonl:1: expected a string in 'text'"):
         annotate_paths([source], ner, tmp_path / "x.jsonl")
 
@@ -301,7 +308,14 @@ def test_standard_input_to_standard_output(ner) -> None:
     assert [r["id"] for r in records] == ["<stdin>:1", "<stdin>:2", "<stdin>:3"]
     assert stats.documents == 3
     with pytest.raises(ConfigError, match="can be resumed"):
-        annotate_paths(["-"], ner, resume=True, stdin=io.BytesIO(b"x"), stdout=io.BytesIO())
+        annotate_paths(
+            ["-"],
+            ner,
+            None,
+            AnnotateOptions(resume=True),
+            stdin=io.BytesIO(b"x"),
+            stdout=io.BytesIO(),
+        )
 
 
 def test_bad_inputs_are_user_errors(ner, tmp_path: Path) -> None:
@@ -313,157 +327,4 @@ def test_bad_inputs_are_user_errors(ner, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="standard input"):
         annotate_paths(["-", tmp_path], ner)
     with pytest.raises(ConfigError, match="unknown unit"):
-        annotate_paths([tmp_path], ner, unit="page")
-
-
-class Crash(Exception):
-    """Stands for a kill between two windows."""
-
-
-def crash_after(monkeypatch: pytest.MonkeyPatch, saves: int) -> None:
-    real = annotate_files.save_state
-    calls = []
-
-    def save(path, fingerprint, state):
-        real(path, fingerprint, state)
-        calls.append(1)
-        if len(calls) > saves:
-            raise Crash
-
-    monkeypatch.setattr(annotate_files, "save_state", save)
-
-
-@pytest.fixture
-def small_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Blocks of 7 documents (instead of 1,000), so that small inputs make several windows."""
-    monkeypatch.setattr(annotate_files, "_BLOCK_DOCUMENTS", 7)
-
-
-def big_input(path: Path, lines: int = 60) -> Path:
-    words = ["EU", "rejects", "German", "call", "Peter", "visited", "Paris", "(", ")", "and/or"]
-    text = "\n".join(" ".join(words[(i + j) % 10] for j in range(i % 13)) for i in range(lines))
-    path.write_text(text + "\n", encoding="utf-8")
-    return path
-
-
-@pytest.mark.parametrize("fmt", ["jsonl", "conll"])
-def test_resume_after_a_crash_is_byte_identical(
-    ner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fmt: str, small_blocks: None
-) -> None:
-    source = big_input(tmp_path / "in.txt")
-    reference = tmp_path / f"reference.{fmt}"
-    annotate_paths([source], ner, reference, fmt=fmt, window=7)
-    output = tmp_path / f"out.{fmt}"
-    for saves in (1, 2, 3):  # crash after the start and 1, 2, 3 windows: lines 7, 21, 42
-        with monkeypatch.context() as patch:
-            crash_after(patch, saves)
-            with pytest.raises(Crash):
-                annotate_paths([source], ner, output, fmt=fmt, window=7, resume=saves > 1)
-        with open(output, "ab") as handle:
-            handle.write(b'{"id": "half a rec')  # what a kill in the middle of a write leaves
-    stats = annotate_paths([source], ner, output, fmt=fmt, window=7, resume=True)
-    assert output.read_bytes() == reference.read_bytes()
-    assert stats.resumed_documents > 0 and stats.documents + stats.resumed_documents == 60
-    again = annotate_paths([source], ner, output, fmt=fmt, window=7, resume=True)
-    assert again.documents == 0 and output.read_bytes() == reference.read_bytes()
-
-
-def test_atomic_formats_resume_file_by_file(ner, tmp_path: Path, monkeypatch) -> None:
-    folder = tmp_path / "in"
-    folder.mkdir()
-    for name in ("a", "b", "c"):
-        big_input(folder / f"{name}.txt", lines=5)
-    annotate_paths([folder], ner, tmp_path / "reference", fmt="html")
-    with monkeypatch.context() as patch:
-        crash_after(patch, 2)  # the start, then file a done
-        with pytest.raises(Crash):
-            annotate_paths([folder], ner, tmp_path / "out", fmt="html")
-    assert (tmp_path / "out" / "a.html").is_file() and not (tmp_path / "out" / "c.html").exists()
-    annotate_paths([folder], ner, tmp_path / "out", fmt="html", resume=True)
-    for name in ("a", "b", "c"):
-        produced = (tmp_path / "out" / f"{name}.html").read_bytes()
-        assert produced == (tmp_path / "reference" / f"{name}.html").read_bytes()
-    assert not list((tmp_path / "out").glob("*.part"))
-
-
-def test_resume_is_refused_when_model_options_or_input_change(
-    ner_dir: Path, ner, tmp_path: Path, small_blocks: None
-) -> None:
-    source = big_input(tmp_path / "in.txt", lines=10)
-    output = tmp_path / "out.jsonl"
-    annotate_paths([source], ner, output, window=3)
-    other_dir = tmp_path / "other_model"
-    shutil.copytree(ner_dir, other_dir)
-    with open(other_dir / "config.json", "a") as handle:
-        handle.write("\n")  # the same model, other bytes: still another model file
-    with pytest.raises(ResumeError, match="the model differs"):
-        annotate_paths([source], load_model(other_dir), output, window=3, resume=True)
-    with pytest.raises(ResumeError, match=r"options differ .*window"):
-        annotate_paths([source], ner, output, window=4, resume=True)
-    with open(source, "a") as handle:
-        handle.write("one more line\n")
-    with pytest.raises(ResumeError, match="changed since the interrupted run") as error:
-        annotate_paths([source], ner, output, window=3, resume=True)
-    assert error.value.path == str(output) + ".progress.json"
-    # Without --resume the output is simply written again.
-    assert annotate_paths([source], ner, output, window=3).documents == 11
-
-
-class _FailingFile:
-    """A file whose writes fail with `error_number` once `budget` bytes have been written."""
-
-    def __init__(self, handle, error_number: int, budget: int) -> None:
-        self._handle = handle
-        self._error_number = error_number
-        self._budget = budget
-
-    def write(self, data: bytes) -> int:
-        if self._budget < len(data):
-            raise OSError(self._error_number, os.strerror(self._error_number))
-        self._budget -= len(data)
-        return self._handle.write(data)
-
-    def __getattr__(self, name: str):
-        return getattr(self._handle, name)
-
-
-@pytest.mark.parametrize("error_number", [errno.ENOSPC, errno.EACCES, errno.EIO])
-def test_write_errors_are_clear_and_resume_completes(
-    ner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, error_number: int, small_blocks: None
-) -> None:
-    # Tests run as root, so permissions alone prove nothing: the write itself is made to fail.
-    source = big_input(tmp_path / "in.txt")
-    reference = tmp_path / "reference.jsonl"
-    annotate_paths([source], ner, reference, window=7)
-    output = tmp_path / "out.jsonl"
-    real_open = annotate_files._Run._open
-
-    def failing_open(self, job, index):
-        return _FailingFile(real_open(self, job, index), error_number, budget=6000)
-
-    with monkeypatch.context() as patch:
-        patch.setattr(annotate_files._Run, "_open", failing_open)
-        with pytest.raises(OutputError) as caught:
-            annotate_paths([source], ner, output, window=7)
-    assert os.strerror(error_number) in str(caught.value) and "--resume" in str(caught.value)
-    annotate_paths([source], ner, output, window=7, resume=True)
-    assert output.read_bytes() == reference.read_bytes()
-
-
-def test_write_error_from_the_cli_is_one_line(ner_dir: Path, tmp_path: Path, monkeypatch) -> None:
-    from typer.testing import CliRunner
-
-    from bilstm_nlp.cli import app
-
-    source = big_input(tmp_path / "in.txt", lines=10)
-    real_open = annotate_files._Run._open
-    monkeypatch.setattr(
-        annotate_files._Run,
-        "_open",
-        lambda self, job, index: _FailingFile(real_open(self, job, index), errno.ENOSPC, 10),
-    )
-    result = CliRunner().invoke(
-        app, ["annotate", str(source), "-m", str(ner_dir), "-o", str(tmp_path / "o.jsonl")]
-    )
-    assert result.exit_code == 1
-    assert "No space left on device" in result.output and "Traceback" not in result.output
+        annotate_paths([tmp_path], ner, None, AnnotateOptions(unit="page"))

@@ -21,10 +21,12 @@ import torch
 from typer.testing import CliRunner
 
 from bilstm_nlp.annotation import annotator as annotate
-from bilstm_nlp.annotation import files as annotate_files
-from bilstm_nlp.annotation import resume
-from bilstm_nlp.annotation.files import annotate_paths
+from bilstm_nlp.annotation import jobs
+from bilstm_nlp.annotation import output as resume
+from bilstm_nlp.annotation.files import AnnotateOptions, annotate_paths
+from bilstm_nlp.annotation.writers import make_writer
 from bilstm_nlp.cli import app
+from bilstm_nlp.corpus.readers import documents
 from bilstm_nlp.errors import ConfigError, InputFormatError, OutputError, ResumeError
 from bilstm_nlp.serialize import load_model
 
@@ -125,18 +127,18 @@ def test_scores_to_the_last_bit_do_not_depend_on_the_window(
     # Scores unrounded, so any difference in any float shows (rounded to 4 decimals, a tiny
     # model's differences hide; a real model's showed in 189 of 37,632 records).
     monkeypatch.setattr(annotate, "round", lambda value, digits: value, raising=False)
-    monkeypatch.setattr(annotate_files, "_BLOCK_DOCUMENTS", 100)
+    monkeypatch.setattr(jobs, "BLOCK_DOCUMENTS", 100)
     source = many_sentences(tmp_path / "in.txt", 300)
     outputs = set()
     for window in (7, 100, 1000, 7):  # 7 again: what ran before in this process does not matter
         out = io.BytesIO()
-        annotate_paths([source], ner, None, window=window, stdout=out)
+        annotate_paths([source], ner, None, AnnotateOptions(window=window), stdout=out)
         outputs.add(out.getvalue())
     assert len(outputs) == 1
 
 
 def test_resume_checks_the_whole_input(ner, tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr(annotate_files, "_BLOCK_DOCUMENTS", 50)
+    monkeypatch.setattr(jobs, "BLOCK_DOCUMENTS", 50)
     source = many_sentences(tmp_path / "in.txt", 3_000)
     assert source.stat().st_size > 2 * 65_536
     output = tmp_path / "out.jsonl"
@@ -149,7 +151,7 @@ def test_resume_checks_the_whole_input(ner, tmp_path: Path, monkeypatch) -> None
     os.utime(source, ns=(status.st_atime_ns, status.st_mtime_ns))
     assert source.stat().st_size == status.st_size
     with pytest.raises(ResumeError, match="changed since the interrupted run"):
-        annotate_paths([source], ner, output, resume=True)
+        annotate_paths([source], ner, output, AnnotateOptions(resume=True))
 
 
 def test_resume_with_another_thread_count_is_refused(
@@ -163,7 +165,7 @@ def test_resume_with_another_thread_count_is_refused(
         annotate_paths([source], ner, output)
         torch.set_num_threads(2)
         with pytest.raises(ResumeError, match=r"options differ .*threads"):
-            annotate_paths([source], ner, output, resume=True)
+            annotate_paths([source], ner, output, AnnotateOptions(resume=True))
     finally:
         torch.set_num_threads(threads)
 
@@ -433,8 +435,8 @@ def test_records_are_always_json(ner, tmp_path: Path) -> None:
 def small_pieces(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Documents past 3,000 bytes go in pieces of about 500; records the longest text the
     annotator was given at once."""
-    monkeypatch.setattr(annotate_files, "_LONG_DOCUMENT_BYTES", 3_000)
-    monkeypatch.setattr(annotate_files, "_PIECE_BYTES", 500)
+    monkeypatch.setattr(documents, "LONG_DOCUMENT_BYTES", 3_000)
+    monkeypatch.setattr(documents, "PIECE_BYTES", 500)
     longest = [0]
     real = annotate.Annotator.__call__
 
@@ -456,7 +458,6 @@ def test_a_long_document_is_annotated_in_pieces_into_one_exact_record(
 ) -> None:
     from test_annotate import check_offsets
 
-    from bilstm_nlp.annotation.annotator import Annotation
     from bilstm_nlp.annotation.writers import ConllWriter, TextWriter
 
     rng = random.Random(7)
@@ -478,19 +479,16 @@ def test_a_long_document_is_annotated_in_pieces_into_one_exact_record(
     outputs = {}
     for fmt in ("jsonl", "conll", "text"):
         out = io.BytesIO()
-        annotate_paths([source], ner, None, unit=unit, fmt=fmt, stdout=out)
+        annotate_paths([source], ner, None, AnnotateOptions(unit=unit, fmt=fmt), stdout=out)
         outputs[fmt] = out.getvalue()
     assert small_pieces[0] <= 2 * 500 < len(text)
     records = [json.loads(line) for line in outputs["jsonl"].decode().splitlines()]
     record = records[index]
     assert record["text"] == text and len(records) == {"line": 3, "file": 1, "jsonl": 2}[unit]
-    annotation = Annotation.from_record(record)
-    check_offsets(annotation)
-    assert len(annotation.tokens) > 2_500 and len(annotation.sentences) > 40
+    check_offsets(record)
+    assert len(record["tokens"]) > 2_500 and len(record["sentences"]) > 40
     # Each format wrote the bytes it writes for the whole record.
-    assert outputs["jsonl"].splitlines()[index] + b"\n" == annotate_files.make_writer(
-        "jsonl"
-    ).encode(record)
+    assert outputs["jsonl"].splitlines()[index] + b"\n" == make_writer("jsonl").encode(record)
     assert ConllWriter().encode(record) in outputs["conll"]
     assert outputs["text"].splitlines()[index] + b"\n" == TextWriter().encode(record)
 
@@ -501,7 +499,7 @@ def test_a_long_document_where_pieces_cannot_go_is_one_clear_error(
     source = tmp_path / "in.txt"
     source.write_text("EU rejects\n" + long_line(random.Random(1), 1_000) + "\n")
     with pytest.raises(InputFormatError, match=r"in.txt:2: a document of more than 3,000 bytes"):
-        annotate_paths([source], ner, tmp_path / "out.spacy", fmt="docbin")
+        annotate_paths([source], ner, tmp_path / "out.spacy", AnnotateOptions(fmt="docbin"))
 
 
 def test_a_run_killed_inside_a_long_document_resumes_byte_identical(
@@ -529,5 +527,5 @@ def test_a_run_killed_inside_a_long_document_resumes_byte_identical(
         with pytest.raises(KeyboardInterrupt):
             annotate_paths([source], ner, output)
     assert reference.read_bytes().startswith(output.read_bytes())
-    annotate_paths([source], ner, output, resume=True)
+    annotate_paths([source], ner, output, AnnotateOptions(resume=True))
     assert output.read_bytes() == reference.read_bytes()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import tempfile
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,12 +16,44 @@ from hypothesis import strategies as st
 from spacy.tokens import DocBin
 
 from bilstm_nlp.annotation.writers import inline_text, make_writer
-from bilstm_nlp.annotation.writers.conll import read_conll_records
 from bilstm_nlp.annotation.writers.docbin import SPAN_KEY, record_to_doc
-from bilstm_nlp.annotation.writers.jsonl import read_jsonl_records
-from bilstm_nlp.corpus.readers.conll import read_conll
+from bilstm_nlp.corpus.readers.conll import DOCSTART, read_conll
 from bilstm_nlp.errors import ConfigError, InputFormatError
 from bilstm_nlp.text.tokenize import Tokenizer
+
+
+def read_jsonl_records(path: Path) -> list[dict[str, Any]]:
+    """The records of a JSONL output, split at LF only (U+2028 may sit inside a string)."""
+    records = [json.loads(line) for line in path.read_bytes().decode("utf-8").split("\n")[:-1]]
+    assert all(isinstance(record, dict) for record in records)
+    return records
+
+
+def read_conll_records(lines: Iterable[str]) -> Iterator[dict[str, Any]]:
+    """Records back from CoNLL output lines: `id` (a string), `tokens` (`text`, `tag`) and
+    `sentences` (token index ranges). Character offsets are not in the format."""
+    record: dict[str, Any] | None = None
+    sentence_start = 0
+    for line in lines:
+        line = line.rstrip("\n").rstrip("\r")
+        if line.startswith(DOCSTART):
+            if record is not None:
+                yield record
+            record = {"id": line[len(DOCSTART) :].strip(), "tokens": [], "sentences": []}
+            sentence_start = 0
+            continue
+        assert record is not None, f"expected a {DOCSTART} line first, got {line!r}"
+        if not line:
+            if len(record["tokens"]) > sentence_start:
+                record["sentences"].append([sentence_start, len(record["tokens"])])
+                sentence_start = len(record["tokens"])
+            continue
+        text, tag = line.split("\t")
+        record["tokens"].append({"text": text, "tag": tag})
+    if record is not None:
+        if len(record["tokens"]) > sentence_start:
+            record["sentences"].append([sentence_start, len(record["tokens"])])
+        yield record
 
 
 def tagger_record(doc_id: Any, text: str, entities: dict[tuple[int, int], str]) -> dict[str, Any]:

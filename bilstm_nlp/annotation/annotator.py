@@ -3,9 +3,11 @@
 Sits after decoding and before the writers. `Annotator` (and `annotate_texts` / `annotate_text`)
 turns raw text into `Annotation`s: spaCy tokens with character offsets, sentences, then tags and
 spans with character offsets and probabilities (taggers) or a label with every label's probability
-(classifiers). `Annotator.annotate_sentences` is the step after tokenization on its own, for
-callers with their own tokens (the spaCy component). The `tag` and `annotate` commands (through
-`annotate_files`) and the spaCy component all go through it.
+(classifiers). `Annotator.records` gives the JSON-able records every writer takes for a batch of
+texts: the one function the `tag` and `annotate` commands (through `files.annotate_paths`), and
+any engine or service, call. `Annotator.annotate_sentences` is the step after tokenization on its
+own, for callers with their own tokens (the spaCy component). The Annotator owns the caches of a
+model's use (its tokenizer, PTB escapes and token encoder); nothing is set on the model.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import torch
 
 from ..decode import classify_sentences, tag_sentences
 from ..errors import ConfigError
+from ..nn.encoding import TokenEncoder
 from ..nn.model import Classifier, Tagger
 from ..text.tokenize import PtbEscapes, Token, Tokenizer
 from .writers import make_writer
@@ -123,40 +126,6 @@ class Annotation:
             record["probs"] = {name: round(p, 4) for name, p in self.probs.items()}
         return record
 
-    @classmethod
-    def from_record(cls, record: dict[str, Any]) -> Annotation:
-        """An `Annotation` back from `to_record`'s dict (scores as rounded there)."""
-        tokens = [Token(t["text"], t["start"], t["end"]) for t in record["tokens"]]
-        is_classifier = "probs" in record
-        spans = None
-        if "spans" in record:
-            spans = [
-                TextSpan(
-                    s["start"],
-                    s["end"],
-                    s["label"],
-                    s["text"],
-                    s["score"],
-                    s["token_start"],
-                    s["token_end"],
-                )
-                for s in record["spans"]
-            ]
-        return cls(
-            text=record["text"],
-            tokens=tokens,
-            sentences=[(start, end) for start, end in record["sentences"]],
-            tags=[] if is_classifier else [t["tag"] for t in record["tokens"]],
-            tag_probs=[] if is_classifier else [t["score"] for t in record["tokens"]],
-            spans=spans,
-            kbest=[
-                [(path["tags"], path["prob"]) for path in sentence]
-                for sentence in record.get("kbest", [])
-            ],
-            label=record.get("label"),
-            probs=dict(record["probs"]) if is_classifier else None,
-        )
-
 
 @contextlib.contextmanager
 def _garbage_collection_paused() -> Iterator[None]:
@@ -170,6 +139,24 @@ def _garbage_collection_paused() -> Iterator[None]:
     finally:
         if was_enabled:
             gc.enable()
+
+
+def check_output(classifier: bool, fmt: str = "jsonl", k_best: int = 0) -> None:
+    """Refuse what a classifier's output cannot hold: token tags (CoNLL) and k-best tag sequences.
+
+    Args:
+        classifier: the model (or the annotations) is a classifier's.
+        fmt: the output format.
+        k_best: k best tag sequences asked for.
+    Raises:
+        ConfigError: CoNLL or k-best for a classifier.
+    """
+    if not classifier:
+        return
+    if fmt == "conll":
+        raise ConfigError("CoNLL output holds token tags; for a classifier use jsonl")
+    if k_best:
+        raise ConfigError("k-best tag sequences need a tagger; this model is a classifier")
 
 
 def escapes_for(model: Tagger | Classifier) -> PtbEscapes:
@@ -192,7 +179,7 @@ class Annotator:
         max_sentence_tokens: longer sentences are tagged in pieces of this many tokens.
         device: where the model runs.
     Raises:
-        ConfigError: `k_best` with a classifier.
+        ConfigError: `k_best` with a classifier (see `check_output`).
     """
 
     def __init__(
@@ -204,8 +191,7 @@ class Annotator:
         max_sentence_tokens: int = MAX_SENTENCE_TOKENS,
         device: str | torch.device = "cpu",
     ) -> None:
-        if k_best and isinstance(model, Classifier):
-            raise ConfigError("k-best tag sequences need a tagger; this model is a classifier")
+        check_output(isinstance(model, Classifier), k_best=k_best)
         if k_best < 0 or batch_size < 1:
             raise ConfigError("k_best must be >= 0 and batch_size >= 1")
         self.model = model
@@ -214,12 +200,31 @@ class Annotator:
         self.device = device
         self.tokenizer = Tokenizer(max_sentence_tokens)
         self.escapes = escapes_for(model)
+        # Remembers the tokens it has encoded across calls (annotation windows): the model's
+        # cache, kept here so the model stays as it was built.
+        self.encoder = TokenEncoder(model.vocab, model.config.max_word_chars)
 
     def __call__(self, texts: Sequence[str], show_progress: bool = False) -> list[Annotation]:
         """Annotate `texts`; one `Annotation` per text, in order (an empty text gets an empty
         one)."""
         with _garbage_collection_paused():
             return self.annotate_sentences(texts, list(self.tokenizer.pipe(texts)), show_progress)
+
+    def records(self, texts: Sequence[str], ids: Sequence[Any]) -> list[dict[str, Any]]:
+        """Annotate `texts` as one batch and give each its record (`Annotation.to_record`).
+
+        The one function that makes records, whoever runs it (this process, a worker process,
+        an engine, a service): the same texts in one call give the same records, byte for byte
+        once encoded, whatever else runs.
+
+        Args:
+            texts: documents of any length; an empty one gets an empty record.
+            ids: the documents' ids, one per text, written as each record's `id`.
+        Returns:
+            One record per text, in order.
+        """
+        annotations = self(texts)
+        return [a.to_record(doc_id) for a, doc_id in zip(annotations, ids, strict=True)]
 
     def annotate_sentences(
         self,
@@ -261,6 +266,7 @@ class Annotator:
                 k=self.k_best,
                 device=self.device,
                 show_progress=show_progress,
+                encoder=self.encoder,
             )
         )
         has_spans = self.model.scheme is not None
@@ -310,6 +316,7 @@ class Annotator:
             batch_size=self.batch_size,
             device=self.device,
             show_progress=show_progress,
+            encoder=self.encoder,
         )
         results = []
         for text, sentences in zip(texts, documents, strict=True):
@@ -359,8 +366,7 @@ def write_annotations(
         ConfigError: an unknown format, or CoNLL for a classifier's annotations.
     """
     writer = make_writer(fmt)
-    if fmt == "conll" and any(a.probs is not None for a in annotations):
-        raise ConfigError("CoNLL output holds token tags; for a classifier use jsonl")
+    check_output(any(a.probs is not None for a in annotations), fmt)
     writer.begin(out)
     for annotation, doc_id in zip(annotations, ids, strict=True):
         writer.add(out, writer.encode(annotation.to_record(doc_id)))

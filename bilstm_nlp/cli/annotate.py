@@ -62,7 +62,7 @@ def annotate_cli(
     Without --resume an existing output is overwritten; OUTPUT.progress.json records how far a
     run got, so a killed run can be finished with --resume.
     """
-    from ..annotation.files import annotate_paths
+    from ..annotation.files import AnnotateOptions, annotate_paths
     from ..serialize import load_model
 
     setup_logging(verbose)
@@ -72,22 +72,21 @@ def annotate_cli(
         if workers == 1:
             # One thread by default: the same count as each worker of -w N, so the same output.
             set_threads(threads or 1)
-        stats = annotate_paths(
-            inputs,
-            load_model(model),
-            output,
-            unit=unit,
+        options = AnnotateOptions(
             fmt=fmt,
+            unit=unit,
             glob=glob,
             text_field=text_field,
             id_field=id_field,
-            workers=workers,
-            threads=threads,
-            resume=resume,
             k_best=k_best,
             batch_size=batch_size,
+            workers=workers,
+            threads=threads,
             window=window,
-            show_progress=show_progress,
+            resume=resume,
+        )
+        stats = annotate_paths(
+            inputs, load_model(model), output, options, show_progress=show_progress
         )
     speed = stats.tokens / max(stats.seconds, 1e-9)
     message = (

@@ -25,7 +25,7 @@ def tag_cli(
 ) -> None:
     """Tag TEXTS (or standard input) with a model and print the result on stdout."""
     from ..annotation.annotator import annotate_texts, write_annotations
-    from ..annotation.files import annotate_paths
+    from ..annotation.files import AnnotateOptions, annotate_paths
     from ..serialize import load_model
 
     setup_logging(verbose)
@@ -41,12 +41,5 @@ def tag_cli(
             ids = list(range(1, len(texts) + 1))
             write_annotations(annotations, ids, fmt, sys.stdout.buffer)
         else:
-            annotate_paths(
-                ["-"],
-                loaded,
-                None,
-                fmt=fmt,
-                k_best=k_best,
-                batch_size=batch_size,
-                show_progress=show_progress,
-            )
+            options = AnnotateOptions(fmt=fmt, k_best=k_best, batch_size=batch_size)
+            annotate_paths(["-"], loaded, None, options, show_progress=show_progress)

@@ -504,26 +504,9 @@ def _diverged(what: str, epoch: int, settings) -> ConfigError:
 def _epoch_progress(show: bool, total: int, epoch: int):
     if not show:
         return None
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-    )
+    from ..progress import progress_bar
 
-    progress = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-        transient=True,
-    )
-    progress.add_task(f"epoch {epoch}", total=total)
-    progress.start()
-    return progress
+    return progress_bar(f"epoch {epoch}", total, count=True)
 
 
 def _dev_score(model, dev_split: DevSet, batch_size: int, device) -> float:

@@ -9,10 +9,9 @@ output has no token column to fill (use JSONL).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
 from typing import Any, BinaryIO
 
-DOCSTART = "-DOCSTART-"
+from ...corpus.readers.conll import DOCSTART
 
 
 class ConllWriter:
@@ -66,31 +65,3 @@ class ConllStream:
 
     def close(self) -> None:
         pass
-
-
-def read_conll_records(lines: Iterable[str]) -> Iterator[dict[str, Any]]:
-    """Records back from CoNLL output lines: `id` (a string), `tokens` (`text`, `tag`) and
-    `sentences` (token index ranges). Character offsets are not in the format."""
-    record: dict[str, Any] | None = None
-    sentence_start = 0
-    for line in lines:
-        line = line.rstrip("\n").rstrip("\r")
-        if line.startswith(DOCSTART):
-            if record is not None:
-                yield record
-            record = {"id": line[len(DOCSTART) :].strip(), "tokens": [], "sentences": []}
-            sentence_start = 0
-            continue
-        if record is None:
-            raise ValueError(f"expected a {DOCSTART} line first, got {line!r}")
-        if not line:
-            if len(record["tokens"]) > sentence_start:
-                record["sentences"].append([sentence_start, len(record["tokens"])])
-                sentence_start = len(record["tokens"])
-            continue
-        text, tag = line.split("\t")
-        record["tokens"].append({"text": text, "tag": tag})
-    if record is not None:
-        if len(record["tokens"]) > sentence_start:
-            record["sentences"].append([sentence_start, len(record["tokens"])])
-        yield record

@@ -9,11 +9,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any, BinaryIO
-
-from ...errors import InputFormatError
 
 
 class JsonlWriter:
@@ -108,20 +104,3 @@ class JsonlStream:
             spool.close()
             self.out.write(b"]")
         self.out.write(b"}\n")
-
-
-def read_jsonl_records(path: str | Path) -> Iterator[dict[str, Any]]:
-    """The records of a JSONL annotation file, in order.
-
-    Raises:
-        InputFormatError: a line that is not a JSON object (with its line number).
-    """
-    with open(path, "rb") as handle:
-        for number, raw in enumerate(handle, start=1):
-            try:
-                record = json.loads(raw.decode("utf-8"))
-            except (UnicodeDecodeError, json.JSONDecodeError) as error:
-                raise InputFormatError(f"not a JSON record: {error}", path, number) from None
-            if not isinstance(record, dict):
-                raise InputFormatError("expected a JSON object", path, number)
-            yield record

@@ -1,0 +1,241 @@
+"""Windows → encoded records, in this process or in a pool of worker processes, in input order.
+
+Sits between the jobs (windows of documents) and the output. A `WindowEncoder` annotates a
+window block by block and encodes its records with the writer. With more than one worker, a
+`WorkerPool` owned by the run starts spawned processes (one torch thread each by default) that
+each load the model once and encode about 2 windows per worker in flight; results come back in
+input order, so the bytes do not depend on the number of workers. Workers die with the process
+that started them (Linux's parent-death signal, else a watchdog thread), even when it is killed
+with SIGKILL; a worker that dies on its own is one `BilstmNlpError` that says how to finish.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import gc
+import os
+import signal
+import sys
+import tempfile
+import threading
+import time
+from collections import deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from multiprocessing import get_context
+from typing import Any
+
+import torch
+
+from ..corpus.readers.documents import Piece
+from ..errors import BilstmNlpError
+from ..nn.model import Classifier, Tagger
+from ..serialize import save_model
+from .annotator import Annotator
+from .jobs import Window
+from .writers import make_writer
+
+_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+
+
+class WindowEncoder:
+    """Texts → encoded records, with one model and writer (in this process or a worker).
+
+    Args:
+        model: a loaded tagger or classifier.
+        fmt: the output format.
+        batch_size: sentences per model batch.
+        k_best: k best tag sequences per sentence (taggers; 0: none).
+    """
+
+    def __init__(self, model: Tagger | Classifier, fmt: str, batch_size: int, k_best: int) -> None:
+        self.annotator = Annotator(model, batch_size=batch_size, k_best=k_best)
+        self.writer = make_writer(fmt)
+        # The model, its vocabularies and the tokenizer live as long as the run: frozen, the
+        # garbage collector stops rescanning their objects (about 15% of annotation time).
+        gc.freeze()
+
+    def __call__(
+        self, texts: list[str], ids: list[Any], blocks: list[int], piece: Piece | None = None
+    ) -> tuple[list[Any], int]:
+        """`(encoded, tokens)`: a piece's record (for the writer's stream), or each block's
+        records encoded, and the number of tokens."""
+        if piece is not None:
+            [record] = self.annotator.records(texts, ids)
+            return [record], len(record["tokens"])
+        encoded: list[bytes] = []
+        tokens = start = 0
+        for size in blocks:
+            # Each block on its own: which sentences share a batch (and so every float the model
+            # sums) depends on the block alone.
+            records = self.annotator.records(texts[start : start + size], ids[start : start + size])
+            encoded.extend(self.writer.encode(record) for record in records)
+            tokens += sum(len(record["tokens"]) for record in records)
+            start += size
+        assert start == len(texts)
+        return encoded, tokens
+
+
+def encode_windows(
+    windows: Iterable[Window],
+    model: Tagger | Classifier,
+    fmt: str,
+    batch_size: int,
+    k_best: int,
+    workers: int,
+    threads: int,
+) -> Iterator[tuple[Window, list[Any], int]]:
+    """Windows → `(window, encoded records, tokens)`, in input order.
+
+    Args:
+        windows: the run's windows.
+        model: a loaded tagger or classifier.
+        fmt: the output format.
+        batch_size: sentences per model batch.
+        k_best: k best tag sequences per sentence.
+        workers: processes (1: this process, with the caller's torch threads).
+        threads: torch threads per worker process.
+    Raises:
+        BilstmNlpError: a worker process died.
+    """
+    if workers == 1:
+        encoder = WindowEncoder(model, fmt, batch_size, k_best)
+        for window in windows:
+            yield (window, *encoder(window.texts, window.ids, window.blocks, window.piece))
+        return
+    with WorkerPool(model, fmt, batch_size, k_best, workers, threads) as pool:
+        yield from pool.map(windows)
+
+
+class WorkerPool:
+    """Spawned worker processes that encode windows; a context manager owned by one run.
+
+    Leaving it (a failed write, Ctrl-C, SIGTERM, or the end) drops the windows not yet started,
+    waits for those in progress and stops the workers.
+
+    Args:
+        model: the model (an in-memory one is saved to a temporary folder for the workers).
+        fmt: the output format.
+        batch_size: sentences per model batch.
+        k_best: k best tag sequences per sentence.
+        workers: processes.
+        threads: torch threads per process.
+    """
+
+    def __init__(
+        self,
+        model: Tagger | Classifier,
+        fmt: str,
+        batch_size: int,
+        k_best: int,
+        workers: int,
+        threads: int,
+    ) -> None:
+        self.model = model
+        self.workers = workers
+        self.initargs = (fmt, batch_size, k_best, threads, os.getpid())
+        self.stack = contextlib.ExitStack()
+        self.pool: ProcessPoolExecutor | None = None
+
+    def __enter__(self) -> WorkerPool:
+        with self.stack as stack:
+            model_dir = self.model.meta.source
+            if model_dir is None:  # an in-memory model: workers load a saved copy
+                model_dir = stack.enter_context(tempfile.TemporaryDirectory())
+                save_model(self.model, model_dir)
+            self.pool = stack.enter_context(
+                ProcessPoolExecutor(
+                    self.workers,
+                    mp_context=get_context("spawn"),
+                    initializer=_init_worker,
+                    initargs=(str(model_dir), *self.initargs),
+                )
+            )
+            # Runs before the pool's own exit: windows not yet started are dropped, so a failed
+            # write, Ctrl-C or SIGTERM waits for the windows in progress only.
+            stack.callback(self.pool.shutdown, wait=True, cancel_futures=True)
+            self.stack = stack.pop_all()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stack.close()
+
+    def map(self, windows: Iterable[Window]) -> Iterator[tuple[Window, list[Any], int]]:
+        """`(window, encoded records, tokens)` in input order, about 2 windows per worker ahead.
+
+        Raises:
+            BilstmNlpError: a worker died (killed from outside, or for lack of memory).
+        """
+        assert self.pool is not None, "use the pool in a with block"
+        pending: deque[tuple[Window, Future]] = deque()
+        # A worker that died breaks the pool: submitting or collecting then raises
+        # BrokenProcessPool.
+        try:
+            for window in windows:
+                if window.texts:
+                    future = self.pool.submit(
+                        _encode_in_worker, window.texts, window.ids, window.blocks, window.piece
+                    )
+                    window.texts = []  # the worker has them; keep memory flat
+                else:
+                    future = Future()
+                    future.set_result(([], 0))
+                pending.append((window, future))
+                if len(pending) > 2 * self.workers:
+                    done, future = pending.popleft()
+                    yield (done, *future.result())
+            while pending:
+                done, future = pending.popleft()
+                yield (done, *future.result())
+        except BrokenProcessPool:
+            raise BilstmNlpError(
+                "a worker process died before it finished (killed from outside, or by the "
+                "system for lack of memory); what was written is kept: rerun with --resume, "
+                "with fewer --workers if memory is short"
+            ) from None
+
+
+# Set in each spawned worker process by the pool's initializer (never in the process that runs
+# the pool): the worker's encoder, built once, used by every task it runs.
+_process_encoder: list[WindowEncoder] = []
+
+
+def _init_worker(
+    model_dir: str, fmt: str, batch_size: int, k_best: int, threads: int, parent: int
+) -> None:
+    from ..serialize import load_model
+
+    _die_with_parent(parent)
+    # Ctrl-C reaches the whole process group; the parent handles it and stops the workers.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    torch.set_num_threads(threads)
+    _process_encoder.append(WindowEncoder(load_model(model_dir), fmt, batch_size, k_best))
+
+
+def _encode_in_worker(
+    texts: list[str], ids: list[Any], blocks: list[int], piece: Piece | None
+) -> tuple[list[Any], int]:
+    return _process_encoder[0](texts, ids, blocks, piece)
+
+
+def _die_with_parent(parent: int) -> None:
+    """End this worker when the process that started it dies, even by kill -9: the kernel's
+    parent-death signal on Linux, else a thread that watches the parent's pid."""
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0:
+                if os.getppid() != parent:  # the parent died before the signal was set
+                    os._exit(1)
+                return
+        except (OSError, AttributeError):
+            pass
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watchdog", daemon=True).start()

@@ -20,8 +20,9 @@ from typer.testing import CliRunner
 
 from bilstm_nlp.cli import app
 from bilstm_nlp.corpus.loading import load_tagging
-from bilstm_nlp.corpus.readers import conll
-from bilstm_nlp.corpus.readers.conll import read_conll, read_lines
+from bilstm_nlp.corpus.readers import _lines as lines_module
+from bilstm_nlp.corpus.readers._lines import read_lines
+from bilstm_nlp.corpus.readers.conll import read_conll
 from bilstm_nlp.corpus.readers.conllu import read_conllu
 from bilstm_nlp.corpus.readers.jsonl import read_jsonl_tagged, read_jsonl_texts
 from bilstm_nlp.corpus.readers.sst import read_sst
@@ -142,8 +143,8 @@ def test_first_bad_line_wins_over_a_later_nul_in_the_same_block(tmp_path: Path) 
 def test_line_longer_than_the_limit(tmp_path: Path) -> None:
     path = _write(tmp_path, "a.txt", b"Jo B-PER\n\n" + b"x" * 5000 + b" O\n")
     with (
-        mock.patch.object(conll, "MAX_LINE_BYTES", 1000),
-        mock.patch.object(conll, "_BLOCK_BYTES", 64),
+        mock.patch.object(lines_module, "MAX_LINE_BYTES", 1000),
+        mock.patch.object(lines_module, "_BLOCK_BYTES", 64),
     ):
         error = _error(read_conll, path)
     assert str(error).startswith(f"{path}:3: line longer than 1,000 bytes")
@@ -154,8 +155,8 @@ def test_file_without_line_breaks_is_not_read_whole(tmp_path: Path) -> None:
     tracemalloc.start()
     try:
         with (
-            mock.patch.object(conll, "MAX_LINE_BYTES", 1000),
-            mock.patch.object(conll, "_BLOCK_BYTES", 64),
+            mock.patch.object(lines_module, "MAX_LINE_BYTES", 1000),
+            mock.patch.object(lines_module, "_BLOCK_BYTES", 64),
         ):
             error = _error(read_conll, path)
         _, peak = tracemalloc.get_traced_memory()
@@ -184,7 +185,7 @@ def test_block_reads_split_lines_like_str_split(
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "a.txt"
         path.write_bytes(content.encode())
-        with mock.patch.object(conll, "_BLOCK_BYTES", block):
+        with mock.patch.object(lines_module, "_BLOCK_BYTES", block):
             read = list(read_lines(path))
             kept = list(read_lines(path, keep_ends=True))
     expected = content.split("\n")

@@ -15,7 +15,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bilstm_nlp.corpus.readers import Sentence, TextExample
-from bilstm_nlp.corpus.readers.conll import read_conll, read_lines
+from bilstm_nlp.corpus.readers._lines import read_lines
+from bilstm_nlp.corpus.readers.conll import read_conll
 from bilstm_nlp.corpus.readers.conllu import read_conllu
 from bilstm_nlp.corpus.readers.jsonl import read_jsonl_tagged, read_jsonl_texts
 from bilstm_nlp.corpus.readers.sst import read_sst

@@ -20,6 +20,7 @@ from .readers import conllu as conllu_reader
 from .readers import jsonl as jsonl_reader
 from .readers import sst as sst_reader
 from .readers import table as table_reader
+from .readers._lines import read_lines
 
 INPUT_FORMATS = (*FILE_FORMATS, "hub")
 TAGGING_FORMATS = ("conll", "conllu", "jsonl")
@@ -57,7 +58,7 @@ def detect_format(path: str | Path) -> str:
 
 
 def first_content_line(path: Path) -> str:
-    lines = conll_reader.read_lines(path)
+    lines = read_lines(path)
     try:
         for _, line in lines:
             if not conll_reader.is_blank(line):

@@ -19,7 +19,7 @@ from conllu.exceptions import ParseException
 
 from ...errors import InputFormatError
 from . import Sentence
-from .conll import excerpt, read_lines
+from ._lines import excerpt, read_lines
 
 TAG_FIELDS = ("upos", "xpos")
 _COLUMNS = ("ID", "FORM", "LEMMA", "UPOS", "XPOS", "FEATS", "HEAD", "DEPREL", "DEPS", "MISC")

@@ -16,7 +16,8 @@ from typing import Any
 
 from ...errors import InputFormatError
 from . import Sentence, TextExample
-from .conll import TagChecker, excerpt, is_blank, read_lines
+from ._lines import excerpt, is_blank, read_lines
+from .conll import TagChecker
 
 # A JSON escape of a UTF-16 surrogate; a lone one decodes to a string that is not valid Unicode.
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")

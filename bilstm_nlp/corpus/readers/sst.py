@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ...errors import InputFormatError
 from . import TextExample
-from .conll import excerpt, is_blank, read_lines
+from ._lines import excerpt, is_blank, read_lines
 
 SST_LABELS = ("sst5", "sst2")
 NODE_LABELS = ("0", "1", "2", "3", "4")

@@ -14,7 +14,7 @@ from typing import Any
 
 from ...errors import InputFormatError
 from . import TextExample
-from .conll import is_blank, read_lines
+from ._lines import is_blank, read_lines
 
 DELIMITERS = {".csv": ",", ".tsv": "\t"}
 

@@ -484,7 +484,7 @@ def batch_size_sweep(model, token_lists: list[list[str]], quick: bool) -> list[d
 
 
 def ours_training(epochs: int, count: int) -> dict[str, Any]:
-    """Seconds per epoch of our training loop (`bilstm_nlp.training.loop.run_epoch`, the loop of
+    """Seconds per epoch of our training loop (`bilstm_nlp.training.run_epoch`, the loop of
     `bilstm-nlp train`) over the first 3,000 CoNLL-2003 train sentences: the shipped NER model's
     architecture (models/ner/train.json), SGD lr 0.015 momentum 0.9, clip 5, batch 32, 1 thread.
     Building the vocabulary and encoding the sentences to ids happen once, before timing, as in
@@ -493,7 +493,7 @@ def ours_training(epochs: int, count: int) -> dict[str, Any]:
     import random
 
     from bilstm_nlp.config import ExperimentConfig
-    from bilstm_nlp.training.loop import prepare_training, run_epoch
+    from bilstm_nlp.training import prepare_training, run_epoch
 
     raw = json.loads((ROOT / "models" / "ner" / "train.json").read_text())
     raw["train"].update(batch_size=TRAIN_BATCH, threads=1)

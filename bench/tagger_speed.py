@@ -25,7 +25,7 @@ from _common import machine_info, summary, timed, write_results  # noqa: E402
 
 from bilstm_nlp import tag_sentences  # noqa: E402
 from bilstm_nlp.config import DataConfig, ExperimentConfig, ModelConfig, TrainConfig  # noqa: E402
-from bilstm_nlp.training.loop import prepare_training, run_epoch  # noqa: E402
+from bilstm_nlp.training import prepare_training, run_epoch  # noqa: E402
 
 CORPUS = Path("../shared/corpora/conll2003")
 

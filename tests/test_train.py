@@ -232,7 +232,7 @@ def test_unseen_gold_labels_count_as_misses(tmp_path: Path) -> None:
 
 
 def test_prepare_training_encodes_the_classlabel_ids(tmp_path: Path) -> None:
-    from bilstm_nlp.training.loop import prepare_training, run_epoch
+    from bilstm_nlp.training import prepare_training, run_epoch
 
     corpus = write_conll(tmp_path / "train.txt", NER_SENTENCES)
     run = prepare_training(tiny_config(corpus, "crf", "BIOES"))

@@ -1,0 +1,139 @@
+"""What a training run starts from: the declared model (task, vocabulary, pretrained vectors, or an
+initial model to fine-tune) and its optimizer; `prepare_training` gives benches the same start."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .._version import __version__
+from ..config import ExperimentConfig
+from ..corpus.registry import entry_for_file
+from ..errors import ConfigError
+from ..nn.embeddings import load_vectors, pretrained_matrix
+from ..nn.encoding import EncodedSentence
+from ..nn.meta import ModelMeta, ReaderSettings, default_task
+from ..nn.model import Classifier, Tagger, build_model
+from ..nn.vocab import Vocab
+from ..serialize import load_model
+from .data import TrainingData, encode_training_rows, read_training_data
+
+
+def declared_meta(**fields: Any) -> ModelMeta:
+    try:
+        return ModelMeta(**fields)
+    except ValueError as error:  # data.task that does not fit the data
+        raise ConfigError(f"data.task: {error}") from None
+
+
+def task_name(config: ExperimentConfig, scheme: str | None) -> str:
+    """The task the model is trained for: `data.task`, else the corpus registry's entry for the
+    training file, else the default of its kind (`ner` for tags with a scheme, `pos` without,
+    `classification`). Never guessed from the tag names."""
+    if config.data.task is not None:
+        return config.data.task
+    entry = entry_for_file(config.data.train) if config.data.train else None
+    if entry is not None:
+        return entry.task
+    return default_task(config.model.task, scheme)
+
+
+def build_run_model(
+    config: ExperimentConfig,
+    data: TrainingData,
+    meta: ModelMeta,
+    init_model: str | Path | None,
+) -> Tagger | Classifier:
+    if init_model is not None:
+        initial = load_model(init_model)
+        missing = sorted(set(data.label_names) - set(initial.vocab.labels.items))
+        if missing:
+            raise ConfigError(
+                f"the training data has labels the initial model lacks: {', '.join(missing)}",
+                init_model,
+            )
+        if initial.scheme != meta.scheme:
+            raise ConfigError(
+                f"the initial model was trained in scheme {initial.scheme}, this run uses "
+                f"{meta.scheme}",
+                init_model,
+            )
+        # The same architecture and weights, declared as this run's model.
+        model = build_model(initial.config, initial.vocab, meta)
+        model.load_state_dict(initial.state_dict())
+        return model
+    model_config = config.model
+    words: list[str] = []
+    matrix = None
+    if model_config.vectors:
+        words, matrix = load_vectors(model_config.vectors)
+        model_config = replace(model_config, word_dim=int(matrix.shape[1]))
+    vocab = Vocab.build(data.token_lists, data.label_names, words, model_config.max_vectors)
+    model = build_model(model_config, vocab, meta)
+    if matrix is not None:
+        weights = pretrained_matrix(vocab, words, matrix, config.train.seed)
+        model.embedder.set_word_vectors(weights)
+    return model
+
+
+def make_optimizer(model: torch.nn.Module, config: ExperimentConfig) -> torch.optim.Optimizer:
+    settings = config.train
+    parameters = [p for p in model.parameters() if p.requires_grad]
+    if settings.optimizer == "sgd":
+        return torch.optim.SGD(
+            parameters,
+            lr=settings.lr,
+            momentum=settings.momentum,
+            weight_decay=settings.weight_decay,
+        )
+    if settings.optimizer == "adam":
+        return torch.optim.Adam(parameters, lr=settings.lr, weight_decay=settings.weight_decay)
+    raise ConfigError(f"train.optimizer must be sgd or adam, got {settings.optimizer!r}")
+
+
+@dataclass
+class PreparedRun:
+    """A model ready to train on its encoded data: what `train` builds before its first epoch.
+
+    Attributes:
+        config: the settings.
+        data: the training data read from `config`.
+        model: the untrained model, built from `config` and the training rows.
+        encoded: the training rows as ids.
+        optimizer: the optimizer over the model's trainable parameters.
+    """
+
+    config: ExperimentConfig
+    data: TrainingData
+    model: Tagger | Classifier
+    encoded: list[EncodedSentence]
+    optimizer: torch.optim.Optimizer
+
+
+def prepare_training(config: ExperimentConfig, *, max_sentences: int | None = None) -> PreparedRun:
+    """Read the data, build the model and encode the training rows as `train` does (benches time
+    the epochs that follow). Seed first (`set_seed`) for a reproducible model.
+
+    Args:
+        config: the settings.
+        max_sentences: keep only the first this many training rows (the vocabulary is built
+            from those).
+    Raises:
+        ConfigError, InputFormatError: bad settings or data.
+    """
+    data = read_training_data(config)
+    if max_sentences is not None:
+        data = data.head(max_sentences)
+    meta = declared_meta(
+        task=task_name(config, data.scheme),
+        scheme=data.scheme,
+        output_scheme=data.file_scheme,
+        reader=ReaderSettings(**data.reader),
+        provenance={"config": config.to_dict(), "library_version": __version__},
+    )
+    model = build_run_model(config, data, meta, None)
+    encoded = encode_training_rows(data, model.vocab, model.config.max_word_chars)
+    return PreparedRun(config, data, model, encoded, make_optimizer(model, config))

@@ -21,6 +21,8 @@ from bilstm_nlp.nn.crf import (
     FORBIDDEN_SCORE,
     constraint_scores,
     kbest_decode,
+    marginals_from,
+    segment_log_probs,
     viterbi_decode,
 )
 from bilstm_nlp.text.schemes import AllowedTransitions, allowed_transitions
@@ -320,15 +322,18 @@ def test_span_log_probs_match_enumeration(num_tags, seq_len, seed, dtype, constr
             close(log_probs, expected, dtype)
 
 
-def test_span_log_probs_read_a_shared_lattice():
-    crf = random_crf(5, 1, allowed_transitions("IOB1", SCHEME_TAGS["IOB1"])).double()
-    emissions, mask = random_batch(5, 4, 1)
+def test_module_level_readers_of_a_shared_lattice_equal_the_methods():
+    crf = random_crf(5, 1, allowed_transitions("IOB1", SCHEME_TAGS["IOB1"]))
+    emissions, mask = random_batch(5, 4, 1, dtype=torch.float32)
     tag_ids, _ = crf.viterbi_decode(emissions, mask)
     spans = torch.tensor([[0, 0, 2], [0, 1, 4], [1, 0, 1]]).unbind(1)
+    left = torch.tensor([[False, True, True, False, False]]).expand(3, 5)
     lattice = crf.forward_backward(emissions, mask)
-    own = crf.span_log_probs(emissions, mask, tag_ids, *spans)
-    assert torch.equal(crf.span_log_probs(emissions, mask, tag_ids, *spans, lattice=lattice), own)
-    assert torch.equal(crf.marginals(emissions, mask, lattice), crf.marginals(emissions, mask))
+    own = crf.span_log_probs(emissions, mask, tag_ids, *spans, left_excluded=left)
+    shared = segment_log_probs(emissions, mask, tag_ids, spans, lattice, crf.scores(), left)
+    assert torch.equal(shared, own) and shared.dtype == torch.float32
+    marginals = marginals_from(*lattice, mask).float()
+    assert torch.equal(marginals, crf.marginals(emissions, mask))
 
 
 def test_span_of_a_whole_sequence_is_its_log_likelihood():

@@ -112,8 +112,13 @@ def kbest_decode(
     return _kbest(emissions, mask, start_transitions, transitions, end_transitions, k)
 
 
-def _marginals(alpha: Tensor, beta: Tensor, log_z: Tensor, mask: Tensor) -> Tensor:
-    """`(batch, seq_len, num_tags)` tag marginals in the dtype of `alpha`, 0 at padding."""
+def marginals_from(alpha: Tensor, beta: Tensor, log_z: Tensor, mask: Tensor) -> Tensor:
+    """Tag marginals from `CRF.forward_backward`'s output; no validation (the pass did it).
+
+    Returns:
+        `(batch, seq_len, num_tags)` probabilities in the dtype of `alpha`, each in [0, 1]; rows
+        sum to 1 on real tokens, 0 at padding.
+    """
     # The clamp only takes off rounding: alpha + beta never exceeds log Z in exact arithmetic.
     # shape: (batch, seq_len, num_tags)
     probs = (alpha + beta - log_z[:, None, None]).clamp(max=0.0).exp()
@@ -284,16 +289,12 @@ class CRF(nn.Module):
         _validate(emissions, mask, self.num_tags)
         return _forward_backward(emissions, mask, *self.scores())
 
-    def marginals(
-        self, emissions: Tensor, mask: Tensor, lattice: tuple[Tensor, Tensor, Tensor] | None = None
-    ) -> Tensor:
+    def marginals(self, emissions: Tensor, mask: Tensor) -> Tensor:
         """Posterior probability of each tag at each position, `p(y_t = j | emissions)`.
 
         Args:
             emissions: `(batch, seq_len, num_tags)` float, unnormalised scores from the encoder.
             mask: `(batch, seq_len)` bool, True on real tokens, left-aligned; `mask[:, 0]` all True.
-            lattice: `forward_backward(emissions, mask)` when the caller already has it (segment
-                probabilities then share the pass); computed here otherwise.
         Returns:
             `(batch, seq_len, num_tags)` probabilities in the dtype of `emissions`, each in
             [0, 1]; rows sum to 1 on real tokens (to float64 rounding before the cast), 0 at
@@ -302,9 +303,8 @@ class CRF(nn.Module):
             ValueError: shapes or mask are invalid.
         """
         _validate(emissions, mask, self.num_tags)
-        if lattice is None:
-            lattice = _forward_backward(emissions, mask, *self.scores())
-        return _marginals(*lattice, mask).to(emissions.dtype)
+        marginals = marginals_from(*_forward_backward(emissions, mask, *self.scores()), mask)
+        return marginals.to(emissions.dtype)
 
     def viterbi_decode(self, emissions: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
         """Best allowed path of each sequence; see the module-level `viterbi_decode`.
@@ -348,7 +348,6 @@ class CRF(nn.Module):
         span_end: Tensor,
         left_excluded: Tensor | None = None,
         right_excluded: Tensor | None = None,
-        lattice: tuple[Tensor, Tensor, Tensor] | None = None,
     ) -> Tensor:
         """Log-probability that a segment of a sequence carries the given tags, for many segments.
 
@@ -371,7 +370,6 @@ class CRF(nn.Module):
                 where `start == 0`), or None for no condition.
             right_excluded: `(num_spans, num_tags)` bool, tags not allowed at `end` (ignored where
                 `end` is the sequence's length), or None for no condition.
-            lattice: `forward_backward(emissions, mask)` when the caller already has it.
         Returns:
             `(num_spans,)` log-probabilities, at most 0, in the dtype of `emissions`.
         Raises:
@@ -388,17 +386,16 @@ class CRF(nn.Module):
                     f"{name} must have shape ({span_batch.numel()}, {self.num_tags}), "
                     f"got {tuple(excluded.shape)}"
                 )
-        if lattice is None:
-            lattice = _forward_backward(emissions, mask, *self.scores())
-        return _segment_log_probs(
+        scores = self.scores()
+        return segment_log_probs(
             emissions,
             mask,
             tag_ids,
             (span_batch, span_start, span_end),
+            _forward_backward(emissions, mask, *scores),
+            scores,
             left_excluded,
             right_excluded,
-            lattice,
-            self.scores(),
         )
 
 
@@ -694,17 +691,29 @@ def _forward_backward(
 # Segment marginals.
 
 
-def _segment_log_probs(
+def segment_log_probs(
     emissions: Tensor,
     mask: Tensor,
     tag_ids: Tensor,
     spans: tuple[Tensor, Tensor, Tensor],
-    left_excluded: Tensor | None,
-    right_excluded: Tensor | None,
     lattice: tuple[Tensor, Tensor, Tensor],
     scores: tuple[Tensor, Tensor, Tensor],
+    left_excluded: Tensor | None = None,
+    right_excluded: Tensor | None = None,
 ) -> Tensor:
-    """`(num_spans,)` log-probability of each segment; see `CRF.span_log_probs`."""
+    """`CRF.span_log_probs` read off a lattice the caller already has; no validation.
+
+    For callers that computed `CRF.forward_backward` once for marginals and segments alike (the
+    heads, per batch), where validating again would cost more than the arithmetic on short batches.
+
+    Args:
+        emissions, mask, tag_ids, left_excluded, right_excluded: as for `CRF.span_log_probs`.
+        spans: `(span_batch, span_start, span_end)`, each `(num_spans,)` long.
+        lattice: `(alpha, beta, log_z)` from `CRF.forward_backward(emissions, mask)`.
+        scores: `(start, transitions, end)` from `CRF.scores()`.
+    Returns:
+        `(num_spans,)` log-probabilities, at most 0, in the dtype of `emissions`.
+    """
     alpha, beta, log_z = lattice
     # The lattice is float64 (see `_forward_backward`); so is every sum below, so that a long
     # sentence's large forward and backward scores cancel without losing digits.

@@ -15,7 +15,14 @@ import torch
 from torch import Tensor, nn
 
 from ..text.schemes import allowed_transitions, split_tag
-from .crf import CRF, constraint_scores, kbest_decode, viterbi_decode
+from .crf import (
+    CRF,
+    constraint_scores,
+    kbest_decode,
+    marginals_from,
+    segment_log_probs,
+    viterbi_decode,
+)
 
 
 @dataclass(frozen=True)
@@ -182,7 +189,8 @@ class CRFHead(TagHead):
         return lattice.alpha, lattice.beta, lattice.log_z
 
     def marginals(self, emissions: Tensor, mask: Tensor, lattice: Lattice | None = None) -> Tensor:
-        return self.crf.marginals(emissions, mask, self._forward_backward(emissions, mask, lattice))
+        marginals = marginals_from(*self._forward_backward(emissions, mask, lattice), mask)
+        return marginals.to(emissions.dtype)
 
     def kbest(self, emissions: Tensor, mask: Tensor, k: int) -> tuple[Tensor, Tensor]:
         paths, scores = self.crf.kbest_decode(emissions, mask, k)
@@ -213,11 +221,12 @@ class CRFHead(TagHead):
         """Exact: the probability, summed over every way the scheme can write the entity, that its
         tags are on its span and no tag just outside extends it (`CRF.span_log_probs`)."""
         fb = self._forward_backward(emissions, mask, lattice)
+        scores = self.crf.scores()
         b, s, e = spans
         first, last = tag_ids[b, s], tag_ids[b, e - 1]
         right = self.boundary_right[last]
-        result = self.crf.span_log_probs(
-            emissions, mask, tag_ids, b, s, e, self.boundary_left[first], right, fb
+        result = segment_log_probs(
+            emissions, mask, tag_ids, spans, fb, scores, self.boundary_left[first], right
         )
         # IOB1: add the probability of the entity written with its other first tag (B-X for I-X).
         other = self.alternative_first[first]
@@ -227,7 +236,7 @@ class CRFHead(TagHead):
         flipped = tag_ids.clone()
         flipped[b[has_other], s[has_other]] = other[has_other]
         left = self.boundary_left[other.clamp(min=0)]
-        other_result = self.crf.span_log_probs(emissions, mask, flipped, b, s, e, left, right, fb)
+        other_result = segment_log_probs(emissions, mask, flipped, spans, fb, scores, left, right)
         # The two spellings are disjoint events; the clamp only takes off rounding.
         return torch.where(has_other, torch.logaddexp(result, other_result).clamp(max=0.0), result)
 

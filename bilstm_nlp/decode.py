@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import torch
 
 from .nn.encoding import Batch, TokenEncoder, collate
-from .nn.heads import Lattice, entity_log_probs
+from .nn.heads import Lattice
 from .nn.model import Classifier, Tagger
 from .progress import optional_progress
 from .text.schemes import Span, convert_tags, tags_to_spans
@@ -228,19 +228,8 @@ def _span_probabilities(
     batch_index = torch.tensor([row for row, _ in flat], device=device)
     start = torch.tensor([span.start for _, span in flat], device=device)
     end = torch.tensor([span.end for _, span in flat], device=device)
-    probs = (
-        entity_log_probs(
-            model.head,
-            emissions,
-            mask,
-            tag_ids,
-            (batch_index, start, end),
-            model.boundaries,
-            lattice,
-        )
-        .exp()
-        .tolist()
-    )
+    spans = (batch_index, start, end)
+    probs = model.head.entity_log_probs(emissions, mask, tag_ids, spans, lattice).exp().tolist()
     per_row: list[list[float]] = [[] for _ in span_rows]
     for (row, _), prob in zip(flat, probs, strict=True):
         per_row[row].append(prob)

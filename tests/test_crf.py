@@ -21,6 +21,8 @@ from bilstm_nlp.nn.crf import (
     FORBIDDEN_SCORE,
     constraint_scores,
     kbest_decode,
+    marginals_from,
+    segment_log_probs,
     viterbi_decode,
 )
 from bilstm_nlp.text.schemes import AllowedTransitions, allowed_transitions
@@ -251,11 +253,38 @@ def test_forward_backward_matches_enumeration(num_tags, seq_len, seed):
         close(per_position, log_z[b].expand(length), torch.float64)
 
 
+def enumerated_span_log_probs(
+    crf: CRF,
+    emissions: torch.Tensor,
+    mask: torch.Tensor,
+    tag_ids: torch.Tensor,
+    spans: list[tuple[int, int, int]],
+    left_excluded: torch.Tensor,
+    right_excluded: torch.Tensor,
+) -> torch.Tensor:
+    """`(num_spans,)`: log of the mass of the paths that carry `tag_ids[b, start:end]` on the span,
+    no left-excluded tag at `start - 1` and no right-excluded tag at `end`, over all paths."""
+    expected = []
+    for i, (b, start, end) in enumerate(spans):
+        length = int(mask[b].sum())
+        paths = all_paths(crf.num_tags, length)
+        scores = enumerated_scores(emissions[b, :length], paths, crf.scores())
+        matches = (paths[:, start:end] == tag_ids[b, start:end]).all(1)
+        if start > 0:
+            matches &= ~left_excluded[i, paths[:, start - 1]]
+        if end < length:
+            matches &= ~right_excluded[i, paths[:, end]]
+        expected.append(scores[matches].logsumexp(0) - scores.logsumexp(0))
+    return torch.stack(expected)
+
+
+@pytest.mark.parametrize("constrained", [False, True])
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("seed", SEEDS)
-@pytest.mark.parametrize(("num_tags", "seq_len"), SIZES)
-def test_span_log_probs_match_enumeration(num_tags, seq_len, seed, dtype):
-    crf = random_crf(num_tags, seed).to(dtype)
+@pytest.mark.parametrize(("num_tags", "seq_len"), [*SIZES, (3, 5), (5, 5)])
+def test_span_log_probs_match_enumeration(num_tags, seq_len, seed, dtype, constrained):
+    allowed = random_allowed(num_tags, seq_len, seed) if constrained else None
+    crf = random_crf(num_tags, seed, allowed).to(dtype)
     emissions, mask = random_batch(num_tags, seq_len, seed, dtype=dtype)
     # Any path works, not only the best one; ids at padding are ignored.
     tag_ids = torch.randint(num_tags, mask.shape).masked_fill(~mask, -100)
@@ -266,16 +295,45 @@ def test_span_log_probs_match_enumeration(num_tags, seq_len, seed, dtype):
         for end in range(start + 1, length + 1)
     ]
     span_batch, span_start, span_end = torch.tensor(spans).unbind(1)
-    log_probs = crf.span_log_probs(emissions, mask, tag_ids, span_batch, span_start, span_end)
-    assert log_probs.shape == (len(spans),)
-    expected = []
-    for b, start, end in spans:
-        length = int(mask[b].sum())
-        paths = all_paths(num_tags, length)
-        scores = enumerated_scores(emissions[b, :length], paths, crf.scores())
-        matches = (paths[:, start:end] == tag_ids[b, start:end]).all(1)
-        expected.append(scores[matches].logsumexp(0) - scores.logsumexp(0))
-    close(log_probs, torch.stack(expected), dtype)
+    generator = torch.Generator().manual_seed(seed)
+    no_condition = torch.zeros(len(spans), num_tags, dtype=torch.bool)
+    left_excluded = torch.rand(len(spans), num_tags, generator=generator) < 0.4
+    right_excluded = torch.rand(len(spans), num_tags, generator=generator) < 0.4
+    for left, right in [(None, None), (left_excluded, right_excluded)]:
+        log_probs = crf.span_log_probs(
+            emissions, mask, tag_ids, span_batch, span_start, span_end, left, right
+        )
+        assert log_probs.shape == (len(spans),) and log_probs.dtype == dtype
+        expected = enumerated_span_log_probs(
+            crf,
+            emissions,
+            mask,
+            tag_ids,
+            spans,
+            no_condition if left is None else left,
+            no_condition if right is None else right,
+        )
+        if constrained:
+            # A segment no allowed path carries has mass exp(-1e4 * steps): 0 either way.
+            possible = expected > -1000
+            close(log_probs.exp()[~possible], torch.zeros(int((~possible).sum())), dtype)
+            close(log_probs[possible], expected[possible], dtype)
+        else:
+            close(log_probs, expected, dtype)
+
+
+def test_module_level_readers_of_a_shared_lattice_equal_the_methods():
+    crf = random_crf(5, 1, allowed_transitions("IOB1", SCHEME_TAGS["IOB1"]))
+    emissions, mask = random_batch(5, 4, 1, dtype=torch.float32)
+    tag_ids, _ = crf.viterbi_decode(emissions, mask)
+    spans = torch.tensor([[0, 0, 2], [0, 1, 4], [1, 0, 1]]).unbind(1)
+    left = torch.tensor([[False, True, True, False, False]]).expand(3, 5)
+    lattice = crf.forward_backward(emissions, mask)
+    own = crf.span_log_probs(emissions, mask, tag_ids, *spans, left_excluded=left)
+    shared = segment_log_probs(emissions, mask, tag_ids, spans, lattice, crf.scores(), left)
+    assert torch.equal(shared, own) and shared.dtype == torch.float32
+    marginals = marginals_from(*lattice, mask).float()
+    assert torch.equal(marginals, crf.marginals(emissions, mask))
 
 
 def test_span_of_a_whole_sequence_is_its_log_likelihood():
@@ -728,3 +786,8 @@ def test_other_validation_errors():
     ]:
         with pytest.raises(ValueError, match=re.escape(message)):
             crf.span_log_probs(emissions, mask, tag_ids, span_batch, span_start, span_end)
+    wrong = torch.zeros(1, 3, dtype=torch.bool)
+    with pytest.raises(ValueError, match=re.escape("left_excluded must have shape (1, 4)")):
+        crf.span_log_probs(emissions, mask, tag_ids, one, one, one + 1, left_excluded=wrong)
+    with pytest.raises(ValueError, match=re.escape("right_excluded must have shape (1, 4)")):
+        crf.span_log_probs(emissions, mask, tag_ids, one, one, one + 1, right_excluded=wrong)

@@ -13,8 +13,8 @@ import torch
 
 import bilstm_nlp
 from bilstm_nlp.nn.crf import CRF
-from bilstm_nlp.nn.heads import CRFHead, entity_boundaries, entity_log_probs
-from bilstm_nlp.text.schemes import allowed_transitions, tags_to_spans
+from bilstm_nlp.nn.heads import CRFHead
+from bilstm_nlp.text.schemes import tags_to_spans
 
 TAGS = ["O", "B-X", "I-X", "E-X", "S-X", "B-Y", "I-Y", "E-Y", "S-Y"]
 LENGTHS = [10_000, 3_001]
@@ -42,7 +42,7 @@ def lattice():
     """A BIOES CRF head, two long float32 sequences (one padded), their decoded tags, the head's
     lattice and the float64 reference of each sequence."""
     torch.manual_seed(0)
-    head = CRFHead(4, len(TAGS), allowed_transitions("BIOES", TAGS))
+    head = CRFHead(4, TAGS, "BIOES")
     with torch.no_grad():
         for parameter in head.crf.parameters():
             parameter.uniform_(-2.0, 2.0)
@@ -93,9 +93,7 @@ def test_long_entity_probabilities_match_float64(lattice):
     assert len(rows) > 1000
     query = tuple(torch.tensor(column) for column in zip(*rows, strict=True))
     with torch.inference_mode():
-        got = entity_log_probs(
-            head, emissions, mask, tag_ids, query, entity_boundaries("BIOES", TAGS), computed
-        ).exp()
+        got = head.entity_log_probs(emissions, mask, tag_ids, query, computed).exp()
     assert ((got >= 0) & (got <= 1)).all()
     _, transitions, _ = (score.detach().double() for score in head.crf.scores())
     # Each path step's emission and incoming transition, summed in float64 prefix sums.

@@ -1,4 +1,4 @@
-"""Heads: exact entity probabilities against enumeration of every tag path, per scheme."""
+"""Heads: entity probabilities against enumeration of every tag path, per scheme; one interface."""
 
 from __future__ import annotations
 
@@ -8,13 +8,7 @@ import math
 import pytest
 import torch
 
-from bilstm_nlp.nn.heads import (
-    CRFHead,
-    EntityQuery,
-    SoftmaxHead,
-    entity_boundaries,
-    entity_log_probs,
-)
+from bilstm_nlp.nn.heads import CRFHead, SoftmaxHead, TagHead, entity_boundaries
 from bilstm_nlp.text.schemes import allowed_transitions, tags_to_spans
 
 TAG_SETS = {
@@ -34,7 +28,7 @@ def _path_score(start, transitions, end, emissions, path) -> torch.Tensor:
 def _crf_head(scheme: str, seed: int) -> CRFHead:
     torch.manual_seed(seed)
     tags = TAG_SETS[scheme]
-    head = CRFHead(4, len(tags), allowed_transitions(scheme, tags))
+    head = CRFHead(4, tags, scheme)
     with torch.no_grad():
         for parameter in head.crf.parameters():
             parameter.uniform_(-2, 2)
@@ -46,9 +40,9 @@ def _crf_head(scheme: str, seed: int) -> CRFHead:
 def test_crf_entity_probability_matches_enumeration(scheme: str, seed: int) -> None:
     head = _crf_head(scheme, seed)
     tags = TAG_SETS[scheme]
-    lengths = [4, 3, 1]
-    emissions = (torch.rand(len(lengths), 4, len(tags)) * 10 - 5).to(torch.float64)
-    mask = torch.arange(4)[None, :] < torch.tensor(lengths)[:, None]
+    lengths = [5, 3, 1, 4]
+    emissions = (torch.rand(len(lengths), 5, len(tags)) * 10 - 5).to(torch.float64)
+    mask = torch.arange(5)[None, :] < torch.tensor(lengths)[:, None]
     head = head.double()
     start, transitions, end = head.crf.scores()
     generator = torch.Generator().manual_seed(seed)
@@ -65,7 +59,7 @@ def test_crf_entity_probability_matches_enumeration(scheme: str, seed: int) -> N
         # Query every entity of a few sampled likely paths (the Viterbi path among them).
         picks = torch.multinomial(probs.float(), 4, replacement=True, generator=generator).tolist()
         for pick in picks:
-            path = torch.zeros(len(lengths), 4, dtype=torch.long)
+            path = torch.zeros(len(lengths), 5, dtype=torch.long)
             path[b, :length] = torch.tensor(paths[pick])
             spans = tags_to_spans([tags[i] for i in paths[pick]])
             if not spans:
@@ -75,8 +69,7 @@ def test_crf_entity_probability_matches_enumeration(scheme: str, seed: int) -> N
                 torch.tensor([s.start for s in spans]),
                 torch.tensor([s.end for s in spans]),
             )
-            boundaries = entity_boundaries(scheme, tags)
-            got = entity_log_probs(head, emissions, mask, path, query, boundaries).exp()
+            got = head.entity_log_probs(emissions, mask, path, query).exp()
             for span, value in zip(spans, got.tolist(), strict=True):
                 expected = entity_prob[(span.start, span.end, span.label)]
                 assert math.isclose(value, expected, rel_tol=1e-6, abs_tol=1e-9), (
@@ -91,18 +84,12 @@ def test_crf_entity_probability_matches_enumeration(scheme: str, seed: int) -> N
 def test_softmax_entity_probability_is_product_of_token_probabilities() -> None:
     torch.manual_seed(0)
     tags = TAG_SETS["IOB2"]
-    head = SoftmaxHead(4, len(tags), allowed_transitions("IOB2", tags), constrained=True)
+    head = SoftmaxHead(4, tags, "IOB2", constrained=True)
     features = torch.randn(2, 5, 4)
     mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]], dtype=torch.bool)
     emissions = head.emissions(features)
     path = head.decode(emissions, mask)
-    query = EntityQuery(
-        torch.tensor([0, 1]),
-        torch.tensor([1, 0]),
-        torch.tensor([4, 2]),
-        torch.zeros(2, len(tags), dtype=torch.bool),
-        torch.zeros(2, len(tags), dtype=torch.bool),
-    )
+    query = (torch.tensor([0, 1]), torch.tensor([1, 0]), torch.tensor([4, 2]))
     got = head.entity_log_probs(emissions, mask, path, query).exp()
     probs = emissions.exp()
     expected = torch.stack(
@@ -119,7 +106,7 @@ def test_constrained_softmax_never_decodes_an_invalid_sequence(scheme: str) -> N
     torch.manual_seed(3)
     tags = TAG_SETS[scheme]
     allowed = allowed_transitions(scheme, tags)
-    head = SoftmaxHead(4, len(tags), allowed, constrained=True)
+    head = SoftmaxHead(4, tags, scheme, constrained=True)
     features = torch.randn(64, 7, 4) * 3
     lengths = torch.randint(1, 8, (64,))
     mask = torch.arange(7)[None, :] < lengths[:, None]
@@ -144,3 +131,54 @@ def test_boundary_exclusions_by_hand() -> None:
     boundaries = entity_boundaries("BIOES", TAG_SETS["BIOES"])
     assert not boundaries.left.any() and not boundaries.right.any()
     assert (boundaries.alternative_first == -1).all()
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        CRFHead(4, TAG_SETS["IOB1"], "IOB1"),
+        SoftmaxHead(4, TAG_SETS["IOB1"], "IOB1", constrained=True),
+        SoftmaxHead(4, TAG_SETS["IOB1"], None, constrained=False),
+    ],
+    ids=["crf", "softmax-constrained", "softmax-plain"],
+)
+def test_heads_answer_one_interface(head: TagHead) -> None:
+    # Callers (decode.py) use these methods alone and never ask which head they hold.
+    torch.manual_seed(0)
+    num_tags = len(TAG_SETS["IOB1"])
+    lengths = torch.tensor([5, 2, 1])
+    mask = torch.arange(5) < lengths.unsqueeze(1)
+    with torch.inference_mode():
+        emissions = head.emissions(torch.randn(3, 5, 4) * 3)
+        tag_ids = head.decode(emissions, mask)
+        lattice = head.lattice(emissions, mask)
+        marginals = head.marginals(emissions, mask, lattice)
+        paths, log_probs = head.kbest(emissions, mask, 3)
+        spans = (torch.tensor([0, 0, 1]), torch.tensor([0, 2, 0]), torch.tensor([2, 5, 1]))
+        entity = head.entity_log_probs(emissions, mask, tag_ids, spans, lattice)
+        own_lattice = head.entity_log_probs(emissions, mask, tag_ids, spans)
+        unshared = head.marginals(emissions, mask)
+        loss = head.loss(emissions, tag_ids, mask)
+    assert tag_ids.shape == (3, 5) and (tag_ids[~mask] == 0).all()
+    assert marginals.shape == (3, 5, num_tags) and (marginals[~mask] == 0).all()
+    torch.testing.assert_close(marginals.sum(2)[mask], torch.ones(int(mask.sum())))
+    assert torch.equal(marginals, unshared)
+    assert paths.shape == (3, 3, 5) and log_probs.shape == (3, 3)
+    assert torch.equal(paths[:, 0], tag_ids)
+    assert entity.shape == (3,) and (entity <= 0).all()
+    # A span is never likelier than any of its tokens after the first (IOB1 may spell the first
+    # token's tag two ways).
+    token = marginals.gather(2, tag_ids.unsqueeze(2)).squeeze(2)
+    for i, (b, s, e) in enumerate(zip(*(x.tolist() for x in spans), strict=True)):
+        if e - s > 1:
+            assert entity[i].exp() <= token[b, s + 1 : e].min() + 1e-6
+    assert loss.shape == () and loss >= 0
+    assert torch.equal(entity, own_lattice)
+
+
+def test_boundaries_are_buffers_not_saved_with_the_model() -> None:
+    head = CRFHead(4, TAG_SETS["IOB1"], "IOB1")
+    assert not any(name.startswith(("boundary", "alternative")) for name in head.state_dict())
+    assert head.alternative_first.tolist() == [-1, 2, 1, 4, 3]
+    names = {name for name, _ in head.named_buffers()}
+    assert {"boundary_left", "boundary_right", "alternative_first"} <= names

@@ -113,7 +113,7 @@ def kbest_decode(
 
 
 def marginals_from(alpha: Tensor, beta: Tensor, log_z: Tensor, mask: Tensor) -> Tensor:
-    """Tag marginals from `CRF.forward_backward`'s output.
+    """Tag marginals from `CRF.forward_backward`'s output; no validation (the pass did it).
 
     Returns:
         `(batch, seq_len, num_tags)` probabilities in the dtype of `alpha`, each in [0, 1]; rows
@@ -346,52 +346,57 @@ class CRF(nn.Module):
         span_batch: Tensor,
         span_start: Tensor,
         span_end: Tensor,
+        left_excluded: Tensor | None = None,
+        right_excluded: Tensor | None = None,
     ) -> Tensor:
         """Log-probability that a segment of a sequence carries the given tags, for many segments.
 
-        Exact marginal of the segment: `alpha` at its first token, the path's transition and
-        emission scores inside it, `beta` at its last token, minus `log_z`.
+        Exact marginal of the event "tags `tag_ids[b, start:end]` on `[start, end)`, no tag of
+        `left_excluded` at `start - 1` and none of `right_excluded` at `end`" (an entity's tags
+        and the scheme's boundaries around it). Read off the forward-backward lattice: the forward
+        scores before the segment stepped into its first tag, the path's scores inside it, and the
+        backward scores after it stepped out of its last tag, minus `log_z`; vectorised over
+        segments, all in float64.
 
         Args:
             emissions: `(batch, seq_len, num_tags)` float, unnormalised scores from the encoder.
             mask: `(batch, seq_len)` bool, True on real tokens, left-aligned; `mask[:, 0]` all True.
-            tag_ids: `(batch, seq_len)` long tag ids the segments are read from (a decoded path).
+            tag_ids: `(batch, seq_len)` long tag ids the segments are read from (a decoded path);
+                values at padding are ignored.
             span_batch: `(num_spans,)` long, which sequence each segment is in.
             span_start: `(num_spans,)` long, first token of each segment.
             span_end: `(num_spans,)` long, one past the last token; `start < end <= length`.
+            left_excluded: `(num_spans, num_tags)` bool, tags not allowed at `start - 1` (ignored
+                where `start == 0`), or None for no condition.
+            right_excluded: `(num_spans, num_tags)` bool, tags not allowed at `end` (ignored where
+                `end` is the sequence's length), or None for no condition.
         Returns:
-            `(num_spans,)` `log P(y[start:end] == tag_ids[b, start:end] | emissions[b])`, at most
-            0, in the dtype of `emissions` (computed in float64, like `forward_backward`).
+            `(num_spans,)` log-probabilities, at most 0, in the dtype of `emissions`.
         Raises:
             ValueError: shapes, mask or spans are invalid.
         """
         _validate(emissions, mask, self.num_tags, tag_ids)
         _check_spans(mask, span_batch, span_start, span_end)
-        dtype = emissions.dtype
-        emissions = emissions.to(torch.promote_types(dtype, torch.float64))
-        start, trans, end = _common_dtype(emissions, *self.scores())[1:]
-        alpha, beta, log_z = _forward_backward(emissions, mask, start, trans, end)
-        # shape: (batch, seq_len)
-        tag_ids = torch.where(mask, tag_ids, 0)
-        # shape: (batch, seq_len)
-        steps = _step_scores(emissions, tag_ids, start, trans)
-        last = span_end - 1
-        # shape: (num_spans,) twice
-        first_tags = tag_ids[span_batch, span_start]
-        last_tags = tag_ids[span_batch, last]
-        # A difference of float64 prefix sums: a forbidden step before a span puts -1e4 into
-        # both, which float64 cancels to far below the digits that matter.
-        # shape: (batch, seq_len)
-        prefix = steps.cumsum(dim=1)
-        # shape: (num_spans,): the tokens after the first one of each span
-        inside_score = prefix[span_batch, last] - prefix[span_batch, span_start]
-        log_probs = (
-            alpha[span_batch, span_start, first_tags]
-            + inside_score
-            + beta[span_batch, last, last_tags]
-            - log_z[span_batch]
+        for name, excluded in [
+            ("left_excluded", left_excluded),
+            ("right_excluded", right_excluded),
+        ]:
+            if excluded is not None and excluded.shape != (span_batch.numel(), self.num_tags):
+                raise ValueError(
+                    f"{name} must have shape ({span_batch.numel()}, {self.num_tags}), "
+                    f"got {tuple(excluded.shape)}"
+                )
+        scores = self.scores()
+        return segment_log_probs(
+            emissions,
+            mask,
+            tag_ids,
+            (span_batch, span_start, span_end),
+            _forward_backward(emissions, mask, *scores),
+            scores,
+            left_excluded,
+            right_excluded,
         )
-        return log_probs.clamp(max=0.0).to(dtype)
 
 
 # Validation.
@@ -681,6 +686,76 @@ def _forward_backward(
     # shape: (batch, seq_len, num_tags)
     betas = _betas(emissions, mask, transitions, end)
     return torch.where(mask.unsqueeze(2), alphas, 0.0), betas, log_z
+
+
+# Segment marginals.
+
+
+def segment_log_probs(
+    emissions: Tensor,
+    mask: Tensor,
+    tag_ids: Tensor,
+    spans: tuple[Tensor, Tensor, Tensor],
+    lattice: tuple[Tensor, Tensor, Tensor],
+    scores: tuple[Tensor, Tensor, Tensor],
+    left_excluded: Tensor | None = None,
+    right_excluded: Tensor | None = None,
+) -> Tensor:
+    """`CRF.span_log_probs` read off a lattice the caller already has; no validation.
+
+    For callers that computed `CRF.forward_backward` once for marginals and segments alike (the
+    heads, per batch), where validating again would cost more than the arithmetic on short batches.
+
+    Args:
+        emissions, mask, tag_ids, left_excluded, right_excluded: as for `CRF.span_log_probs`.
+        spans: `(span_batch, span_start, span_end)`, each `(num_spans,)` long.
+        lattice: `(alpha, beta, log_z)` from `CRF.forward_backward(emissions, mask)`.
+        scores: `(start, transitions, end)` from `CRF.scores()`.
+    Returns:
+        `(num_spans,)` log-probabilities, at most 0, in the dtype of `emissions`.
+    """
+    alpha, beta, log_z = lattice
+    # The lattice is float64 (see `_forward_backward`); so is every sum below, so that a long
+    # sentence's large forward and backward scores cancel without losing digits.
+    dtype = emissions.dtype
+    wide = emissions.to(alpha.dtype)
+    start_scores, transitions, end_scores = (score.to(alpha.dtype) for score in scores)
+    b, s, e = spans
+    # shape: (batch, seq_len)
+    tag_ids = torch.where(mask, tag_ids, 0)
+    # Each step along the path: its emission plus the transition into it (none at 0). A
+    # difference of these float64 prefix sums loses nothing that matters, even where a forbidden
+    # step (FORBIDDEN_SCORE) before the segment enters both.
+    # shape: (batch, seq_len)
+    step = wide.gather(2, tag_ids.unsqueeze(2)).squeeze(2)
+    step[:, 1:] += transitions[tag_ids[:, :-1], tag_ids[:, 1:]]
+    cumulative = step.cumsum(dim=1)
+    # shape: (num_spans,) twice
+    first_tag, last_tag = tag_ids[b, s], tag_ids[b, e - 1]
+    # shape: (num_spans,)
+    inside = cumulative[b, e - 1] - cumulative[b, s] + wide[b, s, first_tag]
+    forbidden = torch.tensor(float("-inf"), dtype=alpha.dtype, device=emissions.device)
+    # Left: how the path reaches the first tag (start score, or any allowed previous tag). Not
+    # alpha at the first token: a condition on the tag before needs the sum over it spelled out.
+    previous = (s - 1).clamp(min=0)
+    # shape: (num_spans, num_tags)
+    into_first = alpha[b, previous] + transitions[:, first_tag].T
+    if left_excluded is not None:
+        into_first = torch.where(left_excluded, forbidden, into_first)
+    # shape: (num_spans,)
+    left = torch.where(s == 0, start_scores[first_tag], torch.logsumexp(into_first, dim=1))
+    # Right: how the path leaves the last tag (end score, or any allowed next tag).
+    lengths = mask.sum(dim=1)[b]
+    following = e.clamp(max=emissions.shape[1] - 1)
+    # shape: (num_spans, num_tags)
+    out_of_last = transitions[last_tag] + wide[b, following]
+    out_of_last = out_of_last + beta[b, following]
+    if right_excluded is not None:
+        out_of_last = torch.where(right_excluded, forbidden, out_of_last)
+    # shape: (num_spans,)
+    right = torch.where(e >= lengths, end_scores[last_tag], torch.logsumexp(out_of_last, dim=1))
+    # The clamp only takes off rounding: a segment is never likelier than certain.
+    return (left + inside + right - log_z[b]).clamp(max=0.0).to(dtype)
 
 
 # Decoding.

@@ -1,40 +1,28 @@
 """Heads: contextual features → scores, loss, decoding, marginals, k-best and entity confidence.
 
-Sits after the encoder. `CRFHead` and `SoftmaxHead` share one interface so the model, training and
-decoding never ask which head they hold; `SentenceHead` pools a sentence for the classifier.
+Sits after the encoder. `CRFHead` and `SoftmaxHead` implement one interface, `TagHead`, built from
+the tag list and the scheme; each keeps what the scheme decides (allowed transitions, entity
+boundaries), so the model, training and decoding never ask which head they hold. `SentenceHead`
+pools a sentence for the classifier.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
-from ..text.schemes import AllowedTransitions, split_tag
-from .crf import CRF, constraint_scores, kbest_decode, marginals_from, viterbi_decode
-
-
-@dataclass(frozen=True)
-class EntityQuery:
-    """Entities whose probability is wanted, as flat tensors (one row per entity).
-
-    Attributes:
-        batch_index: `(num_spans,)` long, the sentence in the batch.
-        start: `(num_spans,)` long, first token.
-        end: `(num_spans,)` long, one past the last token.
-        left_excluded: `(num_spans, num_tags)` bool, tags at `start - 1` that would extend the
-            entity to the left (IOB1's `I-X` start after `I-X`): the entity exists only without
-            them.
-        right_excluded: `(num_spans, num_tags)` bool, tags at `end` that would extend it to the
-            right.
-    """
-
-    batch_index: Tensor
-    start: Tensor
-    end: Tensor
-    left_excluded: Tensor
-    right_excluded: Tensor
+from ..text.schemes import allowed_transitions, split_tag
+from .crf import (
+    CRF,
+    constraint_scores,
+    kbest_decode,
+    marginals_from,
+    segment_log_probs,
+    viterbi_decode,
+)
 
 
 @dataclass(frozen=True)
@@ -73,7 +61,7 @@ class EntityBoundaries:
     alternative_first: Tensor
 
 
-def entity_boundaries(scheme: str | None, tags: list[str]) -> EntityBoundaries:
+def entity_boundaries(scheme: str | None, tags: Sequence[str]) -> EntityBoundaries:
     """The `EntityBoundaries` of a scheme over a tag list. BIOES needs none: B/S start and E/S end
     an entity by themselves."""
     num_tags = len(tags)
@@ -98,57 +86,85 @@ def entity_boundaries(scheme: str | None, tags: list[str]) -> EntityBoundaries:
     return EntityBoundaries(left, right, alternative)
 
 
-def entity_log_probs(
-    head: CRFHead | SoftmaxHead,
-    emissions: Tensor,
-    mask: Tensor,
-    tag_ids: Tensor,
-    spans: tuple[Tensor, Tensor, Tensor],
-    boundaries: EntityBoundaries,
-    lattice: Lattice | None = None,
-) -> Tensor:
-    """Log-probability of each entity `(batch_index, start, end)` read off the path `tag_ids`.
+class TagHead(nn.Module):
+    """The interface of a tagger's head: scores, loss, and everything decoding reads.
 
-    For the CRF this is exact: the probability, summed over every way the scheme can write it, that
-    the entity is in the predicted tags. For the softmax head: its tokens' probabilities multiplied.
+    Every tensor method takes `emissions` `(batch, seq_len, num_tags)` (the head's own
+    `emissions(features)`) and `mask` `(batch, seq_len)` bool, True on real tokens, left-aligned.
 
     Args:
-        lattice: the head's `lattice(emissions, mask)` when the caller already has it (marginals
-            and entity probabilities then share one forward-backward pass).
-    Returns:
-        `(num_spans,)` float.
+        input_dim: size of the contextual features.
+        tags: the tag list; ids are positions in it.
+        scheme: `"IOB1"`, `"IOB2"` or `"BIOES"`, which fixes the tag sequences that can be decoded
+            and what makes an entity; None for plain labels such as POS.
     """
-    if lattice is None:
-        lattice = head.lattice(emissions, mask)
-    b, s, e = spans
-    first, last = tag_ids[b, s], tag_ids[b, e - 1]
-    query = EntityQuery(b, s, e, boundaries.left[first], boundaries.right[last])
-    result = head.entity_log_probs(emissions, mask, tag_ids, query, lattice)
-    if not isinstance(head, CRFHead):
-        return result
-    # IOB1: add the probability of the entity written with its other first tag (B-X for I-X).
-    other = boundaries.alternative_first[first]
-    has_other = other >= 0
-    if not bool(has_other.any()):
-        return result
-    flipped = tag_ids.clone()
-    flipped[b[has_other], s[has_other]] = other[has_other]
-    other_query = EntityQuery(b, s, e, boundaries.left[other.clamp(min=0)], boundaries.right[last])
-    other_result = head.entity_log_probs(emissions, mask, flipped, other_query, lattice)
-    # The two spellings are disjoint events; the clamp only takes off rounding.
-    return torch.where(has_other, torch.logaddexp(result, other_result).clamp(max=0.0), result)
 
-
-class CRFHead(nn.Module):
-    """A linear projection to tag scores and a linear-chain CRF over them."""
-
-    def __init__(self, input_dim: int, num_tags: int, allowed: AllowedTransitions | None):
+    def __init__(self, input_dim: int, tags: Sequence[str], scheme: str | None):
         super().__init__()
-        self.projection = nn.Linear(input_dim, num_tags)
-        self.crf = CRF(num_tags, allowed)
+        self.projection = nn.Linear(input_dim, len(tags))
+        boundaries = entity_boundaries(scheme, tags)
+        # Not saved with the model: the scheme and tags rebuild them.
+        self.register_buffer("boundary_left", boundaries.left, persistent=False)
+        self.register_buffer("boundary_right", boundaries.right, persistent=False)
+        self.register_buffer("alternative_first", boundaries.alternative_first, persistent=False)
 
     def emissions(self, features: Tensor) -> Tensor:
-        """`(batch, seq_len, input_dim)` → `(batch, seq_len, num_tags)` unnormalised scores."""
+        """`(batch, seq_len, input_dim)` → `(batch, seq_len, num_tags)` tag scores."""
+        raise NotImplementedError
+
+    def loss(self, emissions: Tensor, tag_ids: Tensor, mask: Tensor) -> Tensor:
+        """`()` training loss of the gold `tag_ids` `(batch, seq_len)`, summed over the batch."""
+        raise NotImplementedError
+
+    def decode(self, emissions: Tensor, mask: Tensor) -> Tensor:
+        """`(batch, seq_len)` long best tag ids, 0 at padding."""
+        raise NotImplementedError
+
+    def lattice(self, emissions: Tensor, mask: Tensor) -> Lattice:
+        """What `marginals` and `entity_log_probs` read, computed once per batch."""
+        raise NotImplementedError
+
+    def marginals(self, emissions: Tensor, mask: Tensor, lattice: Lattice | None = None) -> Tensor:
+        """`(batch, seq_len, num_tags)` probability of each tag at each token, in [0, 1], 0 at
+        padding, in the dtype of `emissions`."""
+        raise NotImplementedError
+
+    def kbest(self, emissions: Tensor, mask: Tensor, k: int) -> tuple[Tensor, Tensor]:
+        """The k best tag sequences `(batch, k, seq_len)` and their log-probabilities `(batch, k)`
+        (at most 0; `-inf` for a missing path), in the dtype of `emissions`."""
+        raise NotImplementedError
+
+    def entity_log_probs(
+        self,
+        emissions: Tensor,
+        mask: Tensor,
+        tag_ids: Tensor,
+        spans: tuple[Tensor, Tensor, Tensor],
+        lattice: Lattice | None = None,
+    ) -> Tensor:
+        """Log-probability of each entity read off the path `tag_ids`.
+
+        Args:
+            tag_ids: `(batch, seq_len)` long, the decoded path the entities were read from.
+            spans: `(batch_index, start, end)`, each `(num_spans,)` long: the sentence, first
+                token and one past the last token of each entity.
+            lattice: `lattice(emissions, mask)` when the caller already has it.
+        Returns:
+            `(num_spans,)` float, at most 0, in the dtype of `emissions`.
+        """
+        raise NotImplementedError
+
+
+class CRFHead(TagHead):
+    """A linear projection to tag scores and a linear-chain CRF over them; decoding, marginals,
+    k-best and entity probabilities are exact under the CRF."""
+
+    def __init__(self, input_dim: int, tags: Sequence[str], scheme: str | None):
+        super().__init__(input_dim, tags, scheme)
+        allowed = allowed_transitions(scheme, tags) if scheme else None
+        self.crf = CRF(len(tags), allowed)
+
+    def emissions(self, features: Tensor) -> Tensor:
         return self.projection(features)
 
     def loss(self, emissions: Tensor, tag_ids: Tensor, mask: Tensor) -> Tensor:
@@ -156,14 +172,14 @@ class CRFHead(nn.Module):
         return self.crf(emissions, tag_ids, mask)
 
     def decode(self, emissions: Tensor, mask: Tensor) -> Tensor:
-        """`(batch, seq_len)` best tag ids (Viterbi)."""
+        """Viterbi."""
         return self.crf.viterbi_decode(emissions, mask)[0]
 
     def lattice(self, emissions: Tensor, mask: Tensor) -> Lattice:
-        """The forward-backward pass that marginals and entity probabilities are read from."""
+        """The CRF's forward-backward pass, float64."""
         return Lattice(*self.crf.forward_backward(emissions, mask))
 
-    def _alpha_beta_log_z(
+    def _forward_backward(
         self, emissions: Tensor, mask: Tensor, lattice: Lattice | None
     ) -> tuple[Tensor, Tensor, Tensor]:
         # The caller's lattice when it has one, else a forward-backward pass of our own.
@@ -173,14 +189,10 @@ class CRFHead(nn.Module):
         return lattice.alpha, lattice.beta, lattice.log_z
 
     def marginals(self, emissions: Tensor, mask: Tensor, lattice: Lattice | None = None) -> Tensor:
-        """`(batch, seq_len, num_tags)` probability of each tag at each token, in [0, 1], in the
-        dtype of `emissions`."""
-        marginals = marginals_from(*self._alpha_beta_log_z(emissions, mask, lattice), mask)
+        marginals = marginals_from(*self._forward_backward(emissions, mask, lattice), mask)
         return marginals.to(emissions.dtype)
 
     def kbest(self, emissions: Tensor, mask: Tensor, k: int) -> tuple[Tensor, Tensor]:
-        """The k most probable tag sequences `(batch, k, seq_len)` and their log-probabilities
-        `(batch, k)` (at most 0; `-inf` for a missing path), in the dtype of `emissions`."""
         paths, scores = self.crf.kbest_decode(emissions, mask, k)
         batch, k, seq_len = paths.shape
         # The search runs in the emissions' dtype; each found path is scored again in float64,
@@ -203,71 +215,51 @@ class CRFHead(nn.Module):
         emissions: Tensor,
         mask: Tensor,
         tag_ids: Tensor,
-        query: EntityQuery,
+        spans: tuple[Tensor, Tensor, Tensor],
         lattice: Lattice | None = None,
     ) -> Tensor:
-        """Exact log-probability that each queried entity is predicted: its tags on
-        `[start, end)` equal `tag_ids` there, and no excluded tag stands just outside.
-
-        From the forward vector before the span, the path's scores inside it, and the backward
-        vector after it; vectorised over entities.
-
-        Returns:
-            `(num_spans,)` float, at most 0, in the dtype of `emissions`.
-        """
-        alpha, beta, log_z = self._alpha_beta_log_z(emissions, mask, lattice)
-        # The lattice is float64 (see `CRF.forward_backward`); so is every sum below, so that a
-        # long sentence's large forward and backward scores cancel without losing digits.
-        dtype = emissions.dtype
-        wide = emissions.to(alpha.dtype)
-        start_scores, transitions, end_scores = (
-            score.to(alpha.dtype) for score in self.crf.scores()
+        """Exact: the probability, summed over every way the scheme can write the entity, that its
+        tags are on its span and no tag just outside extends it (`CRF.span_log_probs`)."""
+        fb = self._forward_backward(emissions, mask, lattice)
+        scores = self.crf.scores()
+        b, s, e = spans
+        first, last = tag_ids[b, s], tag_ids[b, e - 1]
+        right = self.boundary_right[last]
+        result = segment_log_probs(
+            emissions, mask, tag_ids, spans, fb, scores, self.boundary_left[first], right
         )
-        b, s, e = query.batch_index, query.start, query.end
-        # Score of each step along the given path: emission plus transition into it.
-        # shape: (batch, seq_len)
-        step = wide.gather(2, tag_ids.unsqueeze(2)).squeeze(2)
-        step[:, 1:] += transitions[tag_ids[:, :-1], tag_ids[:, 1:]]
-        cumulative = step.cumsum(dim=1)
-        first_tag, last_tag = tag_ids[b, s], tag_ids[b, e - 1]
-        # shape: (num_spans,)
-        inside = cumulative[b, e - 1] - cumulative[b, s] + wide[b, s, first_tag]
-        forbidden = torch.tensor(float("-inf"), dtype=alpha.dtype, device=emissions.device)
-        # Left: how the path reaches the first tag (start transition, or any allowed previous tag).
-        previous = (s - 1).clamp(min=0)
-        # shape: (num_spans, num_tags)
-        into_first = alpha[b, previous] + transitions[:, first_tag].T
-        into_first = torch.where(query.left_excluded, forbidden, into_first)
-        left = torch.where(s == 0, start_scores[first_tag], torch.logsumexp(into_first, dim=1))
-        # Right: how the path leaves the last tag (end transition, or any allowed next tag).
-        lengths = mask.sum(dim=1)[b]
-        following = e.clamp(max=emissions.shape[1] - 1)
-        # shape: (num_spans, num_tags)
-        out_of_last = transitions[last_tag] + wide[b, following]
-        out_of_last = out_of_last + beta[b, following]
-        out_of_last = torch.where(query.right_excluded, forbidden, out_of_last)
-        right = torch.where(e >= lengths, end_scores[last_tag], torch.logsumexp(out_of_last, dim=1))
-        # The clamp only takes off rounding: an entity is never likelier than certain.
-        return (left + inside + right - log_z[b]).clamp(max=0.0).to(dtype)
+        # IOB1: add the probability of the entity written with its other first tag (B-X for I-X).
+        other = self.alternative_first[first]
+        has_other = other >= 0
+        if not bool(has_other.any()):
+            return result
+        flipped = tag_ids.clone()
+        flipped[b[has_other], s[has_other]] = other[has_other]
+        left = self.boundary_left[other.clamp(min=0)]
+        other_result = segment_log_probs(emissions, mask, flipped, spans, fb, scores, left, right)
+        # The two spellings are disjoint events; the clamp only takes off rounding.
+        return torch.where(has_other, torch.logaddexp(result, other_result).clamp(max=0.0), result)
 
 
-class SoftmaxHead(nn.Module):
+class SoftmaxHead(TagHead):
     """Independent per-token softmax; decoding may still be constrained to the scheme's valid
-    sequences (Viterbi over log-probabilities with 0 / forbidden transitions)."""
+    sequences (Viterbi over log-probabilities with 0 / forbidden transitions).
 
-    def __init__(
-        self, input_dim: int, num_tags: int, allowed: AllowedTransitions | None, constrained: bool
-    ):
-        super().__init__()
-        self.projection = nn.Linear(input_dim, num_tags)
-        self.constrained = constrained and allowed is not None
-        start, transitions, end = constraint_scores(allowed, num_tags)
+    Args:
+        constrained: decode only sequences the scheme allows (no effect without a scheme).
+    """
+
+    def __init__(self, input_dim: int, tags: Sequence[str], scheme: str | None, constrained: bool):
+        super().__init__(input_dim, tags, scheme)
+        self.constrained = constrained and bool(scheme)
+        allowed = allowed_transitions(scheme, tags) if scheme else None
+        start, transitions, end = constraint_scores(allowed, len(tags))
         self.register_buffer("start_constraints", start)
         self.register_buffer("transition_constraints", transitions)
         self.register_buffer("end_constraints", end)
 
     def emissions(self, features: Tensor) -> Tensor:
-        """`(batch, seq_len, input_dim)` → `(batch, seq_len, num_tags)` log-probabilities."""
+        """Log-probabilities."""
         return torch.log_softmax(self.projection(features), dim=-1)
 
     def loss(self, emissions: Tensor, tag_ids: Tensor, mask: Tensor) -> Tensor:
@@ -282,6 +274,7 @@ class SoftmaxHead(nn.Module):
         return zeros[0], zeros, zeros[0]
 
     def decode(self, emissions: Tensor, mask: Tensor) -> Tensor:
+        """Argmax per token, or Viterbi when constrained."""
         if not self.constrained:
             return emissions.argmax(dim=-1).masked_fill(~mask, 0)
         return viterbi_decode(emissions, mask, *self._constraints())[0]
@@ -294,7 +287,7 @@ class SoftmaxHead(nn.Module):
         return emissions.exp() * mask.unsqueeze(2)
 
     def kbest(self, emissions: Tensor, mask: Tensor, k: int) -> tuple[Tensor, Tensor]:
-        """The k best sequences and their log-probabilities (sums of token log-probabilities)."""
+        """Log-probabilities are sums of token log-probabilities."""
         return kbest_decode(emissions, mask, *self._constraints(), k)
 
     def entity_log_probs(
@@ -302,14 +295,16 @@ class SoftmaxHead(nn.Module):
         emissions: Tensor,
         mask: Tensor,
         tag_ids: Tensor,
-        query: EntityQuery,
+        spans: tuple[Tensor, Tensor, Tensor],
         lattice: Lattice | None = None,
     ) -> Tensor:
-        """Sum of the entity's token log-probabilities (the product of its token probabilities)."""
+        """The sum of the entity's token log-probabilities (the product of its token
+        probabilities); tokens are independent, so the boundaries around it do not enter."""
         # shape: (batch, seq_len)
         chosen = emissions.gather(2, tag_ids.unsqueeze(2)).squeeze(2)
+        # shape: (batch, seq_len + 1)
         cumulative = torch.nn.functional.pad(chosen.cumsum(dim=1), (1, 0))
-        b, s, e = query.batch_index, query.start, query.end
+        b, s, e = spans
         return cumulative[b, e] - cumulative[b, s]
 
 

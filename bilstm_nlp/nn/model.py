@@ -11,11 +11,10 @@ from torch import Tensor, nn
 
 from ..config import ModelConfig
 from ..errors import ConfigError
-from ..text.schemes import allowed_transitions
 from .embeddings import TokenEmbedder
 from .encoder import BiLSTMEncoder
 from .encoding import Batch, word_dropout
-from .heads import HEADS, CRFHead, SentenceHead, SoftmaxHead, entity_boundaries
+from .heads import HEADS, CRFHead, SentenceHead, SoftmaxHead
 from .meta import ModelMeta
 from .vocab import Vocab
 
@@ -41,7 +40,6 @@ class Tagger(nn.Module):
         self.meta = meta
         scheme = meta.scheme
         tags = vocab.labels.items
-        allowed = allowed_transitions(scheme, tags) if scheme else None
         self.embedder = TokenEmbedder(config, vocab)
         self.dropout = nn.Dropout(config.dropout)
         self.encoder = BiLSTMEncoder(
@@ -49,10 +47,9 @@ class Tagger(nn.Module):
         )
         self.head: CRFHead | SoftmaxHead
         if config.head == "crf":
-            self.head = CRFHead(self.encoder.output_dim, len(tags), allowed)
+            self.head = CRFHead(self.encoder.output_dim, tags, scheme)
         else:
-            self.head = SoftmaxHead(self.encoder.output_dim, len(tags), allowed, config.constrained)
-        self.boundaries = entity_boundaries(scheme, tags)
+            self.head = SoftmaxHead(self.encoder.output_dim, tags, scheme, config.constrained)
 
     @property
     def scheme(self) -> str | None:

@@ -1,0 +1,168 @@
+"""Tests for `bilstm_nlp.decode`: batched equals one at a time, k-best agrees with Viterbi,
+probabilities are probabilities, empty sentences get empty results, in input order.
+
+The models are tiny and untrained, with weights drawn wide enough that predictions vary.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from bilstm_nlp.config import ModelConfig
+from bilstm_nlp.decode import classify_sentences, length_batches, tag_sentences
+from bilstm_nlp.nn.meta import ModelMeta
+from bilstm_nlp.nn.model import Classifier, Tagger
+from bilstm_nlp.nn.vocab import Vocab
+from bilstm_nlp.text.schemes import tags_to_spans
+
+WORDS = ["EU", "rejects", "German", "call", "to", "boycott", "British", "lamb", "."]
+SENTENCES = [
+    ["EU", "rejects", "German", "call", "to", "boycott", "British", "lamb", "."],
+    ["German"],
+    [],
+    ["British", "lamb", "unknown", "EU", "call"],
+    ["to", "boycott", "."],
+    [],
+    ["EU", "EU", "EU", "German", "German", "lamb", "lamb"],
+]
+TAGGERS = {
+    # name: (tags, scheme, output scheme, head)
+    "crf-bioes-as-iob1": (["O", "B-ORG", "E-ORG", "S-ORG", "S-MISC"], "BIOES", "IOB1", "crf"),
+    "crf-iob1": (["O", "I-ORG", "B-ORG", "I-MISC", "B-MISC"], "IOB1", "IOB1", "crf"),
+    "softmax-iob2": (["O", "B-ORG", "I-ORG", "B-MISC", "I-MISC"], "IOB2", "IOB2", "softmax"),
+    "crf-pos": (["NN", "VB", "JJ", "."], None, None, "crf"),
+    "softmax-pos": (["NN", "VB", "JJ", "."], None, None, "softmax"),
+}
+
+
+def _widen(model: torch.nn.Module) -> None:
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.uniform_(-1.0, 1.0)
+
+
+def _tagger(name: str) -> Tagger:
+    tags, scheme, output_scheme, head = TAGGERS[name]
+    torch.manual_seed(0)
+    vocab = Vocab.build([WORDS], tags)
+    config = ModelConfig(
+        vectors=None, word_dim=8, hidden=6, char_hidden=4, char_dim=4, head=head, constrained=True
+    )
+    meta = ModelMeta.from_json({}, kind="tagger", scheme=scheme, output_scheme=output_scheme)
+    model = Tagger(config, vocab, meta)
+    _widen(model)
+    return model.eval()
+
+
+@pytest.fixture(scope="module", params=list(TAGGERS))
+def tagger(request) -> Tagger:
+    return _tagger(request.param)
+
+
+def test_batched_equals_one_at_a_time(tagger: Tagger) -> None:
+    batched = tag_sentences(tagger, SENTENCES, batch_size=3, k=3)
+    for tokens, result in zip(SENTENCES, batched, strict=True):
+        [alone] = tag_sentences(tagger, [tokens], k=3)
+        assert result.tokens == tokens and result.tags == alone.tags
+        assert result.tag_probs == pytest.approx(alone.tag_probs, abs=1e-5)
+        assert [(s.start, s.end, s.label) for s in result.spans] == [
+            (s.start, s.end, s.label) for s in alone.spans
+        ]
+        assert [s.score for s in result.spans] == pytest.approx(
+            [s.score for s in alone.spans], abs=1e-5
+        )
+        assert [path for path, _ in result.kbest] == [path for path, _ in alone.kbest]
+        assert [p for _, p in result.kbest] == pytest.approx([p for _, p in alone.kbest], abs=1e-5)
+
+
+def test_first_kbest_path_is_the_decoded_one_and_probabilities_are_probabilities(
+    tagger: Tagger,
+) -> None:
+    results = tag_sentences(tagger, SENTENCES, k=4)
+    assert bool(tagger.scheme) == any(result.spans for result in results)
+    for tokens, result in zip(SENTENCES, results, strict=True):
+        assert len(result.tags) == len(result.tag_probs) == len(tokens)
+        assert all(0.0 <= p <= 1.0 for p in result.tag_probs)
+        assert all(0.0 <= s.score <= 1.0 for s in result.spans)
+        if not tokens:
+            assert result.kbest == []
+            continue
+        assert result.kbest[0][0] == result.tags
+        kbest_probs = [p for _, p in result.kbest]
+        assert all(0.0 < p <= 1.0 for p in kbest_probs) and sum(kbest_probs) <= 1.0 + 1e-6
+        assert kbest_probs == sorted(kbest_probs, reverse=True)
+        # A whole path is never likelier than any one of its tags.
+        assert kbest_probs[0] <= min(result.tag_probs) + 1e-6
+        # Spans are those of the tags given back (output scheme).
+        if tagger.scheme:
+            spans = [(s.start, s.end, s.label) for s in tags_to_spans(result.tags)]
+            assert [(s.start, s.end, s.label) for s in result.spans] == spans
+        else:
+            assert result.spans == []
+
+
+def test_empty_sentences_get_empty_results_in_place(tagger: Tagger) -> None:
+    with_empty = tag_sentences(tagger, SENTENCES, k=2)
+    without = tag_sentences(tagger, [s for s in SENTENCES if s], k=2)
+    assert len(with_empty) == len(SENTENCES)
+    for empty in (with_empty[2], with_empty[5]):
+        assert (empty.tokens, empty.tags, empty.tag_probs, empty.spans, empty.kbest) == (
+            [],
+            [],
+            [],
+            [],
+            [],
+        )
+    assert [r.tags for r in with_empty if r.tokens] == [r.tags for r in without]
+    assert tag_sentences(tagger, []) == []
+    assert [r.tags for r in tag_sentences(tagger, [[], []])] == [[], []]
+
+
+def test_without_confidence_the_tags_are_the_same(tagger: Tagger) -> None:
+    plain = tag_sentences(tagger, SENTENCES, confidence=False)
+    assert [r.tags for r in plain] == [r.tags for r in tag_sentences(tagger, SENTENCES)]
+    assert all(p == 1.0 for r in plain for p in r.tag_probs)
+
+
+def test_classifier_probabilities_sum_to_one_and_label_is_the_best() -> None:
+    torch.manual_seed(1)  # a seed whose untrained model gives the sentences different labels
+    labels = ["negative", "neutral", "positive"]
+    vocab = Vocab.build([WORDS], labels)
+    config = ModelConfig(
+        task="classifier",
+        vectors=None,
+        word_dim=8,
+        hidden=6,
+        char_dim=4,
+        char_hidden=4,
+        pooling="mean",
+    )
+    meta = ModelMeta.from_json({}, kind="classifier", scheme=None, output_scheme=None)
+    model = Classifier(config, vocab, meta)
+    _widen(model)
+    nonempty = [s for s in SENTENCES if s]
+    batched = classify_sentences(model, nonempty, batch_size=2)
+    assert len({r.label for r in batched}) > 1, "weights too narrow: every sentence alike"
+    for tokens, result in zip(nonempty, batched, strict=True):
+        assert result.tokens == tokens and sorted(result.probs) == sorted(labels)
+        assert math.isclose(sum(result.probs.values()), 1.0, abs_tol=1e-6)
+        assert result.label == max(result.probs, key=result.probs.__getitem__)
+        [alone] = classify_sentences(model, [tokens])
+        assert alone.label == result.label
+        assert list(alone.probs.values()) == pytest.approx(list(result.probs.values()), abs=1e-6)
+
+
+@pytest.mark.parametrize(("batch_size", "max_tokens"), [(2, 50_000), (100, 8), (1, 1)])
+def test_length_batches_cover_every_index_once_within_limits(batch_size, max_tokens) -> None:
+    lengths = [5, 0, 12, 3, 3, 7, 1, 0, 20]
+    batches = list(length_batches(lengths, batch_size, max_tokens))
+    assert sorted(i for batch in batches for i in batch) == list(range(len(lengths)))
+    flat = [i for batch in batches for i in batch]
+    assert [lengths[i] for i in flat] == sorted(lengths)
+    for batch in batches:
+        assert len(batch) <= batch_size
+        padded = max(max(lengths[i] for i in batch), 1) * len(batch)
+        assert padded <= max_tokens or len(batch) == 1

@@ -1,4 +1,4 @@
-"""loading.py and registry.py: formats, DatasetDicts and their features, schemes, hub layout.
+"""corpus/loading.py, formats.py, hub.py: formats, Corpus splits and their features, schemes, hub.
 
 Most tests use the hand-made samples in corpora/samples (laid out like the real corpora); the ones
 taking `shared_corpora` check the real files: scheme round trips, CoNLL-2000's dev split and a
@@ -265,31 +265,6 @@ def test_load_texts_csv_and_jsonl(tmp_path: Path) -> None:
 
 
 # Registry
-
-
-def test_registry_entries() -> None:
-    entries = registry.load_registry()
-    assert sorted(entries) == ["conll2000", "conll2003", "sst", "ud_ewt", "wnut17"]
-    conll2003 = entries["conll2003"]
-    assert (conll2003.format, conll2003.label_column, conll2003.scheme) == ("conll", 3, "IOB1")
-    assert conll2003.hub is not None and conll2003.hub.id == "eriktks/conll2003"
-    assert conll2003.hub.split_names == {"train": "train", "validation": "dev"}
-    assert entries["conll2000"].dev_from_train == "last:1000"
-    assert entries["ud_ewt"].tag_field == "upos" and entries["ud_ewt"].scheme is None
-    assert entries["sst"].sst_labels == "sst5"
-    with pytest.raises(ConfigError, match="unknown corpus 'conll'"):
-        registry.get_corpus("conll")
-    with pytest.raises(ConfigError, match="no 'dev' file"):
-        entries["conll2000"].path("dev")
-
-
-def test_corpora_root(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setenv("BILSTM_NLP_CORPORA", str(tmp_path))
-    assert registry.corpora_root() == tmp_path
-    assert registry.get_corpus("wnut17").path("dev") == tmp_path / "wnut17" / "dev.txt"
-    monkeypatch.delenv("BILSTM_NLP_CORPORA")
-    monkeypatch.chdir(tmp_path)
-    assert registry.corpora_root() == tmp_path.parent / "shared" / "corpora"
 
 
 @pytest.mark.parametrize("name", ["conll2003", "wnut17", "ud_ewt"])

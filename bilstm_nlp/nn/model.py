@@ -14,7 +14,7 @@ from ..errors import ConfigError
 from .embeddings import TokenEmbedder
 from .encoder import BiLSTMEncoder
 from .encoding import Batch, word_dropout
-from .heads import HEADS, CRFHead, SentenceHead, SoftmaxHead
+from .heads import HEADS, CRFHead, SentenceHead, SoftmaxHead, TagHead
 from .meta import ModelMeta
 from .vocab import Vocab
 
@@ -45,7 +45,7 @@ class Tagger(nn.Module):
         self.encoder = BiLSTMEncoder(
             self.embedder.output_dim, config.hidden, config.layers, config.dropout
         )
-        self.head: CRFHead | SoftmaxHead
+        self.head: TagHead
         if config.head == "crf":
             self.head = CRFHead(self.encoder.output_dim, tags, scheme)
         else:

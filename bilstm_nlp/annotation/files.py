@@ -37,6 +37,7 @@ from .output import (
     PROGRESS_SUFFIX,
     OutputRun,
     RunState,
+    check_not_an_input,
     check_output_folder,
     input_fingerprint,
     load_state,
@@ -153,6 +154,7 @@ def annotate_paths(
     if any(str(given) == "-" for given in inputs):
         stdin = stdin or _standard_input()
     jobs = plan_jobs(inputs, output, options.unit, options.glob, writer.extension, stdin)
+    check_not_an_input(jobs, output, stdin)
     # Thread counts change the float rounding of the model's sums; --workers does not.
     threads = (options.threads or 1) if options.workers > 1 else torch.get_num_threads()
     saved_options = {
@@ -223,7 +225,7 @@ class _Run:
         pieces = isinstance(self.model, Tagger) and hasattr(writer, "stream")
         windows = read_windows(
             self.jobs,
-            state,
+            (state.job, state.input_offset, state.line),
             options.window,
             options.text_field,
             options.id_field,

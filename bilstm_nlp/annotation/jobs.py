@@ -14,8 +14,6 @@ from it) is refused before anything is opened for writing, compared by device an
 from __future__ import annotations
 
 import contextlib
-import os
-import stat
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +21,6 @@ from typing import Any, BinaryIO
 
 from ..corpus.readers.documents import Piece, read_documents
 from ..errors import ConfigError, InputFormatError
-from .output import LOCK_SUFFIX, PROGRESS_SUFFIX, RunState, part_path
 
 # Read through module globals at call time, so tests can make them small.
 BLOCK_DOCUMENTS = 1000
@@ -87,8 +84,8 @@ def plan_jobs(
 
     Raises:
         InputFormatError: a missing input, or a folder without matching files.
-        ConfigError: no input, `-` with other inputs, two inputs into one output, or an output
-            that is one of the inputs.
+        ConfigError: no input, `-` with other inputs, or two inputs into one output (an output
+            that is one of the inputs is `output.check_not_an_input`'s to refuse).
     """
     if not inputs:
         raise ConfigError("no input given")
@@ -96,7 +93,6 @@ def plan_jobs(
         if len(inputs) > 1:
             raise ConfigError("'-' (standard input) cannot be combined with other inputs")
         jobs = [Job(None, "<stdin>", Path(output) if output else None, unit or "line")]
-        check_not_an_input(jobs, output, stdin)
         return jobs
     files: list[tuple[Path, Path]] = []  # (input file, output path relative to the folder)
     for given in inputs:
@@ -129,65 +125,23 @@ def plan_jobs(
     targets = [job.target.resolve() for job in jobs if job.target is not None]
     if len(set(targets)) != len(targets):
         raise ConfigError("two inputs would write the same output file; give them one folder")
-    check_not_an_input(jobs, output, stdin)
     return jobs
-
-
-def check_not_an_input(jobs: list[Job], output: str | Path | None, stdin: BinaryIO | None) -> None:
-    """Refuse a run whose output files (or progress, lock and part files) are an input: compared
-    by device and inode, so a hard link, a symlink or standard input redirected from the output
-    file is seen too. Runs before anything is opened for writing.
-
-    Raises:
-        ConfigError: an output file is an input.
-    """
-    if output is None:
-        return
-    inputs: dict[tuple[int, int], str] = {}
-    for job in jobs:
-        if job.source is not None:
-            inputs[_file_id(job.source.stat())] = job.name
-        elif stdin is not None:
-            try:
-                status = os.fstat(stdin.fileno())
-            except (OSError, ValueError):  # not a real file (a pipe is fine, a BytesIO too)
-                continue
-            if stat.S_ISREG(status.st_mode):
-                inputs[_file_id(status)] = "standard input"
-    written = [Path(str(output) + suffix) for suffix in (PROGRESS_SUFFIX, LOCK_SUFFIX)]
-    for job in jobs:
-        if job.target is not None:
-            written += [job.target, part_path(job.target)]
-    for path in written:
-        try:
-            identity = _file_id(path.stat())
-        except OSError:
-            continue  # not there yet: it cannot be an input
-        if identity in inputs:
-            raise ConfigError(
-                f"--output would overwrite an input: {path} is {inputs[identity]} "
-                "under another name"
-            )
-
-
-def _file_id(status: os.stat_result) -> tuple[int, int]:
-    return status.st_dev, status.st_ino
 
 
 def read_windows(
     jobs: list[Job],
-    state: RunState,
+    start: tuple[int, int, int],
     window: int,
     text_field: str,
     id_field: str,
     stdin: BinaryIO | None,
     pieces: bool,
 ) -> Iterator[Window]:
-    """The windows of the jobs from where `state` says a run got, in input order.
+    """The windows of the jobs from where a run got, in input order.
 
     Args:
         jobs: the run's jobs.
-        state: where to start (a resume), or a fresh `RunState`.
+        start: `(job, input_offset, line)` to start from: a resume's, or `(0, 0, 0)`.
         window: documents per window, rounded up to whole blocks.
         text_field: JSONL key of the text.
         id_field: JSONL key of the document id.
@@ -196,9 +150,10 @@ def read_windows(
     Returns:
         An iterator of `Window`s; each job ends with one whose `last` is True.
     """
-    for index in range(state.job, len(jobs)):
+    start_job, start_offset, start_line = start
+    for index in range(start_job, len(jobs)):
         job = jobs[index]
-        offset, line = (state.input_offset, state.line) if index == state.job else (0, 0)
+        offset, line = (start_offset, start_line) if index == start_job else (0, 0)
         opened = open(job.source, "rb") if job.source is not None else contextlib.nullcontext(stdin)
         with opened as handle:
             documents = read_documents(

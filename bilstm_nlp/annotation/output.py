@@ -22,18 +22,17 @@ import hashlib
 import json
 import logging
 import os
+import stat
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import Any, BinaryIO
 
-from ..errors import OutputError, ResumeError
+from ..errors import ConfigError, OutputError, ResumeError
 from ..nn.model import Classifier, Tagger
 from ..serialize import CONFIG_FILE, VOCAB_FILES, WEIGHTS_FILE
+from .jobs import Job, Window
 from .writers import Writer
-
-if TYPE_CHECKING:
-    from .jobs import Job, Window
 
 logger = logging.getLogger(__name__)
 
@@ -366,3 +365,44 @@ class OutputRun:
 def _sync(out: BinaryIO) -> None:
     out.flush()
     os.fsync(out.fileno())
+
+
+def check_not_an_input(jobs: list[Job], output: str | Path | None, stdin: BinaryIO | None) -> None:
+    """Refuse a run whose output files (or progress, lock and part files) are an input: compared
+    by device and inode, so a hard link, a symlink or standard input redirected from the output
+    file is seen too. Runs before anything is opened for writing.
+
+    Raises:
+        ConfigError: an output file is an input.
+    """
+    if output is None:
+        return
+    inputs: dict[tuple[int, int], str] = {}
+    for job in jobs:
+        if job.source is not None:
+            inputs[_file_id(job.source.stat())] = job.name
+        elif stdin is not None:
+            try:
+                status = os.fstat(stdin.fileno())
+            except (OSError, ValueError):  # not a real file (a pipe is fine, a BytesIO too)
+                continue
+            if stat.S_ISREG(status.st_mode):
+                inputs[_file_id(status)] = "standard input"
+    written = [Path(str(output) + suffix) for suffix in (PROGRESS_SUFFIX, LOCK_SUFFIX)]
+    for job in jobs:
+        if job.target is not None:
+            written += [job.target, part_path(job.target)]
+    for path in written:
+        try:
+            identity = _file_id(path.stat())
+        except OSError:
+            continue  # not there yet: it cannot be an input
+        if identity in inputs:
+            raise ConfigError(
+                f"--output would overwrite an input: {path} is {inputs[identity]} "
+                "under another name"
+            )
+
+
+def _file_id(status: os.stat_result) -> tuple[int, int]:
+    return status.st_dev, status.st_ino

@@ -242,3 +242,17 @@ def test_prepare_training_encodes_the_classlabel_ids(tmp_path: Path) -> None:
     assert [e.label_ids for e in run.encoded] == run.data.train["tags"][:]
     loss, tokens = run_epoch(run, random.Random(0))
     assert math.isfinite(loss) and tokens == sum(len(s) for s in NER_SENTENCES)
+
+
+def test_a_stray_iob1_b_tag_trains_in_the_files_own_scheme(tmp_path: Path) -> None:
+    # CoNLL-2003 train has "O B-X" twice: in IOB1 the same entity as "O I-X", but a path the IOB1
+    # CRF forbids. Training in the file's own scheme (no data.scheme) must still score the gold.
+    sentences = [*NER_SENTENCES, [("in", "O"), ("Bonn", "B-LOC"), ("today", "O")]]
+    corpus = write_conll(tmp_path / "train.conll", sentences)
+    result = train(tiny_config(corpus, "crf", None), tmp_path / "model")
+    assert result.epochs[0].loss < 100, "the gold path was scored as forbidden"
+    assert result.best_dev_score == pytest.approx(100.0)
+    model = load(tmp_path / "model")
+    assert model.scheme == "IOB1" and "B-LOC" not in model.vocab.labels.items
+    [tagged] = tag_sentences(model, [["in", "Bonn", "today"]])
+    assert tagged.tags == ["O", "I-LOC", "O"]  # the canonical IOB1 of the same entity

@@ -193,6 +193,7 @@ def load_tagging(
     scheme: str | None = None,
     dev_from_train: str | None = None,
     label_names: Sequence[str] | None = None,
+    canonical: bool = False,
 ) -> Corpus:
     """Tagging files → a `Corpus` with splits `"train"` and/or `"dev"`.
 
@@ -213,6 +214,10 @@ def load_tagging(
             of train become dev, train keeps the rest.
         label_names: the `ClassLabel` names in id order for every split (a model's vocabulary);
             default per split, as `Corpus` says.
+        canonical: with no `scheme`, still write scheme tags canonically in the files' own
+            scheme (CoNLL-2003's stray IOB1 `B-X` after `O` becomes `I-X`, the same entity), as
+            training needs: a CRF constrained to the scheme cannot score a non-canonical path.
+            Scoring keeps the tags as written.
     Returns:
         The `Corpus`.
     Raises:
@@ -244,7 +249,7 @@ def load_tagging(
         if sentences[0].tags is None:
             raise InputFormatError("no tags: the file holds words only", files[split])
     source_scheme = detect_source_scheme([s.tags or [] for ss in read.values() for s in ss], files)
-    convert = target if source_scheme is not None else None
+    convert = (target or (source_scheme if canonical else None)) if source_scheme else None
     if target is not None and source_scheme is None:
         logger.info("labels are not scheme tags: scheme %s not applied", target)
     tags = {

@@ -123,6 +123,7 @@ def _load(data: DataConfig, task: str) -> Corpus:
             tag_field=data.tag_field,
             scheme=data.scheme,
             dev_from_train=data.dev_from_train,
+            canonical=True,
         )
     return load_texts(
         data.train,

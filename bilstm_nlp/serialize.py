@@ -26,7 +26,6 @@ from .errors import ConfigError, ModelFileError
 from .nn.meta import FORMAT_VERSION, ModelMeta
 from .nn.model import Classifier, Tagger, build_model
 from .nn.vocab import Vocab
-from .text.schemes import SCHEMES
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -256,12 +255,6 @@ def _check_config(config: dict[str, Any], path: Path) -> _Settings:
             f"got {short_json(kind)}",
             path,
         )
-    for key in ("scheme", "output_scheme"):
-        if config.get(key) is not None and config[key] not in SCHEMES:
-            raise ModelFileError(
-                f"{key} must be one of {', '.join(SCHEMES)} or null, got {short_json(config[key])}",
-                path,
-            )
     trainable_words = config.get("trainable_words", -1)
     if not isinstance(trainable_words, int) or isinstance(trainable_words, bool):
         raise ModelFileError("trainable_words must be an integer", path)
@@ -399,6 +392,18 @@ def find_models(root: str | Path, depth: int = 3) -> list[Path]:
     return models
 
 
+def read_meta(directory: str | Path) -> tuple[ModelConfig, ModelMeta]:
+    """A model folder's architecture and `ModelMeta`, from its config.json alone (the weights are
+    not read).
+
+    Raises:
+        ModelFileError: the config.json is missing, unreadable or malformed.
+    """
+    config_path = Path(directory) / CONFIG_FILE
+    settings = _check_config(_read_json(config_path, dict), config_path)
+    return settings.model, dataclasses.replace(settings.meta, source=str(directory))
+
+
 def describe_model(directory: str | Path) -> dict[str, Any]:
     """Name, task, dev score and size of a model directory, read from its config.json.
 
@@ -407,9 +412,7 @@ def describe_model(directory: str | Path) -> dict[str, Any]:
             would find it; the weights are not read).
     """
     directory = Path(directory)
-    config_path = directory / CONFIG_FILE
-    settings = _check_config(_read_json(config_path, dict), config_path)
-    meta, model = settings.meta, settings.model
+    model, meta = read_meta(directory)
     weights = directory / WEIGHTS_FILE
     config = meta.provenance.get("config")
     data = config.get("data") if isinstance(config, dict) else None

@@ -21,17 +21,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from .._version import __version__
 from ..config import ExperimentConfig
 from ..errors import ConfigError, InputFormatError
-from ..nn.meta import ReaderSettings
-from ..serialize import WEIGHTS_FILE, load_model, save_model
+from ..serialize import WEIGHTS_FILE, read_meta, save_model
 from .averaging import WeightAverage
 from .cards import TrainingFacts, training_card
 from .checkpoint import TrainingState, load_checkpoint, save_checkpoint
 from .data import encode_training_rows, read_training_data
 from .epochs import check_divergence, initial_loss, score_on_dev, train_epoch
-from .setup import build_run_model, declared_meta, make_optimizer, task_name
+from .setup import build_run_model, make_optimizer, run_meta
 
 logger = logging.getLogger(__name__)
 
@@ -139,27 +137,13 @@ def _train(
     device = _device(settings.device)
     set_seed(settings.seed)
     data = read_training_data(config)
-    dev_split, scheme = data.dev, data.scheme
+    dev_split = data.dev
     log_path = output / LOG_FILE
     average = WeightAverage()
     if resume:
         model, optimizer, state, rng, average = _resume(output, config, device)
     else:
-        meta = declared_meta(
-            task=task_name(config, scheme),
-            scheme=scheme,
-            output_scheme=data.file_scheme,
-            reader=ReaderSettings(**data.reader),
-            provenance={
-                "command": command,
-                "config": config.to_dict(),
-                "library_version": __version__,
-                "torch_version": torch.__version__,
-                "trained_on": time.strftime("%Y-%m-%d"),
-                "train_sentences": len(data.train),
-                "dev_sentences": len(dev_split.token_lists) if dev_split else 0,
-            },
-        )
+        meta = run_meta(config, data, command)
         model = build_run_model(config, data, meta, init_model)
         model.to(device)
         optimizer = make_optimizer(model, config)
@@ -286,7 +270,7 @@ def _device(name: str) -> torch.device:
 
 def _finish(output: Path, result: TrainResult, command: str | None) -> None:
     """Write the model card of the model the run kept."""
-    kept = load_model(output)
+    model_config, meta = read_meta(output)
     facts = TrainingFacts(
         best_epoch=result.best_epoch,
         best_dev=result.best_dev_score,
@@ -296,4 +280,4 @@ def _finish(output: Path, result: TrainResult, command: str | None) -> None:
         weights_mb=(output / WEIGHTS_FILE).stat().st_size / 1e6,
         command=command,
     )
-    (output / "README.md").write_text(training_card(kept.meta, kept.config, facts))
+    (output / "README.md").write_text(training_card(meta, model_config, facts))

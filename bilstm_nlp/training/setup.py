@@ -3,9 +3,9 @@ initial model to fine-tune) and its optimizer; `prepare_training` gives benches 
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 import torch
 
@@ -22,14 +22,34 @@ from ..serialize import load_model
 from .data import TrainingData, encode_training_rows, read_training_data
 
 
-def declared_meta(**fields: Any) -> ModelMeta:
+def run_meta(config: ExperimentConfig, data: TrainingData, command: str | None = None) -> ModelMeta:
+    """The `ModelMeta` a run declares for its model: the task, the schemes and reader settings of
+    its data, and its provenance (command, config, versions, sizes).
+
+    Raises:
+        ConfigError: `data.task` does not fit the data (a `pos` task on span tags, say).
+    """
     try:
-        return ModelMeta(**fields)
-    except ValueError as error:  # data.task that does not fit the data
+        return ModelMeta(
+            task=_task_name(config, data.scheme),
+            scheme=data.scheme,
+            output_scheme=data.file_scheme,
+            reader=ReaderSettings(**data.reader),
+            provenance={
+                "command": command,
+                "config": config.to_dict(),
+                "library_version": __version__,
+                "torch_version": torch.__version__,
+                "trained_on": time.strftime("%Y-%m-%d"),
+                "train_sentences": len(data.train),
+                "dev_sentences": len(data.dev.token_lists) if data.dev else 0,
+            },
+        )
+    except ValueError as error:
         raise ConfigError(f"data.task: {error}") from None
 
 
-def task_name(config: ExperimentConfig, scheme: str | None) -> str:
+def _task_name(config: ExperimentConfig, scheme: str | None) -> str:
     """The task the model is trained for: `data.task`, else the corpus registry's entry for the
     training file, else the default of its kind (`ner` for tags with a scheme, `pos` without,
     `classification`). Never guessed from the tag names."""
@@ -127,13 +147,6 @@ def prepare_training(config: ExperimentConfig, *, max_sentences: int | None = No
     data = read_training_data(config)
     if max_sentences is not None:
         data = data.head(max_sentences)
-    meta = declared_meta(
-        task=task_name(config, data.scheme),
-        scheme=data.scheme,
-        output_scheme=data.file_scheme,
-        reader=ReaderSettings(**data.reader),
-        provenance={"config": config.to_dict(), "library_version": __version__},
-    )
-    model = build_run_model(config, data, meta, None)
+    model = build_run_model(config, data, run_meta(config, data), None)
     encoded = encode_training_rows(data, model.vocab, model.config.max_word_chars)
     return PreparedRun(config, data, model, encoded, make_optimizer(model, config))

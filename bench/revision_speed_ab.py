@@ -1,0 +1,97 @@
+"""Tagging speed of the code at two git revisions, interleaved, so a noisy machine hits both alike.
+
+    python bench/revision_speed_ab.py e2228d7 HEAD [--rounds 3] [--model ner]
+
+Each revision is checked out in a temporary worktree; each round runs one process per revision in
+turn, which tags the 2,001 pre-split UD EWT dev sentences with the shipped model (batch 256, with
+confidences, 1 thread) 5 times after a warm-up and prints the median tokens/s with its range.
+Writes bench/results/revision_speed_ab.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import cpu_model, machine_info, write_results  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+TIMING = """
+import json, statistics, sys, time, torch
+torch.set_num_threads(1)
+import bilstm_nlp
+sentences, tokens = [], []
+for line in open(sys.argv[1], encoding="utf-8"):
+    line = line.rstrip("\\n")
+    if not line:
+        if tokens: sentences.append(tokens); tokens = []
+    elif not line.startswith("#"):
+        columns = line.split("\\t")
+        if columns[0].isdigit(): tokens.append(columns[1])
+model = bilstm_nlp.load(sys.argv[2])
+bilstm_nlp.tag_sentences(model, sentences[:300])
+times = []
+for _ in range(5):
+    start = time.perf_counter()
+    bilstm_nlp.tag_sentences(model, sentences, batch_size=256)
+    times.append(time.perf_counter() - start)
+count = sum(map(len, sentences))
+print(json.dumps([count / statistics.median(times), count / max(times), count / min(times)]))
+"""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("a")
+    parser.add_argument("b")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--model", default="ner")
+    parser.add_argument("--data", default=str(ROOT.parent / "shared/corpora/ud_ewt/dev.conllu"))
+    parser.add_argument("--out", default="bench/results/revision_speed_ab.json")
+    args = parser.parse_args()
+    runs: dict[str, list[list[float]]] = {args.a: [], args.b: []}
+    with tempfile.TemporaryDirectory() as folder:
+        trees = {}
+        for revision in runs:
+            trees[revision] = Path(folder) / revision.replace("/", "_")
+            subprocess.run(
+                ["git", "worktree", "add", "-q", "--detach", str(trees[revision]), revision],
+                cwd=ROOT,
+                check=True,
+            )
+        try:
+            for _ in range(args.rounds):
+                for revision, tree in trees.items():
+                    done = subprocess.run(
+                        [sys.executable, "-c", TIMING, args.data, args.model],
+                        cwd=tree,
+                        capture_output=True,
+                        text=True,
+                        check=True,
+                    )
+                    runs[revision].append(json.loads(done.stdout))
+        finally:
+            for tree in trees.values():
+                subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=ROOT)
+    print(f"{args.model}, 1 thread, {cpu_model()}\n")
+    print("| revision | round medians, tokens/s | median | range |\n|---|---|---:|---:|")
+    figures = {}
+    for revision, rounds in runs.items():
+        medians = [r[0] for r in rounds]
+        low, high = min(r[1] for r in rounds), max(r[2] for r in rounds)
+        figures[revision] = {"round_medians": medians, "median": statistics.median(medians)}
+        figures[revision] |= {"min": low, "max": high}
+        shown = ", ".join(f"{m:,.0f}" for m in medians)
+        median = statistics.median(medians)
+        print(f"| {revision} | {shown} | {median:,.0f} | {low:,.0f}-{high:,.0f} |")
+    write_results(Path(args.out), figures, machine_info(1))
+
+
+if __name__ == "__main__":
+    main()

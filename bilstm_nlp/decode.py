@@ -128,12 +128,11 @@ def tag_sentences(
             )
             tag_rows, prob_rows = tag_ids.tolist(), tag_probs.tolist()
             kbest_rows = _kbest_rows(model, emissions, mask, k) if k > 0 else None
-            span_rows = [
-                tags_to_spans([labels[t] for t in row[: len(token_lists[i])]])
-                if model.scheme
-                else []
+            tag_lists = [
+                [labels[t] for t in row[: len(token_lists[i])]]
                 for row, i in zip(tag_rows, indices, strict=True)
             ]
+            span_rows = [tags_to_spans(tags) if model.scheme else [] for tags in tag_lists]
             span_probs = (
                 _span_probabilities(model, emissions, mask, tag_ids, span_rows, lattice)
                 if confidence
@@ -141,7 +140,7 @@ def tag_sentences(
             )
             for row, index in enumerate(indices):
                 length = len(token_lists[index])
-                tags = [labels[t] for t in tag_rows[row][:length]]
+                tags = tag_lists[row]
                 spans = span_rows[row]
                 if span_probs is not None:
                     spans = [

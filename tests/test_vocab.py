@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bilstm_nlp.nn.vocab import CASINGS, PAD, UNK, Index, Vocab, casing_of
 
@@ -52,3 +54,35 @@ def test_json_round_trip_keeps_every_id() -> None:
 )
 def test_casing_classes(token: str, casing: str) -> None:
     assert CASINGS[casing_of(token)] == casing
+
+
+def _casing_by_definition(token: str) -> str:
+    """The casing classes as Reimers & Gurevych define them, written plainly."""
+    digits = sum(ch.isdigit() for ch in token)
+    if token.isdigit():
+        return "numeric"
+    if digits / max(len(token), 1) > 0.5:
+        return "mainly_numeric"
+    if digits:
+        return "has_digit"
+    if token.islower():
+        return "lower"
+    if token.isupper():
+        return "upper"
+    if token[:1].isupper():
+        return "title"
+    return "other"
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.text(min_size=0, max_size=8))
+def test_casing_of_agrees_with_the_definition_on_any_text(token: str) -> None:
+    assert CASINGS[casing_of(token)] == _casing_by_definition(token)
+
+
+@pytest.mark.parametrize(
+    "token",
+    ["the", "EU", "Peter", "iPhone", "ǅemal", "Ⅻ", "٣٤", "²", "A1", "12a", "x", "", "ß", "Σίσυφος"],
+)
+def test_casing_of_agrees_with_the_definition_on_awkward_tokens(token: str) -> None:
+    assert CASINGS[casing_of(token)] == _casing_by_definition(token)

@@ -112,11 +112,13 @@ class TokenEncoder:
             if len(codes) + len(missing) > self.cache_size:
                 codes.clear()
                 missing = list(dict.fromkeys(tokens))
-            new = encode_tokens(missing, self.vocab, self.max_word_chars)
-            for token, word, casing, chars in zip(
-                missing, new.word_ids, new.casing_ids, new.char_ids, strict=True
-            ):
-                codes[token] = (word, casing, tuple(chars))
+            word_id = self.vocab.words._ids.get
+            char_id = self.vocab.chars._ids.get
+            width = self.max_word_chars
+            for token in missing:
+                # As `encode_tokens`, without building a sentence per miss.
+                chars = tuple(char_id(c, UNK_ID) for c in token[:width]) or (UNK_ID,)
+                codes[token] = (word_id(word_key(token), UNK_ID), casing_of(token), chars)
         rows = [codes[t] for t in tokens]
         return EncodedSentence(
             word_ids=[row[0] for row in rows],

@@ -22,6 +22,13 @@ _NUMERIC, _MAINLY_NUMERIC, _LOWER, _UPPER, _TITLE, _HAS_DIGIT, _OTHER = range(1,
 
 def casing_of(token: str) -> int:
     """Id (index into CASINGS) of a token's casing class."""
+    # Most tokens are letters only, and no letter is a digit: skip counting digits for them.
+    if token.isalpha():
+        if token.islower():
+            return _LOWER
+        if token.isupper():
+            return _UPPER
+        return _TITLE if token[0].isupper() else _OTHER
     digits = sum(ch.isdigit() for ch in token)
     if token.isdigit():
         return _NUMERIC

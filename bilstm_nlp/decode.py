@@ -16,7 +16,7 @@ from .nn.encoding import Batch, TokenEncoder, collate
 from .nn.heads import Lattice
 from .nn.model import Classifier, Tagger
 from .progress import optional_progress
-from .text.schemes import Span, convert_tags, tags_to_spans
+from .text.schemes import Span, spans_to_tags, tags_to_spans
 
 
 @dataclass
@@ -156,7 +156,7 @@ def tag_sentences(
                     ]
                 results[index] = TaggedSentence(
                     tokens=list(token_lists[index]),
-                    tags=_present(tags, model),
+                    tags=_present(tags, model, span_rows[row]),
                     tag_probs=prob_rows[row][:length],
                     spans=spans,
                     kbest=kbest,
@@ -198,10 +198,14 @@ def classify_sentences(
     return results  # type: ignore[return-value]
 
 
-def _present(tags: list[str], model: Tagger) -> list[str]:
-    # Tags come out in the scheme of the training file, whatever scheme the model was trained in.
+def _present(tags: list[str], model: Tagger, spans: list[Span] | None = None) -> list[str]:
+    """Tags in the scheme of the training file, whatever scheme the model was trained in.
+
+    `spans`: `tags_to_spans(tags)` where the caller has it already."""
     if model.scheme and model.output_scheme and model.output_scheme != model.scheme:
-        return convert_tags(tags, model.output_scheme)
+        if spans is None:
+            spans = tags_to_spans(tags)
+        return spans_to_tags(spans, len(tags), model.output_scheme)
     return tags
 
 

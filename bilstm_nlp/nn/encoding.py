@@ -107,8 +107,11 @@ class TokenEncoder:
 
     def __call__(self, tokens: Sequence[str]) -> EncodedSentence:
         codes = self._codes
-        missing = list(dict.fromkeys(t for t in tokens if t not in codes))
-        if missing:
+        rows = list(map(codes.get, tokens))
+        if None in rows:
+            missing = list(
+                dict.fromkeys(t for t, row in zip(tokens, rows, strict=True) if row is None)
+            )
             if len(codes) + len(missing) > self.cache_size:
                 codes.clear()
                 missing = list(dict.fromkeys(tokens))
@@ -119,7 +122,7 @@ class TokenEncoder:
                 # As `encode_tokens`, without building a sentence per miss.
                 chars = tuple(char_id(c, UNK_ID) for c in token[:width]) or (UNK_ID,)
                 codes[token] = (word_id(word_key(token), UNK_ID), casing_of(token), chars)
-        rows = [codes[t] for t in tokens]
+            rows = [codes[t] for t in tokens]
         return EncodedSentence(
             word_ids=[row[0] for row in rows],
             casing_ids=[row[1] for row in rows],

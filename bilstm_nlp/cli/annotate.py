@@ -9,6 +9,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import NamedTuple
 
 import typer
 
@@ -39,7 +40,12 @@ def annotate_cli(
     text_field: str = Opt("text", "--text-field", help="JSONL key holding the text"),
     id_field: str = Opt("id", "--id-field", help="JSONL key holding the document id"),
     k_best: int = Opt(0, "--k-best", "-k", help="Also the k best tag sequences (JSONL)"),
-    workers: int = Opt(1, "--workers", "-w", help="Worker processes"),
+    workers: int | None = Opt(
+        None,
+        "--workers",
+        "-w",
+        help="Worker processes (default 1; with --engine and no --address: the CPU count)",
+    ),
     threads: int | None = Opt(
         None,
         "--threads",
@@ -55,6 +61,22 @@ def annotate_cli(
     progress: bool | None = Opt(
         None, "--progress/--no-progress", help="Progress bar (default: when stderr is a terminal)"
     ),
+    engine: str = Opt(
+        "local",
+        "--engine",
+        "-e",
+        help="local (this machine), or ray, spark or dask: JSONL part files into the --output "
+        "folder (rerun the same command to finish a failed job)",
+    ),
+    address: str | None = Opt(
+        None,
+        "--address",
+        help="With --engine: a cluster to join (ray://host:10001, spark://host:7077, "
+        "tcp://scheduler:8786); default: a local instance",
+    ),
+    partitions: int | None = Opt(
+        None, "--partitions", help="With --engine: about how many parts (default 4 per worker)"
+    ),
     verbose: bool = Opt(False, "--verbose", "-v", help="Debug logging"),
 ) -> None:
     """Annotate INPUTS with a trained model; one record per document, in input order.
@@ -67,6 +89,21 @@ def annotate_cli(
 
     setup_logging(verbose)
     show_progress = sys.stderr.isatty() if progress is None else progress
+    if engine != "local" or address is not None or partitions is not None:
+        with user_errors(), interruptible(output, resumed_by="rerun the same command"):
+            _annotate_on_engine(
+                inputs,
+                model,
+                output,
+                engine,
+                address,
+                partitions,
+                workers,
+                EngineSettings(fmt, unit, glob, text_field, id_field, k_best, batch_size, threads),
+                resume,
+            )
+        return
+    workers = workers or 1
     with user_errors(), stdout_may_close(), interruptible(output):
         check_threads(threads)
         if workers == 1:
@@ -98,6 +135,71 @@ def annotate_cli(
     err_console.print(message, markup=False, highlight=False, soft_wrap=True)
 
 
+class EngineSettings(NamedTuple):
+    fmt: str
+    unit: str | None
+    glob: str | None
+    text_field: str
+    id_field: str
+    k_best: int
+    batch_size: int
+    threads: int | None
+
+
+def _annotate_on_engine(
+    inputs: list[str],
+    model: str,
+    output: Path | None,
+    engine: str,
+    address: str | None,
+    partitions: int | None,
+    workers: int | None,
+    settings: EngineSettings,
+    resume: bool,
+) -> None:
+    from ..integrations.engines import ENGINES, EngineOptions, annotate_on_engine
+
+    if engine == "local":
+        raise ConfigError("--address and --partitions go with --engine ray, spark or dask")
+    if engine not in ENGINES:
+        raise ConfigError(f"unknown engine {engine!r}; choose from {', '.join(ENGINES)}")
+    if output is None:
+        raise ConfigError(f"--engine {engine} writes a folder of part files: give --output DIR")
+    if settings.fmt != "jsonl":
+        raise ConfigError(f"--engine {engine} writes JSONL parts; leave out --format")
+    if "-" in inputs:
+        raise ConfigError(f"--engine {engine} reads files its workers can open, not stdin")
+    check_threads(settings.threads)
+    del resume  # a rerun into the same folder always finishes what is missing
+    options = EngineOptions(
+        unit=settings.unit,
+        glob=settings.glob,
+        text_field=settings.text_field,
+        id_field=settings.id_field,
+        k_best=settings.k_best,
+        batch_size=settings.batch_size,
+        threads=settings.threads or 1,
+    )
+    stats = annotate_on_engine(
+        inputs,
+        model,
+        output,
+        engine=engine,
+        options=options,
+        address=address,
+        partitions=partitions,
+        workers=workers or os.cpu_count() or 1,
+    )
+    speed = stats.tokens / max(stats.seconds, 1e-9)
+    message = (
+        f"{stats.parts:,} parts, {stats.documents:,} documents, {stats.tokens:,} tokens in "
+        f"{stats.seconds:.1f} s ({speed:,.0f} tokens/s) on {engine}"
+    )
+    if stats.parts_done_before:
+        message += f"; {stats.parts_done_before:,} parts were done before"
+    err_console.print(message, markup=False, highlight=False, soft_wrap=True)
+
+
 def check_threads(threads: int | None) -> None:
     """Refuse a thread count torch would reject with a traceback."""
     if threads is not None and threads < 1:
@@ -105,7 +207,7 @@ def check_threads(threads: int | None) -> None:
 
 
 @contextmanager
-def interruptible(output: Path | None) -> Iterator[None]:
+def interruptible(output: Path | None, resumed_by: str = "rerun with --resume") -> Iterator[None]:
     """Ctrl-C (SIGINT) and SIGTERM stop the run cleanly: workers are stopped, what was fsynced is
     kept, and one line says how to finish (exit code 130 or 143, as shells report signals)."""
 
@@ -116,7 +218,7 @@ def interruptible(output: Path | None) -> Iterator[None]:
     try:
         yield
     except (KeyboardInterrupt, _Terminated) as stop:
-        hint = f"; rerun with --resume to finish {output}" if output is not None else ""
+        hint = f"; {resumed_by} to finish {output}" if output is not None else ""
         name = "SIGTERM" if isinstance(stop, _Terminated) else "Ctrl-C"
         err_console.print(
             f"error: stopped by {name}{hint}", markup=False, highlight=False, soft_wrap=True

@@ -78,7 +78,14 @@ def annotate_on_engine(
     loaded = load_model(model)
     model = str(loaded.meta.source or model)  # workers load the same folder
     with locked(outdir):
-        plan = prepare(inputs, model, loaded, outdir, options, partitions or 4 * workers)
+        plan = prepare(
+            inputs,
+            model,
+            loaded,
+            outdir,
+            options,
+            4 * workers if partitions is None else partitions,
+        )
         del loaded
         results: list[PartResult] = []
         if plan.tasks:

@@ -71,12 +71,15 @@ def annotate_on_engine(
             an `outdir` holding something else.
         BilstmNlpError: the engine failed (the parts written are kept).
     """
-    from ...serialize import load_model
+    from ...serialize import SHIPPED_MODELS, load_model
 
     started = time.perf_counter()
     runner = runner or runner_for(engine, address, workers)
     loaded = load_model(model)
-    model = str(loaded.meta.source or model)  # workers load the same folder
+    if not (model in SHIPPED_MODELS and not Path(model).exists()):
+        # A folder: by its absolute path, the same for every worker on a shared file system. A
+        # shipped model goes by name: each worker has its own installed copy, wherever that is.
+        model = str(Path(model).resolve())
     with locked(outdir):
         plan = prepare(
             inputs,

@@ -11,6 +11,7 @@ function `annotate` itself runs.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ...annotation.writers.jsonl import JsonlWriter
@@ -60,6 +61,43 @@ def worker_window_encoder(model: str, options: EngineOptions) -> WindowEncoder:
             load_model(model), "jsonl", options.batch_size, options.k_best
         )
     return _WINDOW_ENCODERS[key]
+
+
+def portable_model(model: str | Path) -> str:
+    """`model` as workers elsewhere can load it: a shipped model's name stays a name (each worker
+    finds it in its own install), a folder becomes an absolute path. Checked here, on the driver,
+    so a wrong name fails before any job runs.
+
+    Raises:
+        ModelFileError: neither a model folder nor a shipped model.
+    """
+    from ...serialize import SHIPPED_MODELS, resolve_model_path
+
+    path = resolve_model_path(model)
+    if str(model) in SHIPPED_MODELS and not Path(model).exists():
+        return str(model)
+    return str(path.resolve())
+
+
+def check_columns(
+    columns: list[str], text_column: str, id_column: str | None, output_column: str
+) -> None:
+    """Refuse, before any job runs, a DataFrame the annotator cannot annotate.
+
+    Raises:
+        ConfigError: the text or id column missing, or the output column there already.
+    """
+    columns = [str(column) for column in columns]
+    for role, name in (("text", text_column), ("id", id_column)):
+        if name is not None and name not in columns:
+            raise ConfigError(
+                f"the DataFrame has no {role} column {name!r} (it has "
+                f"{', '.join(columns) or 'none'}); name it with {role}_column="
+            )
+    if output_column in columns:
+        raise ConfigError(
+            f"the DataFrame already has a column {output_column!r}; choose another output_column="
+        )
 
 
 def encode_record(record: dict[str, Any]) -> str:

@@ -63,9 +63,16 @@ class Runner:
 
     name = ""
 
-    def __init__(self, address: str | None, workers: int) -> None:
+    def __init__(
+        self,
+        address: str | None,
+        workers: int,
+        task: Callable[[PartTask], PartResult] = run_part,
+    ) -> None:
+        # `task` is what each part runs: `run_part`, or a wrapper of it (tests inject faults).
         self.address = address
         self.workers = workers
+        self.task = task
 
     def __enter__(self) -> Runner:
         return self
@@ -108,7 +115,7 @@ class RayRunner(Runner):
     def __call__(self, tasks: list[PartTask]) -> list[PartResult]:
         import ray
 
-        remote = ray.remote(num_cpus=1, max_retries=TASK_ATTEMPTS - 1)(run_part)
+        remote = ray.remote(num_cpus=1, max_retries=TASK_ATTEMPTS - 1)(self.task)
         with _engine_errors("ray", self.address):
             return ray.get([remote.remote(task) for task in tasks])
 
@@ -124,8 +131,11 @@ class SparkRunner(Runner):
         os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
         if self.address is None:
             os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # a local instance stays local
+        from pyspark import SparkContext
         from pyspark.sql import SparkSession
 
+        # A session this process already runs (a notebook's, a test's) is used and left running.
+        self._started = SparkContext._active_spark_context is None
         master = self.address or f"local[{self.workers},{TASK_ATTEMPTS}]"
         builder = (
             SparkSession.builder.master(master)
@@ -142,12 +152,13 @@ class SparkRunner(Runner):
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._session.stop()
+        if self._started:
+            self._session.stop()
 
     def __call__(self, tasks: list[PartTask]) -> list[PartResult]:
         context = self._session.sparkContext
         with _engine_errors("spark", self.address):
-            return context.parallelize(tasks, max(len(tasks), 1)).map(run_part).collect()
+            return context.parallelize(tasks, max(len(tasks), 1)).map(self.task).collect()
 
 
 class DaskRunner(Runner):
@@ -181,7 +192,7 @@ class DaskRunner(Runner):
 
     def __call__(self, tasks: list[PartTask]) -> list[PartResult]:
         with _engine_errors("dask", self.address):
-            futures = self._client.map(run_part, tasks, retries=TASK_ATTEMPTS - 1, pure=False)
+            futures = self._client.map(self.task, tasks, retries=TASK_ATTEMPTS - 1, pure=False)
             return self._client.gather(futures)
 
 

@@ -13,6 +13,7 @@ from .annotate import annotate_cli
 from .corpus import corpus_stats_cli
 from .evaluate import evaluate_cli
 from .models import export_cli, models_cli
+from .serve import serve_cli
 from .tag import tag_cli
 from .train import train_cli
 
@@ -31,6 +32,7 @@ app.command("tag")(tag_cli)
 app.command("annotate")(annotate_cli)
 app.command("models")(models_cli)
 app.command("export")(export_cli)
+app.command("serve")(serve_cli)
 
 corpus_app = typer.Typer(help="Inspect corpora.", no_args_is_help=True)
 corpus_app.command("stats")(corpus_stats_cli)

@@ -1,0 +1,73 @@
+"""`bilstm-nlp serve`: the models over HTTP (FastAPI + uvicorn), micro-batched, with a web page."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+
+from ..errors import ConfigError
+from ._util import Opt, err_console, set_threads, setup_logging, user_errors
+
+
+def serve_cli(
+    models: list[str] = Opt(
+        ["ner"], "--model", "-m", help="Shipped model name or model directory (repeat for more)"
+    ),
+    host: str = Opt("127.0.0.1", "--host", help="Address to listen on"),
+    port: int = Opt(8080, "--port", "-p", help="Port to listen on"),
+    workers: int = Opt(1, "--workers", help="Server processes, each with its models"),
+    threads: int = Opt(1, "--threads", help="torch CPU threads per process (fixed: rounding)"),
+    max_wait_ms: float = Opt(5.0, "--max-wait-ms", help="How long a request waits for a batch"),
+    max_batch_tokens: int = Opt(4096, "--max-batch-tokens", help="Tokens per batch (0: off)"),
+    max_queue: int = Opt(1024, "--max-queue", help="Waiting requests before 503"),
+    max_body_bytes: int = Opt(1_000_000, "--max-body-bytes", help="Larger bodies get 413"),
+    max_texts: int = Opt(64, "--max-texts", help="Texts or sentences per request"),
+    max_chars: int = Opt(20_000, "--max-chars", help="Characters per text"),
+    timeout_s: float = Opt(10.0, "--timeout", help="Seconds before a queued request gets 503"),
+    verbose: bool = Opt(False, "--verbose", "-v", help="Debug logging"),
+) -> None:
+    """Serve models over HTTP: /v1/annotate, /v1/tag, /v1/models, /metrics, a page at /."""
+    setup_logging(verbose)
+    with user_errors():
+        missing = [m for m in ("fastapi", "uvicorn") if importlib.util.find_spec(m) is None]
+        if missing:
+            raise ConfigError(
+                f"serve needs {' and '.join(missing)}: pip install 'bilstm-nlp[serve]'"
+            )
+        from ..integrations.serve.app import ServeConfig, create_app, model_name
+        from ..serialize import read_meta, resolve_model_path
+
+        for model in models:  # fail before binding the port, in one line
+            read_meta(resolve_model_path(model))
+        names = [model_name(m) for m in models]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"two models share a name: {', '.join(names)}")
+        if workers < 1 or threads < 1:
+            raise ConfigError("--workers and --threads must be >= 1")
+        config = ServeConfig(
+            models=tuple(models),
+            max_wait_ms=max_wait_ms,
+            max_batch_tokens=max_batch_tokens,
+            max_queue=max_queue,
+            max_body_bytes=max_body_bytes,
+            max_texts=max_texts,
+            max_chars=max_chars,
+            timeout_s=timeout_s,
+        )
+    import uvicorn
+
+    err_console.print(f"serving {', '.join(names)} on http://{host}:{port}/")
+    if workers == 1:
+        set_threads(threads)
+        uvicorn.run(create_app(config), host=host, port=port, log_level="warning")
+    else:
+        os.environ["BILSTM_NLP_SERVE_CONFIG"] = config.to_json()
+        os.environ["BILSTM_NLP_SERVE_THREADS"] = str(threads)
+        uvicorn.run(
+            "bilstm_nlp.integrations.serve.app:app_from_environment",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_level="warning",
+        )

@@ -1,0 +1,370 @@
+"""The HTTP service: FastAPI routes over the micro-batcher, limits, errors, metrics and the page.
+
+Sits at the end of the flow, beside the CLI: a request's JSON is read and checked here (size,
+types, limits), its texts go to the `MicroBatcher`, and its records come back exactly as
+`Annotator.records` makes them, the records `annotate -f jsonl` writes. Every error a user can
+cause is a 4xx with a JSON body `{"error": ..., "field": ..., "limit": ...}`; nothing a user
+sends gives a 500 or a traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from contextlib import asynccontextmanager
+from dataclasses import asdict, dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ...annotation.annotator import MAX_SENTENCE_TOKENS
+from ...nn.model import Classifier
+from ...serialize import describe_model, load_model, read_meta, resolve_model_path
+from .batching import BatchStats, Job, MicroBatcher, QueueFull
+from .metrics import Metrics
+
+logger = logging.getLogger(__name__)
+
+MAX_K = 10
+_ENDPOINTS = {"/v1/annotate", "/v1/tag", "/v1/models", "/healthz", "/readyz", "/metrics", "/"}
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """The service's settings (the `serve` command's options).
+
+    Attributes:
+        models: shipped model names or model folders; the first is the default.
+        max_wait_ms: how long a request waits for others to join its batch.
+        max_batch_tokens: a batch closes at this many tokens (0: batching off).
+        max_queue: requests waiting at most before 503.
+        max_body_bytes: request bodies above this get 413.
+        max_texts: texts (or sentences) per request.
+        max_chars: characters per text.
+        timeout_s: a request not answered within this gets 503 with Retry-After.
+        batch_size: sentences per model batch.
+    """
+
+    models: tuple[str, ...] = ("ner",)
+    max_wait_ms: float = 5.0
+    max_batch_tokens: int = 4096
+    max_queue: int = 1024
+    max_body_bytes: int = 1_000_000
+    max_texts: int = 64
+    max_chars: int = 20_000
+    timeout_s: float = 10.0
+    batch_size: int = 256
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> ServeConfig:
+        values = json.loads(text)
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+
+
+class AnnotateRequest(BaseModel):
+    """`POST /v1/annotate`: raw texts (`texts`, or one `text`)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    texts: list[str] | None = None
+    text: str | None = None
+    model: str | None = Field(None, description="a served model's name (default: the first)")
+    k: int = Field(0, ge=0, le=MAX_K, description="k best tag sequences per sentence")
+
+
+class TagRequest(BaseModel):
+    """`POST /v1/tag`: pre-tokenized sentences."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    sentences: list[list[str]]
+    model: str | None = None
+    k: int = Field(0, ge=0, le=MAX_K)
+
+
+class ApiError(Exception):
+    """A request the service refuses: its status and a JSON body naming the field and limit."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        field: str | None = None,
+        limit: int | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.body: dict[str, Any] = {"error": message}
+        if field is not None:
+            self.body["field"] = field
+        if limit is not None:
+            self.body["limit"] = limit
+        self.headers = headers
+
+
+def model_name(name_or_path: str) -> str:
+    """The name a model is served under: a shipped name as is, a folder by its last part."""
+    return Path(name_or_path).name if Path(name_or_path).exists() else name_or_path
+
+
+def create_app(config: ServeConfig) -> FastAPI:
+    """The FastAPI app; models load at startup, before uvicorn accepts connections.
+
+    Args:
+        config: the service's settings.
+    Returns:
+        The app; the batcher's thread runs from startup to shutdown (after in-flight requests).
+    """
+    metrics = Metrics()
+    state: dict[str, Any] = {"ready": False}
+    names = [model_name(m) for m in config.models]
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        models = {name: load_model(path) for name, path in zip(names, config.models, strict=True)}
+        state["info"] = {
+            name: _model_info(name, path, models[name])
+            for name, path in zip(names, config.models, strict=True)
+        }
+        batcher = MicroBatcher(
+            models,
+            max_wait_ms=config.max_wait_ms,
+            max_batch_tokens=config.max_batch_tokens,
+            max_queue=config.max_queue,
+            batch_size=config.batch_size,
+            on_batch=lambda s: metrics.record_batch(s.requests, s.items, s.tokens, s.seconds),
+        )
+        batcher.start()
+        state.update(batcher=batcher, models=models, ready=True)
+        try:
+            yield
+        finally:
+            # uvicorn has answered every request in flight before it runs this.
+            state["ready"] = False
+            batcher.stop()
+
+    app = FastAPI(
+        title="bilstm-nlp",
+        description="BiLSTM-CRF taggers and a sentence classifier over HTTP, micro-batched.",
+        lifespan=lifespan,
+    )
+    static = Path(str(resources.files(__package__) / "static"))
+    app.mount("/static", StaticFiles(directory=static), name="static")
+
+    @app.exception_handler(ApiError)
+    async def api_error(request: Request, error: ApiError) -> JSONResponse:
+        return JSONResponse(error.body, status_code=error.status, headers=error.headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse({"error": str(error.detail)}, error.status_code, error.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, error: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"error": "invalid request"}, 422)
+
+    @app.exception_handler(Exception)
+    async def bug(request: Request, error: Exception) -> JSONResponse:
+        # A bug, never the user's input: logged with its traceback, answered without it.
+        logger.exception("unhandled error")
+        return JSONResponse({"error": "internal error"}, 500)
+
+    @app.middleware("http")
+    async def count(request: Request, call_next):
+        start = time.perf_counter()
+        response = await call_next(request)
+        path = request.url.path if request.url.path in _ENDPOINTS else "other"
+        metrics.record_request(path, response.status_code, time.perf_counter() - start)
+        return response
+
+    async def run(kind: str, model: str, k: int, items: list[Any], tokens: int) -> list[dict]:
+        loop = asyncio.get_running_loop()
+        job = Job(model, kind, k, items, tokens, loop.create_future(), loop)
+        retry = {"Retry-After": "1"}
+        try:
+            state["batcher"].submit(job)
+        except QueueFull:
+            raise ApiError(503, "the queue is full; retry later", headers=retry) from None
+        try:
+            return await asyncio.wait_for(job.future, config.timeout_s)
+        except TimeoutError:
+            raise ApiError(503, "timed out in the queue; retry later", headers=retry) from None
+
+    def pick_model(name: str | None, k: int, needs_tagger: bool) -> str:
+        name = names[0] if name is None else name
+        if name not in state["models"]:
+            raise ApiError(422, f"unknown model {name!r}; served: {', '.join(names)}", "model")
+        if isinstance(state["models"][name], Classifier):
+            if needs_tagger:
+                raise ApiError(422, f"{name!r} is a classifier: send raw text to /v1/annotate")
+            if k:
+                raise ApiError(422, "k-best tag sequences need a tagger", "k")
+        return name
+
+    annotate_body = {"content": {"application/json": {"schema": _schema(AnnotateRequest)}}}
+
+    @app.post("/v1/annotate", openapi_extra={"requestBody": annotate_body})
+    async def annotate(request: Request) -> JSONResponse:
+        """One record per text, the fields `bilstm-nlp annotate -f jsonl` writes."""
+        body = _parse(AnnotateRequest, await _read_body(request, config.max_body_bytes))
+        if (body.texts is None) == (body.text is None):
+            raise ApiError(422, "give either texts (a list) or text (a string)", "texts")
+        texts = body.texts if body.texts is not None else [body.text]
+        field = "texts" if body.texts is not None else "text"
+        if not texts:
+            raise ApiError(422, "texts is empty", "texts")
+        if len(texts) > config.max_texts:
+            raise ApiError(422, "too many texts", "texts", config.max_texts)
+        for i, text in enumerate(texts):
+            where = f"texts[{i}]" if field == "texts" else "text"
+            _check_text(text, where, config.max_chars)
+        model = pick_model(body.model, body.k, needs_tagger=False)
+        tokens = sum(len(text.split()) + 1 for text in texts)
+        records = await run("annotate", model, body.k, texts, tokens)
+        return JSONResponse({"model": model, "records": records})
+
+    tag_body = {"content": {"application/json": {"schema": _schema(TagRequest)}}}
+
+    @app.post("/v1/tag", openapi_extra={"requestBody": tag_body})
+    async def tag(request: Request) -> JSONResponse:
+        """Pre-tokenized sentences → tags, probabilities and spans (token offsets)."""
+        body = _parse(TagRequest, await _read_body(request, config.max_body_bytes))
+        if not body.sentences:
+            raise ApiError(422, "sentences is empty", "sentences")
+        if len(body.sentences) > config.max_texts:
+            raise ApiError(422, "too many sentences", "sentences", config.max_texts)
+        for i, sentence in enumerate(body.sentences):
+            if not sentence:
+                raise ApiError(422, "the sentence is empty", f"sentences[{i}]")
+            if len(sentence) > MAX_SENTENCE_TOKENS:
+                raise ApiError(422, "too many tokens", f"sentences[{i}]", MAX_SENTENCE_TOKENS)
+            for j, token in enumerate(sentence):
+                if not token:
+                    raise ApiError(422, "the token is empty", f"sentences[{i}][{j}]")
+                _check_text(token, f"sentences[{i}][{j}]", config.max_chars)
+        model = pick_model(body.model, body.k, needs_tagger=True)
+        tokens = sum(len(sentence) for sentence in body.sentences)
+        records = await run("tag", model, body.k, body.sentences, tokens)
+        return JSONResponse({"model": model, "records": records})
+
+    @app.get("/v1/models")
+    async def models() -> JSONResponse:
+        """The served models: name, task, labels, scheme and the dev figure of their card."""
+        if not state["ready"]:
+            raise ApiError(503, "models are loading", headers={"Retry-After": "1"})
+        return JSONResponse({"models": list(state["info"].values()), "default": names[0]})
+
+    @app.get("/healthz")
+    async def healthz() -> JSONResponse:
+        """The process answers."""
+        return JSONResponse({"status": "ok"})
+
+    @app.get("/readyz")
+    async def readyz() -> JSONResponse:
+        """The models are loaded and the batcher runs."""
+        if not state["ready"]:
+            return JSONResponse({"status": "loading"}, 503)
+        return JSONResponse({"status": "ready", "models": names})
+
+    @app.get("/metrics", response_class=PlainTextResponse)
+    async def prometheus() -> PlainTextResponse:
+        """Requests, latency, batch sizes and tokens/s in Prometheus' text format."""
+        return PlainTextResponse(metrics.render(), media_type="text/plain; version=0.0.4")
+
+    @app.get("/", include_in_schema=False)
+    async def page() -> FileResponse:
+        return FileResponse(static / "index.html")
+
+    return app
+
+
+def app_from_environment() -> FastAPI:
+    """The app for `uvicorn --factory` in each worker process (`serve --workers N`): settings
+    and torch threads come from the environment the `serve` command set."""
+    import os
+
+    import torch
+
+    torch.set_num_threads(int(os.environ.get("BILSTM_NLP_SERVE_THREADS", "1")))
+    return create_app(ServeConfig.from_json(os.environ["BILSTM_NLP_SERVE_CONFIG"]))
+
+
+def _model_info(name: str, path: str, model: Any) -> dict[str, Any]:
+    directory = resolve_model_path(path)
+    _, meta = read_meta(directory)
+    card = describe_model(directory)
+    tags = list(model.vocab.labels.items)
+    if meta.scheme is not None:  # span labels, not their B-/I-/E-/S- tags
+        labels = sorted({tag.split("-", 1)[1] for tag in tags if "-" in tag})
+    else:
+        labels = tags
+    return {
+        "name": name,
+        "task": meta.task,
+        "kind": "classifier" if isinstance(model, Classifier) else "tagger",
+        "labels": labels,
+        "scheme": meta.output_scheme or meta.scheme,
+        "dev": card.get("dev"),
+        "figure": card.get("figure"),
+    }
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise ApiError(413, "request body too large", "body", limit)
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:  # a chunked body without Content-Length
+            raise ApiError(413, "request body too large", "body", limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _parse(kind: type[BaseModel], raw: bytes) -> Any:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise ApiError(400, f"the body is not UTF-8 (byte {error.start})", "body") from None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ApiError(400, f"invalid JSON: {error.msg} at line {error.lineno}", "body") from None
+    if not isinstance(value, dict):
+        raise ApiError(422, "the body must be a JSON object", "body")
+    try:
+        return kind.model_validate(value)
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = "".join(
+            f"[{part}]" if isinstance(part, int) else f".{part}" for part in first["loc"]
+        ).lstrip(".")
+        raise ApiError(422, first["msg"], where or "body") from None
+
+
+def _check_text(text: str, where: str, max_chars: int) -> None:
+    if len(text) > max_chars:
+        raise ApiError(422, "text too long (characters)", where, max_chars)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate escape such as "\ud800"
+        raise ApiError(422, "the text holds an unpaired surrogate", where) from None
+
+
+def _schema(kind: type[BaseModel]) -> dict[str, Any]:
+    return kind.model_json_schema()
+
+
+__all__ = ["ApiError", "BatchStats", "ServeConfig", "create_app", "app_from_environment"]

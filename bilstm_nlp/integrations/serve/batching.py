@@ -1,0 +1,263 @@
+"""Requests → micro-batches → the annotation core, on one inference thread.
+
+Sits between the HTTP handlers (`app.py`) and `Annotator`/`tag_sentences`. Handlers submit a
+`Job` (one request's texts or pre-tokenized sentences) and await its future; one thread takes the
+oldest job, gathers the jobs queued behind it with the same model, endpoint and k for at most
+`max_wait_ms` or until `max_batch_tokens`, runs them as one call of the core and answers each
+caller with its own slice. One thread owns the models and the torch threads, so batches never
+compete for cores, and a request's records are what `annotate -f jsonl` writes for its texts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ...annotation.annotator import Annotator
+from ...decode import tag_sentences
+from ...nn.model import Classifier, Tagger
+
+logger = logging.getLogger(__name__)
+
+
+class QueueFull(Exception):
+    """The batcher holds its limit of waiting jobs; the caller should retry later."""
+
+
+@dataclass
+class Job:
+    """One request's work.
+
+    Attributes:
+        model: the model's name.
+        kind: `annotate` (raw texts) or `tag` (pre-tokenized sentences).
+        k: k best tag sequences per sentence (0: none).
+        items: texts (`annotate`) or token lists (`tag`).
+        tokens: the job's size in tokens (whitespace-separated words for raw text), for
+            `max_batch_tokens`.
+        future: answered with the job's records, in order.
+        loop: the event loop that awaits `future`.
+    """
+
+    model: str
+    kind: str
+    k: int
+    items: list[Any]
+    tokens: int
+    future: asyncio.Future
+    loop: asyncio.AbstractEventLoop
+    queued_at: float = field(default_factory=time.perf_counter)
+
+    @property
+    def key(self) -> tuple[str, str, int]:
+        return (self.model, self.kind, self.k)
+
+
+@dataclass
+class BatchStats:
+    """What one batch did, for the metrics."""
+
+    requests: int
+    items: int
+    tokens: int
+    seconds: float
+
+
+class MicroBatcher:
+    """Gathers concurrent jobs into batches and runs them on one thread.
+
+    Args:
+        models: loaded models by name.
+        max_wait_ms: how long the oldest job waits for others to join its batch (0: none).
+        max_batch_tokens: a batch closes once it holds this many tokens (a job larger than this
+            runs alone; 0: every job runs alone, batching off).
+        max_queue: jobs waiting at most; `submit` raises `QueueFull` beyond.
+        batch_size: sentences per model batch inside a call of the core.
+        on_batch: called on the inference thread after each batch (metrics).
+    """
+
+    def __init__(
+        self,
+        models: dict[str, Tagger | Classifier],
+        *,
+        max_wait_ms: float = 5.0,
+        max_batch_tokens: int = 4096,
+        max_queue: int = 1024,
+        batch_size: int = 256,
+        on_batch: Callable[[BatchStats], None] | None = None,
+    ) -> None:
+        self.models = models
+        self.max_wait = max_wait_ms / 1000
+        self.max_batch_tokens = max_batch_tokens
+        self.max_queue = max_queue
+        self.batch_size = batch_size
+        self.on_batch = on_batch
+        # Annotators keep the tokenizer and token-encoder caches; k is fixed per annotator.
+        self.annotators: dict[tuple[str, int], Annotator] = {}
+        self.queue: deque[Job] = deque()
+        self.condition = threading.Condition()
+        self.stopping = False
+        self.thread = threading.Thread(target=self._run, name="serve-batcher", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        """Answer the jobs already queued, then end the thread."""
+        with self.condition:
+            self.stopping = True
+            self.condition.notify_all()
+        self.thread.join()
+
+    def pending(self) -> int:
+        return len(self.queue)
+
+    def submit(self, job: Job) -> None:
+        """Queue a job; its future is answered from the inference thread.
+
+        Raises:
+            QueueFull: `max_queue` jobs are waiting already (or the batcher is stopping).
+        """
+        with self.condition:
+            if self.stopping or len(self.queue) >= self.max_queue:
+                raise QueueFull
+            self.queue.append(job)
+            self.condition.notify()
+
+    def _next_batch(self) -> list[Job] | None:
+        with self.condition:
+            while not self.queue:
+                if self.stopping:
+                    return None
+                self.condition.wait()
+            first = self.queue[0]
+            deadline = first.queued_at + self.max_wait
+            while True:
+                batch, tokens = self._gather(first.key)
+                full = tokens >= self.max_batch_tokens or self.max_batch_tokens == 0
+                remaining = deadline - time.perf_counter()
+                if full or remaining <= 0 or self.stopping:
+                    break
+                self.condition.wait(remaining)
+            taken = {id(job) for job in batch}
+            self.queue = deque(job for job in self.queue if id(job) not in taken)
+            return batch
+
+    def _gather(self, key: tuple[str, str, int]) -> tuple[list[Job], int]:
+        """The oldest job and those behind it with the same key, within the token budget."""
+        batch: list[Job] = []
+        tokens = 0
+        for job in self.queue:
+            if job.key != key:
+                continue
+            if batch and (
+                self.max_batch_tokens == 0 or tokens + job.tokens > self.max_batch_tokens
+            ):
+                break
+            batch.append(job)
+            tokens += job.tokens
+        return batch, tokens
+
+    def _run(self) -> None:
+        while (batch := self._next_batch()) is not None:
+            start = time.perf_counter()
+            try:
+                results = self._process(batch)
+            except Exception as error:  # a bug: each caller gets it, the thread goes on
+                logger.exception("batch failed")
+                for job in batch:
+                    job.loop.call_soon_threadsafe(_set_exception, job.future, error)
+                continue
+            seconds = time.perf_counter() - start
+            for job, records in zip(batch, results, strict=True):
+                job.loop.call_soon_threadsafe(_set_result, job.future, records)
+            if self.on_batch is not None:
+                self.on_batch(
+                    BatchStats(
+                        requests=len(batch),
+                        items=sum(len(job.items) for job in batch),
+                        tokens=sum(_tokens(records) for records in results),
+                        seconds=seconds,
+                    )
+                )
+
+    def annotator(self, model: str, k: int) -> Annotator:
+        annotator = self.annotators.get((model, k))
+        if annotator is None:
+            annotator = Annotator(self.models[model], batch_size=self.batch_size, k_best=k)
+            self.annotators[(model, k)] = annotator
+        return annotator
+
+    def _process(self, batch: list[Job]) -> list[list[dict[str, Any]]]:
+        """Run the jobs' items as one call of the core and cut the records back per job."""
+        model, kind, k = batch[0].key
+        items = [item for job in batch for item in job.items]
+        ids = [i for job in batch for i in range(1, len(job.items) + 1)]
+        annotator = self.annotator(model, k)
+        if kind == "annotate":
+            records = annotator.records(items, ids)
+        else:
+            records = [
+                tagged_record(doc_id, result)
+                for doc_id, result in zip(
+                    ids,
+                    tag_sentences(
+                        annotator.model,
+                        items,
+                        batch_size=self.batch_size,
+                        k=k,
+                        encoder=annotator.encoder,
+                    ),
+                    strict=True,
+                )
+            ]
+        results, start = [], 0
+        for job in batch:
+            results.append(records[start : start + len(job.items)])
+            start += len(job.items)
+        return results
+
+
+def tagged_record(doc_id: int, result: Any) -> dict[str, Any]:
+    """A pre-tokenized sentence's record: the fields of `Annotation.to_record` that apply to
+    tokens without text (token offsets only; scores rounded to 4 decimals)."""
+    record: dict[str, Any] = {
+        "id": doc_id,
+        "tokens": [
+            {"text": token, "tag": tag, "score": round(p, 4)}
+            for token, tag, p in zip(result.tokens, result.tags, result.tag_probs, strict=True)
+        ],
+        "spans": [
+            {
+                "token_start": s.start,
+                "token_end": s.end,
+                "label": s.label,
+                "text": " ".join(result.tokens[s.start : s.end]),
+                "score": round(s.score, 4),
+            }
+            for s in result.spans
+        ],
+    }
+    if result.kbest:
+        record["kbest"] = [{"tags": tags, "prob": round(prob, 4)} for tags, prob in result.kbest]
+    return record
+
+
+def _tokens(records: list[dict[str, Any]]) -> int:
+    return sum(len(record["tokens"]) for record in records)
+
+
+def _set_result(future: asyncio.Future, value: Any) -> None:
+    if not future.done():  # the caller may have timed out and cancelled it
+        future.set_result(value)
+
+
+def _set_exception(future: asyncio.Future, error: BaseException) -> None:
+    if not future.done():
+        future.set_exception(error)

@@ -1,0 +1,321 @@
+"""`bilstm-nlp serve` against a real uvicorn server on 127.0.0.1 (a subprocess), real clients
+and a real headless Chromium: records equal `tag -f jsonl`, concurrent clients share batches
+and get what they would alone, bad input gets a 4xx with a JSON body, SIGTERM drains."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from bilstm_nlp.annotation.annotator import Annotator
+from bilstm_nlp.cli import app
+from bilstm_nlp.serialize import load_model
+
+pytest.importorskip("fastapi")
+pytest.importorskip("uvicorn")
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+TEXTS = [
+    "EU rejects German call to boycott British lamb. Peter Blackburn reported from Brussels.",
+    "Germany's representative to the European Union's veterinary committee Werner Zwingmann "
+    "said on Wednesday consumers should buy sheepmeat from countries other than Britain.",
+    "",
+    "Ünïcödé Café in São Paulo hired José Álvarez.",
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _start(*options: str) -> tuple[subprocess.Popen, int]:
+    port = _free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bilstm_nlp.cli", "serve", "--port", str(port), *options],
+        cwd=REPO_ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(process.stderr.read().decode())
+        try:
+            if _request(port, "GET", "/readyz", timeout=2)[0] == 200:
+                return process, port
+        except OSError:
+            time.sleep(0.3)
+    process.kill()
+    raise RuntimeError("the server did not get ready in 90 s")
+
+
+def _stop(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def _request(
+    port: int,
+    method: str,
+    path: str,
+    body: bytes | None = None,
+    headers: dict[str, str] | None = None,
+    timeout: float = 30,
+) -> tuple[int, dict[str, str], bytes]:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        connection.request(method, path, body=body, headers=headers or {})
+        response = connection.getresponse()
+        return response.status, dict(response.getheaders()), response.read()
+    finally:
+        connection.close()
+
+
+def _post(port: int, path: str, value: object) -> tuple[int, dict]:
+    status, _, raw = _request(port, "POST", path, json.dumps(value).encode())
+    return status, json.loads(raw)
+
+
+@pytest.fixture(scope="module")
+def server():
+    process, port = _start(
+        *("-m", "ner", "-m", "pos", "-m", "chunk", "-m", "sentiment"),
+        *("--max-wait-ms", "30", "--max-body-bytes", "20000", "--max-texts", "8"),
+        *("--max-chars", "2000"),
+    )
+    yield port
+    _stop(process)
+
+
+def _cli_records(model: str, texts: list[str], k: int = 0) -> list[dict]:
+    result = CliRunner().invoke(
+        app, ["tag", "-f", "jsonl", "-m", model, "-k", str(k), "--threads", "1", *texts]
+    )
+    assert result.exit_code == 0, result.output
+    return [json.loads(line) for line in result.stdout.splitlines()]
+
+
+@pytest.mark.parametrize(("model", "k"), [("ner", 0), ("ner", 3), ("chunk", 0), ("sentiment", 0)])
+def test_records_equal_tag_jsonl(server, model, k):
+    status, body = _post(server, "/v1/annotate", {"texts": TEXTS, "model": model, "k": k})
+    assert status == 200
+    # Whole records, compared exactly: every offset, tag, span and 4-decimal probability.
+    assert body["records"] == _cli_records(model, TEXTS, k)
+
+
+def test_single_text_and_pos_and_tag_endpoint(server):
+    status, body = _post(server, "/v1/annotate", {"text": TEXTS[0], "model": "pos"})
+    assert status == 200 and body["records"] == _cli_records("pos", TEXTS[:1])
+    status, body = _post(server, "/v1/tag", {"sentences": [["EU", "rejects", "German", "call"]]})
+    assert status == 200
+    [record] = body["records"]
+    assert [t["tag"] for t in record["tokens"]][:3] == ["I-ORG", "O", "I-MISC"]
+    assert [(s["label"], s["text"]) for s in record["spans"]] == [("ORG", "EU"), ("MISC", "German")]
+
+
+def test_models_health_and_docs(server):
+    status, _, raw = _request(server, "GET", "/v1/models")
+    models = {m["name"]: m for m in json.loads(raw)["models"]}
+    assert status == 200 and set(models) == {"ner", "pos", "chunk", "sentiment"}
+    assert models["ner"]["labels"] == ["LOC", "MISC", "ORG", "PER"]
+    assert models["ner"]["dev"] > 90 and models["sentiment"]["kind"] == "classifier"
+    assert _request(server, "GET", "/healthz")[0] == 200
+    assert _request(server, "GET", "/docs")[0] == 200
+    schema = json.loads(_request(server, "GET", "/openapi.json")[2])
+    assert "/v1/annotate" in schema["paths"] and "/v1/tag" in schema["paths"]
+
+
+def _dev_sentences(corpora: Path, count: int) -> list[str]:
+    sentences, words = [], []
+    for line in (corpora / "conll2003" / "dev.txt").read_text().splitlines():
+        if line.strip() and not line.startswith("-DOCSTART-"):
+            words.append(line.split()[0])
+        elif words:
+            if len(words) >= 5:
+                sentences.append(" ".join(words))
+            words = []
+        if len(sentences) == count:
+            break
+    return sentences
+
+
+def _metric(port: int, name: str) -> float:
+    text = _request(port, "GET", "/metrics")[2].decode()
+    [line] = [line for line in text.splitlines() if line.startswith(name + " ")]
+    return float(line.split()[1])
+
+
+def test_concurrent_clients_get_their_own_answers_in_shared_batches(server, shared_corpora):
+    texts = _dev_sentences(shared_corpora, 50)
+    # Each text tagged alone, in this process, with the server's single torch thread.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        annotator = Annotator(load_model("ner"))
+        expected = [annotator.records([text], [1]) for text in texts]
+    finally:
+        torch.set_num_threads(threads)
+    answers: list[object] = [None] * len(texts)
+    start = threading.Barrier(len(texts))
+
+    def client(i: int) -> None:
+        start.wait()
+        answers[i] = _post(server, "/v1/annotate", {"text": texts[i]})
+
+    workers = [threading.Thread(target=client, args=(i,)) for i in range(len(texts))]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(60)
+    # Records equal, exactly (tags, spans, offsets, probabilities to 4 decimals as written).
+    assert [a[1]["records"] if a[0] == 200 else a for a in answers] == expected
+    assert _metric(server, "bilstm_batch_requests_max") > 1
+
+
+BAD_REQUESTS = [
+    # (path, body bytes, status, field)
+    ("/v1/annotate", b'{"texts": ["' + b"a" * 30000 + b'"]}', 413, "body"),
+    ("/v1/annotate", b'{"texts": ["EU rejects"', 400, "body"),
+    ("/v1/annotate", b'{"text": "caf\xe9"}', 400, "body"),
+    ("/v1/annotate", b"[1, 2]", 422, "body"),
+    ("/v1/annotate", b'{"texts": "EU rejects"}', 422, "texts"),
+    ("/v1/annotate", b'{"texts": ["EU", 5]}', 422, "texts[1]"),
+    ("/v1/annotate", b'{"text": "EU", "k": "2"}', 422, "k"),
+    ("/v1/annotate", b'{"text": "EU", "k": 99}', 422, "k"),
+    ("/v1/annotate", b'{"text": "EU", "colour": 1}', 422, "colour"),
+    ("/v1/annotate", b'{"text": "EU", "model": "klingon"}', 422, "model"),
+    ("/v1/annotate", b'{"text": "EU", "model": "sentiment", "k": 2}', 422, "k"),
+    ("/v1/annotate", b'{"texts": []}', 422, "texts"),
+    ("/v1/annotate", b"{}", 422, "texts"),
+    ("/v1/annotate", b'{"texts": ["a","a","a","a","a","a","a","a","a"]}', 422, "texts"),
+    ("/v1/annotate", b'{"text": "' + b"a " * 1001 + b'"}', 422, "text"),
+    ("/v1/annotate", b'{"text": "\\ud800"}', 422, "text"),
+    ("/v1/tag", b'{"sentences": [["EU", ""]]}', 422, "sentences[0][1]"),
+    ("/v1/tag", b'{"sentences": [[]]}', 422, "sentences[0]"),
+    ("/v1/tag", b'{"sentences": ["EU rejects"]}', 422, "sentences[0]"),
+    ("/v1/tag", b'{"sentences": [["good"]], "model": "sentiment"}', 422, None),
+]
+
+
+@pytest.mark.parametrize(("path", "body", "status", "field"), BAD_REQUESTS)
+def test_bad_requests_get_4xx_with_a_json_error(server, path, body, status, field):
+    got, headers, raw = _request(server, "POST", path, body)
+    assert got == status, raw
+    error = json.loads(raw)
+    assert error["error"] and "Traceback" not in raw.decode()
+    assert error.get("field") == field
+    if "limit" in error:
+        assert error["limit"] in (20000, 8, 2000)
+
+
+def test_wrong_method_and_path_get_json(server):
+    for method, path, status in [("GET", "/v1/annotate", 405), ("GET", "/nowhere", 404)]:
+        got, _, raw = _request(server, method, path)
+        assert got == status and "error" in json.loads(raw)
+
+
+def test_sigterm_answers_every_accepted_request():
+    # A long batch wait keeps the requests queued when SIGTERM arrives.
+    process, port = _start("-m", "ner", "--max-wait-ms", "1500")
+    answers: list[object] = [None] * 20
+    sent = threading.Barrier(21)
+
+    def client(i: int) -> None:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        connection.request("POST", "/v1/annotate", json.dumps({"text": TEXTS[i % 2]}).encode())
+        sent.wait()
+        response = connection.getresponse()
+        answers[i] = (response.status, json.loads(response.read()))
+
+    try:
+        workers = [threading.Thread(target=client, args=(i,)) for i in range(20)]
+        for worker in workers:
+            worker.start()
+        sent.wait(30)
+        time.sleep(0.3)  # the server has read them: they sit in the batcher's queue
+        process.send_signal(signal.SIGTERM)
+        for worker in workers:
+            worker.join(30)
+        # uvicorn re-raises SIGTERM on itself once drained: ended by the signal, not a crash.
+        assert process.wait(30) in (0, -signal.SIGTERM)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    expected = _cli_records("ner", TEXTS[:2])
+    assert [a[0] for a in answers] == [200] * 20
+    assert all(
+        a[1]["records"][0]["spans"] == expected[i % 2]["spans"] for i, a in enumerate(answers)
+    )
+
+
+def test_serve_unknown_model_is_one_line():
+    result = CliRunner().invoke(app, ["serve", "-m", "klingon"])
+    assert result.exit_code == 1
+    assert result.output.count("\n") == 1 and "klingon" in result.output
+
+
+def test_serve_without_the_extra_says_what_to_install(tmp_path):
+    # fastapi made unimportable for a real `serve` process (a None entry in sys.modules).
+    code = (
+        "import sys; sys.modules['fastapi'] = None; from bilstm_nlp.cli import main; "
+        "sys.argv = ['bilstm-nlp', 'serve']; main()"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 1
+    assert "pip install 'bilstm-nlp[serve]'" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.skipif(not Path("/usr/bin/chromium").exists(), reason="needs Debian's chromium")
+def test_page_highlights_entities_in_a_real_browser(server):
+    webdriver = pytest.importorskip("selenium.webdriver")
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = "/usr/bin/chromium"
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1000,700"):
+        options.add_argument(flag)
+    service = webdriver.ChromeService(executable_path="/usr/bin/chromedriver")
+    driver = webdriver.Chrome(options=options, service=service)
+    try:
+        driver.set_page_load_timeout(30)
+        driver.get(f"http://127.0.0.1:{server}/")
+        wait = WebDriverWait(driver, 30)
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#model option"))
+        box = driver.find_element(By.ID, "text")
+        box.clear()
+        box.send_keys(TEXTS[1])
+        driver.find_element(By.ID, "submit").click()
+        marks = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#spans mark.entity"))
+        shown = [
+            (m.find_element(By.CLASS_NAME, "text").text, m.get_attribute("data-label"))
+            for m in marks
+        ]
+        [record] = _cli_records("ner", TEXTS[1:2])
+        assert shown == [(s["text"], s["label"]) for s in record["spans"]]
+        assert driver.find_element(By.ID, "spans").text.replace("\n", " ").startswith("Germany")
+        if os.environ.get("BILSTM_NLP_SCREENSHOT"):
+            driver.save_screenshot(os.environ["BILSTM_NLP_SCREENSHOT"])
+    finally:
+        driver.quit()

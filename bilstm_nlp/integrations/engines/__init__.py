@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .batch import BatchAnnotator
+from .batch import BatchAnnotator, portable_model
 from .parts import EngineOptions, PartResult, finish, locked, prepare
 from .runners import ENGINES, Runner, runner_for
 
@@ -71,15 +71,12 @@ def annotate_on_engine(
             an `outdir` holding something else.
         BilstmNlpError: the engine failed (the parts written are kept).
     """
-    from ...serialize import SHIPPED_MODELS, load_model
+    from ...serialize import load_model
 
     started = time.perf_counter()
     runner = runner or runner_for(engine, address, workers)
     loaded = load_model(model)
-    if not (model in SHIPPED_MODELS and not Path(model).exists()):
-        # A folder: by its absolute path, the same for every worker on a shared file system. A
-        # shipped model goes by name: each worker has its own installed copy, wherever that is.
-        model = str(Path(model).resolve())
+    model = portable_model(model)  # what workers elsewhere load: a shipped name, or a folder
     with locked(outdir):
         plan = prepare(
             inputs,
@@ -95,12 +92,13 @@ def annotate_on_engine(
             with runner as run:
                 results = run(plan.tasks)
         finish(plan)
-    written = [r for r in results if r.written]
+    # Every task of the plan ended with its part written in this call (a task that found its
+    # part done was a retry of one that wrote it and died before answering).
     return EngineStats(
-        parts=len(written),
-        documents=sum(r.documents for r in written),
-        tokens=sum(r.tokens for r in written),
+        parts=len(plan.tasks),
+        documents=sum(task.part.documents for task in plan.tasks),
+        tokens=sum(r.tokens for r in results),
         parts_done_before=len(plan.parts) - len(plan.tasks),
-        invalid_utf8_lines=sum(r.invalid for r in written),
+        invalid_utf8_lines=sum(r.invalid for r in results),
         seconds=time.perf_counter() - started,
     )

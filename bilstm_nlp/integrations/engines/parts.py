@@ -299,7 +299,7 @@ def run_part(task: PartTask) -> PartResult:
     """
     part, target = task.part, Path(task.target)
     if target.is_file():
-        return PartResult(part.index, part.documents, 0, 0, written=False)
+        return PartResult(part.index, part.documents, *_counts(target), written=False)
     from .batch import worker_window_encoder
 
     encoder = worker_window_encoder(task.model, task.options)
@@ -339,6 +339,17 @@ def concatenated(outdir: str | Path) -> Iterator[bytes]:
     for part in manifest["parts"]:
         with open(part_file(outdir, part["index"]), "rb") as handle:
             yield from handle
+
+
+def _counts(part: Path) -> tuple[int, int]:
+    """`(tokens, invalid)` of a written part, read back (for a task whose first run wrote it)."""
+    tokens = invalid = 0
+    with open(part, "rb") as handle:
+        for line in handle:
+            record = json.loads(line)
+            tokens += len(record["tokens"])
+            invalid += "\ufffd" in record["text"]
+    return tokens, invalid
 
 
 def _job_windows(

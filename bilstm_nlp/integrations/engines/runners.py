@@ -59,13 +59,26 @@ def runner_for(engine: str, address: str | None, workers: int) -> Runner:
 
 
 class Runner:
-    """Runs part tasks on an engine; a context manager that owns what it started."""
+    """Runs part tasks on an engine; a context manager that owns what it started.
+
+    Args:
+        address: a cluster to join; None starts a local instance.
+        workers: processes of a local instance.
+        task: what runs each part, `run_part`; tests inject faults with a function (in an
+            importable module, so workers can unpickle it) that ends by calling `run_part`.
+    """
 
     name = ""
 
-    def __init__(self, address: str | None, workers: int) -> None:
+    def __init__(
+        self,
+        address: str | None,
+        workers: int,
+        task: Callable[[PartTask], PartResult] = run_part,
+    ) -> None:
         self.address = address
         self.workers = workers
+        self.task = task
 
     def __enter__(self) -> Runner:
         return self
@@ -108,7 +121,7 @@ class RayRunner(Runner):
     def __call__(self, tasks: list[PartTask]) -> list[PartResult]:
         import ray
 
-        remote = ray.remote(num_cpus=1, max_retries=TASK_ATTEMPTS - 1)(run_part)
+        remote = ray.remote(num_cpus=1, max_retries=TASK_ATTEMPTS - 1)(self.task)
         with _engine_errors("ray", self.address):
             return ray.get([remote.remote(task) for task in tasks])
 
@@ -147,7 +160,7 @@ class SparkRunner(Runner):
     def __call__(self, tasks: list[PartTask]) -> list[PartResult]:
         context = self._session.sparkContext
         with _engine_errors("spark", self.address):
-            return context.parallelize(tasks, max(len(tasks), 1)).map(run_part).collect()
+            return context.parallelize(tasks, max(len(tasks), 1)).map(self.task).collect()
 
 
 class DaskRunner(Runner):
@@ -181,7 +194,7 @@ class DaskRunner(Runner):
 
     def __call__(self, tasks: list[PartTask]) -> list[PartResult]:
         with _engine_errors("dask", self.address):
-            futures = self._client.map(run_part, tasks, retries=TASK_ATTEMPTS - 1, pure=False)
+            futures = self._client.map(self.task, tasks, retries=TASK_ATTEMPTS - 1, pure=False)
             return self._client.gather(futures)
 
 

@@ -11,6 +11,7 @@ function `annotate` itself runs.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -108,7 +109,7 @@ def encode_record(record: dict[str, Any]) -> str:
 class BatchAnnotator:
     """Annotate the text column of a batch; returns the batch with an `annotation` column.
 
-    A batch is a dict of columns (lists or numpy arrays: Ray Data, `datasets.map`), a pandas
+    A batch is a mapping of columns (lists or numpy arrays: Ray Data, `datasets.map`), a pandas
     DataFrame (Dask, Spark's `mapInPandas`) or a pyarrow Table or RecordBatch (Spark's
     `mapInArrow`, Ray Data with `batch_format="pyarrow"`); the result has the same type, its
     columns and the new one. A row's annotation is its record as one JSON string, the line
@@ -160,7 +161,8 @@ class BatchAnnotator:
         return [encode_record(record) for record in self.records(texts, ids)]
 
     def __call__(self, batch: Any) -> Any:
-        if isinstance(batch, dict):
+        # Any mapping: `datasets.map(batched=True)` hands a LazyBatch, not a dict.
+        if isinstance(batch, Mapping):
             texts = list(self._column(batch, self.text_column))
             ids = self._ids(batch)
             return {**batch, self.output_column: self.annotations(texts, ids)}
@@ -191,7 +193,7 @@ class BatchAnnotator:
 
     @staticmethod
     def _column(batch: Any, name: str) -> Any:
-        if isinstance(batch, dict):
+        if isinstance(batch, Mapping):
             names = list(batch)
         elif hasattr(batch, "column_names"):  # pyarrow
             names = list(batch.column_names)

@@ -59,7 +59,14 @@ def runner_for(engine: str, address: str | None, workers: int) -> Runner:
 
 
 class Runner:
-    """Runs part tasks on an engine; a context manager that owns what it started."""
+    """Runs part tasks on an engine; a context manager that owns what it started.
+
+    Args:
+        address: a cluster to join; None starts a local instance.
+        workers: processes of a local instance.
+        task: what runs each part, `run_part`; tests inject faults with a function (in an
+            importable module, so workers can unpickle it) that ends by calling `run_part`.
+    """
 
     name = ""
 

@@ -189,7 +189,7 @@ class BatchAnnotator:
     def _ids(self, batch: Any) -> list[Any] | None:
         if self.id_column is None:
             return None
-        return [_plain(value) for value in self._column(batch, self.id_column)]
+        return [plain_value(value) for value in self._column(batch, self.id_column)]
 
     @staticmethod
     def _column(batch: Any, name: str) -> Any:
@@ -223,6 +223,6 @@ def _text(value: Any, column: str) -> str:
     raise ConfigError(f"column {column!r} holds a {type(value).__name__}, not text")
 
 
-def _plain(value: Any) -> Any:
+def plain_value(value: Any) -> Any:
     """numpy scalars → Python values, so ids serialize as JSON."""
     return value.item() if hasattr(value, "item") and not isinstance(value, str) else value

@@ -214,7 +214,15 @@ def prepare(
         "version": _MANIFEST_VERSION,
         "model": model_fingerprint(model),
         "options": asdict(options) | {"max_sentence_tokens": MAX_SENTENCE_TOKENS},
-        "inputs": [input_fingerprint(Path(job.source or ""), outdir) for job in jobs],
+        # Not where the output folder is: a moved folder, or one mounted elsewhere, resumes.
+        "inputs": [
+            {
+                k: v
+                for k, v in input_fingerprint(Path(job.source or ""), outdir).items()
+                if k != "output"
+            }
+            for job in jobs
+        ],
     }
     manifest_path = outdir / MANIFEST
     manifest = _read_manifest(manifest_path)

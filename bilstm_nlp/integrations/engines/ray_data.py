@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ...errors import ConfigError
-from .batch import BatchAnnotator
+from .batch import BatchAnnotator, plain_value
 
 if TYPE_CHECKING:
     import ray.data
@@ -271,7 +271,7 @@ def _read_chunks(batch: dict[str, Any]) -> dict[str, list[Any]]:
     """One chunk's documents (`map_batches` with `batch_size=1`)."""
     from ...corpus.readers.documents import read_documents
 
-    chunk = {name: _plain(values[0]) for name, values in batch.items()}
+    chunk = {name: plain_value(values[0]) for name, values in batch.items()}
     rows: dict[str, list[Any]] = {"input": [], "path": [], "line": [], "text": [], "id": []}
     if chunk["unit"] == "parquet":
         documents = _parquet_documents(chunk)
@@ -324,10 +324,6 @@ def _parquet_documents(chunk: dict[str, Any]) -> list[tuple[int, str, Any]]:
         )
         for row, text in enumerate(texts)
     ]
-
-
-def _plain(value: Any) -> Any:
-    return value.item() if hasattr(value, "item") and not isinstance(value, str) else value
 
 
 def _jsonl_lines_sink(path: str) -> Any:

@@ -59,7 +59,7 @@ def serve_cli(
     err_console.print(f"serving {', '.join(names)} on http://{host}:{port}/")
     if workers == 1:
         set_threads(threads)
-        uvicorn.run(create_app(config), host=host, port=port, log_level="warning")
+        uvicorn.run(create_app(config), host=host, port=port, **_UVICORN)
     else:
         os.environ["BILSTM_NLP_SERVE_CONFIG"] = config.to_json()
         os.environ["BILSTM_NLP_SERVE_THREADS"] = str(threads)
@@ -69,5 +69,10 @@ def serve_cli(
             host=host,
             port=port,
             workers=workers,
-            log_level="warning",
+            **_UVICORN,
         )
+
+
+# uvicorn's "auto" picks uvloop and httptools (the serve extra installs them) over asyncio and
+# the pure-Python h11 parser; no access log line per request.
+_UVICORN = {"log_level": "warning", "access_log": False, "loop": "auto", "http": "auto"}

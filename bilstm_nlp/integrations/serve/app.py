@@ -50,7 +50,7 @@ class ServeConfig:
 
     Attributes:
         models: shipped model names or model folders; the first is the default.
-        max_wait_ms: how long a request waits for others to join its batch.
+        max_wait_ms: how long a batch waits at most for requests still being read.
         max_batch_tokens: a batch closes at this many tokens (0: batching off).
         max_queue: requests waiting at most before 503.
         max_body_bytes: request bodies above this get 413.

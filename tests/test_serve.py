@@ -233,13 +233,18 @@ def test_wrong_method_and_path_get_json(server):
 
 
 def test_sigterm_answers_every_accepted_request():
-    # A long batch wait keeps the requests queued when SIGTERM arrives.
-    process, port = _start("-m", "ner", "--max-wait-ms", "1500")
+    # A long first batch (a request of 600,000 characters) keeps the others queued behind it
+    # when SIGTERM arrives: a batch starts as soon as the thread is free, it does not wait.
+    process, port = _start("-m", "ner", "--max-body-bytes", "2000000")
+    long = {"texts": ["EU rejects German call to boycott British lamb. " * 400] * 30}
+    blocker = threading.Thread(target=lambda: answers.append(_post(port, "/v1/annotate", long)))
     answers: list[object] = [None] * 20
     sent = threading.Barrier(21)
+    blocker.start()
+    time.sleep(0.5)  # read and running
 
     def client(i: int) -> None:
-        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
         connection.request("POST", "/v1/annotate", json.dumps({"text": TEXTS[i % 2]}).encode())
         sent.wait()
         response = connection.getresponse()
@@ -252,17 +257,18 @@ def test_sigterm_answers_every_accepted_request():
         sent.wait(30)
         time.sleep(0.3)  # the server has read them: they sit in the batcher's queue
         process.send_signal(signal.SIGTERM)
-        for worker in workers:
-            worker.join(30)
+        for worker in [*workers, blocker]:
+            worker.join(60)
         # uvicorn re-raises SIGTERM on itself once drained: ended by the signal, not a crash.
         assert process.wait(30) in (0, -signal.SIGTERM)
     finally:
         if process.poll() is None:
             process.kill()
     expected = _cli_records("ner", TEXTS[:2])
-    assert [a[0] for a in answers] == [200] * 20
+    assert [a[0] for a in answers] == [200] * 21
+    assert len(answers[20][1]["records"]) == 30
     assert all(
-        a[1]["records"][0]["spans"] == expected[i % 2]["spans"] for i, a in enumerate(answers)
+        a[1]["records"][0]["spans"] == expected[i % 2]["spans"] for i, a in enumerate(answers[:20])
     )
 
 

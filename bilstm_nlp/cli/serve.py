@@ -17,7 +17,9 @@ def serve_cli(
     port: int = Opt(8080, "--port", "-p", help="Port to listen on"),
     workers: int = Opt(1, "--workers", help="Server processes, each with its models"),
     threads: int = Opt(1, "--threads", help="torch CPU threads per process (fixed: rounding)"),
-    max_wait_ms: float = Opt(5.0, "--max-wait-ms", help="How long a request waits for a batch"),
+    max_wait_ms: float = Opt(
+        5.0, "--max-wait-ms", help="How long a batch waits for requests still being read"
+    ),
     max_batch_tokens: int = Opt(4096, "--max-batch-tokens", help="Tokens per batch (0: off)"),
     max_queue: int = Opt(1024, "--max-queue", help="Waiting requests before 503"),
     max_body_bytes: int = Opt(1_000_000, "--max-body-bytes", help="Larger bodies get 413"),
@@ -59,7 +61,7 @@ def serve_cli(
     err_console.print(f"serving {', '.join(names)} on http://{host}:{port}/")
     if workers == 1:
         set_threads(threads)
-        uvicorn.run(create_app(config), host=host, port=port, log_level="warning")
+        uvicorn.run(create_app(config), host=host, port=port, **_UVICORN)
     else:
         os.environ["BILSTM_NLP_SERVE_CONFIG"] = config.to_json()
         os.environ["BILSTM_NLP_SERVE_THREADS"] = str(threads)
@@ -69,5 +71,10 @@ def serve_cli(
             host=host,
             port=port,
             workers=workers,
-            log_level="warning",
+            **_UVICORN,
         )
+
+
+# uvicorn's "auto" picks uvloop and httptools (the serve extra installs them) over asyncio and
+# the pure-Python h11 parser; no access log line per request.
+_UVICORN = {"log_level": "warning", "access_log": False, "loop": "auto", "http": "auto"}

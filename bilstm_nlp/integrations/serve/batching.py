@@ -2,10 +2,14 @@
 
 Sits between the HTTP handlers (`app.py`) and `Annotator`/`tag_sentences`. Handlers submit a
 `Job` (one request's texts or pre-tokenized sentences) and await its future; one thread takes the
-oldest job, gathers the jobs queued behind it with the same model, endpoint and k for at most
-`max_wait_ms` or until `max_batch_tokens`, runs them as one call of the core and answers each
-caller with its own slice. One thread owns the models and the torch threads, so batches never
-compete for cores, and a request's records are what `annotate -f jsonl` writes for its texts.
+oldest job and the jobs queued behind it with the same model, endpoint and k, up to
+`max_batch_tokens`, runs them as one call of the core and answers each caller with its own slice.
+A batch starts as soon as the thread is free: the jobs that arrived while the previous batch ran
+form the next one, so a lone request on an idle server never waits, and under load batches grow
+by themselves. The oldest job waits (at most `max_wait_ms`) only for requests the service is
+still reading (`expect`/`arrived`), never for requests that may or may not come. One thread owns
+the models and the torch threads, so batches never compete for cores, and a request's records
+are what `annotate -f jsonl` writes for its texts.
 """
 
 from __future__ import annotations
@@ -74,12 +78,16 @@ class MicroBatcher:
 
     Args:
         models: loaded models by name.
-        max_wait_ms: how long the oldest job waits for others to join its batch (0: none).
+        max_wait_ms: how long the oldest job waits at most for requests still being read to
+            join its batch (0: never waits).
         max_batch_tokens: a batch closes once it holds this many tokens (a job larger than this
             runs alone; 0: every job runs alone, batching off).
         max_queue: jobs waiting at most; `submit` raises `QueueFull` beyond.
         batch_size: sentences per model batch inside a call of the core.
         on_batch: called on the inference thread after each batch (metrics).
+        encode: called on the inference thread on each job's records; the job's future gets
+            what it returns (the service encodes JSON there, off the event loop). None: the
+            records themselves.
     """
 
     def __init__(
@@ -91,6 +99,7 @@ class MicroBatcher:
         max_queue: int = 1024,
         batch_size: int = 256,
         on_batch: Callable[[BatchStats], None] | None = None,
+        encode: Callable[[list[dict[str, Any]]], Any] | None = None,
     ) -> None:
         self.models = models
         self.max_wait = max_wait_ms / 1000
@@ -98,6 +107,9 @@ class MicroBatcher:
         self.max_queue = max_queue
         self.batch_size = batch_size
         self.on_batch = on_batch
+        self.encode = encode
+        # Requests the service has begun to read and not yet submitted (or refused).
+        self.incoming = 0
         # Annotators keep the tokenizer and token-encoder caches; k is fixed per annotator.
         self.annotators: dict[tuple[str, int], Annotator] = {}
         self.queue: deque[Job] = deque()
@@ -117,6 +129,18 @@ class MicroBatcher:
 
     def pending(self) -> int:
         return len(self.queue)
+
+    def expect(self) -> None:
+        """A request is being read: a batch waits (at most `max_wait_ms`) until it `arrived`."""
+        with self.condition:
+            self.incoming += 1
+
+    def arrived(self) -> None:
+        """The request `expect` announced is read (its job is about to be submitted) or refused."""
+        with self.condition:
+            self.incoming -= 1
+            if self.incoming == 0:
+                self.condition.notify()
 
     def submit(self, job: Job) -> None:
         """Queue a job; its future is answered from the inference thread.
@@ -142,7 +166,8 @@ class MicroBatcher:
                 batch, tokens = self._gather(first.key)
                 full = tokens >= self.max_batch_tokens or self.max_batch_tokens == 0
                 remaining = deadline - time.perf_counter()
-                if full or remaining <= 0 or self.stopping:
+                # Nothing more is being read: waiting could only add latency.
+                if full or remaining <= 0 or self.stopping or self.incoming == 0:
                     break
                 self.condition.wait(remaining)
             taken = {id(job) for job in batch}
@@ -169,14 +194,13 @@ class MicroBatcher:
             start = time.perf_counter()
             try:
                 results = self._process(batch)
+                answers = results if self.encode is None else [self.encode(r) for r in results]
             except Exception as error:  # a bug: each caller gets it, the thread goes on
                 logger.exception("batch failed")
-                for job in batch:
-                    job.loop.call_soon_threadsafe(_set_exception, job.future, error)
+                _answer(batch, [error] * len(batch), _set_exception)
                 continue
             seconds = time.perf_counter() - start
-            for job, records in zip(batch, results, strict=True):
-                job.loop.call_soon_threadsafe(_set_result, job.future, records)
+            _answer(batch, answers, _set_result)
             if self.on_batch is not None:
                 self.on_batch(
                     BatchStats(
@@ -251,6 +275,20 @@ def tagged_record(doc_id: int, result: Any) -> dict[str, Any]:
 
 def _tokens(records: list[dict[str, Any]]) -> int:
     return sum(len(record["tokens"]) for record in records)
+
+
+def _answer(batch: list[Job], values: list[Any], setter: Callable) -> None:
+    """Answer each job's future: one wake-up of each event loop per batch, not one per job."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future, Any]]] = {}
+    for job, value in zip(batch, values, strict=True):
+        by_loop.setdefault(job.loop, []).append((job.future, value))
+    for loop, pairs in by_loop.items():
+        loop.call_soon_threadsafe(_set_all, pairs, setter)
+
+
+def _set_all(pairs: list[tuple[asyncio.Future, Any]], setter: Callable) -> None:
+    for future, value in pairs:
+        setter(future, value)
 
 
 def _set_result(future: asyncio.Future, value: Any) -> None:

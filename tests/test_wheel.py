@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 import sysconfig
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -36,6 +37,12 @@ def test_wheel_installs_and_tags_with_the_default_model(tmp_path: Path) -> None:
         check=True,
     )
     [wheel] = wheels.glob("bilstm_nlp-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    # Subpackages and data are listed in pyproject by hand: one left out would be missing here.
+    for package in ("engines", "serve"):
+        assert f"bilstm_nlp/integrations/{package}/__init__.py" in names
+    page = ROOT / "bilstm_nlp/integrations/serve/static"
+    assert {f"bilstm_nlp/integrations/serve/static/{p.name}" for p in page.iterdir()} <= names
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     python = venv / "bin" / "python"

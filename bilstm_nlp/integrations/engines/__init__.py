@@ -15,8 +15,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .batch import BatchAnnotator, portable_model
-from .parts import EngineOptions, PartResult, finish, locked, prepare
+from .batch import BatchAnnotator, EngineOptions, portable_model
+from .parts import PartResult, finish, locked, prepare
 from .runners import ENGINES, Runner, runner_for
 
 __all__ = ["ENGINES", "BatchAnnotator", "EngineOptions", "EngineStats", "annotate_on_engine"]

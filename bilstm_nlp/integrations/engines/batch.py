@@ -12,6 +12,7 @@ function `annotate` itself runs.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,7 +22,35 @@ from ...errors import ConfigError
 if TYPE_CHECKING:
     from ...annotation.annotator import Annotator
     from ...annotation.workers import WindowEncoder
-    from .parts import EngineOptions
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    """How each task annotates; the same meaning as `annotation.files.AnnotateOptions`.
+
+    Attributes:
+        unit: `line`, `file` or `jsonl` (None: `jsonl` for `.jsonl` files, else `line`).
+        glob: the files of a folder to read.
+        text_field: JSONL key of the text.
+        id_field: JSONL key of the document id.
+        k_best: also the k best tag sequences per sentence.
+        batch_size: sentences per model batch.
+        threads: torch threads per worker process (the output depends on it; 1 as `annotate`).
+    """
+
+    unit: str | None = None
+    glob: str | None = None
+    text_field: str = "text"
+    id_field: str = "id"
+    k_best: int = 0
+    batch_size: int = 256
+    threads: int = 1
+
+    def check(self) -> None:
+        """Raises `ConfigError` for values out of range."""
+        if self.batch_size < 1 or self.k_best < 0 or self.threads < 1:
+            raise ConfigError("batch_size and threads must be >= 1, k_best >= 0")
+
 
 # Per worker process: a model is loaded once, whatever number of batches or parts it annotates.
 _ANNOTATORS: dict[tuple[Any, ...], Annotator] = {}

@@ -40,39 +40,12 @@ from ...annotation.output import (
 from ...annotation.writers import make_writer
 from ...errors import ConfigError, OutputError
 from ...nn.model import Classifier, Tagger
+from .batch import EngineOptions, worker_window_encoder
 
 MANIFEST = "_manifest.json"
 SUCCESS = "_SUCCESS"
 _MANIFEST_VERSION = 1
 _TEMPORARY = ".tmp-"
-
-
-@dataclass(frozen=True)
-class EngineOptions:
-    """How each task annotates; the same meaning as `annotation.files.AnnotateOptions`.
-
-    Attributes:
-        unit: `line`, `file` or `jsonl` (None: `jsonl` for `.jsonl` files, else `line`).
-        glob: the files of a folder to read.
-        text_field: JSONL key of the text.
-        id_field: JSONL key of the document id.
-        k_best: also the k best tag sequences per sentence.
-        batch_size: sentences per model batch.
-        threads: torch threads per worker process (the output depends on it; 1 as `annotate`).
-    """
-
-    unit: str | None = None
-    glob: str | None = None
-    text_field: str = "text"
-    id_field: str = "id"
-    k_best: int = 0
-    batch_size: int = 256
-    threads: int = 1
-
-    def check(self) -> None:
-        """Raises `ConfigError` for values out of range."""
-        if self.batch_size < 1 or self.k_best < 0 or self.threads < 1:
-            raise ConfigError("batch_size and threads must be >= 1, k_best >= 0")
 
 
 @dataclass(frozen=True)
@@ -308,7 +281,6 @@ def run_part(task: PartTask) -> PartResult:
     part, target = task.part, Path(task.target)
     if target.is_file():
         return PartResult(part.index, part.documents, *_counts(target), written=False)
-    from .batch import worker_window_encoder
 
     encoder = worker_window_encoder(task.model, task.options)
     temporary = target.with_name(f"{target.name}{_TEMPORARY}{uuid.uuid4().hex}")

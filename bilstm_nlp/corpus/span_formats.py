@@ -29,14 +29,12 @@ Shapes (`SPAN_SHAPES`):
 from __future__ import annotations
 
 import json
-import os
-import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import OutputError
+from ._atomic import atomic_output
 
 SPAN_SHAPES = ("spans", "doccano", "labelstudio")
 # Label Studio's standard NER labeling config: the control tag and the object tag it labels.
@@ -44,9 +42,9 @@ LABELSTUDIO_FROM_NAME = "label"
 LABELSTUDIO_TO_NAME = "text"
 # Keys each shape writes itself; meta must not use them (they would be overwritten or misread).
 RESERVED_KEYS = {
-    "spans": frozenset({"text", "spans", "id", "score"}),
-    "doccano": frozenset({"text", "label", "id", "score", "span_scores"}),
-    "labelstudio": frozenset({"text", "doc_id"}),
+    "spans": frozenset({"text", "spans", "tokens", "id", "score"}),
+    "doccano": frozenset({"text", "label", "tokens", "id", "score", "span_scores"}),
+    "labelstudio": frozenset({"text", "tokens", "doc_id"}),
 }
 
 
@@ -78,6 +76,10 @@ class SpanDocument:
         line: 1-based line (JSONL) or record number (a Label Studio array) of the source file.
         score: a document-level score (a prediction's probability, selection uncertainty).
         meta: further fields of the record, carried through to the output record.
+        tokens: the text's tokens as `(start, end)` character offsets, when the record fixes its
+            tokenization (a corpus of tokens converted to spans); None lets readers tokenize the
+            text as `annotate` does. Written as Prodigy's `tokens` list (`{"text", "start",
+            "end", "id", "ws"}`) in every shape (in `data` for Label Studio).
     """
 
     text: str
@@ -86,6 +88,7 @@ class SpanDocument:
     line: int | None = None
     score: float | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    tokens: list[tuple[int, int]] | None = None
 
 
 def span_document_record(
@@ -115,17 +118,53 @@ def span_document_record(
             raise ValueError(
                 f"span {span} is empty or outside the text of {len(document.text)} characters"
             )
+    token_records = _token_records(document) if document.tokens is not None else None
     if shape == "spans":
-        return _spans_record(document, spans)
+        return _spans_record(document, spans, token_records)
     if shape == "doccano":
-        return _doccano_record(document, spans)
-    return _labelstudio_task(document, spans, model_version)
+        return _doccano_record(document, spans, token_records)
+    return _labelstudio_task(document, spans, model_version, token_records)
 
 
-def _spans_record(document: SpanDocument, spans: list[CharSpan]) -> dict[str, Any]:
-    record: dict[str, Any] = {"text": document.text, "spans": []}
+def _token_records(document: SpanDocument) -> list[dict[str, Any]]:
+    """Prodigy's token dicts; checks the offsets ascend inside the text."""
+    text = document.text
+    records = []
+    previous_end = 0
+    for index, (start, end) in enumerate(document.tokens or []):
+        if not previous_end <= start < end <= len(text):
+            raise ValueError(f"token {index} ({start}, {end}) is empty, overlaps or is outside")
+        records.append(
+            {
+                "text": text[start:end],
+                "start": start,
+                "end": end,
+                "id": index,
+                "ws": end < len(text) and text[end].isspace(),
+            }
+        )
+        previous_end = end
+    return records
+
+
+def _spans_record(
+    document: SpanDocument, spans: list[CharSpan], tokens: list[dict[str, Any]] | None
+) -> dict[str, Any]:
+    record: dict[str, Any] = {"text": document.text}
+    if tokens is not None:
+        record["tokens"] = tokens
+        token_at_start = {t["start"]: t["id"] for t in tokens}
+        token_at_end = {t["end"]: t["id"] for t in tokens}
+    record["spans"] = []
     for span in spans:
-        item: dict[str, Any] = {"start": span.start, "end": span.end, "label": span.label}
+        item: dict[str, Any] = {"start": span.start, "end": span.end}
+        if tokens is not None:
+            # Prodigy's token indices, the last one inclusive; spans must be on token edges.
+            if span.start not in token_at_start or span.end not in token_at_end:
+                raise ValueError(f"span {span} does not start and end on token edges")
+            item["token_start"] = token_at_start[span.start]
+            item["token_end"] = token_at_end[span.end]
+        item["label"] = span.label
         if span.score is not None:
             item["score"] = span.score
         record["spans"].append(item)
@@ -137,11 +176,15 @@ def _spans_record(document: SpanDocument, spans: list[CharSpan]) -> dict[str, An
     return record
 
 
-def _doccano_record(document: SpanDocument, spans: list[CharSpan]) -> dict[str, Any]:
+def _doccano_record(
+    document: SpanDocument, spans: list[CharSpan], tokens: list[dict[str, Any]] | None
+) -> dict[str, Any]:
     record: dict[str, Any] = {
         "text": document.text,
         "label": [[span.start, span.end, span.label] for span in spans],
     }
+    if tokens is not None:
+        record["tokens"] = tokens
     if document.doc_id is not None:
         record["id"] = document.doc_id
     if document.score is not None:
@@ -153,9 +196,14 @@ def _doccano_record(document: SpanDocument, spans: list[CharSpan]) -> dict[str, 
 
 
 def _labelstudio_task(
-    document: SpanDocument, spans: list[CharSpan], model_version: str | None
+    document: SpanDocument,
+    spans: list[CharSpan],
+    model_version: str | None,
+    tokens: list[dict[str, Any]] | None,
 ) -> dict[str, Any]:
     data: dict[str, Any] = {"text": document.text}
+    if tokens is not None:
+        data["tokens"] = tokens
     if document.doc_id is not None:
         data["doc_id"] = document.doc_id
     data.update(document.meta)
@@ -211,37 +259,18 @@ def write_span_documents(
     """
     if shape not in SPAN_SHAPES:
         raise ValueError(f"unknown span shape {shape!r}: expected one of {', '.join(SPAN_SHAPES)}")
-    path = Path(path)
-    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     count = 0
-    try:
-        with open(temporary, "w", encoding="utf-8", newline="\n") as handle:
+    with atomic_output(path) as handle:
+        if shape == "labelstudio":
+            handle.write("[")
+        for document in documents:
+            record = span_document_record(document, shape, model_version)
+            line = json.dumps(record, ensure_ascii=False)
             if shape == "labelstudio":
-                handle.write("[")
-            for document in documents:
-                record = span_document_record(document, shape, model_version)
-                line = json.dumps(record, ensure_ascii=False)
-                if shape == "labelstudio":
-                    handle.write(("\n" if count == 0 else ",\n") + line)
-                else:
-                    handle.write(line + "\n")
-                count += 1
-            if shape == "labelstudio":
-                handle.write("\n]\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except OSError as error:
-        _remove_quietly(temporary)
-        raise OutputError(f"cannot write: {error.strerror or error}", path) from None
-    except BaseException:
-        _remove_quietly(temporary)
-        raise
+                handle.write(("\n" if count == 0 else ",\n") + line)
+            else:
+                handle.write(line + "\n")
+            count += 1
+        if shape == "labelstudio":
+            handle.write("\n]\n")
     return count
-
-
-def _remove_quietly(path: Path) -> None:
-    try:
-        path.unlink()
-    except OSError:
-        pass

@@ -141,6 +141,7 @@ def read_sentences(
     misaligned: str = "error",
     span_stats: SpanReadStats | None = None,
     keep_lines: bool = False,
+    log: bool = True,
 ) -> Iterator[Sentence]:
     """Tagged sentences of a file in any tagging format (`TAGGING_FORMATS`).
 
@@ -155,6 +156,7 @@ def read_sentences(
             included.
         keep_lines: `conll` and `docbin`: keep the source lines (`Sentence.source_lines`), for
             `convert`.
+        log: span formats: warn about widened and dropped spans and records left out.
     Returns:
         An iterator of `Sentence`s, as the format's reader yields them.
     Raises:

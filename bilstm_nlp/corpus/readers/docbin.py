@@ -171,7 +171,8 @@ def read_docbin_sentences(
         keep_lines: fill `Sentence.source_lines`/`docstart` from what `convert` recorded.
     Returns:
         An iterator of `Sentence`s; `doc_id` from `doc.user_data["id"]`, `line` the document's
-        number. A document without tokens gives no sentence.
+        number. A document without tokens gives no sentence (a file of only such documents is
+        an error).
     Raises:
         InputFormatError: as `read_docbin_docs`; a document lacking the file's annotation (an
             entity file's document without entity annotation, a token with spaCy's missing
@@ -179,6 +180,7 @@ def read_docbin_sentences(
     """
     lines: list[Any] | None = None
     offset = 0
+    sequence = None
     for sequence in docbin_sequences(path, tag_field):
         doc = sequence.doc
         words = [doc[i].text for i in sequence.positions]
@@ -196,6 +198,8 @@ def read_docbin_sentences(
                 sentence.source_lines = [str(line) for line in lines[offset : offset + len(words)]]
             offset += len(words)
         yield sentence
+    if sequence is None:
+        raise InputFormatError("no sentence to read: every document is empty", path)
 
 
 def _label_kind(doc: Any, tag_field: str) -> str | None:

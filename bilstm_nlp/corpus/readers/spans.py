@@ -61,6 +61,8 @@ class SpanReadStats:
         misaligned: spans with an edge inside a token (or covering only white space).
         expanded: misaligned spans widened to whole tokens (`misaligned="expand"`).
         dropped: misaligned spans left out (`misaligned="drop"`).
+        first_misaligned: the error the first misaligned span gives (`file:line: span ...`),
+            whatever the policy, for reports.
     """
 
     records: int = 0
@@ -70,9 +72,13 @@ class SpanReadStats:
     misaligned: int = 0
     expanded: int = 0
     dropped: int = 0
+    first_misaligned: str | None = None
 
     def to_dict(self) -> dict[str, int]:
-        return asdict(self)
+        """The counts (not `first_misaligned`)."""
+        counts = asdict(self)
+        del counts["first_misaligned"]
+        return counts
 
 
 def check_misaligned_policy(policy: str) -> None:
@@ -194,6 +200,7 @@ def read_span_sentences(
     *,
     misaligned: str = "error",
     stats: SpanReadStats | None = None,
+    log: bool = True,
 ) -> Iterator[Sentence]:
     """Tagged sentences of a span file: tokens, and IOB2 tags from the aligned spans.
 
@@ -205,19 +212,32 @@ def read_span_sentences(
         misaligned: `"error"` (default), `"expand"` or `"drop"`: what a span whose edge falls
             inside a token does.
         stats: filled with the counts, when given.
+        log: warn at the end about widened and dropped spans and records left out.
     Returns:
         An iterator of `Sentence`s; `doc_id` is the record's id, `line` its line.
     Raises:
         ConfigError: an unknown policy or shape.
         InputFormatError: as `read_span_documents`; a misaligned span under `"error"` (file,
-            line, offsets, text and the token it cuts); spans that overlap once widened.
+            line, offsets, text and the token it cuts); spans that overlap once widened; a
+            file that gives no sentence (no annotated record holds a token).
     """
     check_misaligned_policy(misaligned)
     stats = stats if stats is not None else SpanReadStats()
     documents = read_span_documents(path, shape, stats)
+    sentences = 0
     for aligned in align_span_documents(documents, path, misaligned, stats):
-        yield from aligned.sentences()
-    log_span_stats(path, stats)
+        for sentence in aligned.sentences():
+            sentences += 1
+            yield sentence
+    if sentences == 0:
+        raise InputFormatError(
+            f"no sentence to read: of {stats.records} records, {stats.unannotated} hold no gold "
+            f"annotation (rejected, ignored, not yet annotated, or predictions only) and "
+            f"{stats.empty} no token",
+            path,
+        )
+    if log:
+        log_span_stats(path, stats)
 
 
 def log_span_stats(path: str | Path, stats: SpanReadStats) -> None:
@@ -351,15 +371,18 @@ class _Aligner:
             if not alignment.exact:
                 self.stats.misaligned += 1
                 empty = alignment.start == alignment.end
+                error = InputFormatError(
+                    _misaligned_message(document, span, tokens, alignment.start, empty),
+                    self.path,
+                    document.line,
+                )
+                if self.stats.first_misaligned is None:
+                    self.stats.first_misaligned = str(error)
                 if self.misaligned == "drop":
                     self.stats.dropped += 1
                     continue
                 if self.misaligned == "error" or empty:
-                    raise InputFormatError(
-                        _misaligned_message(document, span, tokens, alignment.start, empty),
-                        self.path,
-                        document.line,
-                    )
+                    raise error
                 self.stats.expanded += 1
             found.append((Span(alignment.start, alignment.end, span.label), span))
         found.sort(key=lambda pair: pair[0].start)

@@ -126,7 +126,7 @@ def docbin_sequences(path: str | Path, tag_field: str = "upos") -> Iterator[DocS
     kind: str | None = None
     sentencizer = None
     for number, doc in read_docbin_docs(path):
-        positions = [token.i for token in doc if not token.is_space]
+        positions = [token.i for token in doc if not token.text.isspace()]
         if not positions:
             continue
         if kind is None:
@@ -189,7 +189,7 @@ def read_docbin_sentences(
             settings = doc_settings(doc)
             if sequence.first:
                 lines, offset = settings.get("lines"), 0
-                count = sum(1 for token in doc if not token.is_space)
+                count = sum(1 for token in doc if not token.text.isspace())
                 if not isinstance(lines, list | tuple) or len(lines) != count:
                     lines = None
                 docstart = settings.get("docstart")
@@ -225,7 +225,7 @@ def _breaks(doc: Any, positions: list[int]) -> list[int]:
 
 def _entity_spans(doc: Any, positions: list[int], path: str | Path, number: int) -> list[Span]:
     for token in doc:
-        if not token.is_space and token.ent_iob == 0:
+        if not token.text.isspace() and token.ent_iob == 0:
             raise InputFormatError(
                 f"document {number}: token {token.i} {token.text!r} has no entity annotation "
                 "(spaCy's missing value), while the file's first document has entities: a "
@@ -286,5 +286,5 @@ def read_docbin_texts(path: str | Path) -> Iterator[TextExample]:
                     number,
                 )
             label = top[0]
-        tokens = [token.text for token in doc if not token.is_space]
+        tokens = [token.text for token in doc if not token.text.isspace()]
         yield TextExample(doc.text, tokens, label, doc_id(doc), number)

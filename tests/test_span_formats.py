@@ -634,3 +634,11 @@ def test_a_file_without_any_annotated_record_is_an_error(tmp_path: Path) -> None
     path = write_lines(tmp_path / "p.jsonl", [{"text": "No.", "spans": [], "answer": "reject"}])
     with pytest.raises(InputFormatError, match="no sentence to read: of 1 records, 1 hold no"):
         list(read_sentences(path))
+
+
+def test_a_lone_surrogate_escape_in_a_task_is_an_error(tmp_path: Path) -> None:
+    path = tmp_path / "s.json"
+    path.write_text('[\n{"data": {"text": "a"}},\n{"data": {"text": "\\ud800"}}\n]')
+    with pytest.raises(InputFormatError, match="lone UTF-16 surrogate") as caught:
+        list(read_span_documents(path))
+    assert caught.value.line == 3

@@ -59,6 +59,7 @@ def convert_cli(
         f"{result.records:,} records: {result.input_format} → {result.output_format} "
         f"{target}{scheme_note}",
         highlight=False,
+        soft_wrap=True,
     )
     stats = result.span_stats
     if stats is not None and (stats.misaligned or stats.unannotated or stats.empty):
@@ -67,4 +68,5 @@ def convert_cli(
             f"{stats.empty:,} without tokens; {stats.spans:,} spans, {stats.misaligned:,} "
             f"cutting a token ({stats.expanded:,} widened, {stats.dropped:,} dropped)",
             highlight=False,
+            soft_wrap=True,
         )

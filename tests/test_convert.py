@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
@@ -384,3 +386,40 @@ def test_one_epoch_from_docbin_and_span_jsonl_equals_the_conll_model(
         scores[name] = json.loads(result.stdout)
     assert scores["spans"]["f1"] == scores["conll"]["f1"] == scores["docbin"]["f1"]
     assert scores["spans"]["sentences"] == 400
+
+
+# Property: any tokens and entity tags survive every format
+
+
+_WORDS = st.text(
+    alphabet=st.characters(
+        blacklist_categories=["Cs", "Zs", "Zl", "Zp", "Cc"], blacklist_characters="\ufeff\x85"
+    ),
+    min_size=1,
+    max_size=6,
+).filter(lambda word: word != DOCSTART and not any(c.isspace() for c in word))
+_TAGS = st.sampled_from(["O", "B-PER", "I-PER", "B-LOC", "I-LOC"])
+
+
+@settings(
+    max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    sentences=st.lists(
+        st.lists(st.tuples(_WORDS, _TAGS), min_size=1, max_size=6), min_size=1, max_size=4
+    )
+)
+def test_generated_sentences_survive_every_format(tmp_path: Path, sentences) -> None:
+    conll = tmp_path / "gen.txt"
+    conll.write_text(
+        "\n\n".join("\n".join(f"{w} {t}" for w, t in sentence) for sentence in sentences) + "\n"
+    )
+    expected = [([w for w, _ in s], tags_to_spans([t for _, t in s])) for s in sentences]
+    for fmt, suffix in (("spans", ".jsonl"), ("labelstudio", ".json"), ("docbin", ".spacy")):
+        target = tmp_path / f"gen-{fmt}{suffix}"
+        convert_file(conll, target, fmt)
+        back = [(s.tokens, tags_to_spans(s.tags)) for s in read_sentences(target)]
+        assert back == expected, fmt
+        again = tmp_path / f"again-{fmt}.txt"
+        convert_file(target, again, "conll", scheme="IOB2")
+        assert [(s.tokens, tags_to_spans(s.tags)) for s in read_sentences(again)] == expected

@@ -27,8 +27,8 @@ class CorpusStats:
     Attributes:
         path: the file.
         input_format: its format.
-        documents: number of documents (`-DOCSTART-`, `# newdoc`, JSONL `doc_id`), None when the
-            file does not say.
+        documents: number of documents (`-DOCSTART-`, `# newdoc`, JSONL `doc_id`, span record
+            ids, DocBin `user_data["id"]`), None when the file does not say.
         sentences: sentences (tagging formats) or examples (text formats; SST-2 without neutral).
         tokens: tokens (CoNLL-U: syntactic words; SST: leaves), None for formats without tokens.
         label_counts: occurrences of each tag or label, most frequent first.
@@ -112,7 +112,6 @@ def corpus_stats(
         counts["dropped"] = 0  # counted as misaligned, not dropped: training would stop
     return replace(
         stats,
-        documents=span_stats.records - span_stats.unannotated,
         span_counts=counts,
         first_misaligned=span_stats.first_misaligned,
     )

@@ -642,3 +642,30 @@ def test_a_lone_surrogate_escape_in_a_task_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(InputFormatError, match="lone UTF-16 surrogate") as caught:
         list(read_span_documents(path))
     assert caught.value.line == 3
+
+
+def test_label_studio_json_min_export(tmp_path: Path) -> None:
+    tasks = [
+        {
+            "id": 101,
+            "text": TEXT,
+            "label": [
+                {"start": 0, "end": 13, "text": "Angela Merkel", "labels": ["PER"]},
+                {"start": 22, "end": 27, "text": "Paris", "labels": ["LOC"]},
+            ],
+            "annotator": 1,
+            "annotation_id": 7,
+            "created_at": "2026-11-30T10:12:44.512Z",
+            "updated_at": "2026-11-30T10:12:44.512Z",
+            "lead_time": 8.1,
+        },
+        {"id": 102, "text": "Nothing here.", "annotator": 1, "annotation_id": 8},
+        {"id": 103, "text": "Not annotated yet."},
+    ]
+    path = tmp_path / "project-3-min.json"
+    path.write_text(json.dumps(tasks))
+    assert detect_format(path) == "labelstudio"
+    stats = SpanReadStats()
+    sentences = list(read_span_sentences(path, stats=stats))
+    assert [s.tags for s in sentences] == [["B-PER", "I-PER", "O", "B-LOC", "O"], ["O"] * 3]
+    assert [s.doc_id for s in sentences] == ["101", "102"] and stats.unannotated == 1

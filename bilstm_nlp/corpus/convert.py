@@ -40,6 +40,7 @@ from .readers.docbin import (
 )
 from .readers.spans import (
     SPAN_FORMATS,
+    SPAN_SCHEME,
     SpanReadStats,
     align_span_documents,
     check_misaligned_policy,
@@ -142,8 +143,8 @@ def convert_file(
         return ConvertResult(fmt, to, count, target_scheme)
     if to == "docbin":
         if fmt in SPAN_FORMATS:
-            docs = _span_docs(source, fmt, misaligned, stats)  # type: ignore[arg-type]
-            scheme_written = schemes.SCHEMES[1]  # IOB2, the span reader's
+            scheme_written = target_scheme or SPAN_SCHEME
+            docs = _span_docs(source, fmt, misaligned, stats, scheme_written)  # type: ignore[arg-type]
         else:
             sentences = list(
                 _sentences(source, fmt, label_column, tag_field, misaligned, stats, True)
@@ -209,7 +210,7 @@ def _scheme_of(sentences: list[Sentence], target: str | None) -> str | None:
     tag_rows = [s.tags for s in sentences if s.tags is not None]
     if not tag_rows or not schemes.is_entity_tagset({t for row in tag_rows for t in row}):
         return None
-    return target or schemes.detect_scheme(tag_rows) or schemes.SCHEMES[1]
+    return target or schemes.detect_scheme(tag_rows) or SPAN_SCHEME
 
 
 def _converted(sentences: list[Sentence], target: str | None) -> list[Sentence]:
@@ -323,7 +324,7 @@ def _docbin_docs(source: str | Path, target_scheme: str | None) -> Iterator[obje
 
 
 def _span_docs(
-    source: str | Path, fmt: str, misaligned: str, stats: SpanReadStats
+    source: str | Path, fmt: str, misaligned: str, stats: SpanReadStats, scheme: str
 ) -> Iterator[object]:
     """One Doc per span record: its exact text, tokens, sentences and entities."""
     from spacy.tokens import Doc, Span
@@ -348,7 +349,7 @@ def _span_docs(
         ]
         if document.doc_id is not None:
             doc.user_data[ID_KEY] = document.doc_id
-        settings: dict[str, object] = {"scheme": schemes.SCHEMES[1]}
+        settings: dict[str, object] = {"scheme": scheme}
         if document.meta:
             settings["meta"] = document.meta
         doc.user_data[USER_DATA_KEY] = settings

@@ -30,8 +30,8 @@ INPUT_FORMATS = (*FILE_FORMATS, "hub")
 TAGGING_FORMATS = ("conll", "conllu", "jsonl", *SPAN_FORMATS, "docbin")
 TEXT_FORMATS = ("jsonl", "csv", "tsv", "sst", "docbin")
 _FORMAT_BY_SUFFIX = {".conllu": "conllu", ".csv": "csv", ".spacy": "docbin"}
-# A Label Studio export: a JSON array whose first element is an object.
-_JSON_ARRAY_OF_OBJECTS = re.compile(rb"\[\s*[{\]]")
+# A Label Studio export: a JSON array whose first element is an object (or an empty array).
+_JSON_ARRAY_OF_OBJECTS = re.compile(rb"\[\s*(\{|\]\s*$)")
 _SPLIT_SPEC = re.compile(r"^(first|last):([0-9]+)$")
 
 

@@ -331,8 +331,12 @@ def parse_doccano_record(record: dict[str, Any], path: str | Path, number: int) 
 def parse_labelstudio_task(
     task: dict[str, Any], path: str | Path, number: int, task_number: int
 ) -> SpanDocument | None:
-    """A Label Studio task: `data.text` and the regions of its first submitted annotation."""
+    """A Label Studio task: `data.text` and the regions of its first submitted annotation; or a
+    task of the JSON-MIN export (`{"id", "text", "label": [{"start", "end", "text", "labels"}],
+    "annotation_id", ...}`)."""
     where = f"task {task_number}"
+    if "data" not in task and isinstance(task.get("text"), str):
+        return _labelstudio_min_task(task, path, number, where)
     data = task.get("data")
     if not isinstance(data, dict):
         raise InputFormatError(
@@ -372,24 +376,7 @@ def parse_labelstudio_task(
         value = region.get("value")
         if not isinstance(value, dict):
             raise InputFormatError(f"{where}: result {index} has no 'value' object", path, number)
-        labels = value.get("labels")
-        if not isinstance(labels, list) or len(labels) != 1:
-            raise InputFormatError(
-                f"{where}: result {index}: 'value.labels' must hold exactly one label, got "
-                f"{excerpt(json.dumps(labels))}",
-                path,
-                number,
-            )
-        start, end = value.get("start"), value.get("end")
-        start, end = _labelstudio_offsets(text, start, end, value.get("text"))
-        span = _char_span(text, start, end, labels[0], path, number, f"{where}: result {index}")
-        if "text" in value and value["text"] != text[span.start : span.end]:
-            raise InputFormatError(
-                f"{where}: result {index}: 'value.text' {value['text']!r} is not the text at "
-                f"[{span.start}, {span.end}) {text[span.start : span.end]!r}",
-                path,
-                number,
-            )
+        span = _labelstudio_region(text, value, path, number, f"{where}: result {index}")
         score = _score(region.get("score"), "score", path, number)
         spans.append(CharSpan(span.start, span.end, span.label, score))
     doc_id = _doc_id(data.get("doc_id"), "data.doc_id", path, number)
@@ -403,6 +390,61 @@ def parse_labelstudio_task(
         meta=_meta(data, ("text", "tokens", "doc_id")),
         tokens=_tokens(data.get("tokens"), text, path, number),
     )
+
+
+def _labelstudio_min_task(
+    task: dict[str, Any], path: str | Path, number: int, where: str
+) -> SpanDocument | None:
+    text = task["text"]
+    if "label" not in task and "annotation_id" not in task:
+        return None  # exported without an annotation
+    regions = task.get("label", [])
+    if not isinstance(regions, list):
+        raise InputFormatError(
+            f"{where}: field 'label' must be an array of regions, got {json_type(regions)}",
+            path,
+            number,
+        )
+    spans = []
+    for index, value in enumerate(regions):
+        if not isinstance(value, dict):
+            raise InputFormatError(
+                f"{where}: label {index} must be an object with start, end and labels, got "
+                f"{json_type(value)}",
+                path,
+                number,
+            )
+        spans.append(_labelstudio_region(text, value, path, number, f"{where}: label {index}"))
+    return SpanDocument(
+        text=text,
+        spans=spans,
+        doc_id=_doc_id(task.get("id"), "id", path, number),
+        line=number,
+        meta=_meta(task, ("text", "label", "id")),
+    )
+
+
+def _labelstudio_region(
+    text: str, value: dict[str, Any], path: str | Path, number: int, where: str
+) -> CharSpan:
+    labels = value.get("labels")
+    if not isinstance(labels, list) or len(labels) != 1:
+        raise InputFormatError(
+            f"{where}: 'value.labels' must hold exactly one label, got "
+            f"{excerpt(json.dumps(labels))}",
+            path,
+            number,
+        )
+    start, end = _labelstudio_offsets(text, value.get("start"), value.get("end"), value.get("text"))
+    span = _char_span(text, start, end, labels[0], path, number, where)
+    if "text" in value and value["text"] != text[span.start : span.end]:
+        raise InputFormatError(
+            f"{where}: 'value.text' {value['text']!r} is not the text at "
+            f"[{span.start}, {span.end}) {text[span.start : span.end]!r}",
+            path,
+            number,
+        )
+    return span
 
 
 def _labelstudio_offsets(text: str, start: Any, end: Any, shown: Any) -> tuple[Any, Any]:

@@ -125,42 +125,29 @@ def convert_file(
     if holds_texts(source, fmt):
         return _convert_texts(source, target, fmt, to)
     stats = SpanReadStats() if fmt in SPAN_FORMATS else None
-    if fmt in SPAN_FORMATS and to in SPAN_FORMATS:
-        documents = read_span_documents(source, fmt, stats)
-        count = write_span_documents(documents, target, to, model_version)
-        log_span_stats(source, stats)  # type: ignore[arg-type]
-        return ConvertResult(fmt, to, count, None, stats)
+    read = _Reading(source, fmt, label_column, tag_field, misaligned, stats)
+    result = _convert(read, Path(target), to, target_scheme, model_version)
+    if stats is not None:
+        log_span_stats(source, stats)
+    return result
+
+
+def _convert(
+    read: _Reading, target: Path, to: str, target_scheme: str | None, model_version: str | None
+) -> ConvertResult:
+    fmt, source, stats = read.fmt, read.source, read.stats
     if to in SPAN_FORMATS:
-        if fmt == "docbin":
-            documents = _docbin_span_documents(source, tag_field)
-        else:
-            sentences = _sentences(source, fmt, label_column, tag_field, misaligned, None, False)
-            documents = _sentence_span_documents(sentences, source)
-        count = write_span_documents(documents, target, to, model_version)
+        count = write_span_documents(_span_documents(read), target, to, model_version)
         return ConvertResult(fmt, to, count, None, stats)
-    if to == "docbin" and fmt == "docbin":
-        count = write_docbin(_docbin_docs(source, target_scheme), target)
-        return ConvertResult(fmt, to, count, target_scheme)
     if to == "docbin":
-        if fmt in SPAN_FORMATS:
-            scheme_written = target_scheme or SPAN_SCHEME
-            docs = _span_docs(source, fmt, misaligned, stats, scheme_written)  # type: ignore[arg-type]
-        else:
-            sentences = list(
-                _sentences(source, fmt, label_column, tag_field, misaligned, stats, True)
-            )
-            scheme_written = _scheme_of(sentences, target_scheme)
-            sentences = _converted(sentences, target_scheme)
-            docs = _sentence_docs(sentences, scheme_written, label_column)
-        count = write_docbin(docs, target)
-        return ConvertResult(fmt, to, count, scheme_written, stats)
-    keep = to == "conll" and fmt in ("conll", "docbin")
-    sentences = list(_sentences(source, fmt, label_column, tag_field, misaligned, stats, keep))
+        scheme_written, docs = _docs(read, target_scheme)
+        return ConvertResult(fmt, to, write_docbin(docs, target), scheme_written, stats)
+    sentences = list(read.sentences(keep_lines=to == "conll"))
     scheme_written = _scheme_of(sentences, target_scheme)
     sentences = _converted(sentences, target_scheme)
     if to == "conll":
         _check_no_white_space(sentences, source, "CoNLL columns")
-        column = label_column if fmt == "conll" else _docbin_label_column(source, fmt)
+        column = read.label_column if fmt == "conll" else _docbin_label_column(source, fmt)
         count = write_conll(sentences, target, column)
     elif to == "conllu":
         if scheme_written is not None:
@@ -169,10 +156,54 @@ def convert_file(
                 "jsonl, docbin or a span format"
             )
         _check_no_white_space(sentences, source, "CoNLL-U")
-        count = write_conllu(sentences, target, tag_field)
+        count = write_conllu(sentences, target, read.tag_field)
     else:
         count = write_jsonl_sentences(sentences, target)
     return ConvertResult(fmt, to, count, scheme_written, stats)
+
+
+@dataclass(frozen=True)
+class _Reading:
+    """The input of a conversion and the options it is read with."""
+
+    source: str | Path
+    fmt: str
+    label_column: int | None
+    tag_field: str
+    misaligned: str
+    stats: SpanReadStats | None
+
+    def sentences(self, keep_lines: bool = False) -> Iterator[Sentence]:
+        return read_sentences(
+            self.source,
+            self.fmt,
+            self.label_column if self.fmt == "conll" else None,
+            self.tag_field,
+            misaligned=self.misaligned,
+            span_stats=self.stats,
+            keep_lines=keep_lines and self.fmt in ("conll", "docbin"),
+            log=False,  # convert logs the counts once, at the end
+        )
+
+
+def _span_documents(read: _Reading) -> Iterator[SpanDocument]:
+    if read.fmt in SPAN_FORMATS:  # span → span: every record as it is
+        return read_span_documents(read.source, read.fmt, read.stats)
+    if read.fmt == "docbin":
+        return _docbin_span_documents(read.source, read.tag_field)
+    return _sentence_span_documents(read.sentences(), read.source)
+
+
+def _docs(read: _Reading, target_scheme: str | None) -> tuple[str | None, Iterator[object]]:
+    """The scheme written and the Docs of a conversion into a DocBin."""
+    if read.fmt == "docbin":
+        return target_scheme, _docbin_docs(read.source, target_scheme)
+    if read.fmt in SPAN_FORMATS:
+        scheme = target_scheme or SPAN_SCHEME
+        return scheme, _span_docs(read, scheme)
+    sentences = list(read.sentences(keep_lines=True))
+    scheme = _scheme_of(sentences, target_scheme)
+    return scheme, _sentence_docs(_converted(sentences, target_scheme), scheme, read.label_column)
 
 
 def _check_target(source: Path, target: Path) -> None:
@@ -182,27 +213,6 @@ def _check_target(source: Path, target: Path) -> None:
         raise OutputError(f"the folder {str(target.parent)!r} does not exist", target)
     if target.exists() and source.exists() and os.path.samefile(source, target):
         raise OutputError("is the input file itself: convert would overwrite it", target)
-
-
-def _sentences(
-    source: str | Path,
-    fmt: str,
-    label_column: int | None,
-    tag_field: str,
-    misaligned: str,
-    stats: SpanReadStats | None,
-    keep_lines: bool,
-) -> Iterator[Sentence]:
-    sentences = read_sentences(
-        source,
-        fmt,
-        label_column if fmt == "conll" else None,
-        tag_field,
-        misaligned=misaligned,
-        span_stats=stats,
-        keep_lines=keep_lines and fmt in ("conll", "docbin"),
-    )
-    return iter(sentences)
 
 
 def _scheme_of(sentences: list[Sentence], target: str | None) -> str | None:
@@ -323,9 +333,7 @@ def _docbin_docs(source: str | Path, target_scheme: str | None) -> Iterator[obje
         yield doc
 
 
-def _span_docs(
-    source: str | Path, fmt: str, misaligned: str, stats: SpanReadStats, scheme: str
-) -> Iterator[object]:
+def _span_docs(read: _Reading, scheme: str) -> Iterator[object]:
     """One Doc per span record: its exact text, tokens, sentences and entities."""
     from spacy.tokens import Doc, Span
     from spacy.vocab import Vocab
@@ -333,8 +341,9 @@ def _span_docs(
     from ..text.tokenize import doc_words
 
     vocab = Vocab()
-    documents = read_span_documents(source, fmt, stats)
-    for aligned in align_span_documents(documents, source, misaligned, stats):
+    stats = read.stats if read.stats is not None else SpanReadStats()
+    documents = read_span_documents(read.source, read.fmt, stats)
+    for aligned in align_span_documents(documents, read.source, read.misaligned, stats):
         document = aligned.document
         words, spaces, positions = doc_words(document.text, aligned.tokens)
         doc = Doc(vocab, words=words, spaces=spaces)
@@ -354,7 +363,6 @@ def _span_docs(
             settings["meta"] = document.meta
         doc.user_data[USER_DATA_KEY] = settings
         yield doc
-    log_span_stats(source, stats)
 
 
 # Labelled texts

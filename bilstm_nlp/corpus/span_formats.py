@@ -24,6 +24,11 @@ Shapes (`SPAN_SHAPES`):
   [region + "score"]}]`), which Label Studio shows as pre-annotations to correct and sorts by
   `score` in its Data Manager. Label Studio assigns task ids on import, so our document id goes in
   `data.doc_id`.
+
+A document whose tokenization is fixed (`SpanDocument.tokens`, a token corpus converted to spans)
+also carries Prodigy's `tokens` list (`{"text", "start", "end", "id", "ws"}`), in every shape (in
+`data` for Label Studio), and its spans Prodigy's `token_start`/`token_end` in the `spans` shape,
+so readers keep those tokens rather than tokenizing the text again.
 """
 
 from __future__ import annotations

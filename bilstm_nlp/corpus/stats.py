@@ -59,8 +59,11 @@ class CorpusStats:
         return sum(self.entity_counts.values()) if self.scheme is not None else None
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-able dict of all fields plus `entities`."""
-        return {**asdict(self), "entities": self.entities}
+        """JSON-able dict of all fields plus `entities`; the span fields only for span files."""
+        values = {**asdict(self), "entities": self.entities}
+        if self.span_counts is None:
+            del values["span_counts"], values["first_misaligned"]
+        return values
 
 
 def corpus_stats(

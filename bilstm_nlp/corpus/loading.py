@@ -53,8 +53,9 @@ class CorpusInfo:
         source_scheme: the scheme the files are written in; None for plain labels.
         scheme: the scheme of the `tags` column now (the target when converted); None for plain
             labels.
-        reader: the reader options the files were read with (`label_column`, `tag_field`; or
-            `sst_labels`, `phrases`, `text_field`, `label_field`, `id_field`); empty for the hub.
+        reader: the reader options the files were read with (`label_column`, `tag_field`,
+            `misaligned`; or `sst_labels`, `phrases`, `text_field`, `label_field`, `id_field`);
+            empty for the hub.
     """
 
     input_format: str

@@ -7,6 +7,8 @@ import zlib
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from spacy.tokens import Doc, DocBin, Span
 from spacy.vocab import Vocab
 
@@ -153,3 +155,42 @@ def test_an_empty_docbin_and_empty_documents(tmp_path: Path) -> None:
 def test_a_missing_file(tmp_path: Path) -> None:
     with pytest.raises(InputFormatError, match="no such file"):
         list(read_sentences(tmp_path / "none.spacy"))
+
+
+def _valid_docbin_payload() -> bytes:
+    docs = []
+    for number in range(3):
+        doc = ner_doc(
+            ["Angela", "Merkel", "visited", "Paris", "."],
+            [(0, 2, "PER"), (3, 4, "LOC")],
+            [True, False, False, False, False],
+        )
+        doc.user_data["id"] = f"d{number}"
+        docs.append(doc)
+    return zlib.decompress(DocBin(store_user_data=True, docs=docs).to_bytes())
+
+
+_PAYLOAD = _valid_docbin_payload()
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    edits=st.lists(
+        st.tuples(st.integers(0, len(_PAYLOAD) - 1), st.integers(0, 255)), min_size=1, max_size=4
+    )
+)
+def test_a_mutated_docbin_gives_sentences_or_input_format_error(
+    tmp_path: Path, edits: list[tuple[int, int]]
+) -> None:
+    # Bytes changed inside the (decompressed) msgpack payload, so the file still unzips.
+    payload = bytearray(_PAYLOAD)
+    for position, value in edits:
+        payload[position] = value
+    path = tmp_path / "m.spacy"
+    path.write_bytes(zlib.compress(bytes(payload)))
+    try:
+        list(read_sentences(path))
+    except InputFormatError as error:
+        assert error.path == str(path)

@@ -67,13 +67,15 @@ def read_docbin_docs(path: str | Path) -> Iterator[tuple[int, Any]]:
         except StopIteration:
             return
         except _CORRUPT as error:
-            raise InputFormatError(
-                f"corrupt DocBin: document {number + 1} cannot be read: {_reason(error)}",
-                path,
-                number + 1,
-            ) from None
+            raise _corrupt_document(error, path, number + 1) from None
         number += 1
         yield number, doc
+
+
+def _corrupt_document(error: Exception, path: str | Path, number: int) -> InputFormatError:
+    return InputFormatError(
+        f"corrupt DocBin: document {number} cannot be read: {_reason(error)}", path, number
+    )
 
 
 def _reason(error: Exception) -> str:
@@ -126,27 +128,33 @@ def docbin_sequences(path: str | Path, tag_field: str = "upos") -> Iterator[DocS
     kind: str | None = None
     sentencizer = None
     for number, doc in read_docbin_docs(path):
-        positions = [token.i for token in doc if not token.text.isspace()]
-        if not positions:
-            continue
-        if kind is None:
-            kind = _label_kind(doc, tag_field)
-        if not doc.has_annotation("SENT_START"):
-            if sentencizer is None:
-                from ...text.tokenize import Tokenizer
+        # A corrupt file may read without complaint and fail only when an attribute is looked
+        # at (an entity label missing from the strings): that is the file's fault, not ours.
+        try:
+            positions = [token.i for token in doc if not token.text.isspace()]
+            if not positions:
+                continue
+            if kind is None:
+                kind = _label_kind(doc, tag_field)
+            if not doc.has_annotation("SENT_START"):
+                if sentencizer is None:
+                    from ...text.tokenize import Tokenizer
 
-                sentencizer = Tokenizer().sentencizer
-            doc = sentencizer(doc)
-        spans: list[Span] = []
-        tags: list[str] | None = None
-        scheme = None
-        if kind == "ents":
-            spans = _entity_spans(doc, positions, path, number)
-            recorded = doc_settings(doc).get("scheme")
-            scheme = recorded if recorded in SCHEMES else SPAN_SCHEME
-        elif kind is not None:
-            tags = _token_tags(doc, positions, kind, path, number)
-        bounds = sequence_bounds(len(positions), _breaks(doc, positions), spans)
+                    sentencizer = Tokenizer().sentencizer
+                doc = sentencizer(doc)
+            spans: list[Span] = []
+            tags: list[str] | None = None
+            scheme = None
+            if kind == "ents":
+                spans = _entity_spans(doc, positions, path, number)
+                recorded = doc_settings(doc).get("scheme")
+                scheme = recorded if recorded in SCHEMES else SPAN_SCHEME
+            elif kind is not None:
+                tags = _token_tags(doc, positions, kind, path, number)
+            breaks = _breaks(doc, positions)
+        except _CORRUPT as error:
+            raise _corrupt_document(error, path, number) from None
+        bounds = sequence_bounds(len(positions), breaks, spans)
         for index, (start, end) in enumerate(bounds):
             inside = [
                 Span(s.start - start, s.end - start, s.label)
@@ -274,10 +282,18 @@ def read_docbin_texts(path: str | Path) -> Iterator[TextExample]:
             (multi-label annotation: a classifier takes one label).
     """
     for number, doc in read_docbin_docs(path):
+        try:
+            text, tokens, cats = doc.text, [t.text for t in doc if not t.text.isspace()], doc.cats
+        except _CORRUPT as error:
+            raise _corrupt_document(error, path, number) from None
         label = None
-        if doc.cats:
-            best = max(doc.cats.values())
-            top = sorted(name for name, score in doc.cats.items() if score == best)
+        if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in cats.values()):
+            raise InputFormatError(
+                f"document {number}: doc.cats must map categories to numbers", path, number
+            )
+        if cats:
+            best = max(cats.values())
+            top = sorted(name for name, score in cats.items() if score == best)
             if len(top) > 1:
                 raise InputFormatError(
                     f"document {number}: categories {', '.join(top)} share the highest score "
@@ -286,5 +302,4 @@ def read_docbin_texts(path: str | Path) -> Iterator[TextExample]:
                     number,
                 )
             label = top[0]
-        tokens = [token.text for token in doc if not token.text.isspace()]
-        yield TextExample(doc.text, tokens, label, doc_id(doc), number)
+        yield TextExample(text, tokens, label, doc_id(doc), number)

@@ -194,3 +194,17 @@ def test_a_mutated_docbin_gives_sentences_or_input_format_error(
         list(read_sentences(path))
     except InputFormatError as error:
         assert error.path == str(path)
+
+
+def test_a_docbin_of_categories_loads_as_a_text_corpus(tmp_path: Path) -> None:
+    from bilstm_nlp.corpus.loading import load_texts
+
+    docs = []
+    for words, label in ((["Great", "film"], "pos"), (["Dull", "plot"], "neg")):
+        doc = Doc(VOCAB, words=words)
+        doc.cats = {"pos": float(label == "pos"), "neg": float(label == "neg")}
+        docs.append(doc)
+    corpus = load_texts(save(tmp_path / "cats.spacy", docs))
+    assert corpus.info.input_format == "docbin"
+    assert corpus.labels("train") == ["pos", "neg"]
+    assert corpus["train"]["tokens"][:] == [["Great", "film"], ["Dull", "plot"]]

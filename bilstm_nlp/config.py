@@ -20,7 +20,19 @@ from .errors import ConfigError
 
 T = TypeVar("T")
 
-INPUT_FORMATS = ("conll", "conllu", "jsonl", "csv", "tsv", "sst")
+INPUT_FORMATS = (
+    "conll",
+    "conllu",
+    "jsonl",
+    "csv",
+    "tsv",
+    "sst",
+    "spans",
+    "doccano",
+    "labelstudio",
+    "docbin",
+)
+MISALIGNED_POLICIES = ("error", "expand", "drop")  # span files: what a span cutting a token does
 
 
 def _check_choice(name: str, value: Any, choices: tuple[str, ...], optional: bool = False) -> None:
@@ -50,10 +62,11 @@ class DataConfig:
     """Where the data is and how to read it.
 
     Attributes:
-        train: training file (CoNLL, CoNLL-U, JSONL, CSV/TSV or SST trees).
+        train: training file (CoNLL, CoNLL-U, JSONL, CSV/TSV, SST trees, span JSONL from
+            Prodigy/spaCy or doccano, a Label Studio JSON export, or a spaCy DocBin).
         dev: dev file; None with `dev_from_train` set, or for no early stopping.
-        input_format: reader name (`conll`, `conllu`, `jsonl`, `csv`, `tsv`, `sst`); None detects
-            it.
+        input_format: reader name (`conll`, `conllu`, `jsonl`, `csv`, `tsv`, `sst`, `spans`,
+            `doccano`, `labelstudio`, `docbin`); None detects it.
         label_column: CoNLL column holding the labels (0-based, negative from the end); None = last.
         tag_field: CoNLL-U field to tag, `upos` or `xpos`.
         scheme: tag scheme to train in (`IOB1`, `IOB2`, `BIOES`); None keeps the file's scheme.
@@ -70,6 +83,9 @@ class DataConfig:
             or `classification`; the spaCy component writes entities, a span group or token tags
             by it. None: the corpus registry's task for the training file, else `ner` for tags
             with a scheme, `pos` without, `classification` for a classifier.
+        misaligned: span files (`spans`, `doccano`, `labelstudio`): what a span whose edge falls
+            inside a token does: `error` (stop, naming file, line and span), `expand` (widen it
+            to the tokens it touches) or `drop` (leave it out); both are counted and logged.
     """
 
     train: str | None = None
@@ -85,9 +101,11 @@ class DataConfig:
     label_field: str = "label"
     train_with_dev: bool = False
     task: str | None = None
+    misaligned: str = "error"
 
     def __post_init__(self) -> None:
         _check_choice("data.input_format", self.input_format, INPUT_FORMATS, optional=True)
+        _check_choice("data.misaligned", self.misaligned, MISALIGNED_POLICIES)
         _check_choice("data.task", self.task, DATA_TASKS, optional=True)
         _check_choice("data.tag_field", self.tag_field, ("upos", "xpos"))
         _check_choice("data.scheme", self.scheme, ("IOB1", "IOB2", "BIOES"), optional=True)

@@ -26,7 +26,9 @@ json_values = st.recursive(
     | st.floats(allow_nan=True, allow_infinity=True)
     | st.sampled_from([10**1000, -1, 0, 1, 4097, 60000, 10**7, 1e9, 0.5, 0.95, 0.96, 1.0])
     | st.text(max_size=8)
-    | st.sampled_from(["crf", "softmax", "sgd", "adam", "cpu", "cuda:0", "BIOES", "upos"]),
+    | st.sampled_from(
+        ["crf", "softmax", "sgd", "adam", "cpu", "cuda:0", "BIOES", "upos", "expand"]
+    ),
     lambda children: (
         st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=3), children)
     ),
@@ -56,6 +58,11 @@ json_values = st.recursive(
         ({"model": {"char_kernel": 0}}, "model.char_kernel must be in [1, 15]"),
         ({"model": {"head": "hmm"}}, 'model.head must be one of crf, softmax, got "hmm"'),
         ({"data": {"scheme": "BILOU"}}, "data.scheme must be one of IOB1, IOB2, BIOES"),
+        (
+            {"data": {"misaligned": "widen"}},
+            'data.misaligned must be one of error, expand, drop, got "widen"',
+        ),
+        ({"data": {"input_format": "brat"}}, "data.input_format must be one of conll, conllu"),
         ({"train": {"lr": 10**5000}}, "train.lr is out of range, got an integer of about 5001"),
     ],
 )

@@ -136,7 +136,11 @@ def test_load_tagging_features_ids_and_scheme(samples: Path) -> None:
     assert decoded_tags(dataset_dict, "dev")[1] == ["I-PER", "O", "O"]
     assert described(dataset_dict) == ("conll", "IOB1", "IOB1")
     assert dataset_dict.info.scheme == "IOB1"
-    assert dataset_dict.info.reader == {"label_column": None, "tag_field": "upos"}
+    assert dataset_dict.info.reader == {
+        "label_column": None,
+        "tag_field": "upos",
+        "misaligned": "error",
+    }
 
 
 def test_load_tagging_converts_to_the_asked_scheme(samples: Path) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import typer
 
 from .annotate import annotate_cli
+from .convert import convert_cli
 from .corpus import corpus_stats_cli
 from .evaluate import evaluate_cli
 from .models import export_cli, models_cli
@@ -33,6 +34,7 @@ app.command("annotate")(annotate_cli)
 app.command("models")(models_cli)
 app.command("export")(export_cli)
 app.command("serve")(serve_cli)
+app.command("convert")(convert_cli)
 
 corpus_app = typer.Typer(help="Inspect corpora.", no_args_is_help=True)
 corpus_app.command("stats")(corpus_stats_cli)

@@ -22,7 +22,8 @@ def corpus_stats_cli(
         None,
         "--input-format",
         "-f",
-        help="conll, conllu, jsonl, csv, tsv or sst (default: detected from the file)",
+        help="conll, conllu, jsonl, csv, tsv, sst, spans, doccano, labelstudio or docbin "
+        "(default: detected from the file)",
     ),
     label_column: int | None = Opt(
         None,
@@ -31,6 +32,12 @@ def corpus_stats_cli(
     ),
     tag_field: str = Opt("upos", "--tag-field", help="CoNLL-U tag field: upos or xpos"),
     sst_labels: str = Opt("sst2", "--sst-labels", help="SST labels: sst2 or sst5"),
+    misaligned: str = Opt(
+        "error",
+        "--misaligned",
+        help="Span files: count spans that cut a token as training would treat them: error "
+        "(counted, left out of the sentences; training stops at the first), expand or drop",
+    ),
     json_output: bool = Opt(False, "--json", help="Print one JSON object instead of tables"),
 ) -> None:
     """Print sentence, token, label and entity counts of a corpus file."""
@@ -45,6 +52,7 @@ def corpus_stats_cli(
             label_column=label_column,
             tag_field=tag_field,
             sst_labels=sst_labels,
+            misaligned=misaligned,
         )
     if json_output:
         typer.echo(json.dumps(stats.to_dict(), ensure_ascii=False))
@@ -64,10 +72,28 @@ def _print_tables(stats: CorpusStats, console: Console) -> None:
         ("scheme", stats.scheme),
         ("entities", stats.entities),
     ]
+    spans = stats.span_counts or {}
+    if spans:
+        rows[:0] = [
+            ("records", spans["records"]),
+            ("records without annotation (left out)", spans["unannotated"]),
+            ("records without tokens", spans["empty"]),
+            ("spans", spans["spans"]),
+            ("spans cutting a token", spans["misaligned"]),
+            ("  widened to whole tokens", spans["expanded"]),
+            ("  dropped", spans["dropped"]),
+        ]
     for what, value in rows:
         if value is not None:
             summary.add_row(what, f"{value:,}" if isinstance(value, int) else value)
     console.print(summary)
+    if stats.first_misaligned is not None:
+        console.print(
+            Text(
+                f"first span cutting a token (train stops here by default): "
+                f"{stats.first_misaligned}"
+            )
+        )
     console.print(_count_table("label", stats.label_counts))
     if stats.scheme is not None:
         console.print(_count_table("entity type", stats.entity_counts))

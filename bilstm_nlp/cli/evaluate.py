@@ -25,6 +25,12 @@ def evaluate_cli(
         "--dev-from-train",
         help="Score the part of a train file carved off as dev, e.g. last:1000",
     ),
+    misaligned: str | None = Opt(
+        None,
+        "--misaligned",
+        help="Span files: error, expand or drop for a span that cuts a token (default: the "
+        "model's setting)",
+    ),
     as_json: bool = Opt(False, "--json", help="Print one JSON object instead of a table"),
     predictions: Path | None = Opt(
         None, "--predictions", help="Write 'token gold predicted' columns (conlleval input)"
@@ -57,6 +63,7 @@ def evaluate_cli(
             label_column=label_column,
             tag_field=tag_field,
             dev_from_train=dev_from_train,
+            misaligned=misaligned,
             batch_size=batch_size,
         )
         if predictions is not None and isinstance(result, TaggerEvaluation):

@@ -23,7 +23,16 @@ def train_cli(
         None, "--dev-from-train", help="Carve dev off train, e.g. last:1000"
     ),
     input_format: str | None = Opt(
-        None, "--input-format", help="conll, conllu, jsonl, csv, tsv or sst (default: detect)"
+        None,
+        "--input-format",
+        help="conll, conllu, jsonl, csv, tsv, sst, spans, doccano, labelstudio or docbin "
+        "(default: detect)",
+    ),
+    misaligned: str | None = Opt(
+        None,
+        "--misaligned",
+        help="Span files: a span whose edge falls inside a token is an error (default), or "
+        "expand (widen it to whole tokens) | drop (leave it out); both are counted",
     ),
     label_column: int | None = Opt(
         None, "--label-column", help="CoNLL label column (default: last)"
@@ -72,6 +81,7 @@ def train_cli(
             tag_field=tag_field,
             scheme=scheme,
             train_with_dev=train_with_dev,
+            misaligned=misaligned,
         )
         model = _override(experiment.model, task=task, head=head)
         settings = _override(

@@ -8,6 +8,7 @@ counts agree with what training reads.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -17,25 +18,34 @@ from ..errors import ConfigError, InputFormatError
 from .readers import Sentence, TextExample
 from .readers import conll as conll_reader
 from .readers import conllu as conllu_reader
+from .readers import docbin as docbin_reader
 from .readers import jsonl as jsonl_reader
+from .readers import spans as spans_reader
 from .readers import sst as sst_reader
 from .readers import table as table_reader
-from .readers._lines import read_lines
+from .readers._lines import BOM, read_lines
+from .readers.spans import SPAN_FORMATS, SpanReadStats
 
 INPUT_FORMATS = (*FILE_FORMATS, "hub")
-TAGGING_FORMATS = ("conll", "conllu", "jsonl")
-TEXT_FORMATS = ("jsonl", "csv", "tsv", "sst")
-_FORMAT_BY_SUFFIX = {".conllu": "conllu", ".jsonl": "jsonl", ".csv": "csv"}
+TAGGING_FORMATS = ("conll", "conllu", "jsonl", *SPAN_FORMATS, "docbin")
+TEXT_FORMATS = ("jsonl", "csv", "tsv", "sst", "docbin")
+_FORMAT_BY_SUFFIX = {".conllu": "conllu", ".csv": "csv", ".spacy": "docbin"}
+# A Label Studio export: a JSON array whose first element is an object (or an empty array).
+_JSON_ARRAY_OF_OBJECTS = re.compile(rb"\[\s*(\{|\]\s*$)")
 _SPLIT_SPEC = re.compile(r"^(first|last):([0-9]+)$")
 
 
 def detect_format(path: str | Path) -> str:
-    """The input format of a file: `"conll"`, `"conllu"`, `"jsonl"`, `"csv"`, `"tsv"` or `"sst"`.
+    """The input format of a file: one of `config.INPUT_FORMATS` but `"hub"`.
 
-    By extension for `.conllu`, `.jsonl` and `.csv`; otherwise by the first non-blank line: `(`
-    and a digit is an SST tree, `{` a JSON line, a `# ` comment or 10 tab-separated columns with
-    an integer first is CoNLL-U, a `.tsv` file whose first line names `text` and `label` columns
-    is a table, and anything else is CoNLL columns.
+    By extension for `.conllu`, `.csv` and `.spacy` (a DocBin); a file that opens a JSON array
+    of objects is a Label Studio export (`labelstudio`); a `.jsonl` file, or one whose first
+    non-blank line opens a JSON object, is JSONL, and its first record tells which:
+    `spans`/`doccano`/`labelstudio` records (`readers.spans.detect_span_shape`), else `jsonl`
+    (tokens and tags, or a text and a label). Otherwise by the first non-blank line: `(` and a
+    digit is an SST tree, a `# ` comment or 10 tab-separated columns with an integer first is
+    CoNLL-U, a `.tsv` file whose first line names `text` and `label` columns is a table, and
+    anything else is CoNLL columns.
 
     Raises:
         InputFormatError: the file is missing, empty, or its first line is not valid UTF-8.
@@ -44,17 +54,56 @@ def detect_format(path: str | Path) -> str:
     suffix = path.suffix.lower()
     if suffix in _FORMAT_BY_SUFFIX:
         return _FORMAT_BY_SUFFIX[suffix]
+    if _opens_json_array(path):
+        return "labelstudio"
     first = first_content_line(path)
+    if suffix == ".jsonl" or first.lstrip(" \t").startswith("{"):
+        return _jsonl_kind(first)
     if re.match(r"[ \t]*\([0-9]", first):
         return "sst"
-    if first.lstrip(" \t").startswith("{"):
-        return "jsonl"
     fields = first.split("\t")
     if first.startswith("# ") or (len(fields) == 10 and fields[0].isdigit()):
         return "conllu"
     if suffix == ".tsv" and {"text", "label"} <= set(fields):
         return "tsv"
     return "conll"
+
+
+def _opens_json_array(path: Path) -> bool:
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(4096)
+    except OSError:
+        return False  # read_lines names the problem
+    if head.startswith(BOM):
+        head = head[len(BOM) :]
+    return _JSON_ARRAY_OF_OBJECTS.match(head.lstrip(b" \t\r\n")) is not None
+
+
+def _jsonl_kind(first: str) -> str:
+    try:
+        record = json.loads(first)
+    except (ValueError, RecursionError):  # JSONDecodeError, too many digits, too deep
+        return "jsonl"  # the JSONL reader reports the bad line
+    return spans_reader.detect_span_shape(record) or "jsonl"
+
+
+def holds_texts(path: str | Path, fmt: str) -> bool:
+    """True when a file of a format that may hold either (`jsonl`, `docbin`) holds labelled
+    texts rather than tagged sentences: JSONL whose first record has no `tokens`, a DocBin whose
+    first document has categories and no token annotation. Formats of one kind answer by it."""
+    if fmt == "jsonl":
+        try:
+            record = json.loads(first_content_line(Path(path)))
+        except (ValueError, RecursionError):
+            return False  # the tagged reader reports the bad line
+        return not (isinstance(record, dict) and "tokens" in record)
+    if fmt == "docbin":
+        for _, doc in docbin_reader.read_docbin_docs(path):
+            annotated = any(doc.has_annotation(a) for a in ("ENT_IOB", "POS", "TAG"))
+            return bool(doc.cats) and not annotated
+        return False
+    return fmt not in TAGGING_FORMATS
 
 
 def first_content_line(path: Path) -> str:
@@ -88,30 +137,47 @@ def read_sentences(
     input_format: str | None = None,
     label_column: int | None = None,
     tag_field: str = "upos",
+    *,
+    misaligned: str = "error",
+    span_stats: SpanReadStats | None = None,
+    keep_lines: bool = False,
+    log: bool = True,
 ) -> Iterator[Sentence]:
-    """Tagged sentences of a file in any tagging format (`conll`, `conllu`, `jsonl`).
+    """Tagged sentences of a file in any tagging format (`TAGGING_FORMATS`).
 
     Args:
         path: the file.
         input_format: the format; default `detect_format(path)`.
         label_column: label column of a CoNLL file (default the last); only for `conll`.
-        tag_field: `"upos"` or `"xpos"`, for `conllu`.
+        tag_field: `"upos"` or `"xpos"`, for `conllu`; for `docbin` without entities, `upos`
+            prefers `token.pos_` and `xpos` takes `token.tag_`.
+        misaligned: span formats: `"error"`, `"expand"` or `"drop"` for a span that cuts a token.
+        span_stats: span formats: filled with the counts of records and spans, misaligned ones
+            included.
+        keep_lines: `conll` and `docbin`: keep the source lines (`Sentence.source_lines`), for
+            `convert`.
+        log: span formats: warn about widened and dropped spans and records left out.
     Returns:
         An iterator of `Sentence`s, as the format's reader yields them.
     Raises:
-        ConfigError: an unknown format, one that holds texts, a bad `tag_field`, or a
-            `label_column` for a format without columns.
+        ConfigError: an unknown format, one that holds texts, a bad `tag_field` or
+            `misaligned`, or a `label_column` for a format without columns.
         InputFormatError: the reader's errors (file and line).
     """
     fmt = resolve_format(path, input_format, TAGGING_FORMATS, "tagged sentences")
     if label_column is not None and fmt != "conll":
         raise ConfigError(f"a label column applies to CoNLL column files, not to {fmt!r}")
+    spans_reader.check_misaligned_policy(misaligned)
+    if tag_field not in conllu_reader.TAG_FIELDS:
+        raise ConfigError(f"tag field {tag_field!r}: expected one of upos, xpos")
     if fmt == "conll":
-        return conll_reader.read_conll(path, label_column)
+        return conll_reader.read_conll(path, label_column, keep_lines)
     if fmt == "conllu":
-        if tag_field not in conllu_reader.TAG_FIELDS:
-            raise ConfigError(f"tag field {tag_field!r}: expected one of upos, xpos")
         return conllu_reader.read_conllu(path, tag_field)
+    if fmt in SPAN_FORMATS:
+        return spans_reader.read_span_sentences(path, fmt, misaligned=misaligned, stats=span_stats)
+    if fmt == "docbin":
+        return docbin_reader.read_docbin_sentences(path, tag_field, keep_lines)
     return jsonl_reader.read_jsonl_tagged(path)
 
 
@@ -125,7 +191,7 @@ def read_texts(
     label_field: str = "label",
     id_field: str | None = None,
 ) -> Iterator[TextExample]:
-    """Labelled texts of a file in any text format (`jsonl`, `csv`, `tsv`, `sst`).
+    """Labelled texts of a file in any text format (`jsonl`, `csv`, `tsv`, `sst`, `docbin`).
 
     Args:
         path: the file.
@@ -146,6 +212,8 @@ def read_texts(
         if sst_labels not in sst_reader.SST_LABELS:
             raise ConfigError(f"SST labels {sst_labels!r}: expected one of sst2, sst5")
         return sst_reader.read_sst(path, sst_labels, phrases)
+    if fmt == "docbin":
+        return docbin_reader.read_docbin_texts(path)
     if fmt == "jsonl":
         return jsonl_reader.read_jsonl_texts(path, text_field, label_field, id_field or "id")
     delimiter = "," if fmt == "csv" else "\t"

@@ -53,8 +53,9 @@ class CorpusInfo:
         source_scheme: the scheme the files are written in; None for plain labels.
         scheme: the scheme of the `tags` column now (the target when converted); None for plain
             labels.
-        reader: the reader options the files were read with (`label_column`, `tag_field`; or
-            `sst_labels`, `phrases`, `text_field`, `label_field`, `id_field`); empty for the hub.
+        reader: the reader options the files were read with (`label_column`, `tag_field`,
+            `misaligned`; or `sst_labels`, `phrases`, `text_field`, `label_field`, `id_field`);
+            empty for the hub.
     """
 
     input_format: str
@@ -194,6 +195,7 @@ def load_tagging(
     dev_from_train: str | None = None,
     label_names: Sequence[str] | None = None,
     canonical: bool = False,
+    misaligned: str = "error",
 ) -> Corpus:
     """Tagging files → a `Corpus` with splits `"train"` and/or `"dev"`.
 
@@ -218,6 +220,8 @@ def load_tagging(
             scheme (CoNLL-2003's stray IOB1 `B-X` after `O` becomes `I-X`, the same entity), as
             training needs: a CRF constrained to the scheme cannot score a non-canonical path.
             Scoring keeps the tags as written.
+        misaligned: span files (`spans`, `doccano`, `labelstudio`): `"error"`, `"expand"` or
+            `"drop"` for a span whose edge falls inside a token (see `readers.spans`).
     Returns:
         The `Corpus`.
     Raises:
@@ -242,7 +246,9 @@ def load_tagging(
         for split, path in files.items()
     }
     read = {
-        split: list(read_sentences(path, formats[split], label_column, tag_field))
+        split: list(
+            read_sentences(path, formats[split], label_column, tag_field, misaligned=misaligned)
+        )
         for split, path in files.items()
     }
     for split, sentences in read.items():
@@ -278,7 +284,7 @@ def load_tagging(
             "tags": [[tag_ids[t] for t in row] for row in split_tags],
         }
         splits[split] = _dataset(columns, tagging_features(names[split]), split)
-    reader = {"label_column": label_column, "tag_field": tag_field}
+    reader = {"label_column": label_column, "tag_field": tag_field, "misaligned": misaligned}
     info = CorpusInfo(next(iter(formats.values())), source_scheme, convert or source_scheme, reader)
     return Corpus(DatasetDict(splits), info)
 

@@ -6,18 +6,18 @@ straight from the file, without building datasets.
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
 from ..text import schemes
-from .formats import TAGGING_FORMATS, detect_format, first_content_line, read_sentences, read_texts
+from .formats import detect_format, holds_texts, read_sentences, read_texts
 from .loading import detect_source_scheme
 from .readers import Sentence, TextExample
+from .readers.spans import SPAN_FORMATS, SpanReadStats, check_misaligned_policy
 
 
 @dataclass(frozen=True)
@@ -27,14 +27,19 @@ class CorpusStats:
     Attributes:
         path: the file.
         input_format: its format.
-        documents: number of documents (`-DOCSTART-`, `# newdoc`, JSONL `doc_id`), None when the
-            file does not say.
+        documents: number of documents (`-DOCSTART-`, `# newdoc`, JSONL `doc_id`, span record
+            ids, DocBin `user_data["id"]`), None when the file does not say.
         sentences: sentences (tagging formats) or examples (text formats; SST-2 without neutral).
         tokens: tokens (CoNLL-U: syntactic words; SST: leaves), None for formats without tokens.
         label_counts: occurrences of each tag or label, most frequent first.
         scheme: the detected tag scheme, None for plain labels and text formats.
         entity_counts: entities (conlleval chunks) per type, most frequent first; empty without a
             scheme.
+        span_counts: span files only: records, records without annotation, records without
+            tokens, spans, and spans cutting a token (misaligned) with how many were widened or
+            dropped (`readers.spans.SpanReadStats`).
+        first_misaligned: span files only: the error the first misaligned span gives under
+            `misaligned="error"` (file, line, span), or None.
     """
 
     path: str
@@ -45,6 +50,8 @@ class CorpusStats:
     label_counts: dict[str, int]
     scheme: str | None
     entity_counts: dict[str, int]
+    span_counts: dict[str, int] | None = None
+    first_misaligned: str | None = None
 
     @property
     def entities(self) -> int | None:
@@ -52,8 +59,11 @@ class CorpusStats:
         return sum(self.entity_counts.values()) if self.scheme is not None else None
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-able dict of all fields plus `entities`."""
-        return {**asdict(self), "entities": self.entities}
+        """JSON-able dict of all fields plus `entities`; the span fields only for span files."""
+        values = {**asdict(self), "entities": self.entities}
+        if self.span_counts is None:
+            del values["span_counts"], values["first_misaligned"]
+        return values
 
 
 def corpus_stats(
@@ -63,17 +73,23 @@ def corpus_stats(
     label_column: int | None = None,
     tag_field: str = "upos",
     sst_labels: str = "sst2",
+    misaligned: str = "error",
 ) -> CorpusStats:
     """Document, sentence, token, label and entity counts of one corpus file.
 
-    JSONL files count as tagged sentences when their first record has `tokens`, else as texts.
+    JSONL files count as tagged sentences when their first record has `tokens`, else as texts;
+    DocBins as texts when their first document has categories and no token annotation. Span
+    files also count their spans, and the spans that cut a token: under `misaligned="error"`
+    those are counted (and left out of the sentence counts, as `drop` would) rather than
+    stopping at the first, which `first_misaligned` names.
 
     Args:
         path: the file.
         input_format: its format (not `"hub"`); default `detect_format(path)`.
         label_column: CoNLL label column (default the last).
-        tag_field: `"upos"`/`"xpos"` for CoNLL-U.
+        tag_field: `"upos"`/`"xpos"` for CoNLL-U (and DocBins without entities).
         sst_labels: `"sst2"`/`"sst5"` for SST trees.
+        misaligned: span files: `"error"`, `"expand"` or `"drop"`.
     Returns:
         The `CorpusStats`.
     Raises:
@@ -83,18 +99,25 @@ def corpus_stats(
     fmt = input_format if input_format is not None else detect_format(path)
     if fmt == "hub":
         raise ConfigError("corpus stats reads files; load hub datasets with load_hub_tagging")
-    if fmt in TAGGING_FORMATS and (fmt != "jsonl" or _jsonl_has_tokens(path)):
+    check_misaligned_policy(misaligned)
+    if holds_texts(path, fmt):
+        return _text_stats(path, read_texts(path, fmt, sst_labels=sst_labels), fmt)
+    if fmt not in SPAN_FORMATS:
         return _tagging_stats(path, read_sentences(path, fmt, label_column, tag_field), fmt)
-    return _text_stats(path, read_texts(path, fmt, sst_labels=sst_labels), fmt)
-
-
-def _jsonl_has_tokens(path: str | Path) -> bool:
-    line = first_content_line(Path(path))
-    try:
-        record = json.loads(line)
-    except (ValueError, RecursionError):  # JSONDecodeError, too many digits, too deep
-        return True  # the tagged reader reports the bad line
-    return isinstance(record, dict) and "tokens" in record
+    span_stats = SpanReadStats()
+    policy = "drop" if misaligned == "error" else misaligned
+    sentences = read_sentences(
+        path, fmt, misaligned=policy, span_stats=span_stats, log=misaligned != "error"
+    )
+    stats = _tagging_stats(path, sentences, fmt)
+    counts = span_stats.to_dict()
+    if misaligned == "error":
+        counts["dropped"] = 0  # counted as misaligned, not dropped: training would stop
+    return replace(
+        stats,
+        span_counts=counts,
+        first_misaligned=span_stats.first_misaligned,
+    )
 
 
 def _tagging_stats(path: str | Path, sentences: Iterable[Sentence], fmt: str) -> CorpusStats:

@@ -182,6 +182,7 @@ def evaluate_file(
     label_column: int | None = None,
     tag_field: str | None = None,
     dev_from_train: str | None = None,
+    misaligned: str | None = None,
     batch_size: int = 256,
     device: str | torch.device = "cpu",
     show_progress: bool = False,
@@ -189,7 +190,8 @@ def evaluate_file(
     """Evaluate on a data file read with the model's own reader settings (options override them).
 
     With `dev_from_train` (e.g. `last:1000`), `path` is a training file and exactly the part carved
-    off as dev during training is scored.
+    off as dev during training is scored. `misaligned` (`error`, `expand`, `drop`) says what a
+    span of a span file that cuts a token does; default the model's setting, else `error`.
     """
     reader = model.meta.reader.to_json()
     if input_format is not None:
@@ -199,6 +201,8 @@ def evaluate_file(
             reader["label_column"] = label_column
         if tag_field is not None:
             reader["tag_field"] = tag_field
+        if misaligned is not None:
+            reader["misaligned"] = misaligned
         corpus = load_tagging(
             path if dev_from_train else None,
             None if dev_from_train else path,
@@ -206,6 +210,7 @@ def evaluate_file(
             label_column=reader.get("label_column"),
             tag_field=reader.get("tag_field") or "upos",
             dev_from_train=dev_from_train,
+            misaligned=reader.get("misaligned") or "error",
         )
         names = corpus.label_names("dev")
         _check_label_kind(model, corpus.info.source_scheme, names, path)

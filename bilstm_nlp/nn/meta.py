@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .._version import __version__
-from ..config import INPUT_FORMATS, short_json
+from ..config import INPUT_FORMATS, MISALIGNED_POLICIES, short_json
 from ..text.schemes import SCHEMES
 
 FORMAT_VERSION = 1
@@ -38,6 +38,7 @@ class ReaderSettings:
         sst_labels: `sst2` or `sst5` (classifiers on SST trees).
         text_field: JSONL/CSV column of the text (classifiers).
         label_field: JSONL/CSV column of the label (classifiers).
+        misaligned: span files: `error`, `expand` or `drop` for spans that cut a token (taggers).
     """
 
     input_format: str | None = None
@@ -47,6 +48,7 @@ class ReaderSettings:
     sst_labels: str | None = None
     text_field: str | None = None
     label_field: str | None = None
+    misaligned: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -65,6 +67,7 @@ class ReaderSettings:
             "tag_field": ("upos", "xpos"),
             "file_scheme": SCHEMES,
             "sst_labels": ("sst2", "sst5"),
+            "misaligned": MISALIGNED_POLICIES,
         }
         for key, allowed in choices.items():
             if value.get(key) is not None and value[key] not in allowed:

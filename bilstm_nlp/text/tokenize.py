@@ -138,6 +138,43 @@ def _doc_sentences(doc, text: str, offset: int) -> list[list[Token]]:
     return sentences
 
 
+def doc_words(
+    text: str, offsets: Sequence[tuple[int, int]]
+) -> tuple[list[str], list[bool], list[int]]:
+    """The `words` and `spaces` of a spaCy `Doc` whose `doc.text` is exactly `text`.
+
+    One space after a token is its trailing whitespace; any other white space between tokens
+    (or before the first, after the last) becomes a whitespace token, as spaCy's tokenizer makes.
+
+    Args:
+        text: the text.
+        offsets: the tokens' `(start, end)` character offsets, ascending, not overlapping.
+    Returns:
+        `(words, spaces, positions)`: `positions[i]` is the Doc index of token i.
+    """
+    words: list[str] = []
+    spaces: list[bool] = []
+    positions: list[int] = []
+
+    def add_gap(gap: str) -> None:
+        if gap.startswith(" ") and words and not spaces[-1]:
+            spaces[-1] = True
+            gap = gap[1:]
+        if gap:
+            words.append(gap)
+            spaces.append(False)
+
+    position = 0
+    for start, end in offsets:
+        add_gap(text[position:start])
+        positions.append(len(words))
+        words.append(text[start:end])
+        spaces.append(False)
+        position = end
+    add_gap(text[position:])
+    return words, spaces, positions
+
+
 def cut_sentence(tokens: list[_T], size: int | None) -> list[list[_T]]:
     """A sentence cut into consecutive pieces of at most `size` tokens (None: never cut).
 

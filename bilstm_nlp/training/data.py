@@ -69,7 +69,7 @@ class TrainingData:
 def reader_settings(data: DataConfig, task: str) -> dict[str, Any]:
     """The reader options a model keeps, so `evaluate` reads data the way training did."""
     keys = (
-        ("input_format", "label_column", "tag_field")
+        ("input_format", "label_column", "tag_field", "misaligned")
         if task == "tagger"
         else ("input_format", "sst_labels", "text_field", "label_field")
     )
@@ -124,6 +124,7 @@ def _load(data: DataConfig, task: str) -> Corpus:
             scheme=data.scheme,
             dev_from_train=data.dev_from_train,
             canonical=True,
+            misaligned=data.misaligned,
         )
     return load_texts(
         data.train,

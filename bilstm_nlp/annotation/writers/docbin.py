@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import Any, BinaryIO
 
+from ...text.tokenize import doc_words
+
 SPAN_KEY = "bilstm_nlp"
 # spaCy's string store grows with every new word; a fresh one keeps workers' memory flat.
 _MAX_STRINGS = 1_000_000
@@ -58,27 +60,7 @@ def record_to_doc(vocab, record: dict[str, Any]):
 
     text = record["text"]
     tokens = record["tokens"]
-    words: list[str] = []
-    spaces: list[bool] = []
-    positions: list[int] = []  # the Doc index of each record token
-
-    def add_gap(gap: str) -> None:
-        # One space after a token is its trailing whitespace; any other whitespace is a token.
-        if gap.startswith(" ") and words and not spaces[-1]:
-            spaces[-1] = True
-            gap = gap[1:]
-        if gap:
-            words.append(gap)
-            spaces.append(False)
-
-    position = 0
-    for token in tokens:
-        add_gap(text[position : token["start"]])
-        positions.append(len(words))
-        words.append(token["text"])
-        spaces.append(False)
-        position = token["end"]
-    add_gap(text[position:])
+    words, spaces, positions = doc_words(text, [(t["start"], t["end"]) for t in tokens])
     doc = Doc(vocab, words=words, spaces=spaces)
     starts = {start for start, _ in record["sentences"]}
     if positions:

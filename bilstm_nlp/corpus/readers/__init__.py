@@ -19,12 +19,19 @@ class Sentence:
         tags: one string label per token, as the file writes them; None when unlabelled.
         doc_id: the document the sentence belongs to, if the format says.
         line: 1-based line of the file where the sentence starts (for error messages).
+        source_lines: the token lines as the file writes them (every column, its separators),
+            when a reader is asked to keep them (`read_conll(keep_lines=True)`), so `convert`
+            writes back the columns it does not read.
+        docstart: the `-DOCSTART-` line that opens this sentence's document, on the document's
+            first sentence, when lines are kept.
     """
 
     tokens: list[str]
     tags: list[str] | None = None
     doc_id: str | None = None
     line: int | None = None
+    source_lines: list[str] | None = None
+    docstart: str | None = None
 
 
 @dataclass

@@ -71,7 +71,9 @@ class TagChecker:
             self._first_plain = (tag, line)
 
 
-def read_conll(path: str | Path, label_column: int | None = None) -> Iterator[Sentence]:
+def read_conll(
+    path: str | Path, label_column: int | None = None, keep_lines: bool = False
+) -> Iterator[Sentence]:
     """Sentences of a CoNLL column file.
 
     Each token line holds whitespace-separated columns (spaces or tabs), the word first; every token
@@ -84,6 +86,8 @@ def read_conll(path: str | Path, label_column: int | None = None) -> Iterator[Se
         path: the file.
         label_column: index of the label column; default the last; negative counts from the end.
             Must not be the word column.
+        keep_lines: fill `Sentence.source_lines` with the token lines as written and
+            `Sentence.docstart` with the `-DOCSTART-` line on each document's first sentence.
     Returns:
         An iterator of `Sentence`s; `line` is the sentence's first token line.
     Raises:
@@ -100,23 +104,33 @@ def read_conll(path: str | Path, label_column: int | None = None) -> Iterator[Se
     sentences = 0
     tokens: list[str] = []
     tags: list[str] = []
+    lines: list[str] | None = [] if keep_lines else None
+    docstart: str | None = None
     start = 0
+
+    def sentence() -> Sentence:
+        nonlocal docstart
+        found = Sentence(tokens, tags if label_index is not None else None, doc_id, start)
+        if keep_lines:
+            found.source_lines, found.docstart, docstart = lines, docstart, None
+        return found
 
     for number, line in read_lines(path):
         if is_blank(line):
             if tokens:
                 sentences += 1
-                yield Sentence(tokens, tags if label_index is not None else None, doc_id, start)
-                tokens, tags = [], []
+                yield sentence()
+                tokens, tags, lines = [], [], [] if keep_lines else None
             continue
         fields = _COLUMN_SEPARATOR.split(line.strip(BLANK))
         if fields[0] == DOCSTART:
             if tokens:
                 sentences += 1
-                yield Sentence(tokens, tags if label_index is not None else None, doc_id, start)
-                tokens, tags = [], []
+                yield sentence()
+                tokens, tags, lines = [], [], [] if keep_lines else None
             documents += 1
             doc_id = f"doc-{documents}"
+            docstart = line
             continue
         if columns is None:
             columns, first_token_line = len(fields), number
@@ -131,13 +145,15 @@ def read_conll(path: str | Path, label_column: int | None = None) -> Iterator[Se
         if not tokens:
             start = number
         tokens.append(fields[0])
+        if lines is not None:
+            lines.append(line)
         if label_index is not None:
             tag = fields[label_index]
             checker.check(tag, number)
             tags.append(tag)
     if tokens:
         sentences += 1
-        yield Sentence(tokens, tags if label_index is not None else None, doc_id, start)
+        yield sentence()
     if sentences == 0:
         raise InputFormatError("empty file: no sentences", path)
 

@@ -23,7 +23,13 @@ from .conll import TagChecker
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
-def _records(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
+def json_records(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """`(line, object)` for each non-blank line of a JSONL file, checked to be a JSON object.
+
+    Raises:
+        InputFormatError: a line that is not JSON or not an object, a lone UTF-16 surrogate,
+            bad UTF-8 (as `read_lines`); a missing or empty file.
+    """
     records = 0
     for number, line in read_lines(path):
         if is_blank(line):
@@ -31,7 +37,7 @@ def _records(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
         record = parse_json_line(line, path, number)
         if not isinstance(record, dict):
             raise InputFormatError(
-                f"expected a JSON object, got {_json_type(record)}: {excerpt(line)}", path, number
+                f"expected a JSON object, got {json_type(record)}: {excerpt(line)}", path, number
             )
         if _SURROGATE_ESCAPE.search(line):
             try:
@@ -79,7 +85,7 @@ def _too_deep(line: str, path: str | Path, number: int) -> InputFormatError:
     )
 
 
-def _json_type(value: Any) -> str:
+def json_type(value: Any) -> str:
     names = {dict: "an object", list: "an array", str: "a string", bool: "true/false"}
     if value is None:
         return "null"
@@ -94,12 +100,12 @@ def _string_list(record: dict[str, Any], field: str, path: str | Path, number: i
     value = record[field]
     if not isinstance(value, list):
         raise InputFormatError(
-            f"field {field!r} must be an array of strings, got {_json_type(value)}", path, number
+            f"field {field!r} must be an array of strings, got {json_type(value)}", path, number
         )
     for position, item in enumerate(value):
         if not isinstance(item, str):
             raise InputFormatError(
-                f"field {field!r} must hold strings, got {_json_type(item)} at index {position}",
+                f"field {field!r} must hold strings, got {json_type(item)} at index {position}",
                 path,
                 number,
             )
@@ -110,7 +116,7 @@ def _string_list(record: dict[str, Any], field: str, path: str | Path, number: i
     return value
 
 
-def _optional_name(record: dict[str, Any], field: str, path: str | Path, number: int) -> str | None:
+def optional_name(record: dict[str, Any], field: str, path: str | Path, number: int) -> str | None:
     # ids and labels may be strings or integers (a 0/1 label); integers become their decimal string.
     if field not in record:
         return None
@@ -120,7 +126,7 @@ def _optional_name(record: dict[str, Any], field: str, path: str | Path, number:
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value)
     raise InputFormatError(
-        f"field {field!r} must be a string or an integer, got {_json_type(value)}", path, number
+        f"field {field!r} must be a string or an integer, got {json_type(value)}", path, number
     )
 
 
@@ -164,7 +170,7 @@ def read_jsonl_tagged(path: str | Path) -> Iterator[Sentence]:
     """
     checker = TagChecker(path)
     tags_presence = _Presence("tags", path)
-    for number, record in _records(path):
+    for number, record in json_records(path):
         if "tokens" not in record:
             raise InputFormatError("record has no field 'tokens'", path, number)
         tokens = _string_list(record, "tokens", path, number)
@@ -180,8 +186,8 @@ def read_jsonl_tagged(path: str | Path) -> Iterator[Sentence]:
                 raise InputFormatError(f"{len(tokens)} tokens but {len(tags)} tags", path, number)
             for tag in tags:
                 checker.check(tag, number)
-        _optional_name(record, "id", path, number)
-        doc_id = _optional_name(record, "doc_id", path, number)
+        optional_name(record, "id", path, number)
+        doc_id = optional_name(record, "doc_id", path, number)
         yield Sentence(tokens, tags, doc_id, number)
 
 
@@ -207,16 +213,16 @@ def read_jsonl_texts(
     """
     label_presence = _Presence(label_field, path)
     id_presence = _Presence(id_field, path)
-    for number, record in _records(path):
+    for number, record in json_records(path):
         if text_field not in record:
             raise InputFormatError(f"record has no field {text_field!r}", path, number)
         text = record[text_field]
         if not isinstance(text, str):
             raise InputFormatError(
-                f"field {text_field!r} must be a string, got {_json_type(text)}", path, number
+                f"field {text_field!r} must be a string, got {json_type(text)}", path, number
             )
         label_presence.check(record, number)
         id_presence.check(record, number)
-        label = _optional_name(record, label_field, path, number)
-        example_id = _optional_name(record, id_field, path, number)
+        label = optional_name(record, label_field, path, number)
+        example_id = optional_name(record, id_field, path, number)
         yield TextExample(text, None, label, example_id, number)

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -124,7 +124,7 @@ def rank(candidates: Sequence[Candidate], strategy: str, seed: int = 0) -> list[
     ordered = sorted(candidates, key=lambda c: c.index)
     if strategy == "random":
         draws = np.random.default_rng(seed).random(len(ordered)).tolist()
-        ordered = [_rescored(c, draw) for c, draw in zip(ordered, draws, strict=True)]
+        ordered = [replace(c, score=draw) for c, draw in zip(ordered, draws, strict=True)]
     # sorted is stable: equal scores keep input order.
     return sorted(ordered, key=lambda c: -c.score)
 
@@ -280,17 +280,6 @@ def check_model(model: Tagger | Classifier) -> None:
             f"select ranks entity spans; this {model.meta.task} model tags tokens with plain "
             "labels (no tag scheme)"
         )
-
-
-def _rescored(candidate: Candidate, score: float) -> Candidate:
-    return Candidate(
-        candidate.index,
-        candidate.text,
-        score,
-        candidate.spans,
-        candidate.doc_id,
-        candidate.line,
-    )
 
 
 def _joined(tokens: Sequence[str]) -> tuple[str, list[list[Token]]]:

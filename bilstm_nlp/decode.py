@@ -1,4 +1,5 @@
-"""Decoding for people: model scores → tags, entity spans with probabilities, k-best paths, labels.
+"""Decoding for people: model scores → tags, entity spans with probabilities, k-best paths, labels,
+and on request how unsure the model is of each sentence (what active learning ranks by).
 
 Sits after the model. Prediction sorts sentences by length so batches hold little padding, caps the
 padded tokens per batch (a 10,000-token sentence gets a batch of its own), and gives results back in
@@ -19,6 +20,24 @@ from .progress import optional_progress
 from .text.schemes import Span, spans_to_tags, tags_to_spans
 
 
+@dataclass(frozen=True)
+class SentenceUncertainty:
+    """How unsure a tagger is of one sentence; exact under a CRF (see `tag_sentences`).
+
+    Attributes:
+        path_log_prob: log-probability of the predicted tag sequence as a whole (CRF: its score
+            minus log Z; softmax: the sum of its token log-probabilities); at most 0.
+        entropy: entropy in nats of the distribution over whole tag sequences (CRF: exact, from
+            token and pairwise marginals; softmax: the sum of token entropies); at least 0.
+        outside_probs: per token, the probability that no entity covers it (the marginal of
+            the `O` tag; 0 where the tag set has no `O`); empty for models without a scheme.
+    """
+
+    path_log_prob: float
+    entropy: float
+    outside_probs: list[float]
+
+
 @dataclass
 class TaggedSentence:
     """A tagger's output for one sentence.
@@ -29,6 +48,7 @@ class TaggedSentence:
         tag_probs: probability of each predicted tag (CRF marginal or softmax probability).
         spans: entities or chunks with their probability (empty for plain labels such as POS).
         kbest: the k best tag sequences with their probabilities, best first (when asked for).
+        uncertainty: how unsure the model is of the sentence (when asked for).
     """
 
     tokens: list[str]
@@ -36,6 +56,7 @@ class TaggedSentence:
     tag_probs: list[float]
     spans: list[Span]
     kbest: list[tuple[list[str], float]] = field(default_factory=list)
+    uncertainty: SentenceUncertainty | None = None
 
 
 @dataclass
@@ -90,6 +111,7 @@ def tag_sentences(
     device: str | torch.device = "cpu",
     show_progress: bool = False,
     encoder: TokenEncoder | None = None,
+    uncertainty: bool = False,
 ) -> list[TaggedSentence]:
     """Tag pre-split sentences.
 
@@ -103,12 +125,16 @@ def tag_sentences(
         show_progress: a rich progress bar on stderr.
         encoder: the model's token encoder, kept by the caller so that what it has encoded
             lasts across calls (an `Annotator` keeps one); default: a new one for this call.
+        uncertainty: also each sentence's `SentenceUncertainty` (from the same forward-backward
+            pass as the confidences; an empty sentence gets 0, 0 and no tokens).
     Returns:
         One `TaggedSentence` per input, in input order.
     """
     model.eval()
     results: list[TaggedSentence | None] = [None] * len(token_lists)
     labels = model.vocab.labels.items
+    outside = labels.index("O") if model.scheme and "O" in labels else None
+    confidence = confidence or uncertainty
     with (
         torch.inference_mode(),
         optional_progress(show_progress, "Tagging", len(token_lists)) as advance,
@@ -119,12 +145,16 @@ def tag_sentences(
             tag_ids = model.head.decode(emissions, mask)
             # One forward-backward pass serves the marginals and the entity probabilities.
             lattice = model.head.lattice(emissions, mask) if confidence else None
+            marginals = model.head.marginals(emissions, mask, lattice) if confidence else None
             tag_probs = (
-                model.head.marginals(emissions, mask, lattice)
-                .gather(2, tag_ids.unsqueeze(2))
-                .squeeze(2)
-                if confidence
+                marginals.gather(2, tag_ids.unsqueeze(2)).squeeze(2)
+                if marginals is not None
                 else torch.ones_like(tag_ids, dtype=emissions.dtype)
+            )
+            uncertainty_rows = (
+                _uncertainty_rows(model, emissions, mask, tag_ids, lattice, marginals, outside)
+                if uncertainty
+                else None
             )
             tag_rows, prob_rows = tag_ids.tolist(), tag_probs.tolist()
             kbest_rows = _kbest_rows(model, emissions, mask, k) if k > 0 else None
@@ -160,6 +190,11 @@ def tag_sentences(
                     tag_probs=prob_rows[row][:length],
                     spans=spans,
                     kbest=kbest,
+                    uncertainty=(
+                        _sentence_uncertainty(uncertainty_rows, row, length)
+                        if uncertainty_rows is not None
+                        else None
+                    ),
                 )
             advance(len(indices))
     return results  # type: ignore[return-value]
@@ -219,6 +254,27 @@ def _kbest_rows(model: Tagger, emissions, mask, k: int) -> list[list[tuple[list[
             [(p, s) for p, s in zip(sentence_paths, sentence_scores, strict=True) if s > 0.0]
         )
     return rows
+
+
+def _uncertainty_rows(
+    model: Tagger, emissions, mask, tag_ids, lattice, marginals, outside: int | None
+) -> tuple[list[float], list[float], list[list[float]] | None]:
+    path_log_probs = model.head.path_log_probs(emissions, mask, tag_ids, lattice).tolist()
+    entropies = model.head.entropy(emissions, mask, lattice).tolist()
+    if not model.scheme:
+        return path_log_probs, entropies, None
+    if outside is None:
+        return path_log_probs, entropies, torch.zeros_like(tag_ids, dtype=torch.float).tolist()
+    return path_log_probs, entropies, marginals[:, :, outside].tolist()
+
+
+def _sentence_uncertainty(rows, row: int, length: int) -> SentenceUncertainty:
+    path_log_probs, entropies, outside_rows = rows
+    # An empty sentence ran as one padding token: it has no tags to be unsure of.
+    if not length:
+        return SentenceUncertainty(0.0, 0.0, [])
+    outside = outside_rows[row][:length] if outside_rows is not None else []
+    return SentenceUncertainty(path_log_probs[row], entropies[row], outside)
 
 
 def _span_probabilities(

@@ -23,6 +23,7 @@ from bilstm_nlp.nn.crf import (
     kbest_decode,
     marginals_from,
     segment_log_probs,
+    sequence_entropy,
     viterbi_decode,
 )
 from bilstm_nlp.text.schemes import AllowedTransitions, allowed_transitions
@@ -219,6 +220,38 @@ def test_marginals_match_enumeration(num_tags, seq_len, seed, dtype):
         paths = all_paths(num_tags, length)
         scores = enumerated_scores(emissions[b, :length], paths, crf.scores())
         close(marginals[b, :length], enumerated_marginals(paths, scores, num_tags), dtype)
+
+
+@pytest.mark.parametrize("constrained", [False, True])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize(("num_tags", "seq_len"), SIZES)
+def test_sequence_entropy_matches_enumeration(num_tags, seq_len, seed, dtype, constrained):
+    allowed = random_allowed(num_tags, seq_len, seed) if constrained else None
+    crf = random_crf(num_tags, seed, allowed).to(dtype)
+    emissions, mask = random_batch(num_tags, seq_len, seed, dtype=dtype)
+    entropy = crf.entropy(emissions, mask)
+    assert entropy.dtype == torch.float64 and (entropy >= 0).all()
+    for b, length in enumerate(lengths_of(mask)):
+        paths = all_paths(num_tags, length)
+        if allowed is not None:
+            paths = paths[path_is_allowed(paths, allowed)]
+        # -sum p log p over the allowed paths, scored with the raw parameters.
+        log_probs = enumerated_scores(emissions[b, :length], paths, raw_scores(crf)).log_softmax(0)
+        close(entropy[b], -(log_probs.exp() * log_probs).sum(), dtype)
+
+
+def test_sequence_entropy_in_time_slices_equals_one_slice(monkeypatch):
+    crf = random_crf(5, 2, allowed_transitions("BIOES", SCHEME_TAGS["BIOES"])).double()
+    emissions, mask = random_batch(5, 4, 2, batch=7)
+    whole = crf.entropy(emissions, mask)
+    monkeypatch.setattr(crf_module, "_ENTROPY_CHUNK_ELEMENTS", 1)
+    sliced = sequence_entropy(emissions, mask, crf.forward_backward(emissions, mask), crf.scores())
+    torch.testing.assert_close(sliced, whole, atol=1e-12, rtol=0)
+    # A certain sequence (one allowed path carrying all the mass) has entropy 0.
+    sure = torch.full((1, 4, 5), -30.0, dtype=torch.float64)
+    sure[0, :, 0] = 30.0
+    assert float(crf.entropy(sure, torch.ones(1, 4, dtype=torch.bool)).detach()) < 1e-9
 
 
 @pytest.mark.parametrize("seed", SEEDS)

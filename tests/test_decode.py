@@ -127,6 +127,34 @@ def test_without_confidence_the_tags_are_the_same(tagger: Tagger) -> None:
     assert all(p == 1.0 for r in plain for p in r.tag_probs)
 
 
+def test_uncertainty_agrees_with_kbest_and_marginals_and_changes_nothing_else(
+    tagger: Tagger,
+) -> None:
+    plain = tag_sentences(tagger, SENTENCES, k=2)
+    unsure = tag_sentences(tagger, SENTENCES, k=2, uncertainty=True)
+    assert all(result.uncertainty is None for result in plain)
+    for tokens, before, after in zip(SENTENCES, plain, unsure, strict=True):
+        assert (after.tags, after.spans, after.kbest) == (before.tags, before.spans, before.kbest)
+        measure = after.uncertainty
+        if not tokens:
+            assert (measure.path_log_prob, measure.entropy, measure.outside_probs) == (0, 0, [])
+            continue
+        # The decoded path's probability is the best k-best path's.
+        assert math.exp(measure.path_log_prob) == pytest.approx(after.kbest[0][1], abs=1e-5)
+        assert measure.path_log_prob <= 0 and measure.entropy >= 0
+        if not tagger.scheme:
+            assert measure.outside_probs == []
+            continue
+        assert len(measure.outside_probs) == len(tokens)
+        # Where the model tags O with probability p, the outside probability is that p.
+        for tag, prob, outside in zip(
+            after.tags, after.tag_probs, measure.outside_probs, strict=True
+        ):
+            assert 0.0 <= outside <= 1.0
+            if tag == "O":
+                assert outside == pytest.approx(prob, abs=1e-6)
+
+
 def test_classifier_probabilities_sum_to_one_and_label_is_the_best() -> None:
     torch.manual_seed(1)  # a seed whose untrained model gives the sentences different labels
     labels = ["negative", "neutral", "positive"]

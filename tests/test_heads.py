@@ -174,6 +174,56 @@ def test_heads_answer_one_interface(head: TagHead) -> None:
             assert entity[i].exp() <= token[b, s + 1 : e].min() + 1e-6
     assert loss.shape == () and loss >= 0
     assert torch.equal(entity, own_lattice)
+    with torch.inference_mode():
+        path = head.path_log_probs(emissions, mask, tag_ids, lattice)
+        entropy = head.entropy(emissions, mask, lattice)
+    assert path.shape == entropy.shape == (3,) and path.dtype == entropy.dtype == torch.float64
+    assert (path <= 0).all() and (entropy >= 0).all()
+    # The best path is at least as likely as the k-best list says, and no likelier than certain.
+    torch.testing.assert_close(path.float(), log_probs[:, 0], atol=1e-5, rtol=0)
+    assert torch.equal(path, head.path_log_probs(emissions, mask, tag_ids))
+    assert torch.equal(entropy, head.entropy(emissions, mask))
+
+
+@pytest.mark.parametrize("scheme", list(TAG_SETS))
+def test_crf_path_probability_and_entropy_match_enumeration(scheme: str) -> None:
+    head = _crf_head(scheme, 3).double()
+    tags = TAG_SETS[scheme]
+    lengths = [4, 2, 1]
+    emissions = (torch.rand(len(lengths), 4, len(tags)) * 10 - 5).to(torch.float64)
+    mask = torch.arange(4)[None, :] < torch.tensor(lengths)[:, None]
+    with torch.no_grad():
+        start, transitions, end = head.crf.scores()
+        tag_ids = head.decode(emissions, mask)
+        path_log_probs = head.path_log_probs(emissions, mask, tag_ids)
+        entropy = head.entropy(emissions, mask)
+    for b, length in enumerate(lengths):
+        paths = list(itertools.product(range(len(tags)), repeat=length))
+        scores = torch.stack([_path_score(start, transitions, end, emissions[b], p) for p in paths])
+        log_probs = torch.log_softmax(scores, 0)
+        best = paths.index(tuple(tag_ids[b, :length].tolist()))
+        assert best == int(scores.argmax())
+        assert math.isclose(float(path_log_probs[b]), float(log_probs[best]), abs_tol=1e-9)
+        expected = float(-(log_probs.exp() * log_probs).sum())
+        assert math.isclose(float(entropy[b]), expected, abs_tol=1e-9)
+
+
+def test_softmax_path_probability_and_entropy_are_token_products() -> None:
+    torch.manual_seed(4)
+    head = SoftmaxHead(4, TAG_SETS["BIOES"], "BIOES", constrained=True)
+    mask = torch.tensor([[True, True, True], [True, False, False]])
+    with torch.no_grad():
+        emissions = head.emissions(torch.randn(2, 3, 4) * 3)
+    tag_ids = head.decode(emissions, mask)
+    probs = emissions.double().exp()
+    for b, length in enumerate([3, 1]):
+        chosen = [float(probs[b, t, tag_ids[b, t]]) for t in range(length)]
+        expected_path = math.log(math.prod(chosen))
+        expected_entropy = -sum(
+            p * math.log(p) for t in range(length) for p in probs[b, t].tolist()
+        )
+        assert math.isclose(float(head.path_log_probs(emissions, mask, tag_ids)[b]), expected_path)
+        assert math.isclose(float(head.entropy(emissions, mask)[b]), expected_entropy)
 
 
 def test_boundaries_are_buffers_not_saved_with_the_model() -> None:

@@ -20,7 +20,7 @@ from typing import Any, BinaryIO
 
 import torch
 
-from ..decode import classify_sentences, tag_sentences
+from ..decode import SentenceUncertainty, classify_sentences, tag_sentences
 from ..errors import ConfigError
 from ..nn.encoding import TokenEncoder
 from ..nn.model import Classifier, Tagger
@@ -71,6 +71,8 @@ class Annotation:
         label: a classifier's label; None for taggers and for an empty document.
         probs: a classifier's probability for every label (empty for an empty document); None for
             taggers.
+        uncertainty: per sentence, how unsure the tagger is of it (when asked for; see
+            `decode.SentenceUncertainty`). Not part of the record.
     """
 
     text: str
@@ -82,6 +84,7 @@ class Annotation:
     kbest: list[list[tuple[list[str], float]]] = field(default_factory=list)
     label: str | None = None
     probs: dict[str, float] | None = None
+    uncertainty: list[SentenceUncertainty] = field(default_factory=list)
 
     def to_record(self, doc_id: Any = None) -> dict[str, Any]:
         """The JSON-able record every writer takes; scores rounded to 4 decimals.
@@ -178,8 +181,9 @@ class Annotator:
         k_best: also give the k best tag sequences of each sentence (taggers; 0: none).
         max_sentence_tokens: longer sentences are tagged in pieces of this many tokens.
         device: where the model runs.
+        uncertainty: also each sentence's uncertainty (taggers; what `select` ranks by).
     Raises:
-        ConfigError: `k_best` with a classifier (see `check_output`).
+        ConfigError: `k_best` or `uncertainty` with a classifier (see `check_output`).
     """
 
     def __init__(
@@ -190,13 +194,17 @@ class Annotator:
         k_best: int = 0,
         max_sentence_tokens: int = MAX_SENTENCE_TOKENS,
         device: str | torch.device = "cpu",
+        uncertainty: bool = False,
     ) -> None:
         check_output(isinstance(model, Classifier), k_best=k_best)
+        if uncertainty and isinstance(model, Classifier):
+            raise ConfigError("sentence uncertainty needs a tagger; this model is a classifier")
         if k_best < 0 or batch_size < 1:
             raise ConfigError("k_best must be >= 0 and batch_size >= 1")
         self.model = model
         self.batch_size = batch_size
         self.k_best = k_best
+        self.uncertainty = uncertainty
         self.device = device
         self.tokenizer = Tokenizer(max_sentence_tokens)
         self.escapes = escapes_for(model)
@@ -267,13 +275,14 @@ class Annotator:
                 device=self.device,
                 show_progress=show_progress,
                 encoder=self.encoder,
+                uncertainty=self.uncertainty,
             )
         )
         has_spans = self.model.scheme is not None
         results = []
         for text, sentences in zip(texts, documents, strict=True):
             tokens: list[Token] = []
-            ranges, tags, probs, spans, kbest = [], [], [], [], []
+            ranges, tags, probs, spans, kbest, unsure = [], [], [], [], [], []
             for sentence in sentences:
                 result = next(tagged)
                 offset = len(tokens)
@@ -296,8 +305,19 @@ class Annotator:
                 probs.extend(result.tag_probs)
                 if self.k_best:
                     kbest.append(result.kbest)
+                if result.uncertainty is not None:
+                    unsure.append(result.uncertainty)
             results.append(
-                Annotation(text, tokens, ranges, tags, probs, spans if has_spans else None, kbest)
+                Annotation(
+                    text,
+                    tokens,
+                    ranges,
+                    tags,
+                    probs,
+                    spans if has_spans else None,
+                    kbest,
+                    uncertainty=unsure,
+                )
             )
         return results
 

@@ -14,6 +14,7 @@ from .convert import convert_cli
 from .corpus import corpus_stats_cli
 from .evaluate import evaluate_cli
 from .models import export_cli, models_cli
+from .select import select_cli
 from .serve import serve_cli
 from .tag import tag_cli
 from .train import train_cli
@@ -31,6 +32,7 @@ app.command("train")(train_cli)
 app.command("evaluate")(evaluate_cli)
 app.command("tag")(tag_cli)
 app.command("annotate")(annotate_cli)
+app.command("select")(select_cli)
 app.command("models")(models_cli)
 app.command("export")(export_cli)
 app.command("serve")(serve_cli)

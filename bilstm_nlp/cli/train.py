@@ -59,7 +59,10 @@ def train_cli(
     threads: int | None = Opt(None, "--threads", help="torch CPU threads"),
     device: str | None = Opt(None, "--device", help="cpu or cuda"),
     init_model: Path | None = Opt(
-        None, "--init-model", help="Fine-tune this model directory instead of starting fresh"
+        None,
+        "--init-model",
+        help="Start from this model (directory or shipped name) instead of fresh; labels of the "
+        "data it lacks are added, its own keep their weights (mix in old data not to forget them)",
     ),
     resume: bool = Opt(False, "--resume", help="Continue a killed run from its last checkpoint"),
     progress: bool = Opt(True, "--progress/--no-progress", help="Progress bar per epoch"),

@@ -1,4 +1,5 @@
-"""Linear-chain CRF: log-likelihood, partition function, marginals, Viterbi and k-best decoding.
+"""Linear-chain CRF: log-likelihood, partition function, marginals, entropy, Viterbi and k-best
+decoding.
 
 Sits between the encoder, which gives per-token emission scores, and `heads.py`/`decode.py`, which
 train on the negative log-likelihood and turn decoded tag ids into spans with confidences. Scheme
@@ -305,6 +306,26 @@ class CRF(nn.Module):
         _validate(emissions, mask, self.num_tags)
         marginals = marginals_from(*_forward_backward(emissions, mask, *self.scores()), mask)
         return marginals.to(emissions.dtype)
+
+    def entropy(self, emissions: Tensor, mask: Tensor) -> Tensor:
+        """Entropy of the distribution over whole tag sequences, `H(y | emissions)`, in nats.
+
+        Exact, from one forward-backward pass (see `sequence_entropy`); forbidden paths carry no
+        probability and add nothing.
+
+        Args:
+            emissions: `(batch, seq_len, num_tags)` float, unnormalised scores from the encoder.
+            mask: `(batch, seq_len)` bool, True on real tokens, left-aligned; `mask[:, 0]` all True.
+        Returns:
+            `(batch,)` float64 entropies, at least 0.
+        Raises:
+            ValueError: shapes or mask are invalid.
+        """
+        _validate(emissions, mask, self.num_tags)
+        scores = self.scores()
+        return sequence_entropy(
+            emissions, mask, _forward_backward(emissions, mask, *scores), scores
+        )
 
     def viterbi_decode(self, emissions: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
         """Best allowed path of each sequence; see the module-level `viterbi_decode`.
@@ -756,6 +777,66 @@ def segment_log_probs(
     right = torch.where(e >= lengths, end_scores[last_tag], torch.logsumexp(out_of_last, dim=1))
     # The clamp only takes off rounding: a segment is never likelier than certain.
     return (left + inside + right - log_z[b]).clamp(max=0.0).to(dtype)
+
+
+# Sequence entropy.
+
+# Pairwise marginals are formed a slice of time at a time, at most this many elements each.
+_ENTROPY_CHUNK_ELEMENTS = 1 << 21
+
+
+def sequence_entropy(
+    emissions: Tensor,
+    mask: Tensor,
+    lattice: tuple[Tensor, Tensor, Tensor],
+    scores: tuple[Tensor, Tensor, Tensor],
+) -> Tensor:
+    """`CRF.entropy` read off a lattice the caller already has; no validation.
+
+    For a distribution `p(y) = exp(s(y)) / Z`, `H = -sum_y p(y) log p(y) = log Z - E_p[s(y)]`, and
+    the expected score of a linear chain splits into expected starts, emissions and ends (token
+    marginals) and expected transitions (pairwise marginals `p(y_{t-1} = i, y_t = j) =
+    exp(alpha[t-1, i] + trans[i, j] + emissions[t, j] + beta[t, j] - log Z)`), as in the
+    expectation semiring of Li and Eisner (2009, "First- and second-order expectation semirings
+    with applications to minimum-risk training on translation forests", EMNLP). Forbidden steps
+    have probability exactly 0 (`exp(FORBIDDEN_SCORE)` underflows), so they add nothing.
+
+    Args:
+        emissions: `(batch, seq_len, num_tags)` float.
+        mask: `(batch, seq_len)` bool, True on real tokens, left-aligned.
+        lattice: `(alpha, beta, log_z)` from `CRF.forward_backward(emissions, mask)` (float64).
+        scores: `(start, transitions, end)` from `CRF.scores()`.
+    Returns:
+        `(batch,)` float64 entropies in nats, at least 0 (the clamp takes off rounding).
+    """
+    alpha, beta, log_z = lattice
+    start, transitions, end = (score.to(alpha.dtype) for score in scores)
+    batch, seq_len, num_tags = emissions.shape
+    # shape: (batch, seq_len, num_tags); padding zeroed so nothing it holds enters a sum
+    wide = torch.where(mask.unsqueeze(2), emissions.to(alpha.dtype), 0.0)
+    # shape: (batch, seq_len, num_tags)
+    marginals = marginals_from(alpha, beta, log_z, mask)
+    rows = torch.arange(batch, device=mask.device)
+    # shape: (batch,)
+    expected = (marginals * wide).sum((1, 2)) + (marginals[:, 0] * start).sum(1)
+    expected = expected + (marginals[rows, mask.sum(1) - 1] * end).sum(1)
+    # shape: (batch, seq_len, num_tags): everything after a transition into tag j at t
+    after = wide + beta
+    step = max(1, _ENTROPY_CHUNK_ELEMENTS // max(1, batch * num_tags * num_tags))
+    for first in range(1, seq_len, step):
+        last = min(seq_len, first + step)
+        # shape: (batch, steps, num_tags, num_tags)
+        log_pairs = (
+            alpha[:, first - 1 : last - 1, :, None]
+            + transitions
+            + after[:, first:last, None, :]
+            - log_z[:, None, None, None]
+        )
+        pairs = log_pairs.clamp(max=0.0).exp()
+        pairs = torch.where(mask[:, first:last, None, None], pairs, 0.0)
+        # shape: (batch,)
+        expected = expected + (pairs * transitions).sum((1, 2, 3))
+    return (log_z - expected).clamp(min=0.0)
 
 
 # Decoding.

@@ -1,4 +1,5 @@
-"""Heads: contextual features → scores, loss, decoding, marginals, k-best and entity confidence.
+"""Heads: contextual features → scores, loss, decoding, marginals, k-best, entity confidence and
+sequence uncertainty (the probability of the decoded path, the entropy over tag sequences).
 
 Sits after the encoder. `CRFHead` and `SoftmaxHead` implement one interface, `TagHead`, built from
 the tag list and the scheme; each keeps what the scheme decides (allowed transitions, entity
@@ -21,6 +22,7 @@ from .crf import (
     kbest_decode,
     marginals_from,
     segment_log_probs,
+    sequence_entropy,
     viterbi_decode,
 )
 
@@ -154,6 +156,17 @@ class TagHead(nn.Module):
         """
         raise NotImplementedError
 
+    def path_log_probs(
+        self, emissions: Tensor, mask: Tensor, tag_ids: Tensor, lattice: Lattice | None = None
+    ) -> Tensor:
+        """`(batch,)` float64 log-probability of each whole tag sequence `tag_ids` `(batch,
+        seq_len)` (the decoded path, for least-confidence), at most 0."""
+        raise NotImplementedError
+
+    def entropy(self, emissions: Tensor, mask: Tensor, lattice: Lattice | None = None) -> Tensor:
+        """`(batch,)` float64 entropy in nats of the distribution over whole tag sequences."""
+        raise NotImplementedError
+
 
 class CRFHead(TagHead):
     """A linear projection to tag scores and a linear-chain CRF over them; decoding, marginals,
@@ -240,6 +253,19 @@ class CRFHead(TagHead):
         # The two spellings are disjoint events; the clamp only takes off rounding.
         return torch.where(has_other, torch.logaddexp(result, other_result).clamp(max=0.0), result)
 
+    def path_log_probs(
+        self, emissions: Tensor, mask: Tensor, tag_ids: Tensor, lattice: Lattice | None = None
+    ) -> Tensor:
+        """Exact: the path's score minus `log Z`, both in float64 (as `kbest` scores paths)."""
+        log_z = self._forward_backward(emissions, mask, lattice)[2]
+        wide = emissions.to(log_z.dtype)
+        return (self.crf.path_scores(wide, tag_ids, mask) - log_z).clamp(max=0.0)
+
+    def entropy(self, emissions: Tensor, mask: Tensor, lattice: Lattice | None = None) -> Tensor:
+        """Exact (`crf.sequence_entropy`), from the same forward-backward pass."""
+        fb = self._forward_backward(emissions, mask, lattice)
+        return sequence_entropy(emissions, mask, fb, self.crf.scores())
+
 
 class SoftmaxHead(TagHead):
     """Independent per-token softmax; decoding may still be constrained to the scheme's valid
@@ -306,6 +332,21 @@ class SoftmaxHead(TagHead):
         cumulative = torch.nn.functional.pad(chosen.cumsum(dim=1), (1, 0))
         b, s, e = spans
         return cumulative[b, e] - cumulative[b, s]
+
+    def path_log_probs(
+        self, emissions: Tensor, mask: Tensor, tag_ids: Tensor, lattice: Lattice | None = None
+    ) -> Tensor:
+        """The sum of the path's token log-probabilities: tokens are independent."""
+        # shape: (batch, seq_len)
+        chosen = emissions.double().gather(2, tag_ids.unsqueeze(2)).squeeze(2)
+        return torch.where(mask, chosen, 0.0).sum(1)
+
+    def entropy(self, emissions: Tensor, mask: Tensor, lattice: Lattice | None = None) -> Tensor:
+        """The sum of the token entropies: tokens are independent (constrained decoding picks a
+        path, it does not change the distribution the head gives)."""
+        # shape: (batch, seq_len); entr(p) = -p log p, 0 at p = 0
+        token_entropy = torch.special.entr(emissions.double().exp()).sum(2)
+        return torch.where(mask, token_entropy, 0.0).sum(1)
 
 
 class SentenceHead(nn.Module):

@@ -7,6 +7,9 @@ them into tags, spans and probabilities for people.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+import torch
 from torch import Tensor, nn
 
 from ..config import ModelConfig
@@ -16,7 +19,7 @@ from .encoder import BiLSTMEncoder
 from .encoding import Batch, word_dropout
 from .heads import HEADS, CRFHead, SentenceHead, SoftmaxHead, TagHead
 from .meta import ModelMeta
-from .vocab import Vocab
+from .vocab import Index, Vocab
 
 
 class Tagger(nn.Module):
@@ -127,3 +130,52 @@ def build_model(config: ModelConfig, vocab: Vocab, meta: ModelMeta) -> Tagger | 
     if config.task == "classifier":
         return Classifier(config, vocab, meta)
     raise ConfigError(f"model.task must be tagger or classifier, got {config.task!r}")
+
+
+def extend_labels(
+    model: Tagger | Classifier, labels: Sequence[str], meta: ModelMeta | None = None
+) -> Tagger | Classifier:
+    """A copy of `model` that can also predict `labels`, keeping everything it knows exactly.
+
+    The label vocabulary becomes the model's own labels in their order, then `labels` in the
+    order given. Every weight is copied: whole tensors where the label set does not enter (the
+    embeddings, the encoder), and the old labels' part of the output layer (the emission
+    projection's rows of a tagger, the class rows of a classifier) and of the CRF (start, end and
+    transition scores among old tags). The new labels' rows, and the CRF scores of moving into
+    and out of new tags, are initialised as a fresh model's are (from torch's global generator:
+    seed it first for a reproducible model). Scheme constraints (the CRF's allowed transitions,
+    the softmax head's constraints, entity boundaries) are rebuilt for the whole tag set.
+
+    So until it is trained, the extended model scores every old path as before: a new tag only
+    wins where its fresh, small scores beat the trained ones.
+
+    Args:
+        model: the model to extend (left as it was).
+        labels: labels to add; none of them may be one the model has.
+        meta: the new model's declared metadata (default: the model's).
+    Returns:
+        The extended model, in eval mode, on the device of `model`.
+    Raises:
+        ValueError: `labels` repeats a label or holds one the model has.
+    """
+    old = model.vocab.labels.items
+    if len(set(labels)) != len(labels) or set(labels) & set(old):
+        raise ValueError("labels to add must be distinct and new to the model")
+    vocab = Vocab(
+        model.vocab.words, model.vocab.chars, Index([*old, *labels]), model.vocab.trainable_words
+    )
+    extended = build_model(model.config, vocab, meta or model.meta)
+    parameters = {name for name, _ in extended.named_parameters()}
+    state = extended.state_dict()
+    with torch.no_grad():
+        for name, value in model.state_dict().items():
+            target = state[name]
+            if target.shape == value.shape:
+                target.copy_(value)
+            elif name in parameters:
+                # The label dimensions grew; every other dimension is the same.
+                target[tuple(slice(0, size) for size in value.shape)] = value
+            # Else a buffer the tag set decides (constraints): the new model's own.
+    extended.load_state_dict(state)
+    device = next(model.parameters()).device
+    return extended.to(device).eval()

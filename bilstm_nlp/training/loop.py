@@ -83,8 +83,8 @@ def train(
     Args:
         config: data, model and training settings.
         output: the model directory to write (the best model, `train_log.jsonl`, `README.md`).
-        init_model: a model directory to start from (fine-tuning); its vocabulary and labels are
-            kept.
+        init_model: a model directory (or shipped name) to start from; its vocabulary and
+            labels are kept, and labels of the data it lacks are added (`setup.initial_run_model`).
         resume: continue the run in `output` from its last checkpoint (the config must be the
             same, but for epochs, max_minutes, patience and threads).
         command: the command line that started the run, recorded in the model card.

@@ -3,6 +3,7 @@ initial model to fine-tune) and its optimizer; `prepare_training` gives benches 
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -16,10 +17,13 @@ from ..errors import ConfigError
 from ..nn.embeddings import load_vectors, pretrained_matrix
 from ..nn.encoding import EncodedSentence
 from ..nn.meta import ModelMeta, ReaderSettings, default_task
-from ..nn.model import Classifier, Tagger, build_model
+from ..nn.model import Classifier, Tagger, build_model, extend_labels
 from ..nn.vocab import Vocab
 from ..serialize import load_model
+from ..text.schemes import split_tag
 from .data import TrainingData, encode_training_rows, read_training_data
+
+logger = logging.getLogger(__name__)
 
 
 def run_meta(config: ExperimentConfig, data: TrainingData, command: str | None = None) -> ModelMeta:
@@ -53,12 +57,16 @@ def _task_name(config: ExperimentConfig, scheme: str | None) -> str:
     """The task the model is trained for: `data.task`, else the corpus registry's entry for the
     training file, else the default of its kind (`ner` for tags with a scheme, `pos` without,
     `classification`). Never guessed from the tag names."""
+    declared = _declared_task(config)
+    return declared if declared is not None else default_task(config.model.task, scheme)
+
+
+def _declared_task(config: ExperimentConfig) -> str | None:
+    """`data.task`, else the corpus registry's task for the training file, else None."""
     if config.data.task is not None:
         return config.data.task
     entry = entry_for_file(config.data.train) if config.data.train else None
-    if entry is not None:
-        return entry.task
-    return default_task(config.model.task, scheme)
+    return entry.task if entry is not None else None
 
 
 def build_run_model(
@@ -67,24 +75,10 @@ def build_run_model(
     meta: ModelMeta,
     init_model: str | Path | None,
 ) -> Tagger | Classifier:
+    """The model a run starts from: built fresh from `config.model` and the training data, or
+    the model in `init_model` (see `initial_run_model`), declared with `meta`."""
     if init_model is not None:
-        initial = load_model(init_model)
-        missing = sorted(set(data.label_names) - set(initial.vocab.labels.items))
-        if missing:
-            raise ConfigError(
-                f"the training data has labels the initial model lacks: {', '.join(missing)}",
-                init_model,
-            )
-        if initial.scheme != meta.scheme:
-            raise ConfigError(
-                f"the initial model was trained in scheme {initial.scheme}, this run uses "
-                f"{meta.scheme}",
-                init_model,
-            )
-        # The same architecture and weights, declared as this run's model.
-        model = build_model(initial.config, initial.vocab, meta)
-        model.load_state_dict(initial.state_dict())
-        return model
+        return initial_run_model(config, data, meta, init_model)
     model_config = config.model
     words: list[str] = []
     matrix = None
@@ -97,6 +91,76 @@ def build_run_model(
         weights = pretrained_matrix(vocab, words, matrix, config.train.seed)
         model.embedder.set_word_vectors(weights)
     return model
+
+
+def initial_run_model(
+    config: ExperimentConfig, data: TrainingData, meta: ModelMeta, init_model: str | Path
+) -> Tagger | Classifier:
+    """The model in `init_model`, to train further on `data`: its architecture, vocabulary and
+    weights, declared with `meta` (the task the initial model declares unless the run declares
+    one).
+
+    Labels of the data that the model lacks are added (`extend_labels`, new ones sorted after
+    the old): the old labels keep their weights exactly, the new ones start as in a fresh model.
+    Labels of the model that the data lacks stay, but training on such data alone tends to make
+    the model forget them (a warning says which; mix in some of the old training data).
+
+    Raises:
+        ConfigError: the initial model is of another kind (tagger, classifier), task or scheme.
+        ModelFileError: `init_model` is not a model.
+    """
+    initial = load_model(init_model)
+    if initial.config.task != config.model.task:
+        raise ConfigError(
+            f"the initial model is a {initial.config.task}; this run trains a "
+            f"{config.model.task} (model.task)",
+            init_model,
+        )
+    task = _declared_task(config) or initial.meta.task
+    if task != initial.meta.task:
+        raise ConfigError(
+            f"the initial model was trained for {initial.meta.task}; this run's data.task is "
+            f"{task}",
+            init_model,
+        )
+    if initial.scheme != meta.scheme:
+        raise ConfigError(
+            f"the initial model was trained in scheme {initial.scheme}, this run uses "
+            f"{meta.scheme}",
+            init_model,
+        )
+    meta = replace(meta, task=task)
+    old = initial.vocab.labels.items
+    _warn_of_forgetting(old, data.label_names, meta.scheme, init_model)
+    new = sorted(set(data.label_names) - set(old))
+    if new:
+        logger.info("adding %d labels to the initial model: %s", len(new), ", ".join(new))
+        return extend_labels(initial, new, meta).train()
+    # The same architecture and weights, declared as this run's model.
+    model = build_model(initial.config, initial.vocab, meta)
+    model.load_state_dict(initial.state_dict())
+    return model
+
+
+def _warn_of_forgetting(
+    old: list[str], trained: list[str], scheme: str | None, init_model: str | Path
+) -> None:
+    """Warn about the initial model's labels (entity types, for span tags) the data lacks."""
+    if scheme is not None:
+        old_kinds = {split_tag(tag)[1] for tag in old} - {None}
+        trained_kinds = {split_tag(tag)[1] for tag in trained} - {None}
+        what = "entity types"
+    else:
+        old_kinds, trained_kinds, what = set(old), set(trained), "labels"
+    lacking = sorted(old_kinds - trained_kinds)
+    if lacking:
+        logger.warning(
+            "%s: the training data has no %s %s of the initial model; trained on it alone the "
+            "model may forget them (mix in some of the data it was trained on)",
+            init_model,
+            what,
+            ", ".join(lacking),
+        )
 
 
 def make_optimizer(model: torch.nn.Module, config: ExperimentConfig) -> torch.optim.Optimizer:

@@ -368,7 +368,7 @@ def _model_info(name: str, path: str, model: Any) -> dict[str, Any]:
     return {
         "name": name,
         "task": meta.task,
-        "kind": "classifier" if isinstance(model, Classifier) else "tagger",
+        "kind": "classifier" if model.meta.is_classifier else "tagger",
         "labels": labels,
         "scheme": meta.output_scheme or meta.scheme,
         "dev": card.get("dev"),

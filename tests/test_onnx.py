@@ -20,7 +20,7 @@ from bilstm_nlp.config import ModelConfig
 from bilstm_nlp.corpus.readers.conll import read_conll
 from bilstm_nlp.corpus.readers.conllu import read_conllu
 from bilstm_nlp.decode import classify_sentences, tag_sentences
-from bilstm_nlp.errors import ConfigError, ModelFileError
+from bilstm_nlp.errors import ModelFileError
 from bilstm_nlp.integrations.runtime.backend import OnnxClassifier, OnnxTagger
 from bilstm_nlp.integrations.runtime.export import CRF_FILE, ONNX_FILE, export_onnx
 from bilstm_nlp.integrations.runtime.graph import (
@@ -145,6 +145,9 @@ ARCHITECTURES = [
     ("IOB1", {"char_encoder": "lstm", "layers": 2}),
     ("IOB2", {"char_encoder": "none", "casing_dim": 0}),
     (None, {"char_kernel": 4}),
+    ("BIOES", {"head": "softmax"}),
+    ("IOB1", {"head": "softmax", "constrained": False}),
+    (None, {"head": "softmax"}),
 ]
 
 
@@ -217,12 +220,6 @@ def test_export_folder_says_its_backend_and_holds_no_torch_weights(tmp_path):
     assert inputs["word_ids"] == ["batch", "seq_len"]
     assert inputs["char_ids"] == ["spellings", "char_len"]
     assert inputs["mask"] == ["batch", "seq_len"]
-
-
-def test_softmax_tagger_is_refused(tmp_path):
-    source = tiny_model(tmp_path / "torch", "BIOES", head="softmax")
-    with pytest.raises(ConfigError, match="softmax"):
-        export_onnx(source, tmp_path / "onnx")
 
 
 def test_broken_onnx_folder_is_a_model_file_error(tmp_path):

@@ -135,18 +135,25 @@ class OnnxModel:
 
 @dataclass
 class OnnxTagger(OnnxModel):
-    """An exported CRF tagger. `crf`: its transitions, constraints and entity boundaries."""
+    """An exported tagger. `crf`: its transitions, constraints and entity boundaries (a softmax
+    head's: zero transitions and its scheme's constraints)."""
 
     crf: CrfArrays | None = None
 
     def score_batch(self, arrays: BatchArrays, k: int, confidence: bool) -> ScoredBatch:
-        """Best tags, their marginals, k-best paths and entity probabilities of a batch, as the
-        torch CRF head gives them (`decode.ScoredBatch`)."""
-        crf = self.crf
-        assert crf is not None
+        """Best tags, their probabilities, k-best paths and entity probabilities of a batch, as
+        the torch head gives them (`decode.ScoredBatch`)."""
         # shape: (batch, seq_len, num_tags) float32
         emissions = self.run(arrays)
-        mask = arrays.mask
+        if self.config.head == "softmax":
+            return self._score_softmax(emissions, arrays.mask, k, confidence)
+        return self._score_crf(emissions, arrays.mask, k, confidence)
+
+    def _score_crf(
+        self, emissions: np.ndarray, mask: np.ndarray, k: int, confidence: bool
+    ) -> ScoredBatch:
+        crf = self.crf
+        assert crf is not None
         tag_ids, _ = crf_numpy.viterbi_decode(emissions, mask, *crf.decode_scores())
         lattice = crf_numpy.forward_backward(emissions, mask, *crf.scores()) if confidence else None
         if lattice is not None:
@@ -178,6 +185,47 @@ class OnnxTagger(OnnxModel):
             tag_probs.tolist(),
             kbest,
             span_probabilities if confidence else None,
+        )
+
+    def _score_softmax(
+        self, emissions: np.ndarray, mask: np.ndarray, k: int, confidence: bool
+    ) -> ScoredBatch:
+        # As `SoftmaxHead`: emissions are log-probabilities; decoding is an argmax per token, or
+        # Viterbi over the scheme's constraints (FORBIDDEN_SCORE, not -inf) when constrained.
+        crf = self.crf
+        assert crf is not None
+        if self.config.constrained and self.scheme:
+            scores = crf.scores()
+            tag_ids, _ = crf_numpy.viterbi_decode(emissions, mask, *scores)
+        else:
+            scores = tuple(np.zeros_like(s) for s in (crf.start, crf.transitions, crf.end))
+            tag_ids = np.where(mask, emissions.argmax(axis=2), 0)
+        # shape: (batch, seq_len)
+        chosen = np.take_along_axis(emissions, tag_ids[:, :, None], axis=2)[:, :, 0]
+        tag_probs = np.where(mask, np.exp(chosen), 0.0).astype(emissions.dtype)
+        kbest = None
+        if k > 0:
+            paths, log_probs = crf_numpy.kbest_decode(emissions, mask, *scores, k)
+            kbest = [
+                [(p, s) for p, s in zip(row_paths, row_probs, strict=True) if s > 0.0]
+                for row_paths, row_probs in zip(
+                    paths.tolist(), np.exp(log_probs).tolist(), strict=True
+                )
+            ]
+
+        def span_probabilities(span_rows: list[list[Span]]) -> list[list[float]]:
+            # The product of the entity's token probabilities (`SoftmaxHead.entity_log_probs`).
+            rows, starts, ends = flatten_spans(span_rows)
+            if not rows:
+                return [[] for _ in span_rows]
+            # shape: (batch, seq_len + 1)
+            cumulative = np.pad(np.cumsum(chosen, axis=1), ((0, 0), (1, 0)))
+            b, s, e = (np.asarray(v, dtype=np.int64) for v in (rows, starts, ends))
+            log_probs = cumulative[b, e] - cumulative[b, s]
+            return spans_per_row(span_rows, np.exp(log_probs).tolist())
+
+        return ScoredBatch(
+            tag_ids.tolist(), tag_probs.tolist(), kbest, span_probabilities if confidence else None
         )
 
 

@@ -20,7 +20,7 @@ import torch
 
 from ...errors import ConfigError, ModelFileError
 from ...nn.encoding import TokenEncoder, collate
-from ...nn.heads import CRFHead
+from ...nn.heads import CRFHead, SoftmaxHead, TagHead
 from ...nn.model import Classifier, Tagger
 from ...serialize import CONFIG_FILE, VOCAB_FILES, load_model, resolve_model_path
 from .graph import ExportGraph
@@ -45,17 +45,22 @@ _EXAMPLE = [
 ]
 
 
-def crf_arrays(head: CRFHead) -> dict[str, np.ndarray]:
-    """A CRF head's transitions, constraints and entity boundaries, as `crf_numpy.CrfArrays`
-    fields."""
-    crf = head.crf
+def crf_arrays(head: TagHead) -> dict[str, np.ndarray]:
+    """A tag head's transitions, constraints and entity boundaries, as `crf_numpy.CrfArrays`
+    fields. A softmax head has no transition scores (zeros); its allowed steps are those of its
+    scheme's constraints, which it decodes with whether or not `constrained` (the config says)."""
+    if isinstance(head, CRFHead):
+        crf = head.crf
+        scores = (crf.start_transitions, crf.transitions, crf.end_transitions)
+        allowed = (crf.allowed_start, crf.allowed_transitions, crf.allowed_end)
+    else:
+        assert isinstance(head, SoftmaxHead)
+        constraints = (head.start_constraints, head.transition_constraints, head.end_constraints)
+        scores = tuple(torch.zeros_like(c) for c in constraints)
+        allowed = tuple(c == 0 for c in constraints)
     tensors = {
-        "start": crf.start_transitions,
-        "transitions": crf.transitions,
-        "end": crf.end_transitions,
-        "allowed_start": crf.allowed_start,
-        "allowed_transitions": crf.allowed_transitions,
-        "allowed_end": crf.allowed_end,
+        **dict(zip(("start", "transitions", "end"), scores, strict=True)),
+        **dict(zip(("allowed_start", "allowed_transitions", "allowed_end"), allowed, strict=True)),
         "boundary_left": head.boundary_left,
         "boundary_right": head.boundary_right,
         "alternative_first": head.alternative_first,
@@ -73,8 +78,7 @@ def export_onnx(source: str | Path, target: str | Path, *, opset: int = OPSET) -
     Returns:
         `target`.
     Raises:
-        ConfigError: the model cannot be exported (a softmax tagger: its decoding is not in the
-            runtime yet), or onnx is not installed.
+        ConfigError: onnx is not installed.
         ModelFileError: `source` is not a model folder, or `target` is a file.
     """
     try:
@@ -83,8 +87,6 @@ def export_onnx(source: str | Path, target: str | Path, *, opset: int = OPSET) -
         raise ConfigError("ONNX export needs onnx: pip install 'bilstm-nlp[onnx]'") from None
     directory = resolve_model_path(source)
     model = load_model(directory)
-    if isinstance(model, Tagger) and not isinstance(model.head, CRFHead):
-        raise ConfigError("ONNX export takes CRF taggers and classifiers; this is a softmax tagger")
     target = Path(target)
     if target.exists() and not target.is_dir():
         raise ModelFileError("exists and is not a folder; give a folder to export to", target)

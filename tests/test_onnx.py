@@ -386,3 +386,19 @@ def test_int8_scores_on_dev_near_torch(tmp_path, shared_corpora, name, dev):
     print(f"{name} dev: torch {expected:.2f}, onnx {onnx_float:.2f}, onnx int8 {found:.2f}")
     assert onnx_float == expected
     assert abs(found - expected) <= INT8_MAX_LOSS
+
+
+def test_serve_takes_an_onnx_folder(onnx_ner):
+    from tests.test_serve import _post, _start, _stop
+
+    texts = ["EU rejects German call to boycott British lamb.", "Peter Blackburn went to Brussels."]
+    process, port = _start("-m", str(onnx_ner))
+    try:
+        status, body = _post(port, "/v1/annotate", {"texts": texts})
+    finally:
+        _stop(process)
+    assert status == 200, body
+    result = runner.invoke(app, ["tag", "-f", "jsonl", "-m", str(onnx_ner), *texts])
+    assert result.exit_code == 0, result.output
+    assert body["records"] == [json.loads(line) for line in result.stdout.splitlines()]
+    assert [s["label"] for s in body["records"][0]["spans"]] == ["ORG", "MISC", "MISC"]

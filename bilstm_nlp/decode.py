@@ -8,13 +8,16 @@ input order; an empty sentence gets an empty result, never a dropped one.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
-from .nn.encoding import Batch, TokenEncoder, collate
-from .nn.heads import Lattice
+from .errors import ConfigError
+from .nn.encoding import Batch, collate
+from .nn.ids import EncodedSentence, TokenEncoder, collate_arrays
 from .nn.model import Classifier, Tagger
 from .progress import optional_progress
 from .text.schemes import Span, spans_to_tags, tags_to_spans
@@ -87,18 +90,96 @@ def length_batches(
         yield current
 
 
-def _batches(
-    model: Tagger | Classifier,
-    token_lists: Sequence[Sequence[str]],
-    batch_size: int,
-    device: str | torch.device,
-    encoder: TokenEncoder | None,
-) -> Iterator[tuple[list[int], Batch]]:
-    if encoder is None:
-        encoder = TokenEncoder(model.vocab, model.config.max_word_chars)
+@dataclass
+class ScoredBatch:
+    """What a backend computes for one batch of a tagger, rows in batch order, as Python values.
+
+    `tag_sentences` turns it into `TaggedSentence`s, whichever backend scored it (the torch model
+    here, an ONNX model in `integrations/runtime`).
+
+    Attributes:
+        tag_ids: per row, the best tag ids (padded to the batch's length).
+        tag_probs: per row, the probability of each best tag (1.0 without confidence).
+        kbest: per row, the k best paths (padded tag ids) with their probabilities, those above
+            0 only; None when not asked for.
+        span_probabilities: given the spans read off each row's tags, their probabilities per
+            row; None without confidence.
+        uncertainty: per row, the path log-probability, the sequence entropy and the `O`
+            marginal of each token (None for models without a scheme); None when not asked for.
+    """
+
+    tag_ids: list[list[int]]
+    tag_probs: list[list[float]]
+    kbest: list[list[tuple[list[int], float]]] | None
+    span_probabilities: Callable[[list[list[Span]]], list[list[float]]] | None
+    uncertainty: tuple[list[float], list[float], list[list[float]] | None] | None = None
+
+
+def flatten_spans(span_rows: Sequence[Sequence[Span]]) -> tuple[list[int], list[int], list[int]]:
+    """The row, start and end of every span, rows in order: how the heads take spans."""
+    flat = [(row, span) for row, spans in enumerate(span_rows) for span in spans]
+    return [r for r, _ in flat], [s.start for _, s in flat], [s.end for _, s in flat]
+
+
+def spans_per_row(
+    span_rows: Sequence[Sequence[Span]], values: Sequence[float]
+) -> list[list[float]]:
+    """`values`, one per span of `flatten_spans(span_rows)`, cut back into rows."""
+    per_row: list[list[float]] = []
+    position = 0
+    for spans in span_rows:
+        per_row.append(list(values[position : position + len(spans)]))
+        position += len(spans)
+    return per_row
+
+
+def _encoder_for(model: Any, encoder: TokenEncoder | None) -> TokenEncoder:
+    return encoder or TokenEncoder(model.vocab, model.config.max_word_chars)
+
+
+def _encoded_batches(
+    model: Any, token_lists: Sequence[Sequence[str]], batch_size: int, encoder: TokenEncoder | None
+) -> Iterator[tuple[list[int], list[EncodedSentence]]]:
+    encoder = _encoder_for(model, encoder)
     for indices in length_batches([len(t) for t in token_lists], batch_size):
-        encoded = [encoder(token_lists[i]) for i in indices]
-        yield indices, collate(encoded).to(device)
+        yield indices, [encoder(token_lists[i]) for i in indices]
+
+
+def _score_torch(
+    model: Tagger, batch: Batch, k: int, confidence: bool, uncertainty: bool = False
+) -> ScoredBatch:
+    emissions = model(batch)
+    mask = batch.mask
+    tag_ids = model.head.decode(emissions, mask)
+    confidence = confidence or uncertainty
+    # One forward-backward pass serves the marginals, the entity probabilities and the
+    # uncertainty.
+    lattice = model.head.lattice(emissions, mask) if confidence else None
+    marginals = model.head.marginals(emissions, mask, lattice) if confidence else None
+    tag_probs = (
+        marginals.gather(2, tag_ids.unsqueeze(2)).squeeze(2)
+        if marginals is not None
+        else torch.ones_like(tag_ids, dtype=emissions.dtype)
+    )
+
+    def span_probabilities(span_rows: list[list[Span]]) -> list[list[float]]:
+        rows, starts, ends = flatten_spans(span_rows)
+        if not rows:
+            return [[] for _ in span_rows]
+        device = emissions.device
+        spans = tuple(torch.tensor(v, device=device) for v in (rows, starts, ends))
+        log_probs = model.head.entity_log_probs(emissions, mask, tag_ids, spans, lattice)
+        return spans_per_row(span_rows, log_probs.exp().tolist())
+
+    return ScoredBatch(
+        tag_ids.tolist(),
+        tag_probs.tolist(),
+        _kbest_rows(model, emissions, mask, k) if k > 0 else None,
+        span_probabilities if confidence else None,
+        _uncertainty_rows(model, emissions, mask, tag_ids, lattice, marginals)
+        if uncertainty
+        else None,
+    )
 
 
 def tag_sentences(
@@ -116,58 +197,51 @@ def tag_sentences(
     """Tag pre-split sentences.
 
     Args:
-        model: a trained tagger.
+        model: a trained tagger, or an ONNX one (`integrations.runtime.backend.OnnxTagger`, which
+            scores a batch with its `score_batch(arrays, k, confidence)`).
         token_lists: sentences as lists of tokens; empty ones are allowed.
         batch_size: sentences per batch.
         k: also return the k best tag sequences per sentence (0: none).
         confidence: compute tag marginals and entity probabilities (costs a forward-backward pass).
-        device: where to run.
+        device: where to run (torch models).
         show_progress: a rich progress bar on stderr.
         encoder: the model's token encoder, kept by the caller so that what it has encoded
             lasts across calls (an `Annotator` keeps one); default: a new one for this call.
         uncertainty: also each sentence's `SentenceUncertainty` (from the same forward-backward
-            pass as the confidences; an empty sentence gets 0, 0 and no tokens).
+            pass as the confidences; an empty sentence gets 0, 0 and no tokens); torch models.
     Returns:
         One `TaggedSentence` per input, in input order.
+    Raises:
+        ConfigError: `uncertainty` with an ONNX model (its runtime does not compute it yet).
     """
-    model.eval()
+    if isinstance(model, Tagger):
+        model.eval()
+        predicting: contextlib.AbstractContextManager = torch.inference_mode()
+
+        def score(encoded: list[EncodedSentence]) -> ScoredBatch:
+            return _score_torch(model, collate(encoded).to(device), k, confidence, uncertainty)
+    else:
+        if uncertainty:
+            raise ConfigError(
+                "sentence uncertainty (select) needs a torch model folder; an ONNX export "
+                "does not compute it yet"
+            )
+        predicting = contextlib.nullcontext()
+
+        def score(encoded: list[EncodedSentence]) -> ScoredBatch:
+            return model.score_batch(collate_arrays(encoded), k, confidence)
+
     results: list[TaggedSentence | None] = [None] * len(token_lists)
     labels = model.vocab.labels.items
-    outside = labels.index("O") if model.scheme and "O" in labels else None
-    confidence = confidence or uncertainty
-    with (
-        torch.inference_mode(),
-        optional_progress(show_progress, "Tagging", len(token_lists)) as advance,
-    ):
-        for indices, batch in _batches(model, token_lists, batch_size, device, encoder):
-            emissions = model(batch)
-            mask = batch.mask
-            tag_ids = model.head.decode(emissions, mask)
-            # One forward-backward pass serves the marginals and the entity probabilities.
-            lattice = model.head.lattice(emissions, mask) if confidence else None
-            marginals = model.head.marginals(emissions, mask, lattice) if confidence else None
-            tag_probs = (
-                marginals.gather(2, tag_ids.unsqueeze(2)).squeeze(2)
-                if marginals is not None
-                else torch.ones_like(tag_ids, dtype=emissions.dtype)
-            )
-            uncertainty_rows = (
-                _uncertainty_rows(model, emissions, mask, tag_ids, lattice, marginals, outside)
-                if uncertainty
-                else None
-            )
-            tag_rows, prob_rows = tag_ids.tolist(), tag_probs.tolist()
-            kbest_rows = _kbest_rows(model, emissions, mask, k) if k > 0 else None
+    with predicting, optional_progress(show_progress, "Tagging", len(token_lists)) as advance:
+        for indices, encoded in _encoded_batches(model, token_lists, batch_size, encoder):
+            scored = score(encoded)
             tag_lists = [
                 [labels[t] for t in row[: len(token_lists[i])]]
-                for row, i in zip(tag_rows, indices, strict=True)
+                for row, i in zip(scored.tag_ids, indices, strict=True)
             ]
             span_rows = [tags_to_spans(tags) if model.scheme else [] for tags in tag_lists]
-            span_probs = (
-                _span_probabilities(model, emissions, mask, tag_ids, span_rows, lattice)
-                if confidence
-                else None
-            )
+            span_probs = scored.span_probabilities(span_rows) if scored.span_probabilities else None
             for row, index in enumerate(indices):
                 length = len(token_lists[index])
                 tags = tag_lists[row]
@@ -179,20 +253,20 @@ def tag_sentences(
                     ]
                 kbest = []
                 # An empty sentence ran as one padding token: it has no paths of its own.
-                if kbest_rows is not None and length:
+                if scored.kbest is not None and length:
                     kbest = [
                         (_present([labels[t] for t in path[:length]], model), prob)
-                        for path, prob in kbest_rows[row]
+                        for path, prob in scored.kbest[row]
                     ]
                 results[index] = TaggedSentence(
                     tokens=list(token_lists[index]),
                     tags=_present(tags, model, span_rows[row]),
-                    tag_probs=prob_rows[row][:length],
+                    tag_probs=scored.tag_probs[row][:length],
                     spans=spans,
                     kbest=kbest,
                     uncertainty=(
-                        _sentence_uncertainty(uncertainty_rows, row, length)
-                        if uncertainty_rows is not None
+                        _sentence_uncertainty(scored.uncertainty, row, length)
+                        if scored.uncertainty is not None
                         else None
                     ),
                 )
@@ -211,17 +285,26 @@ def classify_sentences(
 ) -> list[ClassifiedSentence]:
     """Classify pre-split sentences: the label and every label's probability, in input order.
 
-    Arguments as `tag_sentences`'s.
+    Arguments as `tag_sentences`'s; an ONNX classifier scores a batch with its
+    `class_probs(arrays)`.
     """
-    model.eval()
+    if isinstance(model, Classifier):
+        model.eval()
+        predicting: contextlib.AbstractContextManager = torch.inference_mode()
+
+        def class_probs(encoded: list[EncodedSentence]) -> list[list[float]]:
+            return model(collate(encoded).to(device)).exp().tolist()
+    else:
+        predicting = contextlib.nullcontext()
+
+        def class_probs(encoded: list[EncodedSentence]) -> list[list[float]]:
+            return model.class_probs(collate_arrays(encoded))
+
     labels = model.vocab.labels.items
     results: list[ClassifiedSentence | None] = [None] * len(token_lists)
-    with (
-        torch.inference_mode(),
-        optional_progress(show_progress, "Classifying", len(token_lists)) as advance,
-    ):
-        for indices, batch in _batches(model, token_lists, batch_size, device, encoder):
-            probs = model(batch).exp().tolist()
+    with predicting, optional_progress(show_progress, "Classifying", len(token_lists)) as advance:
+        for indices, encoded in _encoded_batches(model, token_lists, batch_size, encoder):
+            probs = class_probs(encoded)
             for row, index in enumerate(indices):
                 best = max(range(len(labels)), key=probs[row].__getitem__)
                 results[index] = ClassifiedSentence(
@@ -233,7 +316,7 @@ def classify_sentences(
     return results  # type: ignore[return-value]
 
 
-def _present(tags: list[str], model: Tagger, spans: list[Span] | None = None) -> list[str]:
+def _present(tags: list[str], model: Any, spans: list[Span] | None = None) -> list[str]:
     """Tags in the scheme of the training file, whatever scheme the model was trained in.
 
     `spans`: `tags_to_spans(tags)` where the caller has it already."""
@@ -257,8 +340,10 @@ def _kbest_rows(model: Tagger, emissions, mask, k: int) -> list[list[tuple[list[
 
 
 def _uncertainty_rows(
-    model: Tagger, emissions, mask, tag_ids, lattice, marginals, outside: int | None
+    model: Tagger, emissions, mask, tag_ids, lattice, marginals
 ) -> tuple[list[float], list[float], list[list[float]] | None]:
+    labels = model.vocab.labels.items
+    outside = labels.index("O") if model.scheme and "O" in labels else None
     path_log_probs = model.head.path_log_probs(emissions, mask, tag_ids, lattice).tolist()
     entropies = model.head.entropy(emissions, mask, lattice).tolist()
     if not model.scheme:
@@ -275,21 +360,3 @@ def _sentence_uncertainty(rows, row: int, length: int) -> SentenceUncertainty:
         return SentenceUncertainty(0.0, 0.0, [])
     outside = outside_rows[row][:length] if outside_rows is not None else []
     return SentenceUncertainty(path_log_probs[row], entropies[row], outside)
-
-
-def _span_probabilities(
-    model: Tagger, emissions, mask, tag_ids, span_rows, lattice: Lattice | None
-) -> list[list[float]]:
-    flat = [(row, span) for row, spans in enumerate(span_rows) for span in spans]
-    if not flat:
-        return [[] for _ in span_rows]
-    device = emissions.device
-    batch_index = torch.tensor([row for row, _ in flat], device=device)
-    start = torch.tensor([span.start for _, span in flat], device=device)
-    end = torch.tensor([span.end for _, span in flat], device=device)
-    spans = (batch_index, start, end)
-    probs = model.head.entity_log_probs(emissions, mask, tag_ids, spans, lattice).exp().tolist()
-    per_row: list[list[float]] = [[] for _ in span_rows]
-    for (row, _), prob in zip(flat, probs, strict=True):
-        per_row[row].append(prob)
-    return per_row

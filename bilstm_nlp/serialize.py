@@ -150,6 +150,9 @@ def load_model(name_or_path: str | Path, device: str | torch.device = "cpu") -> 
             "pickled models (.pt, .pkl) are not loaded",
             directory,
         )
+    config_path = directory / CONFIG_FILE
+    if _read_json(config_path, dict, CONFIG_MAX_BYTES).get("backend") == "onnx":
+        return _load_onnx_directory(directory)
     return _load_directory(directory, str(directory)).to(device).eval()
 
 
@@ -173,9 +176,35 @@ def load_model_files(files: dict[str, bytes]) -> Tagger | Classifier:
         return _load_directory(Path(folder), None).eval()
 
 
-def _load_directory(directory: Path, source: str | None) -> Tagger | Classifier:
+def _load_onnx_directory(directory: Path) -> Any:
+    """An ONNX model folder (`bilstm-nlp export --format onnx`): the same config and vocabulary
+    checks as a torch folder, then the graph and the CRF arrays (`integrations.runtime`)."""
+    from .integrations.runtime.backend import OnnxClassifier, OnnxTagger, read_crf, session_for
+
     config_path = directory / CONFIG_FILE
-    settings = _check_config(_read_json(config_path, dict, CONFIG_MAX_BYTES), config_path)
+    raw = _read_json(config_path, dict, CONFIG_MAX_BYTES)
+    settings = _check_config(raw, config_path)
+    vocab = _read_vocab(directory, settings)
+    onnx = raw.get("onnx")
+    if not isinstance(onnx, dict) or not all(
+        isinstance(onnx.get(key), str) and "/" not in onnx[key] for key in ("file", "output")
+    ):
+        raise ModelFileError('"onnx" must say the graph "file" and its "output"', config_path)
+    graph_path = directory / onnx["file"]
+    _check_regular_file(graph_path, "missing ONNX graph")
+    meta = dataclasses.replace(settings.meta, source=str(directory))
+    session = session_for(graph_path)
+    if settings.model.task == "classifier":
+        return OnnxClassifier(session, settings.model, vocab, meta)
+    crf_name = onnx.get("crf")
+    if not isinstance(crf_name, str) or "/" in crf_name:
+        raise ModelFileError('"onnx" must name the "crf" arrays of a tagger', config_path)
+    _check_regular_file(directory / crf_name, "missing CRF arrays")
+    crf = read_crf(directory / crf_name, len(vocab.labels))
+    return OnnxTagger(session, settings.model, vocab, meta, crf)
+
+
+def _read_vocab(directory: Path, settings: _Settings) -> Vocab:
     vocab_json = {}
     for part, filename in VOCAB_FILES.items():
         items = _read_json(directory / filename, list, VOCAB_MAX_BYTES)
@@ -188,9 +217,15 @@ def _load_directory(directory: Path, source: str | None) -> Tagger | Classifier:
             directory / VOCAB_FILES["labels"],
         )
     try:
-        vocab = Vocab.from_json(vocab_json, settings.trainable_words)
+        return Vocab.from_json(vocab_json, settings.trainable_words)
     except ValueError as error:
         raise ModelFileError(str(error), directory) from None
+
+
+def _load_directory(directory: Path, source: str | None) -> Tagger | Classifier:
+    config_path = directory / CONFIG_FILE
+    settings = _check_config(_read_json(config_path, dict, CONFIG_MAX_BYTES), config_path)
+    vocab = _read_vocab(directory, settings)
     weights_path = directory / WEIGHTS_FILE
     _check_regular_file(weights_path, "missing weights file")
     # The shapes the config asks for, from a model built on the meta device (no memory), must be

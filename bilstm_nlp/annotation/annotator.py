@@ -196,8 +196,8 @@ class Annotator:
         device: str | torch.device = "cpu",
         uncertainty: bool = False,
     ) -> None:
-        check_output(isinstance(model, Classifier), k_best=k_best)
-        if uncertainty and isinstance(model, Classifier):
+        check_output(model.meta.is_classifier, k_best=k_best)
+        if uncertainty and model.meta.is_classifier:
             raise ConfigError("sentence uncertainty needs a tagger; this model is a classifier")
         if k_best < 0 or batch_size < 1:
             raise ConfigError("k_best must be >= 0 and batch_size >= 1")
@@ -256,7 +256,7 @@ class Annotator:
             One `Annotation` per text, in order. Its tokens are the sentences' tokens in order, so
             `TextSpan.token_start/token_end` and `sentences` index that flattened list.
         """
-        if isinstance(self.model, Classifier):
+        if self.model.meta.is_classifier:
             return self._classify(texts, documents, show_progress)
         return self._tag(texts, documents, show_progress)
 

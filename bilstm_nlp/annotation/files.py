@@ -150,7 +150,7 @@ def annotate_paths(
     started = time.perf_counter()
     options.check()
     writer = make_writer(options.fmt)
-    check_output(isinstance(model, Classifier), options.fmt, options.k_best)
+    check_output(model.meta.is_classifier, options.fmt, options.k_best)
     if any(str(given) == "-" for given in inputs):
         stdin = stdin or _standard_input()
     jobs = plan_jobs(inputs, output, options.unit, options.glob, writer.extension, stdin)
@@ -222,7 +222,7 @@ class _Run:
         resumed = state.documents
         writer = make_writer(options.fmt)
         out = OutputRun(self.jobs, writer, state, progress_path, fingerprint)
-        pieces = isinstance(self.model, Tagger) and hasattr(writer, "stream")
+        pieces = not self.model.meta.is_classifier and hasattr(writer, "stream")
         windows = read_windows(
             self.jobs,
             (state.job, state.input_offset, state.line),

@@ -273,7 +273,7 @@ def check_strategy(strategy: str) -> None:
 
 def check_model(model: Tagger | Classifier) -> None:
     """Raises `ConfigError` for a model without entity spans (a classifier, a POS tagger)."""
-    if isinstance(model, Classifier):
+    if model.meta.is_classifier:
         raise ConfigError("select ranks the entity spans of a tagger; this model is a classifier")
     if model.scheme is None:
         raise ConfigError(

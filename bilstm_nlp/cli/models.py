@@ -8,7 +8,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from ..errors import ModelFileError
+from ..errors import ConfigError, ModelFileError
 from ..serialize import describe_model, find_models, shipped_models
 from ._util import Arg, Opt, err_console, user_errors
 
@@ -106,11 +106,28 @@ def export_cli(
     recipe_command: str | None = Opt(
         None, "--recipe-command", help="The train-only command that measured --recipe-dev"
     ),
+    fmt: str = Opt(
+        "safetensors",
+        "--format",
+        "-f",
+        help="safetensors (a smaller copy of the folder) or onnx (an ONNX graph and a numpy CRF)",
+    ),
+    quantize: str | None = Opt(
+        None, "--quantize", help="With --format onnx: int8 (dynamic quantization, ~1/4 the size)"
+    ),
 ) -> None:
-    """Copy a model into a smaller directory for shipping (pruned vectors, float16 embeddings)."""
+    """Copy a model into a smaller directory for shipping (pruned vectors, float16 embeddings),
+    or export it to ONNX (--format onnx)."""
+    if fmt == "onnx":
+        _export_onnx(source, target, max_vectors, dev, quantize)
+        return
     from ..training.export import export_model
 
     with user_errors():
+        if fmt != "safetensors":
+            raise ConfigError(f"--format must be safetensors or onnx, got {fmt!r}")
+        if quantize is not None:
+            raise ConfigError("--quantize is for --format onnx")
         scores = export_model(
             source,
             target,
@@ -128,3 +145,19 @@ def export_cli(
     elif scores:
         message += f"; on dev, trained on: {scores['before']:.2f} → {scores['after']:.2f}"
     err_console.print(message, highlight=False)
+
+
+def _export_onnx(
+    source: Path, target: Path, max_vectors: int | None, dev: str | None, quantize: str | None
+) -> None:
+    from ..integrations.runtime.export import ONNX_FILE, export_onnx
+
+    with user_errors():
+        if max_vectors is not None or dev is not None:
+            raise ConfigError(
+                "--max-vectors and --dev make a smaller safetensors copy; export that copy to onnx"
+            )
+        export_onnx(source, target, quantize=quantize)
+    size = (target / ONNX_FILE).stat().st_size / 1e6
+    checked = "int8, runs" if quantize else "checked against torch"
+    err_console.print(f"wrote {target} ({size:.1f} MB ONNX graph, {checked})")

@@ -196,7 +196,7 @@ def evaluate_file(
     reader = model.meta.reader.to_json()
     if input_format is not None:
         reader["input_format"] = input_format
-    if isinstance(model, Tagger):
+    if not model.meta.is_classifier:
         if label_column is not None:
             reader["label_column"] = label_column
         if tag_field is not None:

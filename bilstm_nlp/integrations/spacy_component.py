@@ -114,9 +114,9 @@ class _BilstmPipe(Pipe):
         return self._annotator
 
     def _set_model(self, model: Tagger | Classifier) -> None:
-        if not isinstance(model, self.expected):
-            other = "bilstm_textcat" if isinstance(model, Classifier) else "bilstm_tagger"
-            kind = "a classifier" if isinstance(model, Classifier) else "a tagger"
+        if model.meta.is_classifier != (self.expected is Classifier):
+            other = "bilstm_textcat" if model.meta.is_classifier else "bilstm_tagger"
+            kind = "a classifier" if model.meta.is_classifier else "a tagger"
             source = model.meta.source or self.model_name
             raise ConfigError(
                 f"{self.factory} {self.name!r}: {source} is {kind}; add it with the {other} factory"
@@ -174,8 +174,13 @@ class _BilstmPipe(Pipe):
         return list(zip(flat, annotations, strict=True))
 
     def to_disk(self, path: str | Path, *, exclude: Iterable[str] = ()) -> None:
-        """Write the model as a model directory at `path` (`bilstm_nlp.load(path)` reads it)."""
-        save_model(self.bilstm_model, path)
+        """Write the model as a model directory at `path` (`bilstm_nlp.load(path)` reads it); an
+        ONNX model's folder is copied."""
+        model = self.bilstm_model
+        if getattr(model, "backend", "torch") == "onnx":
+            model.save(path)
+        else:
+            save_model(model, path)
 
     def from_disk(self, path: str | Path, *, exclude: Iterable[str] = ()) -> "_BilstmPipe":
         """Load the model directory `to_disk` wrote; the `model` setting is not read."""
@@ -184,6 +189,8 @@ class _BilstmPipe(Pipe):
 
     def to_bytes(self, *, exclude: Iterable[str] = ()) -> bytes:
         """The model directory's files, packed with msgpack as `{file name: bytes}`."""
+        if getattr(self.bilstm_model, "backend", "torch") == "onnx":
+            raise ConfigError(f"{self.name}: an ONNX model is saved with to_disk, not to_bytes")
         with tempfile.TemporaryDirectory() as folder:
             save_model(self.bilstm_model, folder)
             files = {name: (Path(folder) / name).read_bytes() for name in MODEL_FILES}

@@ -176,7 +176,7 @@ def prepare(
         InputFormatError: a missing input or a folder without matching files.
     """
     options.check()
-    check_output(isinstance(model, Classifier), "jsonl", options.k_best)
+    check_output(model.meta.is_classifier, "jsonl", options.k_best)
     if partitions < 1:
         raise ConfigError(f"--partitions must be at least 1, got {partitions}")
     outdir = Path(outdir)

@@ -33,7 +33,6 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ...annotation.annotator import MAX_SENTENCE_TOKENS
 from ...annotation.writers.jsonl import JsonlWriter
-from ...nn.model import Classifier
 from ...serialize import describe_model, load_model, read_meta, resolve_model_path
 from .batching import BatchStats, Job, MicroBatcher, QueueFull
 from .metrics import Metrics
@@ -263,7 +262,7 @@ def create_app(config: ServeConfig) -> FastAPI:
         name = names[0] if name is None else name
         if name not in state["models"]:
             raise ApiError(422, f"unknown model {name!r}; served: {', '.join(names)}", "model")
-        if isinstance(state["models"][name], Classifier):
+        if state["models"][name].meta.is_classifier:
             if needs_tagger:
                 raise ApiError(422, f"{name!r} is a classifier: send raw text to /v1/annotate")
             if k:
@@ -368,7 +367,7 @@ def _model_info(name: str, path: str, model: Any) -> dict[str, Any]:
     return {
         "name": name,
         "task": meta.task,
-        "kind": "classifier" if isinstance(model, Classifier) else "tagger",
+        "kind": "classifier" if model.meta.is_classifier else "tagger",
         "labels": labels,
         "scheme": meta.output_scheme or meta.scheme,
         "dev": card.get("dev"),

@@ -1,0 +1,1 @@
+"""The ONNX runtime: exported taggers run with onnxruntime and a numpy CRF."""

@@ -1,0 +1,238 @@
+"""ONNX models: an exported tagger or classifier run with onnxruntime, decoded by the numpy CRF.
+
+Sits where the torch model sits for `decode.tag_sentences` / `classify_sentences` (and so for the
+`Annotator`, the CLI, the spaCy component and the service): `OnnxTagger.score_batch` gives the
+same `ScoredBatch` the torch path gives, from the graph's emissions and `crf_numpy`. Loaded by
+`serialize.load_model` when a model folder says `"backend": "onnx"` (`export.export_onnx` writes
+one); the ids are built by `nn/ids.py`, as for the torch model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ...config import ModelConfig
+from ...decode import ScoredBatch, flatten_spans, spans_per_row
+from ...errors import ConfigError, ModelFileError
+from ...nn.ids import BatchArrays
+from ...nn.meta import ModelMeta
+from ...nn.vocab import Vocab
+from ...text.schemes import Span
+from . import crf_numpy
+from .crf_numpy import CrfArrays
+
+CRF_FIELDS = (
+    "start",
+    "transitions",
+    "end",
+    "allowed_start",
+    "allowed_transitions",
+    "allowed_end",
+    "boundary_left",
+    "boundary_right",
+    "alternative_first",
+)
+
+
+def session_for(path: str | Path, threads: int | None = None) -> Any:
+    """An onnxruntime CPU session for a graph file.
+
+    Raises:
+        ConfigError: onnxruntime is not installed.
+        ModelFileError: the file is not a loadable ONNX graph.
+    """
+    try:
+        import onnxruntime
+    except ImportError:
+        raise ConfigError("ONNX models need onnxruntime: pip install 'bilstm-nlp[onnx]'") from None
+    options = onnxruntime.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+    try:
+        return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as error:  # onnxruntime raises its own, unexported exception types
+        raise ModelFileError(f"not a loadable ONNX graph: {error}", path) from None
+
+
+def read_crf(path: Path, num_tags: int) -> CrfArrays:
+    """The CRF arrays `export.crf_arrays` wrote, checked for names and shapes.
+
+    Raises:
+        ModelFileError: missing, unreadable or of the wrong shapes.
+    """
+    from safetensors import SafetensorError
+    from safetensors.numpy import load_file
+
+    try:
+        arrays = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as error:
+        raise ModelFileError(f"not a valid safetensors file: {error}", path) from None
+    if set(arrays) != set(CRF_FIELDS):
+        raise ModelFileError(f"expected the arrays {', '.join(CRF_FIELDS)}", path)
+    for name, array in arrays.items():
+        square = name in ("transitions", "allowed_transitions", "boundary_left", "boundary_right")
+        expected = (num_tags, num_tags) if square else (num_tags,)
+        if array.shape != expected:
+            raise ModelFileError(f"{name} has shape {array.shape}, expected {expected}", path)
+    return CrfArrays(**arrays)
+
+
+@dataclass
+class OnnxModel:
+    """An exported model: its graph session and what decoding reads (as the torch model has).
+
+    Attributes:
+        session: the onnxruntime session.
+        config: the architecture it was exported from.
+        vocab: words, characters and labels.
+        meta: task, schemes, provenance.
+    """
+
+    session: Any
+    config: ModelConfig
+    vocab: Vocab
+    meta: ModelMeta
+
+    backend = "onnx"
+
+    @property
+    def scheme(self) -> str | None:
+        """The training tag scheme; None for plain labels and classifiers."""
+        return self.meta.scheme
+
+    @property
+    def output_scheme(self) -> str | None:
+        """The scheme predictions are given in (the training file's)."""
+        return self.meta.tags_in if self.meta.scheme else None
+
+    def save(self, directory: str | Path) -> Path:
+        """Copy the model folder it was loaded from into `directory` (created if needed).
+
+        Raises:
+            ModelFileError: it was loaded from no folder, or a file is gone.
+        """
+        import shutil
+
+        if self.meta.source is None:
+            raise ModelFileError("this ONNX model was loaded from no folder; nothing to copy")
+        source, directory = Path(self.meta.source), Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        for name in sorted(p.name for p in source.iterdir() if p.is_file()):
+            shutil.copyfile(source / name, directory / name)
+        return directory
+
+    def run(self, arrays: BatchArrays) -> np.ndarray:
+        """The graph's output for a padded batch (the inputs it declares; a graph without char
+        or casing features has dropped those)."""
+        feeds = {i.name: getattr(arrays, i.name) for i in self.session.get_inputs()}
+        (output,) = self.session.run(None, feeds)
+        return output
+
+
+@dataclass
+class OnnxTagger(OnnxModel):
+    """An exported tagger. `crf`: its transitions, constraints and entity boundaries (a softmax
+    head's: zero transitions and its scheme's constraints)."""
+
+    crf: CrfArrays | None = None
+
+    def score_batch(self, arrays: BatchArrays, k: int, confidence: bool) -> ScoredBatch:
+        """Best tags, their probabilities, k-best paths and entity probabilities of a batch, as
+        the torch head gives them (`decode.ScoredBatch`)."""
+        # shape: (batch, seq_len, num_tags) float32
+        emissions = self.run(arrays)
+        if self.config.head == "softmax":
+            return self._score_softmax(emissions, arrays.mask, k, confidence)
+        return self._score_crf(emissions, arrays.mask, k, confidence)
+
+    def _score_crf(
+        self, emissions: np.ndarray, mask: np.ndarray, k: int, confidence: bool
+    ) -> ScoredBatch:
+        crf = self.crf
+        assert crf is not None
+        tag_ids, _ = crf_numpy.viterbi_decode(emissions, mask, *crf.decode_scores())
+        lattice = crf_numpy.forward_backward(emissions, mask, *crf.scores()) if confidence else None
+        if lattice is not None:
+            marginals = crf_numpy.marginals_from(*lattice, mask).astype(emissions.dtype)
+            tag_probs = np.take_along_axis(marginals, tag_ids[:, :, None], axis=2)[:, :, 0]
+        else:
+            tag_probs = np.ones(tag_ids.shape, dtype=emissions.dtype)
+        kbest = None
+        if k > 0:
+            paths, log_probs = crf_numpy.kbest_log_probs(crf, emissions, mask, k)
+            kbest = [
+                [(p, s) for p, s in zip(row_paths, row_probs, strict=True) if s > 0.0]
+                for row_paths, row_probs in zip(
+                    paths.tolist(), np.exp(log_probs).tolist(), strict=True
+                )
+            ]
+
+        def span_probabilities(span_rows: list[list[Span]]) -> list[list[float]]:
+            rows, starts, ends = flatten_spans(span_rows)
+            if not rows:
+                return [[] for _ in span_rows]
+            spans = tuple(np.asarray(v, dtype=np.int64) for v in (rows, starts, ends))
+            assert lattice is not None
+            log_probs = crf_numpy.entity_log_probs(crf, emissions, mask, tag_ids, spans, lattice)
+            return spans_per_row(span_rows, np.exp(log_probs).tolist())
+
+        return ScoredBatch(
+            tag_ids.tolist(),
+            tag_probs.tolist(),
+            kbest,
+            span_probabilities if confidence else None,
+        )
+
+    def _score_softmax(
+        self, emissions: np.ndarray, mask: np.ndarray, k: int, confidence: bool
+    ) -> ScoredBatch:
+        # As `SoftmaxHead`: emissions are log-probabilities; decoding is an argmax per token, or
+        # Viterbi over the scheme's constraints (FORBIDDEN_SCORE, not -inf) when constrained.
+        crf = self.crf
+        assert crf is not None
+        if self.config.constrained and self.scheme:
+            scores = crf.scores()
+            tag_ids, _ = crf_numpy.viterbi_decode(emissions, mask, *scores)
+        else:
+            scores = tuple(np.zeros_like(s) for s in (crf.start, crf.transitions, crf.end))
+            tag_ids = np.where(mask, emissions.argmax(axis=2), 0)
+        # shape: (batch, seq_len)
+        chosen = np.take_along_axis(emissions, tag_ids[:, :, None], axis=2)[:, :, 0]
+        tag_probs = np.where(mask, np.exp(chosen), 0.0).astype(emissions.dtype)
+        kbest = None
+        if k > 0:
+            paths, log_probs = crf_numpy.kbest_decode(emissions, mask, *scores, k)
+            kbest = [
+                [(p, s) for p, s in zip(row_paths, row_probs, strict=True) if s > 0.0]
+                for row_paths, row_probs in zip(
+                    paths.tolist(), np.exp(log_probs).tolist(), strict=True
+                )
+            ]
+
+        def span_probabilities(span_rows: list[list[Span]]) -> list[list[float]]:
+            # The product of the entity's token probabilities (`SoftmaxHead.entity_log_probs`).
+            rows, starts, ends = flatten_spans(span_rows)
+            if not rows:
+                return [[] for _ in span_rows]
+            # shape: (batch, seq_len + 1)
+            cumulative = np.pad(np.cumsum(chosen, axis=1), ((0, 0), (1, 0)))
+            b, s, e = (np.asarray(v, dtype=np.int64) for v in (rows, starts, ends))
+            log_probs = cumulative[b, e] - cumulative[b, s]
+            return spans_per_row(span_rows, np.exp(log_probs).tolist())
+
+        return ScoredBatch(
+            tag_ids.tolist(), tag_probs.tolist(), kbest, span_probabilities if confidence else None
+        )
+
+
+@dataclass
+class OnnxClassifier(OnnxModel):
+    """An exported sentence classifier."""
+
+    def class_probs(self, arrays: BatchArrays) -> list[list[float]]:
+        """Per sentence, every label's probability."""
+        return np.exp(self.run(arrays)).tolist()

@@ -1,0 +1,419 @@
+"""The linear-chain CRF in numpy, for the ONNX runtime: partition, Viterbi, marginals, k-best and
+entity probabilities over the emissions an exported tagger gives.
+
+Sits after the ONNX graph, in place of `nn/crf.py` and the CRF head, on hosts without torch: this
+module imports numpy only. The definitions are exactly those of `nn/crf.py` and `nn/heads.py`
+(a path scores start + emissions + transitions + end; forbidden steps score `FORBIDDEN_SCORE` in
+sums and `-inf` in decoding; `alpha` includes the emission at t, `beta` excludes it and includes
+the end score; an entity's probability sums every way its scheme can write it), and
+`tests/test_crf_numpy.py` checks them against the torch CRF. Batch-first with a left-aligned bool
+mask; vectorised over the batch, with loops over time only. Sums run in log space (logsumexp);
+forward-backward, path scores and entity probabilities in float64, as the torch CRF does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+FORBIDDEN_SCORE: float = -1e4
+"""As `nn.crf.FORBIDDEN_SCORE` (a test holds them equal): the score of a forbidden step in sums."""
+
+
+@dataclass(frozen=True)
+class CrfArrays:
+    """A trained CRF as arrays, with its scheme's constraints and entity boundaries.
+
+    Attributes:
+        start: `(num_tags,)` float32 start scores (unconstrained parameters).
+        transitions: `(num_tags, num_tags)` float32; `[i, j]` scores tag i followed by tag j.
+        end: `(num_tags,)` float32 end scores.
+        allowed_start, allowed_transitions, allowed_end: bool masks of the same shapes.
+        boundary_left, boundary_right: `(num_tags, num_tags)` bool, as `heads.EntityBoundaries`.
+        alternative_first: `(num_tags,)` int64, as `heads.EntityBoundaries` (-1: none).
+    """
+
+    start: np.ndarray
+    transitions: np.ndarray
+    end: np.ndarray
+    allowed_start: np.ndarray
+    allowed_transitions: np.ndarray
+    allowed_end: np.ndarray
+    boundary_left: np.ndarray
+    boundary_right: np.ndarray
+    alternative_first: np.ndarray
+
+    def scores(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """`(start, transitions, end)` with `FORBIDDEN_SCORE` where forbidden (`CRF.scores`)."""
+        return (
+            np.where(self.allowed_start, self.start, np.float32(FORBIDDEN_SCORE)),
+            np.where(self.allowed_transitions, self.transitions, np.float32(FORBIDDEN_SCORE)),
+            np.where(self.allowed_end, self.end, np.float32(FORBIDDEN_SCORE)),
+        )
+
+    def decode_scores(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """`(start, transitions, end)` with `-inf` where forbidden (`CRF._decode_scores`)."""
+        forbidden = np.float32(-np.inf)
+        return (
+            np.where(self.allowed_start, self.start, forbidden),
+            np.where(self.allowed_transitions, self.transitions, forbidden),
+            np.where(self.allowed_end, self.end, forbidden),
+        )
+
+
+def logsumexp(x: np.ndarray, axis: int) -> np.ndarray:
+    """`log(sum(exp(x), axis))` without overflow; `-inf` where every term is `-inf`."""
+    top = np.max(x, axis=axis, keepdims=True)
+    top = np.where(np.isfinite(top), top, 0.0)
+    with np.errstate(divide="ignore"):
+        total = np.log(np.sum(np.exp(x - top), axis=axis))
+    return total + np.squeeze(top, axis=axis)
+
+
+def _lengths(mask: np.ndarray) -> np.ndarray:
+    return mask.sum(axis=1)
+
+
+def _validate(emissions: np.ndarray, mask: np.ndarray, num_tags: int) -> None:
+    if emissions.ndim != 3:
+        raise ValueError(f"emissions must have 3 dimensions, got {emissions.ndim}")
+    if emissions.shape[2] != num_tags:
+        raise ValueError(f"expected last dimension of emissions {num_tags}, got {emissions.shape}")
+    if mask.shape != emissions.shape[:2] or mask.dtype != np.bool_:
+        raise ValueError(f"mask must be bool of shape {emissions.shape[:2]}, got {mask.shape}")
+    if emissions.shape[1] == 0 or not mask[:, 0].all():
+        raise ValueError("mask of the first timestep must all be on")
+
+
+def path_scores(
+    emissions: np.ndarray,
+    tag_ids: np.ndarray,
+    mask: np.ndarray,
+    start: np.ndarray,
+    transitions: np.ndarray,
+    end: np.ndarray,
+) -> np.ndarray:
+    """`(batch,)` score of each given path (`CRF.path_scores`), in the dtype of `emissions`.
+
+    Args:
+        emissions: `(batch, seq_len, num_tags)` float.
+        tag_ids: `(batch, seq_len)` int tag ids; values at padding are ignored.
+        mask: `(batch, seq_len)` bool, True on real tokens, left-aligned.
+        start, transitions, end: scores, as `CrfArrays.scores()` gives them.
+    """
+    dtype = np.result_type(emissions.dtype, start.dtype)
+    emissions = emissions.astype(dtype, copy=False)
+    batch, seq_len, _ = emissions.shape
+    tag_ids = np.where(mask, tag_ids, 0)
+    rows = np.arange(batch)
+    # shape: (batch, seq_len)
+    step = np.take_along_axis(emissions, tag_ids[:, :, None], axis=2)[:, :, 0]
+    step[:, 1:] += transitions[tag_ids[:, :-1], tag_ids[:, 1:]].astype(dtype)
+    step = np.where(mask, step, 0.0)
+    last = tag_ids[rows, _lengths(mask) - 1]
+    return step.sum(axis=1) + start[tag_ids[:, 0]].astype(dtype) + end[last].astype(dtype)
+
+
+def _alphas(steps: np.ndarray, start: np.ndarray, transitions: np.ndarray) -> np.ndarray:
+    """`(batch, seq_len, num_tags)` forward log-scores; padding continues the recursion (it never
+    feeds a real position)."""
+    batch, seq_len, num_tags = steps.shape
+    alphas = np.empty_like(steps)
+    alphas[:, 0] = start + steps[:, 0]
+    for t in range(1, seq_len):
+        # shape: (batch, num_tags, num_tags) -> (batch, num_tags)
+        alphas[:, t] = logsumexp(alphas[:, t - 1, :, None] + transitions, axis=1) + steps[:, t]
+    return alphas
+
+
+def _betas(
+    steps: np.ndarray, mask: np.ndarray, transitions: np.ndarray, end: np.ndarray
+) -> np.ndarray:
+    """`(batch, seq_len, num_tags)` backward log-scores, 0 at padding."""
+    batch, seq_len, num_tags = steps.shape
+    betas = np.empty_like(steps)
+    betas[:, -1] = end
+    for t in range(seq_len - 2, -1, -1):
+        # shape: (batch, num_tags): scores of the tag at t + 1 and everything after it
+        after = steps[:, t + 1] + betas[:, t + 1]
+        # shape: (batch, num_tags, num_tags) -> (batch, num_tags)
+        stepped = logsumexp(transitions + after[:, None, :], axis=2)
+        # The last real token takes the end score; padding too, and is zeroed below.
+        betas[:, t] = np.where(mask[:, t + 1, None], stepped, end)
+    return np.where(mask[:, :, None], betas, 0.0)
+
+
+def _wide(emissions: np.ndarray, mask: np.ndarray, *scores: np.ndarray) -> tuple[np.ndarray, ...]:
+    # Float64, padding emissions zeroed: whatever the caller left there stays out of the sums.
+    steps = np.where(mask[:, :, None], emissions.astype(np.float64), 0.0)
+    return (steps, *(s.astype(np.float64) for s in scores))
+
+
+def log_partition(
+    emissions: np.ndarray,
+    mask: np.ndarray,
+    start: np.ndarray,
+    transitions: np.ndarray,
+    end: np.ndarray,
+) -> np.ndarray:
+    """`(batch,)` float64 log-sum of the exponentiated scores of all paths (forward algorithm).
+
+    Args:
+        emissions: `(batch, seq_len, num_tags)` float, unnormalised scores from the encoder.
+        mask: `(batch, seq_len)` bool, True on real tokens, left-aligned; `mask[:, 0]` all True.
+        start, transitions, end: scores, as `CrfArrays.scores()` gives them.
+    """
+    _validate(emissions, mask, transitions.shape[0])
+    steps, start, transitions, end = _wide(emissions, mask, start, transitions, end)
+    alphas = _alphas(steps, start, transitions)
+    # shape: (batch, num_tags)
+    last = alphas[np.arange(len(alphas)), _lengths(mask) - 1]
+    return logsumexp(last + end, axis=1)
+
+
+def forward_backward(
+    emissions: np.ndarray,
+    mask: np.ndarray,
+    start: np.ndarray,
+    transitions: np.ndarray,
+    end: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Forward and backward log-scores (`CRF.forward_backward`), float64.
+
+    Returns:
+        `(alpha, beta, log_z)`: `(batch, seq_len, num_tags)` twice, 0 at padding, and `(batch,)`.
+    """
+    _validate(emissions, mask, transitions.shape[0])
+    steps, start, transitions, end = _wide(emissions, mask, start, transitions, end)
+    alphas = _alphas(steps, start, transitions)
+    last = alphas[np.arange(len(alphas)), _lengths(mask) - 1]
+    log_z = logsumexp(last + end, axis=1)
+    betas = _betas(steps, mask, transitions, end)
+    return np.where(mask[:, :, None], alphas, 0.0), betas, log_z
+
+
+def marginals_from(
+    alpha: np.ndarray, beta: np.ndarray, log_z: np.ndarray, mask: np.ndarray
+) -> np.ndarray:
+    """`(batch, seq_len, num_tags)` tag marginals from `forward_backward`; 0 at padding."""
+    probs = np.exp(np.minimum(alpha + beta - log_z[:, None, None], 0.0))
+    return np.where(mask[:, :, None], probs, 0.0)
+
+
+def viterbi_decode(
+    emissions: np.ndarray,
+    mask: np.ndarray,
+    start: np.ndarray,
+    transitions: np.ndarray,
+    end: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Highest-scoring tag path of each sequence (`nn.crf.viterbi_decode`).
+
+    Args:
+        emissions: `(batch, seq_len, num_tags)` float.
+        mask: `(batch, seq_len)` bool, True on real tokens, left-aligned; `mask[:, 0]` all True.
+        start, transitions, end: scores, `-inf` to forbid (`CrfArrays.decode_scores()`).
+    Returns:
+        `(tag_ids, scores)`: `(batch, seq_len)` int64 with 0 at padding, and `(batch,)` in the
+        dtype of `emissions`; a sequence without a finite path scores `-inf`, tag ids 0.
+    """
+    _validate(emissions, mask, transitions.shape[0])
+    dtype = emissions.dtype
+    start, transitions, end = (s.astype(dtype) for s in (start, transitions, end))
+    batch, seq_len, num_tags = emissions.shape
+    rows = np.arange(batch)
+    score = start + emissions[:, 0]
+    scores, history = [score], []
+    for t in range(1, seq_len):
+        # shape: (batch, num_tags, num_tags): previous tag i, next tag j
+        candidates = score[:, :, None] + transitions
+        # shape: (batch, num_tags) twice
+        previous = candidates.argmax(axis=1)
+        score = np.take_along_axis(candidates, previous[:, None, :], axis=1)[:, 0] + emissions[:, t]
+        scores.append(score)
+        history.append(previous)
+    lengths = _lengths(mask)
+    # shape: (batch, num_tags)
+    last = np.stack(scores)[lengths - 1, rows]
+    final = last + end
+    best_last = final.argmax(axis=1)
+    best_scores = final[rows, best_last]
+    tags = [best_last]
+    tag = best_last
+    for t in range(seq_len - 2, -1, -1):
+        previous = history[t][rows, tag]
+        tag = np.where(t >= lengths - 1, best_last, previous)
+        tags.append(tag)
+    tag_ids = np.stack(tags[::-1], axis=1)
+    found = mask & (best_scores > -np.inf)[:, None]
+    return np.where(found, tag_ids, 0), best_scores
+
+
+def _topk(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The `k` largest along the last axis, largest first, and their indices."""
+    order = np.argsort(-x, axis=-1, kind="stable")[..., :k]
+    return np.take_along_axis(x, order, axis=-1), order
+
+
+def kbest_decode(
+    emissions: np.ndarray,
+    mask: np.ndarray,
+    start: np.ndarray,
+    transitions: np.ndarray,
+    end: np.ndarray,
+    k: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The `k` highest-scoring paths of each sequence, best first (`nn.crf.kbest_decode`, list
+    Viterbi after Seshadri and Sundberg, 1994).
+
+    Returns:
+        `(tag_ids, scores)`: `(batch, k, seq_len)` int64 with 0 at padding, and `(batch, k)`
+        descending; missing paths score `-inf` with tag ids 0.
+    """
+    _validate(emissions, mask, transitions.shape[0])
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ValueError(f"k must be a positive integer, got {k!r}")
+    dtype = emissions.dtype
+    start, transitions, end = (s.astype(dtype) for s in (start, transitions, end))
+    batch, seq_len, num_tags = emissions.shape
+    # Partial paths are indexed i * k + r: the r-th best path ending in tag i.
+    # shape: (num_tags, num_tags * k): [j, i * k + r] scores i -> j
+    incoming = np.repeat(transitions.T, k, axis=1)
+    # shape: (batch, num_tags, k)
+    score = np.full((batch, num_tags, k), -np.inf, dtype=dtype)
+    score[:, :, 0] = start + emissions[:, 0]
+    scores, history = [score], []
+    for t in range(1, seq_len):
+        # shape: (batch, num_tags, num_tags * k)
+        extended = score.reshape(batch, 1, num_tags * k) + incoming
+        best, previous = _topk(extended, k)
+        score = best + emissions[:, t, :, None]
+        scores.append(score)
+        history.append(previous)
+    rows = np.arange(batch)
+    lengths = _lengths(mask)
+    # shape: (batch, num_tags * k)
+    final = (np.stack(scores)[lengths - 1, rows] + end[None, :, None]).reshape(batch, num_tags * k)
+    best_scores, position = _topk(final, k)
+    tags = [position // k]
+    identity = np.arange(num_tags * k)
+    for t in range(seq_len - 2, -1, -1):
+        # Where t + 1 is padding the path stays where it is.
+        pointers = np.where(mask[:, t + 1, None], history[t].reshape(batch, -1), identity)
+        position = np.take_along_axis(pointers, position, axis=1)
+        tags.append(position // k)
+    # shape: (batch, k, seq_len)
+    tag_ids = np.stack(tags[::-1], axis=2)
+    found = mask[:, None, :] & (best_scores > -np.inf)[:, :, None]
+    return np.where(found, tag_ids, 0), best_scores
+
+
+def kbest_log_probs(
+    crf: CrfArrays, emissions: np.ndarray, mask: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The k best paths and their log-probabilities (`CRFHead.kbest`): the search in the dtype of
+    `emissions`, each path scored again in float64 against the partition.
+
+    Returns:
+        `(batch, k, seq_len)` int64 paths and `(batch, k)` log-probabilities (at most 0, `-inf`
+        for a missing path) in the dtype of `emissions`.
+    """
+    paths, search = kbest_decode(emissions, mask, *crf.decode_scores(), k)
+    batch, k, seq_len = paths.shape
+    scores = crf.scores()
+    wide = emissions.astype(np.float64)
+    log_z = log_partition(wide, mask, *scores)
+    found = path_scores(
+        np.repeat(wide, k, axis=0),
+        paths.reshape(batch * k, seq_len),
+        np.repeat(mask, k, axis=0),
+        *(s.astype(np.float64) for s in scores),
+    ).reshape(batch, k)
+    log_probs = np.minimum(found - log_z[:, None], 0.0)
+    log_probs = np.where(search > -np.inf, log_probs, -np.inf)
+    return paths, log_probs.astype(emissions.dtype)
+
+
+def segment_log_probs(
+    emissions: np.ndarray,
+    mask: np.ndarray,
+    tag_ids: np.ndarray,
+    spans: tuple[np.ndarray, np.ndarray, np.ndarray],
+    lattice: tuple[np.ndarray, np.ndarray, np.ndarray],
+    scores: tuple[np.ndarray, np.ndarray, np.ndarray],
+    left_excluded: np.ndarray | None = None,
+    right_excluded: np.ndarray | None = None,
+) -> np.ndarray:
+    """`nn.crf.segment_log_probs`: the log-probability that each span carries the tags of
+    `tag_ids` there, with no excluded tag just before or after it.
+
+    Args:
+        emissions: `(batch, seq_len, num_tags)` float.
+        mask: `(batch, seq_len)` bool.
+        tag_ids: `(batch, seq_len)` int, the path the spans were read from.
+        spans: `(span_batch, span_start, span_end)`, each `(num_spans,)` int, end exclusive.
+        lattice: `(alpha, beta, log_z)` from `forward_backward`.
+        scores: `CrfArrays.scores()`.
+        left_excluded, right_excluded: `(num_spans, num_tags)` bool, tags not allowed just before
+            or after each span, or None.
+    Returns:
+        `(num_spans,)` log-probabilities, at most 0, in the dtype of `emissions`.
+    """
+    alpha, beta, log_z = lattice
+    wide = emissions.astype(np.float64)
+    start_scores, transitions, end_scores = (s.astype(np.float64) for s in scores)
+    b, s, e = spans
+    tag_ids = np.where(mask, tag_ids, 0)
+    # shape: (batch, seq_len): each step's emission plus the transition into it
+    step = np.take_along_axis(wide, tag_ids[:, :, None], axis=2)[:, :, 0]
+    step[:, 1:] += transitions[tag_ids[:, :-1], tag_ids[:, 1:]]
+    cumulative = np.cumsum(step, axis=1)
+    first_tag, last_tag = tag_ids[b, s], tag_ids[b, e - 1]
+    inside = cumulative[b, e - 1] - cumulative[b, s] + wide[b, s, first_tag]
+    previous = np.maximum(s - 1, 0)
+    # shape: (num_spans, num_tags)
+    into_first = alpha[b, previous] + transitions[:, first_tag].T
+    if left_excluded is not None:
+        into_first = np.where(left_excluded, -np.inf, into_first)
+    left = np.where(s == 0, start_scores[first_tag], logsumexp(into_first, axis=1))
+    lengths = _lengths(mask)[b]
+    following = np.minimum(e, emissions.shape[1] - 1)
+    out_of_last = transitions[last_tag] + wide[b, following] + beta[b, following]
+    if right_excluded is not None:
+        out_of_last = np.where(right_excluded, -np.inf, out_of_last)
+    right = np.where(e >= lengths, end_scores[last_tag], logsumexp(out_of_last, axis=1))
+    return np.minimum(left + inside + right - log_z[b], 0.0).astype(emissions.dtype)
+
+
+def entity_log_probs(
+    crf: CrfArrays,
+    emissions: np.ndarray,
+    mask: np.ndarray,
+    tag_ids: np.ndarray,
+    spans: tuple[np.ndarray, np.ndarray, np.ndarray],
+    lattice: tuple[np.ndarray, np.ndarray, np.ndarray],
+) -> np.ndarray:
+    """`CRFHead.entity_log_probs`: the probability, summed over every way the scheme can write
+    the entity, that its tags are on its span and no tag just outside extends it.
+
+    Returns:
+        `(num_spans,)` log-probabilities, at most 0, in the dtype of `emissions`.
+    """
+    scores = crf.scores()
+    b, s, e = spans
+    first, last = tag_ids[b, s], tag_ids[b, e - 1]
+    right = crf.boundary_right[last]
+    result = segment_log_probs(
+        emissions, mask, tag_ids, spans, lattice, scores, crf.boundary_left[first], right
+    )
+    other = crf.alternative_first[first]
+    has_other = other >= 0
+    if not has_other.any():
+        return result
+    flipped = tag_ids.copy()
+    flipped[b[has_other], s[has_other]] = other[has_other]
+    left = crf.boundary_left[np.maximum(other, 0)]
+    other_result = segment_log_probs(emissions, mask, flipped, spans, lattice, scores, left, right)
+    both = np.minimum(np.logaddexp(result, other_result), 0.0)
+    return np.where(has_other, both, result).astype(emissions.dtype)

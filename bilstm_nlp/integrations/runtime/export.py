@@ -1,0 +1,180 @@
+"""`bilstm-nlp export --format onnx`: a trained model folder → an ONNX model folder.
+
+The step after training, for serving without torch: the whole network (word, casing and char
+features, the BiLSTM, the emission projection or the classifier's pooling) becomes one ONNX graph
+(`graph.ExportGraph`) with dynamic batch and length axes; the CRF's scores, scheme constraints and
+entity boundaries go beside it as arrays (`crf.safetensors`, read by `crf_numpy`), with the
+vocabularies and `config.json` (the source's, plus `"backend": "onnx"`). The export checks the
+graph with `onnx.checker` and runs it once against the torch model before it says it is done.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ...errors import ConfigError, ModelFileError
+from ...nn.encoding import TokenEncoder, collate
+from ...nn.heads import CRFHead, SoftmaxHead, TagHead
+from ...nn.model import Classifier, Tagger
+from ...serialize import CONFIG_FILE, VOCAB_FILES, load_model, resolve_model_path
+from .graph import ExportGraph
+
+ONNX_FILE = "model.onnx"
+CRF_FILE = "crf.safetensors"
+OPSET = 17
+INPUTS = ("word_ids", "casing_ids", "char_ids", "spelling_ids", "mask")
+AXES = {
+    "word_ids": {0: "batch", 1: "seq_len"},
+    "casing_ids": {0: "batch", 1: "seq_len"},
+    "char_ids": {0: "spellings", 1: "char_len"},
+    "spelling_ids": {0: "batch", 1: "seq_len"},
+    "mask": {0: "batch", 1: "seq_len"},
+}
+# Tokens that exercise every input: mixed lengths, an empty sentence, unknown characters.
+_EXAMPLE = [
+    ["EU", "rejects", "German", "call", "to", "boycott", "British", "lamb", "."],
+    ["Peter", "Blackburn"],
+    [],
+    ["ünknöwn", "ΩΩ", "x" * 40, "1996-08-22"],
+]
+
+
+def crf_arrays(head: TagHead) -> dict[str, np.ndarray]:
+    """A tag head's transitions, constraints and entity boundaries, as `crf_numpy.CrfArrays`
+    fields. A softmax head has no transition scores (zeros); its allowed steps are those of its
+    scheme's constraints, which it decodes with whether or not `constrained` (the config says)."""
+    if isinstance(head, CRFHead):
+        crf = head.crf
+        scores = (crf.start_transitions, crf.transitions, crf.end_transitions)
+        allowed = (crf.allowed_start, crf.allowed_transitions, crf.allowed_end)
+    else:
+        assert isinstance(head, SoftmaxHead)
+        constraints = (head.start_constraints, head.transition_constraints, head.end_constraints)
+        scores = tuple(torch.zeros_like(c) for c in constraints)
+        allowed = tuple(c == 0 for c in constraints)
+    tensors = {
+        **dict(zip(("start", "transitions", "end"), scores, strict=True)),
+        **dict(zip(("allowed_start", "allowed_transitions", "allowed_end"), allowed, strict=True)),
+        "boundary_left": head.boundary_left,
+        "boundary_right": head.boundary_right,
+        "alternative_first": head.alternative_first,
+    }
+    return {name: t.detach().cpu().contiguous().numpy() for name, t in tensors.items()}
+
+
+QUANTIZATIONS = ("int8",)
+
+
+def export_onnx(
+    source: str | Path, target: str | Path, *, opset: int = OPSET, quantize: str | None = None
+) -> Path:
+    """Write a trained model as an ONNX model folder.
+
+    Args:
+        source: a model folder or a shipped model's name.
+        target: the folder to write (created; its files replaced).
+        opset: the ONNX opset.
+        quantize: `"int8"`: onnxruntime's dynamic quantization of the graph's weights (LSTMs,
+            convolution, projections and embeddings; activations are quantized per batch as it
+            runs), about a quarter of the float32 size; its scores are no longer the torch
+            model's to 1e-4, so the export checks only that it runs. None: float32.
+    Returns:
+        `target`.
+    Raises:
+        ConfigError: onnx is not installed, or an unknown `quantize`.
+        ModelFileError: `source` is not a model folder, or `target` is a file.
+    """
+    try:
+        import onnx
+    except ImportError:
+        raise ConfigError("ONNX export needs onnx: pip install 'bilstm-nlp[onnx]'") from None
+    if quantize is not None and quantize not in QUANTIZATIONS:
+        raise ConfigError(f"--quantize must be {' or '.join(QUANTIZATIONS)}, got {quantize!r}")
+    directory = resolve_model_path(source)
+    model = load_model(directory)
+    target = Path(target)
+    if target.exists() and not target.is_dir():
+        raise ModelFileError("exists and is not a folder; give a folder to export to", target)
+    target.mkdir(parents=True, exist_ok=True)
+    graph = ExportGraph(model)
+    encoder = TokenEncoder(model.vocab, model.config.max_word_chars)
+    batch = collate([encoder(tokens) for tokens in _EXAMPLE])
+    inputs = (batch.word_ids, batch.casing_ids, batch.char_ids, batch.spelling_ids, batch.mask)
+    output = "log_probs" if isinstance(model, Classifier) else "emissions"
+    axes = {**AXES, output: {0: "batch"} if output == "log_probs" else {0: "batch", 1: "seq_len"}}
+    path = target / ONNX_FILE
+    with warnings.catch_warnings():
+        # The legacy exporter's notice, and its warning that an LSTM traced at one batch size
+        # may fail at another: the LSTMs start from zero states, and tests run other sizes.
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            graph,
+            inputs,
+            str(path),
+            dynamo=False,
+            opset_version=opset,
+            input_names=list(INPUTS),
+            output_names=[output],
+            dynamic_axes=axes,
+        )
+    onnx.checker.check_model(onnx.load(str(path)), full_check=True)
+    config = json.loads((directory / CONFIG_FILE).read_text(encoding="utf-8"))
+    config["backend"] = "onnx"
+    config["onnx"] = {"file": ONNX_FILE, "opset": opset, "output": output}
+    if quantize:
+        config["onnx"]["quantize"] = quantize
+    if isinstance(model, Tagger):
+        from safetensors.numpy import save
+
+        # Bytes written by Python: the umask's permissions, as the JSON beside it (`save_file`
+        # makes the file 0600).
+        (target / CRF_FILE).write_bytes(save(crf_arrays(model.head)))
+        config["onnx"]["crf"] = CRF_FILE
+    for filename in (*VOCAB_FILES.values(), "README.md"):
+        if (directory / filename).is_file():
+            shutil.copyfile(directory / filename, target / filename)
+    text = json.dumps(config, indent=2, ensure_ascii=False) + "\n"
+    (target / CONFIG_FILE).write_text(text, encoding="utf-8")
+    _check_against_torch(model, batch, path)
+    if quantize:
+        _quantize_int8(path)
+        _check_against_torch(model, batch, path, tolerance=None)
+    return target
+
+
+def _quantize_int8(path: Path) -> None:
+    """Replace the float32 graph at `path` by its int8 dynamic quantization."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantized = path.with_name(path.name + ".int8")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        quantize_dynamic(path, quantized, weight_type=QuantType.QInt8)
+    quantized.replace(path)
+
+
+def _check_against_torch(
+    model: Tagger | Classifier, batch, path: Path, tolerance: float | None = 1e-4
+) -> None:
+    """The exported graph gives the torch model's scores on the example batch (within
+    `tolerance`; None: only finite scores of the right shape)."""
+    from .backend import session_for
+
+    session = session_for(path)
+    feeds = {i.name: getattr(batch, i.name).numpy() for i in session.get_inputs()}
+    (found,) = session.run(None, feeds)
+    with torch.inference_mode():
+        expected = model(batch).numpy()
+    if isinstance(model, Tagger):
+        found, expected = found[batch.mask.numpy()], expected[batch.mask.numpy()]
+    if found.shape != expected.shape or not np.isfinite(found).all():
+        raise ModelFileError("the exported graph gives no finite scores of the right shape", path)
+    difference = float(np.abs(found - expected).max())
+    if tolerance is not None and not difference <= tolerance:
+        raise ModelFileError(f"the exported graph differs from the model by {difference:g}", path)

@@ -1,0 +1,180 @@
+"""The tagger and classifier as one traceable graph on padded batches, for ONNX export only.
+
+Sits beside `nn/model.py`, holding the same modules. Packed sequences and `segment_reduce` (the
+char CNN's per-word maximum) do not export, so this forward pass does the same maths on padded
+batches: the char CNN convolves padded words and takes the maximum over each word's own output
+positions; each LSTM direction runs on its own, the backward one over each sequence reversed
+within its length (an index gather, undone after), so padding never reaches a real position.
+`tests/test_onnx.py` checks it equals the packed path of the torch model.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from ...nn.embeddings import CharCNN, CharLSTM, TokenEmbedder
+from ...nn.model import Classifier, Tagger
+from ...nn.vocab import PAD_ID
+
+
+def reverse_index(lengths: Tensor, seq_len: int) -> Tensor:
+    """`(batch, seq_len)` positions that reverse each sequence within its length and leave the
+    padding after it in place; the index is its own inverse."""
+    # shape: (1, seq_len)
+    positions = torch.arange(seq_len, device=lengths.device).unsqueeze(0)
+    # shape: (batch, 1)
+    lengths = lengths.unsqueeze(1)
+    return torch.where(positions < lengths, lengths - 1 - positions, positions)
+
+
+def _gather_steps(x: Tensor, index: Tensor) -> Tensor:
+    # shape: (batch, seq_len, dim)
+    return x.gather(1, index.unsqueeze(2).expand(-1, -1, x.shape[2]))
+
+
+class PaddedBiLSTM(nn.Module):
+    """A bidirectional batch-first `nn.LSTM`'s weights as one forward and one backward LSTM per
+    layer, run on padded batches.
+
+    Args:
+        lstm: the trained bidirectional LSTM (its weights are copied).
+    """
+
+    def __init__(self, lstm: nn.LSTM):
+        super().__init__()
+        if not (lstm.bidirectional and lstm.batch_first) or lstm.proj_size:
+            raise ValueError("expected a bidirectional batch-first LSTM without projections")
+        self.forward_layers = nn.ModuleList()
+        self.backward_layers = nn.ModuleList()
+        for layer in range(lstm.num_layers):
+            input_size = lstm.input_size if layer == 0 else 2 * lstm.hidden_size
+            for suffix, layers in (("", self.forward_layers), ("_reverse", self.backward_layers)):
+                one = nn.LSTM(input_size, lstm.hidden_size, batch_first=True, bias=lstm.bias)
+                with torch.no_grad():
+                    for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+                        if hasattr(one, f"{name}_l0"):
+                            getattr(one, f"{name}_l0").copy_(
+                                getattr(lstm, f"{name}_l{layer}{suffix}")
+                            )
+                layers.append(one)
+
+    def forward(self, features: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Outputs and final states.
+
+        Args:
+            features: `(batch, seq_len, input_dim)` float.
+            lengths: `(batch,)` long, each sequence's length, at least 1.
+        Returns:
+            `(outputs, last_forward, last_backward)`: `(batch, seq_len, 2 * hidden)` with zeros
+            at padding (as `pad_packed_sequence`), and the last layer's final forward and
+            backward states `(batch, hidden)` (as the packed LSTM's `h_n`).
+        """
+        seq_len = features.shape[1]
+        index = reverse_index(lengths, seq_len)
+        # shape: (batch, seq_len, 1)
+        real = torch.arange(seq_len, device=features.device).unsqueeze(0) < lengths.unsqueeze(1)
+        real = real.unsqueeze(2)
+        x = features
+        forward = backward_reversed = features
+        for forward_lstm, backward_lstm in zip(
+            self.forward_layers, self.backward_layers, strict=True
+        ):
+            # shape: (batch, seq_len, hidden) each
+            forward, _ = forward_lstm(x)
+            backward_reversed, _ = backward_lstm(_gather_steps(x, index))
+            backward = _gather_steps(backward_reversed, index)
+            x = torch.where(real, torch.cat([forward, backward], dim=2), 0.0)
+        # shape: (batch, 1, hidden) -> (batch, hidden)
+        last = (lengths - 1).unsqueeze(1)
+        last_forward = _gather_steps(forward, last).squeeze(1)
+        last_backward = _gather_steps(backward_reversed, last).squeeze(1)
+        return x, last_forward, last_backward
+
+
+class PaddedCharCNN(nn.Module):
+    """`CharCNN` on padded words: one convolution over the batch of spellings, then the maximum
+    over each word's own output positions (`lengths + 2 * pad - kernel + 1` of them)."""
+
+    def __init__(self, cnn: CharCNN):
+        super().__init__()
+        self.cnn = cnn
+
+    def forward(self, char_ids: Tensor) -> Tensor:
+        """`(words, char_len)` long → `(words, filters)`."""
+        conv = self.cnn.conv
+        kernel, pad = conv.kernel_size[0], conv.padding[0]
+        is_char = char_ids != PAD_ID
+        # A word without characters counts as one padding character (zeros).
+        lengths = is_char.sum(dim=1).clamp(min=1)
+        # shape: (words, char_len, char_dim); padding characters are zeros, as in `CharCNN`
+        embedded = torch.where(is_char.unsqueeze(2), self.cnn.embedding(char_ids), 0.0)
+        # shape: (words, filters, outputs)
+        scores = conv(embedded.transpose(1, 2))
+        positions = torch.arange(scores.shape[2], device=char_ids.device).unsqueeze(0)
+        # shape: (words, 1, outputs)
+        own = (positions < (lengths + 2 * pad - kernel + 1).unsqueeze(1)).unsqueeze(1)
+        return torch.where(own, scores, float("-inf")).amax(dim=2)
+
+
+class PaddedCharLSTM(nn.Module):
+    """`CharLSTM` on padded words: each word is its final forward and backward states."""
+
+    def __init__(self, char_lstm: CharLSTM):
+        super().__init__()
+        self.embedding = char_lstm.embedding
+        self.lstm = PaddedBiLSTM(char_lstm.lstm)
+
+    def forward(self, char_ids: Tensor) -> Tensor:
+        """`(words, char_len)` long → `(words, 2 * hidden)`."""
+        lengths = (char_ids != PAD_ID).sum(dim=1).clamp(min=1)
+        _, last_forward, last_backward = self.lstm(self.embedding(char_ids), lengths)
+        return torch.cat([last_forward, last_backward], dim=1)
+
+
+class ExportGraph(nn.Module):
+    """A trained `Tagger` or `Classifier` from ids to scores, on padded batches.
+
+    Inputs are a `Batch`'s arrays; the output is the model's: a tagger's emissions `(batch,
+    seq_len, num_tags)` (CRF scores or softmax log-probabilities), a classifier's class
+    log-probabilities `(batch, num_labels)`. Built in eval mode: dropout is off.
+
+    Args:
+        model: the trained model; its modules are shared, not copied (the LSTMs' weights are).
+    """
+
+    def __init__(self, model: Tagger | Classifier):
+        super().__init__()
+        self.model = model
+        embedder: TokenEmbedder = model.embedder
+        self.chars: nn.Module | None = None
+        if isinstance(embedder.char_encoder, CharCNN):
+            self.chars = PaddedCharCNN(embedder.char_encoder)
+        elif isinstance(embedder.char_encoder, CharLSTM):
+            self.chars = PaddedCharLSTM(embedder.char_encoder)
+        self.encoder = PaddedBiLSTM(model.encoder.lstm)
+        self.eval()
+
+    def forward(
+        self,
+        word_ids: Tensor,
+        casing_ids: Tensor,
+        char_ids: Tensor,
+        spelling_ids: Tensor,
+        mask: Tensor,
+    ) -> Tensor:
+        """Scores from a `Batch`'s arrays (see `nn.encoding.Batch`)."""
+        embedder = self.model.embedder
+        parts = [embedder.embed_words(word_ids)]
+        if embedder.casing_embedding is not None:
+            parts.append(embedder.casing_embedding(casing_ids))
+        if self.chars is not None:
+            # shape: (spellings, char_features) -> (batch, seq_len, char_features)
+            chars = self.chars(char_ids)[spelling_ids]
+            parts.append(torch.where(mask.unsqueeze(2), chars, 0.0))
+        # shape: (batch, seq_len, output_dim)
+        features = torch.cat(parts, dim=-1)
+        contextual, _, _ = self.encoder(features, mask.sum(dim=1))
+        if isinstance(self.model, Classifier):
+            return self.model.head(contextual, mask)
+        return self.model.head.emissions(contextual)

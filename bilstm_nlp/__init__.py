@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from .text.schemes import Span
 
 # Imported on first use, so that the parts that need no torch (the ONNX runtime's numpy CRF)
-# import without it: `import bilstm_nlp.integrations.runtime.crf_numpy` runs this file first.
+# import without it: `import bilstm_nlp.runtime.crf_numpy` runs this file first.
 _LAZY = {
     "ClassifiedSentence": ("decode", "ClassifiedSentence"),
     "TaggedSentence": ("decode", "TaggedSentence"),

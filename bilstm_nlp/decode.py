@@ -95,7 +95,7 @@ class ScoredBatch:
     """What a backend computes for one batch of a tagger, rows in batch order, as Python values.
 
     `tag_sentences` turns it into `TaggedSentence`s, whichever backend scored it (the torch model
-    here, an ONNX model in `integrations/runtime`).
+    here, an ONNX model in `bilstm_nlp/runtime`).
 
     Attributes:
         tag_ids: per row, the best tag ids (padded to the batch's length).
@@ -197,7 +197,7 @@ def tag_sentences(
     """Tag pre-split sentences.
 
     Args:
-        model: a trained tagger, or an ONNX one (`integrations.runtime.backend.OnnxTagger`, which
+        model: a trained tagger, or an ONNX one (`bilstm_nlp.runtime.backend.OnnxTagger`, which
             scores a batch with its `score_batch(arrays, k, confidence)`).
         token_lists: sentences as lists of tokens; empty ones are allowed.
         batch_size: sentences per batch.

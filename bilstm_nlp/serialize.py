@@ -178,8 +178,8 @@ def load_model_files(files: dict[str, bytes]) -> Tagger | Classifier:
 
 def _load_onnx_directory(directory: Path) -> Any:
     """An ONNX model folder (`bilstm-nlp export --format onnx`): the same config and vocabulary
-    checks as a torch folder, then the graph and the CRF arrays (`integrations.runtime`)."""
-    from .integrations.runtime.backend import OnnxClassifier, OnnxTagger, read_crf, session_for
+    checks as a torch folder, then the graph and the CRF arrays (`bilstm_nlp.runtime`)."""
+    from .runtime.backend import OnnxClassifier, OnnxTagger, read_crf, session_for
 
     config_path = directory / CONFIG_FILE
     raw = _read_json(config_path, dict, CONFIG_MAX_BYTES)

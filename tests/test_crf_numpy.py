@@ -1,4 +1,4 @@
-"""Tests for `bilstm_nlp.integrations.runtime.crf_numpy`: the numpy CRF equals the torch CRF
+"""Tests for `bilstm_nlp.runtime.crf_numpy`: the numpy CRF equals the torch CRF
 (`nn/crf.py`, `CRFHead`) on random lattices, and imports without torch.
 
 Random lattices mix lengths (1 included) in a batch, with and without scheme constraints; scores
@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 import torch
 
-from bilstm_nlp.integrations.runtime import crf_numpy
-from bilstm_nlp.integrations.runtime.crf_numpy import CrfArrays
 from bilstm_nlp.nn.crf import FORBIDDEN_SCORE
 from bilstm_nlp.nn.heads import CRFHead
+from bilstm_nlp.runtime import crf_numpy
+from bilstm_nlp.runtime.crf_numpy import CrfArrays
 from bilstm_nlp.text.schemes import tags_to_spans
 
 SCHEME_TAGS = {
@@ -76,7 +76,7 @@ def test_forbidden_score_is_the_torch_crfs():
 
 def test_imports_without_torch():
     code = (
-        "import sys; import bilstm_nlp.integrations.runtime.crf_numpy; "
+        "import sys; import bilstm_nlp.runtime.crf_numpy; "
         "assert 'torch' not in sys.modules, sorted(m for m in sys.modules if 'torch' in m)"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -1,4 +1,4 @@
-"""Tests for ONNX export and the ONNX backend (`bilstm_nlp.integrations.runtime`).
+"""Tests for ONNX export (`integrations.runtime`) and the ONNX backend (`bilstm_nlp.runtime`).
 
 The padded forward pass equals the packed one in torch; an exported folder loads as an ONNX model
 that gives the torch model's tags and probabilities (1e-4) on tiny models of every architecture,
@@ -21,7 +21,6 @@ from bilstm_nlp.corpus.readers.conll import read_conll
 from bilstm_nlp.corpus.readers.conllu import read_conllu
 from bilstm_nlp.decode import classify_sentences, tag_sentences
 from bilstm_nlp.errors import ModelFileError
-from bilstm_nlp.integrations.runtime.backend import OnnxClassifier, OnnxTagger
 from bilstm_nlp.integrations.runtime.export import CRF_FILE, ONNX_FILE, export_onnx
 from bilstm_nlp.integrations.runtime.graph import (
     PaddedBiLSTM,
@@ -34,6 +33,7 @@ from bilstm_nlp.nn.encoder import BiLSTMEncoder
 from bilstm_nlp.nn.meta import ModelMeta
 from bilstm_nlp.nn.model import Classifier, Tagger
 from bilstm_nlp.nn.vocab import PAD_ID, Vocab
+from bilstm_nlp.runtime.backend import OnnxClassifier, OnnxTagger
 from bilstm_nlp.serialize import load_model, save_model
 
 runner = CliRunner()

@@ -39,8 +39,13 @@ def test_wheel_installs_and_tags_with_the_default_model(tmp_path: Path) -> None:
     [wheel] = wheels.glob("bilstm_nlp-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     # Subpackages and data are listed in pyproject by hand: one left out would be missing here.
-    for package in ("engines", "serve"):
-        assert f"bilstm_nlp/integrations/{package}/__init__.py" in names
+    for package in (
+        "integrations/engines",
+        "integrations/serve",
+        "integrations/runtime",
+        "runtime",
+    ):
+        assert f"bilstm_nlp/{package}/__init__.py" in names
     page = ROOT / "bilstm_nlp/integrations/serve/static"
     assert {f"bilstm_nlp/integrations/serve/static/{p.name}" for p in page.iterdir()} <= names
     venv = tmp_path / "venv"

@@ -1,1 +1,1 @@
-"""The ONNX runtime: exported taggers run with onnxruntime and a numpy CRF."""
+"""ONNX export: the torch model as one ONNX graph; `bilstm_nlp.runtime` runs it."""

@@ -164,7 +164,7 @@ def _check_against_torch(
 ) -> None:
     """The exported graph gives the torch model's scores on the example batch (within
     `tolerance`; None: only finite scores of the right shape)."""
-    from .backend import session_for
+    from ...runtime.backend import session_for
 
     session = session_for(path)
     feeds = {i.name: getattr(batch, i.name).numpy() for i in session.get_inputs()}

@@ -15,13 +15,13 @@ from typing import Any
 
 import numpy as np
 
-from ...config import ModelConfig
-from ...decode import ScoredBatch, flatten_spans, spans_per_row
-from ...errors import ConfigError, ModelFileError
-from ...nn.ids import BatchArrays
-from ...nn.meta import ModelMeta
-from ...nn.vocab import Vocab
-from ...text.schemes import Span
+from ..config import ModelConfig
+from ..decode import ScoredBatch, flatten_spans, spans_per_row
+from ..errors import ConfigError, ModelFileError
+from ..nn.ids import BatchArrays
+from ..nn.meta import ModelMeta
+from ..nn.vocab import Vocab
+from ..text.schemes import Span
 from . import crf_numpy
 from .crf_numpy import CrfArrays
 

@@ -327,16 +327,20 @@ def _present(tags: list[str], model: Any, spans: list[Span] | None = None) -> li
     return tags
 
 
+def kbest_rows(
+    paths: list[list[list[int]]], probs: list[list[float]]
+) -> list[list[tuple[list[int], float]]]:
+    """Per row, its k best paths with their probabilities, those above 0 only (a sentence has
+    fewer paths than k when it is short): `ScoredBatch.kbest` from any backend's arrays."""
+    return [
+        [(path, prob) for path, prob in zip(row_paths, row_probs, strict=True) if prob > 0.0]
+        for row_paths, row_probs in zip(paths, probs, strict=True)
+    ]
+
+
 def _kbest_rows(model: Tagger, emissions, mask, k: int) -> list[list[tuple[list[int], float]]]:
     paths, log_probs = model.head.kbest(emissions, mask, k)
-    rows = []
-    for sentence_paths, sentence_scores in zip(
-        paths.tolist(), log_probs.exp().tolist(), strict=True
-    ):
-        rows.append(
-            [(p, s) for p, s in zip(sentence_paths, sentence_scores, strict=True) if s > 0.0]
-        )
-    return rows
+    return kbest_rows(paths.tolist(), log_probs.exp().tolist())
 
 
 def _uncertainty_rows(

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..config import ModelConfig
-from ..decode import ScoredBatch, flatten_spans, spans_per_row
+from ..decode import ScoredBatch, flatten_spans, kbest_rows, spans_per_row
 from ..errors import ConfigError, ModelFileError
 from ..nn.ids import BatchArrays
 from ..nn.meta import ModelMeta
@@ -164,12 +164,7 @@ class OnnxTagger(OnnxModel):
         kbest = None
         if k > 0:
             paths, log_probs = crf_numpy.kbest_log_probs(crf, emissions, mask, k)
-            kbest = [
-                [(p, s) for p, s in zip(row_paths, row_probs, strict=True) if s > 0.0]
-                for row_paths, row_probs in zip(
-                    paths.tolist(), np.exp(log_probs).tolist(), strict=True
-                )
-            ]
+            kbest = kbest_rows(paths.tolist(), np.exp(log_probs).tolist())
 
         def span_probabilities(span_rows: list[list[Span]]) -> list[list[float]]:
             rows, starts, ends = flatten_spans(span_rows)
@@ -206,12 +201,7 @@ class OnnxTagger(OnnxModel):
         kbest = None
         if k > 0:
             paths, log_probs = crf_numpy.kbest_decode(emissions, mask, *scores, k)
-            kbest = [
-                [(p, s) for p, s in zip(row_paths, row_probs, strict=True) if s > 0.0]
-                for row_paths, row_probs in zip(
-                    paths.tolist(), np.exp(log_probs).tolist(), strict=True
-                )
-            ]
+            kbest = kbest_rows(paths.tolist(), np.exp(log_probs).tolist())
 
         def span_probabilities(span_rows: list[list[Span]]) -> list[list[float]]:
             # The product of the entity's token probabilities (`SoftmaxHead.entity_log_probs`).

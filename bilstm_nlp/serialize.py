@@ -75,8 +75,11 @@ def save_model(
         "model": dataclasses.asdict(model.config),
         "meta": meta.to_json(),
     }
+    if meta.int8:
+        config["quantize"] = "int8"
     state = {
-        name: tensor.detach().cpu().contiguous() for name, tensor in model.state_dict().items()
+        name: tensor.detach().cpu().contiguous()
+        for name, tensor in model.float_state_dict().items()
     }
     if meta.half_embeddings:
         for key in HALF_TENSORS:
@@ -131,8 +134,14 @@ def resolve_model_path(name_or_path: str | Path) -> Path:
     )
 
 
-def load_model(name_or_path: str | Path, device: str | torch.device = "cpu") -> Tagger | Classifier:
+def load_model(
+    name_or_path: str | Path, device: str | torch.device = "cpu", quantized: bool | None = None
+) -> Tagger | Classifier:
     """Load a model directory (or a shipped model by name).
+
+    A folder exported with `--quantize int8` (`"quantize": "int8"` in its config) loads with int8
+    LSTMs and linear layers (`nn.quantize`) unless `quantized` is False: the float weights, to
+    train further or export. `quantized=True` quantizes any torch folder.
 
     Only regular files of bounded size are read (`CONFIG_MAX_BYTES`, `VOCAB_MAX_BYTES`), every
     config value is checked for type and range, and the stored tensor shapes are compared with
@@ -153,7 +162,12 @@ def load_model(name_or_path: str | Path, device: str | torch.device = "cpu") -> 
     config_path = directory / CONFIG_FILE
     if _read_json(config_path, dict, CONFIG_MAX_BYTES).get("backend") == "onnx":
         return _load_onnx_directory(directory)
-    return _load_directory(directory, str(directory)).to(device).eval()
+    model = _load_directory(directory, str(directory)).to(device).eval()
+    if quantized or (quantized is None and model.meta.int8):
+        if torch.device(device).type != "cpu":
+            raise ConfigError("int8 models run on the CPU; load the float weights for a GPU")
+        model.quantize_int8()
+    return model
 
 
 MODEL_FILES = (CONFIG_FILE, *VOCAB_FILES.values(), WEIGHTS_FILE)
@@ -173,7 +187,10 @@ def load_model_files(files: dict[str, bytes]) -> Tagger | Classifier:
             if name not in files:
                 raise ModelFileError("missing file", name)
             (Path(folder) / name).write_bytes(files[name])
-        return _load_directory(Path(folder), None).eval()
+        model = _load_directory(Path(folder), None).eval()
+    if model.meta.int8:
+        model.quantize_int8()
+    return model
 
 
 def _load_onnx_directory(directory: Path) -> Any:
@@ -304,6 +321,11 @@ def _check_config(config: dict[str, Any], path: Path) -> _Settings:
         )
     except ValueError as error:
         raise ModelFileError(str(error), path) from None
+    quantize = config.get("quantize")
+    if quantize not in (None, "int8"):
+        raise ModelFileError(f"quantize must be int8 or absent, got {short_json(quantize)}", path)
+    if quantize is not None:
+        meta = dataclasses.replace(meta, int8=True)
     return _Settings(model_config, trainable_words, meta)
 
 

@@ -135,13 +135,17 @@ def resolve_model_path(name_or_path: str | Path) -> Path:
 
 
 def load_model(
-    name_or_path: str | Path, device: str | torch.device = "cpu", quantized: bool | None = None
+    name_or_path: str | Path,
+    device: str | torch.device = "cpu",
+    quantized: bool | None = None,
+    threads: int | None = None,
 ) -> Tagger | Classifier:
     """Load a model directory (or a shipped model by name).
 
     A folder exported with `--quantize int8` (`"quantize": "int8"` in its config) loads with int8
     LSTMs and linear layers (`nn.quantize`) unless `quantized` is False: the float weights, to
-    train further or export. `quantized=True` quantizes any torch folder.
+    train further or export. `quantized=True` quantizes any torch folder. `threads` sets an ONNX
+    folder's onnxruntime intra-op threads (torch's are process-wide: `torch.set_num_threads`).
 
     Only regular files of bounded size are read (`CONFIG_MAX_BYTES`, `VOCAB_MAX_BYTES`), every
     config value is checked for type and range, and the stored tensor shapes are compared with
@@ -161,7 +165,7 @@ def load_model(
         )
     config_path = directory / CONFIG_FILE
     if _read_json(config_path, dict, CONFIG_MAX_BYTES).get("backend") == "onnx":
-        return _load_onnx_directory(directory)
+        return _load_onnx_directory(directory, threads)
     model = _load_directory(directory, str(directory)).to(device).eval()
     if quantized or (quantized is None and model.meta.int8):
         if torch.device(device).type != "cpu":
@@ -193,7 +197,7 @@ def load_model_files(files: dict[str, bytes]) -> Tagger | Classifier:
     return model
 
 
-def _load_onnx_directory(directory: Path) -> Any:
+def _load_onnx_directory(directory: Path, threads: int | None = None) -> Any:
     """An ONNX model folder (`bilstm-nlp export --format onnx`): the same config and vocabulary
     checks as a torch folder, then the graph and the CRF arrays (`bilstm_nlp.runtime`)."""
     from .runtime.backend import OnnxClassifier, OnnxTagger, read_crf, session_for
@@ -210,7 +214,7 @@ def _load_onnx_directory(directory: Path) -> Any:
     graph_path = directory / onnx["file"]
     _check_regular_file(graph_path, "missing ONNX graph")
     meta = dataclasses.replace(settings.meta, source=str(directory))
-    session = session_for(graph_path)
+    session = session_for(graph_path, threads)
     if settings.model.task == "classifier":
         return OnnxClassifier(session, settings.model, vocab, meta)
     crf_name = onnx.get("crf")

@@ -380,6 +380,10 @@ class BilstmTextcat(_BilstmPipe):
         Args:
             examples: predicted docs (annotated by this component) with their references.
             kwargs: settings for `Scorer.score_cats` (e.g. `positive_label`).
+
+        A doc of whitespace tokens only gets no `doc.cats` (as `annotate` gives it no label);
+        spaCy 3.8's `score_cats` fails on such a doc when its reference has cats (its branch for
+        "gold, no prediction" unpacks `max` over the dict's keys), so keep such docs out.
         """
         labels = list(self.bilstm_model.vocab.labels.items)
         settings = {"labels": labels, "multi_label": False} | kwargs

@@ -51,7 +51,9 @@ from typing import Any
 import srsly
 from spacy.language import Language
 from spacy.pipeline import Pipe
+from spacy.scorer import Scorer, get_ner_prf
 from spacy.tokens import Doc, Span
+from spacy.training import Example
 from spacy.util import minibatch
 
 from ..annotation.annotator import MAX_SENTENCE_TOKENS, Annotation, Annotator
@@ -67,6 +69,26 @@ CHUNKS_KEY = "bilstm_chunks"
 SCORES_ATTR = "scores"
 UPOS_TAGS = frozenset(
     "ADJ ADP ADV AUX CCONJ DET INTJ NOUN NUM PART PRON PROPN PUNCT SCONJ SYM VERB X".split()
+)
+# spaCy keeps score weights per factory, not per component, and `bilstm_tagger` reports one of
+# these main figures by its model (see `BilstmTagger.score`); each is weighted alike, so the
+# weighted score that `spacy train` ranks by is that figure times a constant. The textcat's are
+# spaCy's exclusive `textcat`'s.
+TAGGER_SCORE_WEIGHTS = {
+    "ents_f": 1.0,
+    "ents_p": 0.0,
+    "ents_r": 0.0,
+    "ents_per_type": None,
+    "pos_acc": 1.0,
+    "tag_acc": 1.0,
+    f"spans_{CHUNKS_KEY}_f": 1.0,
+    f"spans_{CHUNKS_KEY}_p": 0.0,
+    f"spans_{CHUNKS_KEY}_r": 0.0,
+    f"spans_{CHUNKS_KEY}_per_type": None,
+}
+TEXTCAT_SCORE_WEIGHTS = {"cats_score": 1.0} | dict.fromkeys(
+    "cats_score_desc cats_micro_p cats_micro_r cats_micro_f cats_macro_p cats_macro_r "
+    "cats_macro_f cats_macro_auc cats_f_per_type".split()
 )
 # The files of a model directory: all that `to_bytes` packs and `from_bytes` will write.
 _BYTES_KEY = "bilstm_nlp_model_files"
@@ -267,6 +289,31 @@ class BilstmTagger(_BilstmPipe):
             if not chunking:
                 self._set_ents(doc, spans)
 
+    def score(self, examples: Iterable[Example], **kwargs: Any) -> dict[str, Any]:
+        """Score what the model sets against `example.reference` with spaCy's own scorers (what
+        `nlp.evaluate` and `spacy evaluate` call): NER as spaCy's `ner` (`get_ner_prf`: `ents_p`,
+        `ents_r`, `ents_f`, `ents_per_type`), chunks as `spancat` scores a span group
+        (`spans_bilstm_chunks_p/r/f/per_type`; the reference needs the same span group), POS as
+        `morphologizer` (`pos_acc`) or `tagger` (`tag_acc`) score token attributes.
+
+        Args:
+            examples: predicted docs (annotated by this component) with their references.
+            kwargs: settings for the spaCy scorer (the `scorer_cfg` of `nlp.evaluate`).
+        """
+        model = self.bilstm_model
+        if model.scheme is None:
+            attribute = "pos" if set(model.vocab.labels.items) <= UPOS_TAGS else "tag"
+            return Scorer.score_token_attr(examples, attribute, **kwargs)
+        if model.meta.task != "chunking":
+            return get_ner_prf(examples, **kwargs)
+        return Scorer.score_spans(
+            examples,
+            f"spans_{CHUNKS_KEY}",
+            getter=lambda doc, _: doc.spans.get(CHUNKS_KEY, []),
+            has_annotation=lambda doc: CHUNKS_KEY in doc.spans,
+            **{"allow_overlap": False, "labeled": True} | kwargs,
+        )
+
     def _set_ents(self, doc: Doc, spans: list[Span]) -> None:
         if self.overwrite:
             doc.ents = spans
@@ -324,6 +371,24 @@ class BilstmTextcat(_BilstmPipe):
         ]
         return [annotation for _, annotation in self._annotate(docs, sentences)]
 
+    def score(self, examples: Iterable[Example], **kwargs: Any) -> dict[str, Any]:
+        """Score `doc.cats` as spaCy's exclusive `textcat` does (`Scorer.score_cats` over the
+        model's labels, `multi_label=False`: the top label is the prediction): `cats_score` (macro
+        F over the labels, or the F of `positive_label` when kwargs name one), `cats_micro_f`,
+        `cats_macro_f`, `cats_macro_auc`, `cats_f_per_type`, `cats_auc_per_type`.
+
+        Args:
+            examples: predicted docs (annotated by this component) with their references.
+            kwargs: settings for `Scorer.score_cats` (e.g. `positive_label`).
+
+        A doc of whitespace tokens only gets no `doc.cats` (as `annotate` gives it no label);
+        spaCy 3.8's `score_cats` fails on such a doc when its reference has cats (its branch for
+        "gold, no prediction" unpacks `max` over the dict's keys), so keep such docs out.
+        """
+        labels = list(self.bilstm_model.vocab.labels.items)
+        settings = {"labels": labels, "multi_label": False} | kwargs
+        return Scorer.score_cats(examples, "cats", **settings)
+
     def set_annotations(self, docs: list[Doc], predictions: list[Annotation]) -> None:
         """Write every label's probability to `doc.cats`."""
         for doc, annotation in zip(docs, predictions, strict=True):
@@ -343,6 +408,7 @@ def _token(token) -> Token:
     "bilstm_tagger",
     assigns=["doc.ents", "token.ent_iob", "token.ent_type", "token.pos", "token.tag", "doc.spans"],
     default_config={"model": "ner", "batch_size": 256, "overwrite": False},
+    default_score_weights=TAGGER_SCORE_WEIGHTS,
 )
 def make_bilstm_tagger(
     nlp: Language, name: str, model: str, batch_size: int, overwrite: bool
@@ -363,6 +429,7 @@ def make_bilstm_tagger(
     "bilstm_textcat",
     assigns=["doc.cats"],
     default_config={"model": "sentiment", "batch_size": 256, "overwrite": False},
+    default_score_weights=TEXTCAT_SCORE_WEIGHTS,
 )
 def make_bilstm_textcat(
     nlp: Language, name: str, model: str, batch_size: int, overwrite: bool

@@ -3,6 +3,9 @@
 Loading parses JSON, checks `format_version`, builds the modules from the config, then loads the
 weights with `load_state_dict(strict=True)`. No pickle anywhere: a model file cannot run code.
 Every failure is a `ModelFileError` naming the file and the problem.
+
+Imports no torch itself: an ONNX model folder loads without it (`bilstm_nlp.runtime`), and a torch
+folder imports it when loaded, with one clear error where it is not installed.
 """
 
 from __future__ import annotations
@@ -14,18 +17,20 @@ import stat
 import tempfile
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save
 
 from ._version import __version__
 from .config import ModelConfig, from_dict, short_json
-from .errors import ConfigError, ModelFileError
+from .errors import ConfigError, ModelFileError, require_torch
 from .nn.meta import FORMAT_VERSION, ModelMeta
-from .nn.model import Classifier, Tagger, build_model
 from .nn.vocab import Vocab
+
+if TYPE_CHECKING:
+    import torch
+
+    from .nn.model import Classifier, Tagger
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -57,6 +62,8 @@ def save_model(
     Raises:
         ModelFileError: `directory` is a file or cannot be created.
     """
+    from safetensors.torch import save
+
     directory = Path(directory)
     try:
         directory.mkdir(parents=True, exist_ok=True)
@@ -131,8 +138,15 @@ def resolve_model_path(name_or_path: str | Path) -> Path:
     )
 
 
-def load_model(name_or_path: str | Path, device: str | torch.device = "cpu") -> Tagger | Classifier:
+def load_model(
+    name_or_path: str | Path, device: str | torch.device = "cpu", threads: int | None = None
+) -> Tagger | Classifier:
     """Load a model directory (or a shipped model by name).
+
+    A folder `bilstm-nlp export --format onnx` wrote (config.json says `"backend": "onnx"`) gives
+    an ONNX model (`bilstm_nlp.runtime.backend`), which needs no torch; any other a torch model.
+    `threads`: the ONNX session's intra-op threads (default: onnxruntime's, one per core); torch
+    models use torch's global setting (`torch.set_num_threads`), so they ignore it.
 
     Only regular files of bounded size are read (`CONFIG_MAX_BYTES`, `VOCAB_MAX_BYTES`), every
     config value is checked for type and range, and the stored tensor shapes are compared with
@@ -142,6 +156,8 @@ def load_model(name_or_path: str | Path, device: str | torch.device = "cpu") -> 
         ModelFileError: missing files, bad JSON, wrong types or values, unknown format version,
             corrupt or mismatched weights, a device, pipe or oversized file in place of one, or a
             file that is not a model directory (a pickle, say).
+        ConfigError: a torch model folder where torch is not installed, or an ONNX one where
+            onnxruntime is not.
     """
     directory = resolve_model_path(name_or_path)
     if not directory.is_dir():
@@ -152,7 +168,7 @@ def load_model(name_or_path: str | Path, device: str | torch.device = "cpu") -> 
         )
     config_path = directory / CONFIG_FILE
     if _read_json(config_path, dict, CONFIG_MAX_BYTES).get("backend") == "onnx":
-        return _load_onnx_directory(directory)
+        return _load_onnx_directory(directory, threads)
     return _load_directory(directory, str(directory)).to(device).eval()
 
 
@@ -176,7 +192,7 @@ def load_model_files(files: dict[str, bytes]) -> Tagger | Classifier:
         return _load_directory(Path(folder), None).eval()
 
 
-def _load_onnx_directory(directory: Path) -> Any:
+def _load_onnx_directory(directory: Path, threads: int | None = None) -> Any:
     """An ONNX model folder (`bilstm-nlp export --format onnx`): the same config and vocabulary
     checks as a torch folder, then the graph and the CRF arrays (`bilstm_nlp.runtime`)."""
     from .runtime.backend import OnnxClassifier, OnnxTagger, read_crf, session_for
@@ -193,7 +209,7 @@ def _load_onnx_directory(directory: Path) -> Any:
     graph_path = directory / onnx["file"]
     _check_regular_file(graph_path, "missing ONNX graph")
     meta = dataclasses.replace(settings.meta, source=str(directory))
-    session = session_for(graph_path)
+    session = session_for(graph_path, threads)
     if settings.model.task == "classifier":
         return OnnxClassifier(session, settings.model, vocab, meta)
     crf_name = onnx.get("crf")
@@ -223,6 +239,14 @@ def _read_vocab(directory: Path, settings: _Settings) -> Vocab:
 
 
 def _load_directory(directory: Path, source: str | None) -> Tagger | Classifier:
+    require_torch(
+        f"{directory} is a torch model folder; loading it",
+        "or export it to ONNX where torch is (bilstm-nlp export MODEL OUT --format onnx)",
+    )
+    from safetensors.torch import load_file
+
+    from .nn.model import build_model, tensor_shapes
+
     config_path = directory / CONFIG_FILE
     settings = _check_config(_read_json(config_path, dict, CONFIG_MAX_BYTES), config_path)
     vocab = _read_vocab(directory, settings)
@@ -232,11 +256,10 @@ def _load_directory(directory: Path, source: str | None) -> Tagger | Classifier:
     # those stored before the real model is built: a config whose sizes are in range but do not
     # fit the weights would otherwise allocate gigabytes first.
     try:
-        with torch.device("meta"):
-            skeleton = build_model(settings.model, vocab, settings.meta)
+        shapes = tensor_shapes(settings.model, vocab, settings.meta)
     except (ConfigError, ValueError) as error:
         raise ModelFileError(f"cannot build the model: {error}", config_path) from None
-    stored_dtypes = _check_stored_shapes(weights_path, skeleton.state_dict())
+    stored_dtypes = _check_stored_shapes(weights_path, shapes)
     half = stored_dtypes.get(HALF_TENSORS[0]) == "F16"
     meta = dataclasses.replace(settings.meta, half_embeddings=half, source=source)
     model = build_model(settings.model, vocab, meta)
@@ -307,14 +330,15 @@ def _check_config(config: dict[str, Any], path: Path) -> _Settings:
     return _Settings(model_config, trainable_words, meta)
 
 
-def _check_stored_shapes(path: Path, expected: dict[str, torch.Tensor]) -> dict[str, str]:
-    """The weights file holds exactly the tensors of `expected`, shape for shape (header only).
+def _check_stored_shapes(path: Path, expected: dict[str, tuple[int, ...]]) -> dict[str, str]:
+    """The weights file holds exactly the tensors of `expected` (name → shape), shape for shape
+    (header only).
 
     Returns:
         The stored dtype of each tensor, as safetensors names it (`F32`, `F16`).
     """
     try:
-        with safe_open(str(path), framework="pt") as weights:
+        with safe_open(str(path), framework="numpy") as weights:
             names = list(weights.keys())
             slices = {name: weights.get_slice(name) for name in names}
             stored = {name: tuple(part.get_shape()) for name, part in slices.items()}
@@ -324,9 +348,9 @@ def _check_stored_shapes(path: Path, expected: dict[str, torch.Tensor]) -> dict[
     missing = sorted(set(expected) - set(stored))
     unexpected = sorted(set(stored) - set(expected))
     wrong = [
-        f"{name} is {list(stored[name])}, the config needs {list(tensor.shape)}"
-        for name, tensor in expected.items()
-        if name in stored and stored[name] != tuple(tensor.shape)
+        f"{name} is {list(stored[name])}, the config needs {list(shape)}"
+        for name, shape in expected.items()
+        if name in stored and stored[name] != tuple(shape)
     ]
     problems = []
     if missing:

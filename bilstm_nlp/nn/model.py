@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
+from torch.overrides import TorchFunctionMode
 
 from ..config import ModelConfig
 from ..errors import ConfigError
@@ -130,6 +131,32 @@ def build_model(config: ModelConfig, vocab: Vocab, meta: ModelMeta) -> Tagger | 
     if config.task == "classifier":
         return Classifier(config, vocab, meta)
     raise ConfigError(f"model.task must be tagger or classifier, got {config.task!r}")
+
+
+def tensor_shapes(config: ModelConfig, vocab: Vocab, meta: ModelMeta) -> dict[str, torch.Size]:
+    """The name and shape of every tensor in the state of the model a config asks for, with no
+    memory allocated for it (built on the meta device).
+
+    Raises:
+        ConfigError, ValueError: as `build_model`.
+    """
+    with torch.device("meta"), _NoInitOnMeta():
+        skeleton = build_model(config, vocab, meta)
+    return {name: tensor.shape for name, tensor in skeleton.state_dict().items()}
+
+
+class _NoInitOnMeta(TorchFunctionMode):
+    """Skips `nn.init.normal_` (the embeddings' initialiser) on the meta device, where there is
+    nothing to fill: torch runs it there through a reference implementation that first imports
+    torch._dynamo, seconds of every model load's cold start."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func is nn.init.normal_:
+            tensor = args[0] if args else kwargs.get("tensor")
+            if tensor is not None and tensor.is_meta:
+                return tensor
+        return func(*args, **kwargs)
 
 
 def extend_labels(

@@ -25,6 +25,10 @@ from ..text.schemes import Span
 from . import crf_numpy
 from .crf_numpy import CrfArrays
 
+ONNX_FILE = "model.onnx"
+CRF_FILE = "crf.safetensors"
+"""The graph and the CRF arrays of an ONNX model folder, as the exporter names them (config.json
+names them too, and loading reads those names)."""
 CRF_FIELDS = (
     "start",
     "transitions",

@@ -109,9 +109,20 @@ def _atomic_write(path: Path, write) -> None:
     os.replace(temporary, path)
 
 
+def _shipped_root() -> Any:
+    """The folder of the shipped models; None where they are not installed (bilstm-nlp-runtime
+    leaves them out: they are torch folders)."""
+    try:
+        return resources.files("bilstm_nlp.models")
+    except ModuleNotFoundError:
+        return None
+
+
 def shipped_models() -> dict[str, Path]:
     """The shipped models that are installed, by name."""
-    root = resources.files("bilstm_nlp.models")
+    root = _shipped_root()
+    if root is None:
+        return {}
     found = {}
     for name in SHIPPED_MODELS:
         if (root / name / CONFIG_FILE).is_file():
@@ -129,7 +140,14 @@ def resolve_model_path(name_or_path: str | Path) -> Path:
     if path.exists():
         return path
     if str(name_or_path) in SHIPPED_MODELS:
-        shipped = resources.files("bilstm_nlp.models") / str(name_or_path)
+        if _shipped_root() is None:
+            raise ModelFileError(
+                f"the shipped model {name_or_path!r} is a torch model folder, not installed with "
+                f"bilstm-nlp-runtime; export it where bilstm-nlp is installed (bilstm-nlp export "
+                f"{name_or_path} {name_or_path}-onnx --format onnx) and give that folder",
+                str(name_or_path),
+            )
+        shipped = _shipped_root() / str(name_or_path)
         if (shipped / CONFIG_FILE).is_file():
             return Path(str(shipped))
         raise ModelFileError(f"the shipped model {name_or_path!r} is not installed", str(shipped))
@@ -166,10 +184,20 @@ def load_model(
             "pickled models (.pt, .pkl) are not loaded",
             directory,
         )
-    config_path = directory / CONFIG_FILE
-    if _read_json(config_path, dict, CONFIG_MAX_BYTES).get("backend") == "onnx":
+    if is_onnx_folder(directory):
         return _load_onnx_directory(directory, threads)
     return _load_directory(directory, str(directory)).to(device).eval()
+
+
+def is_onnx_folder(directory: str | Path) -> bool:
+    """True for a folder `bilstm-nlp export --format onnx` wrote (its config.json says
+    `"backend": "onnx"`), False for a torch model folder.
+
+    Raises:
+        ModelFileError: the config.json is missing or not a JSON object.
+    """
+    config = _read_json(Path(directory) / CONFIG_FILE, dict, CONFIG_MAX_BYTES)
+    return config.get("backend") == "onnx"
 
 
 MODEL_FILES = (CONFIG_FILE, *VOCAB_FILES.values(), WEIGHTS_FILE)

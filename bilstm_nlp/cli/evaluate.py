@@ -40,17 +40,17 @@ def evaluate_cli(
     verbose: bool = Opt(False, "--verbose", "-v", help="Debug logging"),
 ) -> None:
     """Evaluate MODEL on DATA, read with the reader settings the model was trained with."""
-    from ..evaluation.evaluate import (
-        TaggerEvaluation,
-        check_predictions_path,
-        evaluate_file,
-        write_predictions,
-    )
-    from ..serialize import load_model
-
-    setup_logging(verbose, reads_corpora=True)
-    set_threads(threads)
     with user_errors():
+        setup_logging(verbose, reads_corpora=True)
+        set_threads(threads)
+        from ..evaluation.evaluate import (
+            TaggerEvaluation,
+            check_predictions_path,
+            evaluate_file,
+            write_predictions,
+        )
+        from ..serialize import load_model
+
         if not data.exists():
             raise InputFormatError("no such file", data)
         if predictions is not None:

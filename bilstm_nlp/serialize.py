@@ -252,7 +252,7 @@ def _read_vocab(directory: Path, settings: _Settings) -> Vocab:
     vocab_json = {}
     for part, filename in VOCAB_FILES.items():
         items = _read_json(directory / filename, list, VOCAB_MAX_BYTES)
-        if not all(isinstance(item, str) for item in items):
+        if not {type(item) for item in items} <= {str}:
             raise ModelFileError("expected a JSON list of strings", directory / filename)
         vocab_json[part] = items
     if len(vocab_json["labels"]) > MAX_LABELS:
@@ -273,7 +273,7 @@ def _load_directory(directory: Path, source: str | None) -> Tagger | Classifier:
     )
     from safetensors.torch import load_file
 
-    from .nn.model import build_model, tensor_shapes
+    from .nn.model import build_for_weights, tensor_shapes
 
     config_path = directory / CONFIG_FILE
     settings = _check_config(_read_json(config_path, dict, CONFIG_MAX_BYTES), config_path)
@@ -290,7 +290,7 @@ def _load_directory(directory: Path, source: str | None) -> Tagger | Classifier:
     stored_dtypes = _check_stored_shapes(weights_path, shapes)
     half = stored_dtypes.get(HALF_TENSORS[0]) == "F16"
     meta = dataclasses.replace(settings.meta, half_embeddings=half, source=source)
-    model = build_model(settings.model, vocab, meta)
+    model = build_for_weights(settings.model, vocab, meta)
     try:
         state = load_file(str(weights_path))
     except (SafetensorError, OSError, ValueError, RuntimeError) as error:
@@ -300,6 +300,8 @@ def _load_directory(directory: Path, source: str | None) -> Tagger | Classifier:
         if name in expected and tensor.dtype != expected[name].dtype and tensor.is_floating_point():
             state[name] = tensor.to(expected[name].dtype)
     try:
+        # Copied into the tensors built, not assigned: the LSTM keeps its weights in the
+        # layout it built them in (assigned ones gave emissions that differ in the last bits).
         model.load_state_dict(state, strict=True)
     except RuntimeError as error:
         first_line = str(error).strip().splitlines()

@@ -1,8 +1,8 @@
 """Tagging without torch and datasets: an ONNX model folder through the CLI (`tag`, `annotate` in
-every format), `bilstm_nlp.load` and the spaCy component, in a process where `import torch` and
-`import datasets` fail; a torch-only command there says what to install in one line; `--threads`
-reaches the ONNX session; and the slim distribution (`packaging/runtime`) installs into a fresh
-venv without torch and tags as the torch model does.
+every format), `bilstm_nlp.load`, the spaCy component and the service, in a process where
+`import torch` and `import datasets` fail; a torch-only command there says what to install in one
+line; `--threads` reaches the ONNX session; and the slim distribution (`packaging/runtime`)
+installs into a fresh venv without torch and tags as the torch model does.
 """
 
 from __future__ import annotations
@@ -88,6 +88,12 @@ CHILD = textwrap.dedent(
     nlp = spacy.blank("en")
     nlp.add_pipe("bilstm_tagger", config={"model": onnx})
     report["spacy"] = [[e.start, e.end, e.label_] for e in nlp(texts[0]).ents]
+    from fastapi.testclient import TestClient
+    from bilstm_nlp.integrations.serve.app import ServeConfig, create_app
+    with TestClient(create_app(ServeConfig(models=(onnx,), threads=1))) as client:
+        answer = client.post("/v1/annotate", json={"text": texts[0]})
+        report["serve"] = [answer.status_code, answer.json()["records"]]
+
     report["modules"] = sorted(
         m for m in sys.modules if m.split(".")[0] in ("torch", "datasets", "seqeval")
     )
@@ -148,7 +154,7 @@ def run_blocked(args: list[str], tmp_path: Path) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def test_onnx_folder_tags_annotates_and_serves_spacy_without_torch_or_datasets(
+def test_onnx_folder_tags_annotates_and_serves_without_torch_or_datasets(
     ner_onnx: Path, torch_tagged: list[dict], tmp_path: Path
 ) -> None:
     docs = tmp_path / "docs"
@@ -185,6 +191,9 @@ def test_onnx_folder_tags_annotates_and_serves_spacy_without_torch_or_datasets(
     for (*_, score), span in zip(report["api"], expected.spans, strict=True):
         assert score == pytest.approx(span.score, abs=MAX_PROB_DIFF)
     assert report["spacy"] == [[s.start, s.end, s.label] for s in expected.spans]
+    status, records = report["serve"]
+    assert status == 200
+    assert_same_records([{**records[0], "kbest": []}], [{**torch_tagged[0], "kbest": []}])
 
 
 def test_threads_set_the_onnx_sessions_intra_op_threads(ner_onnx: Path) -> None:

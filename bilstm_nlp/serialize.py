@@ -82,8 +82,11 @@ def save_model(
         "model": dataclasses.asdict(model.config),
         "meta": meta.to_json(),
     }
+    if meta.int8:
+        config["quantize"] = "int8"
     state = {
-        name: tensor.detach().cpu().contiguous() for name, tensor in model.state_dict().items()
+        name: tensor.detach().cpu().contiguous()
+        for name, tensor in model.float_state_dict().items()
     }
     if meta.half_embeddings:
         for key in HALF_TENSORS:
@@ -157,14 +160,20 @@ def resolve_model_path(name_or_path: str | Path) -> Path:
 
 
 def load_model(
-    name_or_path: str | Path, device: str | torch.device = "cpu", threads: int | None = None
+    name_or_path: str | Path,
+    device: str | torch.device = "cpu",
+    quantized: bool | None = None,
+    threads: int | None = None,
 ) -> Tagger | Classifier:
     """Load a model directory (or a shipped model by name).
 
     A folder `bilstm-nlp export --format onnx` wrote (config.json says `"backend": "onnx"`) gives
     an ONNX model (`bilstm_nlp.runtime.backend`), which needs no torch; any other a torch model.
-    `threads`: the ONNX session's intra-op threads (default: onnxruntime's, one per core); torch
-    models use torch's global setting (`torch.set_num_threads`), so they ignore it.
+    A folder exported with `--quantize int8` (`"quantize": "int8"` in its config) loads with int8
+    LSTMs and linear layers (`nn.quantize`) unless `quantized` is False: the float weights, to
+    train further or export. `quantized=True` quantizes any torch folder. `threads` sets an ONNX
+    folder's onnxruntime intra-op threads (default: onnxruntime's, one per physical core); torch's
+    are process-wide (`torch.set_num_threads`), so torch folders ignore it.
 
     Only regular files of bounded size are read (`CONFIG_MAX_BYTES`, `VOCAB_MAX_BYTES`), every
     config value is checked for type and range, and the stored tensor shapes are compared with
@@ -186,7 +195,14 @@ def load_model(
         )
     if is_onnx_folder(directory):
         return _load_onnx_directory(directory, threads)
-    return _load_directory(directory, str(directory)).to(device).eval()
+    model = _load_directory(directory, str(directory)).to(device).eval()
+    if quantized or (quantized is None and model.meta.int8):
+        import torch  # there: _load_directory needed it
+
+        if torch.device(device).type != "cpu":
+            raise ConfigError("int8 models run on the CPU; load the float weights for a GPU")
+        model.quantize_int8()
+    return model
 
 
 def is_onnx_folder(directory: str | Path) -> bool:
@@ -217,7 +233,10 @@ def load_model_files(files: dict[str, bytes]) -> Tagger | Classifier:
             if name not in files:
                 raise ModelFileError("missing file", name)
             (Path(folder) / name).write_bytes(files[name])
-        return _load_directory(Path(folder), None).eval()
+        model = _load_directory(Path(folder), None).eval()
+    if model.meta.int8:
+        model.quantize_int8()
+    return model
 
 
 def _load_onnx_directory(directory: Path, threads: int | None = None) -> Any:
@@ -357,6 +376,11 @@ def _check_config(config: dict[str, Any], path: Path) -> _Settings:
         )
     except ValueError as error:
         raise ModelFileError(str(error), path) from None
+    quantize = config.get("quantize")
+    if quantize not in (None, "int8"):
+        raise ModelFileError(f"quantize must be int8 or absent, got {short_json(quantize)}", path)
+    if quantize is not None:
+        meta = dataclasses.replace(meta, int8=True)
     return _Settings(model_config, trainable_words, meta)
 
 

@@ -82,6 +82,18 @@ def test_imports_without_torch():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
+UNREACHABLE = -700.0
+"""Log-scores below this are probability 0 in float64: the numpy recursion, which runs in exp
+space, gives -inf there, torch a number near the forbidden score (-1e4)."""
+
+
+def assert_log_scores_close(ours: np.ndarray, torch_scores: np.ndarray) -> None:
+    reachable = torch_scores > UNREACHABLE
+    np.testing.assert_allclose(ours[reachable], torch_scores[reachable], atol=1e-5)
+    assert (ours[~reachable] < UNREACHABLE).all()
+    assert reachable.mean() > 0.3  # the comparison covers the allowed tags
+
+
 @pytest.mark.parametrize(("scheme", "batch", "seq_len", "seed"), CASES)
 def test_partition_and_marginals_equal_torch(scheme, batch, seq_len, seed):
     head, emissions, mask = random_case(scheme, batch, seq_len, seed)
@@ -91,8 +103,8 @@ def test_partition_and_marginals_equal_torch(scheme, batch, seq_len, seed):
     np.testing.assert_allclose(crf_numpy.log_partition(e, m, *crf.scores()), expected_z, atol=1e-5)
     alpha, beta, log_z = crf_numpy.forward_backward(e, m, *crf.scores())
     t_alpha, t_beta, t_log_z = head.crf.forward_backward(emissions, mask)
-    np.testing.assert_allclose(alpha, t_alpha.numpy(), atol=1e-5)
-    np.testing.assert_allclose(beta, t_beta.numpy(), atol=1e-5)
+    assert_log_scores_close(alpha, t_alpha.numpy())
+    assert_log_scores_close(beta, t_beta.numpy())
     np.testing.assert_allclose(log_z, t_log_z.numpy(), atol=1e-5)
     marginals = crf_numpy.marginals_from(alpha, beta, log_z, m)
     np.testing.assert_allclose(marginals, head.marginals(emissions, mask).numpy(), atol=1e-5)

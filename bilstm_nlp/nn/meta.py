@@ -109,6 +109,8 @@ class ModelMeta:
         library_version: the bilstm-nlp version that wrote the model.
         half_embeddings: the word embeddings are stored as float16 (an export choice, kept when
             the model is saved again).
+        int8: the folder asks for int8 LSTMs and linear layers on load (`"quantize": "int8"` in
+            `config.json`; an export choice, kept when the model is saved again).
         source: the folder the model was loaded from; None for a model built in memory. Not saved.
     """
 
@@ -120,6 +122,7 @@ class ModelMeta:
     scores: dict[str, Any] = field(default_factory=dict)
     library_version: str = __version__
     half_embeddings: bool = False
+    int8: bool = False
     source: str | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
@@ -199,6 +202,7 @@ class ModelMeta:
         output_scheme: str | None,
         library_version: str = __version__,
         half_embeddings: bool = False,
+        int8: bool = False,
         source: str | None = None,
     ) -> ModelMeta:
         """A checked record from `config.json`.
@@ -235,6 +239,7 @@ class ModelMeta:
             scores=dict(meta.get("scores", {})),
             library_version=library_version,
             half_embeddings=half_embeddings,
+            int8=int8,
             source=source,
         )
 

@@ -20,10 +20,40 @@ from .encoder import BiLSTMEncoder
 from .encoding import Batch, word_dropout
 from .heads import HEADS, CRFHead, SentenceHead, SoftmaxHead, TagHead
 from .meta import ModelMeta
+from .quantize import quantize_int8
 from .vocab import Index, Vocab
 
 
-class Tagger(nn.Module):
+class _Model(nn.Module):
+    """What `Tagger` and `Classifier` share about their weights: int8 tagging, and what is saved."""
+
+    # The float weights from before `quantize_int8`; None while the model is float.
+    _float_state: dict[str, Tensor] | None = None
+
+    @property
+    def quantized(self) -> bool:
+        """The LSTMs and linear layers run in int8 (`quantize_int8`)."""
+        return self._float_state is not None
+
+    def quantize_int8(self) -> None:
+        """Quantize the LSTMs and linear layers to int8 in place, for tagging only."""
+        if self._float_state is None:
+            self._float_state = quantize_int8(self)
+
+    def float_state_dict(self) -> dict[str, Tensor]:
+        """The weights a model folder stores: the float ones, also for a quantized model."""
+        return self._float_state if self._float_state is not None else self.state_dict()
+
+    def train(self, mode: bool = True) -> _Model:
+        if mode and self._float_state is not None:
+            raise ConfigError(
+                "an int8 model only tags; train the float weights of its folder "
+                "(load_model(path, quantized=False))"
+            )
+        return super().train(mode)
+
+
+class Tagger(_Model):
     """A BiLSTM sequence tagger with a CRF or softmax head.
 
     Args:
@@ -75,7 +105,7 @@ class Tagger(nn.Module):
         return self.head.loss(self(batch), batch.tag_ids, batch.mask)
 
 
-class Classifier(nn.Module):
+class Classifier(_Model):
     """A BiLSTM sentence classifier: embedder → BiLSTM → pooling → softmax.
 
     Args:

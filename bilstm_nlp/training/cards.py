@@ -95,6 +95,7 @@ class ExportFacts:
     weights_mb: float
     scores: dict[str, float] | None
     trained_on_dev: bool
+    quantize: str | None = None
 
 
 def export_note(facts: ExportFacts) -> str:
@@ -110,6 +111,7 @@ def export_note(facts: ExportFacts) -> str:
         + (f" --dev-from-train {facts.dev_from_train}" if facts.dev_from_train else "")
         + (f" --recipe-dev {facts.recipe_dev}" if facts.recipe_dev is not None else "")
         + (f" --recipe-command {shlex.quote(facts.recipe_command)}" if facts.recipe_command else "")
+        + (f" --quantize {facts.quantize}" if facts.quantize else "")
         + "`: "
         + (
             f"{facts.dropped_vectors:,} pretrained-only word vectors dropped, "
@@ -117,7 +119,12 @@ def export_note(facts: ExportFacts) -> str:
             else ""
         )
         + ("word embeddings stored as float16, " if facts.half_embeddings else "")
-        + f"{facts.weights_mb:.1f} MB of weights.",
+        + f"{facts.weights_mb:.1f} MB of weights"
+        + (
+            "; the LSTMs and linear layers are quantized to int8 when it loads."
+            if facts.quantize
+            else "."
+        ),
     ]
     if scores is not None and not facts.trained_on_dev:
         note.append(

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ..errors import ConfigError, ModelFileError
 from ..nn.model import Classifier, Tagger, build_model
+from ..nn.quantize import QUANTIZATIONS
 from ..nn.vocab import Index, Vocab
 from ..serialize import WEIGHTS_FILE, load_model, save_model
 from .cards import ExportFacts, export_note
@@ -27,6 +28,7 @@ def export_model(
     dev_from_train: str | None = None,
     recipe_dev: float | None = None,
     recipe_command: str | None = None,
+    quantize: str | None = None,
 ) -> dict[str, float] | None:
     """Copy a model directory into a smaller one for shipping, and say what that cost on dev.
 
@@ -46,6 +48,8 @@ def export_model(
         dev_from_train: with `dev` a train file, score the part carved off as dev (`last:1000`).
         recipe_dev: the dev figure of the recipe (train+dev models only).
         recipe_command: the command of the train-only run that measured `recipe_dev`.
+        quantize: `int8`: the copy loads with int8 LSTMs and linear layers (`nn.quantize`); its
+            dev score is then the int8 model's. None keeps the source's choice.
     Returns:
         `{"before": ..., "after": ...}` dev scores when `dev` is given, else None.
     Raises:
@@ -62,7 +66,9 @@ def export_model(
     target = Path(target)
     if target.exists() and not target.is_dir():
         raise ModelFileError("exists and is not a folder; give a folder to export to", target)
-    original = load_model(source)
+    if quantize is not None and quantize not in QUANTIZATIONS:
+        raise ConfigError(f"--quantize must be {' or '.join(QUANTIZATIONS)}, got {quantize!r}")
+    original = load_model(source, quantized=False)
     trained_on_dev = original.meta.trained_with_dev
     if (recipe_dev is not None or recipe_command is not None) and not trained_on_dev:
         raise ConfigError(
@@ -72,10 +78,14 @@ def export_model(
     if recipe_dev is not None and (not math.isfinite(recipe_dev) or not 0 <= recipe_dev <= 100):
         raise ConfigError(f"--recipe-dev must be a figure in [0, 100], got {recipe_dev!r}")
     model, dropped = _pruned(original, max_vectors)
-    meta = dataclasses.replace(model.meta, half_embeddings=half_embeddings)
+    meta = dataclasses.replace(
+        model.meta, half_embeddings=half_embeddings, int8=quantize == "int8" or model.meta.int8
+    )
     scores = None
     if dev is not None:
-        before = evaluate_file(original, dev, dev_from_train=dev_from_train).main_score
+        # "before" is the source as it tags (int8 if its folder says so).
+        before_model = load_model(source) if original.meta.int8 else original
+        before = evaluate_file(before_model, dev, dev_from_train=dev_from_train).main_score
         save_model(model, target, meta)
         after = evaluate_file(load_model(target), dev, dev_from_train=dev_from_train).main_score
         scores = {"before": float(before), "after": float(after)}
@@ -102,6 +112,7 @@ def export_model(
         weights_mb=(target / WEIGHTS_FILE).stat().st_size / 1e6,
         scores=scores,
         trained_on_dev=trained_on_dev,
+        quantize=quantize,
     )
     card = Path(source) / "README.md"
     text = card.read_text(encoding="utf-8") if card.is_file() else ""

@@ -109,7 +109,7 @@ def initial_run_model(
         ConfigError: the initial model is of another kind (tagger, classifier), task or scheme.
         ModelFileError: `init_model` is not a model.
     """
-    initial = load_model(init_model)
+    initial = load_model(init_model, quantized=False)
     if initial.config.task != config.model.task:
         raise ConfigError(
             f"the initial model is a {initial.config.task}; this run trains a "

@@ -96,7 +96,7 @@ def export_onnx(
     if quantize is not None and quantize not in QUANTIZATIONS:
         raise ConfigError(f"--quantize must be {' or '.join(QUANTIZATIONS)}, got {quantize!r}")
     directory = resolve_model_path(source)
-    model = load_model(directory)
+    model = load_model(directory, quantized=False)
     target = Path(target)
     if target.exists() and not target.is_dir():
         raise ModelFileError("exists and is not a folder; give a folder to export to", target)
@@ -125,6 +125,8 @@ def export_onnx(
     onnx.checker.check_model(onnx.load(str(path)), full_check=True)
     config = json.loads((directory / CONFIG_FILE).read_text(encoding="utf-8"))
     config["backend"] = "onnx"
+    # A torch folder's int8 choice is torch's; the graph is float unless --quantize says so.
+    config.pop("quantize", None)
     config["onnx"] = {"file": ONNX_FILE, "opset": opset, "output": output}
     if quantize:
         config["onnx"]["quantize"] = quantize

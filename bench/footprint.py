@@ -8,8 +8,9 @@ Two venvs made from scratch (`python -m venv`, then pip from the registry; the m
 makes it minutes, not more):
 
 - full: `torch==<this interpreter's torch version>` first (the CPU build, as bench/run.py's peer
-  venv), then `pip install .` (this checkout, its base dependencies: torch, spaCy, datasets,
-  seqeval, ...). No extras: what `pip install bilstm-nlp` gives.
+  venv), then `pip install ".[onnx]"` (this checkout: torch, spaCy, datasets, seqeval, ... and
+  the onnx extra, onnx and onnxruntime, so that it runs both backends). The onnx extra's share is
+  reported beside the total: `pip install bilstm-nlp` without it is the total less that.
 - runtime: `pip install ./packaging/runtime` (numpy, onnxruntime, spaCy, safetensors, typer, rich).
 
 Installed size: `du` of each venv's site-packages in MB (apparent size of the files), with the
@@ -79,8 +80,10 @@ def installed(python: Path) -> dict[str, Any]:
     entries = {p.name: size_mb(p) if p.is_dir() else p.stat().st_size / 1e6 for p in root.iterdir()}
     largest = dict(sorted(entries.items(), key=lambda item: -item[1])[:10])
     has_torch = subprocess.run([str(python), "-c", "import torch"], capture_output=True)
+    onnx_extra = ("onnx", "onnxruntime")
     return {
         "site_packages_mb": sum(entries.values()),
+        "onnx_and_onnxruntime_mb": sum(entries.get(name, 0.0) for name in onnx_extra),
         "largest_mb": largest,
         "torch_installed": has_torch.returncode == 0,
     }
@@ -113,7 +116,7 @@ def main() -> None:
         # setuptools reuses build/: a module deleted since the last build would ride along.
         shutil.rmtree(ROOT / "build", ignore_errors=True)
         shutil.rmtree(ROOT / "packaging" / "runtime" / "build", ignore_errors=True)
-        full = make_venv(venvs / "full", [[torch_pin], [str(ROOT)]])
+        full = make_venv(venvs / "full", [[torch_pin], [f"{ROOT}[onnx]"]])
         runtime = make_venv(venvs / "runtime", [[str(ROOT / "packaging" / "runtime")]])
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
         onnx = export_models(sys.executable, env, Path(scratch) / "models")
@@ -134,9 +137,15 @@ def main() -> None:
                 [*tag["runtime"], "--model", str(onnx["onnx-int8"]), SENTENCE], args.repeats
             ),
         }
-    lines = ["| install | site-packages MB | torch |", "|---|---:|---|"]
+    lines = [
+        "| install | site-packages MB | of which onnx + onnxruntime | torch |",
+        "|---|---:|---:|---|",
+    ]
     for name, size in sizes.items():
-        lines.append(f"| {name} | {size['site_packages_mb']:.0f} | {size['torch_installed']} |")
+        lines.append(
+            f"| {name} | {size['site_packages_mb']:.0f} | {size['onnx_and_onnxruntime_mb']:.0f} "
+            f"| {size['torch_installed']} |"
+        )
     lines += ["", "| tag process | peak RSS MB |", "|---|---:|"]
     lines += [f"| {name} | {figure['peak_rss_mb']:.0f} |" for name, figure in rss.items()]
     for name, size in sizes.items():

@@ -4,6 +4,10 @@ and on request how unsure the model is of each sentence (what active learning ra
 Sits after the model. Prediction sorts sentences by length so batches hold little padding, caps the
 padded tokens per batch (a 10,000-token sentence gets a batch of its own), and gives results back in
 input order; an empty sentence gets an empty result, never a dropped one.
+
+This module needs no torch: a backend scores each batch into a `ScoredBatch` (torch models in
+`decode_torch.py`, imported only for them; ONNX models in `bilstm_nlp/runtime`), and everything
+from there to spans and k-best lists is plain Python.
 """
 
 from __future__ import annotations
@@ -11,16 +15,17 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigError
-from .nn.encoding import Batch, collate
 from .nn.ids import EncodedSentence, TokenEncoder, collate_arrays
-from .nn.model import Classifier, Tagger
 from .progress import optional_progress
 from .text.schemes import Span, spans_to_tags, tags_to_spans
+
+if TYPE_CHECKING:
+    import torch
+
+    from .nn.model import Classifier, Tagger
 
 
 @dataclass(frozen=True)
@@ -69,6 +74,11 @@ class ClassifiedSentence:
     tokens: list[str]
     label: str
     probs: dict[str, float]
+
+
+def is_onnx(model: Any) -> bool:
+    """True for a model run by onnxruntime (`bilstm_nlp.runtime.backend`), False for a torch one."""
+    return getattr(model, "backend", "torch") == "onnx"
 
 
 def length_batches(
@@ -145,43 +155,6 @@ def _encoded_batches(
         yield indices, [encoder(token_lists[i]) for i in indices]
 
 
-def _score_torch(
-    model: Tagger, batch: Batch, k: int, confidence: bool, uncertainty: bool = False
-) -> ScoredBatch:
-    emissions = model(batch)
-    mask = batch.mask
-    tag_ids = model.head.decode(emissions, mask)
-    confidence = confidence or uncertainty
-    # One forward-backward pass serves the marginals, the entity probabilities and the
-    # uncertainty.
-    lattice = model.head.lattice(emissions, mask) if confidence else None
-    marginals = model.head.marginals(emissions, mask, lattice) if confidence else None
-    tag_probs = (
-        marginals.gather(2, tag_ids.unsqueeze(2)).squeeze(2)
-        if marginals is not None
-        else torch.ones_like(tag_ids, dtype=emissions.dtype)
-    )
-
-    def span_probabilities(span_rows: list[list[Span]]) -> list[list[float]]:
-        rows, starts, ends = flatten_spans(span_rows)
-        if not rows:
-            return [[] for _ in span_rows]
-        device = emissions.device
-        spans = tuple(torch.tensor(v, device=device) for v in (rows, starts, ends))
-        log_probs = model.head.entity_log_probs(emissions, mask, tag_ids, spans, lattice)
-        return spans_per_row(span_rows, log_probs.exp().tolist())
-
-    return ScoredBatch(
-        tag_ids.tolist(),
-        tag_probs.tolist(),
-        _kbest_rows(model, emissions, mask, k) if k > 0 else None,
-        span_probabilities if confidence else None,
-        _uncertainty_rows(model, emissions, mask, tag_ids, lattice, marginals)
-        if uncertainty
-        else None,
-    )
-
-
 def tag_sentences(
     model: Tagger,
     token_lists: Sequence[Sequence[str]],
@@ -214,12 +187,11 @@ def tag_sentences(
     Raises:
         ConfigError: `uncertainty` with an ONNX model (its runtime does not compute it yet).
     """
-    if isinstance(model, Tagger):
-        model.eval()
-        predicting: contextlib.AbstractContextManager = torch.inference_mode()
+    predicting: contextlib.AbstractContextManager
+    if not is_onnx(model):
+        from .decode_torch import tagger_scoring
 
-        def score(encoded: list[EncodedSentence]) -> ScoredBatch:
-            return _score_torch(model, collate(encoded).to(device), k, confidence, uncertainty)
+        predicting, score = tagger_scoring(model, k, confidence, uncertainty, device)
     else:
         if uncertainty:
             raise ConfigError(
@@ -288,12 +260,11 @@ def classify_sentences(
     Arguments as `tag_sentences`'s; an ONNX classifier scores a batch with its
     `class_probs(arrays)`.
     """
-    if isinstance(model, Classifier):
-        model.eval()
-        predicting: contextlib.AbstractContextManager = torch.inference_mode()
+    predicting: contextlib.AbstractContextManager
+    if not is_onnx(model):
+        from .decode_torch import classifier_scoring
 
-        def class_probs(encoded: list[EncodedSentence]) -> list[list[float]]:
-            return model(collate(encoded).to(device)).exp().tolist()
+        predicting, class_probs = classifier_scoring(model, device)
     else:
         predicting = contextlib.nullcontext()
 
@@ -336,25 +307,6 @@ def kbest_rows(
         [(path, prob) for path, prob in zip(row_paths, row_probs, strict=True) if prob > 0.0]
         for row_paths, row_probs in zip(paths, probs, strict=True)
     ]
-
-
-def _kbest_rows(model: Tagger, emissions, mask, k: int) -> list[list[tuple[list[int], float]]]:
-    paths, log_probs = model.head.kbest(emissions, mask, k)
-    return kbest_rows(paths.tolist(), log_probs.exp().tolist())
-
-
-def _uncertainty_rows(
-    model: Tagger, emissions, mask, tag_ids, lattice, marginals
-) -> tuple[list[float], list[float], list[list[float]] | None]:
-    labels = model.vocab.labels.items
-    outside = labels.index("O") if model.scheme and "O" in labels else None
-    path_log_probs = model.head.path_log_probs(emissions, mask, tag_ids, lattice).tolist()
-    entropies = model.head.entropy(emissions, mask, lattice).tolist()
-    if not model.scheme:
-        return path_log_probs, entropies, None
-    if outside is None:
-        return path_log_probs, entropies, torch.zeros_like(tag_ids, dtype=torch.float).tolist()
-    return path_log_probs, entropies, marginals[:, :, outside].tolist()
 
 
 def _sentence_uncertainty(rows, row: int, length: int) -> SentenceUncertainty:

@@ -56,3 +56,24 @@ class ResumeError(BilstmNlpError):
 
 class OutputError(BilstmNlpError):
     """An output could not be written (disk full, no permission, I/O error)."""
+
+
+RUNTIME_ONLY = "the bilstm-nlp-runtime distribution runs ONNX model folders only"
+
+
+def require_torch(what: str, remedy: str | None = None) -> None:
+    """Raise a `ConfigError` saying what to install unless torch imports.
+
+    Args:
+        what: what needs torch, as the start of a sentence ("training").
+        remedy: another way out, appended to the message.
+    Raises:
+        ConfigError: torch is not installed (the slim runtime distribution has none).
+    """
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        raise ConfigError(
+            f"{what} needs torch, which is not installed ({RUNTIME_ONLY}): "
+            f"pip install bilstm-nlp{f', {remedy}' if remedy else ''}"
+        ) from None

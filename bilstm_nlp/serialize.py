@@ -3,6 +3,9 @@
 Loading parses JSON, checks `format_version`, builds the modules from the config, then loads the
 weights with `load_state_dict(strict=True)`. No pickle anywhere: a model file cannot run code.
 Every failure is a `ModelFileError` naming the file and the problem.
+
+Imports no torch itself: an ONNX model folder loads without it (`bilstm_nlp.runtime`), and a torch
+folder imports it when loaded, with one clear error where it is not installed.
 """
 
 from __future__ import annotations
@@ -14,18 +17,20 @@ import stat
 import tempfile
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save
 
 from ._version import __version__
 from .config import ModelConfig, from_dict, short_json
-from .errors import ConfigError, ModelFileError
+from .errors import ConfigError, ModelFileError, require_torch
 from .nn.meta import FORMAT_VERSION, ModelMeta
-from .nn.model import Classifier, Tagger, build_model
 from .nn.vocab import Vocab
+
+if TYPE_CHECKING:
+    import torch
+
+    from .nn.model import Classifier, Tagger
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -57,6 +62,8 @@ def save_model(
     Raises:
         ModelFileError: `directory` is a file or cannot be created.
     """
+    from safetensors.torch import save
+
     directory = Path(directory)
     try:
         directory.mkdir(parents=True, exist_ok=True)
@@ -105,9 +112,20 @@ def _atomic_write(path: Path, write) -> None:
     os.replace(temporary, path)
 
 
+def _shipped_root() -> Any:
+    """The folder of the shipped models; None where they are not installed (bilstm-nlp-runtime
+    leaves them out: they are torch folders)."""
+    try:
+        return resources.files("bilstm_nlp.models")
+    except ModuleNotFoundError:
+        return None
+
+
 def shipped_models() -> dict[str, Path]:
     """The shipped models that are installed, by name."""
-    root = resources.files("bilstm_nlp.models")
+    root = _shipped_root()
+    if root is None:
+        return {}
     found = {}
     for name in SHIPPED_MODELS:
         if (root / name / CONFIG_FILE).is_file():
@@ -125,7 +143,14 @@ def resolve_model_path(name_or_path: str | Path) -> Path:
     if path.exists():
         return path
     if str(name_or_path) in SHIPPED_MODELS:
-        shipped = resources.files("bilstm_nlp.models") / str(name_or_path)
+        if _shipped_root() is None:
+            raise ModelFileError(
+                f"the shipped model {name_or_path!r} is a torch model folder, not installed with "
+                f"bilstm-nlp-runtime; export it where bilstm-nlp is installed (bilstm-nlp export "
+                f"{name_or_path} {name_or_path}-onnx --format onnx) and give that folder",
+                str(name_or_path),
+            )
+        shipped = _shipped_root() / str(name_or_path)
         if (shipped / CONFIG_FILE).is_file():
             return Path(str(shipped))
         raise ModelFileError(f"the shipped model {name_or_path!r} is not installed", str(shipped))
@@ -142,10 +167,13 @@ def load_model(
 ) -> Tagger | Classifier:
     """Load a model directory (or a shipped model by name).
 
+    A folder `bilstm-nlp export --format onnx` wrote (config.json says `"backend": "onnx"`) gives
+    an ONNX model (`bilstm_nlp.runtime.backend`), which needs no torch; any other a torch model.
     A folder exported with `--quantize int8` (`"quantize": "int8"` in its config) loads with int8
     LSTMs and linear layers (`nn.quantize`) unless `quantized` is False: the float weights, to
     train further or export. `quantized=True` quantizes any torch folder. `threads` sets an ONNX
-    folder's onnxruntime intra-op threads (torch's are process-wide: `torch.set_num_threads`).
+    folder's onnxruntime intra-op threads (default: onnxruntime's, one per physical core); torch's
+    are process-wide (`torch.set_num_threads`), so torch folders ignore it.
 
     Only regular files of bounded size are read (`CONFIG_MAX_BYTES`, `VOCAB_MAX_BYTES`), every
     config value is checked for type and range, and the stored tensor shapes are compared with
@@ -155,6 +183,8 @@ def load_model(
         ModelFileError: missing files, bad JSON, wrong types or values, unknown format version,
             corrupt or mismatched weights, a device, pipe or oversized file in place of one, or a
             file that is not a model directory (a pickle, say).
+        ConfigError: a torch model folder where torch is not installed, or an ONNX one where
+            onnxruntime is not.
     """
     directory = resolve_model_path(name_or_path)
     if not directory.is_dir():
@@ -163,15 +193,27 @@ def load_model(
             "pickled models (.pt, .pkl) are not loaded",
             directory,
         )
-    config_path = directory / CONFIG_FILE
-    if _read_json(config_path, dict, CONFIG_MAX_BYTES).get("backend") == "onnx":
+    if is_onnx_folder(directory):
         return _load_onnx_directory(directory, threads)
     model = _load_directory(directory, str(directory)).to(device).eval()
     if quantized or (quantized is None and model.meta.int8):
+        import torch  # there: _load_directory needed it
+
         if torch.device(device).type != "cpu":
             raise ConfigError("int8 models run on the CPU; load the float weights for a GPU")
         model.quantize_int8()
     return model
+
+
+def is_onnx_folder(directory: str | Path) -> bool:
+    """True for a folder `bilstm-nlp export --format onnx` wrote (its config.json says
+    `"backend": "onnx"`), False for a torch model folder.
+
+    Raises:
+        ModelFileError: the config.json is missing or not a JSON object.
+    """
+    config = _read_json(Path(directory) / CONFIG_FILE, dict, CONFIG_MAX_BYTES)
+    return config.get("backend") == "onnx"
 
 
 MODEL_FILES = (CONFIG_FILE, *VOCAB_FILES.values(), WEIGHTS_FILE)
@@ -229,7 +271,7 @@ def _read_vocab(directory: Path, settings: _Settings) -> Vocab:
     vocab_json = {}
     for part, filename in VOCAB_FILES.items():
         items = _read_json(directory / filename, list, VOCAB_MAX_BYTES)
-        if not all(isinstance(item, str) for item in items):
+        if not {type(item) for item in items} <= {str}:
             raise ModelFileError("expected a JSON list of strings", directory / filename)
         vocab_json[part] = items
     if len(vocab_json["labels"]) > MAX_LABELS:
@@ -244,6 +286,14 @@ def _read_vocab(directory: Path, settings: _Settings) -> Vocab:
 
 
 def _load_directory(directory: Path, source: str | None) -> Tagger | Classifier:
+    require_torch(
+        f"{directory} is a torch model folder; loading it",
+        "or export it to ONNX where torch is (bilstm-nlp export MODEL OUT --format onnx)",
+    )
+    from safetensors.torch import load_file
+
+    from .nn.model import build_for_weights, tensor_shapes
+
     config_path = directory / CONFIG_FILE
     settings = _check_config(_read_json(config_path, dict, CONFIG_MAX_BYTES), config_path)
     vocab = _read_vocab(directory, settings)
@@ -253,14 +303,13 @@ def _load_directory(directory: Path, source: str | None) -> Tagger | Classifier:
     # those stored before the real model is built: a config whose sizes are in range but do not
     # fit the weights would otherwise allocate gigabytes first.
     try:
-        with torch.device("meta"):
-            skeleton = build_model(settings.model, vocab, settings.meta)
+        shapes = tensor_shapes(settings.model, vocab, settings.meta)
     except (ConfigError, ValueError) as error:
         raise ModelFileError(f"cannot build the model: {error}", config_path) from None
-    stored_dtypes = _check_stored_shapes(weights_path, skeleton.state_dict())
+    stored_dtypes = _check_stored_shapes(weights_path, shapes)
     half = stored_dtypes.get(HALF_TENSORS[0]) == "F16"
     meta = dataclasses.replace(settings.meta, half_embeddings=half, source=source)
-    model = build_model(settings.model, vocab, meta)
+    model = build_for_weights(settings.model, vocab, meta)
     try:
         state = load_file(str(weights_path))
     except (SafetensorError, OSError, ValueError, RuntimeError) as error:
@@ -270,6 +319,8 @@ def _load_directory(directory: Path, source: str | None) -> Tagger | Classifier:
         if name in expected and tensor.dtype != expected[name].dtype and tensor.is_floating_point():
             state[name] = tensor.to(expected[name].dtype)
     try:
+        # Copied into the tensors built, not assigned: the LSTM keeps its weights in the
+        # layout it built them in (assigned ones gave emissions that differ in the last bits).
         model.load_state_dict(state, strict=True)
     except RuntimeError as error:
         first_line = str(error).strip().splitlines()
@@ -333,14 +384,15 @@ def _check_config(config: dict[str, Any], path: Path) -> _Settings:
     return _Settings(model_config, trainable_words, meta)
 
 
-def _check_stored_shapes(path: Path, expected: dict[str, torch.Tensor]) -> dict[str, str]:
-    """The weights file holds exactly the tensors of `expected`, shape for shape (header only).
+def _check_stored_shapes(path: Path, expected: dict[str, tuple[int, ...]]) -> dict[str, str]:
+    """The weights file holds exactly the tensors of `expected` (name → shape), shape for shape
+    (header only).
 
     Returns:
         The stored dtype of each tensor, as safetensors names it (`F32`, `F16`).
     """
     try:
-        with safe_open(str(path), framework="pt") as weights:
+        with safe_open(str(path), framework="numpy") as weights:
             names = list(weights.keys())
             slices = {name: weights.get_slice(name) for name in names}
             stored = {name: tuple(part.get_shape()) for name, part in slices.items()}
@@ -350,9 +402,9 @@ def _check_stored_shapes(path: Path, expected: dict[str, torch.Tensor]) -> dict[
     missing = sorted(set(expected) - set(stored))
     unexpected = sorted(set(stored) - set(expected))
     wrong = [
-        f"{name} is {list(stored[name])}, the config needs {list(tensor.shape)}"
-        for name, tensor in expected.items()
-        if name in stored and stored[name] != tuple(tensor.shape)
+        f"{name} is {list(stored[name])}, the config needs {list(shape)}"
+        for name, shape in expected.items()
+        if name in stored and stored[name] != tuple(shape)
     ]
     problems = []
     if missing:

@@ -19,6 +19,7 @@ import bilstm_nlp.nn.crf as crf_module
 from bilstm_nlp.nn.crf import (
     CRF,
     FORBIDDEN_SCORE,
+    allowed_tensors,
     constraint_scores,
     kbest_decode,
     marginals_from,
@@ -26,7 +27,14 @@ from bilstm_nlp.nn.crf import (
     sequence_entropy,
     viterbi_decode,
 )
-from bilstm_nlp.text.schemes import AllowedTransitions, allowed_transitions
+from bilstm_nlp.text import schemes
+from bilstm_nlp.text.schemes import AllowedTransitions
+
+
+def allowed_transitions(scheme: str | None, tags: list[str]) -> AllowedTransitions:
+    """The scheme's masks as the tensors the CRF keeps (schemes.py gives numpy arrays)."""
+    return allowed_tensors(schemes.allowed_transitions(scheme, tags))
+
 
 SIZES = [(1, 3), (2, 4), (3, 4), (4, 3), (5, 4), (5, 1)]  # (num_tags, seq_len)
 SEEDS = [0, 1, 2]

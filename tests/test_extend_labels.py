@@ -17,6 +17,7 @@ from bilstm_nlp import tag_sentences
 from bilstm_nlp.cli import app
 from bilstm_nlp.config import DataConfig, ExperimentConfig, ModelConfig, TrainConfig
 from bilstm_nlp.errors import ConfigError
+from bilstm_nlp.nn.crf import allowed_tensors
 from bilstm_nlp.nn.encoding import TokenEncoder, collate
 from bilstm_nlp.nn.meta import ModelMeta
 from bilstm_nlp.nn.model import Classifier, Tagger, extend_labels
@@ -80,7 +81,7 @@ def test_old_weights_and_predictions_are_kept_exactly(ner, dev_sentences) -> Non
     assert new_head.projection.weight[k:].abs().max() <= bound
     assert new_head.crf.transitions[k:].abs().max() <= 0.1
     # Constraints are the scheme's for the whole tag set.
-    allowed = allowed_transitions("BIOES", extended.vocab.labels.items)
+    allowed = allowed_tensors(allowed_transitions("BIOES", extended.vocab.labels.items))
     assert torch.equal(new_head.crf.allowed_transitions, allowed.transitions.bool())
     assert torch.equal(new_head.crf.allowed_start, allowed.start.bool())
     assert torch.equal(new_head.crf.allowed_end, allowed.end.bool())
@@ -144,7 +145,9 @@ def test_softmax_tagger_and_classifier_keep_their_old_rows() -> None:
     wider = extend_labels(softmax, ["S-PER"])
     assert torch.equal(wider.head.projection.weight[:4], softmax.head.projection.weight)
     assert wider.head.transition_constraints.shape == (5, 5)
-    allowed = allowed_transitions("BIOES", ["O", "S-ORG", "B-ORG", "E-ORG", "S-PER"])
+    allowed = allowed_tensors(
+        allowed_transitions("BIOES", ["O", "S-ORG", "B-ORG", "E-ORG", "S-PER"])
+    )
     assert torch.equal(wider.head.transition_constraints == 0, allowed.transitions.bool())
     classifier = Classifier(
         ModelConfig(**{**config.__dict__, "task": "classifier"}),

@@ -13,6 +13,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+import bilstm_nlp.nn.model as model_module
 import bilstm_nlp.serialize as serialize
 from bilstm_nlp import load, tag_sentences
 from bilstm_nlp.cli import app
@@ -67,7 +68,7 @@ def test_sizes_in_range_that_do_not_fit_the_weights_allocate_nothing(model_dir, 
     # hidden 4096 with 8 layers would be 3.2e9 parameters (13 GB): the header says no first.
     _edit_config(model_dir, lambda c: c["model"].update(hidden=4096, layers=8))
     devices = []
-    build = serialize.build_model
+    build = model_module.build_model
 
     def spy(*args, **kwargs):
         devices.append(torch.get_default_device().type)
@@ -75,7 +76,8 @@ def test_sizes_in_range_that_do_not_fit_the_weights_allocate_nothing(model_dir, 
         assert devices[-1] == "meta", "the model was built before the weights were checked"
         return build(*args, **kwargs)
 
-    monkeypatch.setattr(serialize, "build_model", spy)
+    # Loading builds through nn.model (the shapes first, on the meta device, then the model).
+    monkeypatch.setattr(model_module, "build_model", spy)
     message = _expect(model_dir, "weights do not fit the config", "model.safetensors")
     assert "encoder.lstm.weight_ih_l0 is [24, " in message and "needs [16384, " in message
     assert devices == ["meta"]

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
-import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -24,11 +24,11 @@ from bilstm_nlp.text.schemes import (
 
 def allowed_pairs(scheme: str | None, tags: list[str]) -> set[tuple[str, str]]:
     transitions = allowed_transitions(scheme, tags).transitions
-    return {(tags[i], tags[j]) for i, j in transitions.nonzero().tolist()}
+    return {(tags[i], tags[j]) for i, j in np.argwhere(transitions).tolist()}
 
 
-def allowed_at(mask: torch.Tensor, tags: list[str]) -> set[str]:
-    return {tags[i] for i in mask.nonzero().flatten().tolist()}
+def allowed_at(mask: np.ndarray, tags: list[str]) -> set[str]:
+    return {tags[i] for i in np.flatnonzero(mask).tolist()}
 
 
 # Allowed transitions, written out by hand (as AllenNLP's test_allowed_transitions does)
@@ -99,7 +99,7 @@ def test_allowed_transitions_bilou_tags_read_as_bioes() -> None:
 def test_allowed_transitions_plain_labels_allow_everything() -> None:
     tags = ["NOUN", "VERB", "PUNCT"]
     allowed = allowed_transitions(None, tags)
-    assert allowed.transitions.dtype == torch.bool
+    assert allowed.transitions.dtype == np.bool_
     assert allowed.transitions.all() and allowed.start.all() and allowed.end.all()
     assert allowed.transitions.shape == (3, 3)
 

@@ -16,16 +16,18 @@ import contextlib
 import gc
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO
-
-import torch
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from ..decode import SentenceUncertainty, classify_sentences, tag_sentences
 from ..errors import ConfigError
-from ..nn.encoding import TokenEncoder
-from ..nn.model import Classifier, Tagger
+from ..nn.ids import TokenEncoder
 from ..text.tokenize import PtbEscapes, Token, Tokenizer
 from .writers import make_writer
+
+if TYPE_CHECKING:
+    import torch
+
+    from ..nn.model import Classifier, Tagger
 
 # Longer sentences are tagged in pieces: the BiLSTM needs no wider context, and the cost of exact
 # entity probabilities grows with sentence length times entities.

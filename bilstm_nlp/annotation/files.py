@@ -22,13 +22,11 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
-
-import torch
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from ..corpus.readers.documents import UNITS
+from ..decode import is_onnx
 from ..errors import ConfigError, InputFormatError
-from ..nn.model import Classifier, Tagger
 from ..progress import progress_bar
 from . import jobs as _jobs
 from .annotator import MAX_SENTENCE_TOKENS, check_output
@@ -48,6 +46,9 @@ from .output import (
 )
 from .workers import encode_windows
 from .writers import make_writer
+
+if TYPE_CHECKING:
+    from ..nn.model import Classifier, Tagger
 
 logger = logging.getLogger(__name__)
 
@@ -156,7 +157,7 @@ def annotate_paths(
     jobs = plan_jobs(inputs, output, options.unit, options.glob, writer.extension, stdin)
     check_not_an_input(jobs, output, stdin)
     # Thread counts change the float rounding of the model's sums; --workers does not.
-    threads = (options.threads or 1) if options.workers > 1 else torch.get_num_threads()
+    threads = (options.threads or 1) if options.workers > 1 else _threads_of(model)
     saved_options = {
         "format": options.fmt,
         "units": [job.unit for job in jobs],
@@ -197,6 +198,16 @@ def annotate_paths(
         if state.complete:
             return AnnotateStats(0, 0, 0, time.perf_counter() - started, state.documents)
         return run(state, progress_path, fingerprint, started)
+
+
+def _threads_of(model: Tagger | Classifier) -> int:
+    """The threads the model computes with in this process: its ONNX session's intra-op threads
+    (0: onnxruntime's default), or torch's global setting."""
+    if is_onnx(model):
+        return model.threads
+    import torch
+
+    return torch.get_num_threads()
 
 
 @dataclass(frozen=True)

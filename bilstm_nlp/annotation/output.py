@@ -26,13 +26,17 @@ import stat
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
+from ..decode import is_onnx
 from ..errors import ConfigError, OutputError, ResumeError
-from ..nn.model import Classifier, Tagger
+from ..runtime.backend import CRF_FILE, ONNX_FILE
 from ..serialize import CONFIG_FILE, VOCAB_FILES, WEIGHTS_FILE
 from .jobs import Job, Window
 from .writers import Writer
+
+if TYPE_CHECKING:
+    from ..nn.model import Classifier, Tagger
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +67,9 @@ def model_fingerprint(model: Tagger | Classifier) -> str:
     digest = hashlib.sha256()
     directory = model.meta.source
     if directory is not None:
-        for name in (CONFIG_FILE, *VOCAB_FILES.values(), WEIGHTS_FILE):
+        # An ONNX folder's graph and CRF arrays stand where a torch folder's weights do.
+        onnx_files = (ONNX_FILE, CRF_FILE) if is_onnx(model) else ()
+        for name in (CONFIG_FILE, *VOCAB_FILES.values(), WEIGHTS_FILE, *onnx_files):
             digest.update(name.encode())
             path = Path(directory) / name
             if path.is_file():

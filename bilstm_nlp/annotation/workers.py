@@ -25,17 +25,18 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import get_context
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from ..corpus.readers.documents import Piece
+from ..decode import is_onnx
 from ..errors import BilstmNlpError
-from ..nn.model import Classifier, Tagger
 from ..serialize import save_model
 from .annotator import Annotator
 from .jobs import Window
 from .writers import make_writer
+
+if TYPE_CHECKING:
+    from ..nn.model import Classifier, Tagger
 
 _PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
@@ -96,7 +97,7 @@ def encode_windows(
         batch_size: sentences per model batch.
         k_best: k best tag sequences per sentence.
         workers: processes (1: this process, with the caller's torch threads).
-        threads: torch threads per worker process.
+        threads: model threads (torch, or an ONNX session's intra-op threads) per worker process.
     Raises:
         BilstmNlpError: a worker process died.
     """
@@ -121,7 +122,7 @@ class WorkerPool:
         batch_size: sentences per model batch.
         k_best: k best tag sequences per sentence.
         workers: processes.
-        threads: torch threads per process.
+        threads: model threads (torch, or an ONNX session's intra-op threads) per process.
     """
 
     def __init__(
@@ -144,7 +145,10 @@ class WorkerPool:
             model_dir = self.model.meta.source
             if model_dir is None:  # an in-memory model: workers load a saved copy
                 model_dir = stack.enter_context(tempfile.TemporaryDirectory())
-                save_model(self.model, model_dir)
+                if is_onnx(self.model):
+                    self.model.save(model_dir)
+                else:
+                    save_model(self.model, model_dir)
             self.pool = stack.enter_context(
                 ProcessPoolExecutor(
                     self.workers,
@@ -210,8 +214,12 @@ def _init_worker(
     _die_with_parent(parent)
     # Ctrl-C reaches the whole process group; the parent handles it and stops the workers.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    torch.set_num_threads(threads)
-    _process_encoder.append(WindowEncoder(load_model(model_dir), fmt, batch_size, k_best))
+    model = load_model(model_dir, threads=threads)
+    if not is_onnx(model):
+        import torch
+
+        torch.set_num_threads(threads)
+    _process_encoder.append(WindowEncoder(model, fmt, batch_size, k_best))
 
 
 def _encode_in_worker(

@@ -5,11 +5,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import typer
 from rich.console import Console
 
-from ..errors import BilstmNlpError
+from ..errors import RUNTIME_ONLY, BilstmNlpError
 
 Arg = typer.Argument
 Opt = typer.Option
@@ -17,17 +18,34 @@ Opt = typer.Option
 # stdout carries data (JSONL, CoNLL) so pipes work; everything for people goes to stderr.
 err_console = Console(stderr=True)
 
+FULL_INSTALL_ONLY = ("torch", "datasets", "seqeval", "conllu", "pyarrow")
+"""What the slim runtime distribution (bilstm-nlp-runtime) leaves out: a command that imports one
+there gets one line saying what to install, not a traceback."""
+
 
 @contextmanager
 def user_errors() -> Iterator[None]:
     """Turn a `BilstmNlpError` into one `error: ...` line on stderr and exit code 1.
 
-    Any other exception is a bug and keeps its traceback.
+    So is a missing `FULL_INSTALL_ONLY` package (train, evaluate, export... in the runtime
+    distribution). Any other exception is a bug and keeps its traceback.
     """
     try:
         yield
     except BilstmNlpError as error:
         err_console.print(f"error: {error}", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+    except ModuleNotFoundError as error:
+        package = (error.name or "").split(".")[0]
+        if package not in FULL_INSTALL_ONLY:
+            raise
+        err_console.print(
+            f"error: this command needs {package}, which is not installed ({RUNTIME_ONLY}): "
+            "pip install bilstm-nlp",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
         raise typer.Exit(1) from None
 
 
@@ -44,7 +62,21 @@ def setup_logging(verbose: bool, reads_corpora: bool = False) -> None:
 
 
 def set_threads(threads: int | None) -> None:
+    """torch's CPU threads (for commands that run torch models only: `load_with_threads` is the
+    one for commands that also take ONNX folders)."""
     if threads:
         import torch
 
         torch.set_num_threads(threads)
+
+
+def load_with_threads(name_or_path: str, threads: int | None) -> Any:
+    """Load a model for a command with a --threads option: an ONNX folder's session gets
+    `threads` intra-op threads; for a torch folder they are torch's (`torch.set_num_threads`)."""
+    from ..decode import is_onnx
+    from ..serialize import load_model
+
+    loaded = load_model(name_or_path, threads=threads)
+    if threads and not is_onnx(loaded):
+        set_threads(threads)
+    return loaded

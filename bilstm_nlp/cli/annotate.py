@@ -14,7 +14,7 @@ from typing import NamedTuple
 import typer
 
 from ..errors import ConfigError
-from ._util import Arg, Opt, err_console, set_threads, setup_logging, user_errors
+from ._util import Arg, Opt, err_console, load_with_threads, setup_logging, user_errors
 
 
 def annotate_cli(
@@ -49,7 +49,8 @@ def annotate_cli(
     threads: int | None = Opt(
         None,
         "--threads",
-        help="torch CPU threads per process (default 1; the output depends on it, not on -w)",
+        help="CPU threads per process, torch's or the ONNX session's (default 1; the output "
+        "depends on it, not on -w)",
     ),
     batch_size: int = Opt(256, "--batch-size", help="Sentences per batch"),
     window: int = Opt(
@@ -84,9 +85,6 @@ def annotate_cli(
     Without --resume an existing output is overwritten; OUTPUT.progress.json records how far a
     run got, so a killed run can be finished with --resume.
     """
-    from ..annotation.files import AnnotateOptions, annotate_paths
-    from ..serialize import load_model
-
     setup_logging(verbose)
     show_progress = sys.stderr.isatty() if progress is None else progress
     if engine != "local" or address is not None or partitions is not None:
@@ -105,10 +103,11 @@ def annotate_cli(
         return
     workers = workers or 1
     with user_errors(), stdout_may_close(), interruptible(output):
+        from ..annotation.files import AnnotateOptions, annotate_paths
+
         check_threads(threads)
-        if workers == 1:
-            # One thread by default: the same count as each worker of -w N, so the same output.
-            set_threads(threads or 1)
+        # One thread by default: the same count as each worker of -w N, so the same output.
+        loaded = load_with_threads(model, (threads or 1) if workers == 1 else None)
         options = AnnotateOptions(
             fmt=fmt,
             unit=unit,
@@ -122,9 +121,7 @@ def annotate_cli(
             window=window,
             resume=resume,
         )
-        stats = annotate_paths(
-            inputs, load_model(model), output, options, show_progress=show_progress
-        )
+        stats = annotate_paths(inputs, loaded, output, options, show_progress=show_progress)
     speed = stats.tokens / max(stats.seconds, 1e-9)
     message = (
         f"{stats.documents:,} documents, {stats.tokens:,} tokens in {stats.seconds:.1f} s "

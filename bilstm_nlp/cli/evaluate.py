@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ..errors import InputFormatError
-from ._util import Arg, Opt, set_threads, setup_logging, user_errors
+from ._util import Arg, Opt, load_with_threads, setup_logging, user_errors
 
 
 def evaluate_cli(
@@ -36,26 +36,26 @@ def evaluate_cli(
         None, "--predictions", help="Write 'token gold predicted' columns (conlleval input)"
     ),
     batch_size: int = Opt(256, "--batch-size", help="Sentences per batch"),
-    threads: int | None = Opt(None, "--threads", help="torch CPU threads"),
+    threads: int | None = Opt(
+        None, "--threads", help="CPU threads (torch's, or the ONNX session's intra-op threads)"
+    ),
     verbose: bool = Opt(False, "--verbose", "-v", help="Debug logging"),
 ) -> None:
     """Evaluate MODEL on DATA, read with the reader settings the model was trained with."""
-    from ..evaluation.evaluate import (
-        TaggerEvaluation,
-        check_predictions_path,
-        evaluate_file,
-        write_predictions,
-    )
-    from ..serialize import load_model
-
-    setup_logging(verbose, reads_corpora=True)
-    set_threads(threads)
     with user_errors():
+        setup_logging(verbose, reads_corpora=True)
+        from ..evaluation.evaluate import (
+            TaggerEvaluation,
+            check_predictions_path,
+            evaluate_file,
+            write_predictions,
+        )
+
         if not data.exists():
             raise InputFormatError("no such file", data)
         if predictions is not None:
             check_predictions_path(predictions, data)  # before the evaluation, not after
-        loaded = load_model(model)
+        loaded = load_with_threads(model, threads)
         result = evaluate_file(
             loaded,
             str(data),

@@ -124,9 +124,9 @@ def export_cli(
     if fmt == "onnx":
         _export_onnx(source, target, max_vectors, dev, quantize)
         return
-    from ..training.export import export_model
-
     with user_errors():
+        from ..training.export import export_model
+
         if fmt != "safetensors":
             raise ConfigError(f"--format must be safetensors or onnx, got {fmt!r}")
         scores = export_model(
@@ -152,9 +152,9 @@ def export_cli(
 def _export_onnx(
     source: Path, target: Path, max_vectors: int | None, dev: str | None, quantize: str | None
 ) -> None:
-    from ..integrations.runtime.export import ONNX_FILE, export_onnx
-
     with user_errors():
+        from ..integrations.runtime.export import ONNX_FILE, export_onnx
+
         if max_vectors is not None or dev is not None:
             raise ConfigError(
                 "--max-vectors and --dev make a smaller safetensors copy; export that copy to onnx"

@@ -64,12 +64,12 @@ def select_cli(
     (higher: less sure) as its score, with its source line, rank and strategy. Empty lines are
     skipped and counted; invalid UTF-8 is replaced and counted. Ties rank in input order.
     """
-    from ..annotation.preannotation import SelectOptions, select_file
-    from ..serialize import load_model
-
     setup_logging(verbose)
     show_progress = sys.stderr.isatty() if progress is None else progress
     with user_errors():
+        from ..annotation.preannotation import SelectOptions, select_file
+        from ..serialize import load_model
+
         check_threads(threads)
         set_threads(threads or 1)
         options = SelectOptions(

@@ -16,7 +16,11 @@ def serve_cli(
     host: str = Opt("127.0.0.1", "--host", help="Address to listen on"),
     port: int = Opt(8080, "--port", "-p", help="Port to listen on"),
     workers: int = Opt(1, "--workers", help="Server processes, each with its models"),
-    threads: int = Opt(1, "--threads", help="torch CPU threads per process (fixed: rounding)"),
+    threads: int = Opt(
+        1,
+        "--threads",
+        help="CPU threads per process, torch's or each ONNX session's (fixed: rounding)",
+    ),
     max_wait_ms: float = Opt(
         5.0, "--max-wait-ms", help="How long a batch waits for requests still being read"
     ),
@@ -37,7 +41,7 @@ def serve_cli(
                 f"serve needs {' and '.join(missing)}: pip install 'bilstm-nlp[serve]'"
             )
         from ..integrations.serve.app import ServeConfig, create_app, model_name
-        from ..serialize import read_meta, resolve_model_path
+        from ..serialize import is_onnx_folder, read_meta, resolve_model_path
 
         for model in models:  # fail before binding the port, in one line
             read_meta(resolve_model_path(model))
@@ -55,12 +59,15 @@ def serve_cli(
             max_texts=max_texts,
             max_chars=max_chars,
             timeout_s=timeout_s,
+            threads=threads,
         )
+        torch_models = not all(is_onnx_folder(resolve_model_path(m)) for m in models)
     import uvicorn
 
     err_console.print(f"serving {', '.join(names)} on http://{host}:{port}/")
     if workers == 1:
-        set_threads(threads)
+        if torch_models:
+            set_threads(threads)
         uvicorn.run(create_app(config), host=host, port=port, **_UVICORN)
     else:
         os.environ["BILSTM_NLP_SERVE_CONFIG"] = config.to_json()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 
-from ._util import Arg, Opt, set_threads, setup_logging, user_errors
+from ._util import Arg, Opt, load_with_threads, setup_logging, user_errors
 from .annotate import check_threads, stdout_may_close
 
 
@@ -17,29 +17,30 @@ def tag_cli(
     fmt: str = Opt("text", "--format", "-f", help="text (inline), jsonl, conll, html or docbin"),
     k_best: int = Opt(0, "--k-best", "-k", help="Also the k best tag sequences (JSONL)"),
     batch_size: int = Opt(256, "--batch-size", help="Sentences per batch"),
-    threads: int | None = Opt(None, "--threads", help="torch CPU threads"),
+    threads: int | None = Opt(
+        None, "--threads", help="CPU threads (torch's, or the ONNX session's intra-op threads)"
+    ),
     progress: bool | None = Opt(
         None, "--progress/--no-progress", help="Progress bar (default: when stderr is a terminal)"
     ),
     verbose: bool = Opt(False, "--verbose", "-v", help="Debug logging"),
 ) -> None:
     """Tag TEXTS (or standard input) with a model and print the result on stdout."""
-    from ..annotation.annotator import annotate_texts, write_annotations
-    from ..annotation.files import AnnotateOptions, annotate_paths
-    from ..serialize import load_model
-
     setup_logging(verbose)
     show_progress = sys.stderr.isatty() if progress is None else progress
     with user_errors(), stdout_may_close():
         check_threads(threads)
-        set_threads(threads)
-        loaded = load_model(model)
+        loaded = load_with_threads(model, threads)
         if texts:
+            from ..annotation.annotator import annotate_texts, write_annotations
+
             annotations = annotate_texts(
                 loaded, texts, batch_size=batch_size, k_best=k_best, show_progress=show_progress
             )
             ids = list(range(1, len(texts) + 1))
             write_annotations(annotations, ids, fmt, sys.stdout.buffer)
         else:
+            from ..annotation.files import AnnotateOptions, annotate_paths
+
             options = AnnotateOptions(fmt=fmt, k_best=k_best, batch_size=batch_size)
             annotate_paths(["-"], loaded, None, options, show_progress=show_progress)

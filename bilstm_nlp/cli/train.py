@@ -69,10 +69,10 @@ def train_cli(
     verbose: bool = Opt(False, "--verbose", "-v", help="Debug logging"),
 ) -> None:
     """Train a model; the best epoch on dev is kept in OUTPUT with a model card and a JSONL log."""
-    from ..training.loop import train
-
-    setup_logging(verbose, reads_corpora=True)
     with user_errors():
+        setup_logging(verbose, reads_corpora=True)
+        from ..training.loop import train
+
         experiment = ExperimentConfig.from_json(config) if config else ExperimentConfig()
         data = _override(
             experiment.data,

@@ -40,13 +40,13 @@ before the first doc, or `multiprocessing.set_start_method("spawn")`.
 """
 
 # No `from __future__ import annotations`: spaCy validates factory arguments from their runtime
-# type annotations.
+# type annotations (the model types are quoted: torch is imported only for a torch model).
 
 import logging
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import srsly
 from spacy.language import Language
@@ -58,9 +58,11 @@ from spacy.util import minibatch
 
 from ..annotation.annotator import MAX_SENTENCE_TOKENS, Annotation, Annotator
 from ..errors import ConfigError, ModelFileError
-from ..nn.model import Classifier, Tagger
 from ..serialize import MODEL_FILES, load_model, load_model_files, save_model
 from ..text.tokenize import Token, cut_sentence
+
+if TYPE_CHECKING:
+    from ..nn.model import Classifier, Tagger
 
 logger = logging.getLogger(__name__)
 
@@ -98,7 +100,7 @@ class _BilstmPipe(Pipe):
     """What both components share: the model (loaded on first use or restored by `from_*`),
     batching over docs, and serialization of the model directory."""
 
-    expected: type[Tagger] | type[Classifier]
+    expects_classifier: bool
     factory: str
 
     def __init__(
@@ -114,7 +116,7 @@ class _BilstmPipe(Pipe):
         self._annotator: Annotator | None = None
 
     @property
-    def bilstm_model(self) -> Tagger | Classifier:
+    def bilstm_model(self) -> "Tagger | Classifier":
         """The model: restored by `from_disk`/`from_bytes`, else loaded from the `model` setting
         on first use (so `spacy.load` of a saved pipeline never reads that path).
 
@@ -135,8 +137,8 @@ class _BilstmPipe(Pipe):
             self._annotator = Annotator(self.bilstm_model, batch_size=self.batch_size)
         return self._annotator
 
-    def _set_model(self, model: Tagger | Classifier) -> None:
-        if model.meta.is_classifier != (self.expected is Classifier):
+    def _set_model(self, model: "Tagger | Classifier") -> None:
+        if model.meta.is_classifier != self.expects_classifier:
             other = "bilstm_textcat" if model.meta.is_classifier else "bilstm_tagger"
             kind = "a classifier" if model.meta.is_classifier else "a tagger"
             source = model.meta.source or self.model_name
@@ -250,7 +252,7 @@ class BilstmTagger(_BilstmPipe):
         overwrite: replace annotations an earlier pipe made (see the module docstring).
     """
 
-    expected = Tagger
+    expects_classifier = False
     factory = "bilstm_tagger"
 
     def predict(self, docs: list[Doc]) -> list[tuple[list[int], Annotation]]:
@@ -359,7 +361,7 @@ class BilstmTextcat(_BilstmPipe):
         overwrite: replace `doc.cats` values an earlier pipe set for the same labels.
     """
 
-    expected = Classifier
+    expects_classifier = True
     factory = "bilstm_textcat"
 
     def predict(self, docs: list[Doc]) -> list[Annotation]:

@@ -11,6 +11,9 @@ with Python loops over time only.
 
 from __future__ import annotations
 
+from typing import Any
+
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -23,6 +26,24 @@ Finite on purpose: `-inf` gives NaN gradients where a forbidden step meets a mas
 one. `exp(-1e4)` is exactly 0 in float32 and float64, so forbidden paths carry no probability mass.
 `CRF` decodes with `-inf` instead, so that it never returns a forbidden path.
 """
+
+
+def allowed_tensors(allowed: AllowedTransitions) -> AllowedTransitions:
+    """The masks of `allowed` as bool tensors (`schemes.allowed_transitions` gives numpy arrays,
+    so that the ONNX runtime needs no torch); tensors are kept on their device.
+
+    Raises:
+        ValueError: a mask is neither a tensor nor array-like.
+    """
+
+    def as_bool_tensor(mask: Any) -> Tensor:
+        if isinstance(mask, Tensor):
+            return mask.to(torch.bool)
+        return torch.from_numpy(np.asarray(mask, dtype=bool))
+
+    return AllowedTransitions(
+        *(as_bool_tensor(m) for m in (allowed.start, allowed.transitions, allowed.end))
+    )
 
 
 def constraint_scores(
@@ -43,6 +64,7 @@ def constraint_scores(
         zeros = torch.zeros(num_tags)
         return zeros, torch.zeros(num_tags, num_tags), zeros.clone()
     _check_allowed(allowed, num_tags)
+    allowed = allowed_tensors(allowed)
     return (
         torch.where(allowed.start.bool(), 0.0, FORBIDDEN_SCORE),
         torch.where(allowed.transitions.bool(), 0.0, FORBIDDEN_SCORE),
@@ -169,6 +191,7 @@ class CRF(nn.Module):
             end = torch.ones(num_tags, dtype=torch.bool)
         else:
             _check_allowed(allowed, num_tags)
+            allowed = allowed_tensors(allowed)
             start = allowed.start.detach().to(torch.bool).clone()
             trans = allowed.transitions.detach().to(torch.bool).clone()
             end = allowed.end.detach().to(torch.bool).clone()

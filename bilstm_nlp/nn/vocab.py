@@ -57,7 +57,7 @@ class Index:
     items: list[str]
 
     def __post_init__(self) -> None:
-        self._ids = {item: i for i, item in enumerate(self.items)}
+        self._ids = dict(zip(self.items, range(len(self.items)), strict=True))
         if len(self._ids) != len(self.items):
             raise ValueError("an index holds each string once")
 

@@ -25,6 +25,10 @@ from ..text.schemes import Span
 from . import crf_numpy
 from .crf_numpy import CrfArrays
 
+ONNX_FILE = "model.onnx"
+CRF_FILE = "crf.safetensors"
+"""The graph and the CRF arrays of an ONNX model folder, as the exporter names them (config.json
+names them too, and loading reads those names)."""
 CRF_FIELDS = (
     "start",
     "transitions",
@@ -39,7 +43,8 @@ CRF_FIELDS = (
 
 
 def session_for(path: str | Path, threads: int | None = None) -> Any:
-    """An onnxruntime CPU session for a graph file.
+    """An onnxruntime CPU session for a graph file; `threads`: its intra-op threads (None or 0:
+    onnxruntime's default).
 
     Raises:
         ConfigError: onnxruntime is not installed.
@@ -98,6 +103,12 @@ class OnnxModel:
     meta: ModelMeta
 
     backend = "onnx"
+
+    @property
+    def threads(self) -> int:
+        """The session's intra-op threads (`load_model(..., threads=)`); 0: onnxruntime's
+        default (one per physical core)."""
+        return self.session.get_session_options().intra_op_num_threads
 
     @property
     def scheme(self) -> str | None:

@@ -12,7 +12,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-import torch
+import numpy as np
 
 from ..errors import ConfigError, InputFormatError
 
@@ -43,7 +43,8 @@ class Span:
 
 @dataclass(frozen=True)
 class AllowedTransitions:
-    """Which tag sequences a scheme allows, as bool masks over tag ids.
+    """Which tag sequences a scheme allows, as bool masks over tag ids (numpy arrays here, so
+    that tagging with an ONNX model needs no torch; the CRF keeps them as torch buffers).
 
     Attributes:
         start: `(num_tags,)` True where a sequence may start with that tag.
@@ -51,9 +52,9 @@ class AllowedTransitions:
         end: `(num_tags,)` True where a sequence may end with that tag.
     """
 
-    start: torch.Tensor
-    transitions: torch.Tensor
-    end: torch.Tensor
+    start: np.ndarray
+    transitions: np.ndarray
+    end: np.ndarray
 
 
 def normalize_scheme(name: str) -> str:
@@ -231,18 +232,16 @@ def allowed_transitions(scheme: str | None, tags: Sequence[str]) -> AllowedTrans
     """
     num_tags = len(tags)
     if scheme is None:
-        ones = torch.ones(num_tags, dtype=torch.bool)
-        return AllowedTransitions(
-            ones, torch.ones(num_tags, num_tags, dtype=torch.bool), ones.clone()
-        )
+        ones = np.ones(num_tags, dtype=bool)
+        return AllowedTransitions(ones, np.ones((num_tags, num_tags), dtype=bool), ones.copy())
     scheme = normalize_scheme(scheme)
     parts = [split_tag(tag) for tag in tags]
-    start = torch.tensor([_may_start(scheme, p) for p, _ in parts], dtype=torch.bool)
-    end = torch.tensor([_may_end(scheme, p) for p, _ in parts], dtype=torch.bool)
-    transitions = torch.tensor(
+    start = np.array([_may_start(scheme, p) for p, _ in parts], dtype=bool)
+    end = np.array([_may_end(scheme, p) for p, _ in parts], dtype=bool)
+    transitions = np.array(
         [[_may_follow(scheme, a, a_type, b, b_type) for b, b_type in parts] for a, a_type in parts],
-        dtype=torch.bool,
-    )
+        dtype=bool,
+    ).reshape(num_tags, num_tags)
     return AllowedTransitions(start, transitions, end)
 
 

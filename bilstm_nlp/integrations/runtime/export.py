@@ -22,11 +22,10 @@ from ...errors import ConfigError, ModelFileError
 from ...nn.encoding import TokenEncoder, collate
 from ...nn.heads import CRFHead, SoftmaxHead, TagHead
 from ...nn.model import Classifier, Tagger
+from ...runtime.backend import CRF_FILE, ONNX_FILE
 from ...serialize import CONFIG_FILE, VOCAB_FILES, load_model, resolve_model_path
 from .graph import ExportGraph
 
-ONNX_FILE = "model.onnx"
-CRF_FILE = "crf.safetensors"
 OPSET = 17
 INPUTS = ("word_ids", "casing_ids", "char_ids", "spelling_ids", "mask")
 AXES = {

@@ -33,7 +33,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ...annotation.annotator import MAX_SENTENCE_TOKENS
 from ...annotation.writers.jsonl import JsonlWriter
-from ...serialize import describe_model, load_model, read_meta, resolve_model_path
+from ...serialize import (
+    describe_model,
+    is_onnx_folder,
+    load_model,
+    read_meta,
+    resolve_model_path,
+)
 from .batching import BatchStats, Job, MicroBatcher, QueueFull
 from .metrics import Metrics
 
@@ -57,6 +63,8 @@ class ServeConfig:
         max_chars: characters per text.
         timeout_s: a request not answered within this gets 503 with Retry-After.
         batch_size: sentences per model batch.
+        threads: CPU threads of each ONNX model's session (None: onnxruntime's default); torch
+            models use torch's, which the `serve` command sets.
     """
 
     models: tuple[str, ...] = ("ner",)
@@ -68,6 +76,7 @@ class ServeConfig:
     max_chars: int = 20_000
     timeout_s: float = 10.0
     batch_size: int = 256
+    threads: int | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -180,7 +189,10 @@ def create_app(config: ServeConfig) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        models = {name: load_model(path) for name, path in zip(names, config.models, strict=True)}
+        models = {
+            name: load_model(path, threads=config.threads)
+            for name, path in zip(names, config.models, strict=True)
+        }
         state["info"] = {
             name: _model_info(name, path, models[name])
             for name, path in zip(names, config.models, strict=True)
@@ -349,10 +361,12 @@ def app_from_environment() -> FastAPI:
     and torch threads come from the environment the `serve` command set."""
     import os
 
-    import torch
+    config = ServeConfig.from_json(os.environ["BILSTM_NLP_SERVE_CONFIG"])
+    if not all(is_onnx_folder(resolve_model_path(m)) for m in config.models):
+        import torch
 
-    torch.set_num_threads(int(os.environ.get("BILSTM_NLP_SERVE_THREADS", "1")))
-    return create_app(ServeConfig.from_json(os.environ["BILSTM_NLP_SERVE_CONFIG"]))
+        torch.set_num_threads(int(os.environ.get("BILSTM_NLP_SERVE_THREADS", "1")))
+    return create_app(config)
 
 
 def _model_info(name: str, path: str, model: Any) -> dict[str, Any]:

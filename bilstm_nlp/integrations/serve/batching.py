@@ -21,11 +21,13 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ...annotation.annotator import Annotator
 from ...decode import tag_sentences
-from ...nn.model import Classifier, Tagger
+
+if TYPE_CHECKING:
+    from ...nn.model import Classifier, Tagger
 
 logger = logging.getLogger(__name__)
 

@@ -27,6 +27,12 @@ Measurements (each one's exact procedure is in its function's docstring):
    asserted first).
 6. efficiency: the BiLSTM forward's achieved GFLOP/s at batch 256 as a share of torch sgemm GFLOP/s.
 7. tokens/s against batch size for ours (model alone).
+8. backends of `ner`: torch float32, torch int8, ONNX float32, ONNX int8, on the texts of 2. and 3.
+   (1 thread), each with its CoNLL-2003 dev F1; the summary sets each against spaCy (raw text)
+   and flair (model alone) of the same run.
+9. start and size: bench/footprint.py (MB installed and peak RSS of `tag`, full install against
+   bilstm-nlp-runtime) and bench/cold_start.py (`bilstm-nlp tag "..."` per backend against spaCy
+   loading en_core_web_sm and tagging one sentence).
 
 Writes bench/results/run.md (the tables), run.json (every figure and the machine) and the plots
 run_speed_accuracy.png and run_batch_size.png. The machine may be busy with other work: the load
@@ -626,6 +632,36 @@ def _measure_backend(
     }
 
 
+# --------------------------------------------------------------------------- 9. start and size
+
+FOOTPRINT_VENVS = PEERS_DIR / "footprint"
+
+
+def startup_and_size(work: Path) -> dict[str, Any]:
+    """bench/footprint.py (a full and a bilstm-nlp-runtime venv, made once in
+    bench/.peers/footprint and reused: MB installed, peak RSS of `tag`), then bench/cold_start.py
+    with that runtime venv (5 fresh `tag` processes per backend against spaCy loading
+    en_core_web_sm and tagging one sentence); their JSON figures."""
+    footprint_json, cold_json = work / "footprint.json", work / "cold_start.json"
+    subprocess.run(
+        [sys.executable, str(BENCH / "footprint.py"), "--keep", str(FOOTPRINT_VENVS)]
+        + ["--output", str(footprint_json)],
+        check=True,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+    )
+    subprocess.run(
+        [sys.executable, str(BENCH / "cold_start.py"), "--repeats", "5", "--output", str(cold_json)]
+        + ["--runtime-python", str(FOOTPRINT_VENVS / "runtime" / "bin" / "python")],
+        check=True,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+    )
+    footprint = json.loads(footprint_json.read_text())["figures"]
+    cold = json.loads(cold_json.read_text())["figures"]
+    return {"footprint": footprint, "cold_start": cold}
+
+
 # --------------------------------------------------------------------------- 5. CRF
 
 
@@ -876,6 +912,7 @@ def summary_rows(figures: dict[str, Any]) -> list[list[str]]:
                 ]
             )
     rows += _backend_summary(figures)
+    rows += _startup_summary(figures)
     training = figures.get("training")
     if training and training.get("flair"):
         ours_s = training["ours"]["median_epoch_seconds"]
@@ -922,6 +959,43 @@ def summary_rows(figures: dict[str, Any]) -> list[list[str]]:
                     f"≥ {100 * AIMS['lstm_share']:.0f}%: {met}" if "judged" not in met else met,
                 ]
             )
+    return rows
+
+
+def _startup_summary(figures: dict[str, Any]) -> list[list[str]]:
+    """Cold start of `tag` per backend against spaCy's, and the installs' size and memory."""
+    startup = figures.get("startup")
+    if not startup:
+        return []
+    rows: list[list[str]] = []
+    cold = startup["cold_start"]["rows"]
+    spacy_row = next(r for r in cold if r["name"].startswith("spaCy"))
+    for row in cold:
+        if not row["name"].startswith(("tag", "runtime venv: tag")):
+            continue
+        ratio = row["median_seconds"] / spacy_row["median_seconds"]
+        rows.append(
+            [
+                f"cold start, `bilstm-nlp tag` one sentence ({row['name']}), s",
+                f"{row['median_seconds']:.2f} ({row['min_seconds']:.2f}–{row['max_seconds']:.2f})",
+                f"spaCy sm load + 1 sentence: {spacy_row['median_seconds']:.2f}",
+                f"{ratio:.2f}×",
+                "faster: met" if ratio < 1 else "faster: NOT met",
+            ]
+        )
+    footprint = startup["footprint"]
+    for name, size in footprint["installed"].items():
+        rows.append(
+            [
+                f"install, {name} venv, site-packages MB",
+                f"{size['site_packages_mb']:.0f}",
+                "",
+                "",
+                "",
+            ]
+        )
+    for name, figure in footprint["rss"].items():
+        rows.append([f"peak RSS of `tag`, {name}, MB", f"{figure['peak_rss_mb']:.0f}", "", "", ""])
     return rows
 
 
@@ -1180,7 +1254,17 @@ NOTES = [
 
 # --------------------------------------------------------------------------- main
 
-SECTIONS = ("accuracy", "raw", "model", "train", "crf", "efficiency", "batch", "backends")
+SECTIONS = (
+    "accuracy",
+    "raw",
+    "model",
+    "train",
+    "crf",
+    "efficiency",
+    "batch",
+    "backends",
+    "startup",
+)
 
 
 def main() -> None:
@@ -1352,6 +1436,9 @@ def main() -> None:
             figures["backends"] = {
                 "rows": backend_rows(backend_folders(work), lines, token_lists, BACKEND_REPEATS)
             }
+        if "startup" in sections:
+            say("9. cold start, install size and RSS (bench/footprint.py, bench/cold_start.py)")
+            figures["startup"] = startup_and_size(work)
 
     load_end = load_check()
     figures["load"] = {

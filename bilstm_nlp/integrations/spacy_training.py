@@ -1,0 +1,510 @@
+"""Training inside spaCy: the `bilstm_trainable_tagger` pipe, trained by `python -m spacy train`.
+
+Beside `spacy_component.py` (which holds a model our CLI trained), this module lets spaCy's own
+training loop train the same model: the torch `Tagger` (`nn/model.py`, built by
+`training.setup.build_fresh_model` as `bilstm-nlp train` builds it) is wrapped as a Thinc model
+(`PyTorchWrapper_v2`, as spacy-transformers wraps its transformer). The pipe is a `TrainablePipe`
+and a `BilstmTagger`: prediction, what it writes on docs (entities with exact CRF probabilities in
+`doc.spans["bilstm_ents"]`, chunks, tags) and serialization (a model folder of JSON +
+safetensors, never pickle) are the inference component's, so `bilstm_tagger` with
+`{"model": "<pipeline>/<pipe name>"}` loads what this pipe trained.
+
+Training: `initialize` reads the training examples' gold tokens and labels (entities or chunks in
+the pipe's scheme, or `token.pos_`/`token.tag_`), builds the vocabularies and loads the
+pretrained vectors; `update` runs the BiLSTM through the Thinc shim, takes our CRF's (or
+softmax's) negative log-likelihood per sentence in torch and sends its gradient back through the
+shim, and `finish_update` hands every torch gradient to spaCy's optimizer. `bilstm_nlp.SGD.v1` is
+our trainer's optimizer (SGD with momentum) as a Thinc optimizer; spaCy's `SGD.v1` has no momentum.
+
+The module imports torch at import time: it is training code, and the tagging path
+(`spacy_component.py`) never imports it. spaCy finds the factory, the architecture and the
+optimizer through entry points (`spacy_factories`, `spacy_architectures`, `thinc_optimizers`).
+"""
+
+# No `from __future__ import annotations`: spaCy and Thinc validate registered functions'
+# arguments from their runtime type annotations.
+
+import dataclasses
+import logging
+from collections.abc import Callable, Iterable
+from typing import Any, Optional
+
+import torch
+from spacy.language import Language
+from spacy.pipeline import TrainablePipe
+from spacy.scorer import Scorer
+from spacy.tokens import Doc
+from spacy.training import Example, validate_examples, validate_get_examples
+from spacy.util import registry
+from spacy.vocab import Vocab as SpacyVocab
+from thinc.api import (
+    ArgsKwargs,
+    Model,
+    Optimizer,
+    PyTorchWrapper_v2,
+    torch2xp,
+    xp2torch,
+)
+from thinc.backends import get_array_ops
+from thinc.types import FloatsXd
+
+from .._version import __version__
+from ..config import ModelConfig
+from ..errors import ConfigError
+from ..nn.encoding import Batch, EncodedSentence, collate, encode_tokens
+from ..nn.meta import ModelMeta, ReaderSettings
+from ..nn.model import Classifier, Tagger
+from ..text.schemes import SCHEMES, Span, spans_to_tags
+from ..training.setup import build_fresh_model
+from .spacy_component import CHUNKS_KEY, UPOS_TAGS, BilstmTagger
+
+logger = logging.getLogger(__name__)
+
+TAGGER_ARCHITECTURE = "bilstm_nlp.BiLSTMTagger.v1"
+OPTIMIZER = "bilstm_nlp.SGD.v1"
+TRAINABLE_TASKS = ("ner", "chunking", "pos")
+_CONFIG_ATTR = "bilstm_model_config"
+
+
+@registry.architectures(TAGGER_ARCHITECTURE)
+def bilstm_tagger_model(
+    hidden: int = 100,
+    layers: int = 1,
+    head: str = "crf",
+    constrained: bool = True,
+    char_encoder: str = "cnn",
+    char_dim: int = 30,
+    char_hidden: int = 50,
+    char_kernel: int = 3,
+    max_word_chars: int = 30,
+    casing_dim: int = 8,
+    vectors: Optional[str] = "glove-6b-50d",  # noqa: UP045 (spaCy reads runtime annotations)
+    max_vectors: int = 100_000,
+    freeze_vectors: bool = False,
+    word_dim: int = 50,
+    dropout: float = 0.5,
+    word_dropout: float = 0.05,
+) -> Model:
+    """The BiLSTM tagger as a Thinc model: `Batch` → tag scores `(batch, seq_len, num_tags)`.
+
+    The arguments are `ModelConfig`'s (see `config.py`); the torch module is built by the pipe's
+    `initialize`, once the training data has given the vocabularies, and wrapped with
+    `PyTorchWrapper_v2`.
+
+    Raises:
+        ConfigError: a setting out of range.
+    """
+    config = ModelConfig(
+        task="tagger",
+        vectors=vectors,
+        word_dim=word_dim,
+        max_vectors=max_vectors,
+        freeze_vectors=freeze_vectors,
+        casing_dim=casing_dim,
+        char_encoder=char_encoder,
+        char_dim=char_dim,
+        char_hidden=char_hidden,
+        char_kernel=char_kernel,
+        max_word_chars=max_word_chars,
+        hidden=hidden,
+        layers=layers,
+        dropout=dropout,
+        word_dropout=word_dropout,
+        head=head,
+        constrained=constrained,
+    )
+    return Model(
+        "bilstm_nlp_tagger", _forward, layers=[], attrs={_CONFIG_ATTR: dataclasses.asdict(config)}
+    )
+
+
+def _forward(model: Model, batch: Batch, is_train: bool) -> tuple[Any, Callable]:
+    if not model.layers:
+        raise ValueError("the BiLSTM model has no torch module yet: call nlp.initialize() first")
+    return model.layers[0](batch, is_train)
+
+
+def _batch_as_args(model: Model, batch: Batch, is_train: bool) -> tuple[ArgsKwargs, Callable]:
+    # The batch is torch tensors already; no gradient flows back into ids.
+    return ArgsKwargs(args=(batch,), kwargs={}), lambda d_inputs: []
+
+
+def set_torch_model(model: Model, module: Tagger) -> None:
+    """Put `module` inside the Thinc model (replacing any module it held)."""
+    model.layers[:] = [PyTorchWrapper_v2(module, convert_inputs=_batch_as_args)]
+
+
+def torch_model(model: Model) -> Tagger | None:
+    """The torch module inside the Thinc model; None before `initialize`."""
+    return model.layers[0].shims[0]._model if model.layers else None
+
+
+class MomentumSGD(Optimizer):
+    """SGD with momentum, as `torch.optim.SGD` steps (`v = momentum * v + g; w -= lr * v`), for
+    spaCy's training loop; `bilstm-nlp train`'s optimizer. Gradients are clipped to `grad_clip`
+    per parameter tensor here; our pipes clip their global norm before (`finish_update`), as our
+    trainer does, which leaves every tensor under the bound."""
+
+    def __init__(self, learn_rate: Any, *, momentum: float, grad_clip: float, L2: float):
+        super().__init__(
+            learn_rate,
+            L2=L2,
+            beta1=0.0,
+            beta2=0.0,
+            grad_clip=grad_clip,
+            use_averages=False,
+            use_radam=False,
+            L2_is_weight_decay=False,
+        )
+        self.momentum = momentum
+        self.velocities: dict[tuple[int, str], FloatsXd] = {}
+
+    def __call__(
+        self, key: tuple[int, str], weights: FloatsXd, gradient: FloatsXd, *, lr_scale: float = 1.0
+    ) -> tuple[FloatsXd, FloatsXd]:
+        if len(gradient) < 1:
+            return weights, gradient
+        self.nr_update[key] += 1
+        if self.L2:
+            gradient += self.L2 * weights
+        if self.grad_clip:
+            gradient = get_array_ops(weights).clip_gradient(gradient, self.grad_clip)
+        velocity = self.velocities.get(key)
+        if velocity is None:
+            velocity = self.velocities[key] = gradient.copy()
+        else:
+            velocity *= self.momentum
+            velocity += gradient
+        weights -= lr_scale * self.learn_rate * velocity
+        gradient *= 0
+        return weights, gradient
+
+
+@registry.optimizers(OPTIMIZER)
+def momentum_sgd(
+    learn_rate: Any = 0.015, *, momentum: float = 0.9, grad_clip: float = 5.0, L2: float = 0.0
+) -> Optimizer:
+    """`bilstm_nlp.SGD.v1`: SGD with momentum (our trainer's `sgd`); `learn_rate` may be a
+    schedule (`decaying.v1` gives our per-epoch `lr / (1 + lr_decay * epoch)` per step)."""
+    return MomentumSGD(learn_rate, momentum=momentum, grad_clip=grad_clip, L2=L2)
+
+
+class BilstmTrainableTagger(BilstmTagger, TrainablePipe):
+    """A BiLSTM-CRF (or softmax) tagger that `spacy train` trains: NER, chunking or POS.
+
+    Args:
+        vocab: the pipeline's vocab.
+        model: the Thinc model of `bilstm_nlp.BiLSTMTagger.v1`.
+        name: the component's name.
+        task: `ner` (writes `doc.ents` and `doc.spans["bilstm_ents"]`), `chunking` (the span
+            group `bilstm_chunks`, gold from that group or else `doc.ents`) or `pos` (gold and
+            predictions in `token.pos_` for Universal POS labels, else `token.tag_`).
+        scheme: the tag scheme spans are trained in (`BIOES`, `IOB2`, `IOB1`); None for `pos`.
+        batch_size: sentences per model batch when predicting.
+        overwrite: replace annotations an earlier pipe made (see `spacy_component`).
+    """
+
+    factory = "bilstm_trainable_tagger"
+
+    def __init__(
+        self,
+        vocab: SpacyVocab,
+        model: Model,
+        name: str,
+        *,
+        task: str,
+        scheme: str | None,
+        batch_size: int,
+        overwrite: bool,
+    ) -> None:
+        if task not in TRAINABLE_TASKS:
+            raise ConfigError(
+                f"{name}: task must be one of {', '.join(TRAINABLE_TASKS)}, got {task!r}"
+            )
+        if (task == "pos") != (scheme is None):
+            raise ConfigError(
+                f"{name}: a {task} pipe needs "
+                + (
+                    "no scheme (scheme = null)"
+                    if task == "pos"
+                    else f"a scheme ({', '.join(SCHEMES)})"
+                )
+            )
+        if scheme is not None and scheme not in SCHEMES:
+            raise ConfigError(f"{name}: scheme must be one of {', '.join(SCHEMES)}, got {scheme!r}")
+        super().__init__(None, name, "", batch_size, overwrite)
+        self.vocab = vocab
+        self.model = model
+        self.task = task
+        self.scheme = scheme
+        self.cfg = {"task": task, "scheme": scheme}
+        self.scorer = None
+
+    @property
+    def bilstm_model(self) -> Tagger:
+        """The torch tagger, built by `initialize` or restored by `from_disk`/`from_bytes`.
+
+        Raises:
+            ConfigError: neither has happened yet.
+        """
+        if self._model is None:
+            raise ConfigError(
+                f"{self.factory} {self.name!r} has no model yet: train it (spacy train, or "
+                "nlp.initialize() then nlp.update()) or load a trained pipeline"
+            )
+        return self._model  # type: ignore[return-value]
+
+    def _set_model(self, model: Tagger | Classifier) -> None:
+        super()._set_model(model)
+        if model.meta.task != self.task:
+            raise ConfigError(
+                f"{self.factory} {self.name!r} is configured for {self.task}; the model it "
+                f"loads was trained for {model.meta.task}"
+            )
+        set_torch_model(self.model, model)  # type: ignore[arg-type]
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """Entity or chunk types (span tasks), or tags (pos), sorted."""
+        if self._model is None:
+            return ()
+        tags = self._model.vocab.labels.items
+        if self.scheme is None:
+            return tuple(sorted(tags))
+        return tuple(sorted({tag[2:] for tag in tags if tag != "O"}))
+
+    def initialize(
+        self, get_examples: Callable[[], Iterable[Example]], *, nlp: Language | None = None
+    ) -> None:
+        """Build the model from the training examples, as `bilstm-nlp train` builds it: the
+        vocabularies of their gold tokens, their labels in the pipe's scheme (sorted, as our
+        corpus loading sorts them) and the pretrained vectors the architecture names.
+
+        Raises:
+            ConfigError: no training sentence, or a token with no gold tag (pos).
+        """
+        validate_get_examples(get_examples, f"{self.factory}.initialize")
+        sentences = [s for example in get_examples() for s in self._gold_sentences(example)]
+        if not sentences:
+            raise ConfigError(f"{self.name}: the training examples hold no tokens to train on")
+        label_names = sorted({tag for _, tags in sentences for tag in tags})
+        config = ModelConfig(**self.model.attrs[_CONFIG_ATTR])
+        meta = ModelMeta(
+            task=self.task,
+            scheme=self.scheme,
+            output_scheme=self.scheme,
+            reader=ReaderSettings(),
+            provenance={
+                "command": "spacy train",
+                "config": {"model": dataclasses.asdict(config)},
+                "library_version": __version__,
+                "torch_version": torch.__version__,
+                "train_sentences": len(sentences),
+            },
+        )
+        # From torch's generator, which spaCy seeds with [training] seed.
+        seed = int(torch.randint(0, 2**31 - 1, ()))
+        model = build_fresh_model(config, [t for t, _ in sentences], label_names, meta, seed)
+        assert isinstance(model, Tagger)
+        self._set_model(model.train())
+        logger.info(
+            "%s: %d training sentences, %d words, %d labels",
+            self.name,
+            len(sentences),
+            len(model.vocab.words),
+            len(label_names),
+        )
+
+    def update(
+        self,
+        examples: Iterable[Example],
+        *,
+        drop: float = 0.0,
+        sgd: Optimizer | None = None,
+        losses: dict[str, float] | None = None,
+    ) -> dict[str, float]:
+        """One step on a batch of examples: the mean negative log-likelihood per sentence (CRF
+        or softmax), gradients through torch into the shim; the optimizer runs when `sgd` is
+        given (spaCy's loop calls `finish_update` itself). `drop` is not used: the
+        architecture's `dropout` and `word_dropout` apply, as in `bilstm-nlp train`.
+
+        Returns:
+            `losses`, with this batch's loss added under the pipe's name.
+        """
+        losses = {} if losses is None else losses
+        losses.setdefault(self.name, 0.0)
+        examples = list(examples)
+        validate_examples(examples, f"{self.factory}.update")
+        batch = self._gold_batch(examples)
+        if batch is None:
+            return losses
+        emissions, backprop = self.model.begin_update(batch)
+        loss, d_emissions = self._loss(batch, emissions)
+        backprop(d_emissions)
+        if sgd not in (None, False):
+            self.finish_update(sgd)
+        losses[self.name] += loss
+        return losses
+
+    def finish_update(self, sgd: Optimizer) -> None:
+        """Apply the optimizer to the gradients `update` gathered. Under `bilstm_nlp.SGD.v1`
+        the gradients are first clipped to its `grad_clip` by their global norm, as
+        `bilstm-nlp train` clips them (Thinc's optimizers clip each tensor on its own)."""
+        if isinstance(sgd, MomentumSGD) and sgd.grad_clip and self._model is not None:
+            torch.nn.utils.clip_grad_norm_(
+                [p for p in self._model.parameters() if p.grad is not None], sgd.grad_clip
+            )
+        self.model.finish_update(sgd)
+
+    def get_loss(self, examples: Iterable[Example], scores: Any) -> tuple[float, Any]:
+        """The mean negative log-likelihood per sentence of the gold tags under `scores` (the
+        Thinc model's output for the examples' sentences) and its gradient w.r.t. `scores`."""
+        batch = self._gold_batch(list(examples))
+        if batch is None:
+            return 0.0, scores * 0
+        return self._loss(batch, scores)
+
+    def _loss(self, batch: Batch, emissions: Any) -> tuple[float, Any]:
+        # A leaf of its own: the head's loss (the CRF's transitions take their gradients here)
+        # and the gradient w.r.t. the scores, which goes back through the shim into the BiLSTM.
+        scores = xp2torch(emissions, requires_grad=True)
+        loss = self.bilstm_model.head.loss(scores, batch.tag_ids, batch.mask) / batch.mask.shape[0]
+        loss.backward()
+        return float(loss.detach()), torch2xp(scores.grad)
+
+    def _gold_batch(self, examples: list[Example]) -> Batch | None:
+        model = self.bilstm_model
+        labels = model.vocab.labels
+        encoded: list[EncodedSentence] = []
+        for example in examples:
+            for tokens, tags in self._gold_sentences(example):
+                unknown = [tag for tag in tags if tag not in labels]
+                if unknown:
+                    raise ConfigError(
+                        f"{self.name}: the label {unknown[0]!r} was not in the examples the "
+                        "pipe was initialized with"
+                    )
+                encoded.append(
+                    encode_tokens(
+                        tokens, model.vocab, model.config.max_word_chars, labels.ids(tags)
+                    )
+                )
+        if not encoded:
+            return None
+        device = next(model.parameters()).device
+        return collate(encoded).to(device)
+
+    def _gold_sentences(self, example: Example) -> list[tuple[list[str], list[str]]]:
+        """The gold sentences of an example's reference doc, each as (tokens, tags): its
+        sentences when it has sentence boundaries, else the whole doc; whitespace tokens left
+        out, as prediction leaves them out. Tokens no entity covers (or with unknown entity
+        annotation) are `O`."""
+        doc = example.reference
+        bounds = (
+            [(s.start, s.end) for s in doc.sents]
+            if doc.has_annotation("SENT_START")
+            else [(0, len(doc))]
+        )
+        sentences = []
+        for start, end in bounds:
+            indices = [i for i in range(start, end) if not doc[i].is_space]
+            if not indices:
+                continue
+            tokens = [doc[i].text for i in indices]
+            if self.scheme is None:
+                tags = self._gold_tags(doc, indices)
+            else:
+                tags = spans_to_tags(self._gold_spans(doc, indices), len(indices), self.scheme)
+            sentences.append((tokens, tags))
+        return sentences
+
+    def _gold_spans(self, doc: Doc, indices: list[int]) -> list[Span]:
+        gold = (
+            doc.spans[CHUNKS_KEY]
+            if self.task == "chunking" and CHUNKS_KEY in doc.spans
+            else doc.ents
+        )
+        position = {index: p for p, index in enumerate(indices)}
+        spans = []
+        for span in gold:
+            inside = [position[i] for i in range(span.start, span.end) if i in position]
+            if inside:
+                spans.append(Span(inside[0], inside[-1] + 1, span.label_))
+        return spans
+
+    def _gold_tags(self, doc: Doc, indices: list[int]) -> list[str]:
+        attribute = self._tag_attribute(doc)
+        tags = [getattr(doc[i], attribute) for i in indices]
+        if not all(tags):
+            missing = next(doc[i] for i, tag in zip(indices, tags, strict=True) if not tag)
+            raise ConfigError(
+                f"{self.name}: the token {missing.text!r} (index {missing.i}) of a training doc "
+                f"has no {attribute.rstrip('_')}; a pos pipe trains on fully tagged docs"
+            )
+        return tags
+
+    def _tag_attribute(self, doc: Doc) -> str:
+        # What prediction writes: pos_ when the labels are Universal POS tags (see
+        # BilstmTagger.set_annotations); before there is a model, what the gold doc has.
+        if self._model is not None:
+            return "pos_" if set(self._model.vocab.labels.items) <= UPOS_TAGS else "tag_"
+        return "tag_" if doc.has_annotation("TAG") and not doc.has_annotation("POS") else "pos_"
+
+    def score(self, examples: Iterable[Example], **kwargs: Any) -> dict[str, Any]:
+        """spaCy's scores for the task: `ents_p/r/f` and per type (ner), `spans_bilstm_chunks_*`
+        (chunking), `pos_acc` or `tag_acc` (pos)."""
+        examples = list(examples)
+        validate_examples(examples, f"{self.factory}.score")
+        if self.task == "ner":
+            return Scorer.score_spans(examples, "ents", **kwargs)
+        if self.task == "chunking":
+
+            def chunks(doc: Doc, attr: str) -> Any:
+                return doc.spans.get(CHUNKS_KEY, []) if CHUNKS_KEY in doc.spans else doc.ents
+
+            return Scorer.score_spans(
+                examples, f"spans_{CHUNKS_KEY}", getter=chunks, has_annotation=None, **kwargs
+            )
+        attribute = (
+            "pos"
+            if self._model is None or set(self.bilstm_model.vocab.labels.items) <= UPOS_TAGS
+            else "tag"
+        )
+        return Scorer.score_token_attr(examples, attribute, **kwargs)
+
+
+@Language.factory(
+    "bilstm_trainable_tagger",
+    assigns=["doc.ents", "token.ent_iob", "token.ent_type", "token.pos", "token.tag", "doc.spans"],
+    default_config={
+        "model": {"@architectures": TAGGER_ARCHITECTURE},
+        "task": "ner",
+        "scheme": "BIOES",
+        "batch_size": 256,
+        "overwrite": False,
+    },
+    default_score_weights={"ents_f": 1.0, "ents_p": 0.0, "ents_r": 0.0, "ents_per_type": None},
+)
+def make_bilstm_trainable_tagger(
+    nlp: Language,
+    name: str,
+    model: Model,
+    task: str,
+    scheme: Optional[str],  # noqa: UP045 (spaCy reads runtime annotations)
+    batch_size: int,
+    overwrite: bool,
+) -> BilstmTrainableTagger:
+    """The `bilstm_trainable_tagger` factory: our BiLSTM-CRF tagger, trained by `spacy train`.
+
+    Args:
+        nlp: the pipeline.
+        name: the component's name.
+        model: the Thinc model (`bilstm_nlp.BiLSTMTagger.v1`).
+        task: `ner`, `chunking` or `pos`.
+        scheme: `BIOES`, `IOB2` or `IOB1` for span tasks; null for pos.
+        batch_size: sentences per model batch when predicting.
+        overwrite: replace entities and tags an earlier pipe set.
+    """
+    return BilstmTrainableTagger(
+        nlp.vocab, model, name, task=task, scheme=scheme, batch_size=batch_size, overwrite=overwrite
+    )

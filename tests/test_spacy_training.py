@@ -14,6 +14,8 @@ import pytest
 import spacy
 import torch
 from spacy.cli.convert import convert as spacy_convert
+from spacy.cli.debug_config import debug_config
+from spacy.cli.init_config import fill_config
 from spacy.scorer import Scorer
 from spacy.tokens import DocBin
 from spacy.training import Corpus, Example
@@ -27,7 +29,7 @@ from typer.testing import CliRunner
 from bilstm_nlp.cli import app
 from bilstm_nlp.config import ExperimentConfig
 from bilstm_nlp.errors import ConfigError
-from bilstm_nlp.integrations.spacy_component import ENTS_KEY, SCORES_ATTR
+from bilstm_nlp.integrations.spacy_component import CHUNKS_KEY, ENTS_KEY, SCORES_ATTR
 from bilstm_nlp.integrations.spacy_config import spacy_training_config
 from bilstm_nlp.integrations.spacy_training import (
     OPTIMIZER,
@@ -220,6 +222,27 @@ def test_pos_pipe_trains_on_universal_tags_and_scores_pos_acc(one_thread: None) 
     assert [t.pos_ for t in doc] == [t.pos_ for t in docs[0]]
 
 
+def test_chunking_pipe_learns_chunks_into_its_span_group(one_thread: None) -> None:
+    """CoNLL-2000 chunks as `spacy convert -c ner` reads them (as entities): the pipe trains on
+    them and writes the span group `bilstm_chunks`, scored as `spans_bilstm_chunks_f`."""
+    torch.manual_seed(0)
+    nlp, pipe = _pipeline(
+        {"task": "chunking", "model": SMALL | {"hidden": 16, "dropout": 0.0}}, "chunk"
+    )
+    docs = _ner_docs(nlp, SAMPLES / "conll2000" / "train.txt")
+    examples = _examples(nlp, docs)
+    optimizer = nlp.initialize(lambda: examples, sgd=momentum_sgd(0.05))
+    for _ in range(100):
+        nlp.update(examples, sgd=optimizer)
+    assert set(pipe.labels) == {ent.label_ for doc in docs for ent in doc.ents}
+    assert nlp.evaluate(_examples(nlp, docs))["spans_bilstm_chunks_f"] == pytest.approx(1.0)
+    doc = nlp(docs[0].text)
+    assert [(s.start, s.end, s.label_) for s in doc.spans[CHUNKS_KEY]] == [
+        (e.start, e.end, e.label_) for e in docs[0].ents
+    ]
+    assert not doc.ents
+
+
 def test_user_mistakes_are_config_errors() -> None:
     with pytest.raises(ConfigError, match="task must be one of"):
         _pipeline({"task": "sentiment"})
@@ -243,20 +266,21 @@ def test_user_mistakes_are_config_errors() -> None:
 
 @pytest.mark.parametrize("task", ["ner", "pos", "chunk"])
 def test_spacy_config_passes_spacys_config_checks(tmp_path: Path, task: str) -> None:
-    """The written config resolves in full (every registered function with its arguments),
-    `spacy init fill-config` adds nothing it lacks, and its pipeline initializes."""
+    """`spacy debug config` finds the written config valid, `spacy init fill-config` has
+    nothing to add to it, and its pipeline builds with our pipe for the task."""
     path = tmp_path / "config.cfg"
-    result = runner.invoke(app, ["spacy-config", "--task", task, "--output", str(path)])
+    corpus = tmp_path / "sample.spacy"
+    DocBin(docs=_ner_docs(spacy.blank("en"))).to_disk(corpus)
+    options = ["--task", task, "--train", str(corpus), "--dev", str(corpus), "--output", str(path)]
+    result = runner.invoke(app, ["spacy-config", *options])
     assert result.exit_code == 0, result.output
-    config = load_config(path)
-    registry.resolve(config["training"], validate=True)
-    nlp = load_model_from_config(config, auto_fill=True, validate=True)
+    debug_config(path, overrides={})  # exits on an invalid config
+    fill_config(tmp_path / "filled.cfg", path, silent=True)
+    written = Config().from_disk(path, interpolate=False)
+    assert Config().from_disk(tmp_path / "filled.cfg", interpolate=False) == written
+    nlp = load_model_from_config(load_config(path), auto_fill=False, validate=True)
     assert nlp.pipe_names == [task]
-    filled = nlp.config
-    for section in ("training", "corpora", "components", "initialize"):
-        assert filled[section] == Config(config)[section] or section == "components"
-    pipe = nlp.get_pipe(task)
-    assert pipe.task == {"chunk": "chunking"}.get(task, task)
+    assert nlp.get_pipe(task).task == {"chunk": "chunking"}.get(task, task)
 
 
 def test_spacy_config_counts_steps_from_train(tmp_path: Path) -> None:

@@ -140,17 +140,26 @@ def spacy_training_config(
         "word_dropout": recipe_model.word_dropout,
     }
     sections: list[tuple[str, dict[str, object]]] = [
-        ("paths", {"train": _path(train), "dev": _path(dev)}),
+        (
+            "paths",
+            {"train": _path(train), "dev": _path(dev), "vectors": None, "init_tok2vec": None},
+        ),
         ("system", {"seed": recipe.seed, "gpu_allocator": None}),
         (
             "nlp",
             {
                 "lang": "en",
                 "pipeline": [name],
+                "disabled": [],
+                "before_creation": None,
+                "after_creation": None,
+                "after_pipeline_creation": None,
                 "batch_size": 256,
-                "tokenizer": {"@tokenizers": "spacy.Tokenizer.v1"},
             },
         ),
+        ("nlp.tokenizer", {"@tokenizers": "spacy.Tokenizer.v1"}),
+        # Our pipe brings its own word vectors (the architecture's `vectors`).
+        ("nlp.vectors", {"@vectors": "spacy.Vectors.v1"}),
         ("components", {}),
         (
             f"components.{name}",
@@ -225,8 +234,8 @@ def spacy_training_config(
         (
             "initialize",
             {
-                "vectors": None,
-                "init_tok2vec": None,
+                "vectors": "${paths.vectors}",
+                "init_tok2vec": "${paths.init_tok2vec}",
                 "vocab_data": None,
                 "lookups": None,
                 "before_init": None,

@@ -32,6 +32,7 @@ from bilstm_nlp.errors import ConfigError
 from bilstm_nlp.integrations.spacy_component import CHUNKS_KEY, ENTS_KEY, SCORES_ATTR
 from bilstm_nlp.integrations.spacy_config import spacy_training_config
 from bilstm_nlp.integrations.spacy_training import (
+    CLASSIFIER_ARCHITECTURE,
     OPTIMIZER,
     TAGGER_ARCHITECTURE,
     BilstmTrainableTagger,
@@ -87,7 +88,13 @@ def test_the_pyproject_entry_points_name_what_is_registered() -> None:
     target = points["spacy_factories"]["bilstm_trainable_tagger"]
     module, function = target.split(":")
     assert module == BilstmTrainableTagger.__module__
+    assert points["spacy_factories"]["bilstm_trainable_textcat"] == (
+        f"{module}:make_bilstm_trainable_textcat"
+    )
     assert points["spacy_architectures"][TAGGER_ARCHITECTURE] == f"{module}:bilstm_tagger_model"
+    assert points["spacy_architectures"][CLASSIFIER_ARCHITECTURE] == (
+        f"{module}:bilstm_classifier_model"
+    )
     assert points["thinc_optimizers"][OPTIMIZER] == f"{module}:momentum_sgd"
     assert registry.architectures.get(TAGGER_ARCHITECTURE).__name__ == "bilstm_tagger_model"
     assert registry.optimizers.get(OPTIMIZER) is momentum_sgd
@@ -243,9 +250,53 @@ def test_chunking_pipe_learns_chunks_into_its_span_group(one_thread: None) -> No
     assert not doc.ents
 
 
+def test_textcat_pipe_learns_the_sst_sample_and_round_trips(
+    one_thread: None, tmp_path: Path
+) -> None:
+    """SST trees as `bilstm-nlp convert --to docbin` writes them (doc.cats): the classifier
+    trains on them, `doc.cats` gets every label's probability, `cats_score` is spaCy's, and
+    the saved pipeline (and `bilstm_textcat` on its model folder) gives the same cats."""
+    torch.manual_seed(0)
+    corpus = tmp_path / "sst.spacy"
+    result = runner.invoke(
+        app, ["convert", str(SAMPLES / "sst" / "train.txt"), str(corpus), "--to", "docbin"]
+    )
+    assert result.exit_code == 0, result.output
+    nlp = spacy.blank("en")
+    small = {key: value for key, value in SMALL.items() if key != "@architectures"}
+    model = {"@architectures": CLASSIFIER_ARCHITECTURE, **small, "dropout": 0.0}
+    pipe = nlp.add_pipe("bilstm_trainable_textcat", name="sentiment", config={"model": model})
+    docs = list(DocBin().from_disk(corpus).get_docs(nlp.vocab))
+    examples = _examples(nlp, docs)
+    optimizer = nlp.initialize(lambda: examples, sgd=momentum_sgd(0.05))
+    assert pipe.labels == ("negative", "positive")
+    for _ in range(60):
+        nlp.update(examples, sgd=optimizer)
+    assert nlp.evaluate(_examples(nlp, docs))["cats_score"] == pytest.approx(1.0)
+    predicted = [nlp(doc.text).cats for doc in docs]
+    for cats, doc in zip(predicted, docs, strict=True):
+        assert max(cats, key=cats.get) == max(doc.cats, key=doc.cats.get)
+        assert sum(cats.values()) == pytest.approx(1.0, abs=1e-5)
+    nlp.to_disk(tmp_path / "pipeline")
+    assert [spacy.load(tmp_path / "pipeline")(d.text).cats for d in docs] == predicted
+    inference = spacy.blank("en")
+    inference.add_pipe("bilstm_textcat", config={"model": str(tmp_path / "pipeline" / "sentiment")})
+    assert [inference(d.text).cats for d in docs] == predicted
+
+
 def test_user_mistakes_are_config_errors() -> None:
     with pytest.raises(ConfigError, match="task must be one of"):
         _pipeline({"task": "sentiment"})
+    with pytest.raises(ConfigError, match="task must be one of"):
+        spacy.blank("en").add_pipe("bilstm_trainable_textcat", config={"task": "ner"})
+    nlp = spacy.blank("en")
+    nlp.add_pipe(
+        "bilstm_trainable_textcat",
+        config={"model": {"@architectures": CLASSIFIER_ARCHITECTURE, "vectors": None}},
+    )
+    uncategorised = _examples(nlp, [nlp.make_doc("A film that sparkles .")])
+    with pytest.raises(ConfigError, match="has no doc.cats"):
+        nlp.initialize(lambda: uncategorised)
     with pytest.raises(ConfigError, match="no scheme"):
         _pipeline({"task": "pos"})
     with pytest.raises(ConfigError, match="scheme must be one of"):
@@ -264,7 +315,7 @@ def test_user_mistakes_are_config_errors() -> None:
         nlp.update(examples)
 
 
-@pytest.mark.parametrize("task", ["ner", "pos", "chunk"])
+@pytest.mark.parametrize("task", ["ner", "pos", "chunk", "sentiment"])
 def test_spacy_config_passes_spacys_config_checks(tmp_path: Path, task: str) -> None:
     """`spacy debug config` finds the written config valid, `spacy init fill-config` has
     nothing to add to it, and its pipeline builds with our pipe for the task."""
@@ -281,6 +332,8 @@ def test_spacy_config_passes_spacys_config_checks(tmp_path: Path, task: str) -> 
     nlp = load_model_from_config(load_config(path), auto_fill=False, validate=True)
     assert nlp.pipe_names == [task]
     assert nlp.get_pipe(task).task == {"chunk": "chunking"}.get(task, task)
+    expected = "bilstm_trainable_textcat" if task == "sentiment" else "bilstm_trainable_tagger"
+    assert nlp.get_pipe_meta(task).factory == expected
 
 
 def test_spacy_config_counts_steps_from_train(tmp_path: Path) -> None:
@@ -295,9 +348,10 @@ def test_spacy_config_counts_steps_from_train(tmp_path: Path) -> None:
 
 
 def test_spacy_config_bad_input_is_one_line_error(tmp_path: Path) -> None:
-    result = runner.invoke(app, ["spacy-config", "--task", "sentiment"])
+    result = runner.invoke(app, ["spacy-config", "--task", "lemma"])
     assert result.exit_code == 1
-    assert "bilstm_textcat" in result.output and "Traceback" not in result.output
+    assert "--task must be one of ner, pos, chunk, sentiment, got 'lemma'" in result.output
+    assert "Traceback" not in result.output
     bogus = tmp_path / "train.spacy"
     bogus.write_text("EU NNP I-NP I-ORG\n")
     result = runner.invoke(app, ["spacy-config", "--task", "ner", "--train", str(bogus)])

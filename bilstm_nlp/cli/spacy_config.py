@@ -8,7 +8,7 @@ from ._util import Opt, err_console, user_errors
 
 
 def spacy_config_cli(
-    task: str = Opt(..., "--task", "-t", help="ner, pos or chunk"),
+    task: str = Opt(..., "--task", "-t", help="ner, pos, chunk or sentiment"),
     output: Path | None = Opt(
         None, "--output", "-o", help="Config file to write (default: standard output)"
     ),

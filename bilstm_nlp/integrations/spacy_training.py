@@ -1,23 +1,26 @@
-"""Training inside spaCy: the `bilstm_trainable_tagger` pipe, trained by `python -m spacy train`.
+"""Training inside spaCy: the `bilstm_trainable_tagger` and `bilstm_trainable_textcat` pipes,
+trained by `python -m spacy train`.
 
 Beside `spacy_component.py` (which holds a model our CLI trained), this module lets spaCy's own
-training loop train the same model: the torch `Tagger` (`nn/model.py`, built by
+training loop train the same models: the torch `Tagger` or `Classifier` (`nn/model.py`, built by
 `training.setup.build_fresh_model` as `bilstm-nlp train` builds it) is wrapped as a Thinc model
-(`PyTorchWrapper_v2`, as spacy-transformers wraps its transformer). The pipe is a `TrainablePipe`
-and a `BilstmTagger`: prediction, what it writes on docs (entities with exact CRF probabilities in
-`doc.spans["bilstm_ents"]`, chunks, tags) and serialization (a model folder of JSON +
-safetensors, never pickle) are the inference component's, so `bilstm_tagger` with
-`{"model": "<pipeline>/<pipe name>"}` loads what this pipe trained.
+(`PyTorchWrapper_v2`, as spacy-transformers wraps its transformer). Each pipe is a
+`TrainablePipe` and one of the inference components (`BilstmTagger`, `BilstmTextcat`):
+prediction, what it writes on docs (entities with exact CRF probabilities in
+`doc.spans["bilstm_ents"]`, chunks, tags, `doc.cats`) and serialization (a model folder of
+JSON + safetensors, never pickle) are theirs, so `bilstm_tagger` / `bilstm_textcat` with
+`{"model": "<pipeline>/<pipe name>"}` load what these pipes trained.
 
-Training: `initialize` reads the training examples' gold tokens and labels (entities or chunks in
-the pipe's scheme, or `token.pos_`/`token.tag_`), builds the vocabularies and loads the
-pretrained vectors; `update` runs the BiLSTM through the Thinc shim, takes our CRF's (or
-softmax's) negative log-likelihood per sentence in torch and sends its gradient back through the
-shim, and `finish_update` hands every torch gradient to spaCy's optimizer. `bilstm_nlp.SGD.v1` is
-our trainer's optimizer (SGD with momentum) as a Thinc optimizer; spaCy's `SGD.v1` has no momentum.
+Training: `initialize` reads the training examples' gold tokens and labels (entities or chunks
+in the pipe's scheme, `token.pos_`/`token.tag_`, or the top `doc.cats` category), builds the
+vocabularies and loads the pretrained vectors; `update` runs the BiLSTM through the Thinc shim,
+takes our CRF's (softmax's, classifier's) negative log-likelihood per sentence in torch and sends
+its gradient back through the shim; `finish_update` clips the gradients' global norm, as our
+trainer does, and hands them to spaCy's optimizer. `bilstm_nlp.SGD.v1` is our trainer's
+optimizer (SGD with momentum) as a Thinc optimizer; spaCy's `SGD.v1` has no momentum.
 
 The module imports torch at import time: it is training code, and the tagging path
-(`spacy_component.py`) never imports it. spaCy finds the factory, the architecture and the
+(`spacy_component.py`) never imports it. spaCy finds the factories, the architectures and the
 optimizer through entry points (`spacy_factories`, `spacy_architectures`, `thinc_optimizers`).
 """
 
@@ -49,18 +52,20 @@ from thinc.backends import get_array_ops
 from thinc.types import FloatsXd
 
 from .._version import __version__
+from ..annotation.annotator import Annotator
 from ..config import ModelConfig
 from ..errors import ConfigError
 from ..nn.encoding import Batch, EncodedSentence, collate, encode_tokens
-from ..nn.meta import ModelMeta, ReaderSettings
+from ..nn.meta import CLASSIFIER_TASKS, ModelMeta, ReaderSettings
 from ..nn.model import Classifier, Tagger
 from ..text.schemes import SCHEMES, Span, spans_to_tags
 from ..training.setup import build_fresh_model
-from .spacy_component import CHUNKS_KEY, UPOS_TAGS, BilstmTagger
+from .spacy_component import CHUNKS_KEY, UPOS_TAGS, BilstmTagger, BilstmTextcat
 
 logger = logging.getLogger(__name__)
 
 TAGGER_ARCHITECTURE = "bilstm_nlp.BiLSTMTagger.v1"
+CLASSIFIER_ARCHITECTURE = "bilstm_nlp.BiLSTMClassifier.v1"
 OPTIMIZER = "bilstm_nlp.SGD.v1"
 TRAINABLE_TASKS = ("ner", "chunking", "pos")
 _CONFIG_ATTR = "bilstm_model_config"
@@ -118,6 +123,56 @@ def bilstm_tagger_model(
     )
 
 
+@registry.architectures(CLASSIFIER_ARCHITECTURE)
+def bilstm_classifier_model(
+    hidden: int = 150,
+    layers: int = 1,
+    pooling: str = "max",
+    char_encoder: str = "none",
+    char_dim: int = 30,
+    char_hidden: int = 50,
+    char_kernel: int = 3,
+    max_word_chars: int = 30,
+    casing_dim: int = 0,
+    vectors: Optional[str] = "glove-6b-50d",  # noqa: UP045 (spaCy reads runtime annotations)
+    max_vectors: int = 100_000,
+    freeze_vectors: bool = False,
+    word_dim: int = 50,
+    dropout: float = 0.5,
+    word_dropout: float = 0.05,
+) -> Model:
+    """The BiLSTM sentence classifier as a Thinc model: `Batch` → class log-probabilities
+    `(batch, num_labels)`; the arguments are `ModelConfig`'s, defaults our sentiment recipe's.
+
+    Raises:
+        ConfigError: a setting out of range.
+    """
+    config = ModelConfig(
+        task="classifier",
+        vectors=vectors,
+        word_dim=word_dim,
+        max_vectors=max_vectors,
+        freeze_vectors=freeze_vectors,
+        casing_dim=casing_dim,
+        char_encoder=char_encoder,
+        char_dim=char_dim,
+        char_hidden=char_hidden,
+        char_kernel=char_kernel,
+        max_word_chars=max_word_chars,
+        hidden=hidden,
+        layers=layers,
+        dropout=dropout,
+        word_dropout=word_dropout,
+        pooling=pooling,
+    )
+    return Model(
+        "bilstm_nlp_classifier",
+        _forward,
+        layers=[],
+        attrs={_CONFIG_ATTR: dataclasses.asdict(config)},
+    )
+
+
 def _forward(model: Model, batch: Batch, is_train: bool) -> tuple[Any, Callable]:
     if not model.layers:
         raise ValueError("the BiLSTM model has no torch module yet: call nlp.initialize() first")
@@ -129,14 +184,9 @@ def _batch_as_args(model: Model, batch: Batch, is_train: bool) -> tuple[ArgsKwar
     return ArgsKwargs(args=(batch,), kwargs={}), lambda d_inputs: []
 
 
-def set_torch_model(model: Model, module: Tagger) -> None:
+def set_torch_model(model: Model, module: Tagger | Classifier) -> None:
     """Put `module` inside the Thinc model (replacing any module it held)."""
     model.layers[:] = [PyTorchWrapper_v2(module, convert_inputs=_batch_as_args)]
-
-
-def torch_model(model: Model) -> Tagger | None:
-    """The torch module inside the Thinc model; None before `initialize`."""
-    return model.layers[0].shims[0]._model if model.layers else None
 
 
 class MomentumSGD(Optimizer):
@@ -189,7 +239,185 @@ def momentum_sgd(
     return MomentumSGD(learn_rate, momentum=momentum, grad_clip=grad_clip, L2=L2)
 
 
-class BilstmTrainableTagger(BilstmTagger, TrainablePipe):
+class _TrainableBilstm:
+    """What both trainable pipes share: the torch model inside the Thinc model, the training
+    step (loss in torch, gradients back through the shim), global-norm clipping, and the
+    `Annotator` on the model's device. Prediction, annotation and serialization are the
+    inference component's (the next class in the method order)."""
+
+    factory: str
+    model: Model
+    name: str
+    batch_size: int
+    task: str
+    _model: Tagger | Classifier | None
+    _annotator: Annotator | None
+    _sentence_labels = False
+
+    @property
+    def bilstm_model(self) -> Any:
+        """The torch model, built by `initialize` or restored by `from_disk`/`from_bytes`.
+
+        Raises:
+            ConfigError: neither has happened yet.
+        """
+        if self._model is None:
+            raise ConfigError(
+                f"{self.factory} {self.name!r} has no model yet: train it (spacy train, or "
+                "nlp.initialize() then nlp.update()) or load a trained pipeline"
+            )
+        return self._model
+
+    @property
+    def annotator(self) -> Annotator:
+        """The `Annotator` of the model, on the device the shim put it on (a GPU when spaCy
+        trains on one)."""
+        if self._annotator is None:
+            device = next(self.bilstm_model.parameters()).device
+            self._annotator = Annotator(
+                self.bilstm_model, batch_size=self.batch_size, device=device
+            )
+        return self._annotator
+
+    def _set_model(self, model: Tagger | Classifier) -> None:
+        super()._set_model(model)  # type: ignore[misc]
+        if model.meta.task != self.task:
+            raise ConfigError(
+                f"{self.factory} {self.name!r} is configured for {self.task}; the model it "
+                f"loads was trained for {model.meta.task}"
+            )
+        set_torch_model(self.model, model)
+
+    def _gold_rows(self, example: Example) -> list[tuple[list[str], list[str]]]:
+        """The example's training rows: (tokens, labels: a tag per token, or one class)."""
+        raise NotImplementedError
+
+    def _build(self, get_examples: Callable[[], Iterable[Example]]) -> Any:
+        """A fresh model for the training examples, as `bilstm-nlp train` builds one: the
+        vocabularies of their gold tokens, their labels sorted (as our corpus loading sorts
+        them), the pretrained vectors the architecture names.
+
+        Raises:
+            ConfigError: no training tokens.
+        """
+        validate_get_examples(get_examples, f"{self.factory}.initialize")
+        rows = [row for example in get_examples() for row in self._gold_rows(example)]
+        if not rows:
+            raise ConfigError(f"{self.name}: the training examples hold no tokens to train on")
+        label_names = sorted({label for _, labels in rows for label in labels})
+        config = ModelConfig(**self.model.attrs[_CONFIG_ATTR])
+        meta = ModelMeta(
+            task=self.task,
+            scheme=getattr(self, "scheme", None),
+            output_scheme=getattr(self, "scheme", None),
+            reader=ReaderSettings(),
+            provenance={
+                "command": "spacy train",
+                "config": {"model": dataclasses.asdict(config)},
+                "library_version": __version__,
+                "torch_version": torch.__version__,
+                "train_sentences": len(rows),
+            },
+        )
+        # From torch's generator, which spaCy seeds with [training] seed.
+        seed = int(torch.randint(0, 2**31 - 1, ()))
+        model = build_fresh_model(config, [tokens for tokens, _ in rows], label_names, meta, seed)
+        logger.info(
+            "%s: %d training rows, %d words, %d labels",
+            self.name,
+            len(rows),
+            len(model.vocab.words),
+            len(label_names),
+        )
+        return model.train()
+
+    def update(
+        self,
+        examples: Iterable[Example],
+        *,
+        drop: float = 0.0,
+        sgd: Optimizer | None = None,
+        losses: dict[str, float] | None = None,
+    ) -> dict[str, float]:
+        """One step on a batch of examples: the mean negative log-likelihood per row (a
+        sentence, or a text for a classifier) under our CRF, softmax or class head, gradients
+        through torch into the shim; the optimizer runs when `sgd` is given (spaCy's loop calls
+        `finish_update` itself). `drop` is not used: the architecture's `dropout` and
+        `word_dropout` apply, as in `bilstm-nlp train`.
+
+        Returns:
+            `losses`, with this batch's loss added under the pipe's name.
+        """
+        losses = {} if losses is None else losses
+        losses.setdefault(self.name, 0.0)
+        examples = list(examples)
+        validate_examples(examples, f"{self.factory}.update")
+        batch = self._gold_batch(examples)
+        if batch is None:
+            return losses
+        scores, backprop = self.model.begin_update(batch)
+        loss, d_scores = self._loss(batch, scores)
+        backprop(d_scores)
+        if sgd not in (None, False):
+            self.finish_update(sgd)
+        losses[self.name] += loss
+        return losses
+
+    def finish_update(self, sgd: Optimizer) -> None:
+        """Apply the optimizer to the gradients `update` gathered, first clipped to the
+        optimizer's `grad_clip` by their global norm, as `bilstm-nlp train` clips them (Thinc's
+        optimizers clip each tensor on its own, which then changes nothing)."""
+        if getattr(sgd, "grad_clip", 0) and self._model is not None:
+            torch.nn.utils.clip_grad_norm_(
+                [p for p in self._model.parameters() if p.grad is not None], sgd.grad_clip
+            )
+        self.model.finish_update(sgd)
+
+    def get_loss(self, examples: Iterable[Example], scores: Any) -> tuple[float, Any]:
+        """The mean negative log-likelihood per row of the gold labels under `scores` (the
+        Thinc model's output for the examples' rows) and its gradient w.r.t. `scores`."""
+        batch = self._gold_batch(list(examples))
+        if batch is None:
+            return 0.0, scores * 0
+        return self._loss(batch, scores)
+
+    def _loss(self, batch: Batch, output: Any) -> tuple[float, Any]:
+        # A leaf of its own: the head's loss (a CRF's transitions take their gradients here)
+        # and the gradient w.r.t. the scores, which goes back through the shim into the BiLSTM.
+        scores = xp2torch(output, requires_grad=True)
+        head = self.bilstm_model.head
+        if self._sentence_labels:
+            loss = head.loss(scores, batch.tag_ids)
+        else:
+            loss = head.loss(scores, batch.tag_ids, batch.mask)
+        loss = loss / batch.mask.shape[0]
+        loss.backward()
+        return float(loss.detach()), torch2xp(scores.grad)
+
+    def _gold_batch(self, examples: list[Example]) -> Batch | None:
+        model = self.bilstm_model
+        labels = model.vocab.labels
+        encoded: list[EncodedSentence] = []
+        for example in examples:
+            for tokens, row_labels in self._gold_rows(example):
+                unknown = [label for label in row_labels if label not in labels]
+                if unknown:
+                    raise ConfigError(
+                        f"{self.name}: the label {unknown[0]!r} was not in the examples the "
+                        "pipe was initialized with"
+                    )
+                encoded.append(
+                    encode_tokens(
+                        tokens, model.vocab, model.config.max_word_chars, labels.ids(row_labels)
+                    )
+                )
+        if not encoded:
+            return None
+        device = next(model.parameters()).device
+        return collate(encoded, self._sentence_labels).to(device)
+
+
+class BilstmTrainableTagger(_TrainableBilstm, BilstmTagger, TrainablePipe):
     """A BiLSTM-CRF (or softmax) tagger that `spacy train` trains: NER, chunking or POS.
 
     Args:
@@ -241,29 +469,6 @@ class BilstmTrainableTagger(BilstmTagger, TrainablePipe):
         self.scorer = None
 
     @property
-    def bilstm_model(self) -> Tagger:
-        """The torch tagger, built by `initialize` or restored by `from_disk`/`from_bytes`.
-
-        Raises:
-            ConfigError: neither has happened yet.
-        """
-        if self._model is None:
-            raise ConfigError(
-                f"{self.factory} {self.name!r} has no model yet: train it (spacy train, or "
-                "nlp.initialize() then nlp.update()) or load a trained pipeline"
-            )
-        return self._model  # type: ignore[return-value]
-
-    def _set_model(self, model: Tagger | Classifier) -> None:
-        super()._set_model(model)
-        if model.meta.task != self.task:
-            raise ConfigError(
-                f"{self.factory} {self.name!r} is configured for {self.task}; the model it "
-                f"loads was trained for {model.meta.task}"
-            )
-        set_torch_model(self.model, model)  # type: ignore[arg-type]
-
-    @property
     def labels(self) -> tuple[str, ...]:
         """Entity or chunk types (span tasks), or tags (pos), sorted."""
         if self._model is None:
@@ -276,123 +481,15 @@ class BilstmTrainableTagger(BilstmTagger, TrainablePipe):
     def initialize(
         self, get_examples: Callable[[], Iterable[Example]], *, nlp: Language | None = None
     ) -> None:
-        """Build the model from the training examples, as `bilstm-nlp train` builds it: the
-        vocabularies of their gold tokens, their labels in the pipe's scheme (sorted, as our
-        corpus loading sorts them) and the pretrained vectors the architecture names.
+        """Build the model from the training examples' gold tokens and labels (see `_build`).
 
         Raises:
             ConfigError: no training sentence, or a token with no gold tag (pos).
         """
-        validate_get_examples(get_examples, f"{self.factory}.initialize")
-        sentences = [s for example in get_examples() for s in self._gold_sentences(example)]
-        if not sentences:
-            raise ConfigError(f"{self.name}: the training examples hold no tokens to train on")
-        label_names = sorted({tag for _, tags in sentences for tag in tags})
-        config = ModelConfig(**self.model.attrs[_CONFIG_ATTR])
-        meta = ModelMeta(
-            task=self.task,
-            scheme=self.scheme,
-            output_scheme=self.scheme,
-            reader=ReaderSettings(),
-            provenance={
-                "command": "spacy train",
-                "config": {"model": dataclasses.asdict(config)},
-                "library_version": __version__,
-                "torch_version": torch.__version__,
-                "train_sentences": len(sentences),
-            },
-        )
-        # From torch's generator, which spaCy seeds with [training] seed.
-        seed = int(torch.randint(0, 2**31 - 1, ()))
-        model = build_fresh_model(config, [t for t, _ in sentences], label_names, meta, seed)
-        assert isinstance(model, Tagger)
-        self._set_model(model.train())
-        logger.info(
-            "%s: %d training sentences, %d words, %d labels",
-            self.name,
-            len(sentences),
-            len(model.vocab.words),
-            len(label_names),
-        )
+        self._set_model(self._build(get_examples))
 
-    def update(
-        self,
-        examples: Iterable[Example],
-        *,
-        drop: float = 0.0,
-        sgd: Optimizer | None = None,
-        losses: dict[str, float] | None = None,
-    ) -> dict[str, float]:
-        """One step on a batch of examples: the mean negative log-likelihood per sentence (CRF
-        or softmax), gradients through torch into the shim; the optimizer runs when `sgd` is
-        given (spaCy's loop calls `finish_update` itself). `drop` is not used: the
-        architecture's `dropout` and `word_dropout` apply, as in `bilstm-nlp train`.
-
-        Returns:
-            `losses`, with this batch's loss added under the pipe's name.
-        """
-        losses = {} if losses is None else losses
-        losses.setdefault(self.name, 0.0)
-        examples = list(examples)
-        validate_examples(examples, f"{self.factory}.update")
-        batch = self._gold_batch(examples)
-        if batch is None:
-            return losses
-        emissions, backprop = self.model.begin_update(batch)
-        loss, d_emissions = self._loss(batch, emissions)
-        backprop(d_emissions)
-        if sgd not in (None, False):
-            self.finish_update(sgd)
-        losses[self.name] += loss
-        return losses
-
-    def finish_update(self, sgd: Optimizer) -> None:
-        """Apply the optimizer to the gradients `update` gathered. Under `bilstm_nlp.SGD.v1`
-        the gradients are first clipped to its `grad_clip` by their global norm, as
-        `bilstm-nlp train` clips them (Thinc's optimizers clip each tensor on its own)."""
-        if isinstance(sgd, MomentumSGD) and sgd.grad_clip and self._model is not None:
-            torch.nn.utils.clip_grad_norm_(
-                [p for p in self._model.parameters() if p.grad is not None], sgd.grad_clip
-            )
-        self.model.finish_update(sgd)
-
-    def get_loss(self, examples: Iterable[Example], scores: Any) -> tuple[float, Any]:
-        """The mean negative log-likelihood per sentence of the gold tags under `scores` (the
-        Thinc model's output for the examples' sentences) and its gradient w.r.t. `scores`."""
-        batch = self._gold_batch(list(examples))
-        if batch is None:
-            return 0.0, scores * 0
-        return self._loss(batch, scores)
-
-    def _loss(self, batch: Batch, emissions: Any) -> tuple[float, Any]:
-        # A leaf of its own: the head's loss (the CRF's transitions take their gradients here)
-        # and the gradient w.r.t. the scores, which goes back through the shim into the BiLSTM.
-        scores = xp2torch(emissions, requires_grad=True)
-        loss = self.bilstm_model.head.loss(scores, batch.tag_ids, batch.mask) / batch.mask.shape[0]
-        loss.backward()
-        return float(loss.detach()), torch2xp(scores.grad)
-
-    def _gold_batch(self, examples: list[Example]) -> Batch | None:
-        model = self.bilstm_model
-        labels = model.vocab.labels
-        encoded: list[EncodedSentence] = []
-        for example in examples:
-            for tokens, tags in self._gold_sentences(example):
-                unknown = [tag for tag in tags if tag not in labels]
-                if unknown:
-                    raise ConfigError(
-                        f"{self.name}: the label {unknown[0]!r} was not in the examples the "
-                        "pipe was initialized with"
-                    )
-                encoded.append(
-                    encode_tokens(
-                        tokens, model.vocab, model.config.max_word_chars, labels.ids(tags)
-                    )
-                )
-        if not encoded:
-            return None
-        device = next(model.parameters()).device
-        return collate(encoded).to(device)
+    def _gold_rows(self, example: Example) -> list[tuple[list[str], list[str]]]:
+        return self._gold_sentences(example)
 
     def _gold_sentences(self, example: Example) -> list[tuple[list[str], list[str]]]:
         """The gold sentences of an example's reference doc, each as (tokens, tags): its
@@ -473,6 +570,80 @@ class BilstmTrainableTagger(BilstmTagger, TrainablePipe):
         return Scorer.score_token_attr(examples, attribute, **kwargs)
 
 
+class BilstmTrainableTextcat(_TrainableBilstm, BilstmTextcat, TrainablePipe):
+    """A BiLSTM sentence classifier that `spacy train` trains: one label per doc, from all its
+    non-space tokens (as `bilstm_textcat` classifies), `doc.cats` getting every label's
+    probability. The gold label of a training doc is its `doc.cats` category with the highest
+    score (ties: the first by name), as our DocBin reader reads it.
+
+    Args:
+        vocab: the pipeline's vocab.
+        model: the Thinc model of `bilstm_nlp.BiLSTMClassifier.v1`.
+        name: the component's name.
+        task: `sentiment` or `classification` (what the model declares).
+        batch_size: docs per model batch when predicting.
+        overwrite: replace `doc.cats` values an earlier pipe set for the same labels.
+    """
+
+    factory = "bilstm_trainable_textcat"
+    _sentence_labels = True
+
+    def __init__(
+        self,
+        vocab: SpacyVocab,
+        model: Model,
+        name: str,
+        *,
+        task: str,
+        batch_size: int,
+        overwrite: bool,
+    ) -> None:
+        if task not in CLASSIFIER_TASKS:
+            raise ConfigError(
+                f"{name}: task must be one of {', '.join(CLASSIFIER_TASKS)}, got {task!r}"
+            )
+        super().__init__(None, name, "", batch_size, overwrite)
+        self.vocab = vocab
+        self.model = model
+        self.task = task
+        self.cfg = {"task": task}
+        self.scorer = None
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """The classes, sorted."""
+        return () if self._model is None else tuple(sorted(self._model.vocab.labels.items))
+
+    def initialize(
+        self, get_examples: Callable[[], Iterable[Example]], *, nlp: Language | None = None
+    ) -> None:
+        """Build the model from the training examples' gold tokens and classes (`_build`).
+
+        Raises:
+            ConfigError: no training text, or a training doc without `doc.cats`.
+        """
+        self._set_model(self._build(get_examples))
+
+    def _gold_rows(self, example: Example) -> list[tuple[list[str], list[str]]]:
+        doc = example.reference
+        tokens = [token.text for token in doc if not token.is_space]
+        if not tokens:
+            return []
+        if not doc.cats:
+            raise ConfigError(
+                f"{self.name}: the training doc {doc.text[:40]!r} has no doc.cats; a textcat "
+                "pipe trains on docs with a category"
+            )
+        best = max(doc.cats.values())
+        return [(tokens, [min(label for label, v in doc.cats.items() if v == best)])]
+
+    def score(self, examples: Iterable[Example], **kwargs: Any) -> dict[str, Any]:
+        """spaCy's scores for exclusive classes: `cats_score` (macro F), `cats_micro_f`, ..."""
+        examples = list(examples)
+        validate_examples(examples, f"{self.factory}.score")
+        return Scorer.score_cats(examples, "cats", labels=self.labels, multi_label=False, **kwargs)
+
+
 @Language.factory(
     "bilstm_trainable_tagger",
     assigns=["doc.ents", "token.ent_iob", "token.ent_type", "token.pos", "token.tag", "doc.spans"],
@@ -507,4 +678,34 @@ def make_bilstm_trainable_tagger(
     """
     return BilstmTrainableTagger(
         nlp.vocab, model, name, task=task, scheme=scheme, batch_size=batch_size, overwrite=overwrite
+    )
+
+
+@Language.factory(
+    "bilstm_trainable_textcat",
+    assigns=["doc.cats"],
+    default_config={
+        "model": {"@architectures": CLASSIFIER_ARCHITECTURE},
+        "task": "sentiment",
+        "batch_size": 256,
+        "overwrite": False,
+    },
+    default_score_weights={"cats_score": 1.0},
+)
+def make_bilstm_trainable_textcat(
+    nlp: Language, name: str, model: Model, task: str, batch_size: int, overwrite: bool
+) -> BilstmTrainableTextcat:
+    """The `bilstm_trainable_textcat` factory: our BiLSTM sentence classifier, trained by
+    `spacy train`.
+
+    Args:
+        nlp: the pipeline.
+        name: the component's name.
+        model: the Thinc model (`bilstm_nlp.BiLSTMClassifier.v1`).
+        task: `sentiment` or `classification`.
+        batch_size: docs per model batch when predicting.
+        overwrite: replace `doc.cats` values an earlier pipe set for the same labels.
+    """
+    return BilstmTrainableTextcat(
+        nlp.vocab, model, name, task=task, batch_size=batch_size, overwrite=overwrite
     )

@@ -31,13 +31,13 @@ from bilstm_nlp.config import ExperimentConfig
 from bilstm_nlp.errors import ConfigError
 from bilstm_nlp.integrations.spacy_component import CHUNKS_KEY, ENTS_KEY, SCORES_ATTR
 from bilstm_nlp.integrations.spacy_config import spacy_training_config
-from bilstm_nlp.integrations.spacy_training import (
+from bilstm_nlp.integrations.spacy_thinc import (
     CLASSIFIER_ARCHITECTURE,
     OPTIMIZER,
     TAGGER_ARCHITECTURE,
-    BilstmTrainableTagger,
     momentum_sgd,
 )
+from bilstm_nlp.integrations.spacy_training import BilstmTrainableTagger
 from bilstm_nlp.serialize import load_model
 from bilstm_nlp.training.loop import train as bilstm_train
 
@@ -86,16 +86,16 @@ def test_the_pyproject_entry_points_name_what_is_registered() -> None:
     pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
     points = pyproject["project"]["entry-points"]
     target = points["spacy_factories"]["bilstm_trainable_tagger"]
-    module, function = target.split(":")
+    module, _ = target.split(":")
     assert module == BilstmTrainableTagger.__module__
+    thinc_module = momentum_sgd.__module__
     assert points["spacy_factories"]["bilstm_trainable_textcat"] == (
         f"{module}:make_bilstm_trainable_textcat"
     )
-    assert points["spacy_architectures"][TAGGER_ARCHITECTURE] == f"{module}:bilstm_tagger_model"
-    assert points["spacy_architectures"][CLASSIFIER_ARCHITECTURE] == (
-        f"{module}:bilstm_classifier_model"
-    )
-    assert points["thinc_optimizers"][OPTIMIZER] == f"{module}:momentum_sgd"
+    architectures = points["spacy_architectures"]
+    assert architectures[TAGGER_ARCHITECTURE] == f"{thinc_module}:bilstm_tagger_model"
+    assert architectures[CLASSIFIER_ARCHITECTURE] == f"{thinc_module}:bilstm_classifier_model"
+    assert points["thinc_optimizers"][OPTIMIZER] == f"{thinc_module}:momentum_sgd"
     assert registry.architectures.get(TAGGER_ARCHITECTURE).__name__ == "bilstm_tagger_model"
     assert registry.optimizers.get(OPTIMIZER) is momentum_sgd
     assert spacy.blank("en").get_factory_meta("bilstm_trainable_tagger").factory == (

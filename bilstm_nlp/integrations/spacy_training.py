@@ -4,7 +4,7 @@ trained by `python -m spacy train`.
 Beside `spacy_component.py` (which holds a model our CLI trained), this module lets spaCy's own
 training loop train the same models: the torch `Tagger` or `Classifier` (`nn/model.py`, built by
 `training.setup.build_fresh_model` as `bilstm-nlp train` builds it) is wrapped as a Thinc model
-(`PyTorchWrapper_v2`, as spacy-transformers wraps its transformer). Each pipe is a
+(`spacy_thinc.py`, `PyTorchWrapper_v2`, as spacy-transformers wraps its transformer). Each pipe is a
 `TrainablePipe` and one of the inference components (`BilstmTagger`, `BilstmTextcat`):
 prediction, what it writes on docs (entities with exact CRF probabilities in
 `doc.spans["bilstm_ents"]`, chunks, tags, `doc.cats`) and serialization (a model folder of
@@ -16,8 +16,8 @@ in the pipe's scheme, `token.pos_`/`token.tag_`, or the top `doc.cats` category)
 vocabularies and loads the pretrained vectors; `update` runs the BiLSTM through the Thinc shim,
 takes our CRF's (softmax's, classifier's) negative log-likelihood per sentence in torch and sends
 its gradient back through the shim; `finish_update` clips the gradients' global norm, as our
-trainer does, and hands them to spaCy's optimizer. `bilstm_nlp.SGD.v1` is our trainer's
-optimizer (SGD with momentum) as a Thinc optimizer; spaCy's `SGD.v1` has no momentum.
+trainer does, and hands them to spaCy's optimizer (`bilstm_nlp.SGD.v1`, our trainer's SGD with
+momentum, in `spacy_thinc.py` with the architectures).
 
 The module imports torch at import time: it is training code, and the tagging path
 (`spacy_component.py`) never imports it. spaCy finds the factories, the architectures and the
@@ -38,22 +38,16 @@ from spacy.pipeline import TrainablePipe
 from spacy.scorer import Scorer
 from spacy.tokens import Doc
 from spacy.training import Example, validate_examples, validate_get_examples
-from spacy.util import registry
 from spacy.vocab import Vocab as SpacyVocab
 from thinc.api import (
-    ArgsKwargs,
     Model,
     Optimizer,
-    PyTorchWrapper_v2,
     torch2xp,
     xp2torch,
 )
-from thinc.backends import get_array_ops
-from thinc.types import FloatsXd
 
 from .._version import __version__
 from ..annotation.annotator import Annotator
-from ..config import ModelConfig
 from ..errors import ConfigError
 from ..nn.encoding import Batch, EncodedSentence, collate, encode_tokens
 from ..nn.meta import CLASSIFIER_TASKS, ModelMeta, ReaderSettings
@@ -61,182 +55,16 @@ from ..nn.model import Classifier, Tagger
 from ..text.schemes import SCHEMES, Span, spans_to_tags
 from ..training.setup import build_fresh_model
 from .spacy_component import CHUNKS_KEY, UPOS_TAGS, BilstmTagger, BilstmTextcat
+from .spacy_thinc import (
+    CLASSIFIER_ARCHITECTURE,
+    TAGGER_ARCHITECTURE,
+    model_config,
+    set_torch_model,
+)
 
 logger = logging.getLogger(__name__)
 
-TAGGER_ARCHITECTURE = "bilstm_nlp.BiLSTMTagger.v1"
-CLASSIFIER_ARCHITECTURE = "bilstm_nlp.BiLSTMClassifier.v1"
-OPTIMIZER = "bilstm_nlp.SGD.v1"
 TRAINABLE_TASKS = ("ner", "chunking", "pos")
-_CONFIG_ATTR = "bilstm_model_config"
-
-
-@registry.architectures(TAGGER_ARCHITECTURE)
-def bilstm_tagger_model(
-    hidden: int = 100,
-    layers: int = 1,
-    head: str = "crf",
-    constrained: bool = True,
-    char_encoder: str = "cnn",
-    char_dim: int = 30,
-    char_hidden: int = 50,
-    char_kernel: int = 3,
-    max_word_chars: int = 30,
-    casing_dim: int = 8,
-    vectors: Optional[str] = "glove-6b-50d",  # noqa: UP045 (spaCy reads runtime annotations)
-    max_vectors: int = 100_000,
-    freeze_vectors: bool = False,
-    word_dim: int = 50,
-    dropout: float = 0.5,
-    word_dropout: float = 0.05,
-) -> Model:
-    """The BiLSTM tagger as a Thinc model: `Batch` → tag scores `(batch, seq_len, num_tags)`.
-
-    The arguments are `ModelConfig`'s (see `config.py`); the torch module is built by the pipe's
-    `initialize`, once the training data has given the vocabularies, and wrapped with
-    `PyTorchWrapper_v2`.
-
-    Raises:
-        ConfigError: a setting out of range.
-    """
-    config = ModelConfig(
-        task="tagger",
-        vectors=vectors,
-        word_dim=word_dim,
-        max_vectors=max_vectors,
-        freeze_vectors=freeze_vectors,
-        casing_dim=casing_dim,
-        char_encoder=char_encoder,
-        char_dim=char_dim,
-        char_hidden=char_hidden,
-        char_kernel=char_kernel,
-        max_word_chars=max_word_chars,
-        hidden=hidden,
-        layers=layers,
-        dropout=dropout,
-        word_dropout=word_dropout,
-        head=head,
-        constrained=constrained,
-    )
-    return Model(
-        "bilstm_nlp_tagger", _forward, layers=[], attrs={_CONFIG_ATTR: dataclasses.asdict(config)}
-    )
-
-
-@registry.architectures(CLASSIFIER_ARCHITECTURE)
-def bilstm_classifier_model(
-    hidden: int = 150,
-    layers: int = 1,
-    pooling: str = "max",
-    char_encoder: str = "none",
-    char_dim: int = 30,
-    char_hidden: int = 50,
-    char_kernel: int = 3,
-    max_word_chars: int = 30,
-    casing_dim: int = 0,
-    vectors: Optional[str] = "glove-6b-50d",  # noqa: UP045 (spaCy reads runtime annotations)
-    max_vectors: int = 100_000,
-    freeze_vectors: bool = False,
-    word_dim: int = 50,
-    dropout: float = 0.5,
-    word_dropout: float = 0.05,
-) -> Model:
-    """The BiLSTM sentence classifier as a Thinc model: `Batch` → class log-probabilities
-    `(batch, num_labels)`; the arguments are `ModelConfig`'s, defaults our sentiment recipe's.
-
-    Raises:
-        ConfigError: a setting out of range.
-    """
-    config = ModelConfig(
-        task="classifier",
-        vectors=vectors,
-        word_dim=word_dim,
-        max_vectors=max_vectors,
-        freeze_vectors=freeze_vectors,
-        casing_dim=casing_dim,
-        char_encoder=char_encoder,
-        char_dim=char_dim,
-        char_hidden=char_hidden,
-        char_kernel=char_kernel,
-        max_word_chars=max_word_chars,
-        hidden=hidden,
-        layers=layers,
-        dropout=dropout,
-        word_dropout=word_dropout,
-        pooling=pooling,
-    )
-    return Model(
-        "bilstm_nlp_classifier",
-        _forward,
-        layers=[],
-        attrs={_CONFIG_ATTR: dataclasses.asdict(config)},
-    )
-
-
-def _forward(model: Model, batch: Batch, is_train: bool) -> tuple[Any, Callable]:
-    if not model.layers:
-        raise ValueError("the BiLSTM model has no torch module yet: call nlp.initialize() first")
-    return model.layers[0](batch, is_train)
-
-
-def _batch_as_args(model: Model, batch: Batch, is_train: bool) -> tuple[ArgsKwargs, Callable]:
-    # The batch is torch tensors already; no gradient flows back into ids.
-    return ArgsKwargs(args=(batch,), kwargs={}), lambda d_inputs: []
-
-
-def set_torch_model(model: Model, module: Tagger | Classifier) -> None:
-    """Put `module` inside the Thinc model (replacing any module it held)."""
-    model.layers[:] = [PyTorchWrapper_v2(module, convert_inputs=_batch_as_args)]
-
-
-class MomentumSGD(Optimizer):
-    """SGD with momentum, as `torch.optim.SGD` steps (`v = momentum * v + g; w -= lr * v`), for
-    spaCy's training loop; `bilstm-nlp train`'s optimizer. Gradients are clipped to `grad_clip`
-    per parameter tensor here; our pipes clip their global norm before (`finish_update`), as our
-    trainer does, which leaves every tensor under the bound."""
-
-    def __init__(self, learn_rate: Any, *, momentum: float, grad_clip: float, L2: float):
-        super().__init__(
-            learn_rate,
-            L2=L2,
-            beta1=0.0,
-            beta2=0.0,
-            grad_clip=grad_clip,
-            use_averages=False,
-            use_radam=False,
-            L2_is_weight_decay=False,
-        )
-        self.momentum = momentum
-        self.velocities: dict[tuple[int, str], FloatsXd] = {}
-
-    def __call__(
-        self, key: tuple[int, str], weights: FloatsXd, gradient: FloatsXd, *, lr_scale: float = 1.0
-    ) -> tuple[FloatsXd, FloatsXd]:
-        if len(gradient) < 1:
-            return weights, gradient
-        self.nr_update[key] += 1
-        if self.L2:
-            gradient += self.L2 * weights
-        if self.grad_clip:
-            gradient = get_array_ops(weights).clip_gradient(gradient, self.grad_clip)
-        velocity = self.velocities.get(key)
-        if velocity is None:
-            velocity = self.velocities[key] = gradient.copy()
-        else:
-            velocity *= self.momentum
-            velocity += gradient
-        weights -= lr_scale * self.learn_rate * velocity
-        gradient *= 0
-        return weights, gradient
-
-
-@registry.optimizers(OPTIMIZER)
-def momentum_sgd(
-    learn_rate: Any = 0.015, *, momentum: float = 0.9, grad_clip: float = 5.0, L2: float = 0.0
-) -> Optimizer:
-    """`bilstm_nlp.SGD.v1`: SGD with momentum (our trainer's `sgd`); `learn_rate` may be a
-    schedule (`decaying.v1` gives our per-epoch `lr / (1 + lr_decay * epoch)` per step)."""
-    return MomentumSGD(learn_rate, momentum=momentum, grad_clip=grad_clip, L2=L2)
 
 
 class _TrainableBilstm:
@@ -305,7 +133,7 @@ class _TrainableBilstm:
         if not rows:
             raise ConfigError(f"{self.name}: the training examples hold no tokens to train on")
         label_names = sorted({label for _, labels in rows for label in labels})
-        config = ModelConfig(**self.model.attrs[_CONFIG_ATTR])
+        config = model_config(self.model)
         meta = ModelMeta(
             task=self.task,
             scheme=getattr(self, "scheme", None),

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import copy
 import json
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -29,6 +31,7 @@ from typer.testing import CliRunner
 from bilstm_nlp.cli import app
 from bilstm_nlp.config import ExperimentConfig
 from bilstm_nlp.errors import ConfigError
+from bilstm_nlp.integrations import spacy_training
 from bilstm_nlp.integrations.spacy_component import CHUNKS_KEY, ENTS_KEY, SCORES_ATTR
 from bilstm_nlp.integrations.spacy_config import spacy_training_config
 from bilstm_nlp.integrations.spacy_thinc import (
@@ -37,7 +40,6 @@ from bilstm_nlp.integrations.spacy_thinc import (
     TAGGER_ARCHITECTURE,
     momentum_sgd,
 )
-from bilstm_nlp.integrations.spacy_training import BilstmTrainableTagger
 from bilstm_nlp.serialize import load_model
 from bilstm_nlp.training.loop import train as bilstm_train
 
@@ -85,22 +87,44 @@ def _pipeline(config: dict | None = None, name: str = "ner"):
 def test_the_pyproject_entry_points_name_what_is_registered() -> None:
     pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
     points = pyproject["project"]["entry-points"]
-    target = points["spacy_factories"]["bilstm_trainable_tagger"]
-    module, _ = target.split(":")
-    assert module == BilstmTrainableTagger.__module__
-    thinc_module = momentum_sgd.__module__
-    assert points["spacy_factories"]["bilstm_trainable_textcat"] == (
-        f"{module}:make_bilstm_trainable_textcat"
+    factories = spacy_training.__name__
+    assert points["spacy_factories"]["bilstm_trainable_tagger"] == (
+        f"{factories}:make_bilstm_trainable_tagger"
     )
+    assert points["spacy_factories"]["bilstm_trainable_textcat"] == (
+        f"{factories}:make_bilstm_trainable_textcat"
+    )
+    thinc_module = momentum_sgd.__module__
     architectures = points["spacy_architectures"]
     assert architectures[TAGGER_ARCHITECTURE] == f"{thinc_module}:bilstm_tagger_model"
     assert architectures[CLASSIFIER_ARCHITECTURE] == f"{thinc_module}:bilstm_classifier_model"
     assert points["thinc_optimizers"][OPTIMIZER] == f"{thinc_module}:momentum_sgd"
     assert registry.architectures.get(TAGGER_ARCHITECTURE).__name__ == "bilstm_tagger_model"
     assert registry.optimizers.get(OPTIMIZER) is momentum_sgd
-    assert spacy.blank("en").get_factory_meta("bilstm_trainable_tagger").factory == (
-        "bilstm_trainable_tagger"
+    nlp = spacy.blank("en")
+    for factory, architecture in (
+        ("bilstm_trainable_tagger", TAGGER_ARCHITECTURE),
+        ("bilstm_trainable_textcat", CLASSIFIER_ARCHITECTURE),
+    ):
+        meta = nlp.get_factory_meta(factory)
+        assert meta.default_config["model"]["@architectures"] == architecture
+
+
+def test_the_factory_module_is_light() -> None:
+    """spaCy imports every factory entry point's module whenever it makes a `Language`: ours
+    must not drag in the trainable pipes, the training code or datasets (nor torch, for a
+    torch-free install that only tags)."""
+    probe = (
+        "import sys, spacy\n"
+        "import bilstm_nlp.integrations.spacy_training\n"
+        "spacy.blank('en')\n"
+        "heavy = ['datasets', 'bilstm_nlp.integrations.spacy_trainable', 'bilstm_nlp.training']\n"
+        "print([name for name in heavy if name in sys.modules])\n"
     )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=REPO
+    )
+    assert result.stdout.strip().splitlines()[-1] == "[]"
 
 
 def test_momentum_sgd_steps_as_torch_sgd() -> None:

@@ -16,6 +16,7 @@ from .evaluate import evaluate_cli
 from .models import export_cli, models_cli
 from .select import select_cli
 from .serve import serve_cli
+from .spacy_config import spacy_config_cli
 from .tag import tag_cli
 from .train import train_cli
 
@@ -37,6 +38,7 @@ app.command("models")(models_cli)
 app.command("export")(export_cli)
 app.command("serve")(serve_cli)
 app.command("convert")(convert_cli)
+app.command("spacy-config")(spacy_config_cli)
 
 corpus_app = typer.Typer(help="Inspect corpora.", no_args_is_help=True)
 corpus_app.command("stats")(corpus_stats_cli)

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
 
 from .._version import __version__
-from ..config import ExperimentConfig
+from ..config import ExperimentConfig, ModelConfig
 from ..corpus.registry import entry_for_file
 from ..errors import ConfigError
 from ..nn.embeddings import load_vectors, pretrained_matrix
@@ -79,16 +80,35 @@ def build_run_model(
     the model in `init_model` (see `initial_run_model`), declared with `meta`."""
     if init_model is not None:
         return initial_run_model(config, data, meta, init_model)
-    model_config = config.model
+    return build_fresh_model(
+        config.model, data.token_lists, data.label_names, meta, config.train.seed
+    )
+
+
+def build_fresh_model(
+    model_config: ModelConfig,
+    token_lists: Sequence[Sequence[str]],
+    label_names: Sequence[str],
+    meta: ModelMeta,
+    seed: int,
+) -> Tagger | Classifier:
+    """An untrained model for training rows: the vocabulary of their tokens (plus the first
+    `max_vectors` pretrained words), `label_names` as its labels in that order, and the pretrained
+    vectors of `model_config.vectors` loaded into the word embedding (words the vectors lack get
+    small random rows drawn with `seed`). `train` and the spaCy trainable pipe both start here.
+
+    Raises:
+        ConfigError: the vectors are missing.
+    """
     words: list[str] = []
     matrix = None
     if model_config.vectors:
         words, matrix = load_vectors(model_config.vectors)
         model_config = replace(model_config, word_dim=int(matrix.shape[1]))
-    vocab = Vocab.build(data.token_lists, data.label_names, words, model_config.max_vectors)
+    vocab = Vocab.build(token_lists, list(label_names), words, model_config.max_vectors)
     model = build_model(model_config, vocab, meta)
     if matrix is not None:
-        weights = pretrained_matrix(vocab, words, matrix, config.train.seed)
+        weights = pretrained_matrix(vocab, words, matrix, seed)
         model.embedder.set_word_vectors(weights)
     return model
 

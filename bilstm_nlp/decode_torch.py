@@ -1,4 +1,4 @@
-"""The torch half of decoding: a torch tagger's batch → `decode.ScoredBatch`, a classifier's →
+"""The torch half of decoding: a torch tagger's batch → `scored.ScoredBatch`, a classifier's →
 class probabilities.
 
 Apart from `decode.py` so that decoding (and with it tagging with an ONNX model) imports without
@@ -14,10 +14,10 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from .decode import ScoredBatch, flatten_spans, kbest_rows, spans_per_row
 from .nn.encoding import Batch, collate
 from .nn.ids import EncodedSentence
 from .nn.model import Classifier, Tagger
+from .scored import ScoredBatch, flatten_spans, kbest_rows, spans_per_row
 from .text.schemes import Span
 
 

@@ -16,11 +16,11 @@ from typing import Any
 import numpy as np
 
 from ..config import ModelConfig
-from ..decode import ScoredBatch, flatten_spans, kbest_rows, spans_per_row
 from ..errors import ConfigError, ModelFileError
 from ..nn.ids import BatchArrays
 from ..nn.meta import ModelMeta
 from ..nn.vocab import Vocab
+from ..scored import ScoredBatch, flatten_spans, kbest_rows, spans_per_row
 from ..text.schemes import Span
 from . import crf_numpy
 from .crf_numpy import CrfArrays
@@ -153,7 +153,7 @@ class OnnxTagger(OnnxModel):
 
     def score_batch(self, arrays: BatchArrays, k: int, confidence: bool) -> ScoredBatch:
         """Best tags, their probabilities, k-best paths and entity probabilities of a batch, as
-        the torch head gives them (`decode.ScoredBatch`)."""
+        the torch head gives them (`scored.ScoredBatch`)."""
         # shape: (batch, seq_len, num_tags) float32
         emissions = self.run(arrays)
         if self.config.head == "softmax":

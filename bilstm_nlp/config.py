@@ -200,6 +200,10 @@ class TrainConfig:
         average_epochs: average the weights of the last this many epochs (Polyak averaging, as
             stochastic weight averaging does; 0 disables). The average is scored on dev beside
             the raw weights and kept when it is better; with no dev it is the final model.
+        distill_from: teacher model folders (taggers trained on the same tags): the model learns
+            from the average of their CRF marginals beside the gold tags (knowledge distillation
+            of an ensemble into one model). Empty: gold tags only.
+        distill_weight: the teachers' share of the target, in [0, 1] (1 - it is the gold tags').
     """
 
     optimizer: str = "sgd"
@@ -217,6 +221,8 @@ class TrainConfig:
     device: str = "cpu"
     eval_batch_size: int = 256
     average_epochs: int = 0
+    distill_from: list[str] = field(default_factory=list)
+    distill_weight: float = 0.5
 
     def __post_init__(self) -> None:
         _check_choice("train.optimizer", self.optimizer, ("sgd", "adam"))
@@ -233,6 +239,9 @@ class TrainConfig:
         _check_range("train.threads", self.threads, 0, 1024)
         _check_range("train.eval_batch_size", self.eval_batch_size, 1, 100_000)
         _check_range("train.average_epochs", self.average_epochs, 0, self.epochs)
+        _check_range("train.distill_weight", self.distill_weight, 0.0, 1.0)
+        if not all(isinstance(path, str) and path for path in self.distill_from):
+            raise ConfigError("train.distill_from must be a list of model folders")
         if self.device not in ("cpu", "cuda") and not re.fullmatch(r"cuda:\d{1,3}", self.device):
             raise ConfigError(f"train.device must be cpu, cuda or cuda:N, got {self.device!r}")
 
@@ -318,6 +327,9 @@ def _check_type(value: Any, hint: Any, name: str, source: str | None) -> Any:
             return float(value)
         if option is str and isinstance(value, str):
             return value
+        if typing.get_origin(option) is list and isinstance(value, list):
+            (item,) = typing.get_args(option)
+            return [_check_type(v, item, f"{name}[{i}]", source) for i, v in enumerate(value)]
     expected = " or ".join("null" if a is type(None) else a.__name__ for a in allowed)
     raise ConfigError(f"{name} must be {expected}, got {short_json(value)}", source)
 

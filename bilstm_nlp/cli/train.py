@@ -47,6 +47,15 @@ def train_cli(
     average_epochs: int | None = Opt(
         None, "--average-epochs", help="Average the weights of the last N epochs (0: off)"
     ),
+    distill_from: list[str] | None = Opt(
+        None,
+        "--distill-from",
+        help="A teacher model (repeat for an ensemble): learn from the average of their "
+        "marginals beside the gold tags",
+    ),
+    distill_weight: float | None = Opt(
+        None, "--distill-weight", help="The teachers' share of the target, 0-1 (default 0.5)"
+    ),
     task: str | None = Opt(None, "--task", help="tagger or classifier"),
     head: str | None = Opt(None, "--head", help="crf or softmax"),
     epochs: int | None = Opt(None, "--epochs", help="Most epochs"),
@@ -97,6 +106,8 @@ def train_cli(
             threads=threads,
             device=device,
             average_epochs=average_epochs,
+            distill_from=distill_from or None,
+            distill_weight=distill_weight,
         )
         experiment = ExperimentConfig(data, model, settings)
         command = "bilstm-nlp " + " ".join(shlex.quote(a) for a in sys.argv[1:])

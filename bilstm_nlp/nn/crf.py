@@ -350,6 +350,78 @@ class CRF(nn.Module):
             emissions, mask, _forward_backward(emissions, mask, *scores), scores
         )
 
+    def pair_marginals(self, emissions: Tensor, mask: Tensor) -> Tensor:
+        """Posterior probability of each pair of neighbouring tags, `p(y_t = i, y_{t+1} = j)`.
+
+        Args:
+            emissions: `(batch, seq_len, num_tags)` float, unnormalised scores from the encoder.
+            mask: `(batch, seq_len)` bool, True on real tokens, left-aligned; `mask[:, 0]` all True.
+        Returns:
+            `(batch, seq_len - 1, num_tags, num_tags)` float64 probabilities; `[b, t]` sums to 1
+            where token t + 1 is real and is 0 elsewhere. Summed over j it gives the tag marginals
+            at t, over i those at t + 1.
+        Raises:
+            ValueError: shapes or mask are invalid.
+        """
+        _validate(emissions, mask, self.num_tags)
+        start, trans, end = self.scores()
+        alpha, beta, log_z = _forward_backward(emissions, mask, start, trans, end)
+        wide = torch.where(mask.unsqueeze(2), emissions, 0.0).to(alpha.dtype)
+        # shape: (batch, seq_len - 1, num_tags, num_tags)
+        scores = (
+            alpha[:, :-1, :, None]
+            + trans.to(alpha.dtype)
+            + (wide[:, 1:] + beta[:, 1:])[:, :, None, :]
+            - log_z[:, None, None, None]
+        )
+        pairs = scores.clamp(max=0.0).exp()
+        return torch.where(mask[:, 1:, None, None], pairs, 0.0)
+
+    def expected_log_likelihood(
+        self, emissions: Tensor, tag_probs: Tensor, pair_probs: Tensor, mask: Tensor
+    ) -> Tensor:
+        """`E_q[log p(y | emissions)]` for a target distribution q over paths given by its tag and
+        neighbouring-pair marginals: minus the cross-entropy from q to the CRF.
+
+        A path's score is linear in its tags and pairs, so its expectation under q needs only q's
+        marginals, and this costs what `log_likelihood` costs. With one-hot marginals (a single
+        path) it equals `log_likelihood`; with a mixture of CRFs' marginals (an ensemble) it is
+        exact for the mixture: what training a student on its teachers' distribution minimises
+        (structure-level knowledge distillation, Wang et al., 2020).
+
+        Args:
+            emissions: `(batch, seq_len, num_tags)` float, unnormalised scores from the encoder.
+            tag_probs: `(batch, seq_len, num_tags)` q's tag marginals; ignored at padding.
+            pair_probs: `(batch, seq_len - 1, num_tags, num_tags)` q's marginals of the pair
+                (t, t + 1); ignored where t + 1 is padding.
+            mask: `(batch, seq_len)` bool, True on real tokens, left-aligned; `mask[:, 0]` all True.
+        Returns:
+            `(batch,)`, at most 0 when q gives no mass to forbidden steps.
+        Raises:
+            ValueError: shapes or mask are invalid.
+        """
+        _validate(emissions, mask, self.num_tags)
+        batch, seq_len, num_tags = emissions.shape
+        if tag_probs.shape != emissions.shape:
+            raise ValueError(
+                f"tag_probs must be {tuple(emissions.shape)}, got {tuple(tag_probs.shape)}"
+            )
+        pair_shape = (batch, seq_len - 1, num_tags, num_tags)
+        if tuple(pair_probs.shape) != pair_shape:
+            raise ValueError(f"pair_probs must be {pair_shape}, got {tuple(pair_probs.shape)}")
+        emissions, start, trans, end = _common_dtype(emissions, *self.scores())
+        real = mask.unsqueeze(2)
+        tag_probs = torch.where(real, tag_probs.to(emissions.dtype), 0.0)
+        pair_probs = torch.where(mask[:, 1:, None, None], pair_probs.to(emissions.dtype), 0.0)
+        # Zeroed padding emissions keep inf or NaN there out of the products and their gradient.
+        emitted = (tag_probs * torch.where(real, emissions, 0.0)).sum((1, 2))
+        started = tag_probs[:, 0] @ start
+        last = tag_probs[torch.arange(batch, device=mask.device), mask.sum(1) - 1]
+        # 0 * FORBIDDEN_SCORE is 0: a target with no mass on forbidden steps pays nothing there.
+        moved = (pair_probs * trans).sum((1, 2, 3))
+        expected = started + emitted + moved + last @ end
+        return expected - _log_partition(emissions, mask, start, trans, end)
+
     def viterbi_decode(self, emissions: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
         """Best allowed path of each sequence; see the module-level `viterbi_decode`.
 

@@ -88,6 +88,20 @@ def entity_boundaries(scheme: str | None, tags: Sequence[str]) -> EntityBoundari
     return EntityBoundaries(left, right, alternative)
 
 
+@dataclass
+class TeacherMarginals:
+    """What teachers say about a batch: the marginals a student is distilled towards.
+
+    Attributes:
+        tags: `(batch, seq_len, num_tags)` float probability of each tag at each token.
+        pairs: `(batch, seq_len - 1, num_tags, num_tags)` float probability of each pair of
+            neighbouring tags (what a CRF student also matches; a softmax student ignores them).
+    """
+
+    tags: Tensor
+    pairs: Tensor
+
+
 class TagHead(nn.Module):
     """The interface of a tagger's head: scores, loss, and everything decoding reads.
 
@@ -116,6 +130,18 @@ class TagHead(nn.Module):
 
     def loss(self, emissions: Tensor, tag_ids: Tensor, mask: Tensor) -> Tensor:
         """`()` training loss of the gold `tag_ids` `(batch, seq_len)`, summed over the batch."""
+        raise NotImplementedError
+
+    def distill_loss(
+        self,
+        emissions: Tensor,
+        tag_ids: Tensor,
+        mask: Tensor,
+        teacher: TeacherMarginals,
+        weight: float,
+    ) -> Tensor:
+        """`()` loss against a blend of the gold tags (`1 - weight`) and the teachers' marginals
+        (`weight`), summed over the batch."""
         raise NotImplementedError
 
     def decode(self, emissions: Tensor, mask: Tensor) -> Tensor:
@@ -183,6 +209,25 @@ class CRFHead(TagHead):
     def loss(self, emissions: Tensor, tag_ids: Tensor, mask: Tensor) -> Tensor:
         """Negative log-likelihood summed over the batch."""
         return self.crf(emissions, tag_ids, mask)
+
+    def distill_loss(
+        self,
+        emissions: Tensor,
+        tag_ids: Tensor,
+        mask: Tensor,
+        teacher: TeacherMarginals,
+        weight: float,
+    ) -> Tensor:
+        """Cross-entropy from the blend of the gold path and the teachers' distribution to the
+        CRF (`CRF.expected_log_likelihood`), summed over the batch: one partition function, as the
+        gold-only loss."""
+        num_tags = emissions.size(2)
+        gold = nn.functional.one_hot(torch.where(mask, tag_ids, 0), num_tags).to(teacher.tags.dtype)
+        # shape: (batch, seq_len - 1, num_tags, num_tags)
+        gold_pairs = gold[:, :-1, :, None] * gold[:, 1:, None, :]
+        tags = torch.lerp(gold, teacher.tags, weight)
+        pairs = torch.lerp(gold_pairs, teacher.pairs, weight)
+        return -self.crf.expected_log_likelihood(emissions, tags, pairs, mask).sum()
 
     def decode(self, emissions: Tensor, mask: Tensor) -> Tensor:
         """Viterbi."""
@@ -292,6 +337,21 @@ class SoftmaxHead(TagHead):
         """Token cross-entropy summed over the batch."""
         gold = emissions.gather(2, tag_ids.unsqueeze(2)).squeeze(2)
         return -torch.where(mask, gold, torch.zeros_like(gold)).sum()
+
+    def distill_loss(
+        self,
+        emissions: Tensor,
+        tag_ids: Tensor,
+        mask: Tensor,
+        teacher: TeacherMarginals,
+        weight: float,
+    ) -> Tensor:
+        """Token cross-entropy against the blend of gold tags and teacher marginals (pairs unused:
+        the softmax head scores tokens independently), summed over the batch."""
+        gold = nn.functional.one_hot(torch.where(mask, tag_ids, 0), emissions.size(2))
+        target = torch.lerp(gold.to(teacher.tags.dtype), teacher.tags, weight)
+        per_token = (target.to(emissions.dtype) * emissions).sum(2)
+        return -torch.where(mask, per_token, torch.zeros_like(per_token)).sum()
 
     def _constraints(self) -> tuple[Tensor, Tensor, Tensor]:
         if self.constrained:

@@ -18,7 +18,7 @@ from ..errors import ConfigError
 from .embeddings import TokenEmbedder
 from .encoder import BiLSTMEncoder
 from .encoding import Batch, word_dropout
-from .heads import HEADS, CRFHead, SentenceHead, SoftmaxHead, TagHead
+from .heads import HEADS, CRFHead, SentenceHead, SoftmaxHead, TagHead, TeacherMarginals
 from .meta import ModelMeta
 from .quantize import quantize_int8
 from .vocab import Index, Vocab
@@ -103,6 +103,12 @@ class Tagger(_Model):
         """Negative log-likelihood of the gold tags, summed over the batch."""
         assert batch.tag_ids is not None, "loss needs gold tags"
         return self.head.loss(self(batch), batch.tag_ids, batch.mask)
+
+    def distill_loss(self, batch: Batch, teacher: TeacherMarginals, weight: float) -> Tensor:
+        """The loss against gold tags blended with teachers' marginals (`weight` on the teachers),
+        summed over the batch; `weight` 0 is `loss`."""
+        assert batch.tag_ids is not None, "loss needs gold tags"
+        return self.head.distill_loss(self(batch), batch.tag_ids, batch.mask, teacher, weight)
 
 
 class Classifier(_Model):

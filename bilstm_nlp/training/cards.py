@@ -34,6 +34,19 @@ class TrainingFacts:
     command: str | None
 
 
+def distillation_note(config: dict) -> str:
+    """`; distilled from ...` for a model trained with teachers, else empty."""
+    teachers = config["train"].get("distill_from") or []
+    if not teachers:
+        return ""
+    weight = config["train"].get("distill_weight", 0.5)
+    names = ", ".join(f"`{t}`" for t in teachers)
+    return (
+        f"; distilled from an ensemble of {len(teachers)} teachers ({names}): the target is "
+        f"{weight:g} their averaged CRF marginals, {1 - weight:g} the gold tags"
+    )
+
+
 def training_card(meta: ModelMeta, model_config: ModelConfig, facts: TrainingFacts) -> str:
     """The card of a freshly trained model (Markdown)."""
     provenance = meta.provenance
@@ -49,6 +62,7 @@ def training_card(meta: ModelMeta, model_config: ModelConfig, facts: TrainingFac
         protocol = "trained on train, the best epoch on dev kept"
     if averaged:
         protocol += f"; weights averaged over epochs {averaged[0]}-{averaged[1]}"
+    protocol += distillation_note(config)
     dev = facts.best_dev
     lines = [
         f"# bilstm-nlp model: {meta.task}",
@@ -181,7 +195,7 @@ def shipped_card(model: Tagger | Classifier, facts: ShippedFacts) -> str:
         figure = (
             f"- **Protocol**: trained on train + dev for a fixed {settings['train']['epochs']} "
             f"epochs, the last epoch's weights kept (the epoch count and the settings were chosen "
-            f"on dev first)\n"
+            f"on dev first){distillation_note(settings)}\n"
             f"- **Dev {facts.metric}** of the recipe on {facts.dev_name} (the same settings "
             f"trained on train alone, `{scores['recipe_command']}`): "
             f"**{scores['recipe_dev']:.2f}**; this model itself has no held-out dev figure (on "
@@ -190,7 +204,8 @@ def shipped_card(model: Tagger | Classifier, facts: ShippedFacts) -> str:
     else:
         before = scores.get("dev_before_export", scores["dev"])
         figure = (
-            "- **Protocol**: trained on train, the best epoch on dev kept\n"
+            "- **Protocol**: trained on train, the best epoch on dev kept"
+            f"{distillation_note(settings)}\n"
             f"- **Dev {facts.metric}** on {facts.dev_name}: **{scores['dev']:.2f}** "
             f"(full-precision model before export: {before:.2f})"
         )

@@ -39,7 +39,12 @@ def run_epoch(
     )
 
 
-def train_epoch(model, encoded, optimizer, config, rng, device, epoch, show_progress):
+def train_epoch(
+    model, encoded, optimizer, config, rng, device, epoch, show_progress, teachers=None
+):
+    """One pass over `encoded`; with `teachers` (`distill.TeacherTargets` of the same sentences)
+    the loss blends their marginals with the gold tags. Returns the mean loss per sentence and
+    the tokens trained on."""
     settings = config.train
     sentence_labels = config.model.task == "classifier"
     model.train()
@@ -52,7 +57,11 @@ def train_epoch(model, encoded, optimizer, config, rng, device, epoch, show_prog
     for step, indices in enumerate(batches, 1):
         batch = collate([encoded[i] for i in indices], sentence_labels).to(device)
         optimizer.zero_grad(set_to_none=True)
-        loss = model.loss(batch)
+        if teachers is None:
+            loss = model.loss(batch)
+        else:
+            marginals = teachers.batch(indices, batch.mask.size(1), device)
+            loss = model.distill_loss(batch, marginals, settings.distill_weight)
         batch_loss = float(loss.detach())
         if not math.isfinite(batch_loss):
             raise _diverged(f"loss {batch_loss} at batch {step}", epoch, settings)

@@ -23,11 +23,13 @@ import torch
 
 from ..config import ExperimentConfig
 from ..errors import ConfigError, InputFormatError
-from ..serialize import WEIGHTS_FILE, read_meta, save_model
+from ..nn.model import Classifier, Tagger
+from ..serialize import WEIGHTS_FILE, load_model, read_meta, save_model
 from .averaging import WeightAverage
 from .cards import TrainingFacts, training_card
 from .checkpoint import TrainingState, load_checkpoint, save_checkpoint
-from .data import encode_training_rows, read_training_data
+from .data import TrainingData, encode_training_rows, read_training_data
+from .distill import TeacherTargets, teacher_targets
 from .epochs import check_divergence, initial_loss, score_on_dev, train_epoch
 from .setup import build_run_model, make_optimizer, run_meta
 
@@ -154,6 +156,7 @@ def _train(
     encoded = encode_training_rows(data, model.vocab, model.config.max_word_chars)
     if not encoded or not any(len(e.word_ids) for e in encoded):
         raise InputFormatError("no training sentences: nothing to train on", config.data.train)
+    teachers = _teachers(config, data, model, device, show_progress)
     if state.initial_loss is None:
         state.initial_loss = initial_loss(model, encoded, config, device)
     first_averaged = settings.epochs - settings.average_epochs + 1
@@ -164,7 +167,7 @@ def _train(
             group["lr"] = lr
         epoch_start = time.perf_counter()
         loss, tokens = train_epoch(
-            model, encoded, optimizer, config, rng, device, epoch, show_progress
+            model, encoded, optimizer, config, rng, device, epoch, show_progress, teachers
         )
         seconds = time.perf_counter() - epoch_start
         check_divergence(loss, state, epoch, settings)
@@ -231,6 +234,26 @@ def _train(
     )
     _finish(output, result, command)
     return result
+
+
+def _teachers(
+    config: ExperimentConfig,
+    data: TrainingData,
+    model: Tagger | Classifier,
+    device: torch.device,
+    show_progress: bool,
+) -> TeacherTargets | None:
+    """The distillation targets of `train.distill_from`'s models, or None without teachers."""
+    paths = config.train.distill_from
+    if not paths:
+        return None
+    if not isinstance(model, Tagger):
+        raise ConfigError("train.distill_from: distillation trains taggers; this is a classifier")
+    teachers = [load_model(path, device, quantized=False) for path in paths]
+    logger.info("distilling from %d teachers: %s", len(teachers), ", ".join(paths))
+    return teacher_targets(
+        teachers, data.token_lists, model.vocab.labels.items, model.scheme, device, show_progress
+    )
 
 
 def _resumable(config: ExperimentConfig) -> dict[str, Any]:

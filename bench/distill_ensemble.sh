@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# An ensemble of `ner` recipes distilled into one model of the same size, measured on dev.
+#
+#   bash bench/distill_ensemble.sh            # CPU, one run at a time (about 4 hours here)
+#   DEVICE=cuda PARALLEL=1 bash bench/distill_ensemble.sh
+#
+# Teachers: the `ner` recipe (models/ner/train.json) on train alone, seeds $SEEDS, epoch 40's
+# weights (the run's checkpoint: no selection on dev). Students: the same recipe, seed 1, taught
+# by all teachers with the teachers' share of the target at each of $WEIGHTS. Then
+# bench/ensemble.py scores every teacher, their ensemble and the students on CoNLL-2003 dev
+# (bench/results/ensemble.json); each student's epoch-40 figure is in its train_log.jsonl.
+# WITH_DEV=1 also trains the teachers and students on train + dev (the shipped protocol).
+# MAX_MINUTES caps each training (0: none); a capped run says so in its log. EPOCHS overrides
+# the recipe's 40 (a quick check of the script).
+set -euo pipefail
+DEVICE=${DEVICE:-cpu}
+PARALLEL=${PARALLEL:-0}
+SEEDS=${SEEDS:-"1 2 3"}
+WEIGHTS=${WEIGHTS:-"0.5"}
+WITH_DEV=${WITH_DEV:-0}
+MAX_MINUTES=${MAX_MINUTES:-0}
+STUDENT_MAX_MINUTES=${STUDENT_MAX_MINUTES:-$MAX_MINUTES}
+RUNS=${RUNS:-runs}
+PYTHON=${PYTHON:-python}
+CONFIG=${CONFIG:-models/ner/train.json}
+EPOCHS=${EPOCHS:-}
+mkdir -p "$RUNS"
+
+train() {  # train OUTPUT LOG ARGS...
+    local output=$1 log=$2
+    shift 2
+    "$PYTHON" -m bilstm_nlp.cli train --config "$CONFIG" --device "$DEVICE" --no-progress \
+        --output "$output" ${EPOCHS:+--epochs "$EPOCHS"} "$@" >"$log" 2>&1
+}
+
+launch() {  # in the background when PARALLEL=1
+    if [ "$PARALLEL" = 1 ]; then "$@" & else "$@"; fi
+}
+
+protocols=(alone)
+[ "$WITH_DEV" = 1 ] && protocols+=(with-dev)
+for protocol in "${protocols[@]}"; do
+    flag=--no-train-with-dev
+    [ "$protocol" = with-dev ] && flag=--train-with-dev
+    for seed in $SEEDS; do
+        out="$RUNS/ner-teacher-$protocol-s$seed"
+        launch train "$out" "$out.log" $flag --seed "$seed" --max-minutes "$MAX_MINUTES"
+    done
+done
+wait
+for protocol in "${protocols[@]}"; do
+    flag=--no-train-with-dev
+    [ "$protocol" = with-dev ] && flag=--train-with-dev
+    teachers=()
+    for seed in $SEEDS; do
+        teachers+=(--distill-from "$RUNS/ner-teacher-$protocol-s$seed/checkpoint/model")
+    done
+    for weight in $WEIGHTS; do
+        out="$RUNS/ner-student-$protocol-w$weight"
+        launch train "$out" "$out.log" $flag --seed 1 --max-minutes "$STUDENT_MAX_MINUTES" \
+            "${teachers[@]}" --distill-weight "$weight"
+    done
+done
+wait
+members=()
+for seed in $SEEDS; do members+=("$RUNS/ner-teacher-alone-s$seed/checkpoint/model"); done
+students=()
+for weight in $WEIGHTS; do students+=("$RUNS/ner-student-alone-w$weight/checkpoint/model"); done
+"$PYTHON" bench/ensemble.py --models "${members[@]}" --students "${students[@]}" \
+    --device "$DEVICE" --out "${ENSEMBLE_OUT:-bench/results/ensemble.json}"

@@ -1,0 +1,157 @@
+"""Knowledge distillation: an ensemble of trained taggers (the teachers) taught to one model.
+
+The teachers tag the training sentences once, before training; the average of their tag and
+neighbouring-pair marginals is what the student is trained towards, blended with the gold tags
+(`train.distill_weight`). With a CRF student the loss is the exact cross-entropy from that blend to
+the student's CRF (`CRF.expected_log_likelihood`), at the cost of the gold-only loss.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..errors import ConfigError
+from ..nn.encoding import collate, encode_tokens
+from ..nn.heads import CRFHead, TeacherMarginals
+from ..nn.model import Tagger
+from ..progress import progress_bar
+
+TEACHER_BATCH = 64
+
+
+@dataclass
+class TeacherTargets:
+    """The teachers' averaged marginals of each training sentence, in the student's tag order.
+
+    Attributes:
+        tags: per sentence, `(length, num_tags)` float32.
+        pairs: per sentence, `(length - 1, num_tags, num_tags)` float16 (half the memory; a
+            probability keeps 3 digits, plenty for a training target).
+        teachers: how many models were averaged.
+    """
+
+    tags: list[np.ndarray]
+    pairs: list[np.ndarray]
+    teachers: int
+
+    def batch(self, indices: Sequence[int], seq_len: int, device: torch.device) -> TeacherMarginals:
+        """The marginals of the sentences `indices`, padded to `seq_len` with zeros.
+
+        An empty sentence is one padding token marked real in a batch (`collate`); it gets tag 0
+        there, as its padded gold tags do, so the teachers add nothing to it.
+        """
+        num_tags = self.tags[0].shape[1] if self.tags else 1
+        tags = np.zeros((len(indices), seq_len, num_tags), dtype=np.float32)
+        pairs = np.zeros((len(indices), max(seq_len - 1, 0), num_tags, num_tags), dtype=np.float32)
+        for row, index in enumerate(indices):
+            length = len(self.tags[index])
+            if length == 0:
+                tags[row, 0, 0] = 1.0
+                continue
+            tags[row, :length] = self.tags[index]
+            pairs[row, : length - 1] = self.pairs[index]
+        return TeacherMarginals(
+            torch.from_numpy(tags).to(device), torch.from_numpy(pairs).to(device)
+        )
+
+
+def teacher_targets(
+    teachers: Sequence[Tagger],
+    token_lists: Sequence[Sequence[str]],
+    student_tags: Sequence[str],
+    student_scheme: str | None,
+    device: torch.device,
+    show_progress: bool = False,
+) -> TeacherTargets:
+    """Average the teachers' marginals over `token_lists`, in the order of `student_tags`.
+
+    Raises:
+        ConfigError: a teacher is not a tagger, or has other tags or another scheme.
+    """
+    if not teachers:
+        raise ConfigError("distillation needs at least one teacher model")
+    tag_sums = [np.zeros((len(t), len(student_tags)), dtype=np.float32) for t in token_lists]
+    pair_sums = [
+        np.zeros((max(len(t) - 1, 0), len(student_tags), len(student_tags)), dtype=np.float32)
+        for t in token_lists
+    ]
+    order = sorted(range(len(token_lists)), key=lambda i: len(token_lists[i]))
+    for number, teacher in enumerate(teachers, 1):
+        to_student = _tag_order(teacher, student_tags, student_scheme, number)
+        teacher.to(device).eval()
+        batches = [order[i : i + TEACHER_BATCH] for i in range(0, len(order), TEACHER_BATCH)]
+        progress = (
+            progress_bar(f"teacher {number}/{len(teachers)}", len(batches), count=True)
+            if show_progress
+            else None
+        )
+        with torch.inference_mode():
+            for indices in batches:
+                tags, pairs = _teacher_batch(teacher, [token_lists[i] for i in indices], device)
+                for row, index in enumerate(indices):
+                    length = len(token_lists[index])
+                    tag_sums[index][:, to_student] += tags[row, :length]
+                    if length > 1:
+                        pair_sums[index][:, to_student[:, None], to_student] += pairs[
+                            row, : length - 1
+                        ]
+                if progress is not None:
+                    progress.advance(progress.task_ids[0])
+        if progress is not None:
+            progress.stop()
+    count = len(teachers)
+    return TeacherTargets(
+        [t / count for t in tag_sums], [(p / count).astype(np.float16) for p in pair_sums], count
+    )
+
+
+def _teacher_batch(
+    teacher: Tagger, token_lists: list[Sequence[str]], device: torch.device
+) -> tuple[np.ndarray, np.ndarray]:
+    """`(batch, seq_len, T)` tag and `(batch, seq_len - 1, T, T)` pair marginals, float32."""
+    encoded = [
+        encode_tokens(tokens, teacher.vocab, teacher.config.max_word_chars)
+        for tokens in token_lists
+    ]
+    batch = collate(encoded).to(device)
+    emissions = teacher(batch)
+    head = teacher.head
+    tags = head.marginals(emissions, batch.mask)
+    if isinstance(head, CRFHead):
+        pairs = head.crf.pair_marginals(emissions, batch.mask)
+    else:
+        # Tokens are independent under a softmax head: a pair's probability is the product.
+        pairs = tags[:, :-1, :, None] * tags[:, 1:, None, :]
+    return tags.float().cpu().numpy(), pairs.float().cpu().numpy()
+
+
+def _tag_order(
+    teacher: Tagger, student_tags: Sequence[str], student_scheme: str | None, number: int
+) -> np.ndarray:
+    """For each of the teacher's tags, its id among the student's."""
+    where = teacher.meta.source or f"teacher {number}"
+    if not isinstance(teacher, Tagger):
+        raise ConfigError(
+            "a distillation teacher must be a tagger, and this is a classifier", where
+        )
+    if teacher.scheme != student_scheme:
+        raise ConfigError(
+            f"the teacher tags in {teacher.scheme or 'plain labels'}, the student in "
+            f"{student_scheme or 'plain labels'}: train both in one scheme",
+            where,
+        )
+    tags = list(teacher.vocab.labels.items)
+    if sorted(tags) != sorted(student_tags):
+        missing = sorted(set(student_tags) - set(tags))
+        extra = sorted(set(tags) - set(student_tags))
+        raise ConfigError(
+            f"the teacher's tags differ from the training data's (teacher lacks {missing}, has "
+            f"{extra} too): teachers must be trained on the same tags",
+            where,
+        )
+    position = {tag: i for i, tag in enumerate(student_tags)}
+    return np.array([position[tag] for tag in tags], dtype=np.int64)

@@ -1,0 +1,262 @@
+"""Distillation of an ensemble into one tagger: the CRF's pair marginals and expected
+log-likelihood against enumeration of all paths, the teachers' averaged targets, and training that
+follows the teachers where they disagree with the gold tags."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from bilstm_nlp import load, tag_sentences
+from bilstm_nlp.cli import app
+from bilstm_nlp.config import ExperimentConfig, TrainConfig
+from bilstm_nlp.errors import ConfigError
+from bilstm_nlp.nn.encoding import collate, encode_tokens
+from bilstm_nlp.nn.heads import TeacherMarginals
+from bilstm_nlp.training.distill import teacher_targets
+from bilstm_nlp.training.loop import train
+
+from .test_crf import (
+    all_paths,
+    enumerated_scores,
+    lengths_of,
+    random_allowed,
+    random_batch,
+    random_crf,
+)
+from .test_train import NER_SENTENCES, tiny_config, write_conll
+
+SIZES = [(3, 4), (4, 3), (2, 6)]
+
+
+def enumerated_pairs(paths: torch.Tensor, scores: torch.Tensor, num_tags: int) -> torch.Tensor:
+    """`(length - 1, num_tags, num_tags)`: mass of the paths with tags (i, j) at (t, t + 1)."""
+    probs = scores.softmax(0)
+    length = paths.size(1)
+    pairs = torch.zeros(length - 1, num_tags, num_tags, dtype=torch.float64)
+    for t in range(length - 1):
+        pairs[t].index_put_((paths[:, t], paths[:, t + 1]), probs, accumulate=True)
+    return pairs
+
+
+@pytest.mark.parametrize("constrained", [False, True])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize(("num_tags", "seq_len"), SIZES)
+def test_pair_marginals_match_enumeration(num_tags, seq_len, seed, constrained):
+    allowed = random_allowed(num_tags, seq_len, seed) if constrained else None
+    crf = random_crf(num_tags, seed, allowed).double()
+    emissions, mask = random_batch(num_tags, seq_len, seed)
+    pairs = crf.pair_marginals(emissions, mask)
+    assert pairs.shape == (mask.size(0), seq_len - 1, num_tags, num_tags)
+    marginals = crf.marginals(emissions, mask)
+    for b, length in enumerate(lengths_of(mask)):
+        assert (pairs[b, length - 1 :] == 0).all()
+        if length < 2:
+            continue
+        paths = all_paths(num_tags, length)
+        scores = enumerated_scores(emissions[b, :length], paths, crf.scores())
+        torch.testing.assert_close(
+            pairs[b, : length - 1], enumerated_pairs(paths, scores, num_tags), atol=1e-9, rtol=0
+        )
+        # Summing out either tag gives the tag marginals.
+        torch.testing.assert_close(pairs[b, : length - 1].sum(2), marginals[b, : length - 1])
+        torch.testing.assert_close(pairs[b, : length - 1].sum(1), marginals[b, 1:length])
+
+
+@pytest.mark.parametrize("constrained", [False, True])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize(("num_tags", "seq_len"), SIZES)
+def test_expected_log_likelihood_of_a_mixture_matches_enumeration(
+    num_tags, seq_len, seed, constrained
+):
+    # Two teachers (other CRFs, other emissions) mixed 30/70: the student's expected
+    # log-probability under the mixture, summed path by path, against the marginals' shortcut.
+    allowed = random_allowed(num_tags, seq_len, seed) if constrained else None
+    student = random_crf(num_tags, seed, allowed).double()
+    teachers = [random_crf(num_tags, seed + 10 * k, allowed).double() for k in (1, 2)]
+    emissions, mask = random_batch(num_tags, seq_len, seed)
+    teacher_emissions = [random_batch(num_tags, seq_len, seed + 50 * k)[0] for k in (1, 2)]
+    shares = (0.3, 0.7)
+    tags = sum(
+        w * t.marginals(e, mask)
+        for w, t, e in zip(shares, teachers, teacher_emissions, strict=True)
+    )
+    pairs = sum(
+        w * t.pair_marginals(e, mask)
+        for w, t, e in zip(shares, teachers, teacher_emissions, strict=True)
+    )
+    expected = student.expected_log_likelihood(emissions, tags, pairs, mask)
+    for b, length in enumerate(lengths_of(mask)):
+        paths = all_paths(num_tags, length)
+        mixture = sum(
+            w * enumerated_scores(e[b, :length], paths, t.scores()).softmax(0)
+            for w, t, e in zip(shares, teachers, teacher_emissions, strict=True)
+        )
+        student_log_probs = enumerated_scores(emissions[b, :length], paths, student.scores())
+        student_log_probs = student_log_probs.log_softmax(0)
+        # Paths the teachers never take weigh 0 (forbidden ones have log-probability ~ -1e4).
+        brute = (mixture * torch.where(mixture > 0, student_log_probs, 0.0)).sum()
+        torch.testing.assert_close(expected[b], brute, atol=1e-8, rtol=1e-10)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_one_hot_targets_give_the_log_likelihood_and_its_gradient(seed):
+    num_tags, seq_len = 4, 5
+    crf = random_crf(num_tags, seed).double()
+    emissions, mask = random_batch(num_tags, seq_len, seed)
+    gold = torch.randint(0, num_tags, mask.shape, generator=torch.Generator().manual_seed(seed))
+    one_hot = torch.nn.functional.one_hot(gold, num_tags).double()
+    pairs = one_hot[:, :-1, :, None] * one_hot[:, 1:, None, :]
+    expected = crf.expected_log_likelihood(emissions, one_hot, pairs, mask)
+    torch.testing.assert_close(expected, crf.log_likelihood(emissions, gold, mask))
+
+
+def test_gradient_is_target_minus_model_marginals():
+    # d E_q[log p] / d emissions = q's tag marginals - p's, on real tokens; 0 at padding.
+    num_tags, seq_len = 3, 5
+    student = random_crf(num_tags, 3).double()
+    teacher = random_crf(num_tags, 4).double()
+    emissions, mask = random_batch(num_tags, seq_len, 3)
+    teacher_emissions = random_batch(num_tags, seq_len, 4)[0]
+    tags = teacher.marginals(teacher_emissions, mask)
+    pairs = teacher.pair_marginals(teacher_emissions, mask)
+    emissions = emissions.clone().requires_grad_(True)
+    student.expected_log_likelihood(emissions, tags, pairs, mask).sum().backward()
+    wanted = tags - student.marginals(emissions.detach(), mask)
+    torch.testing.assert_close(emissions.grad, torch.where(mask[..., None], wanted, 0.0))
+
+
+def test_bad_target_shapes_are_refused():
+    crf = random_crf(3, 0).double()
+    emissions, mask = random_batch(3, 4, 0)
+    tags = crf.marginals(emissions, mask)
+    pairs = crf.pair_marginals(emissions, mask)
+    with pytest.raises(ValueError, match="tag_probs"):
+        crf.expected_log_likelihood(emissions, tags[:, :-1], pairs, mask)
+    with pytest.raises(ValueError, match="pair_probs"):
+        crf.expected_log_likelihood(emissions, tags, pairs[:, :, :2], mask)
+
+
+# Training with teachers.
+
+
+def _config(corpus: Path, seed: int, epochs: int = 40, **train_values) -> ExperimentConfig:
+    config = tiny_config(corpus, "crf", "BIOES")
+    settings = dataclasses.replace(config.train, epochs=epochs, seed=seed, **train_values)
+    return dataclasses.replace(config, train=settings)
+
+
+def _relabelled(sentences, word: str, tag: str):
+    return [[(w, tag if w == word else t) for w, t in s] for s in sentences]
+
+
+@pytest.fixture(scope="module")
+def teachers(tmp_path_factory) -> list[Path]:
+    """Two teachers trained on the tiny corpus, each with "Paris" relabelled as a person."""
+    folder = tmp_path_factory.mktemp("teachers")
+    corpus = write_conll(folder / "wrong.conll", _relabelled(NER_SENTENCES, "Paris", "I-PER"))
+    paths = []
+    for seed in (1, 2):
+        result = train(_config(corpus, seed), folder / f"t{seed}")
+        assert result.best_dev_score == pytest.approx(100.0)
+        paths.append(folder / f"t{seed}")
+    return paths
+
+
+def test_teacher_targets_average_the_teachers_marginals(teachers):
+    models = [load(p) for p in teachers]
+    sentences = [[w for w, _ in s] for s in NER_SENTENCES] + [["Paris"]]
+    student_tags = list(reversed(models[0].vocab.labels.items))  # another order than the teachers'
+    targets = teacher_targets(models, sentences, student_tags, "BIOES", torch.device("cpu"))
+    assert targets.teachers == 2
+    for model in models:
+        model.eval()
+    for index, tokens in enumerate(sentences):
+        encoded = collate([encode_tokens(tokens, models[0].vocab, 30)])
+        with torch.no_grad():
+            each = [m.head.marginals(m(encoded), encoded.mask)[0] for m in models]
+            pairs = [m.head.crf.pair_marginals(m(encoded), encoded.mask)[0] for m in models]
+        order = [models[0].vocab.labels.items.index(tag) for tag in student_tags]
+        mean = (each[0] + each[1]).double()[:, order] / 2
+        torch.testing.assert_close(
+            torch.from_numpy(targets.tags[index]).double(), mean, atol=1e-6, rtol=0
+        )
+        mean_pairs = (pairs[0] + pairs[1]).double()[:, order][:, :, order] / 2
+        torch.testing.assert_close(
+            torch.from_numpy(targets.pairs[index]).double(), mean_pairs, atol=1e-3, rtol=0
+        )
+    # A padded batch holds each sentence's targets, zeros beyond it.
+    batch = targets.batch([0, 2], 6, torch.device("cpu"))
+    assert isinstance(batch, TeacherMarginals)
+    assert batch.tags.shape == (2, 6, len(student_tags))
+    assert batch.pairs.shape == (2, 5, len(student_tags), len(student_tags))
+    assert (batch.tags[1, 2:] == 0).all() and (batch.pairs[1, 1:] == 0).all()
+    torch.testing.assert_close(batch.tags.sum(2)[0, :5], torch.ones(5))
+
+
+def test_the_student_follows_its_teachers_by_their_weight(tmp_path, teachers):
+    # Gold says Paris is a location, both teachers say a person: with the teachers' weight at
+    # 0.9 the student answers as they do; at 0 (gold only) as the gold tags do.
+    corpus = write_conll(tmp_path / "train.conll", NER_SENTENCES)
+    paths = [str(p) for p in teachers]
+    answers = {}
+    for weight in (0.0, 0.9):
+        config = _config(corpus, 3, distill_from=paths, distill_weight=weight)
+        # No dev: the last epoch is kept (gold-tagged dev would select against the teachers).
+        config = dataclasses.replace(config, data=dataclasses.replace(config.data, dev=None))
+        train(config, tmp_path / f"w{weight}")
+        model = load(tmp_path / f"w{weight}")
+        tagged = tag_sentences(model, [["Peter", "Blackburn", "visited", "Paris"]])[0]
+        answers[weight] = tagged.tags[-1]
+    assert answers == {0.0: "I-LOC", 0.9: "I-PER"}
+    card = (tmp_path / "w0.9" / "README.md").read_text()
+    assert "distilled from an ensemble of 2 teachers" in card
+    saved = json.loads((tmp_path / "w0.9" / "config.json").read_text())
+    assert saved["meta"]["provenance"]["config"]["train"]["distill_from"] == paths
+
+
+def test_teachers_with_other_tags_or_scheme_are_refused(tmp_path, teachers):
+    corpus = write_conll(tmp_path / "train.conll", NER_SENTENCES)
+    iob2 = dataclasses.replace(
+        _config(corpus, 3, epochs=1, distill_from=[str(teachers[0])]),
+        data=dataclasses.replace(_config(corpus, 3).data, scheme="IOB2"),
+    )
+    with pytest.raises(ConfigError, match="teacher tags in BIOES, the student in IOB2"):
+        train(iob2, tmp_path / "iob2")
+    extra = write_conll(tmp_path / "extra.conll", NER_SENTENCES + [[("Mars", "I-PLANET")]])
+    with pytest.raises(ConfigError, match="teacher lacks"):
+        train(_config(extra, 3, epochs=1, distill_from=[str(teachers[0])]), tmp_path / "extra")
+
+
+def test_distill_settings_are_checked():
+    with pytest.raises(ConfigError, match="distill_weight"):
+        TrainConfig(distill_weight=1.5)
+    with pytest.raises(ConfigError, match="distill_from"):
+        ExperimentConfig.from_dict({"train": {"distill_from": "runs/t1"}})
+    with pytest.raises(ConfigError, match=r"distill_from\[1\]"):
+        ExperimentConfig.from_dict({"train": {"distill_from": ["runs/t1", 3]}})
+    config = ExperimentConfig.from_dict({"train": {"distill_from": ["a", "b"]}})
+    assert config.train.distill_from == ["a", "b"]
+
+
+def test_cli_distill_options(tmp_path, teachers):
+    corpus = write_conll(tmp_path / "train.conll", NER_SENTENCES)
+    config_path = tmp_path / "train.json"
+    config_path.write_text(json.dumps(_config(corpus, 3, epochs=2).to_dict()))
+    arguments = ["train", "-c", str(config_path), "-o", str(tmp_path / "m"), "--no-progress"]
+    for teacher in teachers:
+        arguments += ["--distill-from", str(teacher)]
+    result = CliRunner().invoke(app, [*arguments, "--distill-weight", "0.7"])
+    assert result.exit_code == 0, result.output
+    settings = json.loads((tmp_path / "m" / "config.json").read_text())["meta"]["provenance"]
+    assert settings["config"]["train"]["distill_from"] == [str(t) for t in teachers]
+    assert settings["config"]["train"]["distill_weight"] == 0.7
+    missing = CliRunner().invoke(
+        app, ["train", "-c", str(config_path), "-o", str(tmp_path / "m2"), "--distill-from", "nope"]
+    )
+    assert missing.exit_code != 0 and "Traceback" not in missing.output

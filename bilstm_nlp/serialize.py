@@ -171,9 +171,10 @@ def load_model(
     an ONNX model (`bilstm_nlp.runtime.backend`), which needs no torch; any other a torch model.
     A folder exported with `--quantize int8` (`"quantize": "int8"` in its config) loads with int8
     LSTMs and linear layers (`nn.quantize`) unless `quantized` is False: the float weights, to
-    train further or export. `quantized=True` quantizes any torch folder. `threads` sets an ONNX
-    folder's onnxruntime intra-op threads (default: onnxruntime's, one per physical core); torch's
-    are process-wide (`torch.set_num_threads`), so torch folders ignore it.
+    train further or export. `quantized=True` quantizes any torch folder; an ONNX folder's
+    precision is fixed at export, and asking for the other one is a `ConfigError`. `threads`
+    sets an ONNX folder's onnxruntime intra-op threads (default: onnxruntime's, one per physical
+    core); torch's are process-wide (`torch.set_num_threads`), so torch folders ignore it.
 
     Only regular files of bounded size are read (`CONFIG_MAX_BYTES`, `VOCAB_MAX_BYTES`), every
     config value is checked for type and range, and the stored tensor shapes are compared with
@@ -194,6 +195,20 @@ def load_model(
             directory,
         )
     if is_onnx_folder(directory):
+        onnx_int8 = _onnx_is_int8(directory)
+        if quantized is not None and quantized != onnx_int8:
+            # The graph was quantized (or not) at export: loading cannot change it, and silently
+            # running the other precision would mislead a comparison.
+            raise ConfigError(
+                f"this ONNX folder is {'int8' if onnx_int8 else 'float32'}, fixed at export: "
+                + (
+                    "export again without --quantize"
+                    if onnx_int8
+                    else "export with --quantize int8"
+                )
+                + " for the other precision",
+                directory,
+            )
         return _load_onnx_directory(directory, threads)
     model = _load_directory(directory, str(directory)).to(device).eval()
     if quantized or (quantized is None and model.meta.int8):
@@ -203,6 +218,11 @@ def load_model(
             raise ConfigError("int8 models run on the CPU; load the float weights for a GPU")
         model.quantize_int8()
     return model
+
+
+def _onnx_is_int8(directory: Path) -> bool:
+    onnx = _read_json(directory / CONFIG_FILE, dict, CONFIG_MAX_BYTES).get("onnx")
+    return isinstance(onnx, dict) and onnx.get("quantize") == "int8"
 
 
 def is_onnx_folder(directory: str | Path) -> bool:

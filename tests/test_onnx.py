@@ -20,7 +20,7 @@ from bilstm_nlp.config import ModelConfig
 from bilstm_nlp.corpus.readers.conll import read_conll
 from bilstm_nlp.corpus.readers.conllu import read_conllu
 from bilstm_nlp.decode import classify_sentences, tag_sentences
-from bilstm_nlp.errors import ModelFileError
+from bilstm_nlp.errors import ConfigError, ModelFileError
 from bilstm_nlp.integrations.runtime.export import CRF_FILE, ONNX_FILE, export_onnx
 from bilstm_nlp.integrations.runtime.graph import (
     PaddedBiLSTM,
@@ -359,6 +359,13 @@ def test_int8_export_is_smaller_and_tags(tmp_path):
     ).stat().st_size
     tagged = tag_sentences(load_model(int8_folder), SENTENCES, k=2)
     assert [len(t.tags) for t in tagged] == [len(s) for s in SENTENCES]
+    # The precision is the export's: asking for the other one is an error, not ignored.
+    assert load_model(int8_folder, quantized=True) is not None
+    assert load_model(float_folder, quantized=False) is not None
+    with pytest.raises(ConfigError, match="ONNX folder is int8, fixed at export"):
+        load_model(int8_folder, quantized=False)
+    with pytest.raises(ConfigError, match="ONNX folder is float32, fixed at export"):
+        load_model(float_folder, quantized=True)
 
 
 def test_quantize_needs_a_known_type(tmp_path):

@@ -135,9 +135,7 @@ def _tag_order(
     """For each of the teacher's tags, its id among the student's."""
     where = teacher.meta.source or f"teacher {number}"
     if not isinstance(teacher, Tagger):
-        raise ConfigError(
-            "a distillation teacher must be a tagger, and this is a classifier", where
-        )
+        raise ConfigError("a distillation teacher must be a torch tagger folder", where)
     if teacher.scheme != student_scheme:
         raise ConfigError(
             f"the teacher tags in {teacher.scheme or 'plain labels'}, the student in "

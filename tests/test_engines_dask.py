@@ -102,6 +102,23 @@ def test_cli_engine_dask_is_byte_identical_to_local(
     assert list(concatenated(outdir)) == local_lines
 
 
+def test_cli_engine_dask_runs_an_onnx_folder(
+    client: Client, documents: Path, tmp_path: Path
+) -> None:
+    # The workers pick the backend from the folder, as the local annotate does.
+    folder = tmp_path / "ner-onnx"
+    exported = cli.invoke(app, ["export", "ner", str(folder), "--format", "onnx"])
+    assert exported.exit_code == 0, exported.output
+    local = tmp_path / "local.jsonl"
+    annotate_paths([documents], load_model(folder), local)
+    outdir = tmp_path / "out"
+    args = ["annotate", str(documents), "-o", str(outdir), "--engine", "dask", "-m", str(folder)]
+    result = cli.invoke(app, [*args, "--address", client.scheduler.address, "--partitions", "2"])
+    assert result.exit_code == 0, result.output
+    got = [line.decode().rstrip("\n") for line in concatenated(outdir)]
+    assert_same_records(got, _texts(local.read_bytes().splitlines(keepends=True)))
+
+
 def test_bag_records_equal_local(client: Client, documents: Path, local_lines: list[bytes]) -> None:
     rows = input_rows(documents)
     items = [{"id": identifier, "text": text} for identifier, text in rows]

@@ -104,8 +104,9 @@ def crf_arrays(head: TagHead) -> dict[str, np.ndarray]:
 
 
 def _eval(model: Tagger | Classifier) -> None:
-    # `eval()` walks and sets every submodule: a tenth of a one-sentence call, so only when needed.
-    if any(module.training for module in model.modules()):
+    # `eval()` walks and sets every submodule, a tenth of a one-sentence call: only after
+    # `train()` (which sets the whole model, as `eval()` does).
+    if model.training:
         model.eval()
 
 

@@ -139,7 +139,7 @@ def _rescale(scaled: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Each row divided by its max (kept finite and near 1), and the log of that divisor; a row
     of zeros (no path reaches it) stays zeros."""
     # shape: (batch,); `tiny` leaves a zero row as it is, at a finite log
-    divisor = np.maximum(scaled.max(axis=1), _TINY)
+    divisor = np.maximum(np.maximum.reduce(scaled, axis=1), _TINY)
     return scaled / divisor[:, None], np.log(divisor)
 
 
@@ -294,8 +294,9 @@ def viterbi_decode(
         candidates = score[:, :, None] + transitions
         # shape: (batch, num_tags) twice
         previous = candidates.argmax(axis=1)
-        # The max is the candidate the argmax picked, without gathering it.
-        score = candidates.max(axis=1) + emissions[:, t]
+        # The max is the candidate the argmax picked, without gathering it; the ufunc's own
+        # reduce skips `ndarray.max`'s Python wrapper, a good part of a short step.
+        score = np.maximum.reduce(candidates, axis=1) + emissions[:, t]
         scores.append(score)
         history.append(previous)
     lengths = _lengths(mask)

@@ -2,7 +2,9 @@
 entity probabilities over the emissions an exported tagger gives.
 
 Sits after the ONNX graph, in place of `nn/crf.py` and the CRF head, on hosts without torch: this
-module imports numpy only. The definitions are exactly those of `nn/crf.py` and `nn/heads.py`
+module imports numpy only. A torch tagger uses it too, for batches of a few sentences
+(`decode_torch.NUMPY_CRF_MAX_SENTENCES`), where a numpy call costs less than a torch op's dispatch.
+The definitions are exactly those of `nn/crf.py` and `nn/heads.py`
 (a path scores start + emissions + transitions + end; forbidden steps score `FORBIDDEN_SCORE` in
 sums and `-inf` in decoding; `alpha` includes the emission at t, `beta` excludes it and includes
 the end score; an entity's probability sums every way its scheme can write it), and

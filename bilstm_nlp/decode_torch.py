@@ -4,6 +4,13 @@ class probabilities.
 Apart from `decode.py` so that decoding (and with it tagging with an ONNX model) imports without
 torch; `decode.tag_sentences` / `classify_sentences` import this module only for a torch model.
 One forward pass and, when asked, one forward-backward pass per batch, as the heads give them.
+
+A short batch of a CRF tagger (at most `NUMPY_CRF_MAX_SENTENCES` sentences: one sentence given to
+the spaCy component or to `annotate`) runs its CRF in numpy (`runtime.backend.score_crf`, the ONNX
+models' CRF), after the torch network: its recursions make a dozen small calls per token, and a
+numpy call on a few rows costs a fraction of a torch op's dispatch. The results are the torch
+CRF's to float rounding (`tests/test_crf_numpy.py`; the probabilities, float32, within 1e-6);
+long batches, and so the CLI's outputs on whole files, stay on the torch CRF.
 """
 
 from __future__ import annotations
@@ -11,14 +18,23 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from .nn.encoding import Batch, collate
+from .nn.heads import CRFHead, SoftmaxHead, TagHead
 from .nn.ids import EncodedSentence
 from .nn.model import Classifier, Tagger
+from .runtime.backend import score_crf
+from .runtime.crf_numpy import CrfArrays
 from .scored import ScoredBatch, flatten_spans, kbest_rows, spans_per_row
 from .text.schemes import Span
+
+NUMPY_CRF_MAX_SENTENCES = 32
+"""Batches of at most this many sentences run the CRF in numpy (see the module docstring). On
+13-token sentences (ner model, one thread) numpy took half the torch CRF's time at 1 to 8
+sentences, three quarters at 32, about the same at 64."""
 
 
 def tagger_scoring(
@@ -26,10 +42,29 @@ def tagger_scoring(
 ) -> tuple[contextlib.AbstractContextManager, Callable[[list[EncodedSentence]], ScoredBatch]]:
     """The context to predict in (inference mode) and the function that scores a batch of
     encoded sentences, for `decode.tag_sentences` (arguments as there)."""
-    model.eval()
+    _eval(model)
+    numpy_crf = isinstance(model.head, CRFHead) and torch.device(device).type == "cpu"
+    arrays: list[CrfArrays] = []  # the head's arrays, made for the first short batch
 
     def score(encoded: list[EncodedSentence]) -> ScoredBatch:
-        return score_batch(model, collate(encoded).to(device), k, confidence, uncertainty)
+        batch = collate(encoded).to(device)
+        if not numpy_crf or len(encoded) > NUMPY_CRF_MAX_SENTENCES:
+            return score_batch(model, batch, k, confidence, uncertainty)
+        if not arrays:
+            arrays.append(CrfArrays(**crf_arrays(model.head)))
+        emissions = model(batch)
+        mask = batch.mask
+        scored = score_crf(arrays[0], emissions.numpy(), mask.numpy(), k, confidence or uncertainty)
+        if uncertainty:
+            # The numpy CRF has no entropy; the torch head gives it (what `select` ranks by),
+            # and the rest stays as without it.
+            tag_ids = torch.tensor(scored.tag_ids, device=mask.device)
+            lattice = model.head.lattice(emissions, mask)
+            marginals = model.head.marginals(emissions, mask, lattice)
+            scored.uncertainty = _uncertainty_rows(
+                model, emissions, mask, tag_ids, lattice, marginals
+            )
+        return scored
 
     return torch.inference_mode(), score
 
@@ -39,12 +74,42 @@ def classifier_scoring(
 ) -> tuple[contextlib.AbstractContextManager, Callable[[list[EncodedSentence]], list[list[float]]]]:
     """The context to predict in and the function that gives every label's probability per
     sentence of a batch, for `decode.classify_sentences`."""
-    model.eval()
+    _eval(model)
 
     def class_probs(encoded: list[EncodedSentence]) -> list[list[float]]:
         return model(collate(encoded).to(device)).exp().tolist()
 
     return torch.inference_mode(), class_probs
+
+
+def crf_arrays(head: TagHead) -> dict[str, np.ndarray]:
+    """A tag head's transitions, constraints and entity boundaries, as `crf_numpy.CrfArrays`
+    fields. A softmax head has no transition scores (zeros); its allowed steps are those of its
+    scheme's constraints, which it decodes with whether or not `constrained` (the config says)."""
+    if isinstance(head, CRFHead):
+        crf = head.crf
+        scores = (crf.start_transitions, crf.transitions, crf.end_transitions)
+        allowed = (crf.allowed_start, crf.allowed_transitions, crf.allowed_end)
+    else:
+        assert isinstance(head, SoftmaxHead)
+        constraints = (head.start_constraints, head.transition_constraints, head.end_constraints)
+        scores = tuple(torch.zeros_like(c) for c in constraints)
+        allowed = tuple(c == 0 for c in constraints)
+    tensors = {
+        **dict(zip(("start", "transitions", "end"), scores, strict=True)),
+        **dict(zip(("allowed_start", "allowed_transitions", "allowed_end"), allowed, strict=True)),
+        "boundary_left": head.boundary_left,
+        "boundary_right": head.boundary_right,
+        "alternative_first": head.alternative_first,
+    }
+    return {name: t.detach().cpu().contiguous().numpy() for name, t in tensors.items()}
+
+
+def _eval(model: Tagger | Classifier) -> None:
+    # `eval()` walks and sets every submodule, a tenth of a one-sentence call: only after
+    # `train()` (which sets the whole model, as `eval()` does).
+    if model.training:
+        model.eval()
 
 
 def score_batch(

@@ -19,6 +19,7 @@ from thinc.api import Config
 
 from bilstm_nlp.annotation.annotator import annotate_texts, escapes_for
 from bilstm_nlp.config import DataConfig, ExperimentConfig, ModelConfig, TrainConfig
+from bilstm_nlp.corpus.readers.conll import read_conll
 from bilstm_nlp.decode import tag_sentences
 from bilstm_nlp.errors import ConfigError, ModelFileError
 from bilstm_nlp.integrations.spacy_component import CHUNKS_KEY, ENTS_KEY, SCORES_ATTR, UPOS_TAGS
@@ -208,6 +209,48 @@ def test_pipe_over_1000_texts_equals_one_doc_at_a_time(models) -> None:
     for one, two in zip(batched, single, strict=True):
         assert_same(one, two, 1e-4)
     assert sum(len(o["ents"]) for o in batched) > 1000
+
+
+def _dev_texts(corpora: Path, count: int) -> list[str]:
+    """The first `count` CoNLL-2003 dev sentences (tokens joined by spaces) and UD EWT dev
+    `# text` lines: one sentence a text, as a spaCy user calls `nlp(text)`."""
+    import conllu
+
+    conll = []
+    for sentence in read_conll(corpora / "conll2003" / "dev.txt"):
+        if list(sentence.tokens) != ["-DOCSTART-"]:
+            conll.append(" ".join(sentence.tokens))
+        if len(conll) == count:
+            break
+    ewt = conllu.parse((corpora / "ud_ewt" / "dev.conllu").read_text(encoding="utf-8"))
+    return conll + [sentence.metadata["text"] for sentence in ewt[:count]]
+
+
+@pytest.mark.parametrize("name", ["ner", "pos"])
+def test_one_call_equals_pipe_on_real_dev_sentences(name: str, shared_corpora: Path) -> None:
+    # One text a call is a batch of one sentence, whose CRF runs in numpy; `pipe` sends batches
+    # of hundreds through the torch CRF. The shipped models on real sentences: same tags and
+    # entities, probabilities within 1e-6.
+    torch.set_num_threads(1)
+    texts = _dev_texts(shared_corpora, 150)
+    nlp = spacy.blank("en")
+    nlp.add_pipe("bilstm_tagger", config={"model": name})
+    batched = [outputs(doc) for doc in nlp.pipe(texts)]
+    single = [outputs(nlp(text)) for text in texts]
+    for one, two in zip(single, batched, strict=True):
+        assert_same(one, two, 1e-6)
+    if name == "ner":
+        assert sum(len(o["ents"]) for o in batched) > 200
+    else:
+        assert all(o["pos"] and "" not in o["pos"] for o in batched)
+    # Token probabilities, which spaCy does not show: one sentence a call against all at once.
+    model = load_model(name)
+    sentences = [text.split() for text in texts]
+    together = tag_sentences(model, sentences)
+    for tokens, tagged in zip(sentences, together, strict=True):
+        [alone] = tag_sentences(model, [tokens])
+        assert alone.tags == tagged.tags
+        assert alone.tag_probs == pytest.approx(tagged.tag_probs, abs=1e-6)
 
 
 def test_sentences_of_an_earlier_pipe_are_used(models) -> None:

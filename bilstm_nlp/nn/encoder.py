@@ -42,6 +42,10 @@ class BiLSTMEncoder(nn.Module):
         """
         seq_len = features.shape[1]
         lengths = mask.sum(dim=1).cpu()
+        if bool((lengths == seq_len).all()):
+            # No padding (one sentence, say): the same output without packing and unpacking,
+            # which cost a short sentence as much as its LSTM steps.
+            return self.lstm(features)[0]
         packed = nn.utils.rnn.pack_padded_sequence(
             features, lengths, batch_first=True, enforce_sorted=False
         )

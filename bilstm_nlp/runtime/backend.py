@@ -163,35 +163,8 @@ class OnnxTagger(OnnxModel):
     def _score_crf(
         self, emissions: np.ndarray, mask: np.ndarray, k: int, confidence: bool
     ) -> ScoredBatch:
-        crf = self.crf
-        assert crf is not None
-        tag_ids, _ = crf_numpy.viterbi_decode(emissions, mask, *crf.decode_scores())
-        lattice = crf_numpy.forward_backward(emissions, mask, *crf.scores()) if confidence else None
-        if lattice is not None:
-            marginals = crf_numpy.marginals_from(*lattice, mask).astype(emissions.dtype)
-            tag_probs = np.take_along_axis(marginals, tag_ids[:, :, None], axis=2)[:, :, 0]
-        else:
-            tag_probs = np.ones(tag_ids.shape, dtype=emissions.dtype)
-        kbest = None
-        if k > 0:
-            paths, log_probs = crf_numpy.kbest_log_probs(crf, emissions, mask, k)
-            kbest = kbest_rows(paths.tolist(), np.exp(log_probs).tolist())
-
-        def span_probabilities(span_rows: list[list[Span]]) -> list[list[float]]:
-            rows, starts, ends = flatten_spans(span_rows)
-            if not rows:
-                return [[] for _ in span_rows]
-            spans = tuple(np.asarray(v, dtype=np.int64) for v in (rows, starts, ends))
-            assert lattice is not None
-            log_probs = crf_numpy.entity_log_probs(crf, emissions, mask, tag_ids, spans, lattice)
-            return spans_per_row(span_rows, np.exp(log_probs).tolist())
-
-        return ScoredBatch(
-            tag_ids.tolist(),
-            tag_probs.tolist(),
-            kbest,
-            span_probabilities if confidence else None,
-        )
+        assert self.crf is not None
+        return score_crf(self.crf, emissions, mask, k, confidence)
 
     def _score_softmax(
         self, emissions: np.ndarray, mask: np.ndarray, k: int, confidence: bool
@@ -237,3 +210,46 @@ class OnnxClassifier(OnnxModel):
     def class_probs(self, arrays: BatchArrays) -> list[list[float]]:
         """Per sentence, every label's probability."""
         return np.exp(self.run(arrays)).tolist()
+
+
+def score_crf(
+    crf: CrfArrays, emissions: np.ndarray, mask: np.ndarray, k: int, confidence: bool
+) -> ScoredBatch:
+    """A CRF head's `ScoredBatch` from its emissions, all in numpy: best tags, their marginals,
+    k-best paths and entity probabilities (what `decode_torch.score_batch` gives for a torch
+    model; it calls this for short batches, where numpy's per-step cost is the lower).
+
+    Args:
+        crf: the head's arrays.
+        emissions: `(batch, seq_len, num_tags)` float32.
+        mask: `(batch, seq_len)` bool, True on real tokens, left-aligned.
+        k: also the k best paths (0: none).
+        confidence: marginals and entity probabilities (one forward-backward pass).
+    """
+    tag_ids, _ = crf_numpy.viterbi_decode(emissions, mask, *crf.decode_scores())
+    lattice = crf_numpy.forward_backward(emissions, mask, *crf.scores()) if confidence else None
+    if lattice is not None:
+        marginals = crf_numpy.marginals_from(*lattice, mask).astype(emissions.dtype)
+        tag_probs = np.take_along_axis(marginals, tag_ids[:, :, None], axis=2)[:, :, 0]
+    else:
+        tag_probs = np.ones(tag_ids.shape, dtype=emissions.dtype)
+    kbest = None
+    if k > 0:
+        paths, log_probs = crf_numpy.kbest_log_probs(crf, emissions, mask, k)
+        kbest = kbest_rows(paths.tolist(), np.exp(log_probs).tolist())
+
+    def span_probabilities(span_rows: list[list[Span]]) -> list[list[float]]:
+        rows, starts, ends = flatten_spans(span_rows)
+        if not rows:
+            return [[] for _ in span_rows]
+        spans = tuple(np.asarray(v, dtype=np.int64) for v in (rows, starts, ends))
+        assert lattice is not None
+        log_probs = crf_numpy.entity_log_probs(crf, emissions, mask, tag_ids, spans, lattice)
+        return spans_per_row(span_rows, np.exp(log_probs).tolist())
+
+    return ScoredBatch(
+        tag_ids.tolist(),
+        tag_probs.tolist(),
+        kbest,
+        span_probabilities if confidence else None,
+    )

@@ -2,7 +2,9 @@
 entity probabilities over the emissions an exported tagger gives.
 
 Sits after the ONNX graph, in place of `nn/crf.py` and the CRF head, on hosts without torch: this
-module imports numpy only. The definitions are exactly those of `nn/crf.py` and `nn/heads.py`
+module imports numpy only. A torch tagger uses it too, for batches of a few sentences
+(`decode_torch.NUMPY_CRF_MAX_SENTENCES`), where a numpy call costs less than a torch op's dispatch.
+The definitions are exactly those of `nn/crf.py` and `nn/heads.py`
 (a path scores start + emissions + transitions + end; forbidden steps score `FORBIDDEN_SCORE` in
 sums and `-inf` in decoding; `alpha` includes the emission at t, `beta` excludes it and includes
 the end score; an entity's probability sums every way its scheme can write it), and
@@ -127,42 +129,55 @@ def _exp_transitions(transitions: np.ndarray) -> tuple[np.ndarray, float]:
     return np.exp(transitions - shift), shift
 
 
-def _log_rows(scaled: np.ndarray, log_scale: np.ndarray) -> np.ndarray:
-    with np.errstate(divide="ignore"):
-        return np.log(scaled) + log_scale[:, None]
+def _exp_steps(steps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`exp(steps)` with each `(batch, t)` row divided by its max, and those maxima: all steps at
+    once, so the recursions' loops hold only the per-step matrix product and rescale."""
+    # shape: (batch, seq_len)
+    top = _finite_max(steps, axis=2)
+    return np.exp(steps - top[:, :, None]), top
 
 
-def _rescaled(scaled: np.ndarray, log_scale: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Each row divided by its max (kept finite and near 1), the log of the divisor added to its
-    log-scale; a row of zeros (no path reaches it) stays zeros."""
-    top = scaled.max(axis=1)
-    divisor = np.where(top > 0, top, 1.0)
-    return scaled / divisor[:, None], log_scale + np.log(divisor)
+def _rescale(scaled: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each row divided by its max (kept finite and near 1), and the log of that divisor; a row
+    of zeros (no path reaches it) stays zeros."""
+    # shape: (batch,); `tiny` leaves a zero row as it is, at a finite log
+    divisor = np.maximum(np.maximum.reduce(scaled, axis=1), _TINY)
+    return scaled / divisor[:, None], np.log(divisor)
+
+
+_TINY = np.finfo(np.float64).tiny
 
 
 # The forward and backward recursions run in exp space, each step one (batch x tags) x (tags x
 # tags) matrix product, with every row rescaled to a max of 1 and its log-scale carried beside
 # it: the log-space recursion's log-sum-exp over a (batch, tags, tags) array took a dozen times
 # longer. In float64 a term is lost only if it is ~700 below the best of its row, where its
-# probability is 0 anyway.
+# probability is 0 anyway. Everything that does not depend on the previous step (the
+# exponentiated emissions, the log-scales' running sum, the logs of the rows) is computed outside
+# the loop: a short batch (one sentence in a spaCy call) costs a few numpy calls per step.
 
 
 def _alphas(steps: np.ndarray, start: np.ndarray, transitions: np.ndarray) -> np.ndarray:
     """`(batch, seq_len, num_tags)` forward log-scores; padding continues the recursion (it never
     feeds a real position)."""
     batch, seq_len, num_tags = steps.shape
-    alphas = np.empty_like(steps)
-    first = start + steps[:, 0]
-    log_scale = _finite_max(first, axis=1)
-    scaled = np.exp(first - log_scale[:, None])
-    alphas[:, 0] = _log_rows(scaled, log_scale)
+    exp_steps, step_top = _exp_steps(steps)
     exp_transitions, shift = _exp_transitions(transitions)
+    first = start + steps[:, 0]
+    first_top = _finite_max(first, axis=1)
+    # shape: (batch, seq_len, num_tags) the rescaled rows; (batch, seq_len) what each step
+    # adds to the log-scale
+    rows = np.empty_like(steps)
+    increments = np.empty((batch, seq_len))
+    rows[:, 0], increments[:, 0] = _rescale(np.exp(first - first_top[:, None]))
     for t in range(1, seq_len):
-        step_top = _finite_max(steps[:, t], axis=1)
-        scaled = (scaled @ exp_transitions) * np.exp(steps[:, t] - step_top[:, None])
-        scaled, log_scale = _rescaled(scaled, log_scale + shift + step_top)
-        alphas[:, t] = _log_rows(scaled, log_scale)
-    return alphas
+        rows[:, t], increments[:, t] = _rescale(
+            (rows[:, t - 1] @ exp_transitions) * exp_steps[:, t]
+        )
+    increments[:, 0] += first_top
+    increments[:, 1:] += shift + step_top[:, 1:]
+    with np.errstate(divide="ignore"):
+        return np.log(rows) + np.cumsum(increments, axis=1)[:, :, None]
 
 
 def _betas(
@@ -170,23 +185,28 @@ def _betas(
 ) -> np.ndarray:
     """`(batch, seq_len, num_tags)` backward log-scores, 0 at padding."""
     batch, seq_len, num_tags = steps.shape
-    betas = np.empty_like(steps)
-    end_top = float(_finite_max(end))
-    end_scaled = np.broadcast_to(np.exp(end - end_top), (batch, num_tags))
-    end_scale = np.full(batch, end_top)
-    scaled, log_scale = end_scaled, end_scale
-    betas[:, -1] = end
+    exp_steps, step_top = _exp_steps(steps)
     exp_transitions, shift = _exp_transitions(transitions)
+    backward = np.ascontiguousarray(exp_transitions.T)
+    end_top = float(_finite_max(end))
+    end_row = np.exp(end - end_top)
+    # shape: (batch, seq_len, num_tags) the rescaled rows; (batch, seq_len) the log-scale of each
+    rows = np.empty_like(steps)
+    log_scales = np.empty((batch, seq_len))
+    rows[:, -1], log_scales[:, -1] = end_row, end_top
+    # Where t + 1 is padding, t is a last real token (or padding): the recursion restarts there
+    # from the end score.
+    restarts = ~mask[:, 1:]
     for t in range(seq_len - 2, -1, -1):
         # Scores of the tag at t + 1 and everything after it, then summed over that tag.
-        step_top = _finite_max(steps[:, t + 1], axis=1)
-        after = scaled * np.exp(steps[:, t + 1] - step_top[:, None])
-        stepped, stepped_scale = _rescaled(after @ exp_transitions.T, log_scale + shift + step_top)
-        # The last real token takes the end score; padding too, and is zeroed below.
-        real = mask[:, t + 1]
-        scaled = np.where(real[:, None], stepped, end_scaled)
-        log_scale = np.where(real, stepped_scale, end_scale)
-        betas[:, t] = _log_rows(scaled, log_scale)
+        stepped, log_divisor = _rescale((rows[:, t + 1] * exp_steps[:, t + 1]) @ backward)
+        log_scales[:, t] = log_scales[:, t + 1] + (shift + step_top[:, t + 1] + log_divisor)
+        rows[:, t] = stepped
+        if restarts[:, t].any():
+            rows[restarts[:, t], t] = end_row
+            log_scales[restarts[:, t], t] = end_top
+    with np.errstate(divide="ignore"):
+        betas = np.log(rows) + log_scales[:, :, None]
     return np.where(mask[:, :, None], betas, 0.0)
 
 
@@ -276,7 +296,9 @@ def viterbi_decode(
         candidates = score[:, :, None] + transitions
         # shape: (batch, num_tags) twice
         previous = candidates.argmax(axis=1)
-        score = np.take_along_axis(candidates, previous[:, None, :], axis=1)[:, 0] + emissions[:, t]
+        # The max is the candidate the argmax picked, without gathering it; the ufunc's own
+        # reduce skips `ndarray.max`'s Python wrapper, a good part of a short step.
+        score = np.maximum.reduce(candidates, axis=1) + emissions[:, t]
         scores.append(score)
         history.append(previous)
     lengths = _lengths(mask)

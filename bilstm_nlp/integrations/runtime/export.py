@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ...decode_torch import crf_arrays
 from ...errors import ConfigError, ModelFileError
 from ...nn.encoding import TokenEncoder, collate
-from ...nn.heads import CRFHead, SoftmaxHead, TagHead
 from ...nn.model import Classifier, Tagger
 from ...runtime.backend import CRF_FILE, ONNX_FILE
 from ...serialize import CONFIG_FILE, VOCAB_FILES, load_model, resolve_model_path
@@ -42,29 +42,6 @@ _EXAMPLE = [
     [],
     ["ünknöwn", "ΩΩ", "x" * 40, "1996-08-22"],
 ]
-
-
-def crf_arrays(head: TagHead) -> dict[str, np.ndarray]:
-    """A tag head's transitions, constraints and entity boundaries, as `crf_numpy.CrfArrays`
-    fields. A softmax head has no transition scores (zeros); its allowed steps are those of its
-    scheme's constraints, which it decodes with whether or not `constrained` (the config says)."""
-    if isinstance(head, CRFHead):
-        crf = head.crf
-        scores = (crf.start_transitions, crf.transitions, crf.end_transitions)
-        allowed = (crf.allowed_start, crf.allowed_transitions, crf.allowed_end)
-    else:
-        assert isinstance(head, SoftmaxHead)
-        constraints = (head.start_constraints, head.transition_constraints, head.end_constraints)
-        scores = tuple(torch.zeros_like(c) for c in constraints)
-        allowed = tuple(c == 0 for c in constraints)
-    tensors = {
-        **dict(zip(("start", "transitions", "end"), scores, strict=True)),
-        **dict(zip(("allowed_start", "allowed_transitions", "allowed_end"), allowed, strict=True)),
-        "boundary_left": head.boundary_left,
-        "boundary_right": head.boundary_right,
-        "alternative_first": head.alternative_first,
-    }
-    return {name: t.detach().cpu().contiguous().numpy() for name, t in tensors.items()}
 
 
 QUANTIZATIONS = ("int8",)

@@ -124,6 +124,7 @@ def tag_sentences(
     show_progress: bool = False,
     encoder: TokenEncoder | None = None,
     uncertainty: bool = False,
+    low_latency: bool = False,
 ) -> list[TaggedSentence]:
     """Tag pre-split sentences.
 
@@ -140,6 +141,10 @@ def tag_sentences(
             lasts across calls (an `Annotator` keeps one); default: a new one for this call.
         uncertainty: also each sentence's `SentenceUncertainty` (from the same forward-backward
             pass as the confidences; an empty sentence gets 0, 0 and no tokens); torch models.
+        low_latency: a torch CRF tagger's short batches (`decode_torch.NUMPY_CRF_MAX_SENTENCES`
+            sentences or fewer) run the CRF in numpy, several times faster on one sentence; the
+            probabilities equal the torch CRF's within 1e-6, so they depend on the batching in
+            their last bits. Off, every batch runs the torch CRF.
     Returns:
         One `TaggedSentence` per input, in input order.
     Raises:
@@ -149,7 +154,7 @@ def tag_sentences(
     if not is_onnx(model):
         from .decode_torch import tagger_scoring
 
-        predicting, score = tagger_scoring(model, k, confidence, uncertainty, device)
+        predicting, score = tagger_scoring(model, k, confidence, uncertainty, device, low_latency)
     else:
         if uncertainty:
             raise ConfigError(

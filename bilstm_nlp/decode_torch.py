@@ -5,12 +5,13 @@ Apart from `decode.py` so that decoding (and with it tagging with an ONNX model)
 torch; `decode.tag_sentences` / `classify_sentences` import this module only for a torch model.
 One forward pass and, when asked, one forward-backward pass per batch, as the heads give them.
 
-A short batch of a CRF tagger (at most `NUMPY_CRF_MAX_SENTENCES` sentences: one sentence given to
-the spaCy component or to `annotate`) runs its CRF in numpy (`runtime.backend.score_crf`, the ONNX
-models' CRF), after the torch network: its recursions make a dozen small calls per token, and a
-numpy call on a few rows costs a fraction of a torch op's dispatch. The results are the torch
-CRF's to float rounding (`tests/test_crf_numpy.py`; the probabilities, float32, within 1e-6);
-long batches, and so the CLI's outputs on whole files, stay on the torch CRF.
+With `low_latency` (the spaCy component, which spaCy calls one text at a time), a short batch of a
+CRF tagger (at most `NUMPY_CRF_MAX_SENTENCES` sentences) runs its CRF in numpy
+(`runtime.backend.score_crf`, the ONNX models' CRF), after the torch network: its recursions make
+a dozen small calls per token, and a numpy call on a few rows costs a fraction of a torch op's
+dispatch. The results are the torch CRF's to float rounding (`tests/test_crf_numpy.py`; the
+probabilities, float32, within 1e-6). The CLI keeps it off: there a sentence's output must not
+depend on how a resumed run cut its batches.
 """
 
 from __future__ import annotations
@@ -38,12 +39,19 @@ sentences, three quarters at 32, about the same at 64."""
 
 
 def tagger_scoring(
-    model: Tagger, k: int, confidence: bool, uncertainty: bool, device: str | torch.device
+    model: Tagger,
+    k: int,
+    confidence: bool,
+    uncertainty: bool,
+    device: str | torch.device,
+    low_latency: bool = False,
 ) -> tuple[contextlib.AbstractContextManager, Callable[[list[EncodedSentence]], ScoredBatch]]:
     """The context to predict in (inference mode) and the function that scores a batch of
     encoded sentences, for `decode.tag_sentences` (arguments as there)."""
     _eval(model)
-    numpy_crf = isinstance(model.head, CRFHead) and torch.device(device).type == "cpu"
+    numpy_crf = (
+        low_latency and isinstance(model.head, CRFHead) and torch.device(device).type == "cpu"
+    )
     arrays: list[CrfArrays] = []  # the head's arrays, made for the first short batch
 
     def score(encoded: list[EncodedSentence]) -> ScoredBatch:

@@ -246,11 +246,13 @@ def test_one_call_equals_pipe_on_real_dev_sentences(name: str, shared_corpora: P
     # Token probabilities, which spaCy does not show: one sentence a call against all at once.
     model = load_model(name)
     sentences = [text.split() for text in texts]
-    together = tag_sentences(model, sentences)
+    together = tag_sentences(model, sentences, k=3)
     for tokens, tagged in zip(sentences, together, strict=True):
-        [alone] = tag_sentences(model, [tokens])
+        [alone] = tag_sentences(model, [tokens], k=3, low_latency=True)
         assert alone.tags == tagged.tags
         assert alone.tag_probs == pytest.approx(tagged.tag_probs, abs=1e-6)
+        assert [p for _, p in alone.kbest] == pytest.approx([p for _, p in tagged.kbest], abs=1e-6)
+        assert [t for t, _ in alone.kbest] == [t for t, _ in tagged.kbest]
 
 
 def test_sentences_of_an_earlier_pipe_are_used(models) -> None:

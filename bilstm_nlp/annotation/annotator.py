@@ -184,6 +184,9 @@ class Annotator:
         max_sentence_tokens: longer sentences are tagged in pieces of this many tokens.
         device: where the model runs.
         uncertainty: also each sentence's uncertainty (taggers; what `select` ranks by).
+        low_latency: score short batches for speed (`decode.tag_sentences`): for one text at a
+            time (the spaCy component); probabilities then depend on how sentences were
+            batched in their last bits, so files (`annotate`, resumable) keep it off.
     Raises:
         ConfigError: `k_best` or `uncertainty` with a classifier (see `check_output`).
     """
@@ -197,6 +200,7 @@ class Annotator:
         max_sentence_tokens: int = MAX_SENTENCE_TOKENS,
         device: str | torch.device = "cpu",
         uncertainty: bool = False,
+        low_latency: bool = False,
     ) -> None:
         check_output(model.meta.is_classifier, k_best=k_best)
         if uncertainty and model.meta.is_classifier:
@@ -207,6 +211,7 @@ class Annotator:
         self.batch_size = batch_size
         self.k_best = k_best
         self.uncertainty = uncertainty
+        self.low_latency = low_latency
         self.device = device
         self.tokenizer = Tokenizer(max_sentence_tokens)
         self.escapes = escapes_for(model)
@@ -278,6 +283,7 @@ class Annotator:
                 show_progress=show_progress,
                 encoder=self.encoder,
                 uncertainty=self.uncertainty,
+                low_latency=self.low_latency,
             )
         )
         has_spans = self.model.scheme is not None

@@ -134,7 +134,10 @@ class _BilstmPipe(Pipe):
     def annotator(self) -> Annotator:
         """The `Annotator` of the model (its escapes, batch size and sentencizer)."""
         if self._annotator is None:
-            self._annotator = Annotator(self.bilstm_model, batch_size=self.batch_size)
+            # Low latency: spaCy calls a pipe one text at a time (`nlp(text)`).
+            self._annotator = Annotator(
+                self.bilstm_model, batch_size=self.batch_size, low_latency=True
+            )
         return self._annotator
 
     def _set_model(self, model: "Tagger | Classifier") -> None:

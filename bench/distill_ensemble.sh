@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # An ensemble of `ner` recipes distilled into one model of the same size, measured on dev.
 #
-#   bash bench/distill_ensemble.sh            # CPU, one run at a time (about 4 hours here)
+#   bash bench/distill_ensemble.sh             # CPU, one run at a time (5 runs of 13-25 min here)
+#   PARALLEL=1 bash bench/distill_ensemble.sh  # all teachers at once, then all students
 #   DEVICE=cuda PARALLEL=1 bash bench/distill_ensemble.sh
 #
 # Teachers: the `ner` recipe (models/ner/train.json) on train alone, seeds $SEEDS, epoch 40's
-# weights (the run's checkpoint: no selection on dev). Students: the same recipe, seed 1, taught
-# by all teachers with the teachers' share of the target at each of $WEIGHTS. Then
+# weights (the run's checkpoint: no selection on dev). Students: the same recipe, seeds
+# $STUDENT_SEEDS, taught by all teachers with the teachers' share of the target at each of
+# $WEIGHTS. Then
 # bench/ensemble.py scores every teacher, their ensemble and the students on CoNLL-2003 dev
 # (bench/results/ensemble.json); each student's epoch-40 figure is in its train_log.jsonl.
 # WITH_DEV=1 also trains the teachers and students on train + dev (the shipped protocol).
@@ -17,6 +19,7 @@ DEVICE=${DEVICE:-cpu}
 PARALLEL=${PARALLEL:-0}
 SEEDS=${SEEDS:-"1 2 3"}
 WEIGHTS=${WEIGHTS:-"0.5"}
+STUDENT_SEEDS=${STUDENT_SEEDS:-"1 2"}
 WITH_DEV=${WITH_DEV:-0}
 MAX_MINUTES=${MAX_MINUTES:-0}
 STUDENT_MAX_MINUTES=${STUDENT_MAX_MINUTES:-$MAX_MINUTES}
@@ -56,15 +59,21 @@ for protocol in "${protocols[@]}"; do
         teachers+=(--distill-from "$RUNS/ner-teacher-$protocol-s$seed/checkpoint/model")
     done
     for weight in $WEIGHTS; do
-        out="$RUNS/ner-student-$protocol-w$weight"
-        launch train "$out" "$out.log" $flag --seed 1 --max-minutes "$STUDENT_MAX_MINUTES" \
-            "${teachers[@]}" --distill-weight "$weight"
+        for seed in $STUDENT_SEEDS; do
+            out="$RUNS/ner-student-$protocol-w$weight-s$seed"
+            launch train "$out" "$out.log" $flag --seed "$seed" \
+                --max-minutes "$STUDENT_MAX_MINUTES" "${teachers[@]}" --distill-weight "$weight"
+        done
     done
 done
 wait
 members=()
 for seed in $SEEDS; do members+=("$RUNS/ner-teacher-alone-s$seed/checkpoint/model"); done
 students=()
-for weight in $WEIGHTS; do students+=("$RUNS/ner-student-alone-w$weight/checkpoint/model"); done
+for weight in $WEIGHTS; do
+    for seed in $STUDENT_SEEDS; do
+        students+=("$RUNS/ner-student-alone-w$weight-s$seed/checkpoint/model")
+    done
+done
 "$PYTHON" bench/ensemble.py --models "${members[@]}" --students "${students[@]}" \
     --device "$DEVICE" --out "${ENSEMBLE_OUT:-bench/results/ensemble.json}"

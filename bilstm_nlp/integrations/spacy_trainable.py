@@ -99,8 +99,9 @@ class _TrainableBilstm:
         trains on one)."""
         if self._annotator is None:
             device = next(self.bilstm_model.parameters()).device
+            # Low latency as the inference pipe asks: the same outputs for the same folder.
             self._annotator = Annotator(
-                self.bilstm_model, batch_size=self.batch_size, device=device
+                self.bilstm_model, batch_size=self.batch_size, device=device, low_latency=True
             )
         return self._annotator
 

@@ -195,8 +195,7 @@ def load_model(
             directory,
         )
     if is_onnx_folder(directory):
-        onnx_int8 = _onnx_is_int8(directory)
-        if quantized is not None and quantized != onnx_int8:
+        if quantized is not None and quantized != (onnx_int8 := _onnx_is_int8(directory)):
             # The graph was quantized (or not) at export: loading cannot change it, and silently
             # running the other precision would mislead a comparison.
             raise ConfigError(

@@ -148,6 +148,23 @@ def marginals_from(alpha: Tensor, beta: Tensor, log_z: Tensor, mask: Tensor) -> 
     return torch.where(mask.unsqueeze(2), probs, 0.0)
 
 
+def pair_marginals_from(
+    alpha: Tensor, beta: Tensor, log_z: Tensor, emissions: Tensor, mask: Tensor, transitions: Tensor
+) -> Tensor:
+    """Neighbouring-pair marginals (`CRF.pair_marginals`) from a forward-backward pass's output
+    and the constrained transitions (`CRF.scores()[1]`); no validation (the pass did it)."""
+    wide = torch.where(mask.unsqueeze(2), emissions, 0.0).to(alpha.dtype)
+    # shape: (batch, seq_len - 1, num_tags, num_tags)
+    scores = (
+        alpha[:, :-1, :, None]
+        + transitions.to(alpha.dtype)
+        + (wide[:, 1:] + beta[:, 1:])[:, :, None, :]
+        - log_z[:, None, None, None]
+    )
+    pairs = scores.clamp(max=0.0).exp()
+    return torch.where(mask[:, 1:, None, None], pairs, 0.0)
+
+
 class CRF(nn.Module):
     """Linear-chain conditional random field over tag sequences (Lafferty et al., 2001).
 
@@ -365,17 +382,8 @@ class CRF(nn.Module):
         """
         _validate(emissions, mask, self.num_tags)
         start, trans, end = self.scores()
-        alpha, beta, log_z = _forward_backward(emissions, mask, start, trans, end)
-        wide = torch.where(mask.unsqueeze(2), emissions, 0.0).to(alpha.dtype)
-        # shape: (batch, seq_len - 1, num_tags, num_tags)
-        scores = (
-            alpha[:, :-1, :, None]
-            + trans.to(alpha.dtype)
-            + (wide[:, 1:] + beta[:, 1:])[:, :, None, :]
-            - log_z[:, None, None, None]
-        )
-        pairs = scores.clamp(max=0.0).exp()
-        return torch.where(mask[:, 1:, None, None], pairs, 0.0)
+        lattice = _forward_backward(emissions, mask, start, trans, end)
+        return pair_marginals_from(*lattice, emissions, mask, trans)
 
     def expected_log_likelihood(
         self, emissions: Tensor, tag_probs: Tensor, pair_probs: Tensor, mask: Tensor

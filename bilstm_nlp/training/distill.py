@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError
+from ..nn.crf import pair_marginals_from
 from ..nn.encoding import collate, encode_tokens
 from ..nn.heads import CRFHead, TeacherMarginals
 from ..nn.model import Tagger
@@ -120,9 +121,14 @@ def _teacher_batch(
     batch = collate(encoded).to(device)
     emissions = teacher(batch)
     head = teacher.head
-    tags = head.marginals(emissions, batch.mask)
+    # One forward-backward pass gives both the tag and the pair marginals.
+    lattice = head.lattice(emissions, batch.mask)
+    tags = head.marginals(emissions, batch.mask, lattice)
     if isinstance(head, CRFHead):
-        pairs = head.crf.pair_marginals(emissions, batch.mask)
+        transitions = head.crf.scores()[1]
+        pairs = pair_marginals_from(
+            lattice.alpha, lattice.beta, lattice.log_z, emissions, batch.mask, transitions
+        )
     else:
         # Tokens are independent under a softmax head: a pair's probability is the product.
         pairs = tags[:, :-1, :, None] * tags[:, 1:, None, :]

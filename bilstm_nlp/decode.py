@@ -142,9 +142,10 @@ def tag_sentences(
         uncertainty: also each sentence's `SentenceUncertainty` (from the same forward-backward
             pass as the confidences; an empty sentence gets 0, 0 and no tokens); torch models.
         low_latency: a torch CRF tagger's short batches (`decode_torch.NUMPY_CRF_MAX_SENTENCES`
-            sentences or fewer) run the CRF in numpy, several times faster on one sentence; the
-            probabilities equal the torch CRF's within 1e-6, so they depend on the batching in
-            their last bits. Off, every batch runs the torch CRF.
+            sentences or fewer) run the CRF in numpy, and a batch of one sentence the network
+            too: several times faster on one sentence. The tags are the torch path's; the
+            probabilities equal its within 1e-5 (float32 sums in another order), so they
+            depend on the batching in their last digits. Off, every batch runs in torch.
     Returns:
         One `TaggedSentence` per input, in input order.
     Raises:

@@ -9,26 +9,33 @@ With `low_latency` (the spaCy component, which spaCy calls one text at a time), 
 CRF tagger (at most `NUMPY_CRF_MAX_SENTENCES` sentences) runs its CRF in numpy
 (`runtime.backend.score_crf`, the ONNX models' CRF), after the torch network: its recursions make
 a dozen small calls per token, and a numpy call on a few rows costs a fraction of a torch op's
-dispatch. The results are the torch CRF's to float rounding (`tests/test_crf_numpy.py`; the
-probabilities, float32, within 1e-6). The CLI keeps it off: there a sentence's output must not
-depend on how a resumed run cut its batches.
+dispatch. A batch of one sentence (of at most `NUMPY_NETWORK_MAX_TOKENS` tokens) runs the network
+in numpy too (`runtime.network_numpy`), where torch's per-op and per-LSTM-call costs outweigh the
+work. The results are the torch ones to float rounding (`tests/test_crf_numpy.py`,
+`tests/test_network_numpy.py`). The CLI keeps it off: there a sentence's output must not depend
+on how a resumed run cut its batches.
 """
 
 from __future__ import annotations
 
 import contextlib
+import weakref
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
+from .nn.embeddings import CharCNN
 from .nn.encoding import Batch, collate
 from .nn.heads import CRFHead, SoftmaxHead, TagHead
 from .nn.ids import EncodedSentence
 from .nn.model import Classifier, Tagger
+from .runtime import network_numpy
 from .runtime.backend import score_crf
 from .runtime.crf_numpy import CrfArrays
+from .runtime.network_numpy import LstmLayerArrays, NetworkArrays
 from .scored import ScoredBatch, flatten_spans, kbest_rows, spans_per_row
 from .text.schemes import Span
 
@@ -36,6 +43,11 @@ NUMPY_CRF_MAX_SENTENCES = 32
 """Batches of at most this many sentences run the CRF in numpy (see the module docstring). On
 13-token sentences (ner model, one thread) numpy took half the torch CRF's time at 1 to 8
 sentences, three quarters at 32, about the same at 64."""
+
+NUMPY_NETWORK_MAX_TOKENS = 64
+"""A single sentence of at most this many tokens runs the network in numpy (see the module
+docstring). numpy's LSTM step costs a little more than torch's; torch's call costs ~0.2 ms more
+up front (one thread here): numpy is the faster below about a hundred tokens."""
 
 
 def tagger_scoring(
@@ -52,17 +64,29 @@ def tagger_scoring(
     numpy_crf = (
         low_latency and isinstance(model.head, CRFHead) and torch.device(device).type == "cpu"
     )
-    arrays: list[CrfArrays] = []  # the head's arrays, made for the first short batch
 
     def score(encoded: list[EncodedSentence]) -> ScoredBatch:
+        if numpy_crf and len(encoded) == 1 and not uncertainty:
+            sentence = encoded[0]
+            numpy_model = _numpy_arrays(model)
+            if numpy_model.network and 0 < len(sentence.word_ids) <= NUMPY_NETWORK_MAX_TOKENS:
+                one = network_numpy.emissions(
+                    numpy_model.network, sentence.word_ids, sentence.casing_ids, sentence.char_ids
+                )
+                mask = np.ones((1, len(one)), dtype=bool)
+                return score_crf(numpy_model.crf, one[None], mask, k, confidence)
         batch = collate(encoded).to(device)
         if not numpy_crf or len(encoded) > NUMPY_CRF_MAX_SENTENCES:
             return score_batch(model, batch, k, confidence, uncertainty)
-        if not arrays:
-            arrays.append(CrfArrays(**crf_arrays(model.head)))
         emissions = model(batch)
         mask = batch.mask
-        scored = score_crf(arrays[0], emissions.numpy(), mask.numpy(), k, confidence or uncertainty)
+        scored = score_crf(
+            _numpy_arrays(model).crf,
+            emissions.numpy(),
+            mask.numpy(),
+            k,
+            confidence or uncertainty,
+        )
         if uncertainty:
             # The numpy CRF has no entropy; the torch head gives it (what `select` ranks by),
             # and the rest stays as without it.
@@ -111,6 +135,106 @@ def crf_arrays(head: TagHead) -> dict[str, np.ndarray]:
         "alternative_first": head.alternative_first,
     }
     return {name: t.detach().cpu().contiguous().numpy() for name, t in tensors.items()}
+
+
+@dataclass(frozen=True)
+class NumpyTagger:
+    """A torch CRF tagger's arrays for the numpy paths: its CRF, and its network where
+    `network_numpy` can run it (None: a quantized model, a character LSTM)."""
+
+    crf: CrfArrays
+    network: NetworkArrays | None
+
+
+@dataclass(frozen=True)
+class _Made:
+    """What a model's `NumpyTagger` was made from: its parameters (listed once: walking the
+    modules costs a tenth of a one-sentence call), their (storage, version) then, and the
+    layers that int8 quantization swaps."""
+
+    parameters: list[torch.Tensor]
+    versions: tuple[tuple[int, int], ...]
+    layers: tuple[int, int]
+    arrays: NumpyTagger
+
+
+# Per model: the arrays are remade when a parameter has changed (a training step,
+# `load_state_dict`, a move) or a layer was swapped; the model stays as it was built (the cache
+# is the decoder's, not the module's).
+_NUMPY_TAGGERS: weakref.WeakKeyDictionary[Tagger, _Made] = weakref.WeakKeyDictionary()
+
+
+def _versions(parameters: list[torch.Tensor]) -> tuple[tuple[int, int], ...]:
+    return tuple((p.data_ptr(), p._version) for p in parameters)
+
+
+def _numpy_arrays(model: Tagger) -> NumpyTagger:
+    layers = (id(model.encoder.lstm), id(model.head.projection))
+    made = _NUMPY_TAGGERS.get(model)
+    if made is not None and made.layers == layers and made.versions == _versions(made.parameters):
+        return made.arrays
+    parameters = list(model.parameters())
+    arrays = NumpyTagger(CrfArrays(**crf_arrays(model.head)), network_arrays(model))
+    _NUMPY_TAGGERS[model] = _Made(parameters, _versions(parameters), layers, arrays)
+    return arrays
+
+
+def network_arrays(model: Tagger) -> NetworkArrays | None:
+    """A float32 CPU tagger's network as `network_numpy.NetworkArrays`, or None where that module
+    cannot run it (int8 layers, a character LSTM, other devices or dtypes)."""
+    embedder, lstm, projection = model.embedder, model.encoder.lstm, model.head.projection
+    char_encoder = embedder.char_encoder
+    if (
+        type(lstm) is not nn.LSTM
+        or lstm.proj_size
+        or not lstm.bias
+        or not lstm.bidirectional
+        or type(projection) is not nn.Linear
+        or not (char_encoder is None or type(char_encoder) is CharCNN)
+        or any(p.dtype != torch.float32 or p.device.type != "cpu" for p in model.parameters())
+    ):
+        return None
+    hidden = lstm.hidden_size
+    # The sigmoid gates (input, forget, output) halved: see `network_numpy.LstmLayerArrays`.
+    halves = torch.ones(4 * hidden)
+    halves[: 2 * hidden] = 0.5
+    halves[3 * hidden :] = 0.5
+    layers = []
+    with torch.no_grad():
+        for layer in range(lstm.num_layers):
+            directions = [f"_l{layer}", f"_l{layer}_reverse"]
+            weights = [getattr(lstm, f"weight_ih{d}") * halves[:, None] for d in directions]
+            recurrent = [getattr(lstm, f"weight_hh{d}") * halves[:, None] for d in directions]
+            biases = [
+                (getattr(lstm, f"bias_ih{d}") + getattr(lstm, f"bias_hh{d}")) * halves
+                for d in directions
+            ]
+            layers.append(
+                LstmLayerArrays(
+                    input_weights=_numpy(torch.stack([w.T for w in weights], dim=1)),
+                    bias=_numpy(torch.stack(biases)),
+                    recurrent=_numpy(torch.stack([w.T for w in recurrent])),
+                )
+            )
+        tables = char_encoder.tables() if char_encoder is not None else None
+        casings = embedder.casing_embedding
+        return NetworkArrays(
+            trainable_words=_numpy(embedder.word_embedding.weight),
+            fixed_words=_numpy(embedder.fixed_embedding.weight),
+            casings=_numpy(casings.weight) if casings is not None else None,
+            char_tables=_numpy(tables) if tables is not None else None,
+            char_bias=_numpy(char_encoder.conv.bias) if char_encoder is not None else None,
+            char_padding=char_encoder.conv.padding[0] if char_encoder is not None else 0,
+            layers=tuple(layers),
+            projection=_numpy(projection.weight.T),
+            projection_bias=_numpy(projection.bias),
+        )
+
+
+def _numpy(tensor: torch.Tensor) -> np.ndarray:
+    # The parameter's own memory where it is contiguous (the word vectors: no second copy of
+    # the largest table), else a copy; either way remade when a parameter changes.
+    return tensor.detach().contiguous().numpy()
 
 
 def _eval(model: Tagger | Classifier) -> None:

@@ -185,3 +185,88 @@ def test_invalid_mask_is_refused():
     zeros = np.zeros(4, dtype=np.float32)
     with pytest.raises(ValueError, match="first timestep"):
         crf_numpy.viterbi_decode(emissions, mask, zeros, np.zeros((4, 4), np.float32), zeros)
+
+
+# One sentence (`viterbi_one`, `forward_backward_one`: the spaCy call's path) against the batch
+# functions and the torch CRF, on every sentence length up to 40 (the rescaling windows end at
+# every offset), and where the windowed rescaling must fall back.
+
+
+def one_sentence_cases():
+    return [
+        (scheme, seq_len) for scheme in SCHEME_TAGS for seq_len in (1, 2, 3, 4, 5, 8, 9, 13, 40)
+    ]
+
+
+@pytest.mark.parametrize(("scheme", "seq_len"), one_sentence_cases())
+def test_one_sentence_equals_the_batch_and_torch(scheme, seq_len):
+    head, emissions, _ = random_case(scheme, 1, seq_len, seed=seq_len)
+    crf = arrays_of(head)
+    e = emissions.numpy()
+    mask = np.ones((1, seq_len), dtype=bool)
+    tags, score = crf_numpy.viterbi_one(e[0], *crf.decode_scores())
+    batch_tags, batch_scores = crf_numpy.viterbi_decode(e, mask, *crf.decode_scores())
+    assert tags == batch_tags[0].tolist()
+    assert score == batch_scores[0]  # the same float32 sums in the same order
+    torch_tags, _ = head.crf.viterbi_decode(emissions, torch.from_numpy(mask))
+    assert tags == torch_tags[0].tolist()
+    alpha, beta, log_z = crf_numpy.forward_backward_one(e[0], *crf.scores())
+    kept = crf_numpy.forward_backward_one(e[0], *crf.scores(), constants=crf.chain_constants)
+    for ours, with_kept in zip((alpha, beta, log_z), kept, strict=True):
+        assert np.array_equal(ours, with_kept)
+    b_alpha, b_beta, b_log_z = crf_numpy.forward_backward(e, mask, *crf.scores())
+    assert log_z == pytest.approx(b_log_z[0], abs=1e-9)
+    assert_log_scores_close(alpha, b_alpha[0])
+    assert_log_scores_close(beta, b_beta[0])
+    marginals = crf_numpy.marginals_from(alpha[None], beta[None], np.asarray([log_z]), mask)
+    expected = head.marginals(emissions, torch.from_numpy(mask)).numpy()
+    np.testing.assert_allclose(marginals, expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("spread", [5.0, 50.0, 400.0])
+def test_one_sentence_with_extreme_emissions_equals_the_batch(spread):
+    # Emissions hundreds of nats apart shrink a row by more than float64 holds between
+    # rescalings: `forward_backward_one` must notice and redo the sentence step by step (it does
+    # at 400 here, not at 5 or 50).
+    generator = np.random.default_rng(int(spread))
+    num_tags, seq_len = 9, 30
+    emissions = (generator.normal(size=(seq_len, num_tags)) * spread).astype(np.float32)
+    start, transitions, end = (
+        generator.normal(size=shape).astype(np.float32)
+        for shape in ((num_tags,), (num_tags, num_tags), (num_tags,))
+    )
+    transitions[generator.random((num_tags, num_tags)) < 0.3] = FORBIDDEN_SCORE
+    mask = np.ones((1, seq_len), dtype=bool)
+    alpha, beta, log_z = crf_numpy.forward_backward_one(emissions, start, transitions, end)
+    b_alpha, b_beta, b_log_z = crf_numpy.forward_backward(
+        emissions[None], mask, start, transitions, end
+    )
+    assert log_z == pytest.approx(b_log_z[0], rel=1e-12)
+    marginals = crf_numpy.marginals_from(alpha[None], beta[None], np.asarray([log_z]), mask)
+    expected = crf_numpy.marginals_from(b_alpha, b_beta, b_log_z, mask)
+    np.testing.assert_allclose(marginals, expected, atol=1e-12)
+    np.testing.assert_allclose(marginals.sum(axis=2), 1.0, atol=1e-9)
+
+
+def test_one_sentence_without_an_allowed_path():
+    # Every transition forbidden: no path of two tokens; as the batch functions give it.
+    start, end = np.zeros(3, np.float32), np.zeros(3, np.float32)
+    forbidden = np.full((3, 3), -np.inf, np.float32)
+    emissions = np.zeros((2, 3), np.float32)
+    assert crf_numpy.viterbi_one(emissions, start, forbidden, end) == ([0, 0], -np.inf)
+    _, _, log_z = crf_numpy.forward_backward_one(
+        emissions, start, np.full((3, 3), FORBIDDEN_SCORE, np.float32), end
+    )
+    expected = crf_numpy.log_partition(
+        emissions[None], np.ones((1, 2), bool), start, np.full((3, 3), FORBIDDEN_SCORE), end
+    )
+    assert log_z == pytest.approx(expected[0], rel=1e-9)
+
+
+def test_one_sentence_rejects_other_shapes():
+    with pytest.raises(ValueError, match="expected emissions"):
+        crf_numpy.viterbi_one(np.zeros((0, 3), np.float32), *(np.zeros(s) for s in (3, (3, 3), 3)))
+    with pytest.raises(ValueError, match="expected emissions"):
+        crf_numpy.forward_backward_one(
+            np.zeros((2, 4), np.float32), *(np.zeros(s) for s in (3, (3, 3), 3))
+        )

@@ -228,9 +228,10 @@ def _dev_texts(corpora: Path, count: int) -> list[str]:
 
 @pytest.mark.parametrize("name", ["ner", "pos"])
 def test_one_call_equals_pipe_on_real_dev_sentences(name: str, shared_corpora: Path) -> None:
-    # One text a call is a batch of one sentence, whose CRF runs in numpy; `pipe` sends batches
-    # of hundreds through the torch CRF. The shipped models on real sentences: same tags and
-    # entities, probabilities within 1e-6.
+    # One text a call is a batch of one sentence, whose network and CRF run in numpy; `pipe`
+    # sends batches of hundreds through torch. The shipped models on real sentences: same tags
+    # and entities, probabilities within 1e-5 (the numpy LSTM sums in another order with another
+    # BLAS: emissions differ in float32's last bits, probabilities by up to ~2e-6).
     torch.set_num_threads(1)
     texts = _dev_texts(shared_corpora, 150)
     nlp = spacy.blank("en")
@@ -238,7 +239,7 @@ def test_one_call_equals_pipe_on_real_dev_sentences(name: str, shared_corpora: P
     batched = [outputs(doc) for doc in nlp.pipe(texts)]
     single = [outputs(nlp(text)) for text in texts]
     for one, two in zip(single, batched, strict=True):
-        assert_same(one, two, 1e-6)
+        assert_same(one, two, 1e-5)
     if name == "ner":
         assert sum(len(o["ents"]) for o in batched) > 200
     else:
@@ -250,8 +251,8 @@ def test_one_call_equals_pipe_on_real_dev_sentences(name: str, shared_corpora: P
     for tokens, tagged in zip(sentences, together, strict=True):
         [alone] = tag_sentences(model, [tokens], k=3, low_latency=True)
         assert alone.tags == tagged.tags
-        assert alone.tag_probs == pytest.approx(tagged.tag_probs, abs=1e-6)
-        assert [p for _, p in alone.kbest] == pytest.approx([p for _, p in tagged.kbest], abs=1e-6)
+        assert alone.tag_probs == pytest.approx(tagged.tag_probs, abs=1e-5)
+        assert [p for _, p in alone.kbest] == pytest.approx([p for _, p in tagged.kbest], abs=1e-5)
         assert [t for t, _ in alone.kbest] == [t for t, _ in tagged.kbest]
 
 

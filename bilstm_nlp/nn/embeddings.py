@@ -141,17 +141,21 @@ class CharCNN(nn.Module):
         outputs = lengths + 2 * pad - kernel + 1
         # shape: (outputs,) flat position of each output
         output_at = (starts.unsqueeze(1) + positions)[positions < outputs.unsqueeze(1)]
-        # shape: (kernel, num_chars, filters); padding characters contribute zeros
-        tables = torch.einsum("cd,fdk->kcf", self.embedding.weight, self.conv.weight)
-        not_pad = torch.ones(tables.shape[1], 1, dtype=tables.dtype, device=tables.device)
-        not_pad[PAD_ID] = 0.0
-        tables = tables * not_pad
+        tables = self.tables()
         # shape: (outputs, filters)
         scores = self.conv.bias + tables[0][flat[output_at - pad]]
         for column in range(1, kernel):
             scores = scores + tables[column][flat[output_at + column - pad]]
         # shape: (words, filters)
         return torch.segment_reduce(scores, "max", lengths=outputs, axis=0)
+
+    def tables(self) -> Tensor:
+        """`(kernel, num_chars, filters)`: each kernel column's product with every character's
+        embedding; the padding character's rows are zeros."""
+        tables = torch.einsum("cd,fdk->kcf", self.embedding.weight, self.conv.weight)
+        not_pad = torch.ones(tables.shape[1], 1, dtype=tables.dtype, device=tables.device)
+        not_pad[PAD_ID] = 0.0
+        return tables * not_pad
 
 
 class CharLSTM(nn.Module):

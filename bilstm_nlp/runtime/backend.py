@@ -226,8 +226,20 @@ def score_crf(
         k: also the k best paths (0: none).
         confidence: marginals and entity probabilities (one forward-backward pass).
     """
-    tag_ids, _ = crf_numpy.viterbi_decode(emissions, mask, *crf.decode_scores())
-    lattice = crf_numpy.forward_backward(emissions, mask, *crf.scores()) if confidence else None
+    lattice: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+    if len(emissions) == 1 and mask.all():
+        # One sentence (a spaCy call): the vector recursions, in the batch functions' shapes.
+        tags, _ = crf_numpy.viterbi_one(emissions[0], *crf.decode_scores())
+        tag_ids = np.asarray([tags], dtype=np.int64)
+        if confidence:
+            alpha, beta, log_z = crf_numpy.forward_backward_one(
+                emissions[0], *crf.scores(), constants=crf.chain_constants
+            )
+            lattice = (alpha[None], beta[None], np.asarray([log_z]))
+    else:
+        tag_ids, _ = crf_numpy.viterbi_decode(emissions, mask, *crf.decode_scores())
+        if confidence:
+            lattice = crf_numpy.forward_backward(emissions, mask, *crf.scores())
     if lattice is not None:
         marginals = crf_numpy.marginals_from(*lattice, mask).astype(emissions.dtype)
         tag_probs = np.take_along_axis(marginals, tag_ids[:, :, None], axis=2)[:, :, 0]

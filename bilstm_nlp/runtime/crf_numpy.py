@@ -16,6 +16,7 @@ forward-backward, path scores and entity probabilities in float64, as the torch 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -48,20 +49,34 @@ class CrfArrays:
 
     def scores(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """`(start, transitions, end)` with `FORBIDDEN_SCORE` where forbidden (`CRF.scores`)."""
-        return (
-            np.where(self.allowed_start, self.start, np.float32(FORBIDDEN_SCORE)),
-            np.where(self.allowed_transitions, self.transitions, np.float32(FORBIDDEN_SCORE)),
-            np.where(self.allowed_end, self.end, np.float32(FORBIDDEN_SCORE)),
-        )
+        return self._scores
 
     def decode_scores(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """`(start, transitions, end)` with `-inf` where forbidden (`CRF._decode_scores`)."""
-        forbidden = np.float32(-np.inf)
-        return (
-            np.where(self.allowed_start, self.start, forbidden),
-            np.where(self.allowed_transitions, self.transitions, forbidden),
-            np.where(self.allowed_end, self.end, forbidden),
-        )
+        return self._decode_scores
+
+    # Made once per instance (the fields are fixed): a one-sentence call would otherwise spend
+    # a tenth of its CRF time on these six `where`s.
+    @cached_property
+    def _scores(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return _masked(self, np.float32(FORBIDDEN_SCORE))
+
+    @cached_property
+    def _decode_scores(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return _masked(self, np.float32(-np.inf))
+
+    @cached_property
+    def chain_constants(self) -> ChainConstants:
+        """`ChainConstants.of(*self.scores())`, made once."""
+        return ChainConstants.of(*self.scores())
+
+
+def _masked(crf: CrfArrays, forbidden: np.float32) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    return (
+        np.where(crf.allowed_start, crf.start, forbidden),
+        np.where(crf.allowed_transitions, crf.transitions, forbidden),
+        np.where(crf.allowed_end, crf.end, forbidden),
+    )
 
 
 def logsumexp(x: np.ndarray, axis: int) -> np.ndarray:
@@ -316,6 +331,149 @@ def viterbi_decode(
     tag_ids = np.stack(tags[::-1], axis=1)
     found = mask & (best_scores > -np.inf)[:, None]
     return np.where(found, tag_ids, 0), best_scores
+
+
+# One sentence without padding (a spaCy `nlp(text)` call): the same recursions over
+# `(seq_len, num_tags)` arrays, each step a few numpy calls on vectors where the batch versions
+# broadcast, mask and index `(batch, num_tags)` rows; a third of their time on one sentence.
+# `tests/test_crf_numpy.py` holds them to the batch versions and to the torch CRF.
+
+
+_RESCALE_EVERY = 4
+_SMALLEST_TOP = 1e-150
+"""`forward_backward_one` rescales its rows every `_RESCALE_EVERY` steps, not every step. A row
+grows at most `num_tags`-fold a step (every factor is at most 1), so its max at a rescale
+bounds the maxima before it from below; at `_SMALLEST_TOP` or more, nothing that matters to a
+float64 probability can have underflowed in between. Below it (or no path at all), the sentence
+is redone by `forward_backward`, which rescales every step."""
+
+
+@dataclass(frozen=True)
+class ChainConstants:
+    """What `forward_backward_one` needs of a CRF's scores, whatever the sentence: made once per
+    CRF (`CrfArrays.chain_constants`), they are half its work on a short sentence.
+
+    Attributes:
+        start, transitions, end: the scores, float64.
+        block: `(2 * num_tags, 2 * num_tags)` the exponentiated transitions (shifted to a max of
+            1) and their transpose on the diagonal: one step of both recursions.
+        shift: the transitions' shift.
+        end_row, end_top: the end scores exponentiated (shifted to a max of 1), and the shift.
+    """
+
+    start: np.ndarray
+    transitions: np.ndarray
+    end: np.ndarray
+    block: np.ndarray
+    shift: float
+    end_row: np.ndarray
+    end_top: float
+
+    @classmethod
+    def of(cls, start: np.ndarray, transitions: np.ndarray, end: np.ndarray) -> ChainConstants:
+        start, transitions, end = (s.astype(np.float64) for s in (start, transitions, end))
+        num_tags = len(start)
+        exp_transitions, shift = _exp_transitions(transitions)
+        block = np.zeros((2 * num_tags, 2 * num_tags))
+        block[:num_tags, :num_tags] = exp_transitions
+        block[num_tags:, num_tags:] = exp_transitions.T
+        end_top = float(_finite_max(end))
+        return cls(start, transitions, end, block, shift, np.exp(end - end_top), end_top)
+
+
+def forward_backward_one(
+    emissions: np.ndarray,
+    start: np.ndarray,
+    transitions: np.ndarray,
+    end: np.ndarray,
+    constants: ChainConstants | None = None,
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """`forward_backward` of one sentence: `emissions` `(seq_len, num_tags)`, every position real;
+    scores as `CrfArrays.scores()` gives them; `constants`: `ChainConstants.of` those scores,
+    when the caller keeps them.
+
+    Returns:
+        `(alpha, beta, log_z)`: `(seq_len, num_tags)` float64 twice, and a float.
+    """
+    if emissions.ndim != 2 or len(emissions) == 0 or emissions.shape[1] != len(start):
+        raise ValueError(f"expected emissions (seq_len >= 1, {len(start)}), got {emissions.shape}")
+    chain = constants or ChainConstants.of(start, transitions, end)
+    steps = emissions.astype(np.float64)
+    seq_len, num_tags = steps.shape
+    step_top = _finite_max(steps, axis=1)
+    exp_steps = np.exp(steps - step_top[:, None])
+    first = chain.start + steps[0]
+    first_top = float(_finite_max(first))
+    # Both recursions in one loop: step i moves the forward row to position i and the backward
+    # row to position seq_len - 1 - i, as one (2 * num_tags) row times `chain.block`.
+    # forward: (row @ E) * x[i]; backward: (row * x[p + 1]) @ E.T.
+    # shape: (seq_len, 2, num_tags): what multiplies each half before and after the product
+    before = np.ones((seq_len, 2, num_tags))
+    before[:, 1] = exp_steps[::-1]
+    after = np.ones((seq_len, 2, num_tags))
+    after[:, 0] = exp_steps
+    # shape: (seq_len, 2, num_tags) the rows in loop order, (seq_len, 2) what each was divided by
+    rows = np.empty((seq_len, 2, num_tags))
+    divisors = np.ones((seq_len, 2))
+    rows[0, 0] = np.exp(first - first_top)
+    rows[0, 1] = chain.end_row
+    row = rows[0]
+    for i in range(1, seq_len):
+        row = ((row * before[i - 1]).reshape(-1) @ chain.block).reshape(2, num_tags) * after[i]
+        if i % _RESCALE_EVERY == 0 or i == seq_len - 1:
+            top = row.max(axis=1)
+            if top.min() < _SMALLEST_TOP:
+                alpha, beta, log_z = forward_backward(
+                    emissions[None], np.ones((1, seq_len), dtype=bool), start, transitions, end
+                )
+                return alpha[0], beta[0], float(log_z[0])
+            if i % _RESCALE_EVERY == 0:
+                row = row / top[:, None]
+                divisors[i] = top
+        rows[i] = row
+    increments = np.log(divisors)
+    increments[0] += (first_top, chain.end_top)
+    increments[1:, 0] += chain.shift + step_top[1:]
+    increments[1:, 1] += chain.shift + step_top[:0:-1]
+    with np.errstate(divide="ignore"):
+        logs = np.log(rows) + np.cumsum(increments, axis=0)[:, :, None]
+    alpha, beta = logs[:, 0], logs[::-1, 1]
+    log_z = float(logsumexp(alpha[-1] + chain.end, axis=0))
+    return alpha, beta, log_z
+
+
+def viterbi_one(
+    emissions: np.ndarray, start: np.ndarray, transitions: np.ndarray, end: np.ndarray
+) -> tuple[list[int], float]:
+    """`viterbi_decode` of one sentence: `emissions` `(seq_len, num_tags)`, every position real;
+    scores as `CrfArrays.decode_scores()` gives them (`-inf` forbids).
+
+    Returns:
+        The best path's tag ids and its score (in the dtype of `emissions`); a sentence without
+        a finite path gets tag ids 0 and `-inf`, as `viterbi_decode` gives it.
+    """
+    if emissions.ndim != 2 or len(emissions) == 0 or emissions.shape[1] != len(start):
+        raise ValueError(f"expected emissions (seq_len >= 1, {len(start)}), got {emissions.shape}")
+    dtype = emissions.dtype
+    start, transitions, end = (s.astype(dtype, copy=False) for s in (start, transitions, end))
+    score = start + emissions[0]
+    history = []
+    for step in emissions[1:]:
+        # shape: (num_tags, num_tags): previous tag i, next tag j
+        candidates = score[:, None] + transitions
+        history.append(candidates.argmax(axis=0))
+        # the value at the argmax, without indexing it (a third of the step)
+        score = candidates.max(axis=0) + step
+    final = score + end
+    best = int(final.argmax())
+    best_score = float(final[best])
+    if best_score == -np.inf:
+        return [0] * len(emissions), best_score
+    tags = [best]
+    for pointers in reversed(np.stack(history).tolist() if history else []):
+        best = pointers[best]
+        tags.append(best)
+    return tags[::-1], best_score
 
 
 def _topk(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

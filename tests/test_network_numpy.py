@@ -1,0 +1,194 @@
+"""Tests for `bilstm_nlp.runtime.network_numpy` and its use by `decode_torch`: the numpy network
+gives the torch `Tagger`'s emission scores (character features bitwise, the rest to float32
+rounding) on random models of every architecture it runs and on the shipped models over real
+dev sentences; it declines what it cannot run; its arrays follow the model's weights.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from bilstm_nlp import decode_torch
+from bilstm_nlp.config import ModelConfig
+from bilstm_nlp.corpus.readers.conll import read_conll
+from bilstm_nlp.decode import tag_sentences
+from bilstm_nlp.decode_torch import network_arrays
+from bilstm_nlp.nn import vocab as nn_vocab
+from bilstm_nlp.nn.embeddings import CharCNN
+from bilstm_nlp.nn.encoding import collate
+from bilstm_nlp.nn.ids import TokenEncoder
+from bilstm_nlp.nn.meta import ModelMeta
+from bilstm_nlp.nn.model import Tagger
+from bilstm_nlp.nn.quantize import quantize_int8
+from bilstm_nlp.nn.vocab import Vocab
+from bilstm_nlp.runtime import network_numpy
+from bilstm_nlp.runtime.network_numpy import NetworkArrays
+from bilstm_nlp.serialize import load_model
+
+SENTENCES = [
+    ["EU", "rejects", "German", "call", "to", "boycott", "British", "lamb", "."],
+    ["Peter"],
+    ["BRUSSELS", "1996-08-22", "the", "a"],
+    ["ünknöwn", "ΩΩ", "x" * 40, "the", "a", "EU", ""],
+    ["a"] * 30,
+]
+EMISSION_TOLERANCE = 1e-4
+"""float32 scores of size ~1-20, summed in another order by another BLAS."""
+
+
+def random_tagger(seed: int, **config: object) -> Tagger:
+    """An untrained tagger with random weights (pretrained-only words included: "the", "a")."""
+    torch.manual_seed(seed)
+    tags = ["O", "B-PER", "I-PER", "E-PER", "S-PER"]
+    vocab = Vocab.build([[t for s in SENTENCES[:3] for t in s]], tags, ["the", "a"], 2)
+    sizes = {"vectors": None, "word_dim": 8, "hidden": 6, "char_hidden": 5, "char_dim": 4}
+    model = Tagger(
+        ModelConfig(**(sizes | config)),
+        vocab,
+        ModelMeta.from_json({"task": "ner"}, kind="tagger", scheme="BIOES", output_scheme="BIOES"),
+    )
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.normal_(0.0, 1.0)
+    return model.eval()
+
+
+def torch_emissions(model: Tagger, encoder: TokenEncoder, tokens: list[str]) -> np.ndarray:
+    with torch.inference_mode():
+        return model(collate([encoder(tokens)]))[0].numpy()
+
+
+def numpy_emissions(network: NetworkArrays, encoder: TokenEncoder, tokens: list[str]):
+    encoded = encoder(tokens)
+    return network_numpy.emissions(network, encoded.word_ids, encoded.casing_ids, encoded.char_ids)
+
+
+ARCHITECTURES = [
+    {},
+    {"layers": 2},
+    {"char_encoder": "none", "casing_dim": 0},
+    {"char_kernel": 4},
+    {"char_kernel": 5, "hidden": 9},
+]
+
+
+@pytest.mark.parametrize("config", ARCHITECTURES)
+@pytest.mark.parametrize("seed", [0, 1])
+def test_emissions_equal_torch_on_random_models(config, seed):
+    model = random_tagger(seed, **config)
+    network = network_arrays(model)
+    assert network is not None
+    encoder = TokenEncoder(model.vocab, model.config.max_word_chars)
+    for tokens in SENTENCES:
+        expected = torch_emissions(model, encoder, tokens)
+        found = numpy_emissions(network, encoder, tokens)
+        assert found.dtype == np.float32 and found.shape == expected.shape
+        np.testing.assert_allclose(found, expected, atol=EMISSION_TOLERANCE)
+        assert np.abs(expected).max() > 0.5  # random weights give scores worth comparing
+
+
+@pytest.mark.parametrize("kernel", [2, 3, 4, 5])
+def test_char_features_are_the_torch_ones_bitwise(kernel):
+    torch.manual_seed(kernel)
+    cnn = CharCNN(num_chars=12, char_dim=4, filters=7, kernel=kernel).eval()
+    generator = np.random.default_rng(kernel)
+    words = [list(generator.integers(1, 12, size=n)) for n in (1, 2, 3, 9, 1, 30)] + [[]]
+    grid = torch.zeros(len(words), 30, dtype=torch.long)
+    for row, chars in enumerate(words):
+        grid[row, : len(chars)] = torch.tensor(chars, dtype=torch.long)
+    with torch.inference_mode():
+        expected = cnn(grid).numpy()
+        tables = cnn.tables().numpy()
+    network = NetworkArrays(
+        trainable_words=np.zeros((2, 1), np.float32),
+        fixed_words=np.zeros((0, 1), np.float32),
+        casings=None,
+        char_tables=tables,
+        char_bias=cnn.conv.bias.detach().numpy(),
+        char_padding=cnn.conv.padding[0],
+        layers=(),
+        projection=np.zeros((1, 1), np.float32),
+        projection_bias=np.zeros(1, np.float32),
+    )
+    found = network_numpy._char_features(network, words)
+    assert np.array_equal(found, expected)
+
+
+def test_padding_id_is_the_vocabularys():
+    assert network_numpy.PAD_ID == nn_vocab.PAD_ID
+
+
+def test_declines_what_it_cannot_run():
+    assert network_arrays(random_tagger(0, char_encoder="lstm")) is None
+    quantized = random_tagger(0)
+    quantize_int8(quantized)
+    assert network_arrays(quantized) is None
+    assert network_arrays(random_tagger(0).double()) is None
+
+
+def test_low_latency_follows_the_models_weights():
+    # The numpy arrays are made once per model and remade when a parameter changes: after an
+    # in-place update, a `load_state_dict` and a swap of the LSTM, one sentence tagged with
+    # low latency still equals the torch path.
+    model = random_tagger(3)
+    tokens = SENTENCES[0]
+
+    def both() -> tuple[list, list]:
+        [fast] = tag_sentences(model, [tokens], low_latency=True)
+        [slow] = tag_sentences(model, [tokens])
+        assert fast.tags == slow.tags
+        assert fast.tag_probs == pytest.approx(slow.tag_probs, abs=1e-5)
+        return fast.tags, fast.tag_probs
+
+    before = both()
+    with torch.no_grad():
+        model.head.projection.bias[4] += 50.0  # S-PER everywhere it is allowed
+    after_update = both()
+    assert after_update != before and after_update[0] == ["S-PER"] * len(tokens)
+    model.load_state_dict(random_tagger(4).state_dict())
+    after_load = both()
+    assert after_load != after_update
+    quantize_int8(model)  # swaps the LSTM and the projection: the torch network runs it
+    assert decode_torch._numpy_arrays(model).network is None
+    both()
+
+
+def test_imports_without_torch():
+    code = (
+        "import sys; import bilstm_nlp.runtime.network_numpy; "
+        "assert 'torch' not in sys.modules, sorted(m for m in sys.modules if 'torch' in m)"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def dev_sentences(corpora: Path, count: int) -> list[list[str]]:
+    import conllu
+
+    conll = [
+        list(s.tokens)
+        for s in read_conll(corpora / "conll2003" / "dev.txt")
+        if list(s.tokens) != ["-DOCSTART-"]
+    ][:count]
+    ewt = conllu.parse((corpora / "ud_ewt" / "dev.conllu").read_text(encoding="utf-8"))
+    return conll + [[token["form"] for token in sentence] for sentence in ewt[:count]]
+
+
+@pytest.mark.parametrize("name", ["ner", "pos"])
+def test_shipped_models_on_real_sentences(name, shared_corpora):
+    model = load_model(name)
+    network = network_arrays(model)
+    assert network is not None
+    encoder = TokenEncoder(model.vocab, model.config.max_word_chars)
+    largest = 0.0
+    for tokens in dev_sentences(shared_corpora, 200):
+        expected = torch_emissions(model, encoder, tokens)
+        found = numpy_emissions(network, encoder, tokens)
+        largest = max(largest, float(np.abs(found - expected).max()))
+        assert (found.argmax(axis=1) == expected.argmax(axis=1)).all()
+    assert largest < EMISSION_TOLERANCE

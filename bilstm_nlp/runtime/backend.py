@@ -236,14 +236,17 @@ def score_crf(
                 emissions[0], *crf.scores(), constants=crf.chain_constants
             )
             lattice = (alpha[None], beta[None], np.asarray([log_z]))
+            # The best tags' marginals only (`marginals_from` at those tags).
+            positions = np.arange(len(tags))
+            chosen = alpha[positions, tags] + beta[positions, tags] - log_z
+            tag_probs = np.exp(np.minimum(chosen, 0.0)).astype(emissions.dtype)[None]
     else:
         tag_ids, _ = crf_numpy.viterbi_decode(emissions, mask, *crf.decode_scores())
         if confidence:
             lattice = crf_numpy.forward_backward(emissions, mask, *crf.scores())
-    if lattice is not None:
-        marginals = crf_numpy.marginals_from(*lattice, mask).astype(emissions.dtype)
-        tag_probs = np.take_along_axis(marginals, tag_ids[:, :, None], axis=2)[:, :, 0]
-    else:
+            marginals = crf_numpy.marginals_from(*lattice, mask).astype(emissions.dtype)
+            tag_probs = np.take_along_axis(marginals, tag_ids[:, :, None], axis=2)[:, :, 0]
+    if lattice is None:
         tag_probs = np.ones(tag_ids.shape, dtype=emissions.dtype)
     kbest = None
     if k > 0:

@@ -138,27 +138,32 @@ def _bilstm(layer: LstmLayerArrays, features: np.ndarray) -> np.ndarray:
     # shape: (seq_len, 2, 1, 4 * hidden): each direction's input projection, in its reading order
     projected = (features @ weights).reshape(seq_len, 2, 1, 4 * hidden) + layer.bias[:, None]
     projected[:, 1] = projected[::-1, 1].copy()
-    recurrent = layer.recurrent
-    # shape: (2, 1, hidden) each
-    state = cell = np.zeros((2, 1, hidden), dtype=np.float32)
+    # Every step writes into the same buffers (`out=`): a step is a dozen calls on small arrays,
+    # where allocating their results is a noticeable part.
+    # shape: (seq_len + 1, 2, 1, hidden): the states, zeros before the first step
+    states = np.zeros((seq_len + 1, 2, 1, hidden), dtype=np.float32)
+    cell = np.zeros((2, 1, hidden), dtype=np.float32)
+    product = np.empty_like(cell)
+    gates = np.empty((2, 1, 4 * hidden), dtype=np.float32)
+    sigmoids = np.empty_like(gates)
+    input_gate, forget_gate = sigmoids[:, :, :hidden], sigmoids[:, :, hidden : 2 * hidden]
+    cell_input, output_gate = gates[:, :, 2 * hidden : 3 * hidden], sigmoids[:, :, 3 * hidden :]
     half = np.float32(0.5)
-    forget, cell_in, output = (
-        slice(hidden, 2 * hidden),
-        slice(2 * hidden, 3 * hidden),
-        slice(3 * hidden, None),
-    )
-    states = []
     for t in range(seq_len):
-        gates = np.tanh(np.matmul(state, recurrent) + projected[t])
+        np.matmul(states[t], layer.recurrent, out=gates)
+        gates += projected[t]
+        np.tanh(gates, out=gates)
         # sigmoid(x) = 0.5 * tanh(x / 2) + 0.5; the halving is in the weights
-        sigmoids = gates * half
+        np.multiply(gates, half, out=sigmoids)
         sigmoids += half
-        cell = sigmoids[:, :, forget] * cell + sigmoids[:, :, :hidden] * gates[:, :, cell_in]
-        state = sigmoids[:, :, output] * np.tanh(cell)
-        states.append(state)
-    # shape: (2, seq_len, hidden)
-    both = np.concatenate(states, axis=1)
-    return np.concatenate([both[0], both[1, ::-1]], axis=1)
+        cell *= forget_gate
+        np.multiply(input_gate, cell_input, out=product)
+        cell += product
+        np.tanh(cell, out=product)
+        np.multiply(output_gate, product, out=states[t + 1])
+    # shape: (seq_len, 2, hidden)
+    both = states[1:, :, 0]
+    return np.concatenate([both[:, 0], both[::-1, 1]], axis=1)
 
 
 __all__ = ["LstmLayerArrays", "NetworkArrays", "emissions"]

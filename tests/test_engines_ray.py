@@ -80,6 +80,26 @@ def test_cli_engine_ray_is_byte_identical_to_local(
     assert "\ufffd" in records[-1]["text"]
 
 
+def test_cli_engine_ray_runs_an_onnx_folder(
+    ray_instance: None, source: Path, tmp_path: Path
+) -> None:
+    # The workers pick the backend from the folder, as the local annotate does.
+    folder = tmp_path / "ner-onnx"
+    exported = runner.invoke(app, ["export", "ner", str(folder), "--format", "onnx"])
+    assert exported.exit_code == 0, exported.output
+    local = tmp_path / "local.jsonl"
+    result = runner.invoke(app, ["annotate", str(source), "-o", str(local), "-m", str(folder)])
+    assert result.exit_code == 0, result.output
+    outdir = tmp_path / "parts"
+    args = ["annotate", str(source), "-o", str(outdir), "--engine", "ray", "-m", str(folder)]
+    result = runner.invoke(app, [*args, "--partitions", "2"])
+    assert result.exit_code == 0, result.output
+    assert (outdir / SUCCESS).is_file()
+    assert_records_equal(
+        read_records(list(concatenated(outdir))), read_records(local.read_bytes().splitlines())
+    )
+
+
 def test_rerun_on_a_half_written_outdir_redoes_only_the_missing_part(
     cli_outdir: Path, source: Path, local_lines: list[bytes]
 ) -> None:

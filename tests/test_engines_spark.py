@@ -99,6 +99,24 @@ def test_cli_engine_spark_is_byte_identical_to_local(
     assert list(concatenated(outdir)) == local_lines
 
 
+def test_cli_engine_spark_runs_an_onnx_folder(
+    spark: object, documents: Path, tmp_path: Path
+) -> None:
+    # The executors pick the backend from the folder, as the local annotate does.
+    folder = tmp_path / "ner-onnx"
+    exported = cli.invoke(app, ["export", "ner", str(folder), "--format", "onnx"])
+    assert exported.exit_code == 0, exported.output
+    local = tmp_path / "local.jsonl"
+    annotate_paths([documents], load_model(folder), local)
+    outdir = tmp_path / "out"
+    args = ["annotate", str(documents), "-o", str(outdir), "--engine", "spark", "-m", str(folder)]
+    result = cli.invoke(app, [*args, "--partitions", "2"])
+    assert result.exit_code == 0, result.output
+    got = [line.decode().rstrip("\n") for line in concatenated(outdir)]
+    expected = [line.decode().rstrip("\n") for line in local.read_bytes().splitlines()]
+    assert_same_records(got, expected)
+
+
 def test_dataframe_records_equal_local(
     spark: object, documents: Path, local_lines: list[bytes]
 ) -> None:

@@ -1,12 +1,20 @@
-"""Tests for `bilstm_nlp.nn.encoder`: the packed BiLSTM equals each sequence run alone, and padding
-changes nothing."""
+"""Tests for `bilstm_nlp.nn.encoder`: the packed BiLSTM equals each sequence run alone, padding
+changes nothing, and the stepped inference path equals nn.LSTM's packed one."""
 
 from __future__ import annotations
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from bilstm_nlp.nn.encoder import BiLSTMEncoder
+from bilstm_nlp.nn.encoder import (
+    STEPPED_MIN_BATCH,
+    BiLSTMEncoder,
+    _can_step,
+    _layer_weights,
+    stepped_bilstm,
+)
 
 LENGTHS = [6, 1, 4, 6, 2]
 
@@ -65,3 +73,117 @@ def test_backward_direction_starts_at_the_last_real_token() -> None:
         for b, length in enumerate(LENGTHS):
             one_step = encoder(features[b : b + 1, length - 1 : length], mask[b : b + 1, :1])
             torch.testing.assert_close(out[b, length - 1, 3:], one_step[0, 0, 3:])
+
+
+# The stepped inference path (`stepped_bilstm`): large padded batches under no_grad.
+
+
+def _packed_reference(lstm: torch.nn.LSTM, features: torch.Tensor, lengths: torch.Tensor):
+    packed = torch.nn.utils.rnn.pack_padded_sequence(
+        features, lengths, batch_first=True, enforce_sorted=False
+    )
+    output, _ = lstm(packed)
+    padded, _ = torch.nn.utils.rnn.pad_packed_sequence(
+        output, batch_first=True, total_length=features.shape[1]
+    )
+    return padded
+
+
+def _stepped(lstm: torch.nn.LSTM, features: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    output = features
+    for layer in range(lstm.num_layers):
+        output = stepped_bilstm(_layer_weights(lstm, layer), output, lengths)
+    return output
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    lengths=st.lists(st.integers(1, 12), min_size=1, max_size=20),
+    layers=st.integers(1, 2),
+    hidden=st.integers(1, 6),
+    bias=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+def test_stepped_equals_packed_lstm_in_float64(lengths, layers, hidden, bias, seed):
+    # Any lengths, equal ones and length 1 included; float64 so any gap is the algorithm's, not
+    # rounding's.
+    torch.manual_seed(seed)
+    lstm = torch.nn.LSTM(
+        4, hidden, num_layers=layers, bias=bias, batch_first=True, bidirectional=True
+    )
+    lstm = lstm.double().eval()
+    lengths_tensor = torch.tensor(lengths)
+    features = torch.randn(len(lengths), max(lengths), 4, dtype=torch.float64)
+    with torch.no_grad():
+        expected = _packed_reference(lstm, features, lengths_tensor)
+        found = _stepped(lstm, features, lengths_tensor)
+    torch.testing.assert_close(found, expected, rtol=0, atol=1e-12)
+
+
+def _large_batch(seed: int, batch: int = 64, input_dim: int = 7):
+    generator = torch.Generator().manual_seed(seed)
+    lengths = torch.randint(1, 30, (batch,), generator=generator)
+    lengths[0] = 29  # the longest is not first after sorting by accident only
+    lengths = lengths[torch.randperm(batch, generator=generator)]
+    mask = torch.arange(int(lengths.max())) < lengths.unsqueeze(1)
+    features = torch.randn(batch, mask.shape[1], input_dim, generator=generator)
+    return features, mask
+
+
+@pytest.mark.parametrize("layers", [1, 2])
+def test_encoder_takes_stepped_path_on_large_batches_with_same_output(layers):
+    torch.manual_seed(layers)
+    encoder = BiLSTMEncoder(7, 20, layers=layers).eval()
+    features, mask = _large_batch(layers)
+    assert features.shape[0] >= STEPPED_MIN_BATCH
+    assert _can_step(encoder.lstm, features) is False  # grad is on: nn.LSTM trains
+    with torch.no_grad():
+        assert _can_step(encoder.lstm, features)
+        stepped = encoder(features, mask)
+        reference = _packed_reference(encoder.lstm, features, mask.sum(dim=1))
+    trained = encoder(features, mask)
+    assert trained.grad_fn is not None
+    torch.testing.assert_close(stepped, reference, rtol=0, atol=1e-5)
+    torch.testing.assert_close(stepped, trained.detach(), rtol=0, atol=1e-5)
+    assert (stepped[~mask] == 0).all()
+    with torch.inference_mode():
+        torch.testing.assert_close(encoder(features, mask), stepped, rtol=0, atol=0)
+
+
+def test_stepped_path_declines_what_it_cannot_run():
+    encoder = BiLSTMEncoder(7, 20).eval()
+    features, _ = _large_batch(0)
+    with torch.no_grad():
+        assert _can_step(encoder.lstm, features)
+        assert not _can_step(encoder.lstm, features[: STEPPED_MIN_BATCH - 1])
+        assert not _can_step(encoder.double().lstm, features.double())
+        quantized = torch.ao.quantization.quantize_dynamic(
+            BiLSTMEncoder(7, 20).eval(), {torch.nn.LSTM}, dtype=torch.qint8
+        )
+        assert not _can_step(quantized.lstm, features)
+
+
+def test_shipped_ner_tags_real_sentences_alike_on_both_paths(shared_corpora, monkeypatch):
+    # The whole tagger on the first 2,001 CoNLL-2003 and EWT dev sentences each, in batches of
+    # 256: the stepped path against nn.LSTM's packed one (forced by raising the batch threshold).
+    from bilstm_nlp import load, tag_sentences
+    from bilstm_nlp.nn import encoder as encoder_module
+
+    from .test_network_numpy import dev_sentences
+
+    model = load("ner")
+    sentences = dev_sentences(shared_corpora, 2001)
+    stepped = tag_sentences(model, sentences, batch_size=256, k=2)
+    monkeypatch.setattr(encoder_module, "STEPPED_MIN_BATCH", 10**9)
+    packed = tag_sentences(model, sentences, batch_size=256, k=2)
+    largest = 0.0
+    for one, other in zip(stepped, packed, strict=True):
+        assert one.tags == other.tags
+        assert [(s.start, s.end, s.label) for s in one.spans] == [
+            (s.start, s.end, s.label) for s in other.spans
+        ]
+        pairs = zip(one.tag_probs, other.tag_probs, strict=True)
+        largest = max([largest] + [abs(a - b) for a, b in pairs])
+        spans = zip(one.spans, other.spans, strict=True)
+        largest = max([largest] + [abs(a.score - b.score) for a, b in spans])
+    assert largest < 1e-5

@@ -223,6 +223,22 @@ def test_export_folder_says_its_backend_and_holds_no_torch_weights(tmp_path):
     assert inputs["mask"] == ["batch", "seq_len"]
 
 
+def test_exported_graph_runs_one_bidirectional_lstm_on_real_lengths(tmp_path, capfd):
+    # The shape ONNX Runtime is fast on: the word BiLSTM as one LSTM node whose sequence_lens
+    # come from the mask, and the char CNN as table gathers, not a convolution. The exporter's
+    # native notice about packing goes to the debug log, not the user's terminal.
+    import onnx
+
+    target = export_onnx(tiny_model(tmp_path / "torch", "BIOES"), tmp_path / "onnx")
+    assert "PackPadded" not in capfd.readouterr().err
+    nodes = onnx.load(str(target / ONNX_FILE)).graph.node
+    lstms = [node for node in nodes if node.op_type == "LSTM"]
+    assert len(lstms) == 1 and "Conv" not in {node.op_type for node in nodes}
+    attributes = {a.name: a for a in lstms[0].attribute}
+    assert attributes["direction"].s == b"bidirectional"
+    assert len(lstms[0].input) > 4 and lstms[0].input[4]  # sequence_lens is wired
+
+
 def test_broken_onnx_folder_is_a_model_file_error(tmp_path):
     target = export_onnx(tiny_model(tmp_path / "torch", "BIOES"), tmp_path / "onnx")
     (target / ONNX_FILE).write_bytes(b"not a graph")

@@ -10,9 +10,14 @@ graph with `onnx.checker` and runs it once against the torch model before it say
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
+import os
 import shutil
+import tempfile
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +30,8 @@ from ...nn.model import Classifier, Tagger
 from ...runtime.backend import CRF_FILE, ONNX_FILE
 from ...serialize import CONFIG_FILE, VOCAB_FILES, load_model, resolve_model_path
 from .graph import ExportGraph
+
+logger = logging.getLogger(__name__)
 
 OPSET = 17
 INPUTS = ("word_ids", "casing_ids", "char_ids", "spelling_ids", "mask")
@@ -85,7 +92,7 @@ def export_onnx(
     output = "log_probs" if isinstance(model, Classifier) else "emissions"
     axes = {**AXES, output: {0: "batch"} if output == "log_probs" else {0: "batch", 1: "seq_len"}}
     path = target / ONNX_FILE
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), _native_stderr_to_log():
         # The legacy exporter's notice, and its warning that an LSTM traced at one batch size
         # may fail at another: the LSTMs start from zero states, and tests run other sizes.
         warnings.simplefilter("ignore")
@@ -124,6 +131,28 @@ def export_onnx(
         _quantize_int8(path)
         _check_against_torch(model, batch, path, tolerance=None)
     return target
+
+
+@contextlib.contextmanager
+def _native_stderr_to_log() -> Iterator[None]:
+    """Send what C++ writes to stderr meanwhile to the debug log. The exporter's shape inference
+    says it has no rule for packing (`prim::PackPadded`), which the ONNX LSTM's `sequence_lens`
+    replaces; the graph is checked against torch after export, so the notice only alarms."""
+    try:
+        stderr = os.dup(2)
+    except OSError:  # no file descriptor 2 (an embedding host): nothing to hide
+        yield
+        return
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(stderr, 2)
+            os.close(stderr)
+            captured.seek(0)
+            for line in captured.read().decode("utf-8", "replace").splitlines():
+                logger.debug("torch.onnx.export: %s", line)
 
 
 def _quantize_int8(path: Path) -> None:

@@ -764,7 +764,8 @@ def load_check() -> dict[str, Any]:
 
 
 def lstm_efficiency(model, token_lists: list[list[str]], repeats: int) -> list[dict[str, Any]]:
-    """The shipped NER model's BiLSTM forward + tag projection (packed sequences, inference mode)
+    """The shipped NER model's BiLSTM forward + tag projection (inference mode: the encoder's
+    stepped path at these batch sizes, `nn/encoder.py`)
     on random token features for the UD EWT dev sentences in length-sorted batches of 256 (as
     `tag_sentences` batches them), 1 and 2 threads. FLOPs per real token: for each layer and
     direction 2 * 4 * hidden * (input + hidden) (the four gates' input and recurrent products;
@@ -1251,7 +1252,8 @@ NOTES = [
     "- CRF: `bench/crf_speed.py --threads 1` (random emissions, batch 256, 9 tags, lengths 14-30; "
     "NLL and Viterbi results asserted equal to pytorch-crf's first).",
     "- Efficiency: FLOPs per token per layer and direction 2·4·hidden·(input+hidden) plus the "
-    "projection 2·2·hidden·tags, over the time of the packed BiLSTM + projection on the EWT dev "
+    "projection 2·2·hidden·tags, over the time of the encoder's inference forward (at batch 256 "
+    "the stepped BiLSTM, `nn/encoder.py`) + projection on the EWT dev "
     "sentences in length-sorted batches of 256; sgemm is `torch.mm` of two 1024×1024 float32 "
     "matrices, same threads, same run. The recurrent step's product is `torch.addmm` of the "
     "shape the BiLSTM repeats at each time step, (256 × hidden) · (hidden × 4·hidden), alone: "

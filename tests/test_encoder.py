@@ -161,6 +161,9 @@ def test_stepped_path_declines_what_it_cannot_run():
             BiLSTMEncoder(7, 20).eval(), {torch.nn.LSTM}, dtype=torch.qint8
         )
         assert not _can_step(quantized.lstm, features)
+        stacked = BiLSTMEncoder(7, 20, layers=2, dropout=0.5)
+        assert not _can_step(stacked.train().lstm, features)  # dropout between layers
+        assert _can_step(stacked.eval().lstm, features)
 
 
 def test_shipped_ner_tags_real_sentences_alike_on_both_paths(shared_corpora, monkeypatch):

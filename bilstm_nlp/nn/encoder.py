@@ -73,10 +73,12 @@ class BiLSTMEncoder(nn.Module):
 
 def _can_step(lstm: nn.Module, features: Tensor) -> bool:
     """The stepped path is for float32 CPU inference on large batches with a plain `nn.LSTM`
-    (int8 swaps in another module; tracing for export must see `nn.LSTM`)."""
+    (int8 swaps in another module; tracing for export must see `nn.LSTM`; a training-mode
+    stack drops out between layers, which the stepped path does not)."""
     return (
         type(lstm) is nn.LSTM
         and not torch.is_grad_enabled()
+        and not (lstm.training and lstm.num_layers > 1 and lstm.dropout > 0)
         and features.shape[0] >= STEPPED_MIN_BATCH
         and features.dtype == torch.float32
         and features.device.type == "cpu"

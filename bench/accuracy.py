@@ -120,6 +120,16 @@ RUNS["conll2003-crf-avg10-s1"] = (
     None,
     "f1",
 )
+# The ner recipe with every GloVe 6B word (400,000) beside the training words instead of the
+# 100,000 most frequent: unseen names past rank 100,000 get their vectors, not UNK's.
+for seed in (1, 2):
+    RUNS[f"conll2003-vec400k-s{seed}"] = (
+        "bench/configs/ner-vectors400k.json",
+        ["--seed", str(seed)],
+        str(CORPORA / "conll2003/dev.txt"),
+        None,
+        "f1",
+    )
 # SST-2 levers: the sentiment recipe with its last 4 of 8 epochs averaged; attention pooling.
 RUNS["sst2-phrases-avg4-s1"] = (
     "models/sentiment/train.json",

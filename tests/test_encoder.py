@@ -120,6 +120,49 @@ def test_stepped_equals_packed_lstm_in_float64(lengths, layers, hidden, bias, se
     torch.testing.assert_close(found, expected, rtol=0, atol=1e-12)
 
 
+@settings(max_examples=30, deadline=None)
+@given(
+    lengths=st.lists(st.integers(0, 10), min_size=1, max_size=16),
+    types=st.integers(1, 200),
+    seed=st.integers(0, 2**16),
+)
+def test_stepped_on_a_table_of_distinct_rows_equals_stepped_on_tokens(lengths, types, seed):
+    # Tokens as rows of a table, fewer rows than tokens (products made per row, then copied) or
+    # more (rows gathered, then multiplied): both equal the per-token input and nn.LSTM.
+    torch.manual_seed(seed)
+    lstm = torch.nn.LSTM(4, 3, batch_first=True, bidirectional=True).double().eval()
+    lengths[0] = max(lengths[0], 1)
+    lengths_tensor = torch.tensor(lengths)
+    table = torch.randn(types, 4, dtype=torch.float64)
+    rows = torch.randint(0, types, (len(lengths), max(lengths)))
+    per_token = table[rows]
+    with torch.no_grad():
+        expected = stepped_bilstm(_layer_weights(lstm, 0), per_token, lengths_tensor)
+        found = stepped_bilstm(_layer_weights(lstm, 0), table, lengths_tensor, rows=rows)
+        torch.testing.assert_close(found, expected, rtol=0, atol=1e-12)
+        real = lengths_tensor > 0
+        if bool(real.any()):
+            reference = _packed_reference(lstm, per_token[real], lengths_tensor[real])
+            torch.testing.assert_close(found[real], reference, rtol=0, atol=1e-12)
+        assert (found[~real] == 0).all()
+
+
+def test_forward_types_equals_forward_of_the_gathered_tokens():
+    torch.manual_seed(3)
+    features, mask = _large_batch(3)
+    table = torch.randn(40, features.shape[2])
+    rows = torch.randint(0, 40, mask.shape)
+    for layers in (1, 2):
+        encoder = BiLSTMEncoder(features.shape[2], 20, layers=layers).eval()
+        with torch.no_grad():
+            found = encoder.forward_types(table, rows, mask)
+            expected = _packed_reference(encoder.lstm, table[rows], mask.sum(dim=1))
+            # Small batches and int8 take nn.LSTM on the gathered tokens.
+            small = encoder.forward_types(table, rows[:5], mask[:5])
+        torch.testing.assert_close(found, expected, rtol=0, atol=1e-5)
+        torch.testing.assert_close(small, expected[:5, : small.shape[1]], rtol=0, atol=1e-5)
+
+
 def _large_batch(seed: int, batch: int = 64, input_dim: int = 7):
     generator = torch.Generator().manual_seed(seed)
     lengths = torch.randint(1, 30, (batch,), generator=generator)
@@ -136,9 +179,9 @@ def test_encoder_takes_stepped_path_on_large_batches_with_same_output(layers):
     encoder = BiLSTMEncoder(7, 20, layers=layers).eval()
     features, mask = _large_batch(layers)
     assert features.shape[0] >= STEPPED_MIN_BATCH
-    assert _can_step(encoder.lstm, features) is False  # grad is on: nn.LSTM trains
+    assert _can_step(encoder.lstm, features, len(features)) is False  # grad is on: nn.LSTM trains
     with torch.no_grad():
-        assert _can_step(encoder.lstm, features)
+        assert _can_step(encoder.lstm, features, len(features))
         stepped = encoder(features, mask)
         reference = _packed_reference(encoder.lstm, features, mask.sum(dim=1))
     trained = encoder(features, mask)
@@ -154,16 +197,17 @@ def test_stepped_path_declines_what_it_cannot_run():
     encoder = BiLSTMEncoder(7, 20).eval()
     features, _ = _large_batch(0)
     with torch.no_grad():
-        assert _can_step(encoder.lstm, features)
-        assert not _can_step(encoder.lstm, features[: STEPPED_MIN_BATCH - 1])
-        assert not _can_step(encoder.double().lstm, features.double())
+        assert _can_step(encoder.lstm, features, len(features))
+        assert not _can_step(encoder.lstm, features, STEPPED_MIN_BATCH - 1)
+        assert not _can_step(encoder.double().lstm, features.double(), len(features))
         quantized = torch.ao.quantization.quantize_dynamic(
             BiLSTMEncoder(7, 20).eval(), {torch.nn.LSTM}, dtype=torch.qint8
         )
-        assert not _can_step(quantized.lstm, features)
+        assert not _can_step(quantized.lstm, features, len(features))
         stacked = BiLSTMEncoder(7, 20, layers=2, dropout=0.5)
-        assert not _can_step(stacked.train().lstm, features)  # dropout between layers
-        assert _can_step(stacked.eval().lstm, features)
+        # dropout between layers in training mode
+        assert not _can_step(stacked.train().lstm, features, len(features))
+        assert _can_step(stacked.eval().lstm, features, len(features))
 
 
 def test_shipped_ner_tags_real_sentences_alike_on_both_paths(shared_corpora, monkeypatch):
@@ -171,13 +215,16 @@ def test_shipped_ner_tags_real_sentences_alike_on_both_paths(shared_corpora, mon
     # 256: the stepped path against nn.LSTM's packed one (forced by raising the batch threshold).
     from bilstm_nlp import load, tag_sentences
     from bilstm_nlp.nn import encoder as encoder_module
+    from bilstm_nlp.nn import model as model_module
 
     from .test_network_numpy import dev_sentences
 
     model = load("ner")
     sentences = dev_sentences(shared_corpora, 2001)
     stepped = tag_sentences(model, sentences, batch_size=256, k=2)
+    # Neither the stepped BiLSTM nor embedding once per distinct token (nn/model.py).
     monkeypatch.setattr(encoder_module, "STEPPED_MIN_BATCH", 10**9)
+    monkeypatch.setattr(model_module, "STEPPED_MIN_BATCH", 10**9)
     packed = tag_sentences(model, sentences, batch_size=256, k=2)
     largest = 0.0
     for one, other in zip(stepped, packed, strict=True):

@@ -16,12 +16,12 @@ from torch.overrides import TorchFunctionMode
 from ..config import ModelConfig
 from ..errors import ConfigError
 from .embeddings import TokenEmbedder
-from .encoder import BiLSTMEncoder
+from .encoder import STEPPED_MIN_BATCH, BiLSTMEncoder
 from .encoding import Batch, word_dropout
 from .heads import HEADS, CRFHead, SentenceHead, SoftmaxHead, TagHead, TeacherMarginals
 from .meta import ModelMeta
 from .quantize import quantize_int8
-from .vocab import Index, Vocab
+from .vocab import CASINGS, Index, Vocab
 
 
 class _Model(nn.Module):
@@ -150,7 +150,18 @@ class Classifier(_Model):
 
 def _contextual(model: Tagger | Classifier, batch: Batch) -> Tensor:
     """Token features through the BiLSTM: `(batch, seq_len, 2 * hidden)`; word dropout while
-    training."""
+    training. A large batch at inference is embedded once per distinct token (see
+    `BiLSTMEncoder.forward_types`): the same features, computed less often."""
+    if (
+        not model.training
+        and not torch.is_grad_enabled()
+        and batch.word_ids.shape[0] >= STEPPED_MIN_BATCH
+    ):
+        words, casings, spellings, real, token_types = _token_types(batch)
+        type_features = model.embedder(
+            words[None], casings[None], batch.char_ids, spellings[None], real[None]
+        )[0]
+        return model.encoder.forward_types(type_features, token_types, batch.mask)
     word_ids = batch.word_ids
     if model.training:
         word_ids = word_dropout(word_ids, batch.mask, model.config.word_dropout)
@@ -158,6 +169,29 @@ def _contextual(model: Tagger | Classifier, batch: Batch) -> Tensor:
         word_ids, batch.casing_ids, batch.char_ids, batch.spelling_ids, batch.mask
     )
     return model.encoder(model.dropout(features), batch.mask)
+
+
+def _token_types(batch: Batch) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """The distinct tokens of a batch: what the embedder reads of a token is its word, casing and
+    spelling, so equal triples have equal features. All padding is one type, marked not real.
+
+    Returns:
+        `(words, casings, spellings, real, token_types)`: the first four `(types,)`, the types'
+        ids and whether each is a real token; `token_types` `(batch, seq_len)`, each token's type.
+    """
+    spellings = batch.char_ids.shape[0]
+    key = (batch.word_ids * len(CASINGS) + batch.casing_ids) * spellings + batch.spelling_ids
+    types, token_types = torch.unique(key.masked_fill(~batch.mask, -1), return_inverse=True)
+    real = types >= 0
+    types = types.clamp(min=0)
+    words_and_casings = types // spellings
+    return (
+        words_and_casings // len(CASINGS),
+        words_and_casings % len(CASINGS),
+        types % spellings,
+        real,
+        token_types,
+    )
 
 
 def build_model(config: ModelConfig, vocab: Vocab, meta: ModelMeta) -> Tagger | Classifier:

@@ -1,0 +1,81 @@
+"""Tests for `bilstm_nlp.nn.model`: a large batch at inference is embedded once per distinct token
+and gives what embedding every token gives."""
+
+from __future__ import annotations
+
+import torch
+
+from bilstm_nlp.config import ModelConfig
+from bilstm_nlp.nn import encoder as encoder_module
+from bilstm_nlp.nn import model as model_module
+from bilstm_nlp.nn.encoding import TokenEncoder, collate
+from bilstm_nlp.nn.meta import ModelMeta
+from bilstm_nlp.nn.model import Classifier, Tagger, _token_types
+from bilstm_nlp.nn.vocab import Vocab
+
+WORDS = ["the", "The", "THE", "EU", "rejects", "German", "call", "1996", "x" * 40, "x" * 41, "ΩΩ"]
+
+
+def _sentences(count: int) -> list[list[str]]:
+    generator = torch.Generator().manual_seed(count)
+    sentences = []
+    for _ in range(count):
+        length = int(torch.randint(1, 12, (1,), generator=generator))
+        picks = torch.randint(0, len(WORDS), (length,), generator=generator)
+        sentences.append([WORDS[int(i)] for i in picks])
+    return sentences
+
+
+def _model(task: str = "tagger", **config: object) -> Tagger | Classifier:
+    torch.manual_seed(0)
+    labels = ["negative", "positive"] if task == "classifier" else ["O", "B-ORG", "I-ORG"]
+    vocab = Vocab.build([WORDS[:6]], labels, ["the", "a"], 1)
+    sizes = {"word_dim": 8, "hidden": 6, "char_hidden": 4, "char_dim": 4, **config}
+    meta = ModelMeta.from_json(
+        {"task": "classification" if task == "classifier" else "ner"},
+        kind="classifier" if task == "classifier" else "tagger",
+        scheme=None if task == "classifier" else "IOB2",
+        output_scheme=None if task == "classifier" else "IOB2",
+    )
+    model_class = Classifier if task == "classifier" else Tagger
+    return model_class(ModelConfig(vectors=None, task=task, **sizes), vocab, meta).eval()
+
+
+def _batch(model, sentences):
+    encoder = TokenEncoder(model.vocab, model.config.max_word_chars)
+    return collate([encoder(tokens) for tokens in sentences])
+
+
+def test_token_types_give_every_token_its_own_features_bitwise():
+    model = _model()
+    batch = _batch(model, _sentences(60))
+    words, casings, spellings, real, token_types = _token_types(batch)
+    # Distinct: no two types share word, casing and spelling; only padding is not real.
+    assert len(set(zip(words.tolist(), casings.tolist(), spellings.tolist(), strict=True))) == len(
+        words
+    )
+    assert int((~real).sum()) == 1 and not bool(real[token_types[~batch.mask]].any())
+    with torch.no_grad():
+        per_token = model.embedder(
+            batch.word_ids, batch.casing_ids, batch.char_ids, batch.spelling_ids, batch.mask
+        )
+        per_type = model.embedder(
+            words[None], casings[None], batch.char_ids, spellings[None], real[None]
+        )[0]
+    assert len(words) < int(batch.mask.sum())  # the batch repeats its tokens
+    assert torch.equal(per_type[token_types], per_token)
+
+
+def test_large_batch_scores_equal_the_per_token_path(monkeypatch):
+    for model in (_model(), _model(layers=2), _model(head="softmax"), _model("classifier")):
+        batch = _batch(model, _sentences(encoder_module.STEPPED_MIN_BATCH + 5))
+        with torch.no_grad():
+            by_type = model(batch)
+            monkeypatch.setattr(model_module, "STEPPED_MIN_BATCH", 10**9)
+            monkeypatch.setattr(encoder_module, "STEPPED_MIN_BATCH", 10**9)
+            per_token = model(batch)
+            monkeypatch.undo()
+        torch.testing.assert_close(by_type, per_token, rtol=0, atol=1e-5)
+        # Training and gradients take the per-token path with word dropout.
+        model.train()
+        assert model(batch).grad_fn is not None

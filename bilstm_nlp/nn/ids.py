@@ -91,9 +91,11 @@ class TokenEncoder:
             word_id = self.vocab.words._ids.get
             char_id = self.vocab.chars._ids.get
             width = self.max_word_chars
+            unknown = itertools.repeat(UNK_ID)  # endless: never used up across tokens
             for token in missing:
-                # As `encode_tokens`, without building a sentence per miss.
-                chars = tuple(char_id(c, UNK_ID) for c in token[:width]) or (UNK_ID,)
+                # As `encode_tokens`, without building a sentence per miss; `map` over a repeat
+                # of the default beats a generator by half.
+                chars = tuple(map(char_id, token[:width], unknown)) or (UNK_ID,)
                 codes[token] = (word_id(word_key(token), UNK_ID), casing_of(token), chars)
             rows = [codes[t] for t in tokens]
         return EncodedSentence(

@@ -30,6 +30,7 @@ from _common import machine_info, write_results  # noqa: E402
 CONFIGS = {
     "max": "models/sentiment/train.json",
     "attention": "bench/configs/sst2-phrases-attention.json",
+    "mean": "bench/configs/sst2-phrases-mean.json",
 }
 
 
@@ -141,26 +142,27 @@ def main() -> None:
             for metric in ("final_accuracy", "final_macro_f1", "best_accuracy")
         }
     figures: dict[str, Any] = {"runs": runs, "summary": summary}
-    if {"max", "attention"} <= summary.keys() and all(
-        summary[p]["final_accuracy"]["n"] > 1 for p in ("max", "attention")
-    ):
 
-        def finals(pooling: str, metric: str) -> list[float]:
-            return [r[metric] for r in runs[pooling].values() if r["complete"]]
+    def finals(pooling: str, metric: str) -> list[float]:
+        return [r[metric] for r in runs[pooling].values() if r["complete"]]
 
-        figures["attention_minus_max"] = {
-            metric: comparison(finals("max", metric), finals("attention", metric))
+    for other in (p for p in summary if p != "max"):
+        if (
+            "max" not in summary
+            or min(summary[p]["final_accuracy"]["n"] for p in ("max", other)) < 2
+        ):
+            continue
+        gap = {
+            metric: comparison(finals("max", metric), finals(other, metric))
             for metric in ("final_accuracy", "final_macro_f1")
         }
-        paired = [
-            runs["attention"][s]["final_accuracy"] - runs["max"][s]["final_accuracy"]
-            for s in runs["max"]
-            if runs["max"][s]["complete"] and runs["attention"][s]["complete"]
-        ]
         # Same seed: same batch order and same initial word vectors, so the pair shares some luck.
-        figures["attention_minus_max"]["paired_final_accuracy_by_seed"] = [
-            round(d, 4) for d in paired
+        gap["paired_final_accuracy_by_seed"] = [
+            round(runs[other][s]["final_accuracy"] - runs["max"][s]["final_accuracy"], 4)
+            for s in runs["max"]
+            if s in runs[other] and runs["max"][s]["complete"] and runs[other][s]["complete"]
         ]
+        figures[f"{other}_minus_max"] = gap
 
     device_name = args.device_name
     if device_name is None and args.device.startswith("cuda") and torch.cuda.is_available():
@@ -179,10 +181,10 @@ def main() -> None:
         "final figure: bilstm-nlp evaluate RUNS/NAME/checkpoint/model DEV --json",
     }
     write_results(args.out, figures, machine)
-    _print_table(runs, summary, figures.get("attention_minus_max"))
+    _print_table(runs, summary, {k: v for k, v in figures.items() if k.endswith("_minus_max")})
 
 
-def _print_table(runs, summary, gap) -> None:
+def _print_table(runs, summary, gaps) -> None:
     poolings = list(runs)
     print("| seed | " + " | ".join(f"{p} acc (F1) [best ep]" for p in poolings) + " |")
     print("|---|" + "---:|" * len(poolings))
@@ -209,10 +211,10 @@ def _print_table(runs, summary, gap) -> None:
             f"({s['final_macro_f1']['mean']:.2f} ± {s['final_macro_f1']['std']:.2f})"
         )
     print("| mean ± std | " + " | ".join(cells) + " |")
-    if gap:
+    for name, gap in gaps.items():
         accuracy = gap["final_accuracy"]
         print(
-            f"\nattention - max: {accuracy['difference']:+.2f} accuracy "
+            f"\n{name.removesuffix('_minus_max')} - max: {accuracy['difference']:+.2f} accuracy "
             f"(standard error {accuracy['standard_error']:.2f}, Welch t {accuracy['welch_t']}); "
             f"beyond two standard errors: {accuracy['beyond_two_standard_errors']}"
         )

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# SST-2 pooling, max against attention, over seeds (issue #14's pooling lever), measured on dev.
+# SST-2 pooling, max against attention (or mean: POOLINGS="max attention mean"), over seeds (issue #14's pooling lever), measured on dev.
 #
 #   bash bench/sst_pooling.sh                          # CPU, one run at a time (10 runs of ~15 min here)
 #   PARALLEL=1 bash bench/sst_pooling.sh               # all runs at once
@@ -33,6 +33,7 @@ config_of() {  # the recipe's config for a pooling
     case $1 in
         max) echo models/sentiment/train.json ;;
         attention) echo bench/configs/sst2-phrases-attention.json ;;
+        mean) echo bench/configs/sst2-phrases-mean.json ;;
         *) echo "unknown pooling: $1" >&2; return 1 ;;
     esac
 }

@@ -58,10 +58,7 @@ class BiLSTMEncoder(nn.Module):
             # kernel takes unpacked input.
             return self.lstm(features)[0]
         if _can_step(self.lstm, features, features.shape[0]):
-            output = features
-            for layer in range(self.lstm.num_layers):
-                output = stepped_bilstm(_layer_weights(self.lstm, layer), output, lengths)
-            return output
+            return self._stepped(features, lengths)
         packed = nn.utils.rnn.pack_padded_sequence(
             features, lengths, batch_first=True, enforce_sorted=False
         )
@@ -86,13 +83,15 @@ class BiLSTMEncoder(nn.Module):
         lengths = mask.sum(dim=1).cpu()
         padded = not bool((lengths == mask.shape[1]).all())
         if padded and _can_step(self.lstm, type_features, mask.shape[0]):
-            output = stepped_bilstm(
-                _layer_weights(self.lstm, 0), type_features, lengths, rows=token_types
-            )
-            for layer in range(1, self.lstm.num_layers):
-                output = stepped_bilstm(_layer_weights(self.lstm, layer), output, lengths)
-            return output
+            return self._stepped(type_features, lengths, rows=token_types)
         return self(type_features[token_types], mask)
+
+    def _stepped(self, features: Tensor, lengths: Tensor, rows: Tensor | None = None) -> Tensor:
+        # The first layer reads `features` (through `rows` if given); the next read its output.
+        output = stepped_bilstm(_layer_weights(self.lstm, 0), features, lengths, rows=rows)
+        for layer in range(1, self.lstm.num_layers):
+            output = stepped_bilstm(_layer_weights(self.lstm, layer), output, lengths)
+        return output
 
 
 def _can_step(lstm: nn.Module, features: Tensor, batch: int) -> bool:

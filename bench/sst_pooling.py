@@ -31,6 +31,9 @@ CONFIGS = {
     "max": "models/sentiment/train.json",
     "attention": "bench/configs/sst2-phrases-attention.json",
     "mean": "bench/configs/sst2-phrases-mean.json",
+    # The max-pooling recipe with another dropout (0.5 in the recipe).
+    "dropout0.3": "bench/configs/sst2-phrases-dropout0.3.json",
+    "dropout0.65": "bench/configs/sst2-phrases-dropout0.65.json",
 }
 
 

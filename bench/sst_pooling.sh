@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# SST-2 pooling, max against attention (or mean: POOLINGS="max attention mean"), over seeds (issue #14's pooling lever), measured on dev.
+# SST-2 recipe variants over seeds, measured on dev (issue #14's SST levers): pooling, max against
+# attention or mean (POOLINGS="max attention mean"), and the recipe's dropout, 0.5, against 0.3 or
+# 0.65 (POOLINGS="max dropout0.3 dropout0.65").
 #
 #   bash bench/sst_pooling.sh                          # CPU, one run at a time (10 runs of ~15 min here)
 #   PARALLEL=1 bash bench/sst_pooling.sh               # all runs at once
@@ -34,6 +36,8 @@ config_of() {  # the recipe's config for a pooling
         max) echo models/sentiment/train.json ;;
         attention) echo bench/configs/sst2-phrases-attention.json ;;
         mean) echo bench/configs/sst2-phrases-mean.json ;;
+        dropout0.3) echo bench/configs/sst2-phrases-dropout0.3.json ;;  # max pooling, dropout 0.3
+        dropout0.65) echo bench/configs/sst2-phrases-dropout0.65.json ;;
         *) echo "unknown pooling: $1" >&2; return 1 ;;
     esac
 }

@@ -115,27 +115,27 @@ def _can_step(lstm: nn.Module, features: Tensor, batch: int) -> bool:
 def _layer_weights(lstm: nn.LSTM, layer: int) -> tuple[Tensor, Tensor, Tensor]:
     """One layer's weights for `stepped_bilstm`: `(2, input, 4 * hidden)` input and `(2, hidden,
     4 * hidden)` recurrent products and `(2, 4 * hidden)` biases, forward then backward direction,
-    gates reordered from torch's (input, forget, cell, output) to (input, forget, output, cell) and
-    the cell gate doubled, so one sigmoid serves all four gates (tanh(x) = 2 sigmoid(2x) - 1;
-    torch's tanh costs several times its sigmoid)."""
+    in torch's gate order (input, forget, cell, output), the cell gate doubled so that one sigmoid
+    serves all four gates (tanh(x) = 2 sigmoid(2x) - 1; torch's tanh costs several times its
+    sigmoid). Made per call, in a few whole-tensor operations."""
     hidden = lstm.hidden_size
-    order = torch.cat(
-        [torch.arange(0, 2 * hidden), torch.arange(3 * hidden, 4 * hidden)]
-        + [torch.arange(2 * hidden, 3 * hidden)]
-    )
-    scale = torch.ones(4 * hidden, dtype=lstm.weight_hh_l0.dtype)
-    scale[3 * hidden :] = 2.0
-    inputs, recurrent, biases = [], [], []
-    for suffix in (f"_l{layer}", f"_l{layer}_reverse"):
-        weight_ih = getattr(lstm, "weight_ih" + suffix)
-        weight_hh = getattr(lstm, "weight_hh" + suffix)
-        bias = torch.zeros(4 * hidden, dtype=weight_hh.dtype)
-        if lstm.bias:
-            bias = getattr(lstm, "bias_ih" + suffix) + getattr(lstm, "bias_hh" + suffix)
-        inputs.append(weight_ih.index_select(0, order).t() * scale)
-        recurrent.append(weight_hh.index_select(0, order).t() * scale)
-        biases.append(bias.index_select(0, order) * scale)
-    return torch.stack(inputs), torch.stack(recurrent), torch.stack(biases)
+    dtype = lstm.weight_hh_l0.dtype
+    # shape: (4 * hidden, 1)
+    scale = torch.ones(4 * hidden, 1, dtype=dtype)
+    scale[2 * hidden : 3 * hidden] = 2.0
+    directions = (f"_l{layer}", f"_l{layer}_reverse")
+
+    def stacked(name: str) -> Tensor:
+        return torch.stack([getattr(lstm, name + suffix) for suffix in directions])
+
+    # shape: (2, 4 * hidden, input) -> (2, input, 4 * hidden), a transposed view
+    weight_in = (stacked("weight_ih") * scale).transpose(1, 2)
+    weight_rec = (stacked("weight_hh") * scale).transpose(1, 2)
+    if lstm.bias:
+        bias = (stacked("bias_ih") + stacked("bias_hh")) * scale[:, 0]
+    else:
+        bias = torch.zeros(2, 4 * hidden, dtype=dtype)
+    return weight_in, weight_rec, bias
 
 
 def stepped_bilstm(
@@ -226,7 +226,7 @@ def stepped_bilstm(
                     out=gates[direction, :count],
                 )
             step_gates.sigmoid_()
-        candidate = step_gates[..., 3 * hidden :]
+        candidate = step_gates[..., 2 * hidden : 3 * hidden]
         candidate.mul_(2.0).sub_(1.0)
         step_cell = cell[:, :count]
         step_cell.mul_(step_gates[..., hidden : 2 * hidden]).addcmul_(
@@ -236,7 +236,7 @@ def stepped_bilstm(
         torch.mul(step_cell, 2.0, out=step_squashed).sigmoid_()
         step_squashed.mul_(2.0).sub_(1.0)
         torch.mul(
-            step_gates[..., 2 * hidden : 3 * hidden],
+            step_gates[..., 3 * hidden :],
             step_squashed,
             out=states[:, start : start + count],
         )

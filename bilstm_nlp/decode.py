@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigError
-from .nn.ids import EncodedSentence, TokenEncoder, collate_arrays
+from .nn.ids import TokenEncoder
 from .progress import optional_progress
 from .scored import ScoredBatch
 from .text.schemes import Span, spans_to_tags, tags_to_spans
@@ -105,12 +105,12 @@ def _encoder_for(model: Any, encoder: TokenEncoder | None) -> TokenEncoder:
     return encoder or TokenEncoder(model.vocab, model.config.max_word_chars)
 
 
-def _encoded_batches(
-    model: Any, token_lists: Sequence[Sequence[str]], batch_size: int, encoder: TokenEncoder | None
-) -> Iterator[tuple[list[int], list[EncodedSentence]]]:
-    encoder = _encoder_for(model, encoder)
+def _batches(
+    token_lists: Sequence[Sequence[str]], batch_size: int
+) -> Iterator[tuple[list[int], list[Sequence[str]]]]:
+    """`length_batches` of the sentences: each batch's indices and token lists."""
     for indices in length_batches([len(t) for t in token_lists], batch_size):
-        yield indices, [encoder(token_lists[i]) for i in indices]
+        yield indices, [token_lists[i] for i in indices]
 
 
 def tag_sentences(
@@ -152,10 +152,13 @@ def tag_sentences(
         ConfigError: `uncertainty` with an ONNX model (its runtime does not compute it yet).
     """
     predicting: contextlib.AbstractContextManager
+    encoder = _encoder_for(model, encoder)
     if not is_onnx(model):
         from .decode_torch import tagger_scoring
 
-        predicting, score = tagger_scoring(model, k, confidence, uncertainty, device, low_latency)
+        predicting, score = tagger_scoring(
+            model, encoder, k, confidence, uncertainty, device, low_latency
+        )
     else:
         if uncertainty:
             raise ConfigError(
@@ -164,14 +167,14 @@ def tag_sentences(
             )
         predicting = contextlib.nullcontext()
 
-        def score(encoded: list[EncodedSentence]) -> ScoredBatch:
-            return model.score_batch(collate_arrays(encoded), k, confidence)
+        def score(batch: list[Sequence[str]]) -> ScoredBatch:
+            return model.score_batch(encoder.encode_batch(batch), k, confidence)
 
     results: list[TaggedSentence | None] = [None] * len(token_lists)
     labels = model.vocab.labels.items
     with predicting, optional_progress(show_progress, "Tagging", len(token_lists)) as advance:
-        for indices, encoded in _encoded_batches(model, token_lists, batch_size, encoder):
-            scored = score(encoded)
+        for indices, batch in _batches(token_lists, batch_size):
+            scored = score(batch)
             tag_lists = [
                 [labels[t] for t in row[: len(token_lists[i])]]
                 for row, i in zip(scored.tag_ids, indices, strict=True)
@@ -225,21 +228,22 @@ def classify_sentences(
     `class_probs(arrays)`.
     """
     predicting: contextlib.AbstractContextManager
+    encoder = _encoder_for(model, encoder)
     if not is_onnx(model):
         from .decode_torch import classifier_scoring
 
-        predicting, class_probs = classifier_scoring(model, device)
+        predicting, class_probs = classifier_scoring(model, encoder, device)
     else:
         predicting = contextlib.nullcontext()
 
-        def class_probs(encoded: list[EncodedSentence]) -> list[list[float]]:
-            return model.class_probs(collate_arrays(encoded))
+        def class_probs(batch: list[Sequence[str]]) -> list[list[float]]:
+            return model.class_probs(encoder.encode_batch(batch))
 
     labels = model.vocab.labels.items
     results: list[ClassifiedSentence | None] = [None] * len(token_lists)
     with predicting, optional_progress(show_progress, "Classifying", len(token_lists)) as advance:
-        for indices, encoded in _encoded_batches(model, token_lists, batch_size, encoder):
-            probs = class_probs(encoded)
+        for indices, batch in _batches(token_lists, batch_size):
+            probs = class_probs(batch)
             for row, index in enumerate(indices):
                 best = max(range(len(labels)), key=probs[row].__getitem__)
                 results[index] = ClassifiedSentence(

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,9 +28,9 @@ import torch
 from torch import Tensor, nn
 
 from .nn.embeddings import CharCNN
-from .nn.encoding import Batch, collate
+from .nn.encoding import Batch
 from .nn.heads import CRFHead, SoftmaxHead, TagHead
-from .nn.ids import EncodedSentence
+from .nn.ids import TokenEncoder
 from .nn.model import Classifier, Tagger
 from .runtime import network_numpy
 from .runtime.backend import score_crf
@@ -52,14 +52,16 @@ up front (one thread here): numpy is the faster below about a hundred tokens."""
 
 def tagger_scoring(
     model: Tagger,
+    encoder: TokenEncoder,
     k: int,
     confidence: bool,
     uncertainty: bool,
     device: str | torch.device,
     low_latency: bool = False,
-) -> tuple[contextlib.AbstractContextManager, Callable[[list[EncodedSentence]], ScoredBatch]]:
+) -> tuple[contextlib.AbstractContextManager, Callable[[list[Sequence[str]]], ScoredBatch]]:
     """The context to predict in (inference mode) and the function that scores a batch of
-    encoded sentences, for `decode.tag_sentences` (arguments as there)."""
+    sentences (token lists, encoded by `encoder`), for `decode.tag_sentences` (arguments as
+    there)."""
     _eval(model)
     numpy_crf = (
         low_latency
@@ -68,9 +70,9 @@ def tagger_scoring(
         and (device == "cpu" or torch.device(device).type == "cpu")
     )
 
-    def score(encoded: list[EncodedSentence]) -> ScoredBatch:
-        if numpy_crf and len(encoded) == 1 and not uncertainty:
-            sentence = encoded[0]
+    def score(token_lists: list[Sequence[str]]) -> ScoredBatch:
+        if numpy_crf and len(token_lists) == 1 and not uncertainty:
+            sentence = encoder(token_lists[0])
             numpy_model = _numpy_arrays(model)
             if numpy_model.network and 0 < len(sentence.word_ids) <= NUMPY_NETWORK_MAX_TOKENS:
                 one = network_numpy.emissions(
@@ -78,8 +80,8 @@ def tagger_scoring(
                 )
                 mask = np.ones((1, len(one)), dtype=bool)
                 return score_crf(numpy_model.crf, one[None], mask, k, confidence)
-        batch = collate(encoded).to(device)
-        if not numpy_crf or len(encoded) > NUMPY_CRF_MAX_SENTENCES:
+        batch = Batch.from_arrays(encoder.encode_batch(token_lists)).to(device)
+        if not numpy_crf or len(token_lists) > NUMPY_CRF_MAX_SENTENCES:
             return score_batch(model, batch, k, confidence, uncertainty)
         emissions = model(batch)
         mask = batch.mask
@@ -105,14 +107,15 @@ def tagger_scoring(
 
 
 def classifier_scoring(
-    model: Classifier, device: str | torch.device
-) -> tuple[contextlib.AbstractContextManager, Callable[[list[EncodedSentence]], list[list[float]]]]:
+    model: Classifier, encoder: TokenEncoder, device: str | torch.device
+) -> tuple[contextlib.AbstractContextManager, Callable[[list[Sequence[str]]], list[list[float]]]]:
     """The context to predict in and the function that gives every label's probability per
-    sentence of a batch, for `decode.classify_sentences`."""
+    sentence of a batch (token lists, encoded by `encoder`), for `decode.classify_sentences`."""
     _eval(model)
 
-    def class_probs(encoded: list[EncodedSentence]) -> list[list[float]]:
-        return model(collate(encoded).to(device)).exp().tolist()
+    def class_probs(token_lists: list[Sequence[str]]) -> list[list[float]]:
+        batch = Batch.from_arrays(encoder.encode_batch(token_lists))
+        return model(batch.to(device)).exp().tolist()
 
     return torch.inference_mode(), class_probs
 

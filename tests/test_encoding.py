@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import random
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -16,6 +17,7 @@ from bilstm_nlp.nn.encoding import (
     collate,
     encode_tokens,
 )
+from bilstm_nlp.nn.ids import collate_arrays
 from bilstm_nlp.nn.vocab import PAD_ID, Vocab
 
 
@@ -68,6 +70,28 @@ def test_token_encoder_equals_encode_tokens_across_cache_clears() -> None:
         assert [list(chars) for chars in got.char_ids] == want.char_ids
         # bounded: at most the cache size, or the most distinct tokens of one sentence
         assert len(encoder._codes) <= max(3, most_distinct)
+
+
+def test_encode_batch_equals_collating_each_sentence_across_cache_clears() -> None:
+    vocab = Vocab.build([["The", "cat", "sat", "2024", "Ünïcode"]], ["O"])
+    rng = random.Random(4)
+    words = ["The", "the", "cat", "sat", "2024", "Ünïcode", "unseen", "", "x" * 40, "xxxxy"]
+    # cache 3: batches hold more distinct tokens than it keeps, so it is cleared and overrun
+    for cache_size in (3, 1_000):
+        batch_encoder = TokenEncoder(vocab, max_word_chars=4, cache_size=cache_size)
+        for _ in range(60):
+            sentences = [
+                [rng.choice(words) for _ in range(rng.choice([0, 1, 3, 8]))]
+                for _ in range(rng.randint(1, 6))
+            ]
+            got = batch_encoder.encode_batch(sentences)
+            want = collate_arrays([encode_tokens(tokens, vocab, 4) for tokens in sentences])
+            for field in ("word_ids", "casing_ids", "char_ids", "spelling_ids", "mask"):
+                got_array, want_array = getattr(got, field), getattr(want, field)
+                assert got_array.dtype == want_array.dtype, field
+                assert np.array_equal(got_array, want_array), field
+            assert got.tag_ids is None
+            assert len(batch_encoder._codes) <= cache_size
 
 
 def test_collate_places_every_character_and_pads_with_zeros() -> None:

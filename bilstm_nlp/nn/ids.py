@@ -77,33 +77,88 @@ class TokenEncoder:
         # Tuples of ints, which the garbage collector stops tracking; lists made it rescan the
         # whole memory again and again.
         self._codes: dict[str, tuple[int, int, tuple[int, ...]]] = {}
+        self._word_id = vocab.words._ids.get
+        self._char_id = vocab.chars._ids.get
+        # `map` over an endless repeat of the default beats a generator by half.
+        self._unknown = itertools.repeat(UNK_ID)
 
     def __call__(self, tokens: Sequence[str]) -> EncodedSentence:
-        codes = self._codes
-        rows = list(map(codes.get, tokens))
+        rows = list(map(self._codes.get, tokens))
         if None in rows:
-            missing = list(
-                dict.fromkeys(t for t, row in zip(tokens, rows, strict=True) if row is None)
+            self._remember(
+                list(dict.fromkeys(t for t, r in zip(tokens, rows, strict=True) if r is None))
             )
-            if len(codes) + len(missing) > self.cache_size:
-                codes.clear()
-                missing = list(dict.fromkeys(tokens))
-            word_id = self.vocab.words._ids.get
-            char_id = self.vocab.chars._ids.get
-            width = self.max_word_chars
-            unknown = itertools.repeat(UNK_ID)  # endless: never used up across tokens
-            for token in missing:
-                # As `encode_tokens`, without building a sentence per miss; `map` over a repeat
-                # of the default beats a generator by half.
-                chars = tuple(map(char_id, token[:width], unknown)) or (UNK_ID,)
-                codes[token] = (word_id(word_key(token), UNK_ID), casing_of(token), chars)
-            rows = [codes[t] for t in tokens]
+            rows = [self._codes.get(t) or self._code(t) for t in tokens]
         return EncodedSentence(
-            word_ids=[row[0] for row in rows],
-            casing_ids=[row[1] for row in rows],
-            char_ids=[row[2] for row in rows],
+            word_ids=[row[0] for row in rows],  # type: ignore[index]
+            casing_ids=[row[1] for row in rows],  # type: ignore[index]
+            char_ids=[row[2] for row in rows],  # type: ignore[index]
             label_ids=None,
         )
+
+    def encode_batch(self, token_lists: Sequence[Sequence[str]]) -> BatchArrays:
+        """The padded `BatchArrays` of sentences: `collate_arrays` of each sentence's encoding,
+        the same arrays, made from each distinct token of the batch once (a batch repeats its
+        frequent words many times over) and placed with numpy rather than token by token."""
+        lengths = np.fromiter(map(len, token_lists), dtype=np.int64, count=len(token_lists))
+        flat = list(itertools.chain.from_iterable(token_lists))
+        # Distinct tokens in order of first appearance, as `collate_arrays` meets their spellings.
+        distinct = list(dict.fromkeys(flat))
+        codes = self._codes
+        if not all(map(codes.__contains__, distinct)):
+            self._remember([t for t in distinct if t not in codes])
+        rows = [codes.get(t) or self._code(t) for t in distinct]
+        spellings: dict[tuple[int, ...], int] = {}
+        spelling_of = np.fromiter(
+            (spellings.setdefault(row[2], len(spellings)) for row in rows),
+            dtype=np.int64,
+            count=len(rows),
+        )
+        position = {token: row for row, token in enumerate(distinct)}
+        token_rows = np.fromiter(map(position.__getitem__, flat), dtype=np.int64, count=len(flat))
+        seq_len = max(int(lengths.max(initial=0)), 1)
+        shape = (len(token_lists), seq_len)
+        real = np.arange(seq_len)[None, :] < lengths[:, None]
+        word_ids, casing_ids, spelling_ids = (np.zeros(shape, dtype=np.int64) for _ in range(3))
+        # row-major order of the real positions is sentence order, as `flat` is
+        word_ids[real] = np.fromiter((row[0] for row in rows), np.int64, len(rows))[token_rows]
+        casing_ids[real] = np.fromiter((row[1] for row in rows), np.int64, len(rows))[token_rows]
+        spelling_ids[real] = spelling_of[token_rows]
+        mask = np.arange(seq_len)[None, :] < np.maximum(lengths, 1)[:, None]
+        return BatchArrays(
+            word_ids, casing_ids, _char_matrix(list(spellings)), spelling_ids, mask, None
+        )
+
+    def _code(self, token: str) -> tuple[int, int, tuple[int, ...]]:
+        """A token's (word id, casing id, character ids), as `encode_tokens` gives them."""
+        chars = tuple(map(self._char_id, token[: self.max_word_chars], self._unknown))
+        return (self._word_id(word_key(token), UNK_ID), casing_of(token), chars or (UNK_ID,))
+
+    def _remember(self, missing: list[str]) -> None:
+        """Encode tokens not in memory and keep them, clearing the memory first when it would
+        outgrow `cache_size` (a call's tokens that do not fit are encoded without being kept)."""
+        codes = self._codes
+        if len(codes) + len(missing) > self.cache_size:
+            codes.clear()
+        for token in missing[: self.cache_size]:
+            codes[token] = self._code(token)
+
+
+def _char_matrix(spellings: list[tuple[int, ...]]) -> np.ndarray:
+    """`(spellings, char_len)`: each spelling's characters, left-aligned, padded with `PAD_ID`;
+    one padding row where there is no spelling."""
+    spellings = spellings or [(PAD_ID,)]
+    # All characters of all spellings, flattened, and where each goes: one scatter instead of a
+    # Python loop.
+    counts = np.fromiter(map(len, spellings), dtype=np.int64, count=len(spellings))
+    flat_chars = np.fromiter(
+        itertools.chain.from_iterable(spellings), dtype=np.int64, count=int(counts.sum())
+    )
+    matrix = np.zeros((len(spellings), max(int(counts.max(initial=1)), 1)), dtype=np.int64)
+    starts = np.cumsum(counts) - counts
+    positions = np.arange(len(flat_chars)) - np.repeat(starts, counts)
+    matrix[np.repeat(np.arange(len(spellings)), counts), positions] = flat_chars
+    return matrix
 
 
 def collate_arrays(
@@ -122,18 +177,7 @@ def collate_arrays(
         for s in sentences
         for chars in s.char_ids
     ]
-    unique_chars = list(spellings) or [(PAD_ID,)]
-    # All characters of all spellings, flattened, and where each goes: one scatter instead of a
-    # Python loop.
-    char_counts = np.fromiter(map(len, unique_chars), dtype=np.int64, count=len(unique_chars))
-    char_len = max(int(char_counts.max(initial=1)), 1)
-    flat_chars = np.fromiter(
-        itertools.chain.from_iterable(unique_chars), dtype=np.int64, count=int(char_counts.sum())
-    )
-    char_ids = np.zeros((len(unique_chars), char_len), dtype=np.int64)
-    char_starts = np.cumsum(char_counts) - char_counts
-    char_positions = np.arange(len(flat_chars)) - np.repeat(char_starts, char_counts)
-    char_ids[np.repeat(np.arange(len(unique_chars)), char_counts), char_positions] = flat_chars
+    char_ids = _char_matrix(list(spellings))
     word_ids = np.zeros((batch, seq_len), dtype=np.int64)
     casing_ids = np.zeros((batch, seq_len), dtype=np.int64)
     spelling_ids = np.zeros((batch, seq_len), dtype=np.int64)

@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # SST-2 recipe variants over seeds, measured on dev (issue #14's SST levers): pooling, max against
-# attention or mean (POOLINGS="max attention mean"), and the recipe's dropout, 0.5, against 0.3 or
+# attention or mean (POOLINGS="max attention mean"), and the earlier recipe's dropout, 0.5, against 0.3 or
 # 0.65 (POOLINGS="max dropout0.3 dropout0.65").
 #
 #   bash bench/sst_pooling.sh                          # CPU, one run at a time (10 runs of ~15 min here)
 #   PARALLEL=1 bash bench/sst_pooling.sh               # all runs at once
 #   DEVICE=cuda PARALLEL=1 bash bench/sst_pooling.sh
 #
-# Each run is the `sentiment` recipe (models/sentiment/train.json: max pooling, SST phrases) or the
-# same with attention pooling (bench/configs/sst2-phrases-attention.json), trained on train alone
+# Each run is the earlier `sentiment` recipe (bench/configs/sst2-phrases-max.json: max pooling,
+# SST phrases, dropout 0.5) or the same with one setting changed (bench/configs/sst2-phrases-*.json;
+# models/sentiment/train.json has been `dropout0.3`'s since these runs), trained on train alone
 # for the recipe's 8 epochs, seeds $SEEDS. The figure is the final epoch's weights (the run's
 # checkpoint, no selection on dev), scored with `bilstm-nlp evaluate` (accuracy, macro-F1); the
 # epoch dev picks (the model the run folder keeps) is scored too, for information only. Then
@@ -33,10 +34,10 @@ mkdir -p "$RUNS"
 
 config_of() {  # the recipe's config for a pooling
     case $1 in
-        max) echo models/sentiment/train.json ;;
+        max) echo bench/configs/sst2-phrases-max.json ;;  # max pooling, dropout 0.5
         attention) echo bench/configs/sst2-phrases-attention.json ;;
         mean) echo bench/configs/sst2-phrases-mean.json ;;
-        dropout0.3) echo bench/configs/sst2-phrases-dropout0.3.json ;;  # max pooling, dropout 0.3
+        dropout0.3) echo bench/configs/sst2-phrases-dropout0.3.json ;;  # the shipped recipe since 2026-12-04
         dropout0.65) echo bench/configs/sst2-phrases-dropout0.65.json ;;
         *) echo "unknown pooling: $1" >&2; return 1 ;;
     esac

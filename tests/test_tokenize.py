@@ -124,6 +124,30 @@ def test_ptb_escapes_known_values() -> None:
     assert not PtbEscapes().active
 
 
+def _spaced(words: list[str]) -> tuple[str, list[Token]]:
+    """Tokens joined by single spaces (as SST's and other tokenized corpora's text is)."""
+    tokens, position = [], 0
+    for word in words:
+        tokens.append(Token(word, position, position + len(word)))
+        position += len(word) + 1
+    return " ".join(words), tokens
+
+
+def test_ptb_escapes_of_quotes_standing_alone_between_spaces() -> None:
+    escapes = PtbEscapes(double_quotes=True, single_quotes=True)
+    # SST's spaced text: a lone `'` is the possessive or a closing quote, never an opening one.
+    text, tokens = _spaced(["the", "showmanship", "of", "Clones", "'", "last", "45", "minutes"])
+    assert escapes.apply(text, tokens)[4] == "'"
+    # Lone double quotes alternate: the first opens, the next closes.
+    text, tokens = _spaced(["he", "said", '"', "no", '"', "and", '"', "yes", '"', "."])
+    assert [w for w in escapes.apply(text, tokens) if w in ("``", "''")] == ["``", "''", "``", "''"]
+    # A quote attached to the next word opens; one ending the text closes.
+    text, tokens = _spaced(["'", "twas"])
+    assert escapes.apply(text, tokens)[0] == "'"
+    assert escapes.apply("'twas", [Token("'", 0, 1), Token("twas", 1, 5)])[0] == "`"
+    assert escapes.apply('end "', [Token("end", 0, 3), Token('"', 4, 5)])[1] == "''"
+
+
 def test_ptb_escapes_are_detected_from_training_words() -> None:
     conll2000_like = ["the", "-LRB-", "-RRB-", "1\\/2", "``", "''", "--"]
     assert PtbEscapes.detect(conll2000_like) == PtbEscapes(

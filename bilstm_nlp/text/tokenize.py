@@ -238,6 +238,7 @@ _DOUBLE_QUOTES = {'"': None, "“": "``", "„": "``", "”": "''"}
 _SINGLE_QUOTES = {"'": None, "‘": "`", "’": "'"}
 _DASHES = {"—": "--", "–": "--"}
 _OPENERS = "([{\"'“‘`"
+_NON_SPACE = re.compile(r"\S")
 
 
 @dataclass(frozen=True)
@@ -297,16 +298,24 @@ class PtbEscapes:
         """
         if not self.active:
             return [t.text for t in tokens]
-        return [self._escape(text, token) for token in tokens]
+        escaped = []
+        plain_double_quotes = 0  # `"` seen so far: a lone one opens when their count is even
+        for token in tokens:
+            escaped.append(self._escape(text, token, plain_double_quotes % 2 == 0))
+            plain_double_quotes += token.text == '"'
+        return escaped
 
-    def _escape(self, text: str, token: Token) -> str:
+    def _escape(self, text: str, token: Token, lone_double_quote_opens: bool) -> str:
         word = token.text
         if self.brackets and word in _BRACKETS:
             return _BRACKETS[word]
         if self.double_quotes and word in _DOUBLE_QUOTES:
-            return _DOUBLE_QUOTES[word] or ("``" if _opens(text, token.start) else "''")
+            opens = _opens(text, token, lone_double_quote_opens)
+            return _DOUBLE_QUOTES[word] or ("``" if opens else "''")
         if self.single_quotes and word in _SINGLE_QUOTES:
-            return _SINGLE_QUOTES[word] or ("`" if _opens(text, token.start) else "'")
+            # A lone `'` is an apostrophe or a closing quote (`Clones ' last` in SST's spaced
+            # text, whose opening quotes are written `` ` `` already).
+            return _SINGLE_QUOTES[word] or ("`" if _opens(text, token, False) else "'")
         if self.dashes and word in _DASHES:
             return _DASHES[word]
         if self.slash_star and ("/" in word or "*" in word):
@@ -314,9 +323,20 @@ class PtbEscapes:
         return word
 
 
-def _opens(text: str, start: int) -> bool:
-    # A quote opens at the start of the text, after whitespace or after an opening bracket/quote.
-    return start == 0 or text[start - 1].isspace() or text[start - 1] in _OPENERS
+def _opens(text: str, token: Token, lone_opens: bool) -> bool:
+    """Whether a straight quote opens: it does at the start of the text, after whitespace or after
+    an opening bracket or quote, when it is attached to what follows; one with whitespace (or the
+    end of the text) on both sides stands alone, as in text whose tokens were joined by spaces,
+    and opens as `lone_opens` says."""
+    start, end = token.start, token.end
+    after_opening = start == 0 or text[start - 1].isspace() or text[start - 1] in _OPENERS
+    if not after_opening:
+        return False
+    attached = end < len(text) and not text[end].isspace()
+    if attached:
+        return True
+    # Nothing follows: a quote closing the text, never one opening it.
+    return lone_opens and _NON_SPACE.search(text, end) is not None
 
 
 def tokenize_text(text: str, tokenizer: Tokenizer | None = None) -> list[str]:

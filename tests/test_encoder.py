@@ -163,6 +163,56 @@ def test_forward_types_equals_forward_of_the_gathered_tokens():
         torch.testing.assert_close(small, expected[:5, : small.shape[1]], rtol=0, atol=1e-5)
 
 
+@settings(max_examples=40, deadline=None)
+@given(
+    lengths=st.lists(st.integers(0, 10), min_size=1, max_size=16),
+    types=st.integers(1, 200),
+    out=st.integers(1, 9),
+    bias=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+def test_stepped_projection_equals_the_linear_layer_on_its_output(lengths, types, out, bias, seed):
+    # The emission layer applied to the packed states, per direction, then laid out padded,
+    # equals the layer applied to the padded output (its bias at padding), on both input paths.
+    torch.manual_seed(seed)
+    lstm = torch.nn.LSTM(4, 3, batch_first=True, bidirectional=True).double().eval()
+    linear = torch.nn.Linear(6, out, bias=bias).double()
+    lengths[0] = max(lengths[0], 1)
+    lengths_tensor = torch.tensor(lengths)
+    table = torch.randn(types, 4, dtype=torch.float64)
+    rows = torch.randint(0, types, (len(lengths), max(lengths)))
+    weights = _layer_weights(lstm, 0)
+    with torch.no_grad():
+        for features, token_rows in ((table, rows), (table[rows], None)):
+            states = stepped_bilstm(weights, features, lengths_tensor, rows=token_rows)
+            found = stepped_bilstm(
+                weights,
+                features,
+                lengths_tensor,
+                rows=token_rows,
+                projection=(linear.weight, linear.bias),
+            )
+            torch.testing.assert_close(found, linear(states), rtol=0, atol=1e-12)
+
+
+def test_forward_types_applies_the_projection_on_every_path():
+    torch.manual_seed(4)
+    features, mask = _large_batch(4)
+    table = torch.randn(40, features.shape[2])
+    rows = torch.randint(0, 40, mask.shape)
+    encoder = BiLSTMEncoder(features.shape[2], 20, layers=2).eval()
+    linear = torch.nn.Linear(40, 5)
+    with torch.no_grad():
+        # stepped, small (nn.LSTM), and a module other than nn.Linear (applied after the layout)
+        for batch in (slice(None), slice(0, 5)):
+            expected = linear(encoder.forward_types(table, rows[batch], mask[batch]))
+            found = encoder.forward_types(table, rows[batch], mask[batch], linear)
+            torch.testing.assert_close(found, expected, rtol=0, atol=1e-5)
+        layers = torch.nn.Sequential(linear, torch.nn.Tanh())
+        found = encoder.forward_types(table, rows, mask, layers)
+        torch.testing.assert_close(found, layers(encoder.forward_types(table, rows, mask)))
+
+
 def _large_batch(seed: int, batch: int = 64, input_dim: int = 7):
     generator = torch.Generator().manual_seed(seed)
     lengths = torch.randint(1, 30, (batch,), generator=generator)

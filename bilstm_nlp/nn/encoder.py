@@ -67,7 +67,13 @@ class BiLSTMEncoder(nn.Module):
         padded, _ = nn.utils.rnn.pad_packed_sequence(output, batch_first=True, total_length=seq_len)
         return padded
 
-    def forward_types(self, type_features: Tensor, token_types: Tensor, mask: Tensor) -> Tensor:
+    def forward_types(
+        self,
+        type_features: Tensor,
+        token_types: Tensor,
+        mask: Tensor,
+        projection: nn.Module | None = None,
+    ) -> Tensor:
         """`forward` of `type_features[token_types]`, for inference: tokens given as rows of a
         table of distinct token features. A batch repeats its frequent words, so on the stepped
         path the first layer's input products are made once per distinct row (a batch of 256
@@ -77,20 +83,42 @@ class BiLSTMEncoder(nn.Module):
             type_features: `(types, input_dim)` float.
             token_types: `(batch, seq_len)` long, each token's row of `type_features`.
             mask: `(batch, seq_len)` bool, True on real tokens, left-aligned.
+            projection: a layer to apply to the output (a tagger's emission layer); the stepped
+                path applies an `nn.Linear` to its packed states, before they are laid out
+                padded: a tenth of the width to move.
         Returns:
-            as `forward`.
+            as `forward`, or `projection` of it.
         """
         lengths = mask.sum(dim=1).cpu()
         padded = not bool((lengths == mask.shape[1]).all())
         if padded and _can_step(self.lstm, type_features, mask.shape[0]):
-            return self._stepped(type_features, lengths, rows=token_types)
-        return self(type_features[token_types], mask)
+            linear = projection if type(projection) is nn.Linear else None
+            output = self._stepped(type_features, lengths, rows=token_types, projection=linear)
+            return projection(output) if projection is not None and linear is None else output
+        output = self(type_features[token_types], mask)
+        return projection(output) if projection is not None else output
 
-    def _stepped(self, features: Tensor, lengths: Tensor, rows: Tensor | None = None) -> Tensor:
-        # The first layer reads `features` (through `rows` if given); the next read its output.
-        output = stepped_bilstm(_layer_weights(self.lstm, 0), features, lengths, rows=rows)
-        for layer in range(1, self.lstm.num_layers):
-            output = stepped_bilstm(_layer_weights(self.lstm, layer), output, lengths)
+    def _stepped(
+        self,
+        features: Tensor,
+        lengths: Tensor,
+        rows: Tensor | None = None,
+        projection: nn.Linear | None = None,
+    ) -> Tensor:
+        # The first layer reads `features` (through `rows` if given); the next read its output;
+        # the last applies `projection`.
+        layers = self.lstm.num_layers
+        output = features
+        for layer in range(layers):
+            output = stepped_bilstm(
+                _layer_weights(self.lstm, layer),
+                output,
+                lengths,
+                rows=rows if layer == 0 else None,
+                projection=(projection.weight, projection.bias)
+                if projection is not None and layer == layers - 1
+                else None,
+            )
         return output
 
 
@@ -143,6 +171,7 @@ def stepped_bilstm(
     features: Tensor,
     lengths: Tensor,
     rows: Tensor | None = None,
+    projection: tuple[Tensor, Tensor | None] | None = None,
 ) -> Tensor:
     """One bidirectional LSTM layer at inference, both directions stepping together.
 
@@ -160,8 +189,13 @@ def stepped_bilstm(
             is shorter than the batch's tokens.
         lengths: `(batch,)` int64 on the CPU, each at most `seq_len`.
         rows: `(batch, seq_len)` long, each token's row of `features`, or None.
+        projection: `(weight, bias)` of a linear layer `(out, 2 * hidden)`, `(out,)` (or None
+            bias) to apply to the output: each direction's packed states are multiplied by
+            their half of `weight`, and the narrow products are laid out padded instead of the
+            states.
     Returns:
-        `(batch, seq_len, 2 * hidden)`: forward then backward states; zeros at padding.
+        `(batch, seq_len, 2 * hidden)`: forward then backward states; zeros at padding. With
+        `projection`, `(batch, seq_len, out)`: the layer applied to them (its bias at padding).
     """
     weight_in, weight_rec, bias = weights
     if rows is None:
@@ -195,13 +229,25 @@ def stepped_bilstm(
         sorted_rows = rows[order]
         forward_rows = sorted_rows.t()[running_by_step]
         backward_rows = sorted_rows.gather(1, reversed_steps).t()[running_by_step]
-    inputs = features.new_empty(2, total, 4 * hidden)
-    for direction, direction_rows in enumerate((forward_rows, backward_rows)):
-        if table.shape[0] < total:
-            # Fewer distinct rows than tokens: each row's product once, then copied out.
-            products = torch.addmm(bias[direction], table, weight_in[direction])
-            torch.index_select(products, 0, direction_rows, out=inputs[direction])
-        else:
+    width = 4 * hidden
+    gathering = table.shape[0] < total
+    if gathering:
+        # Fewer distinct rows than tokens: each row's products once, (2 * rows, 4 * hidden),
+        # and each step gathers its own from them, both directions in one call: no packed copy
+        # of every token's products, which would be written and read back through memory.
+        products = torch.baddbmm(bias.unsqueeze(1), table.expand(2, -1, -1), weight_in)
+        products = products.view(2 * table.shape[0], width)
+        # The rows step t reads, forward direction then backward, at [2 * offsets[t], ...).
+        step_of = torch.repeat_interleave(torch.arange(seq_len), torch.tensor(active))
+        step_starts = torch.tensor(offsets[:-1])[step_of]
+        place = step_starts + torch.arange(total)
+        step_rows = torch.empty(2 * total, dtype=torch.long)
+        step_rows[place] = forward_rows
+        step_rows[place + torch.tensor(active)[step_of]] = backward_rows + table.shape[0]
+    else:
+        # shape: (2, total, 4 * hidden): the input products of the real tokens, packed
+        inputs = features.new_empty(2, total, width)
+        for direction, direction_rows in enumerate((forward_rows, backward_rows)):
             table_rows = table.index_select(0, direction_rows)
             torch.addmm(bias[direction], table_rows, weight_in[direction], out=inputs[direction])
 
@@ -210,22 +256,28 @@ def stepped_bilstm(
     states[:, total].zero_()
     cell = features.new_zeros(2, batch, hidden)
     squashed = features.new_empty(2, batch, hidden)
-    gates = features.new_empty(2, batch, 4 * hidden)
+    # Each step's gates are a contiguous (2, count, 4 * hidden) prefix of one buffer.
+    gate_buffer = features.new_empty(2 * batch * width)
     for step in range(seq_len):
         count, start = active[step], offsets[step]
-        step_gates = gates[:, :count]
-        if step == 0:
-            torch.sigmoid(inputs[:, :count], out=step_gates)
-        else:
+        step_gates = gate_buffer[: 2 * count * width].view(2, count, width)
+        if gathering:
+            rows_now = step_rows[2 * start : 2 * (start + count)]
+            torch.index_select(products, 0, rows_now, out=step_gates.view(2 * count, width))
+            if step:
+                previous = offsets[step - 1]
+                step_gates.baddbmm_(states[:, previous : previous + count], weight_rec)
+        elif step:
             previous = offsets[step - 1]
-            for direction in (0, 1):
-                torch.addmm(
-                    inputs[direction, start : start + count],
-                    states[direction, previous : previous + count],
-                    weight_rec[direction],
-                    out=gates[direction, :count],
-                )
-            step_gates.sigmoid_()
+            torch.baddbmm(
+                inputs[:, start : start + count],
+                states[:, previous : previous + count],
+                weight_rec,
+                out=step_gates,
+            )
+        else:
+            step_gates.copy_(inputs[:, :count])
+        step_gates.sigmoid_()
         candidate = step_gates[..., 2 * hidden : 3 * hidden]
         candidate.mul_(2.0).sub_(1.0)
         step_cell = cell[:, :count]
@@ -251,5 +303,13 @@ def stepped_bilstm(
     forward_index = torch.where(real, step_offsets + sorted_row, total)
     backward_index = torch.where(real, step_offsets[reversed_steps[position]] + sorted_row, total)
     index = torch.stack([forward_index, backward_index + total + 1], dim=2)
-    gathered = states.view(2 * (total + 1), hidden).index_select(0, index.reshape(-1))
-    return gathered.view(batch, seq_len, 2 * hidden)
+    if projection is None:
+        gathered = states.view(2 * (total + 1), hidden).index_select(0, index.reshape(-1))
+        return gathered.view(batch, seq_len, 2 * hidden)
+    weight, projection_bias = projection
+    out = weight.shape[0]
+    # shape: (2, total + 1, out): each direction's states times its half of the weight
+    halves = torch.bmm(states, weight.view(out, 2, hidden).permute(1, 2, 0))
+    gathered = halves.view(2 * (total + 1), out).index_select(0, index.reshape(-1))
+    projected = gathered.view(batch, seq_len, 2, out).sum(dim=2)
+    return projected if projection_bias is None else projected.add_(projection_bias)

@@ -126,6 +126,11 @@ class TagHead(nn.Module):
 
     def emissions(self, features: Tensor) -> Tensor:
         """`(batch, seq_len, input_dim)` → `(batch, seq_len, num_tags)` tag scores."""
+        return self.from_projected(self.projection(features))
+
+    def from_projected(self, projected: Tensor) -> Tensor:
+        """The tag scores of `projection`'s output `(batch, seq_len, num_tags)` (what `emissions`
+        gives of the features)."""
         raise NotImplementedError
 
     def loss(self, emissions: Tensor, tag_ids: Tensor, mask: Tensor) -> Tensor:
@@ -203,8 +208,8 @@ class CRFHead(TagHead):
         allowed = allowed_transitions(scheme, tags) if scheme else None
         self.crf = CRF(len(tags), allowed)
 
-    def emissions(self, features: Tensor) -> Tensor:
-        return self.projection(features)
+    def from_projected(self, projected: Tensor) -> Tensor:
+        return projected
 
     def loss(self, emissions: Tensor, tag_ids: Tensor, mask: Tensor) -> Tensor:
         """Negative log-likelihood summed over the batch."""
@@ -329,9 +334,9 @@ class SoftmaxHead(TagHead):
         self.register_buffer("transition_constraints", transitions)
         self.register_buffer("end_constraints", end)
 
-    def emissions(self, features: Tensor) -> Tensor:
+    def from_projected(self, projected: Tensor) -> Tensor:
         """Log-probabilities."""
-        return torch.log_softmax(self.projection(features), dim=-1)
+        return torch.log_softmax(projected, dim=-1)
 
     def loss(self, emissions: Tensor, tag_ids: Tensor, mask: Tensor) -> Tensor:
         """Token cross-entropy summed over the batch."""

@@ -97,6 +97,9 @@ class Tagger(_Model):
 
     def forward(self, batch: Batch) -> Tensor:
         """Tag scores `(batch, seq_len, num_tags)`: CRF emissions or softmax log-probabilities."""
+        if _by_type(self, batch):
+            # Inference (no dropout): the encoder applies the emission layer itself.
+            return self.head.from_projected(_contextual(self, batch, self.head.projection))
         return self.head.emissions(self.dropout(_contextual(self, batch)))
 
     def loss(self, batch: Batch) -> Tensor:
@@ -148,20 +151,32 @@ class Classifier(_Model):
         return self.head.loss(self(batch), batch.tag_ids)
 
 
-def _contextual(model: Tagger | Classifier, batch: Batch) -> Tensor:
-    """Token features through the BiLSTM: `(batch, seq_len, 2 * hidden)`; word dropout while
-    training. A large batch at inference is embedded once per distinct token (see
-    `BiLSTMEncoder.forward_types`): the same features, computed less often."""
-    if (
+def _by_type(model: Tagger | Classifier, batch: Batch) -> bool:
+    """Whether `_contextual` embeds the batch once per distinct token: a large batch at inference
+    (see `BiLSTMEncoder.forward_types`)."""
+    return (
         not model.training
         and not torch.is_grad_enabled()
         and batch.word_ids.shape[0] >= STEPPED_MIN_BATCH
-    ):
+    )
+
+
+def _contextual(
+    model: Tagger | Classifier, batch: Batch, projection: nn.Module | None = None
+) -> Tensor:
+    """Token features through the BiLSTM: `(batch, seq_len, 2 * hidden)`; word dropout while
+    training. A large batch at inference is embedded once per distinct token (see
+    `BiLSTMEncoder.forward_types`): the same features, computed less often.
+
+    `projection`: only with `_by_type`: a layer the encoder applies to its output (the result is
+    then that layer's output)."""
+    if _by_type(model, batch):
         words, casings, spellings, real, token_types = _token_types(batch)
         type_features = model.embedder(
             words[None], casings[None], batch.char_ids, spellings[None], real[None]
         )[0]
-        return model.encoder.forward_types(type_features, token_types, batch.mask)
+        return model.encoder.forward_types(type_features, token_types, batch.mask, projection)
+    assert projection is None, "a projection is applied on the by-type path only"
     word_ids = batch.word_ids
     if model.training:
         word_ids = word_dropout(word_ids, batch.mask, model.config.word_dropout)

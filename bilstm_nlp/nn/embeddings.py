@@ -142,10 +142,15 @@ class CharCNN(nn.Module):
         # shape: (outputs,) flat position of each output
         output_at = (starts.unsqueeze(1) + positions)[positions < outputs.unsqueeze(1)]
         tables = self.tables()
-        # shape: (outputs, filters)
-        scores = self.conv.bias + tables[0][flat[output_at - pad]]
-        for column in range(1, kernel):
-            scores = scores + tables[column][flat[output_at + column - pad]]
+        num_chars = tables.shape[1]
+        # One table of kernel * num_chars rows, the bias folded into the first column's, so that
+        # an output is the sum of `kernel` rows: one embedding_bag, not a gather and an add per
+        # column over every output.
+        stacked = torch.cat([tables[0] + self.conv.bias, tables[1:].flatten(0, 1)])
+        columns = torch.arange(kernel, device=char_ids.device)
+        # shape: (outputs, kernel): the row of `stacked` of each column's character
+        bags = flat[(output_at - pad).unsqueeze(1) + columns] + columns * num_chars
+        scores = nn.functional.embedding_bag(bags, stacked, mode="sum")
         # shape: (words, filters)
         return torch.segment_reduce(scores, "max", lengths=outputs, axis=0)
 

@@ -178,9 +178,10 @@ def stepped_bilstm(
     Rows are sorted longest first, so the sentences still running at step t are the first
     `active[t]` rows and every step works on a prefix. The backward direction reads each sentence
     reversed within its own length, so it too starts at step 0 on the real last token. Input
-    products are one matrix product per direction over the real tokens only, laid out time-major
-    (the rows of step t are contiguous); each step's hidden states are written where the next step
-    and the final gather read them.
+    products are made once per distinct row of a `rows` table shorter than the batch's tokens
+    (each step gathers its own), else over the real tokens, laid out time-major (the rows of
+    step t are contiguous); each step's hidden states are written where the next step and the
+    final gather read them.
 
     Args:
         weights: `_layer_weights` of the layer.

@@ -14,9 +14,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-# Below this many sentences the stepped path's Python per step costs more than it saves (measured
-# crossover on one thread: about 48 rows of 13-25 tokens).
-STEPPED_MIN_BATCH = 48
+# Below this many sentences the stepped path's Python per step costs more than it saves. The
+# crossover on one thread lies between 24 and 32 rows of EWT sentences (`python
+# bench/stepped_crossover.py`: 0.95x at 16, 0.98x at 24, 1.02x at 32, 1.04x at 48).
+STEPPED_MIN_BATCH = 32
 
 
 class BiLSTMEncoder(nn.Module):

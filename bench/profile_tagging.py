@@ -26,19 +26,9 @@ LOOP = """
 import sys, time, torch
 torch.set_num_threads(1)
 from bilstm_nlp import load, tag_sentences
+from bilstm_nlp.corpus.loading import load_tagging
 model = load(sys.argv[1])
-sentences, tokens = [], []
-for line in open(sys.argv[2], encoding="utf-8"):
-    if line.startswith("#"):
-        continue
-    if not line.strip():
-        if tokens:
-            sentences.append(tokens)
-        tokens = []
-        continue
-    columns = line.split("\\t")
-    if "-" not in columns[0] and "." not in columns[0]:
-        tokens.append(columns[1])
+sentences = [list(tokens) for tokens in load_tagging(dev=sys.argv[2])["dev"]["tokens"][:]]
 end = time.time() + float(sys.argv[3])
 while time.time() < end:
     tag_sentences(model, sentences, batch_size=256)

@@ -128,7 +128,15 @@ def main() -> None:
     parser.add_argument("--wall-seconds", type=int, help="Wall time of all runs together")
     parser.add_argument("--command", help="The bench command, as recorded")
     parser.add_argument("--out", type=Path, default=Path("bench/results/sst_pooling.json"))
+    parser.add_argument(
+        "--config-of",
+        choices=CONFIGS,
+        help="Print that variant's config path and stop (the script's lookup)",
+    )
     args = parser.parse_args()
+    if args.config_of:
+        print(CONFIGS[args.config_of])
+        return
 
     runs = {
         pooling: {

@@ -32,15 +32,8 @@ TIMEOUT=${TIMEOUT:-0}
 RESULTS=${RESULTS:-bench/results/sst_pooling.json}
 mkdir -p "$RUNS"
 
-config_of() {  # the recipe's config for a pooling
-    case $1 in
-        max) echo bench/configs/sst2-phrases-max.json ;;  # max pooling, dropout 0.5
-        attention) echo bench/configs/sst2-phrases-attention.json ;;
-        mean) echo bench/configs/sst2-phrases-mean.json ;;
-        dropout0.3) echo bench/configs/sst2-phrases-dropout0.3.json ;;  # the shipped recipe since 2026-12-04
-        dropout0.65) echo bench/configs/sst2-phrases-dropout0.65.json ;;
-        *) echo "unknown pooling: $1" >&2; return 1 ;;
-    esac
+config_of() {  # the config of a variant: bench/sst_pooling.py's table, the one list of them
+    "$PYTHON" bench/sst_pooling.py --config-of "$1"
 }
 
 run_one() {  # run_one POOLING SEED: train, then score the final and the dev-picked weights

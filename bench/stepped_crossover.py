@@ -25,25 +25,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import machine_info, write_results  # noqa: E402
 
 from bilstm_nlp import load, tag_sentences  # noqa: E402
+from bilstm_nlp.corpus.loading import load_tagging  # noqa: E402
 from bilstm_nlp.nn import encoder, model  # noqa: E402
 
 EWT_DEV = Path("../shared/corpora/ud_ewt/dev.conllu")
-
-
-def ewt_sentences(path: Path) -> list[list[str]]:
-    sentences, tokens = [], []
-    for line in path.read_text(encoding="utf-8").splitlines() + [""]:
-        if line.startswith("#"):
-            continue
-        if not line.strip():
-            if tokens:
-                sentences.append(tokens)
-            tokens = []
-            continue
-        columns = line.split("\t")
-        if "-" not in columns[0] and "." not in columns[0]:
-            tokens.append(columns[1])
-    return sentences
 
 
 def set_threshold(rows: int) -> None:
@@ -67,7 +52,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     tagger = load("ner")
-    sentences = ewt_sentences(EWT_DEV)
+    sentences = [list(tokens) for tokens in load_tagging(dev=EWT_DEV)["dev"]["tokens"][:]]
     shipped = encoder.STEPPED_MIN_BATCH
     rng = random.Random(0)
     rows = []

@@ -671,50 +671,6 @@ def test_underflow_fallback_keeps_marginals_exact():
     torch.testing.assert_close(crf.log_partition(emissions, mask), log_z)
 
 
-@pytest.mark.parametrize("seed", SEEDS)
-@pytest.mark.parametrize(("num_tags", "seq_len"), SIZES)
-def test_inference_lattice_steps_both_recursions_together(num_tags, seq_len, seed, monkeypatch):
-    # Without gradients the two recursions step together; the lattice is the one they give apart
-    # (which the enumeration test checks), to float64 rounding.
-    # (Random masks can leave a tag reachable through forbidden steps only, whose sums underflow
-    # on every call: that case is the fallback's, below.)
-    crf = random_crf(num_tags, seed).double()
-    emissions, mask = random_batch(num_tags, seq_len, seed)
-    apart = crf.forward_backward(emissions, mask)
-    together = []
-    fast = crf_module._forward_backward_together
-    monkeypatch.setattr(
-        crf_module,
-        "_forward_backward_together",
-        lambda *a: together.append(fast(*a)) or together[-1],
-    )
-    with torch.inference_mode():
-        found = crf.forward_backward(emissions, mask)
-    assert together and together[0] is not None
-    for got, want in zip(found, apart, strict=True):
-        torch.testing.assert_close(got, want.detach(), rtol=0, atol=1e-12)
-
-
-def test_inference_lattice_falls_back_when_a_used_sum_underflows():
-    # The lattice of `test_underflow_fallback_keeps_marginals_exact`, without gradients and with
-    # leads of 1,000 nats, which underflow in float64 too: the together loop sees it and gives way
-    # to the exact recursions.
-    transitions = torch.ones(3, 3, dtype=torch.bool)
-    transitions[0] = torch.tensor([False, True, False])
-    ones = torch.ones(3, dtype=torch.bool)
-    crf = CRF(3, AllowedTransitions(ones, transitions, ones))
-    emissions = torch.tensor([[[1000.0, 0.0, 0.0], [0.0, 0.0, 1000.0]]])
-    mask = torch.ones(1, 2, dtype=torch.bool)
-    with torch.no_grad():
-        for parameter in crf.parameters():
-            parameter.zero_()
-        scores = [score.double() for score in crf.scores()]
-        assert crf_module._forward_backward_together(emissions.double(), mask, *scores) is None
-        marginals = crf.marginals(emissions, mask)[0]
-    expected = torch.tensor([[1.0, 1.0, 1.0], [0.0, 1.0, 2.0]]) / 3
-    torch.testing.assert_close(marginals, expected)
-
-
 def test_ordinary_scores_stay_on_the_fast_path(monkeypatch):
     monkeypatch.setattr(crf_module, "_exact_vecmat", lambda *a: pytest.fail("fell back"))
     crf = random_crf(5, 0, allowed_transitions("BIOES", SCHEME_TAGS["BIOES"]))

@@ -801,13 +801,6 @@ def _forward_backward(
     emissions = emissions.to(torch.promote_types(emissions.dtype, torch.float64))
     emissions, start, transitions, end = _common_dtype(emissions, start, transitions, end)
     batch = emissions.size(0)
-    needs_grad = torch.is_grad_enabled() and any(
-        t.requires_grad for t in (emissions, start, transitions, end)
-    )
-    if not needs_grad and emissions.device.type == "cpu":
-        lattice = _forward_backward_together(emissions, mask, start, transitions, end)
-        if lattice is not None:
-            return lattice
     # shape: (batch, seq_len, num_tags)
     alphas = _alphas(emissions, mask, start, transitions)
     # shape: (batch, num_tags)
@@ -817,63 +810,6 @@ def _forward_backward(
     # shape: (batch, seq_len, num_tags)
     betas = _betas(emissions, mask, transitions, end)
     return torch.where(mask.unsqueeze(2), alphas, 0.0), betas, log_z
-
-
-def _forward_backward_together(
-    emissions: Tensor, mask: Tensor, start: Tensor, transitions: Tensor, end: Tensor
-) -> tuple[Tensor, Tensor, Tensor] | None:
-    """`_forward_backward` at inference on the CPU, the two recursions stepping together: step s
-    makes alpha at s and beta at seq_len - 1 - s in the same calls (each of the dozen small calls
-    a step makes costs as much in dispatch as in arithmetic). The fast exp-space product only;
-    None when a sum that a real token uses underflowed (the caller then runs the recursions
-    apart, each with its exact fallback)."""
-    batch, seq_len, num_tags = emissions.shape
-    # shape: (seq_len, batch, num_tags)
-    steps = torch.where(mask.unsqueeze(2), emissions, 0.0).transpose(0, 1)
-    backward_weight = transitions.t()
-    # shape: (2, num_tags): each direction's column maxima, folded out of its exp-space weights
-    shifts = torch.stack([transitions.amax(0), backward_weight.amax(0)])
-    # shape: (2, num_tags, num_tags)
-    exp_weights = torch.stack([transitions, backward_weight]).sub_(shifts.unsqueeze(1)).exp_()
-    # The backward direction carries `after_u = emission_u + beta_u` (u = seq_len - 1 - s at
-    # step s), so both add an emission after the log. shape: (seq_len, 2, batch, num_tags)
-    reverse = torch.arange(seq_len - 1, -1, -1)
-    added = torch.stack([steps, steps.index_select(0, reverse)], dim=1)
-    added += shifts.unsqueeze(1)
-    # A sentence's last real token has the end score for beta: its `after` is emission + end,
-    # written in at the step that reaches it (padding after it is zeroed in the end).
-    lengths = mask.sum(1)
-    closing = steps + end
-    layout = emissions.new_empty(seq_len, 2, batch, num_tags)  # [s] = (alpha_s, after_u)
-    layout[0, 0] = start + steps[0]
-    layout[0, 1] = closing[seq_len - 1]
-    sums = emissions.new_empty(max(seq_len - 1, 0), 2, batch, num_tags)
-    tiny = torch.finfo(emissions.dtype).tiny
-    ending = [(lengths == u + 1).nonzero().squeeze(1) for u in range(seq_len)]
-    for s in range(1, seq_len):
-        state = layout[s - 1]
-        top = state.amax(2, keepdim=True)
-        total = torch.bmm((state - top).exp_(), exp_weights, out=sums[s - 1]).clamp_min_(tiny)
-        torch.add(total.log().add_(top), added[s], out=layout[s])
-        rows = ending[seq_len - 1 - s]
-        if len(rows):
-            layout[s, 1].index_copy_(0, rows, closing[seq_len - 1 - s].index_select(0, rows))
-    if seq_len > 1:
-        # shape: (steps, batch) per direction, by position: alpha's sum at s + 1, beta's at s
-        smallest = sums.amin(3)
-        used = mask[:, 1:].t()
-        limit = _underflow_limit(emissions.dtype)
-        forward_low = (smallest[:, 0] < limit) & used
-        backward_low = (smallest[:, 1].index_select(0, reverse[1:]) < limit) & used
-        if bool((forward_low | backward_low).any()):
-            return None
-    # shape: (batch, seq_len, num_tags)
-    alphas = layout[:, 0].transpose(0, 1)
-    betas = (layout[:, 1].index_select(0, reverse) - steps).transpose(0, 1)
-    last = alphas[torch.arange(batch, device=mask.device), lengths - 1]
-    log_z = torch.logsumexp(last + end, dim=1)
-    real = mask.unsqueeze(2)
-    return torch.where(real, alphas, 0.0), torch.where(real, betas, 0.0), log_z
 
 
 # Segment marginals.

@@ -99,7 +99,7 @@ class Tagger(_Model):
         """Tag scores `(batch, seq_len, num_tags)`: CRF emissions or softmax log-probabilities."""
         if _by_type(self, batch):
             # Inference (no dropout): the encoder applies the emission layer itself.
-            return self.head.from_projected(_contextual(self, batch, self.head.projection))
+            return self.head.from_projected(_by_type_contextual(self, batch, self.head.projection))
         return self.head.emissions(self.dropout(_contextual(self, batch)))
 
     def loss(self, batch: Batch) -> Tensor:
@@ -161,22 +161,12 @@ def _by_type(model: Tagger | Classifier, batch: Batch) -> bool:
     )
 
 
-def _contextual(
-    model: Tagger | Classifier, batch: Batch, projection: nn.Module | None = None
-) -> Tensor:
+def _contextual(model: Tagger | Classifier, batch: Batch) -> Tensor:
     """Token features through the BiLSTM: `(batch, seq_len, 2 * hidden)`; word dropout while
     training. A large batch at inference is embedded once per distinct token (see
-    `BiLSTMEncoder.forward_types`): the same features, computed less often.
-
-    `projection`: only with `_by_type`: a layer the encoder applies to its output (the result is
-    then that layer's output)."""
+    `BiLSTMEncoder.forward_types`): the same features, computed less often."""
     if _by_type(model, batch):
-        words, casings, spellings, real, token_types = _token_types(batch)
-        type_features = model.embedder(
-            words[None], casings[None], batch.char_ids, spellings[None], real[None]
-        )[0]
-        return model.encoder.forward_types(type_features, token_types, batch.mask, projection)
-    assert projection is None, "a projection is applied on the by-type path only"
+        return _by_type_contextual(model, batch)
     word_ids = batch.word_ids
     if model.training:
         word_ids = word_dropout(word_ids, batch.mask, model.config.word_dropout)
@@ -184,6 +174,18 @@ def _contextual(
         word_ids, batch.casing_ids, batch.char_ids, batch.spelling_ids, batch.mask
     )
     return model.encoder(model.dropout(features), batch.mask)
+
+
+def _by_type_contextual(
+    model: Tagger | Classifier, batch: Batch, projection: nn.Module | None = None
+) -> Tensor:
+    """`_contextual` of a batch `_by_type` takes: its distinct tokens embedded once each; with
+    `projection`, that layer applied by the encoder to its output."""
+    words, casings, spellings, real, token_types = _token_types(batch)
+    type_features = model.embedder(
+        words[None], casings[None], batch.char_ids, spellings[None], real[None]
+    )[0]
+    return model.encoder.forward_types(type_features, token_types, batch.mask, projection)
 
 
 def _token_types(batch: Batch) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:

@@ -176,8 +176,8 @@ def tag_sentences(
         for indices, batch in _batches(token_lists, batch_size):
             scored = score(batch)
             tag_lists = [
-                [labels[t] for t in row[: len(token_lists[i])]]
-                for row, i in zip(scored.tag_ids, indices, strict=True)
+                list(map(labels.__getitem__, row[: len(tokens)]))
+                for row, tokens in zip(scored.tag_ids, batch, strict=True)
             ]
             span_rows = [tags_to_spans(tags) if model.scheme else [] for tags in tag_lists]
             span_probs = scored.span_probabilities(span_rows) if scored.span_probabilities else None
@@ -262,6 +262,8 @@ def _present(tags: list[str], model: Any, spans: list[Span] | None = None) -> li
     if model.scheme and model.output_scheme and model.output_scheme != model.scheme:
         if spans is None:
             spans = tags_to_spans(tags)
+        if not spans:
+            return tags
         return spans_to_tags(spans, len(tags), model.output_scheme)
     return tags
 

@@ -58,7 +58,7 @@ def test_token_encoder_equals_encode_tokens_across_cache_clears() -> None:
     vocab = Vocab.build([["The", "cat", "sat", "2024", "Ünïcode"]], ["O"])
     encoder = TokenEncoder(vocab, max_word_chars=4, cache_size=3)
     rng = random.Random(2)
-    words = ["The", "the", "cat", "sat", "2024", "Ünïcode", "unseen", "", "x" * 40]
+    words = ["The", "the", "cat", "sat", "2024", "Ünïcode", "unseen", "", "x" * 40, "a😀"]
     most_distinct = 0
     for _ in range(50):
         tokens = [rng.choice(words) for _ in range(rng.randint(0, 8))]
@@ -76,6 +76,10 @@ def test_encode_batch_equals_collating_each_sentence_across_cache_clears() -> No
     vocab = Vocab.build([["The", "cat", "sat", "2024", "Ünïcode"]], ["O"])
     rng = random.Random(4)
     words = ["The", "the", "cat", "sat", "2024", "Ünïcode", "unseen", "", "x" * 40, "xxxxy"]
+    # Spellings that differ as text and not as ids: unknown characters (one outside the Basic
+    # Multilingual Plane, one a lone surrogate as surrogateescape decoding leaves them), and
+    # words cut to the same first 4 characters.
+    words += ["a☃", "a😀", "a\udcff", "😀", "xxxxz", "sat☃☃☃☃"]
     # cache 3: batches hold more distinct tokens than it keeps, so it is cleared and overrun
     for cache_size in (3, 1_000):
         batch_encoder = TokenEncoder(vocab, max_word_chars=4, cache_size=cache_size)

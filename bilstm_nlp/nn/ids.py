@@ -59,9 +59,9 @@ def encode_tokens(
 
 
 class TokenEncoder:
-    """`encode_tokens` with the ids of each distinct token remembered: prediction sees the same
-    words again and again, and looking a token up once beats lower-casing, classifying its casing
-    and mapping its characters every time.
+    """`encode_tokens` with the word and casing ids of each distinct token remembered: prediction
+    sees the same words again and again, and looking a token up once beats lower-casing and
+    classifying its casing every time. Characters are mapped a batch at a time in numpy.
 
     Args:
         vocab: the model's vocabularies (frozen).
@@ -76,23 +76,19 @@ class TokenEncoder:
         self.cache_size = cache_size
         # Tuples of ints, which the garbage collector stops tracking; lists made it rescan the
         # whole memory again and again.
-        self._codes: dict[str, tuple[int, int, tuple[int, ...]]] = {}
+        self._codes: dict[str, tuple[int, int]] = {}
         self._word_id = vocab.words._ids.get
         self._char_id = vocab.chars._ids.get
         # `map` over an endless repeat of the default beats a generator by half.
         self._unknown = itertools.repeat(UNK_ID)
+        self._char_table = _code_point_table(vocab.chars.items)
 
     def __call__(self, tokens: Sequence[str]) -> EncodedSentence:
-        rows = list(map(self._codes.get, tokens))
-        if None in rows:
-            self._remember(
-                list(dict.fromkeys(t for t, r in zip(tokens, rows, strict=True) if r is None))
-            )
-            rows = [self._codes.get(t) or self._code(t) for t in tokens]
+        rows = self._rows(tokens)
         return EncodedSentence(
-            word_ids=[row[0] for row in rows],  # type: ignore[index]
-            casing_ids=[row[1] for row in rows],  # type: ignore[index]
-            char_ids=[row[2] for row in rows],  # type: ignore[index]
+            word_ids=[row[0] for row in rows],
+            casing_ids=[row[1] for row in rows],
+            char_ids=[self._chars(t) for t in tokens],
             label_ids=None,
         )
 
@@ -104,35 +100,75 @@ class TokenEncoder:
         flat = list(itertools.chain.from_iterable(token_lists))
         # Distinct tokens in order of first appearance, as `collate_arrays` meets their spellings.
         distinct = list(dict.fromkeys(flat))
-        codes = self._codes
-        if not all(map(codes.__contains__, distinct)):
-            self._remember([t for t in distinct if t not in codes])
-        rows = [codes.get(t) or self._code(t) for t in distinct]
-        spellings: dict[tuple[int, ...], int] = {}
-        spelling_of = np.fromiter(
-            (spellings.setdefault(row[2], len(spellings)) for row in rows),
-            dtype=np.int64,
-            count=len(rows),
-        )
-        position = {token: row for row, token in enumerate(distinct)}
+        rows = self._rows(distinct)
+        spelling_of, char_ids = self._spellings(distinct)
+        position = dict(zip(distinct, range(len(distinct))))
         token_rows = np.fromiter(map(position.__getitem__, flat), dtype=np.int64, count=len(flat))
         seq_len = max(int(lengths.max(initial=0)), 1)
         shape = (len(token_lists), seq_len)
         real = np.arange(seq_len)[None, :] < lengths[:, None]
         word_ids, casing_ids, spelling_ids = (np.zeros(shape, dtype=np.int64) for _ in range(3))
+        # shape: (distinct, 2): each distinct token's word and casing id
+        codes = np.fromiter(
+            itertools.chain.from_iterable(rows), dtype=np.int64, count=2 * len(rows)
+        ).reshape(len(rows), 2)
         # row-major order of the real positions is sentence order, as `flat` is
-        word_ids[real] = np.fromiter((row[0] for row in rows), np.int64, len(rows))[token_rows]
-        casing_ids[real] = np.fromiter((row[1] for row in rows), np.int64, len(rows))[token_rows]
+        word_ids[real] = codes[token_rows, 0]
+        casing_ids[real] = codes[token_rows, 1]
         spelling_ids[real] = spelling_of[token_rows]
         mask = np.arange(seq_len)[None, :] < np.maximum(lengths, 1)[:, None]
-        return BatchArrays(
-            word_ids, casing_ids, _char_matrix(list(spellings)), spelling_ids, mask, None
-        )
+        return BatchArrays(word_ids, casing_ids, char_ids, spelling_ids, mask, None)
 
-    def _code(self, token: str) -> tuple[int, int, tuple[int, ...]]:
-        """A token's (word id, casing id, character ids), as `encode_tokens` gives them."""
-        chars = tuple(map(self._char_id, token[: self.max_word_chars], self._unknown))
-        return (self._word_id(word_key(token), UNK_ID), casing_of(token), chars or (UNK_ID,))
+    def _rows(self, tokens: Sequence[str]) -> list[tuple[int, int]]:
+        """Each token's (word id, casing id), remembered."""
+        codes = self._codes
+        rows = list(map(codes.get, tokens))
+        if None in rows:
+            self._remember(
+                list(dict.fromkeys(t for t, r in zip(tokens, rows, strict=True) if r is None))
+            )
+            rows = [codes.get(t) or self._code(t) for t in tokens]
+        return rows  # type: ignore[return-value]
+
+    def _code(self, token: str) -> tuple[int, int]:
+        """A token's (word id, casing id), as `encode_tokens` gives them."""
+        return (self._word_id(word_key(token), UNK_ID), casing_of(token))
+
+    def _chars(self, token: str) -> tuple[int, ...]:
+        """A token's character ids, as `encode_tokens` gives them."""
+        return tuple(map(self._char_id, token[: self.max_word_chars], self._unknown)) or (UNK_ID,)
+
+    def _spellings(self, tokens: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Each token's row of the char matrix, and the matrix: `_char_matrix` of the tokens'
+        distinct character-id sequences in order of first appearance, as `collate_arrays`
+        makes it."""
+        if not tokens:
+            return np.zeros(0, dtype=np.int64), _char_matrix([])
+        kept = [t[: self.max_word_chars] or " " for t in tokens]
+        counts = np.fromiter(map(len, kept), dtype=np.int64, count=len(kept))
+        starts = np.cumsum(counts) - counts
+        # UTF-32 gives each character its code point; surrogatepass keeps lone surrogates (text
+        # decoded with surrogateescape) as the characters they are.
+        code_points = np.frombuffer(
+            "".join(kept).encode("utf-32-le", "surrogatepass"), dtype=np.uint32
+        ).astype(np.int64)
+        table = self._char_table
+        # The table's last entry answers every code point past it: unknown.
+        flat_ids = table[np.minimum(code_points, len(table) - 1)]
+        # An empty token (its stand-in " " above) reads as one unknown character.
+        empty = np.fromiter((not t for t in tokens), dtype=bool, count=len(tokens))
+        flat_ids[starts[empty]] = UNK_ID
+        matrix = np.zeros((len(kept), int(counts.max())), dtype=np.int64)
+        columns = np.arange(len(flat_ids)) - np.repeat(starts, counts)
+        matrix[np.repeat(np.arange(len(kept)), counts), columns] = flat_ids
+        # Each row's bytes are its key: distinct spellings in order of first appearance, and
+        # the rows of the matrix made back from the keys.
+        keys = matrix.view(np.dtype((np.void, matrix.shape[1] * 8))).ravel().tolist()
+        distinct = dict.fromkeys(keys)
+        rank = dict(zip(distinct, range(len(distinct))))
+        spelling_of = np.fromiter(map(rank.__getitem__, keys), dtype=np.int64, count=len(keys))
+        spellings = np.frombuffer(b"".join(distinct), dtype=np.int64).reshape(len(distinct), -1)
+        return spelling_of, spellings.copy()
 
     def _remember(self, missing: list[str]) -> None:
         """Encode tokens not in memory and keep them, clearing the memory first when it would
@@ -142,6 +178,18 @@ class TokenEncoder:
             codes.clear()
         for token in missing[: self.cache_size]:
             codes[token] = self._code(token)
+
+
+def _code_point_table(chars: Sequence[str]) -> np.ndarray:
+    """Char id by code point, for every code point up to the largest in `chars` plus one, which
+    stands for all past it: `<unk>` where the vocabulary has no such character."""
+    single = {ord(c): i for i, c in enumerate(chars) if len(c) == 1}
+    table = np.full(max(single, default=-1) + 2, UNK_ID, dtype=np.int64)
+    if single:
+        table[np.fromiter(single, np.int64, len(single))] = np.fromiter(
+            single.values(), np.int64, len(single)
+        )
+    return table
 
 
 def _char_matrix(spellings: list[tuple[int, ...]]) -> np.ndarray:

@@ -28,6 +28,8 @@ _SCHEME_ALIASES = {
 # BILOU's L(ast) and U(nit) are BIOES's E(nd) and S(ingle).
 _PREFIX_ALIASES = {"B": "B", "I": "I", "E": "E", "S": "S", "L": "E", "U": "S"}
 _PREFIXED_TAG = re.compile(r"^([BIESLU])-(.+)$")
+_SPLIT_TAGS: dict[str, tuple[str, str]] = {}
+_SPLIT_TAGS_KEPT = 10_000
 OUTSIDE = "O"
 
 
@@ -81,12 +83,20 @@ def split_tag(tag: str) -> tuple[str, str | None]:
     """
     if tag == OUTSIDE:
         return OUTSIDE, None
+    # Every tagged sentence splits its tags; a tag set is small, so each is matched once.
+    split = _SPLIT_TAGS.get(tag)
+    if split is not None:
+        return split
     match = _PREFIXED_TAG.match(tag)
     if match is None:
         raise ValueError(
             f"tag {tag!r} fits no tag scheme: expected O or B-/I-/E-/S- followed by a type"
         )
-    return _PREFIX_ALIASES[match.group(1)], match.group(2)
+    split = _PREFIX_ALIASES[match.group(1)], match.group(2)
+    # Bounded, whatever a corpus holds.
+    if len(_SPLIT_TAGS) < _SPLIT_TAGS_KEPT:
+        _SPLIT_TAGS[tag] = split
+    return split
 
 
 def is_entity_tagset(tags: Iterable[str]) -> bool:

@@ -18,9 +18,9 @@ from torch import Tensor, nn
 from ..text.schemes import allowed_transitions, split_tag
 from .crf import (
     CRF,
+    ForwardBackward,
     constraint_scores,
     kbest_decode,
-    marginals_from,
     segment_log_probs,
     sequence_entropy,
     viterbi_decode,
@@ -32,15 +32,11 @@ class Lattice:
     """What a head's confidences are read from, computed once per batch.
 
     Attributes:
-        alpha: `(batch, seq_len, num_tags)` CRF forward log-scores (see `CRF.forward_backward`), or
-            None for the softmax head, whose confidences need nothing beyond its emissions.
-        beta: `(batch, seq_len, num_tags)` CRF backward log-scores, or None.
-        log_z: `(batch,)` CRF log-partition, or None.
+        crf: the CRF's forward-backward pass (`CRF.lattice`), or None for the softmax head, whose
+            confidences need nothing beyond its emissions.
     """
 
-    alpha: Tensor | None = None
-    beta: Tensor | None = None
-    log_z: Tensor | None = None
+    crf: ForwardBackward | None = None
 
 
 @dataclass(frozen=True)
@@ -240,20 +236,19 @@ class CRFHead(TagHead):
 
     def lattice(self, emissions: Tensor, mask: Tensor) -> Lattice:
         """The CRF's forward-backward pass, float64."""
-        return Lattice(*self.crf.forward_backward(emissions, mask))
+        return Lattice(self.crf.lattice(emissions, mask))
 
     def _forward_backward(
         self, emissions: Tensor, mask: Tensor, lattice: Lattice | None
-    ) -> tuple[Tensor, Tensor, Tensor]:
+    ) -> ForwardBackward:
         # The caller's lattice when it has one, else a forward-backward pass of our own.
         if lattice is None:
             lattice = self.lattice(emissions, mask)
-        assert lattice.alpha is not None and lattice.beta is not None and lattice.log_z is not None
-        return lattice.alpha, lattice.beta, lattice.log_z
+        assert lattice.crf is not None
+        return lattice.crf
 
     def marginals(self, emissions: Tensor, mask: Tensor, lattice: Lattice | None = None) -> Tensor:
-        marginals = marginals_from(*self._forward_backward(emissions, mask, lattice), mask)
-        return marginals.to(emissions.dtype)
+        return self._forward_backward(emissions, mask, lattice).marginals().to(emissions.dtype)
 
     def kbest(self, emissions: Tensor, mask: Tensor, k: int) -> tuple[Tensor, Tensor]:
         paths, scores = self.crf.kbest_decode(emissions, mask, k)
@@ -307,13 +302,13 @@ class CRFHead(TagHead):
         self, emissions: Tensor, mask: Tensor, tag_ids: Tensor, lattice: Lattice | None = None
     ) -> Tensor:
         """Exact: the path's score minus `log Z`, both in float64 (as `kbest` scores paths)."""
-        log_z = self._forward_backward(emissions, mask, lattice)[2]
+        log_z = self._forward_backward(emissions, mask, lattice).log_z
         wide = emissions.to(log_z.dtype)
         return (self.crf.path_scores(wide, tag_ids, mask) - log_z).clamp(max=0.0)
 
     def entropy(self, emissions: Tensor, mask: Tensor, lattice: Lattice | None = None) -> Tensor:
         """Exact (`crf.sequence_entropy`), from the same forward-backward pass."""
-        fb = self._forward_backward(emissions, mask, lattice)
+        fb = self._forward_backward(emissions, mask, lattice).as_tuple()
         return sequence_entropy(emissions, mask, fb, self.crf.scores())
 
 

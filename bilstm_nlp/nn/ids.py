@@ -102,7 +102,7 @@ class TokenEncoder:
         distinct = list(dict.fromkeys(flat))
         rows = self._rows(distinct)
         spelling_of, char_ids = self._spellings(distinct)
-        position = dict(zip(distinct, range(len(distinct))))
+        position = dict(zip(distinct, range(len(distinct)), strict=True))
         token_rows = np.fromiter(map(position.__getitem__, flat), dtype=np.int64, count=len(flat))
         seq_len = max(int(lengths.max(initial=0)), 1)
         shape = (len(token_lists), seq_len)
@@ -165,7 +165,7 @@ class TokenEncoder:
         # the rows of the matrix made back from the keys.
         keys = matrix.view(np.dtype((np.void, matrix.shape[1] * 8))).ravel().tolist()
         distinct = dict.fromkeys(keys)
-        rank = dict(zip(distinct, range(len(distinct))))
+        rank = dict(zip(distinct, range(len(distinct)), strict=True))
         spelling_of = np.fromiter(map(rank.__getitem__, keys), dtype=np.int64, count=len(keys))
         spellings = np.frombuffer(b"".join(distinct), dtype=np.int64).reshape(len(distinct), -1)
         return spelling_of, spellings.copy()

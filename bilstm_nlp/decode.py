@@ -13,15 +13,18 @@ from there to spans and k-best lists is plain Python.
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from .errors import ConfigError
 from .nn.ids import TokenEncoder
 from .progress import optional_progress
 from .scored import ScoredBatch
-from .text.schemes import Span, spans_to_tags, tags_to_spans
+from .text.schemes import BatchSpanReader, Span, spans_to_tags, tags_to_spans
 
 if TYPE_CHECKING:
     import torch
@@ -172,18 +175,31 @@ def tag_sentences(
 
     results: list[TaggedSentence | None] = [None] * len(token_lists)
     labels = model.vocab.labels.items
+    reader = _span_reader(tuple(labels)) if model.scheme else None
+    # Tags in the scheme of the training file, whatever scheme the model was trained in.
+    shown_scheme = model.output_scheme if model.output_scheme != model.scheme else None
     with predicting, optional_progress(show_progress, "Tagging", len(token_lists)) as advance:
         for indices, batch in _batches(token_lists, batch_size):
             scored = score(batch)
+            lengths = [len(tokens) for tokens in batch]
             tag_lists = [
-                list(map(labels.__getitem__, row[: len(tokens)]))
-                for row, tokens in zip(scored.tag_ids, batch, strict=True)
+                list(map(labels.__getitem__, row[:length]))
+                for row, length in zip(scored.tag_ids, lengths, strict=True)
             ]
-            span_rows = [tags_to_spans(tags) if model.scheme else [] for tags in tag_lists]
+            if reader is not None:
+                span_rows = reader.spans(
+                    np.asarray(scored.tag_ids, dtype=np.int64), np.asarray(lengths, dtype=np.int64)
+                )
+            else:
+                span_rows = [[] for _ in batch]
+            shown = (
+                reader.tags_in(span_rows, lengths, shown_scheme)
+                if reader is not None and shown_scheme
+                else tag_lists
+            )
             span_probs = scored.span_probabilities(span_rows) if scored.span_probabilities else None
             for row, index in enumerate(indices):
-                length = len(token_lists[index])
-                tags = tag_lists[row]
+                length = lengths[row]
                 spans = span_rows[row]
                 if span_probs is not None:
                     spans = [
@@ -199,7 +215,7 @@ def tag_sentences(
                     ]
                 results[index] = TaggedSentence(
                     tokens=list(token_lists[index]),
-                    tags=_present(tags, model, span_rows[row]),
+                    tags=shown[row],
                     tag_probs=scored.tag_probs[row][:length],
                     spans=spans,
                     kbest=kbest,
@@ -255,17 +271,16 @@ def classify_sentences(
     return results  # type: ignore[return-value]
 
 
-def _present(tags: list[str], model: Any, spans: list[Span] | None = None) -> list[str]:
-    """Tags in the scheme of the training file, whatever scheme the model was trained in.
-
-    `spans`: `tags_to_spans(tags)` where the caller has it already."""
+def _present(tags: list[str], model: Any) -> list[str]:
+    """Tags in the scheme of the training file, whatever scheme the model was trained in."""
     if model.scheme and model.output_scheme and model.output_scheme != model.scheme:
-        if spans is None:
-            spans = tags_to_spans(tags)
-        if not spans:
-            return tags
-        return spans_to_tags(spans, len(tags), model.output_scheme)
+        return spans_to_tags(tags_to_spans(tags), len(tags), model.output_scheme)
     return tags
+
+
+@functools.lru_cache(maxsize=16)
+def _span_reader(labels: tuple[str, ...]) -> BatchSpanReader:
+    return BatchSpanReader(labels)
 
 
 def _sentence_uncertainty(rows, row: int, length: int) -> SentenceUncertainty:

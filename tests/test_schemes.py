@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from bilstm_nlp.errors import ConfigError, InputFormatError
 from bilstm_nlp.text.schemes import (
+    BatchSpanReader,
     Span,
     allowed_transitions,
     check_tag,
@@ -246,3 +247,35 @@ def test_tags_to_spans_reads_any_sequence_as_seqeval_does(tags: list[str]) -> No
 
     expected = [Span(start, end + 1, label) for label, start, end in get_entities(tags)]
     assert tags_to_spans(tags) == expected
+
+
+_READER_TAGS = {
+    # BILOU's L-/U- read as E-/S-; a type with a hyphen; a stray type seen only as I-.
+    "BIOES": ["O", "B-PER", "I-PER", "E-PER", "S-PER", "B-LOC", "E-LOC", "S-LOC", "U-ORG"],
+    "IOB1": ["O", "I-PER", "B-PER", "I-LOC", "B-LOC", "I-creative-work"],
+    "IOB2": ["O", "B-PER", "I-PER", "B-MISC", "I-MISC"],
+}
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    scheme=st.sampled_from(sorted(_READER_TAGS)),
+    target=st.sampled_from(["IOB1", "IOB2", "BIOES"]),
+    data=st.data(),
+)
+def test_batch_span_reader_reads_any_rows_as_tags_to_spans(scheme, target, data) -> None:
+    # Any ids, well formed in the scheme or not, rows of any length (0 too) with padding ids
+    # that must be ignored: the same spans as each row read alone, and the same tags written.
+    tags = _READER_TAGS[scheme]
+    lengths = data.draw(st.lists(st.integers(0, 12), min_size=1, max_size=6))
+    seq_len = max(max(lengths), 1)
+    rows = [
+        data.draw(st.lists(st.integers(0, len(tags) - 1), min_size=seq_len, max_size=seq_len))
+        for _ in lengths
+    ]
+    reader = BatchSpanReader(tags)
+    got = reader.spans(np.array(rows, dtype=np.int64), np.array(lengths, dtype=np.int64))
+    want = [tags_to_spans([tags[i] for i in row[:n]]) for row, n in zip(rows, lengths, strict=True)]
+    assert got == want
+    written = reader.tags_in(got, lengths, target)
+    assert written == [spans_to_tags(s, n, target) for s, n in zip(want, lengths, strict=True)]

@@ -985,8 +985,9 @@ def _scaled_pass(
     limit = _underflow_limit(scaled.dtype)
     # shape: (seq_len - 1, 1, batch): the positions that real tokens use, after the first
     used = mask.t().unsqueeze(1)[1:]
-    if seq_len > 1:
-        backward_carried = torch.stack(carried)[:, 1]
+    # shape: (seq_len - 1, batch, num_tags): the backward direction's sums before emissions
+    backward_carried = torch.stack(carried)[:, 1] if carried else None
+    if backward_carried is not None:
         smallest = torch.minimum(scaled[1:].amin(3), backward_carried.amin(2).unsqueeze(1))
         if bool(((smallest < limit) & used).any()):
             return None
@@ -1005,7 +1006,9 @@ def _scaled_pass(
     # row stands for them in the marginals.
     end_row = (end - end.amax()).exp().expand(batch, num_tags)
     # shape: (batch, seq_len, num_tags), reversed order
-    backward_steps = [end_row.unsqueeze(0)] + ([torch.stack(carried)[:, 1]] if carried else [])
+    backward_steps = [end_row.unsqueeze(0)]
+    if backward_carried is not None:
+        backward_steps.append(backward_carried)
     backward = torch.cat(backward_steps).transpose(0, 1)
     backward_scale = torch.cat([end.amax().expand(1, batch, 1), factors[:-1, 1] + shift])
     backward_scale = backward_scale.transpose(0, 1)

@@ -176,8 +176,9 @@ class TokenEncoder:
         codes = self._codes
         if len(codes) + len(missing) > self.cache_size:
             codes.clear()
-        for token in missing[: self.cache_size]:
-            codes[token] = self._code(token)
+        kept = missing[: self.cache_size]
+        word_ids = map(self._word_id, map(word_key, kept), self._unknown)
+        codes.update(zip(kept, zip(word_ids, map(casing_of, kept), strict=True), strict=True))
 
 
 def _code_point_table(chars: Sequence[str]) -> np.ndarray:

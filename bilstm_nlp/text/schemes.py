@@ -193,6 +193,88 @@ def spans_to_tags(spans: Sequence[Span], length: int, scheme: str) -> list[str]:
     return tags
 
 
+class BatchSpanReader:
+    """`tags_to_spans` and `spans_to_tags` for a batch of tag-id rows at once, in numpy.
+
+    conlleval's reading depends only on neighbouring pairs of tags: an entity starts at t when
+    `_chunk_starts(tag[t - 1], tag[t])` and ends before t when `_chunk_ends(tag[t - 1], tag[t])`
+    (an entity is open exactly when the previous tag is not `O`), with `O` before the first token
+    and after the last. Both are tables over tag-id pairs, so any rows, well formed or not, read
+    as `tags_to_spans` reads each (`tests/test_schemes.py` checks it on random rows).
+
+    Args:
+        tags: the tag of each id.
+    Raises:
+        ValueError: a tag fits no scheme.
+    """
+
+    def __init__(self, tags: Sequence[str]) -> None:
+        self.tags = list(tags)
+        # The last id stands for the `O` before the first token and after the last.
+        split = [split_tag(tag) for tag in self.tags] + [(OUTSIDE, None)]
+        size = len(split)
+        self._outside = size - 1
+        self._starts = np.zeros((size, size), dtype=bool)
+        self._ends = np.zeros((size, size), dtype=bool)
+        for prev, (prev_prefix, prev_type) in enumerate(split):
+            for cur, (cur_prefix, cur_type) in enumerate(split):
+                self._starts[prev, cur] = _chunk_starts(
+                    prev_prefix, prev_type, cur_prefix, cur_type
+                )
+                # never after `O`: that is where no entity is open
+                self._ends[prev, cur] = _chunk_ends(prev_prefix, prev_type, cur_prefix, cur_type)
+        self._types = [entity_type for _, entity_type in split]
+
+    def spans(self, tag_ids: np.ndarray, lengths: np.ndarray) -> list[list[Span]]:
+        """Each row's `tags_to_spans`, for rows of `(batch, seq_len)` tag ids of which the first
+        `lengths[b]` are real."""
+        batch, seq_len = tag_ids.shape
+        real = np.arange(seq_len)[None, :] < lengths[:, None]
+        # shape: (batch, seq_len + 1): the tags with `O` on either side of the real ones
+        padded = np.full((batch, seq_len + 2), self._outside, dtype=np.int64)
+        padded[:, 1:-1] = np.where(real, tag_ids, self._outside)
+        start_rows, starts = np.nonzero(self._starts[padded[:, :-2], padded[:, 1:-1]])
+        # an entity ending before t, for t up to each row's length
+        _, ends = np.nonzero(self._ends[padded[:, :-1], padded[:, 1:]])
+        labels = map(self._types.__getitem__, padded[start_rows, starts + 1].tolist())
+        flat = list(map(Span, starts.tolist(), ends.tolist(), labels))
+        counts = np.bincount(start_rows, minlength=batch).tolist()
+        rows, position = [], 0
+        for count in counts:
+            rows.append(flat[position : position + count])
+            position += count
+        return rows
+
+    def tags_in(
+        self, span_rows: Sequence[Sequence[Span]], lengths: Sequence[int], scheme: str
+    ) -> list[list[str]]:
+        """Each row's `spans_to_tags(spans, length, scheme)`, for spans as `spans` gives them
+        (in order, not overlapping)."""
+        scheme = normalize_scheme(scheme)
+        rows = []
+        for spans, length in zip(span_rows, lengths, strict=True):
+            tags = [OUTSIDE] * length
+            previous_end, previous_label = -1, None
+            for span in spans:
+                start, end, label = span.start, span.end, span.label
+                if scheme == "BIOES":
+                    if end - start == 1:
+                        tags[start] = "S-" + label
+                    else:
+                        inside = "I-" + label
+                        tags[start + 1 : end - 1] = [inside] * (end - start - 2)
+                        tags[start] = "B-" + label
+                        tags[end - 1] = "E-" + label
+                else:
+                    inside = "I-" + label
+                    tags[start:end] = [inside] * (end - start)
+                    if scheme == "IOB2" or (start == previous_end and label == previous_label):
+                        tags[start] = "B-" + label
+                previous_end, previous_label = end, label
+            rows.append(tags)
+        return rows
+
+
 def convert_tags(tags: Sequence[str], target: str) -> list[str]:
     """Tags in any scheme → canonical tags in `target`, keeping every span exactly."""
     return spans_to_tags(tags_to_spans(tags), len(tags), target)

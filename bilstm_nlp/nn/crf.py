@@ -344,16 +344,8 @@ class CRF(nn.Module):
             ValueError: shapes or mask are invalid.
         """
         _validate(emissions, mask, self.num_tags)
-        return _lattice(emissions, mask, *self.scores()).marginals().to(emissions.dtype)
-
-    def lattice(self, emissions: Tensor, mask: Tensor) -> ForwardBackward:
-        """The forward-backward pass as an object that gives marginals, log Z, and the forward
-        and backward log-scores whole or at chosen positions, computing each only when asked.
-
-        Args and Raises: as `forward_backward`.
-        """
-        _validate(emissions, mask, self.num_tags)
-        return _lattice(emissions, mask, *self.scores())
+        marginals = marginals_from(*_forward_backward(emissions, mask, *self.scores()), mask)
+        return marginals.to(emissions.dtype)
 
     def entropy(self, emissions: Tensor, mask: Tensor) -> Tensor:
         """Entropy of the distribution over whole tag sequences, `H(y | emissions)`, in nats.
@@ -524,7 +516,7 @@ class CRF(nn.Module):
             mask,
             tag_ids,
             (span_batch, span_start, span_end),
-            _lattice(emissions, mask, *scores),
+            _forward_backward(emissions, mask, *scores),
             scores,
             left_excluded,
             right_excluded,
@@ -800,22 +792,14 @@ def _log_partition(
 def _forward_backward(
     emissions: Tensor, mask: Tensor, start: Tensor, transitions: Tensor, end: Tensor
 ) -> tuple[Tensor, Tensor, Tensor]:
-    return _lattice(emissions, mask, start, transitions, end).as_tuple()
-
-
-def _lattice(
-    emissions: Tensor, mask: Tensor, start: Tensor, transitions: Tensor, end: Tensor
-) -> ForwardBackward:
     # Always float64. Probabilities are differences of log-scores that grow with the sentence
     # (alpha + beta - log Z), and float32 keeps about 7 digits of each: around 2,500 nats, 250
     # tokens in, a rounding step is already 2e-4 nats, and marginals drifted to 1.02 there. In
-    # float64 10,000 tokens stay within 1e-9. Training (`_log_partition`) keeps the dtype of its
-    # emissions.
+    # float64 10,000 tokens stay within 1e-9. The loop's cost is per step, not per element, so
+    # the wider type costs a few percent of tagging time, and training (`_log_partition`) keeps the
+    # dtype of its emissions.
     emissions = emissions.to(torch.promote_types(emissions.dtype, torch.float64))
     emissions, start, transitions, end = _common_dtype(emissions, start, transitions, end)
-    scaled = _scaled_pass(emissions, mask, start, transitions, end)
-    if scaled is not None:
-        return scaled
     batch = emissions.size(0)
     # shape: (batch, seq_len, num_tags)
     alphas = _alphas(emissions, mask, start, transitions)
@@ -823,208 +807,9 @@ def _lattice(
     last = alphas[torch.arange(batch, device=mask.device), mask.sum(1) - 1]
     # shape: (batch,)
     log_z = torch.logsumexp(last + end, dim=1)
-    alphas = torch.where(mask.unsqueeze(2), alphas, 0.0)
-    return ForwardBackward(log_z, mask, alphas, _betas(emissions, mask, transitions, end))
-
-
-class _Scaled:
-    """A forward-backward pass on probabilities scaled to sum to 1 at every step (Rabiner, 1989):
-    `alpha = log(forward) + forward_log_scale`, `beta = log(backward) + backward_log_scale`,
-    except on each sentence's first token (`alpha = start + emission`) and last (`beta = end`),
-    which are kept exactly."""
-
-    def __init__(
-        self,
-        forward: Tensor,
-        forward_log_scale: Tensor,
-        backward: Tensor,
-        backward_log_scale: Tensor,
-        first_alpha: Tensor,
-        end: Tensor,
-    ) -> None:
-        # shapes: scores (batch, seq_len, num_tags) and their log scales (batch, seq_len, 1),
-        # twice; (batch, num_tags); (num_tags,)
-        self.forward = forward
-        self.forward_log_scale = forward_log_scale
-        self.backward = backward
-        self.backward_log_scale = backward_log_scale
-        self.first_alpha = first_alpha
-        self.end = end
-
-
-class ForwardBackward:
-    """A batch's forward-backward pass: `log_z`, and `alpha` and `beta` as
-    `CRF.forward_backward` describes them.
-
-    When the pass ran on scaled probabilities (as it does unless one underflowed), the marginals
-    come from them directly and the log-scores are made only where asked for: whole (`alpha`,
-    `beta`, made once) or at given positions (`alpha_at`, `beta_at`).
-    """
-
-    def __init__(
-        self,
-        log_z: Tensor,
-        mask: Tensor,
-        alpha: Tensor | None = None,
-        beta: Tensor | None = None,
-        scaled: _Scaled | None = None,
-    ) -> None:
-        self.log_z = log_z
-        self.mask = mask
-        self._alpha = alpha
-        self._beta = beta
-        self._scaled = scaled
-
-    @property
-    def alpha(self) -> Tensor:
-        """`(batch, seq_len, num_tags)` forward log-scores, 0 at padding."""
-        if self._alpha is None:
-            scaled = self._scaled
-            assert scaled is not None
-            logs = scaled.forward.log() + scaled.forward_log_scale
-            logs[:, 0] = scaled.first_alpha
-            self._alpha = torch.where(self.mask.unsqueeze(2), logs, 0.0)
-        return self._alpha
-
-    @property
-    def beta(self) -> Tensor:
-        """`(batch, seq_len, num_tags)` backward log-scores, 0 at padding."""
-        if self._beta is None:
-            scaled = self._scaled
-            assert scaled is not None
-            logs = scaled.backward.log() + scaled.backward_log_scale
-            lengths = self.mask.sum(1)
-            steps = torch.arange(self.mask.shape[1], device=self.mask.device)
-            is_last = (steps == (lengths - 1).unsqueeze(1)).unsqueeze(2)
-            logs = torch.where(is_last, scaled.end, logs)
-            self._beta = torch.where(self.mask.unsqueeze(2), logs, 0.0)
-        return self._beta
-
-    def as_tuple(self) -> tuple[Tensor, Tensor, Tensor]:
-        return self.alpha, self.beta, self.log_z
-
-    def marginals(self) -> Tensor:
-        """`marginals_from` of the pass: from the scaled probabilities when it has them, a
-        product and a normalisation with no exp or log."""
-        scaled = self._scaled
-        if scaled is None:
-            return marginals_from(self.alpha, self.beta, self.log_z, self.mask)
-        # p(y_t = j) is proportional to exp(alpha_t[j] + beta_t[j]), and so to this product.
-        products = scaled.forward * scaled.backward
-        products = products / products.sum(2, keepdim=True)
-        return torch.where(self.mask.unsqueeze(2), products, 0.0)
-
-    def alpha_at(self, rows: Tensor, steps: Tensor) -> Tensor:
-        """`alpha[rows, steps]`, `(n, num_tags)`, made from the scaled pass when there is one."""
-        scaled = self._scaled
-        if scaled is None or self._alpha is not None:
-            return self.alpha[rows, steps]
-        logs = scaled.forward[rows, steps].log() + scaled.forward_log_scale[rows, steps]
-        logs = torch.where((steps == 0).unsqueeze(1), scaled.first_alpha[rows], logs)
-        return torch.where(self.mask[rows, steps].unsqueeze(1), logs, 0.0)
-
-    def beta_at(self, rows: Tensor, steps: Tensor) -> Tensor:
-        """`beta[rows, steps]`, `(n, num_tags)`, made from the scaled pass when there is one."""
-        scaled = self._scaled
-        if scaled is None or self._beta is not None:
-            return self.beta[rows, steps]
-        logs = scaled.backward[rows, steps].log() + scaled.backward_log_scale[rows, steps]
-        is_last = steps == self.mask.sum(1)[rows] - 1
-        logs = torch.where(is_last.unsqueeze(1), scaled.end, logs)
-        return torch.where(self.mask[rows, steps].unsqueeze(1), logs, 0.0)
-
-
-def _scaled_pass(
-    emissions: Tensor, mask: Tensor, start: Tensor, transitions: Tensor, end: Tensor
-) -> ForwardBackward | None:
-    """The forward-backward pass on scaled probabilities, both directions in one loop; None when a
-    scaled probability that a real token uses fell below what the dtype holds exactly (the caller
-    then runs the log-space recursions).
-
-    Each step is one batched product, a multiply, a sum and a divide, with no exp or log: those
-    run once over the whole lattice. The backward direction runs forward over each sentence
-    reversed within its length, from the end scores with the transposed transitions.
-    """
-    batch, seq_len, num_tags = emissions.shape
-    lengths = mask.sum(1)
-    steps = torch.arange(seq_len, device=mask.device)
-    # shape: (batch, seq_len): where each position of the reversed sentence reads (padding: itself)
-    reversed_index = torch.where(mask, lengths.unsqueeze(1) - 1 - steps, steps)
-    gather_index = reversed_index.unsqueeze(2).expand(-1, -1, num_tags)
-    # shape: (batch, seq_len, num_tags); padding zeroed, so nothing it holds enters the loop
-    emitted = torch.where(mask.unsqueeze(2), emissions, 0.0)
-    # shape: (seq_len, 2, batch, num_tags): forward, then reversed; time-major
-    both = torch.stack(
-        [emitted.transpose(0, 1), emitted.gather(1, gather_index).transpose(0, 1)], dim=1
-    )
-    top = both.amax(3, keepdim=True)
-    probs = (both - top).exp_()
-    # One scalar shift: forbidden steps (FORBIDDEN_SCORE) stay exactly 0 after exp.
-    shift = transitions.max()
-    forward_weight = (transitions - shift).exp()
-    # shape: (2, num_tags, num_tags)
-    weights = torch.stack([forward_weight, forward_weight.t()])
-    # shape: (2, batch, num_tags): the first step's log-scores, start or end scores added
-    first = both[0] + torch.stack([start, end]).unsqueeze(1)
-    first_top = first.amax(2, keepdim=True)
-    state = (first - first_top).exp()
-    total = state.sum(2, keepdim=True)
-    state = state / total
-    states, totals, carried = [state], [total], []
-    for step in range(1, seq_len):
-        # shape: (2, batch, num_tags): the sum over the previous tag, before this emission
-        moved = torch.bmm(state, weights)
-        carried.append(moved)
-        stepped = moved * probs[step]
-        total = stepped.sum(2, keepdim=True)
-        state = stepped / total
-        states.append(state)
-        totals.append(total)
-    # shape: (seq_len, 2, batch, num_tags)
-    scaled = torch.stack(states)
-    limit = _underflow_limit(scaled.dtype)
-    # shape: (seq_len - 1, 1, batch): the positions that real tokens use, after the first
-    used = mask.t().unsqueeze(1)[1:]
-    # shape: (seq_len - 1, batch, num_tags): the backward direction's sums before emissions
-    backward_carried = torch.stack(carried)[:, 1] if carried else None
-    if backward_carried is not None:
-        smallest = torch.minimum(scaled[1:].amin(3), backward_carried.amin(2).unsqueeze(1))
-        if bool(((smallest < limit) & used).any()):
-            return None
-    # shape: (seq_len, 2, batch, 1): the log of what scaling took out, accumulated
-    factors = torch.stack(totals).log_()
-    factors[0] += first_top
-    factors[1:] += top[1:] + shift
-    factors = factors.cumsum_(0)
-    # shape: (batch, num_tags)
-    last_forward = scaled[lengths - 1, 0, torch.arange(batch, device=mask.device)]
-    last_scale = factors[lengths - 1, 0, torch.arange(batch, device=mask.device)]
-    # shape: (batch,)
-    log_z = torch.logsumexp(last_forward.log() + end, dim=1) + last_scale.squeeze(1)
-    # Backward: beta at reversed step s >= 1 is log(carried[s]) + shift + factors[s - 1]; on the
-    # last token (s = 0) it is the end scores, which `_Scaled` keeps exactly; the placeholder
-    # row stands for them in the marginals.
-    end_row = (end - end.amax()).exp().expand(batch, num_tags)
-    # shape: (batch, seq_len, num_tags), reversed order
-    backward_steps = [end_row.unsqueeze(0)]
-    if backward_carried is not None:
-        backward_steps.append(backward_carried)
-    backward = torch.cat(backward_steps).transpose(0, 1)
-    backward_scale = torch.cat([end.amax().expand(1, batch, 1), factors[:-1, 1] + shift])
-    backward_scale = backward_scale.transpose(0, 1)
-    scale_index = reversed_index.unsqueeze(2)
-    return ForwardBackward(
-        log_z,
-        mask,
-        scaled=_Scaled(
-            forward=scaled[:, 0].transpose(0, 1),
-            forward_log_scale=factors[:, 0].transpose(0, 1),
-            backward=backward.gather(1, gather_index),
-            backward_log_scale=backward_scale.gather(1, scale_index),
-            first_alpha=first[0],
-            end=end,
-        ),
-    )
+    # shape: (batch, seq_len, num_tags)
+    betas = _betas(emissions, mask, transitions, end)
+    return torch.where(mask.unsqueeze(2), alphas, 0.0), betas, log_z
 
 
 # Segment marginals.
@@ -1035,7 +820,7 @@ def segment_log_probs(
     mask: Tensor,
     tag_ids: Tensor,
     spans: tuple[Tensor, Tensor, Tensor],
-    lattice: ForwardBackward | tuple[Tensor, Tensor, Tensor],
+    lattice: tuple[Tensor, Tensor, Tensor],
     scores: tuple[Tensor, Tensor, Tensor],
     left_excluded: Tensor | None = None,
     right_excluded: Tensor | None = None,
@@ -1048,21 +833,17 @@ def segment_log_probs(
     Args:
         emissions, mask, tag_ids, left_excluded, right_excluded: as for `CRF.span_log_probs`.
         spans: `(span_batch, span_start, span_end)`, each `(num_spans,)` long.
-        lattice: `CRF.lattice(emissions, mask)`, or the `(alpha, beta, log_z)` of
-            `CRF.forward_backward(emissions, mask)`.
+        lattice: `(alpha, beta, log_z)` from `CRF.forward_backward(emissions, mask)`.
         scores: `(start, transitions, end)` from `CRF.scores()`.
     Returns:
         `(num_spans,)` log-probabilities, at most 0, in the dtype of `emissions`.
     """
-    fb = lattice if isinstance(lattice, ForwardBackward) else ForwardBackward(
-        lattice[2], mask, lattice[0], lattice[1]
-    )
-    log_z = fb.log_z
-    # The lattice is float64 (see `_lattice`); so is every sum below, so that a long sentence's
-    # large forward and backward scores cancel without losing digits.
+    alpha, beta, log_z = lattice
+    # The lattice is float64 (see `_forward_backward`); so is every sum below, so that a long
+    # sentence's large forward and backward scores cancel without losing digits.
     dtype = emissions.dtype
-    wide = emissions.to(log_z.dtype)
-    start_scores, transitions, end_scores = (score.to(log_z.dtype) for score in scores)
+    wide = emissions.to(alpha.dtype)
+    start_scores, transitions, end_scores = (score.to(alpha.dtype) for score in scores)
     b, s, e = spans
     # shape: (batch, seq_len)
     tag_ids = torch.where(mask, tag_ids, 0)
@@ -1077,12 +858,12 @@ def segment_log_probs(
     first_tag, last_tag = tag_ids[b, s], tag_ids[b, e - 1]
     # shape: (num_spans,)
     inside = cumulative[b, e - 1] - cumulative[b, s] + wide[b, s, first_tag]
-    forbidden = torch.tensor(float("-inf"), dtype=log_z.dtype, device=emissions.device)
+    forbidden = torch.tensor(float("-inf"), dtype=alpha.dtype, device=emissions.device)
     # Left: how the path reaches the first tag (start score, or any allowed previous tag). Not
     # alpha at the first token: a condition on the tag before needs the sum over it spelled out.
     previous = (s - 1).clamp(min=0)
     # shape: (num_spans, num_tags)
-    into_first = fb.alpha_at(b, previous) + transitions[:, first_tag].T
+    into_first = alpha[b, previous] + transitions[:, first_tag].T
     if left_excluded is not None:
         into_first = torch.where(left_excluded, forbidden, into_first)
     # shape: (num_spans,)
@@ -1092,7 +873,7 @@ def segment_log_probs(
     following = e.clamp(max=emissions.shape[1] - 1)
     # shape: (num_spans, num_tags)
     out_of_last = transitions[last_tag] + wide[b, following]
-    out_of_last = out_of_last + fb.beta_at(b, following)
+    out_of_last = out_of_last + beta[b, following]
     if right_excluded is not None:
         out_of_last = torch.where(right_excluded, forbidden, out_of_last)
     # shape: (num_spans,)

@@ -18,9 +18,9 @@ from torch import Tensor, nn
 from ..text.schemes import allowed_transitions, split_tag
 from .crf import (
     CRF,
-    ForwardBackward,
     constraint_scores,
     kbest_decode,
+    marginals_from,
     segment_log_probs,
     sequence_entropy,
     viterbi_decode,
@@ -32,11 +32,15 @@ class Lattice:
     """What a head's confidences are read from, computed once per batch.
 
     Attributes:
-        crf: the CRF's forward-backward pass (`CRF.lattice`), or None for the softmax head, whose
-            confidences need nothing beyond its emissions.
+        alpha: `(batch, seq_len, num_tags)` CRF forward log-scores (see `CRF.forward_backward`), or
+            None for the softmax head, whose confidences need nothing beyond its emissions.
+        beta: `(batch, seq_len, num_tags)` CRF backward log-scores, or None.
+        log_z: `(batch,)` CRF log-partition, or None.
     """
 
-    crf: ForwardBackward | None = None
+    alpha: Tensor | None = None
+    beta: Tensor | None = None
+    log_z: Tensor | None = None
 
 
 @dataclass(frozen=True)
@@ -236,19 +240,20 @@ class CRFHead(TagHead):
 
     def lattice(self, emissions: Tensor, mask: Tensor) -> Lattice:
         """The CRF's forward-backward pass, float64."""
-        return Lattice(self.crf.lattice(emissions, mask))
+        return Lattice(*self.crf.forward_backward(emissions, mask))
 
     def _forward_backward(
         self, emissions: Tensor, mask: Tensor, lattice: Lattice | None
-    ) -> ForwardBackward:
+    ) -> tuple[Tensor, Tensor, Tensor]:
         # The caller's lattice when it has one, else a forward-backward pass of our own.
         if lattice is None:
             lattice = self.lattice(emissions, mask)
-        assert lattice.crf is not None
-        return lattice.crf
+        assert lattice.alpha is not None and lattice.beta is not None and lattice.log_z is not None
+        return lattice.alpha, lattice.beta, lattice.log_z
 
     def marginals(self, emissions: Tensor, mask: Tensor, lattice: Lattice | None = None) -> Tensor:
-        return self._forward_backward(emissions, mask, lattice).marginals().to(emissions.dtype)
+        marginals = marginals_from(*self._forward_backward(emissions, mask, lattice), mask)
+        return marginals.to(emissions.dtype)
 
     def kbest(self, emissions: Tensor, mask: Tensor, k: int) -> tuple[Tensor, Tensor]:
         paths, scores = self.crf.kbest_decode(emissions, mask, k)
@@ -302,13 +307,13 @@ class CRFHead(TagHead):
         self, emissions: Tensor, mask: Tensor, tag_ids: Tensor, lattice: Lattice | None = None
     ) -> Tensor:
         """Exact: the path's score minus `log Z`, both in float64 (as `kbest` scores paths)."""
-        log_z = self._forward_backward(emissions, mask, lattice).log_z
+        log_z = self._forward_backward(emissions, mask, lattice)[2]
         wide = emissions.to(log_z.dtype)
         return (self.crf.path_scores(wide, tag_ids, mask) - log_z).clamp(max=0.0)
 
     def entropy(self, emissions: Tensor, mask: Tensor, lattice: Lattice | None = None) -> Tensor:
         """Exact (`crf.sequence_entropy`), from the same forward-backward pass."""
-        fb = self._forward_backward(emissions, mask, lattice).as_tuple()
+        fb = self._forward_backward(emissions, mask, lattice)
         return sequence_entropy(emissions, mask, fb, self.crf.scores())
 
 

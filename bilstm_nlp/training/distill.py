@@ -126,8 +126,9 @@ def _teacher_batch(
     tags = head.marginals(emissions, batch.mask, lattice)
     if isinstance(head, CRFHead):
         transitions = head.crf.scores()[1]
-        assert lattice.crf is not None
-        pairs = pair_marginals_from(*lattice.crf.as_tuple(), emissions, batch.mask, transitions)
+        pairs = pair_marginals_from(
+            lattice.alpha, lattice.beta, lattice.log_z, emissions, batch.mask, transitions
+        )
     else:
         # Tokens are independent under a softmax head: a pair's probability is the product.
         pairs = tags[:, :-1, :, None] * tags[:, 1:, None, :]

@@ -182,21 +182,19 @@ def tag_sentences(
         for indices, batch in _batches(token_lists, batch_size):
             scored = score(batch)
             lengths = [len(tokens) for tokens in batch]
-            tag_lists = [
-                list(map(labels.__getitem__, row[:length]))
-                for row, length in zip(scored.tag_ids, lengths, strict=True)
-            ]
             if reader is not None:
                 span_rows = reader.spans(
                     np.asarray(scored.tag_ids, dtype=np.int64), np.asarray(lengths, dtype=np.int64)
                 )
             else:
                 span_rows = [[] for _ in batch]
-            shown = (
-                reader.tags_in(span_rows, lengths, shown_scheme)
-                if reader is not None and shown_scheme
-                else tag_lists
-            )
+            if reader is not None and shown_scheme:
+                shown = reader.tags_in(span_rows, lengths, shown_scheme)
+            else:
+                shown = [
+                    list(map(labels.__getitem__, row[:length]))
+                    for row, length in zip(scored.tag_ids, lengths, strict=True)
+                ]
             span_probs = scored.span_probabilities(span_rows) if scored.span_probabilities else None
             for row, index in enumerate(indices):
                 length = lengths[row]

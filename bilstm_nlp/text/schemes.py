@@ -166,30 +166,34 @@ def spans_to_tags(spans: Sequence[Span], length: int, scheme: str) -> list[str]:
         ValueError: spans overlap or fall outside `range(length)`.
     """
     scheme = normalize_scheme(scheme)
-    tags = [OUTSIDE] * length
-    previous_end, previous_label = -1, None
-    for span in sorted(spans, key=lambda s: s.start):
+    ordered = sorted(spans, key=lambda s: s.start)
+    previous_end = -1
+    for span in ordered:
         if not 0 <= span.start < span.end <= length or span.start < previous_end:
             raise ValueError(f"span {span} overlaps another or lies outside 0..{length}")
-        if scheme == "IOB1":
-            # IOB1 writes B- only where an entity directly follows one of the same type.
-            adjacent_same = span.start == previous_end and span.label == previous_label
-            tags[span.start] = ("B-" if adjacent_same else "I-") + span.label
-            for i in range(span.start + 1, span.end):
-                tags[i] = "I-" + span.label
-        elif scheme == "IOB2":
-            tags[span.start] = "B-" + span.label
-            for i in range(span.start + 1, span.end):
-                tags[i] = "I-" + span.label
+        previous_end = span.end
+    return _write_tags(ordered, length, scheme)
+
+
+def _write_tags(spans: Iterable[Span], length: int, scheme: str) -> list[str]:
+    """`spans_to_tags` for spans in order, inside `range(length)` and apart, and a canonical
+    scheme name."""
+    tags = [OUTSIDE] * length
+    previous_end, previous_label = -1, None
+    for span in spans:
+        start, end, label = span.start, span.end, span.label
+        if scheme == "BIOES" and end - start == 1:
+            tags[start] = "S-" + label
+        elif scheme == "BIOES":
+            tags[start + 1 : end - 1] = ["I-" + label] * (end - start - 2)
+            tags[start] = "B-" + label
+            tags[end - 1] = "E-" + label
         else:
-            if span.end - span.start == 1:
-                tags[span.start] = "S-" + span.label
-            else:
-                tags[span.start] = "B-" + span.label
-                for i in range(span.start + 1, span.end - 1):
-                    tags[i] = "I-" + span.label
-                tags[span.end - 1] = "E-" + span.label
-        previous_end, previous_label = span.end, span.label
+            tags[start:end] = ["I-" + label] * (end - start)
+            # IOB1 writes B- only where an entity directly follows one of the same type.
+            if scheme == "IOB2" or (start == previous_end and label == previous_label):
+                tags[start] = "B-" + label
+        previous_end, previous_label = end, label
     return tags
 
 
@@ -209,9 +213,8 @@ class BatchSpanReader:
     """
 
     def __init__(self, tags: Sequence[str]) -> None:
-        self.tags = list(tags)
         # The last id stands for the `O` before the first token and after the last.
-        split = [split_tag(tag) for tag in self.tags] + [(OUTSIDE, None)]
+        split = [split_tag(tag) for tag in tags] + [(OUTSIDE, None)]
         size = len(split)
         self._outside = size - 1
         self._starts = np.zeros((size, size), dtype=bool)
@@ -230,7 +233,7 @@ class BatchSpanReader:
         `lengths[b]` are real."""
         batch, seq_len = tag_ids.shape
         real = np.arange(seq_len)[None, :] < lengths[:, None]
-        # shape: (batch, seq_len + 1): the tags with `O` on either side of the real ones
+        # shape: (batch, seq_len + 2): the tags with `O` on either side of the real ones
         padded = np.full((batch, seq_len + 2), self._outside, dtype=np.int64)
         padded[:, 1:-1] = np.where(real, tag_ids, self._outside)
         start_rows, starts = np.nonzero(self._starts[padded[:, :-2], padded[:, 1:-1]])
@@ -249,30 +252,12 @@ class BatchSpanReader:
         self, span_rows: Sequence[Sequence[Span]], lengths: Sequence[int], scheme: str
     ) -> list[list[str]]:
         """Each row's `spans_to_tags(spans, length, scheme)`, for spans as `spans` gives them
-        (in order, not overlapping)."""
+        (in order, apart)."""
         scheme = normalize_scheme(scheme)
-        rows = []
-        for spans, length in zip(span_rows, lengths, strict=True):
-            tags = [OUTSIDE] * length
-            previous_end, previous_label = -1, None
-            for span in spans:
-                start, end, label = span.start, span.end, span.label
-                if scheme == "BIOES":
-                    if end - start == 1:
-                        tags[start] = "S-" + label
-                    else:
-                        inside = "I-" + label
-                        tags[start + 1 : end - 1] = [inside] * (end - start - 2)
-                        tags[start] = "B-" + label
-                        tags[end - 1] = "E-" + label
-                else:
-                    inside = "I-" + label
-                    tags[start:end] = [inside] * (end - start)
-                    if scheme == "IOB2" or (start == previous_end and label == previous_label):
-                        tags[start] = "B-" + label
-                previous_end, previous_label = end, label
-            rows.append(tags)
-        return rows
+        return [
+            _write_tags(spans, length, scheme)
+            for spans, length in zip(span_rows, lengths, strict=True)
+        ]
 
 
 def convert_tags(tags: Sequence[str], target: str) -> list[str]:

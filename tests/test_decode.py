@@ -6,13 +6,20 @@ The models are tiny and untrained, with weights drawn wide enough that predictio
 
 from __future__ import annotations
 
+import gc
 import math
+import threading
 
 import pytest
 import torch
 
 from bilstm_nlp.config import ModelConfig
-from bilstm_nlp.decode import classify_sentences, length_batches, tag_sentences
+from bilstm_nlp.decode import (
+    classify_sentences,
+    garbage_collection_paused,
+    length_batches,
+    tag_sentences,
+)
 from bilstm_nlp.nn.meta import ModelMeta
 from bilstm_nlp.nn.model import Classifier, Tagger
 from bilstm_nlp.nn.vocab import Vocab
@@ -194,3 +201,57 @@ def test_length_batches_cover_every_index_once_within_limits(batch_size, max_tok
         assert len(batch) <= batch_size
         padded = max(max(lengths[i] for i in batch), 1) * len(batch)
         assert padded <= max_tokens or len(batch) == 1
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_tagging_leaves_garbage_collection_as_it_was(tagger: Tagger, enabled, monkeypatch) -> None:
+    (gc.enable if enabled else gc.disable)()
+    try:
+        tag_sentences(tagger, SENTENCES, k=2)
+        assert gc.isenabled() == enabled
+        # also when tagging fails half way
+        monkeypatch.setattr("bilstm_nlp.decode._batches", _fail)
+        with pytest.raises(RuntimeError):
+            tag_sentences(tagger, SENTENCES)
+        assert gc.isenabled() == enabled
+    finally:
+        gc.enable()
+
+
+def _fail(*args, **kwargs):
+    raise RuntimeError("half way")
+
+
+def test_nested_and_concurrent_pauses_give_back_the_state_the_first_one_found() -> None:
+    assert gc.isenabled()
+    inside, release = threading.Barrier(5), threading.Event()
+    states = []
+
+    def pause() -> None:
+        with garbage_collection_paused():
+            with garbage_collection_paused():
+                inside.wait()
+                states.append(gc.isenabled())
+                release.wait()
+
+    threads = [threading.Thread(target=pause) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    inside.wait()
+    release.set()
+    for thread in threads:
+        thread.join()
+    assert states == [False] * 4
+    assert gc.isenabled()
+
+
+def test_a_call_leaves_no_cyclic_garbage(tagger: Tagger) -> None:
+    """What makes pausing the collector safe: what a call makes is freed by reference counting."""
+    tag_sentences(tagger, SENTENCES, k=2, uncertainty=tagger.config.head == "crf")
+    gc.collect()
+    gc.disable()
+    try:
+        tag_sentences(tagger, SENTENCES * 20, k=2, uncertainty=tagger.config.head == "crf")
+        assert gc.collect() == 0
+    finally:
+        gc.enable()

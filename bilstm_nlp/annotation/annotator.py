@@ -12,13 +12,16 @@ model's use (its tokenizer, PTB escapes and token encoder); nothing is set on th
 
 from __future__ import annotations
 
-import contextlib
-import gc
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from ..decode import SentenceUncertainty, classify_sentences, tag_sentences
+from ..decode import (
+    SentenceUncertainty,
+    classify_sentences,
+    garbage_collection_paused,
+    tag_sentences,
+)
 from ..errors import ConfigError
 from ..nn.ids import TokenEncoder
 from ..text.tokenize import PtbEscapes, Token, Tokenizer
@@ -132,20 +135,6 @@ class Annotation:
         return record
 
 
-@contextlib.contextmanager
-def _garbage_collection_paused() -> Iterator[None]:
-    """No cyclic garbage collection inside: a call makes tens of thousands of small objects that
-    live until it returns, and the collector rescanning them (and everything alive) cost a quarter
-    of annotation time. Reference counting still frees them; cycles wait for the call's end."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
-
-
 def check_output(classifier: bool, fmt: str = "jsonl", k_best: int = 0) -> None:
     """Refuse what a classifier's output cannot hold: token tags (CoNLL) and k-best tag sequences.
 
@@ -222,7 +211,7 @@ class Annotator:
     def __call__(self, texts: Sequence[str], show_progress: bool = False) -> list[Annotation]:
         """Annotate `texts`; one `Annotation` per text, in order (an empty text gets an empty
         one)."""
-        with _garbage_collection_paused():
+        with garbage_collection_paused():
             return self.annotate_sentences(texts, list(self.tokenizer.pipe(texts)), show_progress)
 
     def records(self, texts: Sequence[str], ids: Sequence[Any]) -> list[dict[str, Any]]:

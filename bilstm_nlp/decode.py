@@ -16,6 +16,7 @@ import contextlib
 import functools
 import gc
 import threading
+import weakref
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -133,8 +134,36 @@ def length_batches(
         yield current
 
 
+# id(model) -> (a weak reference to the model, its encoder); models need not be hashable (an
+# ONNX model is a dataclass), and the entry goes when the model does.
+_kept_encoders: dict[int, tuple[weakref.ref, TokenEncoder]] = {}
+_kept_encoders_lock = threading.Lock()
+
+
 def _encoder_for(model: Any, encoder: TokenEncoder | None) -> TokenEncoder:
-    return encoder or TokenEncoder(model.vocab, model.config.max_word_chars)
+    """The caller's encoder, else the one kept for the model as long as it lives: calls made one
+    after another (a loop over a corpus, an evaluation each epoch) meet the same frequent words,
+    and a remembered word costs a lookup instead of lower-casing and classifying its casing."""
+    if encoder is not None:
+        return encoder
+    vocab, max_word_chars = model.vocab, model.config.max_word_chars
+    key = id(model)
+    with _kept_encoders_lock:
+        reference, kept = _kept_encoders.get(key, (None, None))
+        if (
+            reference is not None
+            and reference() is model
+            and kept.vocab is vocab
+            and kept.max_word_chars == max_word_chars
+        ):
+            return kept
+        kept = TokenEncoder(vocab, max_word_chars)
+        try:
+            reference = weakref.ref(model, lambda _, key=key: _kept_encoders.pop(key, None))
+        except TypeError:  # not weakly referable: nothing can tell when it goes
+            return kept
+        _kept_encoders[key] = (reference, kept)
+        return kept
 
 
 def _batches(
@@ -169,8 +198,8 @@ def tag_sentences(
         confidence: compute tag marginals and entity probabilities (costs a forward-backward pass).
         device: where to run (torch models).
         show_progress: a rich progress bar on stderr.
-        encoder: the model's token encoder, kept by the caller so that what it has encoded
-            lasts across calls (an `Annotator` keeps one); default: a new one for this call.
+        encoder: the model's token encoder (an `Annotator` keeps its own); default: the one
+            kept for the model while it lives, so that what it has encoded lasts across calls.
         uncertainty: also each sentence's `SentenceUncertainty` (from the same forward-backward
             pass as the confidences; an empty sentence gets 0, 0 and no tokens); torch models.
         low_latency: a torch CRF tagger's short batches (`decode_torch.NUMPY_CRF_MAX_SENTENCES`

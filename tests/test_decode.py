@@ -255,3 +255,27 @@ def test_a_call_leaves_no_cyclic_garbage(tagger: Tagger) -> None:
         assert gc.collect() == 0
     finally:
         gc.enable()
+
+
+def test_the_encoder_kept_for_a_model_lasts_across_calls_and_changes_no_result() -> None:
+    from bilstm_nlp.decode import _encoder_for, _kept_encoders
+    from bilstm_nlp.nn.ids import TokenEncoder
+
+    model = _tagger("crf-bioes-as-iob1")
+    first = tag_sentences(model, SENTENCES, k=2)
+    kept = _encoder_for(model, None)
+    assert set(kept._codes) >= {t for s in SENTENCES for t in s}
+    again = tag_sentences(model, SENTENCES, k=2)
+    assert _encoder_for(model, None) is kept
+    fresh = tag_sentences(
+        model, SENTENCES, k=2, encoder=TokenEncoder(model.vocab, model.config.max_word_chars)
+    )
+    for a, b, c in zip(first, again, fresh, strict=True):
+        assert a == b == c
+    # a model given other vocabularies gets an encoder of them
+    model.vocab = Vocab.build([WORDS + ["new"]], TAGGERS["crf-bioes-as-iob1"][0])
+    assert _encoder_for(model, None) is not kept
+    # and the memory goes with the model
+    del model
+    gc.collect()
+    assert all(encoder is not kept for _, encoder in _kept_encoders.values())

@@ -1,10 +1,10 @@
 """Tagging speed of the code at two git revisions, interleaved, so a noisy machine hits both alike.
 
-    python bench/revision_speed_ab.py e2228d7 HEAD [--rounds 3] [--model ner]
+    python bench/revision_speed_ab.py e2228d7 HEAD [--rounds 3] [--model ner] [--threads 1]
 
 Each revision is checked out in a temporary worktree; each round runs one process per revision in
 turn, which tags the 2,001 pre-split UD EWT dev sentences with the shipped model (batch 256, with
-confidences, 1 thread) 5 times after a warm-up and prints the median tokens/s with its range.
+confidences, 1 thread unless --threads says otherwise) 5 times after a warm-up and prints the median tokens/s with its range.
 Writes bench/results/revision_speed_ab.json.
 """
 
@@ -24,7 +24,7 @@ from _common import cpu_model, machine_info, write_results  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 TIMING = """
 import json, statistics, sys, time, torch
-torch.set_num_threads(1)
+torch.set_num_threads(int(sys.argv[3]))
 import bilstm_nlp
 sentences, tokens = [], []
 for line in open(sys.argv[1], encoding="utf-8"):
@@ -52,6 +52,7 @@ def main() -> None:
     parser.add_argument("b")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--model", default="ner")
+    parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--data", default=str(ROOT.parent / "shared/corpora/ud_ewt/dev.conllu"))
     parser.add_argument("--out", default="bench/results/revision_speed_ab.json")
     args = parser.parse_args()
@@ -69,7 +70,7 @@ def main() -> None:
             for _ in range(args.rounds):
                 for revision, tree in trees.items():
                     done = subprocess.run(
-                        [sys.executable, "-c", TIMING, args.data, args.model],
+                        [sys.executable, "-c", TIMING, args.data, args.model, str(args.threads)],
                         cwd=tree,
                         capture_output=True,
                         text=True,
@@ -79,7 +80,8 @@ def main() -> None:
         finally:
             for tree in trees.values():
                 subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=ROOT)
-    print(f"{args.model}, 1 thread, {cpu_model()}\n")
+    threads = f"{args.threads} thread" + ("s" if args.threads > 1 else "")
+    print(f"{args.model}, {threads}, {cpu_model()}\n")
     print("| revision | round medians, tokens/s | median | range |\n|---|---|---:|---:|")
     figures = {}
     for revision, rounds in runs.items():
@@ -90,7 +92,7 @@ def main() -> None:
         shown = ", ".join(f"{m:,.0f}" for m in medians)
         median = statistics.median(medians)
         print(f"| {revision} | {shown} | {median:,.0f} | {low:,.0f}-{high:,.0f} |")
-    write_results(Path(args.out), figures, machine_info(1))
+    write_results(Path(args.out), figures, machine_info(args.threads))
 
 
 if __name__ == "__main__":

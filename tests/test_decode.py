@@ -264,7 +264,7 @@ def test_the_encoder_kept_for_a_model_lasts_across_calls_and_changes_no_result()
     model = _tagger("crf-bioes-as-iob1")
     first = tag_sentences(model, SENTENCES, k=2)
     kept = _encoder_for(model, None)
-    assert set(kept._codes) >= {t for s in SENTENCES for t in s}
+    assert set(kept._memory.index) >= {t for s in SENTENCES for t in s}
     again = tag_sentences(model, SENTENCES, k=2)
     assert _encoder_for(model, None) is kept
     fresh = tag_sentences(

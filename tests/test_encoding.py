@@ -69,7 +69,7 @@ def test_token_encoder_equals_encode_tokens_across_cache_clears() -> None:
         assert got.casing_ids == want.casing_ids
         assert [list(chars) for chars in got.char_ids] == want.char_ids
         # bounded: at most the cache size, or the most distinct tokens of one sentence
-        assert len(encoder._codes) <= max(3, most_distinct)
+        assert encoder.remembered <= max(3, most_distinct)
 
 
 def test_encode_batch_equals_collating_each_sentence_across_cache_clears() -> None:
@@ -95,7 +95,7 @@ def test_encode_batch_equals_collating_each_sentence_across_cache_clears() -> No
                 assert got_array.dtype == want_array.dtype, field
                 assert np.array_equal(got_array, want_array), field
             assert got.tag_ids is None
-            assert len(batch_encoder._codes) <= cache_size
+            assert batch_encoder.remembered <= cache_size
 
 
 def test_collate_places_every_character_and_pads_with_zeros() -> None:

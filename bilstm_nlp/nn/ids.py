@@ -59,91 +59,118 @@ def encode_tokens(
 
 
 class TokenEncoder:
-    """`encode_tokens` with the word and casing ids of each distinct token remembered: prediction
-    sees the same words again and again, and looking a token up once beats lower-casing and
-    classifying its casing every time. Characters are mapped a batch at a time in numpy.
+    """`encode_tokens` with every distinct token remembered: prediction sees the same words again
+    and again, and looking a token up once beats lower-casing it, classifying its casing and
+    mapping its characters every time. A token is remembered as one row of ids (word, casing,
+    spelling), a distinct spelling as its character ids once, so that a batch of remembered
+    tokens is placed with numpy alone.
 
     Args:
         vocab: the model's vocabularies (frozen).
         max_word_chars: characters per word kept for the char encoder.
         cache_size: distinct tokens remembered; the memory is cleared when it is full, so it stays
-            bounded on any input.
+            bounded on any input (a batch with more distinct tokens than this is encoded without
+            being remembered).
     """
 
     def __init__(self, vocab: Vocab, max_word_chars: int, cache_size: int = 200_000) -> None:
         self.vocab = vocab
         self.max_word_chars = max_word_chars
         self.cache_size = cache_size
-        # Tuples of ints, which the garbage collector stops tracking; lists made it rescan the
-        # whole memory again and again.
-        self._codes: dict[str, tuple[int, int]] = {}
+        self._memory = _TokenMemory()
         self._word_id = vocab.words._ids.get
         self._char_id = vocab.chars._ids.get
         # `map` over an endless repeat of the default beats a generator by half.
         self._unknown = itertools.repeat(UNK_ID)
+        self._absent = itertools.repeat(-1)
         self._char_table = _code_point_table(vocab.chars.items)
 
+    @property
+    def remembered(self) -> int:
+        """Distinct tokens in memory."""
+        return len(self._memory.index)
+
     def __call__(self, tokens: Sequence[str]) -> EncodedSentence:
-        rows = self._rows(tokens)
+        memory, rows = self._token_rows(list(tokens))
+        codes = memory.codes[rows]
         return EncodedSentence(
-            word_ids=[row[0] for row in rows],
-            casing_ids=[row[1] for row in rows],
+            word_ids=codes[:, 0].tolist(),
+            casing_ids=codes[:, 1].tolist(),
             char_ids=[self._chars(t) for t in tokens],
             label_ids=None,
         )
 
     def encode_batch(self, token_lists: Sequence[Sequence[str]]) -> BatchArrays:
         """The padded `BatchArrays` of sentences: `collate_arrays` of each sentence's encoding,
-        the same arrays, made from each distinct token of the batch once (a batch repeats its
-        frequent words many times over) and placed with numpy rather than token by token."""
+        the same arrays, each token's ids taken from memory (a batch repeats its frequent words
+        many times over, and calls repeat them again) and placed with numpy rather than token by
+        token."""
         lengths = np.fromiter(map(len, token_lists), dtype=np.int64, count=len(token_lists))
         flat = list(itertools.chain.from_iterable(token_lists))
-        # Distinct tokens in order of first appearance, as `collate_arrays` meets their spellings.
-        distinct = list(dict.fromkeys(flat))
-        rows = self._rows(distinct)
-        spelling_of, char_ids = self._spellings(distinct)
-        position = dict(zip(distinct, range(len(distinct)), strict=True))
-        token_rows = np.fromiter(map(position.__getitem__, flat), dtype=np.int64, count=len(flat))
+        memory, rows = self._token_rows(flat)
+        # shape: (tokens, 3): each token's word, casing and spelling id
+        codes = memory.codes[rows]
+        if flat:
+            # Distinct spellings in order of first appearance, as `collate_arrays` numbers them.
+            distinct, first, inverse = np.unique(
+                codes[:, 2], return_index=True, return_inverse=True
+            )
+            order = np.argsort(first, kind="stable")
+            rank = np.empty(len(order), dtype=np.int64)
+            rank[order] = np.arange(len(order))
+            token_spellings = rank[inverse.reshape(-1)]
+            char_ids = memory.char_matrix(distinct[order])
+        else:
+            token_spellings = np.zeros(0, dtype=np.int64)
+            char_ids = _char_matrix([])
         seq_len = max(int(lengths.max(initial=0)), 1)
         shape = (len(token_lists), seq_len)
         real = np.arange(seq_len)[None, :] < lengths[:, None]
         word_ids, casing_ids, spelling_ids = (np.zeros(shape, dtype=np.int64) for _ in range(3))
-        # shape: (distinct, 2): each distinct token's word and casing id
-        codes = np.fromiter(
-            itertools.chain.from_iterable(rows), dtype=np.int64, count=2 * len(rows)
-        ).reshape(len(rows), 2)
         # row-major order of the real positions is sentence order, as `flat` is
-        word_ids[real] = codes[token_rows, 0]
-        casing_ids[real] = codes[token_rows, 1]
-        spelling_ids[real] = spelling_of[token_rows]
+        word_ids[real] = codes[:, 0]
+        casing_ids[real] = codes[:, 1]
+        spelling_ids[real] = token_spellings
         mask = np.arange(seq_len)[None, :] < np.maximum(lengths, 1)[:, None]
         return BatchArrays(word_ids, casing_ids, char_ids, spelling_ids, mask, None)
 
-    def _rows(self, tokens: Sequence[str]) -> list[tuple[int, int]]:
-        """Each token's (word id, casing id), remembered."""
-        codes = self._codes
-        rows = list(map(codes.get, tokens))
-        if None in rows:
-            self._remember(
-                list(dict.fromkeys(t for t, r in zip(tokens, rows, strict=True) if r is None))
-            )
-            rows = [codes.get(t) or self._code(t) for t in tokens]
-        return rows  # type: ignore[return-value]
+    def _token_rows(self, tokens: list[str]) -> tuple[_TokenMemory, np.ndarray]:
+        """The memory that holds every one of `tokens`, and each token's row in it; tokens not
+        in memory are encoded and remembered first (in a memory of their own, not kept, when
+        they alone outgrow `cache_size`)."""
+        memory = self._memory
+        rows = np.fromiter(
+            map(memory.index.get, tokens, self._absent), dtype=np.int64, count=len(tokens)
+        )
+        if not len(rows) or rows.min() >= 0:
+            return memory, rows
+        missing = list(dict.fromkeys(itertools.compress(tokens, (rows < 0).tolist())))
+        if len(memory.index) + len(missing) > self.cache_size:
+            memory = self._memory = _TokenMemory()
+            missing = list(dict.fromkeys(tokens))
+            if len(missing) > self.cache_size:
+                memory = _TokenMemory()
+        self._remember(memory, missing)
+        index = memory.index
+        return memory, np.fromiter(map(index.__getitem__, tokens), np.int64, len(tokens))
 
-    def _code(self, token: str) -> tuple[int, int]:
-        """A token's (word id, casing id), as `encode_tokens` gives them."""
-        return (self._word_id(word_key(token), UNK_ID), casing_of(token))
+    def _remember(self, memory: _TokenMemory, tokens: list[str]) -> None:
+        """Encode distinct tokens as `encode_tokens` does and add them to `memory`."""
+        count = len(tokens)
+        word_ids = np.fromiter(
+            map(self._word_id, map(word_key, tokens), self._unknown), np.int64, count
+        )
+        casing_ids = np.fromiter(map(casing_of, tokens), np.int64, count)
+        flat_chars, char_counts = self._char_ids(tokens)
+        spelling_ids = memory.add_spellings(flat_chars, char_counts)
+        memory.add_tokens(tokens, np.stack([word_ids, casing_ids, spelling_ids], axis=1))
 
     def _chars(self, token: str) -> tuple[int, ...]:
         """A token's character ids, as `encode_tokens` gives them."""
         return tuple(map(self._char_id, token[: self.max_word_chars], self._unknown)) or (UNK_ID,)
 
-    def _spellings(self, tokens: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        """Each token's row of the char matrix, and the matrix: `_char_matrix` of the tokens'
-        distinct character-id sequences in order of first appearance, as `collate_arrays`
-        makes it."""
-        if not tokens:
-            return np.zeros(0, dtype=np.int64), _char_matrix([])
+    def _char_ids(self, tokens: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Every token's character ids (`_chars`) end to end, and how many each has."""
         kept = [t[: self.max_word_chars] or " " for t in tokens]
         counts = np.fromiter(map(len, kept), dtype=np.int64, count=len(kept))
         starts = np.cumsum(counts) - counts
@@ -158,27 +185,82 @@ class TokenEncoder:
         # An empty token (its stand-in " " above) reads as one unknown character.
         empty = np.fromiter((not t for t in tokens), dtype=bool, count=len(tokens))
         flat_ids[starts[empty]] = UNK_ID
-        matrix = np.zeros((len(kept), int(counts.max())), dtype=np.int64)
-        columns = np.arange(len(flat_ids)) - np.repeat(starts, counts)
-        matrix[np.repeat(np.arange(len(kept)), counts), columns] = flat_ids
-        # Each row's bytes are its key: distinct spellings in order of first appearance, and
-        # the rows of the matrix made back from the keys.
-        keys = matrix.view(np.dtype((np.void, matrix.shape[1] * 8))).ravel().tolist()
-        distinct = dict.fromkeys(keys)
-        rank = dict(zip(distinct, range(len(distinct)), strict=True))
-        spelling_of = np.fromiter(map(rank.__getitem__, keys), dtype=np.int64, count=len(keys))
-        spellings = np.frombuffer(b"".join(distinct), dtype=np.int64).reshape(len(distinct), -1)
-        return spelling_of, spellings.copy()
+        return flat_ids, counts
 
-    def _remember(self, missing: list[str]) -> None:
-        """Encode tokens not in memory and keep them, clearing the memory first when it would
-        outgrow `cache_size` (a call's tokens that do not fit are encoded without being kept)."""
-        codes = self._codes
-        if len(codes) + len(missing) > self.cache_size:
-            codes.clear()
-        kept = missing[: self.cache_size]
-        word_ids = map(self._word_id, map(word_key, kept), self._unknown)
-        codes.update(zip(kept, zip(word_ids, map(casing_of, kept), strict=True), strict=True))
+
+class _TokenMemory:
+    """What a `TokenEncoder` remembers: each distinct token's row of ids (word, casing,
+    spelling), and each distinct spelling's character ids once, all spellings end to end with
+    where each starts and how long it is. Arrays grow by doubling."""
+
+    def __init__(self) -> None:
+        self.index: dict[str, int] = {}
+        # shape: (capacity, 3): word, casing and spelling id of each token row
+        self.codes = np.zeros((0, 3), dtype=np.int64)
+        self._spellings: dict[bytes, int] = {}
+        self._chars = np.zeros(0, dtype=np.int64)
+        self._char_count = 0
+        self._starts = np.zeros(0, dtype=np.int64)
+        self._lengths = np.zeros(0, dtype=np.int64)
+
+    def add_tokens(self, tokens: list[str], codes: np.ndarray) -> None:
+        first = len(self.index)
+        self.codes = _reserve(self.codes, first + len(tokens))
+        self.codes[first : first + len(tokens)] = codes
+        self.index.update(zip(tokens, range(first, first + len(tokens)), strict=True))
+
+    def add_spellings(self, flat_chars: np.ndarray, counts: np.ndarray) -> np.ndarray:
+        """The spelling id of each run of `counts` characters of `flat_chars`, those not yet
+        known added."""
+        ends = np.cumsum(counts).tolist()
+        data = flat_chars.tobytes()
+        width = flat_chars.itemsize
+        known = self._spellings
+        ids, new_starts, new_lengths = [], [], []
+        start = 0
+        for end in ends:
+            key = data[start * width : end * width]
+            spelling = known.get(key)
+            if spelling is None:
+                spelling = known[key] = len(known)
+                new_starts.append(start)
+                new_lengths.append(end - start)
+            ids.append(spelling)
+            start = end
+        if new_starts:
+            starts = np.asarray(new_starts, dtype=np.int64)
+            lengths = np.asarray(new_lengths, dtype=np.int64)
+            total = int(lengths.sum())
+            offsets = np.cumsum(lengths) - lengths
+            source = np.repeat(starts - offsets, lengths) + np.arange(total)
+            first_char, first_spelling = self._char_count, len(known) - len(new_starts)
+            self._chars = _reserve(self._chars, first_char + total)
+            self._chars[first_char : first_char + total] = flat_chars[source]
+            self._char_count += total
+            self._starts = _reserve(self._starts, len(known))
+            self._lengths = _reserve(self._lengths, len(known))
+            self._starts[first_spelling : len(known)] = offsets + first_char
+            self._lengths[first_spelling : len(known)] = lengths
+        return np.asarray(ids, dtype=np.int64)
+
+    def char_matrix(self, spellings: np.ndarray) -> np.ndarray:
+        """`_char_matrix` of the given spelling ids' characters."""
+        starts, lengths = self._starts[spellings], self._lengths[spellings]
+        matrix = np.zeros((len(spellings), max(int(lengths.max(initial=1)), 1)), dtype=np.int64)
+        offsets = np.cumsum(lengths) - lengths
+        columns = np.arange(int(lengths.sum())) - np.repeat(offsets, lengths)
+        rows = np.repeat(np.arange(len(spellings)), lengths)
+        matrix[rows, columns] = self._chars[np.repeat(starts, lengths) + columns]
+        return matrix
+
+
+def _reserve(array: np.ndarray, size: int) -> np.ndarray:
+    """`array`, or a copy with room for at least `size` rows (twice as many as it had)."""
+    if size <= len(array):
+        return array
+    grown = np.zeros((max(size, 2 * len(array)), *array.shape[1:]), dtype=array.dtype)
+    grown[: len(array)] = array
+    return grown
 
 
 def _code_point_table(chars: Sequence[str]) -> np.ndarray:

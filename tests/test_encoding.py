@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import itertools
 import random
+import sys
+import threading
 
 import numpy as np
 import torch
@@ -96,6 +98,44 @@ def test_encode_batch_equals_collating_each_sentence_across_cache_clears() -> No
                 assert np.array_equal(got_array, want_array), field
             assert got.tag_ids is None
             assert batch_encoder.remembered <= cache_size
+
+
+def test_one_encoder_shared_by_threads_encodes_every_batch_as_collating_it() -> None:
+    vocab = Vocab.build([["The", "cat", "sat", "2024"]], ["O"])
+    words = [f"w{i}" for i in range(400)] + ["The", "cat", "sat", "", "x" * 40, "a😀"]
+    # cache 300: threads clear the memory under one another's feet, too
+    for cache_size in (300, 100_000):
+        encoder = TokenEncoder(vocab, max_word_chars=5, cache_size=cache_size)
+        failures = []
+
+        def encode(seed: int, encoder=encoder, failures=failures) -> None:
+            rng = random.Random(seed)
+            for _ in range(40):
+                sentences = [
+                    [rng.choice(words) for _ in range(rng.randint(0, 12))] for _ in range(8)
+                ]
+                try:
+                    got = encoder.encode_batch(sentences)
+                except Exception as error:  # noqa: BLE001 - reported below, with the rest
+                    failures.append((seed, repr(error)))
+                    continue
+                want = collate_arrays([encode_tokens(t, vocab, 5) for t in sentences])
+                for field in ("word_ids", "casing_ids", "char_ids", "spelling_ids", "mask"):
+                    if not np.array_equal(getattr(got, field), getattr(want, field)):
+                        failures.append((seed, field))
+
+        # Threads switch every microsecond, so that they meet inside the encoder.
+        interval = sys.getswitchinterval()
+        sys.setswitchinterval(1e-6)
+        try:
+            threads = [threading.Thread(target=encode, args=(seed,)) for seed in range(4)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+        finally:
+            sys.setswitchinterval(interval)
+        assert failures == []
 
 
 def test_collate_places_every_character_and_pads_with_zeros() -> None:

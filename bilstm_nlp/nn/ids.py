@@ -8,6 +8,7 @@ model. Numpy only, so that the ONNX runtime encodes exactly as the torch model d
 from __future__ import annotations
 
 import itertools
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -78,6 +79,7 @@ class TokenEncoder:
         self.max_word_chars = max_word_chars
         self.cache_size = cache_size
         self._memory = _TokenMemory()
+        self._adding = threading.Lock()
         self._word_id = vocab.words._ids.get
         self._char_id = vocab.chars._ids.get
         # `map` over an endless repeat of the default beats a generator by half.
@@ -144,13 +146,17 @@ class TokenEncoder:
         )
         if not len(rows) or rows.min() >= 0:
             return memory, rows
-        missing = list(dict.fromkeys(itertools.compress(tokens, (rows < 0).tolist())))
-        if len(memory.index) + len(missing) > self.cache_size:
-            memory = self._memory = _TokenMemory()
-            missing = list(dict.fromkeys(tokens))
-            if len(missing) > self.cache_size:
-                memory = _TokenMemory()
-        self._remember(memory, missing)
+        # Adding is one thread at a time (a model's kept encoder may serve several); reading
+        # needs no lock: a token enters the index only once its ids and characters are stored.
+        with self._adding:
+            memory = self._memory
+            missing = list(dict.fromkeys(t for t in tokens if t not in memory.index))
+            if len(memory.index) + len(missing) > self.cache_size:
+                memory = self._memory = _TokenMemory()
+                missing = list(dict.fromkeys(tokens))
+                if len(missing) > self.cache_size:
+                    memory = _TokenMemory()
+            self._remember(memory, missing)
         index = memory.index
         return memory, np.fromiter(map(index.__getitem__, tokens), np.int64, len(tokens))
 

@@ -24,101 +24,81 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import machine_info, write_results  # noqa: E402
 
 CORPORA = Path("../shared/corpora")
+# What each corpus's runs are scored on: dev file, --dev-from-train, metric.
+CONLL2003_DEV = (str(CORPORA / "conll2003/dev.txt"), None, "f1")
+UD_EWT_DEV = (str(CORPORA / "ud_ewt/dev.conllu"), None, "accuracy")
+SST_DEV = (str(CORPORA / "sst/dev.txt"), None, "accuracy")
+WNUT17_DEV = (str(CORPORA / "wnut17/dev.txt"), None, "f1")
+CONLL2000_DEV = (str(CORPORA / "conll2000/train.txt"), "last:1000", "f1")  # no dev file
 # name: (config, extra CLI options, dev file, --dev-from-train, metric)
 RUNS: dict[str, tuple[str, list[str], str, str | None, str]] = {}
 for seed in (1, 2, 3):
     RUNS[f"conll2003-crf-s{seed}"] = (
         "bench/configs/ner.json",
         ["--seed", str(seed)],
-        str(CORPORA / "conll2003/dev.txt"),
-        None,
-        "f1",
+        *CONLL2003_DEV,
     )
     RUNS[f"conll2003-large-s{seed}"] = (
         "bench/configs/ner-large.json",
         ["--seed", str(seed)],
-        str(CORPORA / "conll2003/dev.txt"),
-        None,
-        "f1",
+        *CONLL2003_DEV,
     )
     RUNS[f"ud_ewt-crf-s{seed}"] = (
         "bench/configs/pos.json",
         ["--seed", str(seed)],
-        str(CORPORA / "ud_ewt/dev.conllu"),
-        None,
-        "accuracy",
+        *UD_EWT_DEV,
     )
     RUNS[f"sst2-s{seed}"] = (
         "bench/configs/sst2.json",
         ["--seed", str(seed)],
-        str(CORPORA / "sst/dev.txt"),
-        None,
-        "accuracy",
+        *SST_DEV,
     )
 RUNS["conll2003-softmax-s1"] = (
     "bench/configs/ner.json",
     ["--head", "softmax"],
-    str(CORPORA / "conll2003/dev.txt"),
-    None,
-    "f1",
+    *CONLL2003_DEV,
 )
 RUNS["ud_ewt-softmax-s1"] = (
     "bench/configs/pos.json",
     ["--head", "softmax"],
-    str(CORPORA / "ud_ewt/dev.conllu"),
-    None,
-    "accuracy",
+    *UD_EWT_DEV,
 )
 RUNS["wnut17-crf-s1"] = (
     "bench/configs/wnut17.json",
     [],
-    str(CORPORA / "wnut17/dev.txt"),
-    None,
-    "f1",
+    *WNUT17_DEV,
 )
 RUNS["wnut17-softmax-s1"] = (
     "bench/configs/wnut17.json",
     ["--head", "softmax"],
-    str(CORPORA / "wnut17/dev.txt"),
-    None,
-    "f1",
+    *WNUT17_DEV,
 )
 RUNS["conll2000-crf-s1"] = (
     "bench/configs/chunk.json",
     [],
-    str(CORPORA / "conll2000/train.txt"),
-    "last:1000",
-    "f1",
+    *CONLL2000_DEV,
 )
 RUNS["conll2000-softmax-s1"] = (
     "bench/configs/chunk.json",
     ["--head", "softmax"],
-    str(CORPORA / "conll2000/train.txt"),
-    "last:1000",
-    "f1",
+    *CONLL2000_DEV,
 )
 # The ner-large architecture (200 hidden units per direction, 60 epochs) on POS and chunking.
 RUNS["ud_ewt-large-s1"] = (
     "bench/configs/pos-large.json",
     [],
-    str(CORPORA / "ud_ewt/dev.conllu"),
-    None,
-    "accuracy",
+    *UD_EWT_DEV,
 )
 RUNS["conll2000-large-s1"] = (
     "bench/configs/chunk-large.json",
     [],
-    str(CORPORA / "conll2000/train.txt"),
-    "last:1000",
-    "f1",
+    *CONLL2000_DEV,
 )
 # Weight averaging over the last 10 of the 40 epochs of the ner recipe (issue 14's levers).
 RUNS["conll2003-crf-avg10-s1"] = (
     "models/ner/train.json",
     ["--average-epochs", "10"],
-    str(CORPORA / "conll2003/dev.txt"),
-    None,
-    "f1",
+    *CONLL2003_DEV,
 )
 # The ner recipe with every GloVe 6B word (400,000) beside the training words instead of the
 # 100,000 most frequent: unseen names past rank 100,000 get their vectors, not UNK's.
@@ -126,9 +106,7 @@ for seed in (1, 2):
     RUNS[f"conll2003-vec400k-s{seed}"] = (
         "bench/configs/ner-vectors400k.json",
         ["--seed", str(seed)],
-        str(CORPORA / "conll2003/dev.txt"),
-        None,
-        "f1",
+        *CONLL2003_DEV,
     )
 # The ner recipe with the word vectors frozen (GloVe rows keep their pretrained values, so words
 # seen in train stay in the space of the unseen ones; training words without a GloVe vector keep
@@ -137,39 +115,29 @@ for seed in (1, 2):
     RUNS[f"conll2003-frozen-s{seed}"] = (
         "bench/configs/ner-frozen-vectors.json",
         ["--seed", str(seed)],
-        str(CORPORA / "conll2003/dev.txt"),
-        None,
-        "f1",
+        *CONLL2003_DEV,
     )
     RUNS[f"conll2003-wdrop0.2-s{seed}"] = (
         "bench/configs/ner-word-dropout0.2.json",
         ["--seed", str(seed)],
-        str(CORPORA / "conll2003/dev.txt"),
-        None,
-        "f1",
+        *CONLL2003_DEV,
     )
 # SST-2 levers: the sentiment recipe with its last 4 of 8 epochs averaged; attention pooling.
 RUNS["sst2-phrases-avg4-s1"] = (
     "models/sentiment/train.json",
     ["--average-epochs", "4"],
-    str(CORPORA / "sst/dev.txt"),
-    None,
-    "accuracy",
+    *SST_DEV,
 )
 RUNS["sst2-phrases-attention-s1"] = (
     "bench/configs/sst2-phrases-attention.json",
     [],
-    str(CORPORA / "sst/dev.txt"),
-    None,
-    "accuracy",
+    *SST_DEV,
 )
-RUNS["sst5-s1"] = ("bench/configs/sst5.json", [], str(CORPORA / "sst/dev.txt"), None, "accuracy")
+RUNS["sst5-s1"] = ("bench/configs/sst5.json", [], *SST_DEV)
 RUNS["sst2-phrases-s1"] = (
     "bench/configs/sentiment.json",
     [],
-    str(CORPORA / "sst/dev.txt"),
-    None,
-    "accuracy",
+    *SST_DEV,
 )
 
 

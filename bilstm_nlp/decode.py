@@ -234,8 +234,7 @@ def tag_sentences(
     results: list[TaggedSentence | None] = [None] * len(token_lists)
     labels = model.vocab.labels.items
     reader = _span_reader(tuple(labels)) if model.scheme else None
-    # Tags in the scheme of the training file, whatever scheme the model was trained in.
-    shown_scheme = model.output_scheme if model.output_scheme != model.scheme else None
+    shown_scheme = _shown_scheme(model)
     with (
         garbage_collection_paused(),
         predicting,
@@ -250,7 +249,7 @@ def tag_sentences(
                 )
             else:
                 span_rows = [[] for _ in batch]
-            if reader is not None and shown_scheme:
+            if reader is not None and shown_scheme is not None:
                 shown = reader.tags_in(span_rows, lengths, shown_scheme)
             else:
                 shown = [
@@ -270,7 +269,7 @@ def tag_sentences(
                 # An empty sentence ran as one padding token: it has no paths of its own.
                 if scored.kbest is not None and length:
                     kbest = [
-                        (_present([labels[t] for t in path[:length]], model), prob)
+                        (_present([labels[t] for t in path[:length]], shown_scheme), prob)
                         for path, prob in scored.kbest[row]
                     ]
                 results[index] = TaggedSentence(
@@ -335,10 +334,18 @@ def classify_sentences(
     return results  # type: ignore[return-value]
 
 
-def _present(tags: list[str], model: Any) -> list[str]:
-    """Tags in the scheme of the training file, whatever scheme the model was trained in."""
+def _shown_scheme(model: Any) -> str | None:
+    """The scheme tags are shown in when it is not the model's own: the training file's (a model
+    may be trained in BIOES on an IOB1 file); None when they are shown as the model gives them."""
     if model.scheme and model.output_scheme and model.output_scheme != model.scheme:
-        return spans_to_tags(tags_to_spans(tags), len(tags), model.output_scheme)
+        return model.output_scheme
+    return None
+
+
+def _present(tags: list[str], shown_scheme: str | None) -> list[str]:
+    """Tags in `shown_scheme` (`_shown_scheme`'s), or as they are."""
+    if shown_scheme is not None:
+        return spans_to_tags(tags_to_spans(tags), len(tags), shown_scheme)
     return tags
 
 

@@ -8,6 +8,7 @@ canonical tags.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -28,8 +29,6 @@ _SCHEME_ALIASES = {
 # BILOU's L(ast) and U(nit) are BIOES's E(nd) and S(ingle).
 _PREFIX_ALIASES = {"B": "B", "I": "I", "E": "E", "S": "S", "L": "E", "U": "S"}
 _PREFIXED_TAG = re.compile(r"^([BIESLU])-(.+)$")
-_SPLIT_TAGS: dict[str, tuple[str, str]] = {}
-_SPLIT_TAGS_KEPT = 10_000
 OUTSIDE = "O"
 
 
@@ -73,6 +72,9 @@ def normalize_scheme(name: str) -> str:
     return canonical
 
 
+# Every tagged sentence splits its tags; a tag set is small, so each is matched once (bounded,
+# whatever a corpus holds).
+@functools.lru_cache(maxsize=10_000)
 def split_tag(tag: str) -> tuple[str, str | None]:
     """`"B-PER"` → `("B", "PER")`, `"O"` → `("O", None)`; BILOU prefixes map to BIOES ones.
 
@@ -83,20 +85,12 @@ def split_tag(tag: str) -> tuple[str, str | None]:
     """
     if tag == OUTSIDE:
         return OUTSIDE, None
-    # Every tagged sentence splits its tags; a tag set is small, so each is matched once.
-    split = _SPLIT_TAGS.get(tag)
-    if split is not None:
-        return split
     match = _PREFIXED_TAG.match(tag)
     if match is None:
         raise ValueError(
             f"tag {tag!r} fits no tag scheme: expected O or B-/I-/E-/S- followed by a type"
         )
-    split = _PREFIX_ALIASES[match.group(1)], match.group(2)
-    # Bounded, whatever a corpus holds.
-    if len(_SPLIT_TAGS) < _SPLIT_TAGS_KEPT:
-        _SPLIT_TAGS[tag] = split
-    return split
+    return _PREFIX_ALIASES[match.group(1)], match.group(2)
 
 
 def is_entity_tagset(tags: Iterable[str]) -> bool:

@@ -7,7 +7,9 @@ turn, which tags the 2,001 pre-split UD EWT dev sentences with the shipped model
 confidences, 1 thread unless --threads says otherwise) --calls times (5) after a warm-up, and
 prints the median tokens/s with its range, and all the calls' tokens over their summed time (what
 tagging a corpus call after call gets: a slow call that the median hides, such as one with a full
-garbage collection, counts there).
+garbage collection, counts there). Each process also counts the full garbage collections in its
+timed calls and their time, and times `TokenEncoder.encode_batch` over the same batches: a new
+encoder's first pass (every token new) and the median of 10 passes more (every token known).
 Writes bench/results/revision_speed_ab.json.
 """
 
@@ -26,9 +28,11 @@ from _common import cpu_model, machine_info, write_results  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMING = """
-import json, statistics, sys, time, torch
+import gc, json, statistics, sys, time, torch
 torch.set_num_threads(int(sys.argv[3]))
 import bilstm_nlp
+from bilstm_nlp.decode import length_batches
+from bilstm_nlp.nn.ids import TokenEncoder
 sentences, tokens = [], []
 for line in open(sys.argv[1], encoding="utf-8"):
     line = line.rstrip("\\n")
@@ -39,15 +43,35 @@ for line in open(sys.argv[1], encoding="utf-8"):
         if columns[0].isdigit(): tokens.append(columns[1])
 model = bilstm_nlp.load(sys.argv[2])
 bilstm_nlp.tag_sentences(model, sentences[:300])
+full = []
+def watch(phase, info, started=[0.0]):
+    if info["generation"] == 2:
+        if phase == "start": started[0] = time.perf_counter()
+        else: full.append(time.perf_counter() - started[0])
+gc.callbacks.append(watch)
 times = []
 for _ in range(int(sys.argv[4])):
     start = time.perf_counter()
     bilstm_nlp.tag_sentences(model, sentences, batch_size=256)
     times.append(time.perf_counter() - start)
+gc.callbacks.remove(watch)
 count = sum(map(len, sentences))
-rates = [count / statistics.median(times), count / max(times), count / min(times)]
-print(json.dumps(rates + [count * len(times) / sum(times)]))
+batches = [[sentences[i] for i in b] for b in length_batches(list(map(len, sentences)), 256)]
+encoder = TokenEncoder(model.vocab, model.config.max_word_chars)
+def encode_all():
+    start = time.perf_counter()
+    for batch in batches: encoder.encode_batch(batch)
+    return time.perf_counter() - start
+cold = encode_all()
+warm = statistics.median(encode_all() for _ in range(10))
+print(json.dumps({
+    "median": count / statistics.median(times), "slowest": count / max(times),
+    "fastest": count / min(times), "overall": count * len(times) / sum(times),
+    "full_collections": len(full), "full_collection_ms": 1000 * sum(full),
+    "encode_cold_ms": 1000 * cold, "encode_warm_ms": 1000 * warm,
+}))
 """
+PER_PROCESS = ("full_collections", "full_collection_ms", "encode_cold_ms", "encode_warm_ms")
 
 
 def main() -> None:
@@ -101,15 +125,26 @@ def main() -> None:
     )
     figures = {}
     for revision, rounds in runs.items():
-        medians = [r[0] for r in rounds]
-        overall = statistics.median(r[3] for r in rounds)
-        low, high = min(r[1] for r in rounds), max(r[2] for r in rounds)
+        medians = [r["median"] for r in rounds]
+        overall = statistics.median(r["overall"] for r in rounds)
+        low, high = min(r["slowest"] for r in rounds), max(r["fastest"] for r in rounds)
         figures[revision] = {"round_medians": medians, "median": statistics.median(medians)}
         figures[revision] |= {"min": low, "max": high, "calls": args.calls}
-        figures[revision] |= {"round_overall": [r[3] for r in rounds], "overall": overall}
+        figures[revision] |= {"round_overall": [r["overall"] for r in rounds], "overall": overall}
+        for key in PER_PROCESS:
+            figures[revision][key] = [r[key] for r in rounds]
         shown = ", ".join(f"{m:,.0f}" for m in medians)
         median = statistics.median(medians)
         print(f"| {revision} | {shown} | {median:,.0f} | {low:,.0f}-{high:,.0f} | {overall:,.0f} |")
+    print(
+        "\nIn the timed calls, per process (median of rounds): full garbage collections and their "
+        "ms; then `TokenEncoder.encode_batch` over the same batches, a new encoder's first pass "
+        "and the median of 10 more (ms).\n\n| revision | full collections | their ms | encoding, "
+        "first pass | encoding, again |\n|---|---:|---:|---:|---:|"
+    )
+    for revision, rounds in runs.items():
+        cells = [statistics.median(r[key] for r in rounds) for key in PER_PROCESS]
+        print(f"| {revision} | {cells[0]:g} | {cells[1]:.0f} | {cells[2]:.1f} | {cells[3]:.1f} |")
     write_results(Path(args.out), figures, machine_info(args.threads))
 
 

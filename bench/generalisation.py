@@ -59,20 +59,12 @@ def _prf(counts: Counter) -> dict[str, float]:
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", required=True)
-    parser.add_argument("--train", default="../shared/corpora/conll2003/train.txt")
-    parser.add_argument("--dev", default="../shared/corpora/conll2003/dev.txt")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--out", default="bench/results/generalisation.json")
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    model = load(args.model)
+def novelty_counts(model, train: str, dev: str) -> tuple[dict[str, Counter], int]:
+    """Entity counts on dev by novelty against `train` and by sentence kind, and the headlines."""
     seen = set()
-    for tokens, tags in zip(*_sentences(args.train), strict=True):
+    for tokens, tags in zip(*_sentences(train), strict=True):
         seen |= {(label, text) for _, _, label, text in _entities(tokens, tags)}
-    dev_tokens, dev_tags = _sentences(args.dev)
+    dev_tokens, dev_tags = _sentences(dev)
     tagged = tag_sentences(model, dev_tokens)
     parts: dict[str, Counter] = {
         name: Counter() for name in ("all", "seen", "unseen", "headline", "other sentences")
@@ -92,6 +84,21 @@ def main() -> None:
             novelty = "seen" if (entity[2], entity[3]) in seen else "unseen"
             for part in ("all", novelty, kind):
                 parts[part]["pred"] += 1
+    return parts, headline_sentences
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--train", default="../shared/corpora/conll2003/train.txt")
+    parser.add_argument("--dev", default="../shared/corpora/conll2003/dev.txt")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", default="bench/results/generalisation.json")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    model = load(args.model)
+    dev_tokens, _ = _sentences(args.dev)
+    parts, headline_sentences = novelty_counts(model, args.train, args.dev)
     figures = {
         "model": args.model,
         "train": args.train,

@@ -2,6 +2,7 @@
 
     python bench/generalisation.py --model ner [--train ../shared/corpora/conll2003/train.txt]
         [--dev ../shared/corpora/conll2003/dev.txt]
+    python bench/generalisation.py --model A --model B ... --out FILE   # one row per model
 
 The official test split is held back, so this explains the dev/test gap from dev alone: an entity
 is *seen* when the same token string with the same type is an entity somewhere in train; a
@@ -87,35 +88,52 @@ def novelty_counts(model, train: str, dev: str) -> tuple[dict[str, Counter], int
     return parts, headline_sentences
 
 
+def figures_of(model_path: str, train: str, dev: str) -> dict:
+    parts, headline_sentences = novelty_counts(load(model_path), train, dev)
+    total_gold = max(parts["all"]["gold"], 1)
+    return {
+        "model": model_path,
+        "train": train,
+        "dev": dev,
+        "sentences": len(_sentences(dev)[0]),
+        "headline_sentences": headline_sentences,
+        "parts": {name: _prf(counts) for name, counts in parts.items()},
+        "unseen_share": 100 * parts["unseen"]["gold"] / total_gold,
+        "headline_entity_share": 100 * parts["headline"]["gold"] / total_gold,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", required=True)
+    parser.add_argument("--model", action="append", required=True, help="repeat to compare")
     parser.add_argument("--train", default="../shared/corpora/conll2003/train.txt")
     parser.add_argument("--dev", default="../shared/corpora/conll2003/dev.txt")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", default="bench/results/generalisation.json")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    model = load(args.model)
-    dev_tokens, _ = _sentences(args.dev)
-    parts, headline_sentences = novelty_counts(model, args.train, args.dev)
-    figures = {
-        "model": args.model,
-        "train": args.train,
-        "dev": args.dev,
-        "sentences": len(dev_tokens),
-        "headline_sentences": headline_sentences,
-        "parts": {name: _prf(counts) for name, counts in parts.items()},
-    }
-    total_gold = parts["all"]["gold"]
-    figures["unseen_share"] = 100 * parts["unseen"]["gold"] / max(total_gold, 1)
-    figures["headline_entity_share"] = 100 * parts["headline"]["gold"] / max(total_gold, 1)
+    if len(args.model) > 1:
+        rows = [figures_of(path, args.train, args.dev) for path in args.model]
+        write_results(Path(args.out), {"models": rows}, machine_info(args.threads))
+        print(
+            f"{args.dev}, seen against {args.train}\n\n| model | F1 | seen F1 | unseen F1 "
+            "| headline F1 |\n|---|---:|---:|---:|---:|"
+        )
+        for row in rows:
+            f1 = {name: part["f1"] for name, part in row["parts"].items()}
+            print(
+                f"| {row['model']} | {f1['all']:.2f} | {f1['seen']:.2f} | {f1['unseen']:.2f} | "
+                f"{f1['headline']:.2f} |"
+            )
+        return
+    figures = figures_of(args.model[0], args.train, args.dev)
     write_results(Path(args.out), figures, machine_info(args.threads))
-    print(f"model {args.model}, {args.dev}\n")
+    total_gold = max(figures["parts"]["all"]["gold"], 1)
+    print(f"model {args.model[0]}, {args.dev}\n")
     print("| part | gold entities | share | P | R | F1 |\n|---|---:|---:|---:|---:|---:|")
     for name, row in figures["parts"].items():
         print(
-            f"| {name} | {row['gold']:,} | {100 * row['gold'] / max(total_gold, 1):.1f}% | "
+            f"| {name} | {row['gold']:,} | {100 * row['gold'] / total_gold:.1f}% | "
             f"{row['precision']:.2f} | {row['recall']:.2f} | {row['f1']:.2f} |"
         )
 

@@ -30,7 +30,7 @@ from bilstm_nlp.corpus.loading import load_tagging  # noqa: E402
 from bilstm_nlp.text.schemes import tags_to_spans  # noqa: E402
 
 
-def _sentences(path: str) -> tuple[list[list[str]], list[list[str]]]:
+def tagged_sentences(path: str) -> tuple[list[list[str]], list[list[str]]]:
     split = load_tagging(dev=path)["dev"]
     names = split.features["tags"].feature.names
     return split["tokens"][:], [[names[i] for i in row] for row in split["tags"][:]]
@@ -47,7 +47,7 @@ def _headline(tokens: list[str]) -> bool:
     return bool(words) and all(t.isupper() for t in words)
 
 
-def _prf(counts: Counter) -> dict[str, float]:
+def prf(counts: Counter) -> dict[str, float]:
     precision = counts["tp"] / max(counts["pred"], 1)
     recall = counts["tp"] / max(counts["gold"], 1)
     f1 = 2 * precision * recall / max(precision + recall, 1e-12)
@@ -60,12 +60,20 @@ def _prf(counts: Counter) -> dict[str, float]:
     }
 
 
-def novelty_counts(model, train: str, dev: str) -> tuple[dict[str, Counter], int]:
-    """Entity counts on dev by novelty against `train` and by sentence kind, and the headlines."""
+def seen_entities(train: str) -> set[tuple[str, str]]:
+    """Every (type, token string) that is an entity somewhere in `train`."""
     seen = set()
-    for tokens, tags in zip(*_sentences(train), strict=True):
+    for tokens, tags in zip(*tagged_sentences(train), strict=True):
         seen |= {(label, text) for _, _, label, text in _entities(tokens, tags)}
-    dev_tokens, dev_tags = _sentences(dev)
+    return seen
+
+
+def novelty_counts(
+    model, seen: set[tuple[str, str]], dev: tuple[list[list[str]], list[list[str]]]
+) -> tuple[dict[str, Counter], int]:
+    """Entity counts on dev (tokens, tags) by novelty against `seen` and by sentence kind, and
+    the number of headline sentences."""
+    dev_tokens, dev_tags = dev
     tagged = tag_sentences(model, dev_tokens)
     parts: dict[str, Counter] = {
         name: Counter() for name in ("all", "seen", "unseen", "headline", "other sentences")
@@ -88,16 +96,16 @@ def novelty_counts(model, train: str, dev: str) -> tuple[dict[str, Counter], int
     return parts, headline_sentences
 
 
-def figures_of(model_path: str, train: str, dev: str) -> dict:
-    parts, headline_sentences = novelty_counts(load(model_path), train, dev)
+def figures_of(
+    model_path: str, seen: set[tuple[str, str]], dev: tuple[list[list[str]], list[list[str]]]
+) -> dict:
+    parts, headline_sentences = novelty_counts(load(model_path), seen, dev)
     total_gold = max(parts["all"]["gold"], 1)
     return {
         "model": model_path,
-        "train": train,
-        "dev": dev,
-        "sentences": len(_sentences(dev)[0]),
+        "sentences": len(dev[0]),
         "headline_sentences": headline_sentences,
-        "parts": {name: _prf(counts) for name, counts in parts.items()},
+        "parts": {name: prf(counts) for name, counts in parts.items()},
         "unseen_share": 100 * parts["unseen"]["gold"] / total_gold,
         "headline_entity_share": 100 * parts["headline"]["gold"] / total_gold,
     }
@@ -112,9 +120,14 @@ def main() -> None:
     parser.add_argument("--out", default="bench/results/generalisation.json")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    seen, dev = seen_entities(args.train), tagged_sentences(args.dev)
     if len(args.model) > 1:
-        rows = [figures_of(path, args.train, args.dev) for path in args.model]
-        write_results(Path(args.out), {"models": rows}, machine_info(args.threads))
+        rows = [figures_of(path, seen, dev) for path in args.model]
+        write_results(
+            Path(args.out),
+            {"train": args.train, "dev": args.dev, "models": rows},
+            machine_info(args.threads),
+        )
         print(
             f"{args.dev}, seen against {args.train}\n\n| model | F1 | seen F1 | unseen F1 "
             "| headline F1 |\n|---|---:|---:|---:|---:|"
@@ -126,7 +139,7 @@ def main() -> None:
                 f"{f1['headline']:.2f} |"
             )
         return
-    figures = figures_of(args.model[0], args.train, args.dev)
+    figures = {"train": args.train, "dev": args.dev, **figures_of(args.model[0], seen, dev)}
     write_results(Path(args.out), figures, machine_info(args.threads))
     total_gold = max(figures["parts"]["all"]["gold"], 1)
     print(f"model {args.model[0]}, {args.dev}\n")

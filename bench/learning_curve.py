@@ -24,13 +24,15 @@ import re
 import statistics
 import subprocess
 import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import machine_info, write_results  # noqa: E402
-from generalisation import _prf, novelty_counts  # noqa: E402
+from generalisation import novelty_counts, prf, seen_entities, tagged_sentences  # noqa: E402
 
 from bilstm_nlp import load  # noqa: E402
 
@@ -80,33 +82,22 @@ def write_subsets(fractions: list[float], folder: Path, order_seed: int) -> dict
 
 
 def train_missing(jobs: list[tuple[str, list[str]]], parallel: int) -> None:
-    """Run the training commands, `parallel` at a time, longest first (they come sorted so)."""
-    running: list[tuple[str, subprocess.Popen]] = []
-    pending = list(jobs)
-    while pending or running:
-        while pending and len(running) < parallel:
-            name, command = pending.pop(0)
-            print("$", " ".join(command[2:]), file=sys.stderr, flush=True)
-            running.append((name, subprocess.Popen(command)))
-        name, process = running[0]
-        for candidate in running:
-            if candidate[1].poll() is not None:
-                name, process = candidate
-                break
-        if process.wait() != 0:
-            raise SystemExit(f"training {name} failed (exit {process.returncode})")
-        running.remove((name, process))
+    """Run the training commands, `parallel` at a time, in the order given (longest first);
+    after a failure no further one starts."""
+    failed = threading.Event()
 
+    def train(job: tuple[str, list[str]]) -> None:
+        name, command = job
+        if failed.is_set():
+            return
+        print("$", " ".join(command[2:]), file=sys.stderr, flush=True)
+        if (code := subprocess.run(command).returncode) != 0:
+            failed.set()
+            raise SystemExit(f"training {name} failed (exit {code})")
 
-def fit_per_doubling(points: list[tuple[int, float]]) -> tuple[float, float]:
-    """Least-squares line of F1 on log2(sentences): (slope per doubling, intercept)."""
-    xs = [math.log2(n) for n, _ in points]
-    ys = [f for _, f in points]
-    mean_x, mean_y = statistics.mean(xs), statistics.mean(ys)
-    slope = sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys, strict=True)) / sum(
-        (x - mean_x) ** 2 for x in xs
-    )
-    return slope, mean_y - slope * mean_x
+    with ThreadPoolExecutor(parallel) as pool:
+        for _ in pool.map(train, jobs):  # raises the first failure in job order
+            pass
 
 
 def _last_doubling(rows: list[dict], fractions: list[float]) -> dict:
@@ -231,6 +222,8 @@ def main() -> None:
     if jobs and args.train:
         train_missing(jobs, args.parallel)
     torch.set_num_threads(args.threads)
+    dev = tagged_sentences(str(DEV))
+    seen: dict[float, set[tuple[str, str]]] = {}  # the seeds of a subset share its entities
     rows = []
     for (fraction, seed), name in sorted(names.items()):
         output = runs / name
@@ -249,7 +242,9 @@ def main() -> None:
         scores = json.loads(
             subprocess.run(evaluate, check=True, capture_output=True, text=True).stdout
         )
-        parts, _ = novelty_counts(load(str(output)), subsets[fraction]["path"], str(DEV))
+        if fraction not in seen:
+            seen[fraction] = seen_entities(subsets[fraction]["path"])
+        parts, _ = novelty_counts(load(str(output)), seen[fraction], dev)
         log = [json.loads(line) for line in (output / "train_log.jsonl").read_text().splitlines()]
         best = max(log, key=lambda e: e["dev_score"] or 0)
         rows.append(
@@ -261,7 +256,7 @@ def main() -> None:
                 "sentences": subsets[fraction]["sentences"],
                 "dev": scores["f1"],
                 "unseen_share": 100 * parts["unseen"]["gold"] / max(parts["all"]["gold"], 1),
-                "parts": {part: _prf(parts[part]) for part in ("seen", "unseen")},
+                "parts": {part: prf(parts[part]) for part in ("seen", "unseen")},
                 "epochs": len(log),
                 "best_epoch": best["epoch"],
                 "minutes": sum(e["seconds"] for e in log) / 60,
@@ -273,7 +268,10 @@ def main() -> None:
     fitted = [(r["sentences"], r["dev"]) for r in rows if r["fraction"] >= args.fit_from]
     fit = {}
     if len({n for n, _ in fitted}) >= 2:
-        slope, intercept = fit_per_doubling(fitted)
+        # Least squares of F1 on log2(sentences): F1 per doubling of the data.
+        slope, intercept = statistics.linear_regression(
+            [math.log2(n) for n, _ in fitted], [f for _, f in fitted]
+        )
         full = subsets[max(subsets)]["sentences"]
         with_dev = full + DEV_SENTENCES
         fit = {
@@ -309,10 +307,8 @@ def main() -> None:
         print(
             f"\nfit on {fit['fitted_on_sentences']} sentences: {fit['slope_per_doubling']:+.2f} "
             f"F1 per doubling; train + dev ({fit['train_with_dev_sentences']:,} sentences) "
-            f"predicted {fit['predicted_gain_train_with_dev']:+.2f} over train alone; +1 F1 "
-            f"would take {factor:.1f}x the data"
-            if factor
-            else ""
+            f"predicted {fit['predicted_gain_train_with_dev']:+.2f} over train alone"
+            + (f"; +1 F1 would take {factor:.1f}x the data" if factor else "")
         )
         last = fit.get("last_doubling")
         if last:

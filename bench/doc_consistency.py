@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 
 import torch
@@ -27,6 +27,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import machine_info, write_results  # noqa: E402
 from doc_chunks import CORPUS, documents  # noqa: E402
+from generalisation import prf  # noqa: E402
 
 from bilstm_nlp import load, tag_sentences  # noqa: E402
 from bilstm_nlp.decode import TaggedSentence  # noqa: E402
@@ -36,15 +37,23 @@ Entity = tuple[int, int, int, str]  # sentence index, start, end, type
 
 
 def _scores(gold: set[Entity], predicted: set[Entity]) -> dict[str, float]:
-    correct = len(gold & predicted)
-    precision = correct / max(len(predicted), 1)
-    recall = correct / max(len(gold), 1)
-    f1 = 2 * precision * recall / max(precision + recall, 1e-12)
+    return prf(Counter(tp=len(gold & predicted), pred=len(predicted), gold=len(gold)))
+
+
+def retyped(gold: set[Entity], found: dict[str, set[Entity]]) -> dict:
+    """What the type vote changed: how many spans it retyped, how many of those were right before
+    and after, and the type changes among those it broke (e.g. "LOC -> ORG")."""
+    before = {entity[:3]: entity[3] for entity in found["as tagged"]}
+    after = {entity[:3]: entity[3] for entity in found["type vote"]}
+    changed = [span for span, label in after.items() if before[span] != label]
+    broken = Counter(
+        f"{before[span]} -> {after[span]}" for span in changed if (*span, before[span]) in gold
+    )
     return {
-        "predicted": len(predicted),
-        "precision": 100 * precision,
-        "recall": 100 * recall,
-        "f1": 100 * f1,
+        "retyped": len(changed),
+        "right_before": sum(broken.values()),
+        "right_after": sum((*span, after[span]) in gold for span in changed),
+        "broken": dict(broken.most_common()),
     }
 
 
@@ -53,19 +62,22 @@ def consistent(tagged: list[TaggedSentence], doc_sizes: list[int]) -> dict[str, 
     found: dict[str, set[Entity]] = {"as tagged": set(), "type vote": set(), "fill": set()}
     first = 0
     for size in doc_sizes:
-        sentences = range(first, first + size)
+        named = {
+            index: [
+                (span, " ".join(tagged[index].tokens[span.start : span.end]))
+                for span in tagged[index].spans
+            ]
+            for index in range(first, first + size)
+        }
         weight: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
-        for index in sentences:
-            result = tagged[index]
-            for span in result.spans:
-                text = " ".join(result.tokens[span.start : span.end])
+        for spans in named.values():
+            for span, text in spans:
                 weight[text][span.label] += span.score or 0.0
         voted = {text: max(types, key=types.__getitem__) for text, types in weight.items()}
-        for index in sentences:
+        for index, spans in named.items():
             result = tagged[index]
             taken = [False] * len(result.tokens)
-            for span in result.spans:
-                text = " ".join(result.tokens[span.start : span.end])
+            for span, text in spans:
                 found["as tagged"].add((index, span.start, span.end, span.label))
                 found["type vote"].add((index, span.start, span.end, voted[text]))
                 found["fill"].add((index, span.start, span.end, span.label))
@@ -102,7 +114,13 @@ def main() -> None:
     rows = []
     for path in args.model:
         found = consistent(tag_sentences(load(path), tokens), [len(doc) for doc in docs])
-        rows.append({"model": path, **{rule: _scores(gold, found[rule]) for rule in found}})
+        rows.append(
+            {
+                "model": path,
+                **{rule: _scores(gold, found[rule]) for rule in found},
+                "type_vote_changes": retyped(gold, found),
+            }
+        )
     write_results(
         Path(args.out),
         {"dev": str(args.dev), "documents": len(docs), "gold_entities": len(gold), "models": rows},
@@ -120,6 +138,13 @@ def main() -> None:
                 f"{scores['precision']:.2f} | {scores['recall']:.2f} | {scores['f1']:.2f} | "
                 f"{scores['f1'] - row['as tagged']['f1']:+.2f} |"
             )
+    for row in rows:
+        changes = row["type_vote_changes"]
+        print(
+            f"\n{row['model']}: the type vote retyped {changes['retyped']} entities, "
+            f"{changes['right_before']} right before and {changes['right_after']} after; "
+            f"those it broke: {changes['broken']}"
+        )
 
 
 if __name__ == "__main__":

@@ -122,6 +122,14 @@ for seed in (1, 2):
         ["--seed", str(seed)],
         *CONLL2003_DEV,
     )
+# The ner recipe with document memory: the head also reads the mean BiLSTM state of each word's
+# other occurrences in its document (batches of whole documents; dev tagged by document).
+for seed in (1, 2):
+    RUNS[f"conll2003-docmem-s{seed}"] = (
+        "bench/configs/ner-doc-memory.json",
+        ["--seed", str(seed)],
+        *CONLL2003_DEV,
+    )
 # SST-2 levers: the sentiment recipe with its last 4 of 8 epochs averaged; attention pooling.
 RUNS["sst2-phrases-avg4-s1"] = (
     "models/sentiment/train.json",

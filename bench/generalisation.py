@@ -4,6 +4,9 @@
         [--dev ../shared/corpora/conll2003/dev.txt]
     python bench/generalisation.py --model A --model B ... --out FILE   # one row per model
 
+A model with document memory tags dev by document (-DOCSTART-), as `bilstm-nlp evaluate` does,
+and gets a second row with every sentence tagged alone.
+
 The official test split is held back, so this explains the dev/test gap from dev alone: an entity
 is *seen* when the same token string with the same type is an entity somewhere in train; a
 sentence is a *headline* when every token with a letter is written in capitals (CoNLL-2003's
@@ -26,7 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import machine_info, write_results  # noqa: E402
 
 from bilstm_nlp import load, tag_sentences  # noqa: E402
-from bilstm_nlp.corpus.loading import load_tagging  # noqa: E402
+from bilstm_nlp.corpus.loading import document_numbers, load_tagging  # noqa: E402
+from bilstm_nlp.decode import reads_documents  # noqa: E402
 from bilstm_nlp.text.schemes import tags_to_spans  # noqa: E402
 
 
@@ -34,6 +38,11 @@ def tagged_sentences(path: str) -> tuple[list[list[str]], list[list[str]]]:
     split = load_tagging(dev=path)["dev"]
     names = split.features["tags"].feature.names
     return split["tokens"][:], [[names[i] for i in row] for row in split["tags"][:]]
+
+
+def sentence_documents(path: str) -> list[int]:
+    """The document of each sentence of a CoNLL file (`document_numbers` of its doc ids)."""
+    return document_numbers(load_tagging(dev=path)["dev"]["doc_id"][:])
 
 
 def _entities(tokens: list[str], tags: list[str]) -> set[tuple[int, int, str, str]]:
@@ -69,12 +78,15 @@ def seen_entities(train: str) -> set[tuple[str, str]]:
 
 
 def novelty_counts(
-    model, seen: set[tuple[str, str]], dev: tuple[list[list[str]], list[list[str]]]
+    model,
+    seen: set[tuple[str, str]],
+    dev: tuple[list[list[str]], list[list[str]]],
+    documents: list[int] | None = None,
 ) -> tuple[dict[str, Counter], int]:
     """Entity counts on dev (tokens, tags) by novelty against `seen` and by sentence kind, and
-    the number of headline sentences."""
+    the number of headline sentences; `documents` as `tag_sentences` takes them."""
     dev_tokens, dev_tags = dev
-    tagged = tag_sentences(model, dev_tokens)
+    tagged = tag_sentences(model, dev_tokens, documents=documents)
     parts: dict[str, Counter] = {
         name: Counter() for name in ("all", "seen", "unseen", "headline", "other sentences")
     }
@@ -97,12 +109,23 @@ def novelty_counts(
 
 
 def figures_of(
-    model_path: str, seen: set[tuple[str, str]], dev: tuple[list[list[str]], list[list[str]]]
+    model_path: str,
+    seen: set[tuple[str, str]],
+    dev: tuple[list[list[str]], list[list[str]]],
+    documents: list[int] | None = None,
+    model=None,
 ) -> dict:
-    parts, headline_sentences = novelty_counts(load(model_path), seen, dev)
+    model = model if model is not None else load(model_path)
+    parts, headline_sentences = novelty_counts(model, seen, dev, documents)
     total_gold = max(parts["all"]["gold"], 1)
     return {
         "model": model_path,
+        # How dev was tagged: a model without document memory reads sentences only.
+        "tagged": (
+            ("by document" if documents is not None else "sentences alone")
+            if reads_documents(model)
+            else "sentences"
+        ),
         "sentences": len(dev[0]),
         "headline_sentences": headline_sentences,
         "parts": {name: prf(counts) for name, counts in parts.items()},
@@ -121,8 +144,14 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     seen, dev = seen_entities(args.train), tagged_sentences(args.dev)
+    documents = sentence_documents(args.dev)
     if len(args.model) > 1:
-        rows = [figures_of(path, seen, dev) for path in args.model]
+        rows = []
+        for path in args.model:
+            model = load(path)
+            rows.append(figures_of(path, seen, dev, documents, model))
+            if reads_documents(model):
+                rows.append(figures_of(path, seen, dev, None, model))
         write_results(
             Path(args.out),
             {"train": args.train, "dev": args.dev, "models": rows},
@@ -134,12 +163,19 @@ def main() -> None:
         )
         for row in rows:
             f1 = {name: part["f1"] for name, part in row["parts"].items()}
+            name = row["model"] + (
+                " (sentences alone)" if row["tagged"] == "sentences alone" else ""
+            )
             print(
-                f"| {row['model']} | {f1['all']:.2f} | {f1['seen']:.2f} | {f1['unseen']:.2f} | "
+                f"| {name} | {f1['all']:.2f} | {f1['seen']:.2f} | {f1['unseen']:.2f} | "
                 f"{f1['headline']:.2f} |"
             )
         return
-    figures = {"train": args.train, "dev": args.dev, **figures_of(args.model[0], seen, dev)}
+    figures = {
+        "train": args.train,
+        "dev": args.dev,
+        **figures_of(args.model[0], seen, dev, documents),
+    }
     write_results(Path(args.out), figures, machine_info(args.threads))
     total_gold = max(figures["parts"]["all"]["gold"], 1)
     print(f"model {args.model[0]}, {args.dev}\n")

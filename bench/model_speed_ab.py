@@ -1,10 +1,12 @@
 """Two models' tagging speed side by side, interleaved, so a noisy machine hits both alike.
 
     python bench/model_speed_ab.py ner runs/ner-shipped-before [--repeats 7] [--threads 1]
+        [--documents]
 
 Each repeat tags the same pre-split CoNLL-2003 dev sentences (batch 256, with confidences) with A
 then B; the table gives each model's median tokens/s with its range and the ratio A/B of the
-medians. Writes bench/results/model_speed_ab.json.
+medians. With --documents, a model with document memory tags them by document (-DOCSTART-), in
+batches of whole documents. Writes bench/results/model_speed_ab.json.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import cpu_model, machine_info, write_results  # noqa: E402
 
 from bilstm_nlp import load, tag_sentences  # noqa: E402
-from bilstm_nlp.corpus.loading import load_tagging  # noqa: E402
+from bilstm_nlp.corpus.loading import document_numbers, load_tagging  # noqa: E402
 
 
 def main() -> None:
@@ -31,10 +33,13 @@ def main() -> None:
     parser.add_argument("--data", default="../shared/corpora/conll2003/dev.txt")
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--documents", action="store_true", help="tag by document")
     parser.add_argument("--out", default="bench/results/model_speed_ab.json")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    sentences = load_tagging(dev=args.data)["dev"]["tokens"][:]
+    split = load_tagging(dev=args.data)["dev"]
+    sentences = split["tokens"][:]
+    documents = document_numbers(split["doc_id"][:]) if args.documents else None
     tokens = sum(len(s) for s in sentences)
     models = {args.a: load(args.a), args.b: load(args.b)}
     times: dict[str, list[float]] = {name: [] for name in models}
@@ -43,7 +48,7 @@ def main() -> None:
     for _ in range(args.repeats):
         for name, model in models.items():
             started = time.perf_counter()
-            tag_sentences(model, sentences, batch_size=256)
+            tag_sentences(model, sentences, documents=documents, batch_size=256)
             times[name].append(time.perf_counter() - started)
     rows = {
         name: {
@@ -54,11 +59,18 @@ def main() -> None:
         for name, values in times.items()
     }
     ratio = rows[args.a]["median_tokens_per_s"] / rows[args.b]["median_tokens_per_s"]
-    figures = {"data": args.data, "tokens": tokens, "repeats": args.repeats, "models": rows}
+    figures = {
+        "data": args.data,
+        "tokens": tokens,
+        "repeats": args.repeats,
+        "by_document": args.documents,
+        "models": rows,
+    }
     figures["ratio_a_over_b"] = ratio
     write_results(Path(args.out), figures, machine_info(args.threads))
     print(
         f"{tokens:,} tokens, batch 256, with confidences, {args.threads} thread(s), {cpu_model()}"
+        + (", by document" if args.documents else "")
     )
     print("| model | median tokens/s | range |\n|---|---:|---:|")
     for name, row in rows.items():

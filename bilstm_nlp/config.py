@@ -139,6 +139,12 @@ class ModelConfig:
         head: `crf` or `softmax` (taggers).
         constrained: decode only sequences the tag scheme allows (softmax head; the CRF always is).
         pooling: `max`, `mean` or `attention` (classifiers).
+        doc_memory: a tagger's head also reads, for each token, the mean of the BiLSTM states
+            of the word's other occurrences in its document (case-insensitive; zeros where it
+            has none): a name tagged with context in one sentence informs its bare mention in
+            another. Needs documents (CoNLL `-DOCSTART-`, CoNLL-U `# newdoc`) in training.
+        doc_memory_dropout: the probability that a training sentence is read as a document of
+            its own, so that the model also tags sentences given without their document.
     """
 
     task: str = "tagger"
@@ -159,6 +165,8 @@ class ModelConfig:
     head: str = "crf"
     constrained: bool = True
     pooling: str = "max"
+    doc_memory: bool = False
+    doc_memory_dropout: float = 0.2
 
     def __post_init__(self) -> None:
         _check_choice("model.task", self.task, ("tagger", "classifier"))
@@ -176,6 +184,9 @@ class ModelConfig:
         _check_range("model.word_dropout", self.word_dropout, 0.0, 0.95)
         _check_choice("model.head", self.head, ("crf", "softmax"))
         _check_choice("model.pooling", self.pooling, ("max", "mean", "attention"))
+        _check_range("model.doc_memory_dropout", self.doc_memory_dropout, 0.0, 1.0)
+        if self.doc_memory and self.task != "tagger":
+            raise ConfigError("model.doc_memory is for taggers (model.task tagger)")
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ import functools
 import gc
 import threading
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Hashable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -174,10 +174,20 @@ def _batches(
         yield indices, [token_lists[i] for i in indices]
 
 
+def reads_documents(model: Any) -> bool:
+    """Whether a tagger reads a sentence's document (`ModelConfig.doc_memory`): `tag_sentences`
+    then wants `documents`."""
+    if is_onnx(model):
+        return False
+    config = getattr(model, "config", None)
+    return bool(getattr(config, "doc_memory", False))
+
+
 def tag_sentences(
     model: Tagger,
     token_lists: Sequence[Sequence[str]],
     *,
+    documents: Sequence[Hashable] | None = None,
     batch_size: int = 256,
     k: int = 0,
     confidence: bool = True,
@@ -193,6 +203,9 @@ def tag_sentences(
         model: a trained tagger, or an ONNX one (`bilstm_nlp.runtime.backend.OnnxTagger`, which
             scores a batch with its `score_batch(arrays, k, confidence)`).
         token_lists: sentences as lists of tokens; empty ones are allowed.
+        documents: the document of each sentence (equal keys, one document, in any order), for a
+            model with document memory (`reads_documents`), which reads every occurrence of a
+            word in its document; ignored by other models. None: each sentence stands alone.
         batch_size: sentences per batch.
         k: also return the k best tag sequences per sentence (0: none).
         confidence: compute tag marginals and entity probabilities (costs a forward-backward pass).
@@ -212,6 +225,8 @@ def tag_sentences(
     Raises:
         ConfigError: `uncertainty` with an ONNX model (its runtime does not compute it yet).
     """
+    if documents is not None and len(documents) != len(token_lists):
+        raise ValueError(f"{len(documents)} documents given for {len(token_lists)} sentences")
     predicting: contextlib.AbstractContextManager
     encoder = _encoder_for(model, encoder)
     if not is_onnx(model):
@@ -240,8 +255,21 @@ def tag_sentences(
         predicting,
         optional_progress(show_progress, "Tagging", len(token_lists)) as advance,
     ):
-        for indices, batch in _batches(token_lists, batch_size):
-            scored = score(batch)
+        batches: Iterator = (
+            (indices, batch, None) for indices, batch in _batches(token_lists, batch_size)
+        )
+        if documents is not None and reads_documents(model):
+            from .decode_torch import document_emissions
+
+            # The network runs first on every batch, then the memory by document.
+            sentence_batches = list(_batches(token_lists, batch_size))
+            prepared = document_emissions(model, encoder, sentence_batches, documents, device)
+            batches = (
+                (indices, batch, ready)
+                for (indices, batch), ready in zip(sentence_batches, prepared, strict=True)
+            )
+        for indices, batch, ready in batches:
+            scored = score(batch) if ready is None else score(batch, ready)
             lengths = [len(tokens) for tokens in batch]
             if reader is not None:
                 span_rows = reader.spans(

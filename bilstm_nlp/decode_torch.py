@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,7 +31,9 @@ from .nn.embeddings import CharCNN
 from .nn.encoding import Batch
 from .nn.heads import CRFHead, SoftmaxHead, TagHead
 from .nn.ids import TokenEncoder
+from .nn.memory import mean_of_others
 from .nn.model import Classifier, Tagger
+from .nn.vocab import PAD_ID, UNK_ID
 from .runtime import network_numpy
 from .runtime.backend import score_crf
 from .runtime.crf_numpy import CrfArrays
@@ -58,11 +60,13 @@ def tagger_scoring(
     uncertainty: bool,
     device: str | torch.device,
     low_latency: bool = False,
-) -> tuple[contextlib.AbstractContextManager, Callable[[list[Sequence[str]]], ScoredBatch]]:
+) -> tuple[contextlib.AbstractContextManager, Callable[..., ScoredBatch]]:
     """The context to predict in (inference mode) and the function that scores a batch of
     sentences (token lists, encoded by `encoder`), for `decode.tag_sentences` (arguments as
     there)."""
     _eval(model)
+    # The numpy network has no document memory: such a model keeps to torch for its emissions.
+    numpy_network = not model.config.doc_memory
     numpy_crf = (
         low_latency
         and isinstance(model.head, CRFHead)
@@ -70,8 +74,17 @@ def tagger_scoring(
         and (device == "cpu" or torch.device(device).type == "cpu")
     )
 
-    def score(token_lists: list[Sequence[str]]) -> ScoredBatch:
-        if numpy_crf and len(token_lists) == 1 and not uncertainty:
+    def score(
+        token_lists: list[Sequence[str]], prepared: tuple[Batch, Tensor] | None = None
+    ) -> ScoredBatch:
+        if prepared is not None:
+            # Emissions made beforehand (`document_emissions`): only the head's work is left.
+            batch, emissions = prepared
+            if numpy_crf and len(token_lists) <= NUMPY_CRF_MAX_SENTENCES and not uncertainty:
+                arrays = _numpy_arrays(model).crf
+                return score_crf(arrays, emissions.numpy(), batch.mask.numpy(), k, confidence)
+            return score_batch(model, batch, k, confidence, uncertainty, emissions)
+        if numpy_crf and numpy_network and len(token_lists) == 1 and not uncertainty:
             sentence = encoder(token_lists[0])
             numpy_model = _numpy_arrays(model)
             if numpy_model.network and 0 < len(sentence.word_ids) <= NUMPY_NETWORK_MAX_TOKENS:
@@ -104,6 +117,77 @@ def tagger_scoring(
         return scored
 
     return torch.inference_mode(), score
+
+
+def document_emissions(
+    model: Tagger,
+    encoder: TokenEncoder,
+    batches: Sequence[tuple[list[int], list[Sequence[str]]]],
+    documents: Sequence[Hashable],
+    device: str | torch.device,
+) -> list[tuple[Batch, Tensor]]:
+    """The emissions of a document-memory tagger that reads every occurrence of a word in its
+    document, however the documents fall into `batches`.
+
+    The network runs on the batches as given (length-sorted: little padding, the fast paths);
+    `Tagger.memory_parts` gives each token's own part and what it lends its word's memory, a
+    few numbers per token, and the memory is then taken over all the sentences at once, by
+    document. Run it in inference mode.
+
+    Args:
+        model: a tagger with `doc_memory`.
+        encoder: its token encoder.
+        batches: `(indices, token lists)` covering the sentences, each once.
+        documents: each sentence's document (equal keys, one document), by index.
+        device: where to run.
+    Returns:
+        Per batch, the encoded `Batch` and its emissions `(batch, seq_len, num_tags)`.
+    """
+    words = len(model.vocab.words)
+    # Unknown words are keyed by their characters (the batch memory's spelling), numbered past
+    # every word id and across batches.
+    spellings: dict[bytes, int] = {}
+    document_numbers: dict[Hashable, int] = {}
+    encoded, own_parts, other_parts, keys = [], [], [], []
+    for indices, token_lists in batches:
+        arrays = encoder.encode_batch(token_lists)
+        batch = Batch.from_arrays(arrays).to(device)
+        own, others = model.memory_parts(batch)
+        encoded.append((batch, own))
+        own_parts.append(own[batch.mask])
+        other_parts.append(others[batch.mask])
+        word_ids = arrays.word_ids[arrays.mask]
+        spelling_ids = arrays.spelling_ids[arrays.mask]
+        word_keys = word_ids.copy()
+        for position in np.flatnonzero(word_ids == UNK_ID):
+            # The characters without the batch's padding, which differs from batch to batch.
+            characters = arrays.char_ids[spelling_ids[position]]
+            spelling = characters[characters != PAD_ID].tobytes()
+            word_keys[position] = words + spellings.setdefault(spelling, len(spellings))
+        numbers = [
+            document_numbers.setdefault(documents[i], len(document_numbers)) for i in indices
+        ]
+        doc_keys = np.repeat(np.asarray(numbers, dtype=np.int64), arrays.mask.sum(axis=1))
+        keys.append(doc_keys * (1 << 32) + word_keys)
+    if not encoded:
+        return []
+    own_all = torch.cat(own_parts)
+    device_of = own_all.device
+    all_keys = torch.from_numpy(np.concatenate(keys)).to(device_of)
+    real = torch.ones(len(all_keys), dtype=torch.bool, device=device_of)
+    memory = mean_of_others(torch.cat(other_parts), all_keys, real)
+    # shape: (tokens, num_tags), the batches' real tokens in order
+    emissions = model.head.from_projected(own_all + memory)
+    results = []
+    start = 0
+    for batch, own in encoded:
+        count = int(batch.mask.sum())
+        padded = torch.zeros_like(own)
+        # An empty sentence runs as one padding token (masked real, as the CRF needs).
+        padded[batch.mask] = emissions[start : start + count]
+        results.append((batch, padded))
+        start += count
+    return results
 
 
 def classifier_scoring(
@@ -251,11 +335,17 @@ def _eval(model: Tagger | Classifier) -> None:
 
 
 def score_batch(
-    model: Tagger, batch: Batch, k: int, confidence: bool, uncertainty: bool = False
+    model: Tagger,
+    batch: Batch,
+    k: int,
+    confidence: bool,
+    uncertainty: bool = False,
+    emissions: Tensor | None = None,
 ) -> ScoredBatch:
     """Best tags, their probabilities, k-best paths, entity probabilities and (when asked) the
-    uncertainty of one batch."""
-    emissions = model(batch)
+    uncertainty of one batch; its `emissions` when they are made already."""
+    if emissions is None:
+        emissions = model(batch)
     mask = batch.mask
     tag_ids = model.head.decode(emissions, mask)
     confidence = confidence or uncertainty

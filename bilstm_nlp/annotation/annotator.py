@@ -262,10 +262,15 @@ class Annotator:
             for text, sentences in zip(texts, documents, strict=True)
             for sentence in sentences
         ]
+        # Each text is a document: a model with document memory reads its sentences together.
+        sentence_documents = [
+            number for number, sentences in enumerate(documents) for _ in sentences
+        ]
         tagged = iter(
             tag_sentences(
                 self.model,
                 escaped,
+                documents=sentence_documents,
                 batch_size=self.batch_size,
                 k=self.k_best,
                 device=self.device,

@@ -431,3 +431,14 @@ def load_texts(
         splits[split] = _dataset(columns, text_features(names[split]), split)
     reader = {**options, "phrases": phrases}
     return Corpus(DatasetDict(splits), CorpusInfo(next(iter(formats.values())), None, None, reader))
+
+
+def document_numbers(doc_ids: Sequence[str | None]) -> list[int]:
+    """Sentences numbered by document: a run of consecutive sentences with the same `doc_id`
+    is one document (so train and dev joined keep theirs apart); a sentence without one is a
+    document of its own."""
+    numbers: list[int] = []
+    for index, doc_id in enumerate(doc_ids):
+        same = index > 0 and doc_id is not None and doc_id == doc_ids[index - 1]
+        numbers.append(numbers[-1] if same else (numbers[-1] + 1 if numbers else 0))
+    return numbers

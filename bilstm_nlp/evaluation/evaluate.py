@@ -7,14 +7,14 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from ..corpus.loading import load_tagging, load_texts
+from ..corpus.loading import document_numbers, load_tagging, load_texts
 from ..decode import classify_sentences, tag_sentences
 from ..errors import ConfigError, InputFormatError, OutputError
 from ..nn.model import Classifier, Tagger
@@ -111,14 +111,17 @@ def evaluate_tagger(
     batch_size: int = 256,
     device: str | torch.device = "cpu",
     show_progress: bool = False,
+    documents: Sequence[Hashable] | None = None,
 ) -> TaggerEvaluation:
-    """Tag `token_lists` and score against `gold_tags` (any scheme: entities compare as spans)."""
+    """Tag `token_lists` and score against `gold_tags` (any scheme: entities compare as spans);
+    `documents` as `tag_sentences` takes them."""
     unseen = _unseen_labels(model, gold_tags)
     if unseen:
         logger.warning("gold labels the model never saw count as misses: %s", ", ".join(unseen))
     tagged = tag_sentences(
         model,
         token_lists,
+        documents=documents,
         batch_size=batch_size,
         confidence=False,
         device=device,
@@ -222,6 +225,7 @@ def evaluate_file(
             batch_size=batch_size,
             device=device,
             show_progress=show_progress,
+            documents=document_numbers(corpus["dev"]["doc_id"][:]),
         )
     if dev_from_train:
         raise ConfigError("--dev-from-train applies to tagging corpora only")

@@ -32,6 +32,9 @@ class Batch:
             words many times over.
         mask: `(batch, seq_len)` bool, True on real tokens, left-aligned.
         tag_ids: `(batch, seq_len)` long gold tags (taggers) or `(batch,)` gold classes, or None.
+        doc_ids: `(batch,)` long, the document each sentence belongs to (equal ids, one
+            document), read by a model with `doc_memory`; None: each sentence a document of its
+            own.
     """
 
     word_ids: Tensor
@@ -40,6 +43,7 @@ class Batch:
     spelling_ids: Tensor
     mask: Tensor
     tag_ids: Tensor | None
+    doc_ids: Tensor | None = None
 
     def to(self, device: torch.device | str) -> Batch:
         return Batch(
@@ -49,6 +53,7 @@ class Batch:
             self.spelling_ids.to(device),
             self.mask.to(device),
             None if self.tag_ids is None else self.tag_ids.to(device),
+            None if self.doc_ids is None else self.doc_ids.to(device),
         )
 
     @classmethod
@@ -94,6 +99,56 @@ def bucket_batches(
     yield from batches
 
 
+def document_batches(
+    documents: Sequence[int], batch_size: int, rng: random.Random
+) -> Iterator[list[int]]:
+    """Indices of training sentences in batches of whole documents, in a random order (for a
+    model with document memory, which reads a word's occurrences in the rest of its batch).
+
+    Documents are shuffled and packed in that order: a batch takes documents while they fit in
+    `batch_size` sentences; a longer document is cut into batches of `batch_size` consecutive
+    sentences. The batch order is then shuffled.
+
+    Args:
+        documents: the document of each sentence (equal numbers, one document).
+    """
+    members: dict[int, list[int]] = {}
+    for index, document in enumerate(documents):
+        members.setdefault(document, []).append(index)
+    groups = list(members.values())
+    rng.shuffle(groups)
+    batches: list[list[int]] = []
+    current: list[int] = []
+    for group in groups:
+        if len(group) > batch_size:
+            batches.extend(group[i : i + batch_size] for i in range(0, len(group), batch_size))
+            continue
+        if len(current) + len(group) > batch_size:
+            batches.append(current)
+            current = []
+        current.extend(group)
+    if current:
+        batches.append(current)
+    rng.shuffle(batches)
+    yield from batches
+
+
+def batch_doc_ids(
+    documents: Sequence[int], alone: float = 0.0, rng: random.Random | None = None
+) -> Tensor:
+    """`Batch.doc_ids` for sentences of the given documents: the documents numbered from 0 in
+    order of appearance; with `alone`, each sentence is made a document of its own with that
+    probability (drawn from `rng`)."""
+    numbers: dict[object, int] = {}
+    ids = []
+    for position, document in enumerate(documents):
+        key: object = document
+        if alone > 0 and rng is not None and rng.random() < alone:
+            key = ("alone", position)
+        ids.append(numbers.setdefault(key, len(numbers)))
+    return torch.tensor(ids, dtype=torch.long)
+
+
 def word_dropout(word_ids: Tensor, mask: Tensor, rate: float) -> Tensor:
     """Replace real words by `<unk>` with probability `rate` (training only), so the model learns
     the unknown-word embedding and leans on char features for rare words."""
@@ -109,8 +164,10 @@ __all__ = [
     "EncodedSentence",
     "PAD_ID",
     "TokenEncoder",
+    "batch_doc_ids",
     "bucket_batches",
     "collate",
+    "document_batches",
     "encode_tokens",
     "word_dropout",
 ]

@@ -19,6 +19,7 @@ from .embeddings import TokenEmbedder
 from .encoder import STEPPED_MIN_BATCH, BiLSTMEncoder
 from .encoding import Batch, word_dropout
 from .heads import HEADS, CRFHead, SentenceHead, SoftmaxHead, TagHead, TeacherMarginals
+from .memory import document_memory
 from .meta import ModelMeta
 from .quantize import quantize_int8
 from .vocab import CASINGS, Index, Vocab
@@ -79,11 +80,13 @@ class Tagger(_Model):
         self.encoder = BiLSTMEncoder(
             self.embedder.output_dim, config.hidden, config.layers, config.dropout
         )
+        # With document memory the head reads each token's state and its memory side by side.
+        head_input = self.encoder.output_dim * (2 if config.doc_memory else 1)
         self.head: TagHead
         if config.head == "crf":
-            self.head = CRFHead(self.encoder.output_dim, tags, scheme)
+            self.head = CRFHead(head_input, tags, scheme)
         else:
-            self.head = SoftmaxHead(self.encoder.output_dim, tags, scheme, config.constrained)
+            self.head = SoftmaxHead(head_input, tags, scheme, config.constrained)
 
     @property
     def scheme(self) -> str | None:
@@ -97,10 +100,61 @@ class Tagger(_Model):
 
     def forward(self, batch: Batch) -> Tensor:
         """Tag scores `(batch, seq_len, num_tags)`: CRF emissions or softmax log-probabilities."""
+        if self.config.doc_memory:
+            if self.training or torch.is_grad_enabled() or not _plain_projection(self):
+                contextual = _contextual(self, batch)
+                # shape: (batch, seq_len, 2 * encoder.output_dim)
+                features = torch.cat([contextual, document_memory(contextual, batch)], dim=-1)
+                return self.head.emissions(self.dropout(features))
+            own, others = self.memory_parts(batch)
+            return self.head.from_projected(own + document_memory(others, batch))
         if _by_type(self, batch):
             # Inference (no dropout): the encoder applies the emission layer itself.
             return self.head.from_projected(_by_type_contextual(self, batch, self.head.projection))
         return self.head.emissions(self.dropout(_contextual(self, batch)))
+
+    def memory_parts(self, batch: Batch) -> tuple[Tensor, Tensor]:
+        """A document-memory tagger's emission layer split in two, for inference: each token's
+        own part and what it lends the memory of its word's other occurrences, both
+        `(batch, seq_len, num_tags)`.
+
+        The emission layer is linear, so it maps the mean of the other occurrences' states to
+        the mean of their projections: `from_projected(own + document_memory(others, batch))`
+        are the emissions, and a memory over documents of any size (`decode_torch`) averages
+        `num_tags` numbers per token instead of `2 * hidden`. One layer of twice the tag count
+        runs where the plain tagger runs its emission layer (fused into the stepped BiLSTM).
+
+        An int8 emission layer cannot be split: it is run on each half of its input with the
+        other half zero, which equals the split to int8 rounding.
+
+        Raises:
+            ValueError: not a document-memory tagger.
+        """
+        if not self.config.doc_memory:
+            raise ValueError("memory_parts is for document-memory taggers")
+        if not _plain_projection(self):
+            contextual = _contextual(self, batch)
+            zeros = torch.zeros_like(contextual)
+            projection = self.head.projection
+            others = projection(torch.cat([zeros, contextual], dim=-1))
+            others = others - projection(torch.cat([zeros, zeros], dim=-1))
+            return projection(torch.cat([contextual, zeros], dim=-1)), others
+        weight, bias = self.head.projection.weight, self.head.projection.bias
+        width = self.encoder.output_dim
+        num_tags = weight.shape[0]
+        with torch.device("meta"):
+            stacked = nn.Linear(width, 2 * num_tags)
+        # Rows: the own part (the first `width` inputs, with the bias), then the memory part.
+        stacked.weight = nn.Parameter(
+            torch.cat([weight[:, :width], weight[:, width:]]), requires_grad=False
+        )
+        stacked.bias = nn.Parameter(torch.cat([bias, torch.zeros_like(bias)]), requires_grad=False)
+        if _by_type(self, batch):
+            projected = _by_type_contextual(self, batch, stacked)
+        else:
+            projected = stacked(_contextual(self, batch))
+        # The bias also lands on padding; the memory reads real tokens only.
+        return projected[..., :num_tags], projected[..., num_tags:]
 
     def loss(self, batch: Batch) -> Tensor:
         """Negative log-likelihood of the gold tags, summed over the batch."""
@@ -149,6 +203,12 @@ class Classifier(_Model):
     def loss(self, batch: Batch) -> Tensor:
         assert batch.tag_ids is not None, "loss needs gold labels"
         return self.head.loss(self(batch), batch.tag_ids)
+
+
+def _plain_projection(model: Tagger) -> bool:
+    """The emission layer is a float `nn.Linear` with a bias (not int8), so it can be split."""
+    projection = model.head.projection
+    return type(projection) is nn.Linear and projection.bias is not None
 
 
 def _by_type(model: Tagger | Classifier, batch: Batch) -> bool:

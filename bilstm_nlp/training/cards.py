@@ -218,7 +218,13 @@ def shipped_card(model: Tagger | Classifier, facts: ShippedFacts) -> str:
         f"{architecture['layers']} layer), {head} head"
         + (trained_in if meta.scheme else "")
         + f"; GloVe 6B 50d vectors, char {architecture['char_encoder']}, casing "
-        f"{architecture['casing_dim']}",
+        f"{architecture['casing_dim']}"
+        + (
+            "; document memory (each word's other occurrences in its document: give documents "
+            "when tagging)"
+            if architecture.get("doc_memory")
+            else ""
+        ),
         f"- **Corpus**: {facts.corpus.name} — licence: {facts.corpus.licence}",
         figure,
     ]

@@ -14,7 +14,7 @@ from typing import Any
 from datasets import Dataset
 
 from ..config import DataConfig, ExperimentConfig
-from ..corpus.loading import Corpus, load_tagging, load_texts
+from ..corpus.loading import Corpus, document_numbers, load_tagging, load_texts
 from ..errors import ConfigError
 from ..nn.encoding import EncodedSentence, encode_tokens
 from ..nn.vocab import Vocab
@@ -23,10 +23,12 @@ from ..text.tokenize import tokens_or_tokenized
 
 @dataclass(frozen=True)
 class DevSet:
-    """Dev sentences with their gold labels as strings (tags per token, or one class each)."""
+    """Dev sentences with their gold labels as strings (tags per token, or one class each),
+    and each sentence's document number (`document_numbers`; taggers)."""
 
     token_lists: list[list[str]]
     labels: list[list[str]] | list[str]
+    documents: list[int] | None = None
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,11 @@ class TrainingData:
         if self.task == "tagger":
             return self.train["tokens"][:]
         return tokens_or_tokenized(self.train["tokens"][:], self.train["text"][:])
+
+    @property
+    def documents(self) -> list[int]:
+        """Each training row's document number (`document_numbers`)."""
+        return document_numbers(self.train["doc_id"][:])
 
     def head(self, count: int) -> TrainingData:
         """The same data with only the first `count` training rows (benches time a part)."""
@@ -140,7 +147,7 @@ def _load(data: DataConfig, task: str) -> Corpus:
 def _dev_set(corpus: Corpus, task: str) -> DevSet:
     dev = corpus["dev"]
     if task == "tagger":
-        return DevSet(dev["tokens"][:], corpus.tags("dev"))
+        return DevSet(dev["tokens"][:], corpus.tags("dev"), document_numbers(dev["doc_id"][:]))
     return DevSet(tokens_or_tokenized(dev["tokens"][:], dev["text"][:]), corpus.labels("dev"))
 
 

@@ -11,7 +11,13 @@ import torch
 from ..config import ExperimentConfig
 from ..errors import ConfigError
 from ..evaluation.evaluate import evaluate_classifier, evaluate_tagger
-from ..nn.encoding import EncodedSentence, bucket_batches, collate
+from ..nn.encoding import (
+    EncodedSentence,
+    batch_doc_ids,
+    bucket_batches,
+    collate,
+    document_batches,
+)
 from ..nn.model import Tagger
 from ..progress import progress_bar
 from .checkpoint import TrainingState
@@ -40,22 +46,40 @@ def run_epoch(
 
 
 def train_epoch(
-    model, encoded, optimizer, config, rng, device, epoch, show_progress, teachers=None
+    model,
+    encoded,
+    optimizer,
+    config,
+    rng,
+    device,
+    epoch,
+    show_progress,
+    teachers=None,
+    documents=None,
 ):
     """One pass over `encoded`; with `teachers` (`distill.TeacherTargets` of the same sentences)
-    the loss blends their marginals with the gold tags. Returns the mean loss per sentence and
-    the tokens trained on."""
+    the loss blends their marginals with the gold tags; with `documents` (each sentence's
+    document number) batches hold whole documents, for a model with document memory. Returns
+    the mean loss per sentence and the tokens trained on."""
     settings = config.train
     sentence_labels = config.model.task == "classifier"
     model.train()
-    lengths = [len(e.word_ids) for e in encoded]
-    batches = list(bucket_batches(lengths, settings.batch_size, rng))
+    if documents is not None:
+        batches = list(document_batches(documents, settings.batch_size, rng))
+    else:
+        lengths = [len(e.word_ids) for e in encoded]
+        batches = list(bucket_batches(lengths, settings.batch_size, rng))
     total_loss = 0.0
     tokens = 0
     progress = _epoch_progress(show_progress, len(batches), epoch)
     started = time.perf_counter()
     for step, indices in enumerate(batches, 1):
-        batch = collate([encoded[i] for i in indices], sentence_labels).to(device)
+        batch = collate([encoded[i] for i in indices], sentence_labels)
+        if documents is not None:
+            batch.doc_ids = batch_doc_ids(
+                [documents[i] for i in indices], config.model.doc_memory_dropout, rng
+            )
+        batch = batch.to(device)
         optimizer.zero_grad(set_to_none=True)
         if teachers is None:
             loss = model.loss(batch)
@@ -134,7 +158,12 @@ def _epoch_progress(show: bool, total: int, epoch: int):
 def score_on_dev(model, dev_split: DevSet, batch_size: int, device) -> float:
     if isinstance(model, Tagger):
         evaluation = evaluate_tagger(
-            model, dev_split.token_lists, dev_split.labels, batch_size=batch_size, device=device
+            model,
+            dev_split.token_lists,
+            dev_split.labels,
+            batch_size=batch_size,
+            device=device,
+            documents=dev_split.documents,
         )
     else:
         evaluation = evaluate_classifier(

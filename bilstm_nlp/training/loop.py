@@ -157,6 +157,7 @@ def _train(
     if not encoded or not any(len(e.word_ids) for e in encoded):
         raise InputFormatError("no training sentences: nothing to train on", config.data.train)
     teachers = _teachers(config, data, model, device, show_progress)
+    documents = data.documents if model.config.doc_memory else None
     if state.initial_loss is None:
         state.initial_loss = initial_loss(model, encoded, config, device)
     first_averaged = settings.epochs - settings.average_epochs + 1
@@ -167,7 +168,16 @@ def _train(
             group["lr"] = lr
         epoch_start = time.perf_counter()
         loss, tokens = train_epoch(
-            model, encoded, optimizer, config, rng, device, epoch, show_progress, teachers
+            model,
+            encoded,
+            optimizer,
+            config,
+            rng,
+            device,
+            epoch,
+            show_progress,
+            teachers,
+            documents,
         )
         seconds = time.perf_counter() - epoch_start
         check_divergence(loss, state, epoch, settings)

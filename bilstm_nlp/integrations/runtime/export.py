@@ -70,7 +70,8 @@ def export_onnx(
     Returns:
         `target`.
     Raises:
-        ConfigError: onnx is not installed, or an unknown `quantize`.
+        ConfigError: onnx is not installed, an unknown `quantize`, or a model with document
+            memory (the graph has no documents).
         ModelFileError: `source` is not a model folder, or `target` is a file.
     """
     try:
@@ -81,6 +82,11 @@ def export_onnx(
         raise ConfigError(f"--quantize must be {' or '.join(QUANTIZATIONS)}, got {quantize!r}")
     directory = resolve_model_path(source)
     model = load_model(directory, quantized=False)
+    if model.config.doc_memory:
+        raise ConfigError(
+            f"{directory}: a model with document memory (model.doc_memory) cannot be exported "
+            "to ONNX yet; tag with the model folder itself"
+        )
     target = Path(target)
     if target.exists() and not target.is_dir():
         raise ModelFileError("exists and is not a folder; give a folder to export to", target)

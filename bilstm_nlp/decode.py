@@ -177,8 +177,6 @@ def _batches(
 def reads_documents(model: Any) -> bool:
     """Whether a tagger reads a sentence's document (`ModelConfig.doc_memory`): `tag_sentences`
     then wants `documents`."""
-    if is_onnx(model):
-        return False
     config = getattr(model, "config", None)
     return bool(getattr(config, "doc_memory", False))
 
@@ -243,7 +241,9 @@ def tag_sentences(
             )
         predicting = contextlib.nullcontext()
 
-        def score(batch: list[Sequence[str]]) -> ScoredBatch:
+        def score(batch: list[Sequence[str]], prepared: tuple | None = None) -> ScoredBatch:
+            if prepared is not None:
+                return model.score_emissions(*prepared, k, confidence)
             return model.score_batch(encoder.encode_batch(batch), k, confidence)
 
     results: list[TaggedSentence | None] = [None] * len(token_lists)
@@ -259,11 +259,14 @@ def tag_sentences(
             (indices, batch, None) for indices, batch in _batches(token_lists, batch_size)
         )
         if documents is not None and reads_documents(model):
-            from .decode_torch import document_emissions
-
             # The network runs first on every batch, then the memory by document.
             sentence_batches = list(_batches(token_lists, batch_size))
-            prepared = document_emissions(model, encoder, sentence_batches, documents, device)
+            if is_onnx(model):
+                prepared: list = model.document_emissions(encoder, sentence_batches, documents)
+            else:
+                from .decode_torch import document_emissions
+
+                prepared = document_emissions(model, encoder, sentence_batches, documents, device)
             batches = (
                 (indices, batch, ready)
                 for (indices, batch), ready in zip(sentence_batches, prepared, strict=True)

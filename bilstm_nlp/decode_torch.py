@@ -33,10 +33,10 @@ from .nn.heads import CRFHead, SoftmaxHead, TagHead
 from .nn.ids import TokenEncoder
 from .nn.memory import mean_of_others
 from .nn.model import Classifier, Tagger
-from .nn.vocab import PAD_ID, UNK_ID
 from .runtime import network_numpy
 from .runtime.backend import score_crf
 from .runtime.crf_numpy import CrfArrays
+from .runtime.memory_numpy import MemoryKeys
 from .runtime.network_numpy import LstmLayerArrays, NetworkArrays
 from .scored import ScoredBatch, flatten_spans, kbest_rows, spans_per_row
 from .text.schemes import Span
@@ -143,11 +143,7 @@ def document_emissions(
     Returns:
         Per batch, the encoded `Batch` and its emissions `(batch, seq_len, num_tags)`.
     """
-    words = len(model.vocab.words)
-    # Unknown words are keyed by their characters (the batch memory's spelling), numbered past
-    # every word id and across batches.
-    spellings: dict[bytes, int] = {}
-    document_numbers: dict[Hashable, int] = {}
+    memory_keys = MemoryKeys(len(model.vocab.words))
     encoded, own_parts, other_parts, keys = [], [], [], []
     for indices, token_lists in batches:
         arrays = encoder.encode_batch(token_lists)
@@ -156,19 +152,7 @@ def document_emissions(
         encoded.append((batch, own))
         own_parts.append(own[batch.mask])
         other_parts.append(others[batch.mask])
-        word_ids = arrays.word_ids[arrays.mask]
-        spelling_ids = arrays.spelling_ids[arrays.mask]
-        word_keys = word_ids.copy()
-        for position in np.flatnonzero(word_ids == UNK_ID):
-            # The characters without the batch's padding, which differs from batch to batch.
-            characters = arrays.char_ids[spelling_ids[position]]
-            spelling = characters[characters != PAD_ID].tobytes()
-            word_keys[position] = words + spellings.setdefault(spelling, len(spellings))
-        numbers = [
-            document_numbers.setdefault(documents[i], len(document_numbers)) for i in indices
-        ]
-        doc_keys = np.repeat(np.asarray(numbers, dtype=np.int64), arrays.mask.sum(axis=1))
-        keys.append(doc_keys * (1 << 32) + word_keys)
+        keys.append(memory_keys(arrays, [documents[i] for i in indices]))
     if not encoded:
         return []
     own_all = torch.cat(own_parts)

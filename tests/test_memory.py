@@ -132,14 +132,14 @@ def test_batch_doc_ids_number_documents_and_set_sentences_alone():
     assert 20 < own < 60
 
 
-def _memory_tagger() -> Tagger:
+def _memory_tagger(head: str = "crf") -> Tagger:
     """Words past the sixth are unknown, their characters known: told apart by spelling."""
     torch.manual_seed(0)
     labels = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
     known = Vocab.build([WORDS[:6]], labels)
     vocab = Vocab(known.words, Vocab.build([WORDS], labels).chars, known.labels, len(known.words))
     config = ModelConfig(
-        vectors=None, word_dim=8, hidden=6, char_hidden=4, char_dim=4, doc_memory=True
+        vectors=None, word_dim=8, hidden=6, char_hidden=4, char_dim=4, doc_memory=True, head=head
     )
     meta = ModelMeta.from_json({"task": "ner"}, kind="tagger", scheme="IOB2", output_scheme="IOB2")
     return Tagger(config, vocab, meta).eval()
@@ -297,13 +297,31 @@ def test_a_memory_tagger_learns_what_only_the_document_tells(tmp_path: Path):
     ]
 
 
-def test_memory_is_for_taggers_and_is_not_exported(tmp_path: Path):
+def test_memory_is_for_taggers():
     with pytest.raises(ConfigError, match="doc_memory is for taggers"):
         ModelConfig(task="classifier", doc_memory=True)
-    pytest.importorskip("onnx")
+
+
+@pytest.mark.parametrize("head", ["crf", "softmax"])
+def test_an_onnx_export_tags_as_the_torch_model_by_document_and_alone(tmp_path: Path, head):
+    pytest.importorskip("onnxruntime")
     from bilstm_nlp.integrations.runtime.export import export_onnx
     from bilstm_nlp.serialize import save_model
 
-    save_model(_memory_tagger(), tmp_path / "model")
-    with pytest.raises(ConfigError, match="document memory"):
-        export_onnx(tmp_path / "model", tmp_path / "onnx")
+    model = _memory_tagger(head)
+    save_model(model, tmp_path / "model")
+    exported = load(export_onnx(tmp_path / "model", tmp_path / "onnx"))
+    generator = random.Random(11)
+    token_lists = [
+        [generator.choice(WORDS) for _ in range(generator.randint(0, 9))] for _ in range(50)
+    ]
+    documents = [generator.choice("abcde") for _ in token_lists]
+    for given in (documents, None):
+        for batch_size in (8, 256):
+            by_torch = tag_sentences(model, token_lists, documents=given, batch_size=batch_size)
+            by_onnx = tag_sentences(exported, token_lists, documents=given, batch_size=batch_size)
+            for a, b in zip(by_torch, by_onnx, strict=True):
+                assert a.tags == b.tags
+                torch.testing.assert_close(
+                    torch.tensor(a.tag_probs), torch.tensor(b.tag_probs), rtol=0, atol=1e-4
+                )

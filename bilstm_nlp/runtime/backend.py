@@ -9,6 +9,7 @@ one); the ids are built by `nn/ids.py`, as for the torch model.
 
 from __future__ import annotations
 
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,13 +18,14 @@ import numpy as np
 
 from ..config import ModelConfig
 from ..errors import ConfigError, ModelFileError
-from ..nn.ids import BatchArrays
+from ..nn.ids import BatchArrays, TokenEncoder
 from ..nn.meta import ModelMeta
 from ..nn.vocab import Vocab
 from ..scored import ScoredBatch, flatten_spans, kbest_rows, spans_per_row
 from ..text.schemes import Span
 from . import crf_numpy
 from .crf_numpy import CrfArrays
+from .memory_numpy import MemoryKeys, mean_of_others
 
 ONNX_FILE = "model.onnx"
 CRF_FILE = "crf.safetensors"
@@ -153,9 +155,79 @@ class OnnxTagger(OnnxModel):
 
     def score_batch(self, arrays: BatchArrays, k: int, confidence: bool) -> ScoredBatch:
         """Best tags, their probabilities, k-best paths and entity probabilities of a batch, as
-        the torch head gives them (`scored.ScoredBatch`)."""
+        the torch head gives them (`scored.ScoredBatch`). A document-memory tagger reads each
+        sentence as a document of its own here (`document_emissions` reads documents)."""
         # shape: (batch, seq_len, num_tags) float32
         emissions = self.run(arrays)
+        if self.config.doc_memory:
+            ((_, emissions),) = self._with_memory(
+                [(arrays, emissions)], MemoryKeys(len(self.vocab.words)), None
+            )
+        return self.score_emissions(arrays, emissions, k, confidence)
+
+    def document_emissions(
+        self,
+        encoder: TokenEncoder,
+        batches: Sequence[tuple[list[int], list[Sequence[str]]]],
+        documents: Sequence[Hashable],
+    ) -> list[tuple[BatchArrays, np.ndarray]]:
+        """As `decode_torch.document_emissions`: a document-memory tagger's emissions with the
+        memory taken over whole documents, however they fall into `batches`.
+
+        Returns:
+            Per batch, its arrays and emissions `(batch, seq_len, num_tags)`.
+        """
+        runs = []
+        for _, token_lists in batches:
+            arrays = encoder.encode_batch(token_lists)
+            runs.append((arrays, self.run(arrays)))
+        memory_keys = MemoryKeys(len(self.vocab.words))
+        return self._with_memory(runs, memory_keys, [indices for indices, _ in batches], documents)
+
+    def _with_memory(
+        self,
+        runs: list[tuple[BatchArrays, np.ndarray]],
+        memory_keys: MemoryKeys,
+        rows: list[list[int]] | None,
+        documents: Sequence[Hashable] | None = None,
+    ) -> list[tuple[BatchArrays, np.ndarray]]:
+        # The graph gives the emission layer's two parts; the memory of the second is added to
+        # the first. Without `rows`, each sentence is its own document.
+        num_tags = runs[0][1].shape[-1] // 2 if runs else 0
+        own_parts, other_parts, keys = [], [], []
+        for number, (arrays, parts) in enumerate(runs):
+            own_parts.append(parts[..., :num_tags][arrays.mask])
+            other_parts.append(parts[..., num_tags:][arrays.mask])
+            if rows is None:
+                of_rows: Sequence[Hashable] = [(number, row) for row in range(len(arrays.mask))]
+            else:
+                assert documents is not None
+                of_rows = [documents[i] for i in rows[number]]
+            keys.append(memory_keys(arrays, of_rows))
+        if not runs:
+            return []
+        others = np.concatenate(other_parts)
+        emissions = np.concatenate(own_parts) + mean_of_others(others, np.concatenate(keys))
+        if self.config.head == "softmax":
+            # As `SoftmaxHead.from_projected`: log-probabilities.
+            top = emissions.max(axis=1, keepdims=True)
+            emissions = emissions - (
+                top + np.log(np.exp(emissions - top).sum(axis=1, keepdims=True))
+            )
+        results = []
+        start = 0
+        for arrays, parts in runs:
+            padded = np.zeros(parts.shape[:-1] + (num_tags,), dtype=parts.dtype)
+            count = int(arrays.mask.sum())
+            padded[arrays.mask] = emissions[start : start + count]
+            results.append((arrays, padded))
+            start += count
+        return results
+
+    def score_emissions(
+        self, arrays: BatchArrays, emissions: np.ndarray, k: int, confidence: bool
+    ) -> ScoredBatch:
+        """`score_batch` of a batch whose emissions `(batch, seq_len, num_tags)` are made."""
         if self.config.head == "softmax":
             return self._score_softmax(emissions, arrays.mask, k, confidence)
         return self._score_crf(emissions, arrays.mask, k, confidence)

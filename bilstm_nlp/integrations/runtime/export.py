@@ -70,8 +70,7 @@ def export_onnx(
     Returns:
         `target`.
     Raises:
-        ConfigError: onnx is not installed, an unknown `quantize`, or a model with document
-            memory (the graph has no documents).
+        ConfigError: onnx is not installed, or an unknown `quantize`.
         ModelFileError: `source` is not a model folder, or `target` is a file.
     """
     try:
@@ -82,11 +81,6 @@ def export_onnx(
         raise ConfigError(f"--quantize must be {' or '.join(QUANTIZATIONS)}, got {quantize!r}")
     directory = resolve_model_path(source)
     model = load_model(directory, quantized=False)
-    if model.config.doc_memory:
-        raise ConfigError(
-            f"{directory}: a model with document memory (model.doc_memory) cannot be exported "
-            "to ONNX yet; tag with the model folder itself"
-        )
     target = Path(target)
     if target.exists() and not target.is_dir():
         raise ModelFileError("exists and is not a folder; give a folder to export to", target)
@@ -96,6 +90,8 @@ def export_onnx(
     batch = collate([encoder(tokens) for tokens in _EXAMPLE])
     inputs = (batch.word_ids, batch.casing_ids, batch.char_ids, batch.spelling_ids, batch.mask)
     output = "log_probs" if isinstance(model, Classifier) else "emissions"
+    if isinstance(model, Tagger) and model.config.doc_memory:
+        output = "emission_parts"
     axes = {**AXES, output: {0: "batch"} if output == "log_probs" else {0: "batch", 1: "seq_len"}}
     path = target / ONNX_FILE
     with warnings.catch_warnings(), _native_stderr_to_log():
@@ -183,7 +179,10 @@ def _check_against_torch(
     feeds = {i.name: getattr(batch, i.name).numpy() for i in session.get_inputs()}
     (found,) = session.run(None, feeds)
     with torch.inference_mode():
-        expected = model(batch).numpy()
+        if isinstance(model, Tagger) and model.config.doc_memory:
+            expected = torch.cat(model.memory_parts(batch), dim=-1).numpy()
+        else:
+            expected = model(batch).numpy()
     if isinstance(model, Tagger):
         found, expected = found[batch.mask.numpy()], expected[batch.mask.numpy()]
     if found.shape != expected.shape or not np.isfinite(found).all():

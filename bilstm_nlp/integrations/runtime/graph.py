@@ -151,7 +151,9 @@ class ExportGraph(nn.Module):
 
     Inputs are a `Batch`'s arrays; the output is the model's: a tagger's emissions `(batch,
     seq_len, num_tags)` (CRF scores or softmax log-probabilities), a classifier's class
-    log-probabilities `(batch, num_labels)`. Built in eval mode: dropout is off.
+    log-probabilities `(batch, num_labels)`. A document-memory tagger gives its emission
+    layer's two parts instead, `(batch, seq_len, 2 * num_tags)`. Built in eval mode: dropout is
+    off.
 
     Args:
         model: the trained model; its modules are shared, not copied (the LSTMs' weights are).
@@ -199,4 +201,12 @@ class ExportGraph(nn.Module):
         )
         if isinstance(self.model, Classifier):
             return self.model.head(contextual, mask)
+        if self.model.config.doc_memory:
+            # The emission layer's two parts (`Tagger.memory_parts`): the runtime takes the
+            # memory by document and adds it (`runtime.backend.OnnxTagger`).
+            projection = self.model.head.projection
+            width = contextual.shape[-1]
+            own = nn.functional.linear(contextual, projection.weight[:, :width], projection.bias)
+            others = nn.functional.linear(contextual, projection.weight[:, width:])
+            return torch.cat([own, others], dim=-1)
         return self.model.head.emissions(contextual)

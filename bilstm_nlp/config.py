@@ -310,7 +310,9 @@ def from_dict(cls: type[T], values: Any, source: str | None = None, section: str
     unknown = sorted(set(values) - names)
     if unknown:
         raise ConfigError(
-            f"unknown key(s) {', '.join(where + k for k in unknown)}; "
+            # A key that is no plain name (a newline, a thousand characters) is shown as JSON,
+            # so the error stays one readable line.
+            f"unknown key(s) {', '.join(where + _key_name(k) for k in unknown)}; "
             f"known: {', '.join(sorted(names))}",
             source,
         )
@@ -343,6 +345,10 @@ def _check_type(value: Any, hint: Any, name: str, source: str | None) -> Any:
             return [_check_type(v, item, f"{name}[{i}]", source) for i, v in enumerate(value)]
     expected = " or ".join("null" if a is type(None) else a.__name__ for a in allowed)
     raise ConfigError(f"{name} must be {expected}, got {short_json(value)}", source)
+
+
+def _key_name(key: str) -> str:
+    return key if key.isidentifier() and len(key) <= 60 else short_json(key)
 
 
 def short_json(value: Any) -> str:

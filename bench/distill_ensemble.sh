@@ -5,7 +5,7 @@
 #   PARALLEL=1 bash bench/distill_ensemble.sh  # all teachers at once, then all students
 #   DEVICE=cuda PARALLEL=1 bash bench/distill_ensemble.sh
 #
-# Teachers: the `ner` recipe (models/ner/train.json) on train alone, seeds $SEEDS, epoch 40's
+# Teachers: the `ner` recipe until 2026-12-05 (bench/configs/ner-40-epochs.json) on train alone, seeds $SEEDS, epoch 40's
 # weights (the run's checkpoint: no selection on dev). Students: the same recipe, seeds
 # $STUDENT_SEEDS, taught by all teachers with the teachers' share of the target at each of
 # $WEIGHTS. Then
@@ -25,7 +25,7 @@ MAX_MINUTES=${MAX_MINUTES:-0}
 STUDENT_MAX_MINUTES=${STUDENT_MAX_MINUTES:-$MAX_MINUTES}
 RUNS=${RUNS:-runs}
 PYTHON=${PYTHON:-python}
-CONFIG=${CONFIG:-models/ner/train.json}
+CONFIG=${CONFIG:-bench/configs/ner-40-epochs.json}
 EPOCHS=${EPOCHS:-}
 mkdir -p "$RUNS"
 

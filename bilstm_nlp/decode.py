@@ -258,7 +258,13 @@ def tag_sentences(
         batches: Iterator = (
             (indices, batch, None) for indices, batch in _batches(token_lists, batch_size)
         )
-        if documents is not None and reads_documents(model):
+        # Documents of one sentence each are sentences alone: the ordinary path (and its
+        # numpy network for a single sentence, as the spaCy component sends it) does.
+        if (
+            documents is not None
+            and reads_documents(model)
+            and len(set(documents)) < len(documents)
+        ):
             # The network runs first on every batch, then the memory by document.
             sentence_batches = list(_batches(token_lists, batch_size))
             if is_onnx(model):

@@ -33,6 +33,7 @@ from .nn.heads import CRFHead, SoftmaxHead, TagHead
 from .nn.ids import TokenEncoder
 from .nn.memory import mean_of_others
 from .nn.model import Classifier, Tagger
+from .nn.vocab import UNK_ID
 from .runtime import network_numpy
 from .runtime.backend import score_crf
 from .runtime.crf_numpy import CrfArrays
@@ -65,8 +66,6 @@ def tagger_scoring(
     sentences (token lists, encoded by `encoder`), for `decode.tag_sentences` (arguments as
     there)."""
     _eval(model)
-    # The numpy network has no document memory: such a model keeps to torch for its emissions.
-    numpy_network = not model.config.doc_memory
     numpy_crf = (
         low_latency
         and isinstance(model.head, CRFHead)
@@ -84,13 +83,15 @@ def tagger_scoring(
                 arrays = _numpy_arrays(model).crf
                 return score_crf(arrays, emissions.numpy(), batch.mask.numpy(), k, confidence)
             return score_batch(model, batch, k, confidence, uncertainty, emissions)
-        if numpy_crf and numpy_network and len(token_lists) == 1 and not uncertainty:
+        if numpy_crf and len(token_lists) == 1 and not uncertainty:
             sentence = encoder(token_lists[0])
             numpy_model = _numpy_arrays(model)
             if numpy_model.network and 0 < len(sentence.word_ids) <= NUMPY_NETWORK_MAX_TOKENS:
                 one = network_numpy.emissions(
                     numpy_model.network, sentence.word_ids, sentence.casing_ids, sentence.char_ids
                 )
+                if model.config.doc_memory:
+                    one = with_sentence_memory(one, sentence, len(model.vocab.words))
                 mask = np.ones((1, len(one)), dtype=bool)
                 return score_crf(numpy_model.crf, one[None], mask, k, confidence)
         batch = Batch.from_arrays(encoder.encode_batch(token_lists)).to(device)
@@ -117,6 +118,27 @@ def tagger_scoring(
         return scored
 
     return torch.inference_mode(), score
+
+
+def with_sentence_memory(parts: np.ndarray, sentence, words: int) -> np.ndarray:
+    """A document-memory tagger's emissions of one sentence read alone, from the numpy
+    network's two parts `(seq_len, 2 * num_tags)` (CRF head: emissions are the projection)."""
+    num_tags = parts.shape[1] // 2
+    word_keys = np.asarray(sentence.word_ids, dtype=np.int64)
+    spellings: dict[bytes, int] = {}
+    for position in np.flatnonzero(word_keys == UNK_ID):
+        spelling = np.asarray(sentence.char_ids[position], dtype=np.int64).tobytes()
+        word_keys[position] = words + spellings.setdefault(spelling, len(spellings))
+    own = parts[:, :num_tags]
+    # shape: (seq_len, seq_len), True where another token of the sentence is the same word;
+    # a sentence is short (NUMPY_NETWORK_MAX_TOKENS), and most repeat no word.
+    same = word_keys[:, None] == word_keys[None, :]
+    np.fill_diagonal(same, False)
+    counts = same.sum(axis=1)
+    if not counts.any():
+        return own
+    others = same.astype(parts.dtype) @ parts[:, num_tags:]
+    return own + others / np.maximum(counts, 1)[:, None].astype(parts.dtype)
 
 
 def document_emissions(
@@ -292,6 +314,13 @@ def network_arrays(model: Tagger) -> NetworkArrays | None:
             )
         tables = char_encoder.tables() if char_encoder is not None else None
         casings = embedder.casing_embedding
+        weight, bias = projection.weight, projection.bias
+        if model.config.doc_memory:
+            # The emission layer's two parts (`Tagger.memory_parts`) as one layer: the network
+            # gives `(seq_len, 2 * num_tags)`, the own part then what each token lends.
+            width = model.encoder.output_dim
+            weight = torch.cat([weight[:, :width], weight[:, width:]])
+            bias = torch.cat([bias, torch.zeros_like(bias)])
         return NetworkArrays(
             trainable_words=_numpy(embedder.word_embedding.weight),
             fixed_words=_numpy(embedder.fixed_embedding.weight),
@@ -300,8 +329,8 @@ def network_arrays(model: Tagger) -> NetworkArrays | None:
             char_bias=_numpy(char_encoder.conv.bias) if char_encoder is not None else None,
             char_padding=char_encoder.conv.padding[0] if char_encoder is not None else 0,
             layers=tuple(layers),
-            projection=_numpy(projection.weight.T),
-            projection_bias=_numpy(projection.bias),
+            projection=_numpy(weight.T),
+            projection_bias=_numpy(bias),
         )
 
 

@@ -5,14 +5,18 @@ another sentence of the document can tell."""
 
 from __future__ import annotations
 
+import json
+import math
 import random
 from pathlib import Path
 
 import pytest
 import torch
+from typer.testing import CliRunner
 
 from bilstm_nlp import load, tag_sentences
 from bilstm_nlp.annotation.annotator import annotate_texts
+from bilstm_nlp.cli import app
 from bilstm_nlp.config import ModelConfig
 from bilstm_nlp.corpus.loading import document_numbers
 from bilstm_nlp.decode_torch import document_emissions
@@ -287,6 +291,14 @@ def test_a_memory_tagger_learns_what_only_the_document_tells(tmp_path: Path):
     tokens[0] = ["rain", "in", "Vell", "."]
     tagged = tag_sentences(model, tokens, documents=["story", "story"])
     assert tagged[1].tags == ["I-LOC", "O", "O", "O"]
+    # evaluate reads the file's documents, or with --sentences-alone none.
+    for options, expected in (([], 100.0), (["--sentences-alone"], None)):
+        result = CliRunner().invoke(
+            app, ["evaluate", str(tmp_path / "memory"), str(corpus), "--json", *options]
+        )
+        assert result.exit_code == 0, result.output
+        f1 = json.loads(result.stdout)["f1"]
+        assert f1 == pytest.approx(expected) if expected else f1 < 100.0
     # Raw text: each text is a document (annotate, tag, the service, the spaCy component).
     texts = ["Mr Mirt spoke. Mirt was named.", "rain in Mirt. Mirt was named."]
     annotations = annotate_texts(model, texts)
@@ -295,6 +307,16 @@ def test_a_memory_tagger_learns_what_only_the_document_tells(tmp_path: Path):
         [("Mirt", "PER"), ("Mirt", "PER")],
         [("Mirt", "LOC"), ("Mirt", "LOC")],
     ]
+
+
+def test_an_epoch_of_a_memory_tagger_reads_whole_documents(tmp_path: Path):
+    from bilstm_nlp.training import prepare_training, run_epoch
+
+    corpus = _write_stories(tmp_path / "stories.conll")
+    run = prepare_training(tiny_config(corpus, "crf", "BIOES", doc_memory=True))
+    assert run.data.documents == [d for d in range(8) for _ in range(2)]
+    loss, tokens = run_epoch(run, random.Random(0))
+    assert math.isfinite(loss) and tokens == 8 * (4 + 4)
 
 
 def test_memory_is_for_taggers():

@@ -37,6 +37,7 @@ SENTENCES = [
     ["BRUSSELS", "1996-08-22", "the", "a"],
     ["ünknöwn", "ΩΩ", "x" * 40, "the", "a", "EU", ""],
     ["a"] * 30,
+    ["Zxq", "met", "Zxq", "ZXQ", "the", "The"],  # repeats, unknown words among them
 ]
 EMISSION_TOLERANCE = 1e-4
 """float32 scores of size ~1-20, summed in another order by another BLAS."""
@@ -64,13 +65,20 @@ def torch_emissions(model: Tagger, encoder: TokenEncoder, tokens: list[str]) -> 
         return model(collate([encoder(tokens)]))[0].numpy()
 
 
-def numpy_emissions(network: NetworkArrays, encoder: TokenEncoder, tokens: list[str]):
+def numpy_emissions(
+    network: NetworkArrays, encoder: TokenEncoder, tokens: list[str], model: Tagger
+) -> np.ndarray:
     encoded = encoder(tokens)
-    return network_numpy.emissions(network, encoded.word_ids, encoded.casing_ids, encoded.char_ids)
+    found = network_numpy.emissions(network, encoded.word_ids, encoded.casing_ids, encoded.char_ids)
+    if model.config.doc_memory:
+        # The network gives the emission layer's two parts; the sentence is its own document.
+        return decode_torch.with_sentence_memory(found, encoded, len(model.vocab.words))
+    return found
 
 
 ARCHITECTURES = [
     {},
+    {"doc_memory": True},
     {"layers": 2},
     {"char_encoder": "none", "casing_dim": 0},
     {"char_kernel": 4},
@@ -87,7 +95,7 @@ def test_emissions_equal_torch_on_random_models(config, seed):
     encoder = TokenEncoder(model.vocab, model.config.max_word_chars)
     for tokens in SENTENCES:
         expected = torch_emissions(model, encoder, tokens)
-        found = numpy_emissions(network, encoder, tokens)
+        found = numpy_emissions(network, encoder, tokens, model)
         assert found.dtype == np.float32 and found.shape == expected.shape
         np.testing.assert_allclose(found, expected, atol=EMISSION_TOLERANCE)
         assert np.abs(expected).max() > 0.5  # random weights give scores worth comparing
@@ -188,7 +196,7 @@ def test_shipped_models_on_real_sentences(name, shared_corpora):
     largest = 0.0
     for tokens in dev_sentences(shared_corpora, 200):
         expected = torch_emissions(model, encoder, tokens)
-        found = numpy_emissions(network, encoder, tokens)
+        found = numpy_emissions(network, encoder, tokens, model)
         largest = max(largest, float(np.abs(found - expected).max()))
         assert (found.argmax(axis=1) == expected.argmax(axis=1)).all()
     assert largest < EMISSION_TOLERANCE

@@ -77,9 +77,18 @@ def pool_annotations(ner, pool_lines):
 
 def emissions_of(model, tokens: list[str]) -> torch.Tensor:
     """`(len(tokens), num_tags)` float64 emissions of one sentence, computed on its own."""
+    return document_emissions_of(model, [tokens])[0]
+
+
+def document_emissions_of(model, sentences: list[list[str]]) -> list[torch.Tensor]:
+    """Each sentence's float64 emissions, the sentences read as one document (a model with
+    document memory reads the other sentences' occurrences of each word)."""
     encoder = TokenEncoder(model.vocab, model.config.max_word_chars)
+    batch = collate([encoder(tokens) for tokens in sentences])
+    batch.doc_ids = torch.zeros(len(sentences), dtype=torch.long)
     with torch.inference_mode():
-        return model(collate([encoder(tokens)]))[0].double()
+        emissions = model(batch).double()
+    return [emissions[row, : len(tokens)] for row, tokens in enumerate(sentences)]
 
 
 def enumerated_log_probs(model, emissions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -132,7 +141,8 @@ def test_least_confident_and_entropy_equal_enumeration_of_every_path(ner, dev_se
 
 def test_multi_sentence_documents_equal_the_crfs_partition_function(ner, dev_sentences) -> None:
     # Three dev sentences to a line: the document's path probability is the product of its
-    # sentences'; each sentence is scored alone with the CRF's own Viterbi and log Z.
+    # sentences'; each sentence is scored with the CRF's own Viterbi and log Z, from its
+    # emissions in its document.
     block = dev_sentences[20:50]
     texts = [" ".join(block[i] + block[i + 1] + block[i + 2]) for i in range(0, 30, 3)]
     annotations = Annotator(ner, uncertainty=True)(texts)
@@ -143,8 +153,8 @@ def test_multi_sentence_documents_equal_the_crfs_partition_function(ner, dev_sen
         log_prob = entropy = 0.0
         outside = []
         with torch.no_grad():
-            for tokens in sentences:
-                emissions = emissions_of(ner, tokens).unsqueeze(0)
+            for emissions in document_emissions_of(ner, sentences):
+                emissions = emissions.unsqueeze(0)
                 mask = torch.ones(emissions.shape[:2], dtype=torch.bool)
                 path, _ = crf.viterbi_decode(emissions, mask)
                 score = crf.path_scores(emissions, path, mask) - crf.log_partition(emissions, mask)

@@ -35,6 +35,12 @@ def evaluate_cli(
     predictions: Path | None = Opt(
         None, "--predictions", help="Write 'token gold predicted' columns (conlleval input)"
     ),
+    sentences_alone: bool = Opt(
+        False,
+        "--sentences-alone",
+        help="Tag each sentence as a document of its own, not the file's documents "
+        "(-DOCSTART-, # newdoc), for a model with document memory",
+    ),
     batch_size: int = Opt(256, "--batch-size", help="Sentences per batch"),
     threads: int | None = Opt(
         None, "--threads", help="CPU threads (torch's, or the ONNX session's intra-op threads)"
@@ -65,6 +71,7 @@ def evaluate_cli(
             dev_from_train=dev_from_train,
             misaligned=misaligned,
             batch_size=batch_size,
+            by_document=not sentences_alone,
         )
         if predictions is not None and isinstance(result, TaggerEvaluation):
             write_predictions(result, predictions)

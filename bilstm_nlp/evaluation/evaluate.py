@@ -189,8 +189,12 @@ def evaluate_file(
     batch_size: int = 256,
     device: str | torch.device = "cpu",
     show_progress: bool = False,
+    by_document: bool = True,
 ) -> TaggerEvaluation | ClassifierEvaluation:
     """Evaluate on a data file read with the model's own reader settings (options override them).
+
+    A tagger with document memory reads the file's documents (`-DOCSTART-`, `# newdoc`); with
+    `by_document` False, each sentence as a document of its own.
 
     With `dev_from_train` (e.g. `last:1000`), `path` is a training file and exactly the part carved
     off as dev during training is scored. `misaligned` (`error`, `expand`, `drop`) says what a
@@ -225,7 +229,7 @@ def evaluate_file(
             batch_size=batch_size,
             device=device,
             show_progress=show_progress,
-            documents=document_numbers(corpus["dev"]["doc_id"][:]),
+            documents=document_numbers(corpus["dev"]["doc_id"][:]) if by_document else None,
         )
     if dev_from_train:
         raise ConfigError("--dev-from-train applies to tagging corpora only")

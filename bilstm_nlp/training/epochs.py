@@ -40,8 +40,18 @@ def run_epoch(
         ConfigError: the loss became infinite or NaN (training diverged).
     """
     model = run.model.to(device)
+    # A document-memory model trains on whole documents, as `train` does.
+    documents = run.data.documents if model.config.doc_memory else None
     return train_epoch(
-        model, run.encoded, run.optimizer, run.config, rng, torch.device(device), epoch, False
+        model,
+        run.encoded,
+        run.optimizer,
+        run.config,
+        rng,
+        torch.device(device),
+        epoch,
+        False,
+        documents=documents,
     )
 
 

@@ -174,6 +174,49 @@ def _batches(
         yield indices, [token_lists[i] for i in indices]
 
 
+# Whole documents are tagged in groups of about this many batches: what is held between the
+# network's pass and the memory's (ids and emissions) stays bounded on any input.
+DOCUMENT_GROUP_BATCHES = 16
+
+
+def _document_batches(
+    model: Any,
+    encoder: TokenEncoder,
+    token_lists: Sequence[Sequence[str]],
+    documents: Sequence[Hashable],
+    batch_size: int,
+    device: Any,
+) -> Iterator[tuple[list[int], list[Sequence[str]], Any]]:
+    """`_batches` of the sentences with their emissions made beforehand, for a model with
+    document memory: groups of whole documents, each run through the network in length-sorted
+    batches, then the memory taken by document over the group."""
+    members: dict[Hashable, list[int]] = {}
+    for index, document in enumerate(documents):
+        members.setdefault(document, []).append(index)
+    group: list[int] = []
+    limit = DOCUMENT_GROUP_BATCHES * batch_size
+    for document_indices in [*members.values(), None]:
+        if document_indices is not None and (
+            not group or len(group) + len(document_indices) <= limit
+        ):
+            group.extend(document_indices)
+            continue
+        # The network runs first on every batch of the group, then the memory by document.
+        sentence_batches = [
+            ([group[i] for i in indices], batch)
+            for indices, batch in _batches([token_lists[i] for i in group], batch_size)
+        ]
+        if is_onnx(model):
+            prepared = model.document_emissions(encoder, sentence_batches, documents)
+        else:
+            from .decode_torch import document_emissions
+
+            prepared = document_emissions(model, encoder, sentence_batches, documents, device)
+        for (indices, batch), ready in zip(sentence_batches, prepared, strict=True):
+            yield indices, batch, ready
+        group = list(document_indices or [])
+
+
 def reads_documents(model: Any) -> bool:
     """Whether a tagger reads a sentence's document (`ModelConfig.doc_memory`): `tag_sentences`
     then wants `documents`."""
@@ -265,18 +308,7 @@ def tag_sentences(
             and reads_documents(model)
             and len(set(documents)) < len(documents)
         ):
-            # The network runs first on every batch, then the memory by document.
-            sentence_batches = list(_batches(token_lists, batch_size))
-            if is_onnx(model):
-                prepared: list = model.document_emissions(encoder, sentence_batches, documents)
-            else:
-                from .decode_torch import document_emissions
-
-                prepared = document_emissions(model, encoder, sentence_batches, documents, device)
-            batches = (
-                (indices, batch, ready)
-                for (indices, batch), ready in zip(sentence_batches, prepared, strict=True)
-            )
+            batches = _document_batches(model, encoder, token_lists, documents, batch_size, device)
         for indices, batch, ready in batches:
             scored = score(batch) if ready is None else score(batch, ready)
             lengths = [len(tokens) for tokens in batch]

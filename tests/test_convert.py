@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from safetensors.torch import load_file
 from typer.testing import CliRunner
@@ -409,6 +409,7 @@ _TAGS = st.sampled_from(["O", "B-PER", "I-PER", "B-LOC", "I-LOC"])
         st.lists(st.tuples(_WORDS, _TAGS), min_size=1, max_size=6), min_size=1, max_size=4
     )
 )
+@example(sentences=[[("{", "O")]])  # a CoNLL file whose first token opens a brace
 def test_generated_sentences_survive_every_format(tmp_path: Path, sentences) -> None:
     conll = tmp_path / "gen.txt"
     conll.write_text(

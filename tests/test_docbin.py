@@ -7,7 +7,7 @@ import zlib
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from spacy.tokens import Doc, DocBin, Span
 from spacy.vocab import Vocab
@@ -181,6 +181,7 @@ _PAYLOAD = _valid_docbin_payload()
         st.tuples(st.integers(0, len(_PAYLOAD) - 1), st.integers(0, 255)), min_size=1, max_size=4
     )
 )
+@example(edits=[(1800, 0)])  # a span-group table that decodes to an integer
 def test_a_mutated_docbin_gives_sentences_or_input_format_error(
     tmp_path: Path, edits: list[tuple[int, int]]
 ) -> None:

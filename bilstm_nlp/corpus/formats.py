@@ -57,7 +57,7 @@ def detect_format(path: str | Path) -> str:
     if _opens_json_array(path):
         return "labelstudio"
     first = first_content_line(path)
-    if suffix == ".jsonl" or first.lstrip(" \t").startswith("{"):
+    if suffix == ".jsonl" or _opens_json_object(first):
         return _jsonl_kind(first)
     if re.match(r"[ \t]*\([0-9]", first):
         return "sst"
@@ -67,6 +67,19 @@ def detect_format(path: str | Path) -> str:
     if suffix == ".tsv" and {"text", "label"} <= set(fields):
         return "tsv"
     return "conll"
+
+
+def _opens_json_object(first: str) -> bool:
+    """Whether a first line is (meant as) a JSON object: it parses as one, or its first field
+    opens one with a quoted key. A CoNLL line may start with a `{` token (`{ O`)."""
+    stripped = first.strip(" \t")
+    if not stripped.startswith("{"):
+        return False
+    try:
+        json.loads(stripped)
+        return True
+    except (ValueError, RecursionError):
+        return '"' in stripped.split(maxsplit=1)[0]
 
 
 def _opens_json_array(path: Path) -> bool:

@@ -29,8 +29,18 @@ from .spans import SPAN_SCHEME, sequence_bounds
 # lines (every column) and its `-DOCSTART-` line, so a CoNLL file comes back byte for byte.
 USER_DATA_KEY = "bilstm_nlp"
 ID_KEY = "id"  # the document id, as `annotate -f docbin` writes it
-# What a corrupt or foreign file makes spaCy, msgpack, zlib or numpy raise while reading.
-_CORRUPT = (ValueError, KeyError, TypeError, IndexError, AssertionError, zlib.error, OverflowError)
+# What a corrupt or foreign file makes spaCy, msgpack, zlib or numpy raise while reading (a
+# mangled span-group table decodes to an integer where spaCy expects a dict: AttributeError).
+_CORRUPT = (
+    ValueError,
+    KeyError,
+    TypeError,
+    IndexError,
+    AssertionError,
+    AttributeError,
+    zlib.error,
+    OverflowError,
+)
 
 
 def read_docbin_docs(path: str | Path) -> Iterator[tuple[int, Any]]:

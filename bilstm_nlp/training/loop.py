@@ -158,6 +158,11 @@ def _train(
         raise InputFormatError("no training sentences: nothing to train on", config.data.train)
     teachers = _teachers(config, data, model, device, show_progress)
     documents = data.documents if model.config.doc_memory else None
+    if documents is not None and len(set(documents)) == len(documents):
+        logger.warning(
+            "model.doc_memory: the training file marks no documents (-DOCSTART-, # newdoc), "
+            "so every sentence is its own and the memory only sees repeats within a sentence"
+        )
     if state.initial_loss is None:
         state.initial_loss = initial_loss(model, encoded, config, device)
     first_averaged = settings.epochs - settings.average_epochs + 1

@@ -212,12 +212,13 @@ def _alive(pid: int) -> bool:
     return "\nState:\tZ" not in status
 
 
-def _start(args: list[str]) -> subprocess.Popen:
+def _start(args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-c", "from bilstm_nlp.cli import main; main()", *args],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
+        env=None if env is None else {**os.environ, **env},
     )
 
 
@@ -278,6 +279,66 @@ def test_a_worker_killed_on_its_own_is_one_line_and_resumable(ner_dir: Path, tmp
     assert "error: a worker process died before it finished" in stderr
     assert "Traceback" not in stderr
     _resume_gives_an_uninterrupted_run(args, source, output, ner_dir, tmp_path)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux /proc")
+def test_a_worker_killed_while_it_sends_its_result_is_one_line(ner_dir: Path, tmp_path: Path):
+    # A worker killed halfway through sending a result must not leave the run waiting for the
+    # rest of it. Freezing the parent stops it reading, so a worker that sends a large result
+    # through a pipe blocks halfway; that worker is the one killed.
+    source = many_sentences(tmp_path / "in.txt", 30_000)
+    output = tmp_path / "out.jsonl"
+    args = ["annotate", str(source), "-m", str(ner_dir), "-o", str(output), "-w", "2"]
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    process = _start([*args, "--no-progress"], env={"TMPDIR": str(temporary)})
+    _wait_for_workers(process, 2, Path(str(output) + ".progress.json"))
+    workers = sorted(p for p in _children(process.pid) if "spawn_main" in _cmdline(p))
+    os.kill(process.pid, signal.SIGSTOP)
+    try:
+        _wait_until_blocked(workers)
+        sending = [p for p in workers if "writ" in _wchan(p)]
+        os.kill((sending or workers)[0], signal.SIGKILL)
+    finally:
+        os.kill(process.pid, signal.SIGCONT)
+    try:
+        process.wait(timeout=120)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        raise AssertionError("the run hung after its worker was killed") from None
+    stderr = process.stderr.read()
+    assert process.returncode == 1, stderr
+    assert "error: a worker process died before it finished" in stderr
+    assert "Traceback" not in stderr
+    assert list(temporary.iterdir()) == []  # no result a worker handed over is left behind
+    _resume_gives_an_uninterrupted_run(args, source, output, ner_dir, tmp_path)
+
+
+def _wait_until_blocked(pids: list[int]) -> None:
+    """Until none of `pids` used CPU for a second (each waits on a pipe or a lock)."""
+    deadline = time.monotonic() + 120
+    last = None
+    while time.monotonic() < deadline:
+        used = [_cpu_ticks(p) for p in pids]
+        if used == last:
+            return
+        last = used
+        time.sleep(1.0)
+    raise AssertionError(f"workers still busy: {[_wchan(p) for p in pids]}")
+
+
+def _cpu_ticks(pid: int) -> int:
+    # Fields after the command name: utime and stime are the 12th and 13th.
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def _wchan(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/wchan").read_text()
+    except OSError:
+        return ""
 
 
 def _resume_gives_an_uninterrupted_run(

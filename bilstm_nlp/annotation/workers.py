@@ -7,6 +7,10 @@ each load the model once and encode about 2 windows per worker in flight; result
 input order, so the bytes do not depend on the number of workers. Workers die with the process
 that started them (Linux's parent-death signal, else a watchdog thread), even when it is killed
 with SIGKILL; a worker that dies on its own is one `BilstmNlpError` that says how to finish.
+
+A worker hands its result over in a file of the run's private folder and sends only the file's
+name through the pool's pipe: a message that small is written to the pipe at once, so a worker
+killed while sending cannot leave half a message that the pool would wait on for ever.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import contextlib
 import ctypes
 import gc
 import os
+import pickle
 import signal
 import sys
 import tempfile
@@ -137,6 +142,7 @@ class WorkerPool:
         self.model = model
         self.workers = workers
         self.initargs = (fmt, batch_size, k_best, threads, os.getpid())
+        self.results_dir = ""
         self.stack = contextlib.ExitStack()
         self.pool: ProcessPoolExecutor | None = None
 
@@ -149,12 +155,16 @@ class WorkerPool:
                     self.model.save(model_dir)
                 else:
                     save_model(self.model, model_dir)
+            # Private to this user (mkdtemp's 0700), removed with whatever killed workers left.
+            self.results_dir = stack.enter_context(
+                tempfile.TemporaryDirectory(prefix="bilstm-nlp-results-")
+            )
             self.pool = stack.enter_context(
                 ProcessPoolExecutor(
                     self.workers,
                     mp_context=get_context("spawn"),
                     initializer=_init_worker,
-                    initargs=(str(model_dir), *self.initargs),
+                    initargs=(str(model_dir), self.results_dir, *self.initargs),
                 )
             )
             # Runs before the pool's own exit: windows not yet started are dropped, so a failed
@@ -185,14 +195,12 @@ class WorkerPool:
                     window.texts = []  # the worker has them; keep memory flat
                 else:
                     future = Future()
-                    future.set_result(([], 0))
+                    future.set_result(None)
                 pending.append((window, future))
                 if len(pending) > 2 * self.workers:
-                    done, future = pending.popleft()
-                    yield (done, *future.result())
+                    yield self._collect(*pending.popleft())
             while pending:
-                done, future = pending.popleft()
-                yield (done, *future.result())
+                yield self._collect(*pending.popleft())
         except BrokenProcessPool:
             raise BilstmNlpError(
                 "a worker process died before it finished (killed from outside, or by the "
@@ -200,14 +208,27 @@ class WorkerPool:
                 "with fewer --workers if memory is short"
             ) from None
 
+    @staticmethod
+    def _collect(window: Window, future: Future) -> tuple[Window, list[Any], int]:
+        path = future.result()
+        return (window, *_read_result(path)) if path is not None else (window, [], 0)
+
 
 # Set in each spawned worker process by the pool's initializer (never in the process that runs
-# the pool): the worker's encoder, built once, used by every task it runs.
+# the pool): the worker's encoder, built once, used by every task it runs, and the folder its
+# results go to.
 _process_encoder: list[WindowEncoder] = []
+_process_results: list[str] = []
 
 
 def _init_worker(
-    model_dir: str, fmt: str, batch_size: int, k_best: int, threads: int, parent: int
+    model_dir: str,
+    results_dir: str,
+    fmt: str,
+    batch_size: int,
+    k_best: int,
+    threads: int,
+    parent: int,
 ) -> None:
     from ..serialize import load_model
 
@@ -220,12 +241,33 @@ def _init_worker(
 
         torch.set_num_threads(threads)
     _process_encoder.append(WindowEncoder(model, fmt, batch_size, k_best))
+    _process_results.append(results_dir)
 
 
 def _encode_in_worker(
     texts: list[str], ids: list[Any], blocks: list[int], piece: Piece | None
-) -> tuple[list[Any], int]:
-    return _process_encoder[0](texts, ids, blocks, piece)
+) -> str:
+    """A window's `(encoded, tokens)`, written to a file of the results folder: its path."""
+    result = _process_encoder[0](texts, ids, blocks, piece)
+    folder = _process_results[0]
+    try:
+        handle, path = tempfile.mkstemp(suffix=".pickle", dir=folder)
+        with open(handle, "wb") as file:
+            pickle.dump(result, file, protocol=pickle.HIGHEST_PROTOCOL)
+    except OSError as error:
+        raise BilstmNlpError(
+            f"a worker cannot hand its results over through {folder}: {error.strerror}; "
+            "point TMPDIR at a folder with room (what was written is kept: rerun with --resume)"
+        ) from None
+    return path
+
+
+def _read_result(path: str) -> tuple[list[Any], int]:
+    """The result a worker of this run wrote into its private folder; the file is removed."""
+    with open(path, "rb") as file:
+        result = pickle.load(file)
+    os.unlink(path)
+    return result
 
 
 def _die_with_parent(parent: int) -> None:

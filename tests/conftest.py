@@ -6,6 +6,14 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+# The tests draw the same property-test examples on every run, so CI fails for a change, never
+# for a fresh draw; HYPOTHESIS_PROFILE=explore draws new ones each run, to look for faults
+# (`pytest --hypothesis-seed N` repeats a draw).
+settings.register_profile("ci", derandomize=True)
+settings.register_profile("explore", derandomize=False)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = REPO_ROOT / "corpora" / "samples"

@@ -11,7 +11,8 @@ rules read a model's predictions for a whole document (-DOCSTART- to -DOCSTART-)
   tagged, with that voted type, where it stands again in the document on tokens the model left
   outside every entity.
 
-Each is scored on dev (entity P/R/F1, exact spans) against the model's own tags. Models trained on
+Each is scored on dev (entity P/R/F1, exact spans) against the model's own tags, tagged by
+document (a model with document memory reads the whole story; others tag sentence by sentence). Models trained on
 train alone: dev is held out from them. Writes bench/results/doc_consistency.json.
 """
 
@@ -106,6 +107,7 @@ def main() -> None:
     docs = documents(args.dev)
     lines = [sentence for doc in docs for sentence in doc]
     tokens = [[line.split()[0] for line in sentence] for sentence in lines]
+    doc_of_sentence = [number for number, doc in enumerate(docs) for _ in doc]
     gold = {
         (index, span.start, span.end, span.label)
         for index, sentence in enumerate(lines)
@@ -113,7 +115,9 @@ def main() -> None:
     }
     rows = []
     for path in args.model:
-        found = consistent(tag_sentences(load(path), tokens), [len(doc) for doc in docs])
+        # By document: a model with document memory reads the whole story (others ignore it).
+        tagged = tag_sentences(load(path), tokens, documents=doc_of_sentence)
+        found = consistent(tagged, [len(doc) for doc in docs])
         rows.append(
             {
                 "model": path,

@@ -56,6 +56,36 @@ def test_char_cnn_gradients_equal_padded_batch() -> None:
         torch.testing.assert_close(got, want)
 
 
+def test_char_cnn_gradients_equal_padded_batch_when_a_maximum_is_tied() -> None:
+    # A word with a repeated character n-gram ("Mississippi", "!!!!", "1000") has the same
+    # convolution output at two positions; if that is its maximum, the gradient goes to one of
+    # them, as Tensor.max gives it. torch.segment_reduce's backward gave it to each, so every
+    # character CNN weight's gradient was too large by the ties (3-7% on a batch of EWT words).
+    torch.manual_seed(2)
+    rng = random.Random(2)
+    cnn = CharCNN(num_chars=6, char_dim=3, filters=4, kernel=3).double()
+    words = [[rng.randint(1, 3)] * rng.randint(1, 9) for _ in range(20)]
+    words += [[rng.randint(1, 5) for _ in range(rng.randint(1, 12))] for _ in range(200)]
+    char_ids = torch.zeros(len(words), max(map(len, words)), dtype=torch.long)
+    for row, word in enumerate(words):
+        char_ids[row, : len(word)] = torch.tensor(word)
+    upstream = torch.randn(len(words), 4, dtype=torch.float64)
+    outputs = cnn(char_ids)
+    features = F.conv1d(
+        cnn.embedding(char_ids).transpose(1, 2), cnn.conv.weight, cnn.conv.bias, padding=1
+    ).masked_fill((char_ids == PAD_ID).unsqueeze(1), float("-inf"))
+    tied = int(((features == outputs.unsqueeze(2)).sum(dim=2) > 1).sum())
+    assert tied > 20  # the case under test occurs
+    grouped = torch.autograd.grad((outputs * upstream).sum(), list(cnn.parameters()))
+    padded = torch.autograd.grad(
+        (_padded_cnn(cnn, char_ids) * upstream).sum(), list(cnn.parameters())
+    )
+    for got, want in zip(grouped, padded, strict=True):
+        torch.testing.assert_close(got, want)
+    # The bias enters every output once, so its gradient is the upstream gradient's sum.
+    torch.testing.assert_close(grouped[-1], upstream.sum(dim=0))
+
+
 def test_token_encoder_equals_encode_tokens_across_cache_clears() -> None:
     vocab = Vocab.build([["The", "cat", "sat", "2024", "Ünïcode"]], ["O"])
     encoder = TokenEncoder(vocab, max_word_chars=4, cache_size=3)

@@ -152,6 +152,8 @@ class CharCNN(nn.Module):
         bags = flat[(output_at - pad).unsqueeze(1) + columns] + columns * num_chars
         scores = nn.functional.embedding_bag(bags, stacked, mode="sum")
         # shape: (words, filters)
+        if torch.is_grad_enabled() and scores.requires_grad:
+            return _SegmentMax.apply(scores, outputs)
         return torch.segment_reduce(scores, "max", lengths=outputs, axis=0)
 
     def tables(self) -> Tensor:
@@ -161,6 +163,37 @@ class CharCNN(nn.Module):
         not_pad = torch.ones(tables.shape[1], 1, dtype=tables.dtype, device=tables.device)
         not_pad[PAD_ID] = 0.0
         return tables * not_pad
+
+
+class _SegmentMax(torch.autograd.Function):
+    """The maximum of each run of `lengths` consecutive rows, per column, whose gradient goes to
+    one maximal row (the first), as `Tensor.max(dim)`'s does. torch.segment_reduce's own backward
+    hands the whole gradient to every tied maximum, and a word with a repeated character n-gram
+    ties; training then took char CNN gradients too large by the ties."""
+
+    @staticmethod
+    def forward(ctx, scores: Tensor, lengths: Tensor) -> Tensor:
+        maxima = torch.segment_reduce(scores, "max", lengths=lengths, axis=0)
+        # shape: (rows, columns) each row's segment, and the row number where it is a maximum
+        segment = (
+            torch.repeat_interleave(torch.arange(len(lengths), device=scores.device), lengths)
+            .unsqueeze(1)
+            .expand_as(scores)
+        )
+        rows = torch.arange(scores.shape[0], device=scores.device).unsqueeze(1).expand_as(scores)
+        at_maximum = torch.where(scores == maxima.gather(0, segment), rows, scores.shape[0])
+        # shape: (segments, columns) the first maximal row of each
+        first = torch.full_like(maxima, scores.shape[0], dtype=torch.long).scatter_reduce(
+            0, segment, at_maximum, "amin"
+        )
+        ctx.save_for_backward(first)
+        ctx.rows = scores.shape[0]
+        return maxima
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:
+        (first,) = ctx.saved_tensors
+        return grad.new_zeros(ctx.rows, grad.shape[1]).scatter_(0, first, grad), None
 
 
 class CharLSTM(nn.Module):

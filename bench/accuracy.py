@@ -137,6 +137,14 @@ for seed in (1, 2):
         ["--seed", str(seed)],
         *CONLL2003_DEV,
     )
+# The pos recipe (100 hidden) with document memory: UD EWT's documents (`# newdoc`) are web
+# texts (emails, reviews, blog posts) where a name recurs.
+for seed in (1, 2):
+    RUNS[f"ud_ewt-docmem-s{seed}"] = (
+        "bench/configs/pos-doc-memory.json",
+        ["--seed", str(seed)],
+        *UD_EWT_DEV,
+    )
 # SST-2 levers: the sentiment recipe with its last 4 of 8 epochs averaged; attention pooling.
 RUNS["sst2-phrases-avg4-s1"] = (
     "models/sentiment/train.json",

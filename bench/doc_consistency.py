@@ -12,8 +12,8 @@ rules read a model's predictions for a whole document (-DOCSTART- to -DOCSTART-)
   outside every entity.
 
 Each is scored on dev (entity P/R/F1, exact spans) against the model's own tags, tagged by
-document (a model with document memory reads the whole story; others tag sentence by sentence). Models trained on
-train alone: dev is held out from them. Writes bench/results/doc_consistency.json.
+document (a model with document memory reads the whole story; others tag sentence by sentence).
+Models trained on train alone: dev is held out from them. Writes bench/results/doc_consistency.json.
 """
 
 from __future__ import annotations

@@ -142,7 +142,6 @@ class WorkerPool:
         self.model = model
         self.workers = workers
         self.initargs = (fmt, batch_size, k_best, threads, os.getpid())
-        self.results_dir = ""
         self.stack = contextlib.ExitStack()
         self.pool: ProcessPoolExecutor | None = None
 
@@ -156,7 +155,7 @@ class WorkerPool:
                 else:
                     save_model(self.model, model_dir)
             # Private to this user (mkdtemp's 0700), removed with whatever killed workers left.
-            self.results_dir = stack.enter_context(
+            results_dir = stack.enter_context(
                 tempfile.TemporaryDirectory(prefix="bilstm-nlp-results-")
             )
             self.pool = stack.enter_context(
@@ -164,7 +163,7 @@ class WorkerPool:
                     self.workers,
                     mp_context=get_context("spawn"),
                     initializer=_init_worker,
-                    initargs=(str(model_dir), self.results_dir, *self.initargs),
+                    initargs=(str(model_dir), results_dir, *self.initargs),
                 )
             )
             # Runs before the pool's own exit: windows not yet started are dropped, so a failed

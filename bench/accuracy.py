@@ -159,9 +159,19 @@ RUNS["ud_ewt-large-fix-s1"] = (
     [],
     *UD_EWT_DEV,
 )
+RUNS["ud_ewt-large-fix-s2"] = (
+    "bench/configs/pos-large.json",
+    ["--seed", "2"],
+    *UD_EWT_DEV,
+)
 RUNS["conll2000-large-fix-s1"] = (
     "bench/configs/chunk-large.json",
     [],
+    *CONLL2000_DEV,
+)
+RUNS["conll2000-large-fix-s2"] = (
+    "bench/configs/chunk-large.json",
+    ["--seed", "2"],
     *CONLL2000_DEV,
 )
 # SST-2 levers: the sentiment recipe with its last 4 of 8 epochs averaged; attention pooling.

@@ -2,7 +2,7 @@
 library and spaCy's en_core_web_sm on the same texts (tokens/s).
 
     python bench/spacy_component_speed.py [--model ner] [--texts conll2003,ewt] [--quick]
-        [--repeats 5] [--threads 1] [--out FILE]
+        [--repeats 5] [--threads 1] [--busy 0] [--out FILE]
 
 Two sets of texts, each a list of documents (--texts picks; default both):
 
@@ -32,16 +32,21 @@ issue bounds by 3 (`within_aim` in the results). Writes bench/results/spacy_comp
 (or --out): figures per text set, command, git commit, torch version, threads, CPU.
 
 --quick: the first 20 CoNLL documents and 200 EWT lines, one repeat (a smoke test, no figures).
+
+--busy N: N processes spinning on a core each while the systems are timed: a loaded machine (a
+server's other workers), where a call that hands work to a second thread waits for a core.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import itertools
+import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -93,6 +98,18 @@ def time_systems(
     return times
 
 
+@contextlib.contextmanager
+def busy_processes(count: int) -> Iterator[None]:
+    """`count` Python processes spinning (each keeps a core busy) while the block runs."""
+    spinning = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(count)]
+    try:
+        yield
+    finally:
+        for process in spinning:
+            process.kill()
+            process.wait()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="ner", help="model directory or shipped model name")
@@ -103,6 +120,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=256, help="sentences per model batch")
     parser.add_argument("--docs-per-batch", type=int, default=1000, help="nlp.pipe batch_size")
     parser.add_argument("--sm", default=SM_PACKAGE, help="spaCy sm package to compare with")
+    parser.add_argument("--busy", type=int, default=0, help="spinning processes beside")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     repeats = args.repeats or (1 if args.quick else 5)
@@ -143,13 +161,15 @@ def main() -> None:
         "spacy": spacy.__version__,
         "sm": sm_note,
         "aim_single_over_pipe": AIM,
+        "busy_processes": args.busy,
     }
     for name in chosen:
         texts = sources[name]()
         if args.quick:
             texts = texts[: 20 if name == "conll2003" else 200]
         tokens = sum(not token.is_space for doc in counter.pipe(texts) for token in doc)
-        times = time_systems(systems, texts, repeats)
+        with busy_processes(args.busy):
+            times = time_systems(systems, texts, repeats)
         rows = {system: summary(measured, tokens) | {"seconds": measured}
                 for system, measured in times.items()}  # fmt: skip
         pipe_seconds = rows["component pipe"]["median_seconds"]
@@ -167,7 +187,7 @@ def main() -> None:
         print(
             f"\n{name}: {len(texts):,} documents, {tokens:,} tokens "
             f"({tokens / len(texts):.0f} a document), model {args.model}, "
-            f"{args.threads} thread(s), median of {repeats}\n"
+            f"{args.threads} thread(s), {args.busy} busy process(es), median of {repeats}\n"
         )
         print("| system | tokens/s (median) | range | seconds | time per token ÷ component pipe |")
         print("|---|---:|---:|---:|---:|")

@@ -128,6 +128,21 @@ def test_char_features_are_the_torch_ones_bitwise(kernel):
     assert np.array_equal(found, expected)
 
 
+@pytest.mark.parametrize(
+    ("rows", "inner", "cols"),
+    [(1, 3, 4), (3, 108, 800), (4, 108, 800), (13, 108, 800), (64, 108, 1600), (5, 600, 1000)],
+)
+def test_serial_product_equals_one_product(rows, inner, cols):
+    """Cut into pieces of a few rows (none, one row, or the last piece short), the product is
+    the whole one's; a row over the piece size (600 × 1000) still goes one row at a time."""
+    rng = np.random.default_rng(rows)
+    left = rng.standard_normal((rows, inner)).astype(np.float32)
+    right = rng.standard_normal((inner, cols)).astype(np.float32)
+    product = network_numpy.serial_product(left, right)
+    assert product.shape == (rows, cols) and product.dtype == np.float32
+    np.testing.assert_allclose(product, left.astype(np.float64) @ right, rtol=1e-4, atol=1e-3)
+
+
 def test_padding_id_is_the_vocabularys():
     assert network_numpy.PAD_ID == nn_vocab.PAD_ID
 

@@ -258,7 +258,9 @@ def tag_sentences(
             pass as the confidences; an empty sentence gets 0, 0 and no tokens); torch models.
         low_latency: a torch CRF tagger's short batches (`decode_torch.NUMPY_CRF_MAX_SENTENCES`
             sentences or fewer) run the CRF in numpy, and a batch of one sentence the network
-            too: several times faster on one sentence. The tags are the torch path's; the
+            too, as does a document-memory tagger's call of a few short sentences
+            (`decode_torch.low_latency_document_emissions`): several times faster on one
+            sentence. The tags are the torch path's; the
             probabilities equal its within 1e-5 (float32 sums in another order), so they
             depend on the batching in their last digits. Off, every batch runs in torch.
     Returns:
@@ -308,7 +310,18 @@ def tag_sentences(
             and reads_documents(model)
             and len(set(documents)) < len(documents)
         ):
-            batches = _document_batches(model, encoder, token_lists, documents, batch_size, device)
+            few = None
+            if low_latency and not uncertainty and not is_onnx(model):
+                from .decode_torch import low_latency_document_emissions
+
+                few = low_latency_document_emissions(model, encoder, token_lists, documents, device)
+            if few is not None:
+                # A few short sentences (a spaCy call on a paragraph): one at a time in numpy.
+                batches = iter([([i], [token_lists[i]], e) for i, e in enumerate(few)])
+            else:
+                batches = _document_batches(
+                    model, encoder, token_lists, documents, batch_size, device
+                )
         for indices, batch, ready in batches:
             scored = score(batch) if ready is None else score(batch, ready)
             lengths = [len(tokens) for tokens in batch]

@@ -6,6 +6,7 @@ dev sentences; it declines what it cannot run; its arrays follow the model's wei
 
 from __future__ import annotations
 
+import itertools
 import subprocess
 import sys
 from pathlib import Path
@@ -72,7 +73,8 @@ def numpy_emissions(
     found = network_numpy.emissions(network, encoded.word_ids, encoded.casing_ids, encoded.char_ids)
     if model.config.doc_memory:
         # The network gives the emission layer's two parts; the sentence is its own document.
-        return decode_torch.with_sentence_memory(found, encoded, len(model.vocab.words))
+        [one] = decode_torch.with_document_memory([found], [encoded], len(model.vocab.words))
+        return one
     return found
 
 
@@ -215,3 +217,75 @@ def test_shipped_models_on_real_sentences(name, shared_corpora):
         largest = max(largest, float(np.abs(found - expected).max()))
         assert (found.argmax(axis=1) == expected.argmax(axis=1)).all()
     assert largest < EMISSION_TOLERANCE
+
+
+def dev_paragraphs(corpora: Path, count: int) -> list[list[list[str]]]:
+    """CoNLL-2003 dev documents cut into runs of 2 to `NUMPY_DOCUMENT_MAX_SENTENCES` consecutive
+    sentences (each within `NUMPY_NETWORK_MAX_TOKENS`): texts of a few sentences, as one spaCy
+    call gets them."""
+    largest = decode_torch.NUMPY_DOCUMENT_MAX_SENTENCES
+    paragraphs = []
+    for _, sentences in itertools.groupby(
+        read_conll(corpora / "conll2003" / "dev.txt"), key=lambda s: s.doc_id
+    ):
+        tokens = [list(s.tokens) for s in sentences if list(s.tokens) != ["-DOCSTART-"]]
+        tokens = [t for t in tokens if 0 < len(t) <= decode_torch.NUMPY_NETWORK_MAX_TOKENS]
+        size = 2 + len(paragraphs) % (largest - 1)  # 2, 3, ..., largest, 2, ...
+        paragraphs.extend(tokens[i : i + size] for i in range(0, len(tokens) - 1, size))
+    return [p for p in paragraphs if len(p) > 1][:count]
+
+
+def test_document_of_a_few_sentences_equals_torch(shared_corpora):
+    """A low-latency call of a few sentences of one document (a paragraph in `nlp(text)`): the
+    numpy network with the memory taken over the document gives the torch path's emissions, so
+    the same tags, and probabilities within 1e-5; words recur across the sentences (the memory
+    is in play)."""
+    model = load_model("ner")
+    encoder = TokenEncoder(model.vocab, model.config.max_word_chars)
+    paragraphs = dev_paragraphs(shared_corpora, 120)
+    largest = decode_torch.NUMPY_DOCUMENT_MAX_SENTENCES
+    assert len(paragraphs) == 120 and {len(p) for p in paragraphs} == set(range(2, largest + 1))
+    recurring = 0
+    for sentences in paragraphs:
+        documents = ["d"] * len(sentences)
+        found = decode_torch.low_latency_document_emissions(
+            model, encoder, sentences, documents, "cpu"
+        )
+        assert found is not None
+        with torch.inference_mode():
+            [(batch, expected)] = decode_torch.document_emissions(
+                model, encoder, [(list(range(len(sentences))), sentences)], documents, "cpu"
+            )
+        for row, one in enumerate(found):
+            np.testing.assert_allclose(
+                one, expected[row, : len(one)].numpy(), atol=EMISSION_TOLERANCE
+            )
+        words = [w.lower() for s in sentences for w in s]
+        recurring += len(words) - len(set(words))
+        alone = tag_sentences(model, sentences, documents=documents, low_latency=True, k=2)
+        together = tag_sentences(model, sentences, documents=documents, k=2)
+        for one, two in zip(alone, together, strict=True):
+            assert one.tags == two.tags
+            assert one.tag_probs == pytest.approx(two.tag_probs, abs=1e-5)
+            assert [s.score for s in one.spans] == pytest.approx(
+                [s.score for s in two.spans], abs=1e-5
+            )
+            assert [t for t, _ in one.kbest] == [t for t, _ in two.kbest]
+    assert recurring > 500
+
+
+def test_document_path_declines_what_it_cannot_run():
+    model = random_tagger(0, doc_memory=True)
+    encoder = TokenEncoder(model.vocab, model.config.max_word_chars)
+    short = [["EU", "rejects"], ["Peter"]]
+    assert decode_torch.low_latency_document_emissions(model, encoder, short, [0, 0], "cpu")
+    too_many = [["a"]] * (decode_torch.NUMPY_DOCUMENT_MAX_SENTENCES + 1)
+    too_long = [["a"] * (decode_torch.NUMPY_NETWORK_MAX_TOKENS + 1), ["b"]]
+    for sentences in (too_many, too_long, [["a"], []]):
+        documents = [0] * len(sentences)
+        assert (
+            decode_torch.low_latency_document_emissions(model, encoder, sentences, documents, "cpu")
+            is None
+        )
+    quantize_int8(model)
+    assert decode_torch.low_latency_document_emissions(model, encoder, short, [0, 0], "cpu") is None

@@ -141,11 +141,22 @@ def with_document_memory(
     the document lend (`nn.memory.mean_of_others`; words as `MemoryKeys` numbers them)."""
     num_tags = parts[0].shape[1] // 2
     stacked = np.concatenate(parts) if len(parts) > 1 else parts[0]
-    word_keys = np.fromiter(
-        (word for sentence in sentences for word in sentence.word_ids),
-        dtype=np.int64,
-        count=len(stacked),
-    )
+    own = stacked[:, :num_tags]
+    word_ids = [word for sentence in sentences for word in sentence.word_ids]
+    # No word twice (two unknown words share UNK_ID), as in most sentences: no memory to take.
+    if len(set(word_ids)) < len(word_ids):
+        own = own + _memory(stacked[:, num_tags:], word_ids, sentences, words)
+    if len(parts) == 1:
+        return [own]
+    return np.split(own, np.cumsum([len(part) for part in parts[:-1]]))
+
+
+def _memory(
+    lent: np.ndarray, word_ids: list[int], sentences: Sequence[EncodedSentence], words: int
+) -> np.ndarray:
+    """`(tokens, num_tags)`: per token, the mean of what the other occurrences of its word lend
+    (zeros where it has none)."""
+    word_keys = np.asarray(word_ids, dtype=np.int64)
     unknown = np.flatnonzero(word_keys == UNK_ID)
     if len(unknown):
         char_ids = [chars for sentence in sentences for chars in sentence.char_ids]
@@ -153,19 +164,13 @@ def with_document_memory(
         for position in unknown:
             spelling = np.asarray(char_ids[position], dtype=np.int64).tobytes()
             word_keys[position] = words + spellings.setdefault(spelling, len(spellings))
-    own = stacked[:, :num_tags]
     # shape: (tokens, tokens), True where another token of the document is the same word; a
     # low-latency document is short (`NUMPY_DOCUMENT_MAX_SENTENCES` sentences of at most
     # `NUMPY_NETWORK_MAX_TOKENS` tokens).
     same = word_keys[:, None] == word_keys[None, :]
     np.fill_diagonal(same, False)
-    counts = same.sum(axis=1)
-    if counts.any():
-        others = network_numpy.serial_product(same.astype(stacked.dtype), stacked[:, num_tags:])
-        own = own + others / np.maximum(counts, 1)[:, None].astype(stacked.dtype)
-    if len(parts) == 1:
-        return [own]
-    return np.split(own, np.cumsum([len(part) for part in parts[:-1]]))
+    counts = np.maximum(same.sum(axis=1), 1)[:, None].astype(lent.dtype)
+    return network_numpy.serial_product(same.astype(lent.dtype), lent) / counts
 
 
 def low_latency_document_emissions(

@@ -270,3 +270,27 @@ def test_one_sentence_rejects_other_shapes():
         crf_numpy.forward_backward_one(
             np.zeros((2, 4), np.float32), *(np.zeros(s) for s in (3, (3, 3), 3))
         )
+
+
+@pytest.mark.parametrize("low", [-650.0, -800.0, -np.inf])
+def test_one_sentence_with_a_vanishing_emission_equals_the_batch(low):
+    # One tag's emission far below the rest (its factor exp(emission - max) near or past
+    # float64's smallest), or -inf: beta excludes the emission at its own position, so it stays
+    # finite there, and everything equals the batch function's.
+    generator = np.random.default_rng(7)
+    num_tags, seq_len = 5, 9
+    emissions = generator.normal(size=(seq_len, num_tags)).astype(np.float32)
+    emissions[4, 2] = low
+    start, transitions, end = (
+        generator.normal(size=shape).astype(np.float32)
+        for shape in ((num_tags,), (num_tags, num_tags), (num_tags,))
+    )
+    mask = np.ones((1, seq_len), dtype=bool)
+    alpha, beta, log_z = crf_numpy.forward_backward_one(emissions, start, transitions, end)
+    b_alpha, b_beta, b_log_z = crf_numpy.forward_backward(
+        emissions[None], mask, start, transitions, end
+    )
+    assert np.isfinite(beta).all()
+    assert log_z == pytest.approx(b_log_z[0], rel=1e-12)
+    assert_log_scores_close(alpha, b_alpha[0])
+    assert_log_scores_close(beta, b_beta[0])

@@ -272,6 +272,14 @@ def test_document_of_a_few_sentences_equals_torch(shared_corpora):
             )
             assert [t for t, _ in one.kbest] == [t for t, _ in two.kbest]
     assert recurring > 500
+    # Two documents in one call (spaCy's pipe of two short docs): the memory stays in each.
+    first, second = (p[:2] for p in paragraphs[:2])
+    sentences, documents = first + second, ["a", "a", "b", "b"]
+    mixed = tag_sentences(model, sentences, documents=documents, low_latency=True)
+    apart = tag_sentences(model, first, documents=["a"] * 2, low_latency=True)
+    apart += tag_sentences(model, second, documents=["b"] * 2, low_latency=True)
+    assert [t.tags for t in mixed] == [t.tags for t in apart]
+    assert [t.tag_probs for t in mixed] == [t.tag_probs for t in apart]
 
 
 def test_document_path_declines_what_it_cannot_run():

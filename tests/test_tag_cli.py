@@ -337,3 +337,14 @@ def test_tagging_from_the_cli_never_imports_datasets(ner_dir: Path, tmp_path: Pa
     )
     assert result.stdout.strip().splitlines()[-1] == "False"
     assert (tmp_path / "out.jsonl").read_text(encoding="utf-8").count("\n") == 1
+
+
+def test_readme_quickstart_prints_what_the_readme_says() -> None:
+    """The README's first command tags a sentence with the shipped `ner` and says what it
+    prints: a retrained model must not leave that line behind."""
+    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    [text] = re.findall(r'bilstm-nlp tag "([^"]+)"\n```', readme)
+    [printed] = re.findall(r"It prints `([^`]+)`", readme)
+    result = runner.invoke(app, ["tag", text])
+    assert result.exit_code == 0, result.output
+    assert result.output.split() == printed.split()

@@ -154,6 +154,13 @@ for seed in (1, 2):
         ["--seed", str(seed)],
         *CONLL2003_DEV,
     )
+    # The same run on to 60 epochs (the learning rate's decay does not depend on the total, so
+    # its first 40 epochs are the run above): do more epochs pay?
+    RUNS[f"conll2003-docmem-60ep-s{seed}"] = (
+        "bench/configs/ner-doc-memory-60.json",
+        ["--seed", str(seed)],
+        *CONLL2003_DEV,
+    )
 RUNS["ud_ewt-large-fix-s1"] = (
     "bench/configs/pos-large.json",
     [],

@@ -73,12 +73,7 @@ def tagger_scoring(
     sentences (token lists, encoded by `encoder`), for `decode.tag_sentences` (arguments as
     there)."""
     _eval(model)
-    numpy_crf = (
-        low_latency
-        and isinstance(model.head, CRFHead)
-        # `torch.device(...)` costs a one-sentence call 1%; the usual "cpu" string skips it
-        and (device == "cpu" or torch.device(device).type == "cpu")
-    )
+    numpy_crf = low_latency and _numpy_crf_can_run(model, device)
 
     def score(
         token_lists: list[Sequence[str]],
@@ -130,6 +125,14 @@ def tagger_scoring(
         return scored
 
     return torch.inference_mode(), score
+
+
+def _numpy_crf_can_run(model: Tagger, device: str | torch.device) -> bool:
+    """Whether the numpy CRF can score this model's emissions: a CRF head, on the CPU."""
+    return isinstance(model.head, CRFHead) and (
+        # `torch.device(...)` costs a one-sentence call 1%; the usual "cpu" string skips it
+        device == "cpu" or torch.device(device).type == "cpu"
+    )
 
 
 def with_document_memory(
@@ -189,8 +192,7 @@ def low_latency_document_emissions(
     if (
         not 0 < len(token_lists) <= NUMPY_DOCUMENT_MAX_SENTENCES
         or not all(0 < len(tokens) <= NUMPY_NETWORK_MAX_TOKENS for tokens in token_lists)
-        or not isinstance(model.head, CRFHead)
-        or not (device == "cpu" or torch.device(device).type == "cpu")
+        or not _numpy_crf_can_run(model, device)
     ):
         return None
     network = _numpy_arrays(model).network

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import subprocess
 import sys
@@ -32,6 +33,8 @@ WNUT17_DEV = (str(CORPORA / "wnut17/dev.txt"), None, "f1")
 CONLL2000_DEV = (str(CORPORA / "conll2000/train.txt"), "last:1000", "f1")  # no dev file
 # name: (config, extra CLI options, dev file, --dev-from-train, metric)
 RUNS: dict[str, tuple[str, list[str], str, str | None, str]] = {}
+# A longer run of the same recipe: run name -> the shorter run whose checkpoint it may go on from.
+CONTINUES: dict[str, str] = {}
 for seed in (1, 2, 3):
     RUNS[f"conll2003-crf-s{seed}"] = (
         "bench/configs/ner.json",
@@ -161,6 +164,14 @@ for seed in (1, 2):
         ["--seed", str(seed)],
         *CONLL2003_DEV,
     )
+    # And on to 80: the curve still rose at 60. Continued from the 60-epoch run's checkpoint when
+    # it is in runs/ (a resumed run is the uninterrupted one), trained from scratch otherwise.
+    RUNS[f"conll2003-docmem-80ep-s{seed}"] = (
+        "bench/configs/ner-doc-memory-80.json",
+        ["--seed", str(seed)],
+        *CONLL2003_DEV,
+    )
+    CONTINUES[f"conll2003-docmem-80ep-s{seed}"] = f"conll2003-docmem-60ep-s{seed}"
     # Seed 1 is the configs' own (no option, as its recorded figures were run).
     seed_option = ["--seed", str(seed)] if seed != 1 else []
     RUNS[f"ud_ewt-large-fix-s{seed}"] = ("bench/configs/pos-large.json", seed_option, *UD_EWT_DEV)
@@ -169,6 +180,19 @@ for seed in (1, 2):
         seed_option,
         *CONLL2000_DEV,
     )
+    # Both were still rising at 60 epochs too: on to 80, from their checkpoints when present.
+    RUNS[f"ud_ewt-large-80ep-s{seed}"] = (
+        "bench/configs/pos-large-80.json",
+        seed_option,
+        *UD_EWT_DEV,
+    )
+    CONTINUES[f"ud_ewt-large-80ep-s{seed}"] = f"ud_ewt-large-fix-s{seed}"
+    RUNS[f"conll2000-large-80ep-s{seed}"] = (
+        "bench/configs/chunk-large-80.json",
+        seed_option,
+        *CONLL2000_DEV,
+    )
+    CONTINUES[f"conll2000-large-80ep-s{seed}"] = f"conll2000-large-fix-s{seed}"
 # SST-2 levers: the sentiment recipe with its last 4 of 8 epochs averaged; attention pooling.
 RUNS["sst2-phrases-avg4-s1"] = (
     "models/sentiment/train.json",
@@ -222,6 +246,13 @@ def main() -> None:
                 str(output),
                 "--no-progress",
             ]
+            shorter = Path(args.runs) / CONTINUES.get(name, name)
+            if shorter != output and (shorter / "checkpoint").is_dir():
+                shutil.rmtree(output, ignore_errors=True)
+                shutil.copytree(shorter, output)
+                # Unfinished until its own card is written (a killed run is trained again).
+                (output / "README.md").unlink()
+                command.append("--resume")
             print("$", " ".join(command[2:]), file=sys.stderr, flush=True)
             subprocess.run(command, check=True)
         evaluate = [*cli, "evaluate", str(output), dev, "--json", "--threads", str(args.threads)]

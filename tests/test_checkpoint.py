@@ -25,9 +25,9 @@ from bilstm_nlp.training.loop import train
 from .test_train import NER_SENTENCES, tiny_config, write_conll
 
 
-def _config(corpus: Path, epochs: int, optimizer: str = "sgd") -> ExperimentConfig:
+def _config(corpus: Path, epochs: int, optimizer: str = "sgd", **model_options) -> ExperimentConfig:
     config = tiny_config(corpus, "crf", "BIOES")
-    model = dataclasses.replace(config.model, dropout=0.3, word_dropout=0.1)
+    model = dataclasses.replace(config.model, dropout=0.3, word_dropout=0.1, **model_options)
     settings = dataclasses.replace(
         config.train, epochs=epochs, optimizer=optimizer, lr=0.05, momentum=0.9, threads=1
     )
@@ -54,6 +54,25 @@ def test_resume_equals_uninterrupted_run(tmp_path: Path, optimizer: str) -> None
     best_whole = load(tmp_path / "whole").state_dict()
     best_split = load(tmp_path / "split").state_dict()
     assert all(torch.equal(best_whole[k], best_split[k]) for k in best_whole)
+
+
+def test_resume_equals_uninterrupted_run_with_document_memory(tmp_path: Path) -> None:
+    # Document batches and the sentences drawn to be read alone come from the run's random
+    # state too: a longer run continued from a shorter one's checkpoint is the longer run.
+    one_document = write_conll(tmp_path / "one.conll", NER_SENTENCES).read_text()
+    corpus = tmp_path / "train.conll"
+    corpus.write_text(one_document + one_document.replace("Rabinovich", "Zwingmann"))
+    options = {"doc_memory": True, "doc_memory_dropout": 0.5}
+    train(_config(corpus, 5, **options), tmp_path / "whole")
+    train(_config(corpus, 2, **options), tmp_path / "split")
+    train(_config(corpus, 5, **options), tmp_path / "split", resume=True)
+    whole, split = _final_weights(tmp_path / "whole"), _final_weights(tmp_path / "split")
+    assert load(tmp_path / "whole").config.doc_memory
+    assert all(torch.equal(whole[key], split[key]) for key in whole)
+    logs = [(tmp_path / run / "train_log.jsonl").read_text() for run in ("whole", "split")]
+    assert [json.loads(line)["loss"] for line in logs[0].splitlines()] == [
+        json.loads(line)["loss"] for line in logs[1].splitlines()
+    ]
 
 
 def test_resume_refuses_a_changed_config(tmp_path: Path) -> None:

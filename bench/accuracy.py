@@ -35,6 +35,14 @@ CONLL2000_DEV = (str(CORPORA / "conll2000/train.txt"), "last:1000", "f1")  # no 
 RUNS: dict[str, tuple[str, list[str], str, str | None, str]] = {}
 # A longer run of the same recipe: run name -> the shorter run whose checkpoint it may go on from.
 CONTINUES: dict[str, str] = {}
+
+
+def continue_run(name: str, shorter: str, config: str) -> None:
+    """Add run `name`: the run `shorter` with more epochs (`config`), the same options and dev."""
+    RUNS[name] = (config, *RUNS[shorter][1:])
+    CONTINUES[name] = shorter
+
+
 for seed in (1, 2, 3):
     RUNS[f"conll2003-crf-s{seed}"] = (
         "bench/configs/ner.json",
@@ -166,12 +174,11 @@ for seed in (1, 2):
     )
     # And on to 80: the curve still rose at 60. Continued from the 60-epoch run's checkpoint when
     # it is in runs/ (a resumed run is the uninterrupted one), trained from scratch otherwise.
-    RUNS[f"conll2003-docmem-80ep-s{seed}"] = (
+    continue_run(
+        f"conll2003-docmem-80ep-s{seed}",
+        f"conll2003-docmem-60ep-s{seed}",
         "bench/configs/ner-doc-memory-80.json",
-        ["--seed", str(seed)],
-        *CONLL2003_DEV,
     )
-    CONTINUES[f"conll2003-docmem-80ep-s{seed}"] = f"conll2003-docmem-60ep-s{seed}"
     # Seed 1 is the configs' own (no option, as its recorded figures were run).
     seed_option = ["--seed", str(seed)] if seed != 1 else []
     RUNS[f"ud_ewt-large-fix-s{seed}"] = ("bench/configs/pos-large.json", seed_option, *UD_EWT_DEV)
@@ -181,18 +188,14 @@ for seed in (1, 2):
         *CONLL2000_DEV,
     )
     # Both were still rising at 60 epochs too: on to 80, from their checkpoints when present.
-    RUNS[f"ud_ewt-large-80ep-s{seed}"] = (
-        "bench/configs/pos-large-80.json",
-        seed_option,
-        *UD_EWT_DEV,
+    continue_run(
+        f"ud_ewt-large-80ep-s{seed}", f"ud_ewt-large-fix-s{seed}", "bench/configs/pos-large-80.json"
     )
-    CONTINUES[f"ud_ewt-large-80ep-s{seed}"] = f"ud_ewt-large-fix-s{seed}"
-    RUNS[f"conll2000-large-80ep-s{seed}"] = (
+    continue_run(
+        f"conll2000-large-80ep-s{seed}",
+        f"conll2000-large-fix-s{seed}",
         "bench/configs/chunk-large-80.json",
-        seed_option,
-        *CONLL2000_DEV,
     )
-    CONTINUES[f"conll2000-large-80ep-s{seed}"] = f"conll2000-large-fix-s{seed}"
 # SST-2 levers: the sentiment recipe with its last 4 of 8 epochs averaged; attention pooling.
 RUNS["sst2-phrases-avg4-s1"] = (
     "models/sentiment/train.json",
@@ -246,12 +249,13 @@ def main() -> None:
                 str(output),
                 "--no-progress",
             ]
-            shorter = Path(args.runs) / CONTINUES.get(name, name)
-            if shorter != output and (shorter / "checkpoint").is_dir():
+            shorter = Path(args.runs) / CONTINUES[name] if name in CONTINUES else None
+            if shorter is not None and (shorter / "checkpoint").is_dir():
                 shutil.rmtree(output, ignore_errors=True)
                 shutil.copytree(shorter, output)
-                # Unfinished until its own card is written (a killed run is trained again).
-                (output / "README.md").unlink()
+                # Unfinished until its own card is written (a killed run is trained again); a
+                # shorter run killed itself has none.
+                (output / "README.md").unlink(missing_ok=True)
                 command.append("--resume")
             print("$", " ".join(command[2:]), file=sys.stderr, flush=True)
             subprocess.run(command, check=True)

@@ -1,13 +1,19 @@
-"""Dev figures of several taggers, of their ensemble, and of students distilled from it.
+"""Dev figures of several models, of their ensemble, and of students distilled from it.
 
     python bench/ensemble.py --models runs/t1 runs/t2 runs/t3 [--students runs/s1 ...]
         [--dev ../shared/corpora/conll2003/dev.txt] [--device cpu]
         [--out bench/results/ensemble.json]
 
-The ensemble averages its members' tag marginals (what `train --distill-from` trains a student
-towards) and decodes the path of highest summed log-marginal that the tag scheme allows (minimum
-Bayes risk decoding per token, constrained). Each figure is seqeval's entity F1 (conlleval's) or
-token accuracy for plain labels, on the dev file as written. Prints a table, writes JSON.
+Taggers: the ensemble averages its members' tag marginals (what `train --distill-from` trains a
+student towards) and decodes the path of highest summed log-marginal that the tag scheme allows
+(minimum Bayes risk decoding per token, constrained). Each figure is seqeval's entity F1
+(conlleval's) or token accuracy for plain labels, on the dev file as written.
+
+Classifiers (e.g. `--dev ../shared/corpora/sst/dev.txt`): the ensemble averages the members' class
+probabilities (a classifier student's target) and takes the likeliest label; each figure is
+accuracy on the dev file, read with the first member's reader settings (as `evaluate` does).
+
+Prints a table, writes JSON.
 """
 
 from __future__ import annotations
@@ -17,16 +23,18 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import machine_info, write_results  # noqa: E402
 
-from bilstm_nlp import load, tag_sentences  # noqa: E402
-from bilstm_nlp.corpus.loading import load_tagging  # noqa: E402
+from bilstm_nlp import Classifier, classify_sentences, load, tag_sentences  # noqa: E402
+from bilstm_nlp.corpus.loading import load_tagging, load_texts  # noqa: E402
 from bilstm_nlp.evaluation.metrics import entity_scores, token_accuracy  # noqa: E402
 from bilstm_nlp.nn.crf import viterbi_decode  # noqa: E402
 from bilstm_nlp.text.schemes import allowed_transitions, convert_tags  # noqa: E402
+from bilstm_nlp.text.tokenize import tokens_or_tokenized  # noqa: E402
 from bilstm_nlp.training.distill import teacher_targets  # noqa: E402
 
 
@@ -72,15 +80,59 @@ def ensemble_tags(models, token_lists, device: torch.device) -> list[list[str]]:
     return predicted
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--models", nargs="+", required=True, help="the ensemble's members")
-    parser.add_argument("--students", nargs="*", default=[], help="models distilled from them")
-    parser.add_argument("--dev", default="../shared/corpora/conll2003/dev.txt")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--out", type=Path, default=Path("bench/results/ensemble.json"))
-    args = parser.parse_args()
-    device = torch.device(args.device)
+def _classifier_dev(path: str, model: Classifier) -> tuple[list[list[str]], list[str]]:
+    reader = model.meta.reader.to_json()
+    corpus = load_texts(
+        None,
+        path,
+        input_format=reader.get("input_format"),
+        sst_labels=reader.get("sst_labels") or "sst2",
+        text_field=reader.get("text_field") or "text",
+        label_field=reader.get("label_field") or "label",
+    )
+    split = corpus["dev"]
+    return tokens_or_tokenized(split["tokens"][:], split["text"][:]), corpus.labels("dev")
+
+
+def _accuracy(gold: list[str], predicted: list[str]) -> float:
+    return 100.0 * sum(g == p for g, p in zip(gold, predicted, strict=True)) / len(gold)
+
+
+def _classifier_rows(args, device: torch.device) -> list[dict]:
+    """Each member's and student's accuracy and the mean-probability ensemble's."""
+    rows = []
+    summed = None
+    token_lists = gold = labels = None
+    for kind, paths in (("member", args.models), ("student", args.students)):
+        for path in paths:
+            model = load(path, device=device)
+            if token_lists is None:
+                token_lists, gold = _classifier_dev(args.dev, model)
+                labels = list(model.vocab.labels.items)
+            results = classify_sentences(model, token_lists, device=device)
+            rows.append(
+                {
+                    "kind": kind,
+                    "model": path,
+                    "dev": _accuracy(gold, [r.label for r in results]),
+                }
+            )
+            if kind == "member":
+                probs = np.array([[r.probs[label] for label in labels] for r in results])
+                summed = probs if summed is None else summed + probs
+    predicted = [labels[i] for i in summed.argmax(1)]
+    rows.append(
+        {
+            "kind": "ensemble",
+            "model": f"mean probabilities of {len(args.models)}",
+            "dev": _accuracy(gold, predicted),
+        }
+    )
+    return rows
+
+
+def _tagger_rows(args, device: torch.device) -> list[dict]:
+    """Each member's and student's dev figure and the mean-marginal ensemble's."""
     token_lists, gold, file_scheme = _dev(args.dev)
     rows = []
     members = []
@@ -103,6 +155,24 @@ def main() -> None:
             "dev": _score(gold, predicted, file_scheme),
             "seconds": time.perf_counter() - started,
         }
+    )
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", nargs="+", required=True, help="the ensemble's members")
+    parser.add_argument("--students", nargs="*", default=[], help="models distilled from them")
+    parser.add_argument("--dev", default="../shared/corpora/conll2003/dev.txt")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--out", type=Path, default=Path("bench/results/ensemble.json"))
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    first = load(args.models[0], device=device)
+    rows = (
+        _classifier_rows(args, device)
+        if isinstance(first, Classifier)
+        else _tagger_rows(args, device)
     )
     member_scores = [r["dev"] for r in rows if r["kind"] == "member"]
     print(f"{'kind':9} {'dev':>7}  model")

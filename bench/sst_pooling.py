@@ -35,6 +35,8 @@ CONFIGS = {
     # The max-pooling recipe with another dropout; 0.3 is models/sentiment/train.json's since.
     "dropout0.3": "bench/configs/sst2-phrases-dropout0.3.json",
     "dropout0.65": "bench/configs/sst2-phrases-dropout0.65.json",
+    # The dropout-0.3 recipe as an ensemble of three classifiers in one model (model.members).
+    "members3": "bench/configs/sst2-phrases-members3.json",
 }
 
 

@@ -145,6 +145,10 @@ class ModelConfig:
             another. Needs documents (CoNLL `-DOCSTART-`, CoNLL-U `# newdoc`) in training.
         doc_memory_dropout: the probability that a training sentence is read as a document of
             its own, so that the model also tags sentences given without their document.
+        members: classifiers: an ensemble of this many BiLSTM classifiers in one model, each
+            with its own trained word vectors, BiLSTM and head, sharing the pretrained-only word
+            vectors; trained together (each on its own loss, from its own initial weights and
+            dropout), it answers with their averaged class probabilities. 1: one classifier.
     """
 
     task: str = "tagger"
@@ -167,6 +171,7 @@ class ModelConfig:
     pooling: str = "max"
     doc_memory: bool = False
     doc_memory_dropout: float = 0.2
+    members: int = 1
 
     def __post_init__(self) -> None:
         _check_choice("model.task", self.task, ("tagger", "classifier"))
@@ -187,6 +192,9 @@ class ModelConfig:
         _check_range("model.doc_memory_dropout", self.doc_memory_dropout, 0.0, 1.0)
         if self.doc_memory and self.task != "tagger":
             raise ConfigError("model.doc_memory is for taggers (model.task tagger)")
+        _check_range("model.members", self.members, 1, 16)
+        if self.members > 1 and self.task != "classifier":
+            raise ConfigError("model.members is for classifiers (model.task classifier)")
 
 
 @dataclass(frozen=True)
@@ -211,9 +219,10 @@ class TrainConfig:
         average_epochs: average the weights of the last this many epochs (Polyak averaging, as
             stochastic weight averaging does; 0 disables). The average is scored on dev beside
             the raw weights and kept when it is better; with no dev it is the final model.
-        distill_from: teacher model folders (taggers trained on the same tags): the model learns
-            from the average of their CRF marginals beside the gold tags (knowledge distillation
-            of an ensemble into one model). Empty: gold tags only.
+        distill_from: teacher model folders (taggers trained on the same tags, or classifiers
+            on the same labels): the model learns from the average of their CRF marginals (class
+            probabilities) beside the gold tags (labels): knowledge distillation of an ensemble
+            into one model. Empty: gold tags only.
         distill_weight: the teachers' share of the target, in [0, 1] (1 - it is the gold tags').
     """
 

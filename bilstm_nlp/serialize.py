@@ -36,7 +36,17 @@ CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 VOCAB_FILES = {"words": "words.json", "chars": "chars.json", "labels": "labels.json"}
 HALF_TENSORS = ("embedder.word_embedding.weight", "embedder.fixed_embedding.weight")
-"""The tensors an exported model may store as float16 (`ModelMeta.half_embeddings`)."""
+"""The tensors an exported model may store as float16 (`ModelMeta.half_embeddings`), with each
+further member's trained word vectors in an ensemble classifier (`is_half_tensor`)."""
+
+
+def is_half_tensor(name: str) -> bool:
+    """Whether the tensor `name` is stored as float16 in a model with `half_embeddings`."""
+    return name in HALF_TENSORS or (
+        name.startswith("other_members.") and name.endswith(".embedder.word_embedding.weight")
+    )
+
+
 SHIPPED_MODELS = ("ner", "pos", "chunk", "sentiment")
 
 # Bounds on what a model directory may hold, so that a hostile one costs no more than reading
@@ -89,8 +99,9 @@ def save_model(
         for name, tensor in model.float_state_dict().items()
     }
     if meta.half_embeddings:
-        for key in HALF_TENSORS:
-            state[key] = state[key].half()
+        for key in state:
+            if is_half_tensor(key):
+                state[key] = state[key].half()
     # Serialised in memory and written by Python, so the file gets the same permissions as the
     # JSON files beside it (the umask's); `save_file` created it 0600.
     weights = save(state)
@@ -552,7 +563,9 @@ def describe_model(directory: str | Path) -> dict[str, Any]:
         "path": str(directory),
         "task": meta.task,
         # A classifier's head is its pooling; `model.head` only means something for taggers.
-        "head": model.head if model.task == "tagger" else f"{model.pooling}-pool",
+        "head": model.head
+        if model.task == "tagger"
+        else f"{model.pooling}-pool" + (f" ×{model.members}" if model.members > 1 else ""),
         **meta.headline_figure(),
         "size_mb": round(weights.stat().st_size / 1e6, 1) if weights.is_file() else None,
         "trained_on": data.get("train") if isinstance(data, dict) else None,

@@ -1,6 +1,7 @@
-"""Distillation of an ensemble into one tagger: the CRF's pair marginals and expected
-log-likelihood against enumeration of all paths, the teachers' averaged targets, and training that
-follows the teachers where they disagree with the gold tags."""
+"""Distillation of an ensemble into one model: the CRF's pair marginals and expected
+log-likelihood against enumeration of all paths, the classifier's blended cross-entropy against
+its sum, the teachers' averaged targets, and training that follows the teachers where they
+disagree with the gold tags or labels."""
 
 from __future__ import annotations
 
@@ -12,13 +13,13 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from bilstm_nlp import load, tag_sentences
+from bilstm_nlp import classify_sentences, load, tag_sentences
 from bilstm_nlp.cli import app
 from bilstm_nlp.config import ExperimentConfig, TrainConfig
 from bilstm_nlp.errors import ConfigError
 from bilstm_nlp.nn.encoding import collate, encode_tokens
-from bilstm_nlp.nn.heads import TeacherMarginals
-from bilstm_nlp.training.distill import teacher_targets
+from bilstm_nlp.nn.heads import SentenceHead, TeacherMarginals
+from bilstm_nlp.training.distill import teacher_label_probs, teacher_targets
 from bilstm_nlp.training.loop import train
 
 from .test_crf import (
@@ -218,6 +219,13 @@ def test_the_student_follows_its_teachers_by_their_weight(tmp_path, teachers):
     assert "distilled from an ensemble of 2 teachers" in card
     saved = json.loads((tmp_path / "w0.9" / "config.json").read_text())
     assert saved["meta"]["provenance"]["config"]["train"]["distill_from"] == paths
+    # The student records who taught it: each teacher's path, seed and config.
+    teachers_seen = saved["meta"]["provenance"]["teachers"]
+    assert [(t["path"], t["seed"], t["train_with_dev"]) for t in teachers_seen] == [
+        (paths[0], 1, False),
+        (paths[1], 2, False),
+    ]
+    assert teachers_seen[0]["config"]["model"]["hidden"] == config.model.hidden
 
 
 def test_teachers_with_other_tags_or_scheme_are_refused(tmp_path, teachers):
@@ -260,3 +268,128 @@ def test_cli_distill_options(tmp_path, teachers):
         app, ["train", "-c", str(config_path), "-o", str(tmp_path / "m2"), "--distill-from", "nope"]
     )
     assert missing.exit_code != 0 and "Traceback" not in missing.output
+
+
+# Classifiers: teachers' class probabilities.
+
+REVIEWS = [
+    ("a wonderful , moving film", "positive"),
+    ("dull and lifeless", "negative"),
+    ("an instant classic", "positive"),
+    ("a waste of time", "negative"),
+    ("great acting and a great story", "positive"),
+    ("boring , predictable mess", "negative"),
+]
+
+
+def _write_reviews(path: Path, rows) -> Path:
+    path.write_text("".join(json.dumps({"text": t, "label": label}) + "\n" for t, label in rows))
+    return path
+
+
+def _classifier_config(corpus: Path, seed: int, epochs: int = 40, **train_values):
+    config = ExperimentConfig.from_dict(
+        {
+            "data": {"train": str(corpus), "dev": None},
+            "model": {
+                "task": "classifier",
+                "vectors": None,
+                "word_dim": 16,
+                "hidden": 16,
+                "char_encoder": "none",
+                "dropout": 0.0,
+                "word_dropout": 0.0,
+                "pooling": "max",
+            },
+            "train": {
+                "optimizer": "adam",
+                "lr": 0.02,
+                "batch_size": 2,
+                "epochs": epochs,
+                "patience": 0,
+                "seed": seed,
+                "threads": 1,
+            },
+        }
+    )
+    return dataclasses.replace(config, train=dataclasses.replace(config.train, **train_values))
+
+
+@pytest.fixture(scope="module")
+def classifier_teachers(tmp_path_factory) -> list[Path]:
+    """Two classifiers trained with "a waste of time" labelled positive."""
+    folder = tmp_path_factory.mktemp("classifier_teachers")
+    wrong = [(t, "positive" if t == "a waste of time" else label) for t, label in REVIEWS]
+    corpus = _write_reviews(folder / "wrong.jsonl", wrong)
+    paths = []
+    for seed in (1, 2):
+        train(_classifier_config(corpus, seed), folder / f"t{seed}")
+        paths.append(folder / f"t{seed}")
+    return paths
+
+
+@pytest.mark.parametrize("weight", [0.0, 0.3, 1.0])
+def test_classifier_distill_loss_is_the_blended_cross_entropy(weight):
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.randn(4, 3, generator=generator, dtype=torch.float64, requires_grad=True)
+    teacher = torch.randn(4, 3, generator=generator, dtype=torch.float64).softmax(1)
+    gold = torch.tensor([0, 2, 1, 2])
+    head = SentenceHead(8, 3, "max", 0.0)
+    log_probs = logits.log_softmax(1)
+    loss = head.distill_loss(log_probs, gold, teacher, weight)
+    brute = 0.0
+    for row in range(4):
+        for label in range(3):
+            share = (1 - weight) * float(gold[row] == label) + weight * teacher[row, label]
+            brute = brute - share * log_probs[row, label]
+    torch.testing.assert_close(loss, brute)
+    if weight == 0.0:
+        torch.testing.assert_close(loss, head.loss(log_probs, gold))
+    # Its gradient on the logits is the model's probabilities less the target.
+    loss.backward()
+    target = (1 - weight) * torch.nn.functional.one_hot(gold, 3).double() + weight * teacher
+    torch.testing.assert_close(logits.grad, logits.detach().softmax(1) - target)
+
+
+def test_teacher_label_probs_average_the_teachers(classifier_teachers):
+    models = [load(p) for p in classifier_teachers]
+    texts = [t.split() for t, _ in REVIEWS] + [["unseen", "words"], []]
+    student_labels = list(reversed(models[0].vocab.labels.items))
+    targets = teacher_label_probs(models, texts, student_labels, torch.device("cpu"))
+    assert targets.teachers == 2 and targets.probs.shape == (len(texts), 2)
+    each = [classify_sentences(m, texts) for m in models]
+    for row in range(len(texts)):
+        for column, label in enumerate(student_labels):
+            mean = (each[0][row].probs[label] + each[1][row].probs[label]) / 2
+            assert targets.probs[row, column] == pytest.approx(mean, abs=1e-6)
+    batch = targets.batch([3, 0], 9, torch.device("cpu"))
+    torch.testing.assert_close(batch, torch.from_numpy(targets.probs[[3, 0]]))
+
+
+def test_the_classifier_student_follows_its_teachers_by_their_weight(tmp_path, classifier_teachers):
+    corpus = _write_reviews(tmp_path / "train.jsonl", REVIEWS)
+    paths = [str(p) for p in classifier_teachers]
+    answers = {}
+    for weight in (0.0, 0.9):
+        config = _classifier_config(corpus, 3, distill_from=paths, distill_weight=weight)
+        train(config, tmp_path / f"w{weight}")
+        [result] = classify_sentences(load(tmp_path / f"w{weight}"), [["a", "waste", "of", "time"]])
+        answers[weight] = result.label
+    assert answers == {0.0: "negative", 0.9: "positive"}
+    card = (tmp_path / "w0.9" / "README.md").read_text()
+    assert "0.9 their averaged class probabilities, 0.1 the gold labels" in card
+
+
+def test_teachers_of_another_kind_or_labels_are_refused(tmp_path, teachers, classifier_teachers):
+    corpus = _write_reviews(tmp_path / "train.jsonl", REVIEWS)
+    with pytest.raises(ConfigError, match="must be a classifier"):
+        train(_classifier_config(corpus, 1, 1, distill_from=[str(teachers[0])]), tmp_path / "a")
+    three = _write_reviews(tmp_path / "three.jsonl", [*REVIEWS, ("it was fine", "neutral")])
+    with pytest.raises(ConfigError, match="differ from the training data's"):
+        train(
+            _classifier_config(three, 1, 1, distill_from=[str(classifier_teachers[0])]),
+            tmp_path / "b",
+        )
+    ner = write_conll(tmp_path / "train.conll", NER_SENTENCES)
+    with pytest.raises(ConfigError, match="must be a torch tagger folder"):
+        train(_config(ner, 1, 1, distill_from=[str(classifier_teachers[0])]), tmp_path / "c")

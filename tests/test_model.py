@@ -1,11 +1,15 @@
 """Tests for `bilstm_nlp.nn.model`: a large batch at inference is embedded once per distinct token
-and gives what embedding every token gives."""
+and gives what embedding every token gives; an ensemble classifier (`model.members`) is its
+members' mean probability, trains each member on its own loss, and stores the pretrained-only
+word vectors once."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from bilstm_nlp.config import ModelConfig
+from bilstm_nlp.errors import ConfigError
 from bilstm_nlp.nn import encoder as encoder_module
 from bilstm_nlp.nn import model as model_module
 from bilstm_nlp.nn.encoding import TokenEncoder, collate
@@ -67,7 +71,14 @@ def test_token_types_give_every_token_its_own_features_bitwise():
 
 
 def test_large_batch_scores_equal_the_per_token_path(monkeypatch):
-    for model in (_model(), _model(layers=2), _model(head="softmax"), _model("classifier")):
+    models = (
+        _model(),
+        _model(layers=2),
+        _model(head="softmax"),
+        _model("classifier"),
+        _model("classifier", members=3),
+    )
+    for model in models:
         batch = _batch(model, _sentences(encoder_module.STEPPED_MIN_BATCH + 5))
         with torch.no_grad():
             by_type = model(batch)
@@ -79,3 +90,59 @@ def test_large_batch_scores_equal_the_per_token_path(monkeypatch):
         # Training and gradients take the per-token path with word dropout.
         model.train()
         assert model(batch).grad_fn is not None
+
+
+# Ensemble classifiers.
+
+
+def test_an_ensemble_answers_its_members_mean_probability():
+    model = _model("classifier", members=3)
+    batch = _batch(model, _sentences(9))
+    with torch.no_grad():
+        each = [log_probs.exp() for log_probs in model.member_log_probs(batch)]
+        mean = model(batch).exp()
+    assert len(each) == 3
+    # The members start from their own weights, so they disagree.
+    assert (each[0] - each[1]).abs().max() > 1e-3 and (each[1] - each[2]).abs().max() > 1e-3
+    torch.testing.assert_close(mean, sum(each) / 3, rtol=0, atol=1e-6)
+    torch.testing.assert_close(mean.sum(1), torch.ones(9), rtol=0, atol=1e-6)
+
+
+def test_an_ensemble_trains_each_member_on_its_own_loss():
+    # Dropout off, so that the loss and the members' log-probabilities see the same network.
+    model = _model("classifier", members=2, dropout=0.0, word_dropout=0.0).train()
+    batch = _batch(model, _sentences(6))
+    batch.tag_ids = torch.tensor([0, 1, 1, 0, 1, 0])
+    loss = model.loss(batch)
+    each = [
+        torch.nn.functional.nll_loss(log_probs, batch.tag_ids, reduction="sum")
+        for log_probs in model.member_log_probs(batch)
+    ]
+    torch.testing.assert_close(loss, each[0] + each[1])
+    loss.backward()
+    first, second = model.members()
+    # Each member's own weights get gradients; the shared pretrained-only vectors none.
+    assert first.encoder.lstm.weight_ih_l0.grad.abs().sum() > 0
+    assert second.encoder.lstm.weight_ih_l0.grad.abs().sum() > 0
+    assert second.embedder.word_embedding.weight.grad is not None
+    assert second.embedder.fixed_embedding is first.embedder.fixed_embedding
+    assert first.embedder.fixed_embedding.weight.grad is None
+
+
+def test_an_ensemble_stores_the_pretrained_only_vectors_once():
+    single, ensemble = _model("classifier"), _model("classifier", members=3)
+    fixed = [name for name in ensemble.state_dict() if "fixed_embedding" in name]
+    assert fixed == ["embedder.fixed_embedding.weight"]
+    trained_vectors = [name for name in ensemble.state_dict() if "word_embedding" in name]
+    assert len(trained_vectors) == 3
+    # A one-member model's weights keep the names they always had.
+    assert set(single.state_dict()) == {
+        name for name in ensemble.state_dict() if not name.startswith("other_members.")
+    }
+
+
+def test_members_are_for_classifiers_only():
+    with pytest.raises(ConfigError, match="model.members is for classifiers"):
+        ModelConfig(task="tagger", members=2)
+    with pytest.raises(ConfigError, match="model.members must be in"):
+        ModelConfig(task="classifier", members=0)

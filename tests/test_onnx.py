@@ -186,9 +186,19 @@ def test_exported_tagger_tags_as_torch(tmp_path, scheme, config):
     assert_same_tagging(load_model(source), onnx_model, SENTENCES[:1], k=1)
 
 
-@pytest.mark.parametrize("pooling", ["max", "mean", "attention"])
-def test_exported_classifier_classifies_as_torch(tmp_path, pooling):
-    source = tiny_model(tmp_path / "torch", None, task="classifier", pooling=pooling)
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"pooling": "max"},
+        {"pooling": "mean"},
+        {"pooling": "attention"},
+        # Ensembles: each member's own chars and BiLSTM, their mean probability.
+        {"pooling": "max", "members": 3},
+        {"pooling": "attention", "members": 2, "char_encoder": "lstm", "layers": 2},
+    ],
+)
+def test_exported_classifier_classifies_as_torch(tmp_path, config):
+    source = tiny_model(tmp_path / "torch", None, task="classifier", **config)
     onnx_model = load_model(export_onnx(source, tmp_path / "onnx"))
     assert isinstance(onnx_model, OnnxClassifier)
     expected = classify_sentences(load_model(source), SENTENCES)

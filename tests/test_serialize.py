@@ -183,3 +183,54 @@ def test_models_command_lists_local_models(model_dir: Path, tmp_path: Path) -> N
     assert result.exit_code == 0, result.output
     rows = [json.loads(line) for line in result.stdout.splitlines()]
     assert any(row["path"] == str(model_dir) for row in rows)
+
+
+def test_an_ensemble_classifier_round_trips_halves_prunes_and_quantizes(tmp_path: Path) -> None:
+    from bilstm_nlp import classify_sentences
+    from bilstm_nlp.config import ModelConfig
+    from bilstm_nlp.nn.meta import ModelMeta
+    from bilstm_nlp.nn.model import Classifier
+    from bilstm_nlp.nn.vocab import Vocab
+    from bilstm_nlp.training.export import export_model
+
+    torch.manual_seed(0)
+    vocab = Vocab.build([["a", "fine", "film", "dull"]], ["negative", "positive"], ["the", "of"], 1)
+    config = ModelConfig(vectors=None, task="classifier", word_dim=8, hidden=6, members=3)
+    meta = ModelMeta.from_json(
+        {"task": "sentiment"}, kind="classifier", scheme=None, output_scheme=None
+    )
+    model = Classifier(config, vocab, meta).eval()
+    texts = [["a", "fine", "film"], ["dull", "the", "film", "of"], ["unseen"]]
+    expected = classify_sentences(model, texts)
+    save_model(model, tmp_path / "ensemble")
+    again = load(tmp_path / "ensemble")
+    assert again.config.members == 3 and len(again.other_members) == 2
+    assert again.other_members[1].embedder.fixed_embedding is again.embedder.fixed_embedding
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, again.state_dict()[key]), key
+    assert [c.probs for c in classify_sentences(again, texts)] == [c.probs for c in expected]
+
+    # Exported: every member's word vectors in float16, the shared table pruned once.
+    export_model(tmp_path / "ensemble", tmp_path / "small", max_vectors=1)
+    stored = load_file(str(tmp_path / "small" / "model.safetensors"))
+    halves = sorted(name for name, t in stored.items() if t.dtype == torch.float16)
+    assert halves == [
+        "embedder.fixed_embedding.weight",
+        "embedder.word_embedding.weight",
+        "other_members.0.embedder.word_embedding.weight",
+        "other_members.1.embedder.word_embedding.weight",
+    ]
+    assert stored["embedder.fixed_embedding.weight"].shape[0] == 1
+    small = load(tmp_path / "small")
+    # "of" was dropped with the pretrained-only words past the first; it reads as unknown.
+    found = classify_sentences(small, texts[:1] + texts[2:])
+    for want, got in zip(expected[:1] + expected[2:], found, strict=True):
+        assert max(abs(got.probs[k] - want.probs[k]) for k in want.probs) < 1e-2
+
+    # int8: every member's LSTM and linear layers quantized, answers close to float.
+    export_model(tmp_path / "ensemble", tmp_path / "int8", quantize="int8")
+    int8 = load(tmp_path / "int8")
+    assert int8.quantized
+    assert all(type(m.encoder.lstm).__module__.startswith("torch.ao") for m in int8.members())
+    for want, got in zip(expected, classify_sentences(int8, texts), strict=True):
+        assert max(abs(got.probs[k] - want.probs[k]) for k in want.probs) < 0.05

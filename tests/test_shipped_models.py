@@ -37,3 +37,10 @@ def test_shipped_model_matches_its_card(name: str, shared_corpora: Path) -> None
         card = scores["dev"]
         assert f"{card:.2f}" in readme
     assert abs(result.main_score - card) <= 0.05, (name, result.main_score, card)
+
+
+def test_shipped_models_stay_within_60_mb_in_all() -> None:
+    # Issue 14's bound on everything under models/, which the wheel carries.
+    root = Path(load("ner").meta.source).parent
+    total = sum(path.stat().st_size for path in root.rglob("*") if path.is_file())
+    assert 40e6 < total <= 60e6, total

@@ -12,6 +12,7 @@ import typer
 from .annotate import annotate_cli
 from .convert import convert_cli
 from .corpus import corpus_stats_cli
+from .ensemble import ensemble_cli
 from .evaluate import evaluate_cli
 from .models import export_cli, models_cli
 from .select import select_cli
@@ -36,6 +37,7 @@ app.command("annotate")(annotate_cli)
 app.command("select")(select_cli)
 app.command("models")(models_cli)
 app.command("export")(export_cli)
+app.command("ensemble")(ensemble_cli)
 app.command("serve")(serve_cli)
 app.command("convert")(convert_cli)
 app.command("spacy-config")(spacy_config_cli)

@@ -218,20 +218,32 @@ class CharLSTM(nn.Module):
 
 
 class TokenEmbedder(nn.Module):
-    """Word embedding + casing embedding + char features, concatenated per token."""
+    """Word embedding + casing embedding + char features, concatenated per token.
 
-    def __init__(self, config: ModelConfig, vocab: Vocab):
+    Args:
+        config: the architecture.
+        vocab: words and characters.
+        shared_fixed: another embedder's table of pretrained-only word vectors, to read instead
+            of a table of its own (an ensemble's members, `model.members`); that embedder's
+            module owns it, saves it and moves it between devices.
+    """
+
+    def __init__(self, config: ModelConfig, vocab: Vocab, shared_fixed: nn.Embedding | None = None):
         super().__init__()
         self.trainable_words = vocab.trainable_words
         self.word_embedding = nn.Embedding(
             vocab.trainable_words, config.word_dim, padding_idx=PAD_ID
         )
         self.word_embedding.weight.requires_grad_(not config.freeze_vectors)
-        # Pretrained-only words keep their vectors (see Vocab.trainable_words).
-        self.fixed_embedding = nn.Embedding(
-            len(vocab.words) - vocab.trainable_words, config.word_dim
-        )
-        self.fixed_embedding.weight.requires_grad_(False)
+        if shared_fixed is None:
+            # Pretrained-only words keep their vectors (see Vocab.trainable_words).
+            self.fixed_embedding = nn.Embedding(
+                len(vocab.words) - vocab.trainable_words, config.word_dim
+            )
+            self.fixed_embedding.weight.requires_grad_(False)
+        else:
+            # Not registered: the owner's state holds the table once.
+            object.__setattr__(self, "fixed_embedding", shared_fixed)
         self.output_dim = config.word_dim
         self.casing_embedding: nn.Embedding | None = None
         if config.casing_dim:

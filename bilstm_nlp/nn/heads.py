@@ -443,5 +443,14 @@ class SentenceHead(nn.Module):
         """Cross-entropy summed over the batch."""
         return nn.functional.nll_loss(log_probs, label_ids, reduction="sum")
 
+    def distill_loss(
+        self, log_probs: Tensor, label_ids: Tensor, teacher_probs: Tensor, weight: float
+    ) -> Tensor:
+        """Cross-entropy from a blend of the gold labels (`1 - weight`) and the teachers'
+        averaged class probabilities `(batch, num_labels)` (`weight`), summed over the batch."""
+        gold = nn.functional.one_hot(label_ids, log_probs.size(1)).to(teacher_probs.dtype)
+        target = torch.lerp(gold, teacher_probs, weight)
+        return -(target * log_probs).sum()
+
 
 HEADS = {"crf": CRFHead, "softmax": SoftmaxHead}

@@ -7,6 +7,7 @@ them into tags, spans and probabilities for people.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -169,7 +170,13 @@ class Tagger(_Model):
 
 
 class Classifier(_Model):
-    """A BiLSTM sentence classifier: embedder → BiLSTM → pooling → softmax.
+    """A BiLSTM sentence classifier: embedder → BiLSTM → pooling → softmax; with
+    `config.members` > 1, an ensemble of such classifiers in one model, answering with their
+    averaged class probabilities.
+
+    The first member's layers are the model's own (`embedder`, `encoder`, `head`), so a
+    one-member model's weights are named as they always were; the others are `other_members`,
+    reading the first member's pretrained-only word vectors.
 
     Args:
         config: the architecture.
@@ -195,14 +202,70 @@ class Classifier(_Model):
         self.head = SentenceHead(
             self.encoder.output_dim, len(vocab.labels), config.pooling, config.dropout
         )
+        self.other_members = nn.ModuleList(
+            ClassifierMember(config, vocab, self.embedder.fixed_embedding)
+            for _ in range(config.members - 1)
+        )
+
+    def members(self) -> list[nn.Module]:
+        """Each member: something with `embedder`, `dropout`, `encoder`, `head` and `config`
+        (the model itself first)."""
+        return [self, *self.other_members]
+
+    def member_log_probs(self, batch: Batch) -> list[Tensor]:
+        """Each member's class log-probabilities `(batch, num_labels)`."""
+        return [member.head(_contextual(member, batch), batch.mask) for member in self.members()]
 
     def forward(self, batch: Batch) -> Tensor:
-        """Class log-probabilities `(batch, num_labels)`."""
-        return self.head(_contextual(self, batch), batch.mask)
+        """Class log-probabilities `(batch, num_labels)` (of the members' mean probability)."""
+        each = self.member_log_probs(batch)
+        if len(each) == 1:
+            return each[0]
+        return torch.logsumexp(torch.stack(each), dim=0) - math.log(len(each))
 
     def loss(self, batch: Batch) -> Tensor:
+        """Cross-entropy summed over the batch, and over the members: each member learns on its
+        own, as separately trained ones would (not the loss of their average, which would make
+        them lean on each other)."""
         assert batch.tag_ids is not None, "loss needs gold labels"
-        return self.head.loss(self(batch), batch.tag_ids)
+        return torch.stack(
+            [self.head.loss(lp, batch.tag_ids) for lp in self.member_log_probs(batch)]
+        ).sum()
+
+    def distill_loss(self, batch: Batch, teacher_probs: Tensor, weight: float) -> Tensor:
+        """`()` loss against a blend of the gold labels and the teachers' class probabilities
+        `(batch, num_labels)` (see `SentenceHead.distill_loss`), summed over the members."""
+        assert batch.tag_ids is not None, "loss needs gold labels"
+        return torch.stack(
+            [
+                self.head.distill_loss(lp, batch.tag_ids, teacher_probs, weight)
+                for lp in self.member_log_probs(batch)
+            ]
+        ).sum()
+
+
+class ClassifierMember(nn.Module):
+    """A member of an ensemble `Classifier` after the first: its own trained word vectors,
+    BiLSTM and head, and the first member's pretrained-only word vectors."""
+
+    def __init__(self, config: ModelConfig, vocab: Vocab, shared_fixed: nn.Embedding):
+        super().__init__()
+        self.config = config
+        self.embedder = TokenEmbedder(config, vocab, shared_fixed)
+        self.dropout = nn.Dropout(config.dropout)
+        self.encoder = BiLSTMEncoder(
+            self.embedder.output_dim, config.hidden, config.layers, config.dropout
+        )
+        self.head = SentenceHead(
+            self.encoder.output_dim, len(vocab.labels), config.pooling, config.dropout
+        )
+
+
+def word_embedders(model: Tagger | Classifier) -> list[TokenEmbedder]:
+    """The token embedders of `model`: one, or one per member of an ensemble classifier."""
+    if isinstance(model, Classifier):
+        return [member.embedder for member in model.members()]
+    return [model.embedder]
 
 
 def _plain_projection(model: Tagger) -> bool:

@@ -41,9 +41,13 @@ def distillation_note(config: dict) -> str:
         return ""
     weight = config["train"].get("distill_weight", 0.5)
     names = ", ".join(f"`{t}`" for t in teachers)
+    if config.get("model", {}).get("task") == "classifier":
+        theirs, gold = "class probabilities", "gold labels"
+    else:
+        theirs, gold = "CRF marginals", "gold tags"
     return (
         f"; distilled from an ensemble of {len(teachers)} teachers ({names}): the target is "
-        f"{weight:g} their averaged CRF marginals, {1 - weight:g} the gold tags"
+        f"{weight:g} their averaged {theirs}, {1 - weight:g} the {gold}"
     )
 
 
@@ -224,6 +228,13 @@ def shipped_card(model: Tagger | Classifier, facts: ShippedFacts) -> str:
             "when tagging)"
             if architecture.get("doc_memory")
             else ""
+        )
+        + (
+            f"; an ensemble of {architecture['members']} such classifiers in one model, trained "
+            "together from their own initial weights, each with its own trained word vectors "
+            "(the pretrained-only ones shared), answering with their mean probability"
+            if architecture.get("members", 1) > 1
+            else ""
         ),
         f"- **Corpus**: {facts.corpus.name} — licence: {facts.corpus.licence}",
         figure,
@@ -239,10 +250,17 @@ def shipped_card(model: Tagger | Classifier, facts: ShippedFacts) -> str:
             f"{facts.speed_note})"
         )
     provenance = meta.provenance
+    # An ensemble put together from runs of the recipe (`bilstm-nlp ensemble`): one per seed.
+    members = provenance.get("ensemble_of") or []
     evaluate = facts.evaluate_command
     lines += [
         f"- **Size**: {facts.weights_mb:.1f} MB of weights (word embeddings in float16)",
-        f"- **Seed**: {settings['train']['seed']}; trained {provenance['trained_on']} with "
+        (
+            f"- **Seeds**: {', '.join(str(m['seed']) for m in members)}, one per member; "
+            if members
+            else f"- **Seed**: {settings['train']['seed']}; "
+        )
+        + f"trained {provenance['trained_on']} with "
         f"bilstm-nlp {provenance['library_version']}, torch {provenance['torch_version']}, "
         f"{provenance['train_sentences']:,} training sentences",
         "",
@@ -251,7 +269,20 @@ def shipped_card(model: Tagger | Classifier, facts: ShippedFacts) -> str:
         "From a checkout with `../shared/corpora` beside it:",
         "",
         "```bash",
-        f"bilstm-nlp train --config models/{name}/train.json --output runs/{name}",
+        *(
+            [
+                *(
+                    f"bilstm-nlp train --config models/{name}/train.json --seed {m['seed']} "
+                    f"--output runs/{name}-s{m['seed']}"
+                    for m in members
+                ),
+                "bilstm-nlp ensemble "
+                + " ".join(f"runs/{name}-s{m['seed']}" for m in members)
+                + f" --output runs/{name}",
+            ]
+            if members
+            else [f"bilstm-nlp train --config models/{name}/train.json --output runs/{name}"]
+        ),
         f"bilstm-nlp export runs/{name} models/{name} --max-vectors "
         f"{architecture['max_vectors']} "
         + (
@@ -267,7 +298,15 @@ def shipped_card(model: Tagger | Classifier, facts: ShippedFacts) -> str:
         evaluate,
         "```",
     ]
-    if with_dev:
+    if with_dev and members:
+        lines += [
+            "",
+            "The recipe's dev figure comes from the same runs on train alone: each seed trained "
+            f"with `bilstm-nlp train --config models/{name}/train.json --seed N "
+            "--no-train-with-dev`, the last epoch of each (its `checkpoint/model`) put together "
+            "with `bilstm-nlp ensemble` and scored with `bilstm-nlp evaluate`.",
+        ]
+    elif with_dev:
         lines += [
             "",
             "The recipe's dev figure comes from the same config trained on train alone: "

@@ -1,9 +1,10 @@
-"""Knowledge distillation: an ensemble of trained taggers (the teachers) taught to one model.
+"""Knowledge distillation: an ensemble of trained models (the teachers) taught to one model.
 
-The teachers tag the training sentences once, before training; the average of their tag and
-neighbouring-pair marginals is what the student is trained towards, blended with the gold tags
-(`train.distill_weight`). With a CRF student the loss is the exact cross-entropy from that blend to
-the student's CRF (`CRF.expected_log_likelihood`), at the cost of the gold-only loss.
+The teachers read the training sentences once, before training. For taggers the average of their
+tag and neighbouring-pair marginals is what the student is trained towards, blended with the gold
+tags (`train.distill_weight`); with a CRF student the loss is the exact cross-entropy from that
+blend to the student's CRF (`CRF.expected_log_likelihood`), at the cost of the gold-only loss. For
+classifiers it is the average of their class probabilities, blended with the gold label.
 """
 
 from __future__ import annotations
@@ -14,11 +15,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..decode import classify_sentences
 from ..errors import ConfigError
 from ..nn.crf import pair_marginals_from
 from ..nn.encoding import collate, encode_tokens
 from ..nn.heads import CRFHead, TeacherMarginals
-from ..nn.model import Tagger
+from ..nn.model import Classifier, Tagger
 from ..progress import progress_bar
 
 TEACHER_BATCH = 64
@@ -159,3 +161,57 @@ def _tag_order(
         )
     position = {tag: i for i, tag in enumerate(student_tags)}
     return np.array([position[tag] for tag in tags], dtype=np.int64)
+
+
+@dataclass
+class TeacherLabelProbs:
+    """The teachers' averaged class probabilities of each training text, in the student's label
+    order.
+
+    Attributes:
+        probs: `(texts, num_labels)` float32.
+        teachers: how many models were averaged.
+    """
+
+    probs: np.ndarray
+    teachers: int
+
+    def batch(self, indices: Sequence[int], seq_len: int, device: torch.device) -> torch.Tensor:
+        """`(len(indices), num_labels)` probabilities of the texts `indices` (`seq_len` unused:
+        the call is `TeacherTargets.batch`'s)."""
+        return torch.from_numpy(self.probs[np.asarray(indices, dtype=np.int64)]).to(device)
+
+
+def teacher_label_probs(
+    teachers: Sequence[Classifier],
+    token_lists: Sequence[Sequence[str]],
+    student_labels: Sequence[str],
+    device: torch.device,
+    show_progress: bool = False,
+) -> TeacherLabelProbs:
+    """Average the teachers' class probabilities over `token_lists`, in the order of
+    `student_labels`.
+
+    Raises:
+        ConfigError: no teacher, a teacher that is not a classifier, or one with other labels.
+    """
+    if not teachers:
+        raise ConfigError("distillation needs at least one teacher model")
+    sums = np.zeros((len(token_lists), len(student_labels)), dtype=np.float64)
+    for number, teacher in enumerate(teachers, 1):
+        where = teacher.meta.source or f"teacher {number}"
+        if not isinstance(teacher, Classifier):
+            raise ConfigError("a classifier's distillation teacher must be a classifier", where)
+        labels = list(teacher.vocab.labels.items)
+        if sorted(labels) != sorted(student_labels):
+            raise ConfigError(
+                f"the teacher's labels {sorted(labels)} differ from the training data's "
+                f"{sorted(student_labels)}: teachers must be trained on the same labels",
+                where,
+            )
+        classified = classify_sentences(
+            teacher.to(device).eval(), token_lists, device=device, show_progress=show_progress
+        )
+        for row, result in enumerate(classified):
+            sums[row] += [result.probs[label] for label in student_labels]
+    return TeacherLabelProbs((sums / len(teachers)).astype(np.float32), len(teachers))

@@ -29,7 +29,7 @@ from .averaging import WeightAverage
 from .cards import TrainingFacts, training_card
 from .checkpoint import TrainingState, load_checkpoint, save_checkpoint
 from .data import TrainingData, encode_training_rows, read_training_data
-from .distill import TeacherTargets, teacher_targets
+from .distill import TeacherLabelProbs, TeacherTargets, teacher_label_probs, teacher_targets
 from .epochs import check_divergence, initial_loss, score_on_dev, train_epoch
 from .setup import build_run_model, make_optimizer, run_meta
 
@@ -257,15 +257,17 @@ def _teachers(
     model: Tagger | Classifier,
     device: torch.device,
     show_progress: bool,
-) -> TeacherTargets | None:
+) -> TeacherTargets | TeacherLabelProbs | None:
     """The distillation targets of `train.distill_from`'s models, or None without teachers."""
     paths = config.train.distill_from
     if not paths:
         return None
-    if not isinstance(model, Tagger):
-        raise ConfigError("train.distill_from: distillation trains taggers; this is a classifier")
     teachers = [load_model(path, device, quantized=False) for path in paths]
     logger.info("distilling from %d teachers: %s", len(teachers), ", ".join(paths))
+    if isinstance(model, Classifier):
+        return teacher_label_probs(
+            teachers, data.token_lists, model.vocab.labels.items, device, show_progress
+        )
     return teacher_targets(
         teachers, data.token_lists, model.vocab.labels.items, model.scheme, device, show_progress
     )

@@ -18,9 +18,9 @@ from ..errors import ConfigError
 from ..nn.embeddings import load_vectors, pretrained_matrix
 from ..nn.encoding import EncodedSentence
 from ..nn.meta import ModelMeta, ReaderSettings, default_task
-from ..nn.model import Classifier, Tagger, build_model, extend_labels
+from ..nn.model import Classifier, Tagger, build_model, extend_labels, word_embedders
 from ..nn.vocab import Vocab
-from ..serialize import load_model
+from ..serialize import load_model, read_meta
 from ..text.schemes import split_tag
 from .data import TrainingData, encode_training_rows, read_training_data
 
@@ -48,10 +48,29 @@ def run_meta(config: ExperimentConfig, data: TrainingData, command: str | None =
                 "trained_on": time.strftime("%Y-%m-%d"),
                 "train_sentences": len(data.train),
                 "dev_sentences": len(data.dev.token_lists) if data.dev else 0,
+                **(
+                    {"teachers": [_teacher_facts(path) for path in config.train.distill_from]}
+                    if config.train.distill_from
+                    else {}
+                ),
             },
         )
     except ValueError as error:
         raise ConfigError(f"data.task: {error}") from None
+
+
+def _teacher_facts(path: str) -> dict:
+    """What a distilled model records of each teacher: where it was, its seed and protocol and
+    the config it was trained with (what the model card rebuilds it from)."""
+    provenance = read_meta(path)[1].provenance
+    config = provenance.get("config") or {}
+    return {
+        "path": path,
+        "seed": config.get("train", {}).get("seed"),
+        "train_with_dev": bool(config.get("data", {}).get("train_with_dev")),
+        "trained_on": provenance.get("trained_on"),
+        "config": config,
+    }
 
 
 def _task_name(config: ExperimentConfig, scheme: str | None) -> str:
@@ -109,7 +128,8 @@ def build_fresh_model(
     model = build_model(model_config, vocab, meta)
     if matrix is not None:
         weights = pretrained_matrix(vocab, words, matrix, seed)
-        model.embedder.set_word_vectors(weights)
+        for embedder in word_embedders(model):
+            embedder.set_word_vectors(weights)
     return model
 
 

@@ -11,6 +11,8 @@ within its length (an index gather, undone after), so padding never reaches a re
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor, nn
 
@@ -146,30 +148,20 @@ class PaddedCharLSTM(nn.Module):
         return torch.cat([last_forward, last_backward], dim=1)
 
 
-class ExportGraph(nn.Module):
-    """A trained `Tagger` or `Classifier` from ids to scores, on padded batches.
+class _MemberGraph(nn.Module):
+    """One network's embedder and BiLSTM (a tagger, or a member of a classifier) from a
+    `Batch`'s arrays to contextual features `(batch, seq_len, 2 * hidden)`."""
 
-    Inputs are a `Batch`'s arrays; the output is the model's: a tagger's emissions `(batch,
-    seq_len, num_tags)` (CRF scores or softmax log-probabilities), a classifier's class
-    log-probabilities `(batch, num_labels)`. A document-memory tagger gives its emission
-    layer's two parts instead, `(batch, seq_len, 2 * num_tags)`. Built in eval mode: dropout is
-    off.
-
-    Args:
-        model: the trained model; its modules are shared, not copied (the LSTMs' weights are).
-    """
-
-    def __init__(self, model: Tagger | Classifier):
+    def __init__(self, member: nn.Module):
         super().__init__()
-        self.model = model
-        embedder: TokenEmbedder = model.embedder
+        self.member = member
+        embedder: TokenEmbedder = member.embedder
         self.chars: nn.Module | None = None
         if isinstance(embedder.char_encoder, CharCNN):
             self.chars = PaddedCharCNN(embedder.char_encoder)
         elif isinstance(embedder.char_encoder, CharLSTM):
             self.chars = PaddedCharLSTM(embedder.char_encoder)
-        self.lstm = model.encoder.lstm
-        self.eval()
+        self.lstm = member.encoder.lstm
 
     def forward(
         self,
@@ -179,8 +171,7 @@ class ExportGraph(nn.Module):
         spelling_ids: Tensor,
         mask: Tensor,
     ) -> Tensor:
-        """Scores from a `Batch`'s arrays (see `nn.encoding.Batch`)."""
-        embedder = self.model.embedder
+        embedder = self.member.embedder
         parts = [embedder.embed_words(word_ids)]
         if embedder.casing_embedding is not None:
             parts.append(embedder.casing_embedding(casing_ids))
@@ -199,8 +190,45 @@ class ExportGraph(nn.Module):
         contextual, _ = nn.utils.rnn.pad_packed_sequence(
             self.lstm(packed)[0], batch_first=True, total_length=seq_len
         )
+        return contextual
+
+
+class ExportGraph(nn.Module):
+    """A trained `Tagger` or `Classifier` from ids to scores, on padded batches.
+
+    Inputs are a `Batch`'s arrays; the output is the model's: a tagger's emissions `(batch,
+    seq_len, num_tags)` (CRF scores or softmax log-probabilities), a classifier's class
+    log-probabilities `(batch, num_labels)` (of its members' mean probability, for an
+    ensemble). A document-memory tagger gives its emission layer's two parts instead, `(batch,
+    seq_len, 2 * num_tags)`. Built in eval mode: dropout is off.
+
+    Args:
+        model: the trained model; its modules are shared, not copied (the LSTMs' weights are).
+    """
+
+    def __init__(self, model: Tagger | Classifier):
+        super().__init__()
+        self.model = model
+        members = model.members() if isinstance(model, Classifier) else [model]
+        self.member_graphs = nn.ModuleList(_MemberGraph(member) for member in members)
+        self.eval()
+
+    def forward(
+        self,
+        word_ids: Tensor,
+        casing_ids: Tensor,
+        char_ids: Tensor,
+        spelling_ids: Tensor,
+        mask: Tensor,
+    ) -> Tensor:
+        """Scores from a `Batch`'s arrays (see `nn.encoding.Batch`)."""
+        inputs = (word_ids, casing_ids, char_ids, spelling_ids, mask)
         if isinstance(self.model, Classifier):
-            return self.model.head(contextual, mask)
+            each = [graph.member.head(graph(*inputs), mask) for graph in self.member_graphs]
+            if len(each) == 1:
+                return each[0]
+            return torch.logsumexp(torch.stack(each), dim=0) - math.log(len(each))
+        contextual = self.member_graphs[0](*inputs)
         if self.model.config.doc_memory:
             # The emission layer's two parts (`Tagger.memory_parts`): the runtime takes the
             # memory by document and adds it (`runtime.backend.OnnxTagger`).

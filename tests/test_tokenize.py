@@ -124,6 +124,14 @@ def test_ptb_escapes_known_values() -> None:
     assert not PtbEscapes().active
 
 
+def test_ptb_escapes_leave_escaped_slashes_and_stars_alone() -> None:
+    # Tokens from an escaped corpus (SST's `Writer\/director`, through spaCy with gold tokens)
+    # must reach the model as the corpus wrote them, not escaped twice.
+    text, tokens = _spaced(["Writer\\/director", "a/b\\/c", "3\\*4*5", "/", "\\/"])
+    escaped = PtbEscapes(slash_star=True).apply(text, tokens)
+    assert escaped == ["Writer\\/director", "a\\/b\\/c", "3\\*4\\*5", "\\/", "\\/"]
+
+
 def _spaced(words: list[str]) -> tuple[str, list[Token]]:
     """Tokens joined by single spaces (as SST's and other tokenized corpora's text is)."""
     tokens, position = [], 0

@@ -239,6 +239,7 @@ _SINGLE_QUOTES = {"'": None, "‘": "`", "’": "'"}
 _DASHES = {"—": "--", "–": "--"}
 _OPENERS = "([{\"'“‘`"
 _NON_SPACE = re.compile(r"\S")
+_UNESCAPED_SLASH_STAR = re.compile(r"(?<!\\)([/*])")
 
 
 @dataclass(frozen=True)
@@ -319,7 +320,8 @@ class PtbEscapes:
         if self.dashes and word in _DASHES:
             return _DASHES[word]
         if self.slash_star and ("/" in word or "*" in word):
-            return word.replace("/", "\\/").replace("*", "\\*")
+            # A slash or star already escaped (tokens taken from such a corpus) stays as it is.
+            return _UNESCAPED_SLASH_STAR.sub(r"\\\1", word)
         return word
 
 

@@ -10,8 +10,10 @@ student towards) and decodes the path of highest summed log-marginal that the ta
 (conlleval's) or token accuracy for plain labels, on the dev file as written.
 
 Classifiers (e.g. `--dev ../shared/corpora/sst/dev.txt`): the ensemble averages the members' class
-probabilities (a classifier student's target) and takes the likeliest label; each figure is
-accuracy on the dev file, read with the first member's reader settings (as `evaluate` does).
+probabilities (a classifier student's target, and what `bilstm-nlp ensemble` ships) and takes the
+likeliest label; each figure is accuracy on the dev file, read with the first member's reader
+settings (as `evaluate` does). `--subsets 3` also scores every 3 of the members, so that an
+ensemble's figure comes with its spread over which runs make it.
 
 Prints a table, writes JSON.
 """
@@ -19,6 +21,8 @@ Prints a table, writes JSON.
 from __future__ import annotations
 
 import argparse
+import itertools
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -99,9 +103,11 @@ def _accuracy(gold: list[str], predicted: list[str]) -> float:
 
 
 def _classifier_rows(args, device: torch.device) -> list[dict]:
-    """Each member's and student's accuracy and the mean-probability ensemble's."""
+    """Each member's and student's accuracy, the mean-probability ensemble's of all members, and
+    that of every subset of each size in `args.subsets` (the spread of an ensemble of that size
+    over which runs it is made of)."""
     rows = []
-    summed = None
+    member_probs = []
     token_lists = gold = labels = None
     for kind, paths in (("member", args.models), ("student", args.students)):
         for path in paths:
@@ -118,17 +124,47 @@ def _classifier_rows(args, device: torch.device) -> list[dict]:
                 }
             )
             if kind == "member":
-                probs = np.array([[r.probs[label] for label in labels] for r in results])
-                summed = probs if summed is None else summed + probs
-    predicted = [labels[i] for i in summed.argmax(1)]
-    rows.append(
-        {
-            "kind": "ensemble",
-            "model": f"mean probabilities of {len(args.models)}",
-            "dev": _accuracy(gold, predicted),
-        }
-    )
+                member_probs.append(
+                    np.array([[r.probs[label] for label in labels] for r in results])
+                )
+    sizes = sorted({len(member_probs), *args.subsets})
+    for size in sizes:
+        if not 2 <= size <= len(member_probs):
+            raise SystemExit(f"--subsets {size}: give 2 to {len(member_probs)}")
+        for subset in itertools.combinations(range(len(member_probs)), size):
+            summed = sum(member_probs[i] for i in subset)
+            rows.append(
+                {
+                    "kind": "ensemble",
+                    "model": f"mean probabilities of members {[i + 1 for i in subset]}",
+                    "members": [args.models[i] for i in subset],
+                    "dev": _accuracy(gold, [labels[i] for i in summed.argmax(1)]),
+                    "members_mean_dev": statistics.mean(rows[i]["dev"] for i in subset),
+                }
+            )
     return rows
+
+
+def _subset_summary(rows: list[dict]) -> dict[str, dict]:
+    """Per ensemble size: the mean, spread and range of its subsets' figures, and their mean gain
+    over their own members' mean."""
+    by_size: dict[int, list[dict]] = {}
+    for row in rows:
+        if row["kind"] == "ensemble" and "members" in row:
+            by_size.setdefault(len(row["members"]), []).append(row)
+    summary = {}
+    for size, group in sorted(by_size.items()):
+        figures = [r["dev"] for r in group]
+        gains = [r["dev"] - r["members_mean_dev"] for r in group]
+        summary[str(size)] = {
+            "subsets": len(group),
+            "mean": statistics.mean(figures),
+            "std": statistics.stdev(figures) if len(figures) > 1 else 0.0,
+            "min": min(figures),
+            "max": max(figures),
+            "mean_gain_over_members": statistics.mean(gains),
+        }
+    return summary
 
 
 def _tagger_rows(args, device: torch.device) -> list[dict]:
@@ -165,6 +201,13 @@ def main() -> None:
     parser.add_argument("--students", nargs="*", default=[], help="models distilled from them")
     parser.add_argument("--dev", default="../shared/corpora/conll2003/dev.txt")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--subsets",
+        type=int,
+        nargs="*",
+        default=[],
+        help="classifiers: also score every subset of the members of these sizes",
+    )
     parser.add_argument("--out", type=Path, default=Path("bench/results/ensemble.json"))
     args = parser.parse_args()
     device = torch.device(args.device)
@@ -184,6 +227,15 @@ def main() -> None:
         "rows": rows,
         "member_mean": sum(member_scores) / len(member_scores),
     }
+    summary = _subset_summary(rows)
+    if summary:
+        figures["ensembles_by_size"] = summary
+        for size, row in summary.items():
+            print(
+                f"ensembles of {size}: {row['subsets']} subsets, {row['mean']:.2f} ± "
+                f"{row['std']:.2f} ({row['min']:.2f}-{row['max']:.2f}), "
+                f"{row['mean_gain_over_members']:+.2f} over their members' mean"
+            )
     write_results(args.out, figures, machine_info(torch.get_num_threads()))
 
 

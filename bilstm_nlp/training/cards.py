@@ -230,10 +230,10 @@ def shipped_card(model: Tagger | Classifier, facts: ShippedFacts) -> str:
             else ""
         )
         + (
-            f"; an ensemble of {architecture['members']} such classifiers in one model, trained "
-            "together from their own initial weights, each with its own trained word vectors "
-            "(the pretrained-only ones shared), answering with their mean probability"
-            if architecture.get("members", 1) > 1
+            f"; an ensemble of {model.config.members} such classifiers, each with its own trained "
+            "word vectors (the pretrained-only ones shared), answering with their mean "
+            "probability"
+            if model.config.members > 1
             else ""
         ),
         f"- **Corpus**: {facts.corpus.name} — licence: {facts.corpus.licence}",
@@ -301,10 +301,11 @@ def shipped_card(model: Tagger | Classifier, facts: ShippedFacts) -> str:
     if with_dev and members:
         lines += [
             "",
-            "The recipe's dev figure comes from the same runs on train alone: each seed trained "
-            f"with `bilstm-nlp train --config models/{name}/train.json --seed N "
-            "--no-train-with-dev`, the last epoch of each (its `checkpoint/model`) put together "
-            "with `bilstm-nlp ensemble` and scored with `bilstm-nlp evaluate`.",
+            "The recipe's dev figure comes from runs of the same config on train alone "
+            f"(`bilstm-nlp train --config models/{name}/train.json --seed N "
+            "--no-train-with-dev`, the last epoch of each: its `checkpoint/model`), put together "
+            f"{len(members)} at a time as `bilstm-nlp ensemble` does (the members' mean "
+            "probability) and scored on dev.",
         ]
     elif with_dev:
         lines += [

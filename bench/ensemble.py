@@ -34,11 +34,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import machine_info, write_results  # noqa: E402
 
 from bilstm_nlp import Classifier, classify_sentences, load, tag_sentences  # noqa: E402
-from bilstm_nlp.corpus.loading import load_tagging, load_texts  # noqa: E402
+from bilstm_nlp.corpus.loading import load_tagging  # noqa: E402
+from bilstm_nlp.evaluation.evaluate import read_labelled_texts  # noqa: E402
 from bilstm_nlp.evaluation.metrics import entity_scores, token_accuracy  # noqa: E402
 from bilstm_nlp.nn.crf import viterbi_decode  # noqa: E402
 from bilstm_nlp.text.schemes import allowed_transitions, convert_tags  # noqa: E402
-from bilstm_nlp.text.tokenize import tokens_or_tokenized  # noqa: E402
 from bilstm_nlp.training.distill import teacher_targets  # noqa: E402
 
 
@@ -84,20 +84,6 @@ def ensemble_tags(models, token_lists, device: torch.device) -> list[list[str]]:
     return predicted
 
 
-def _classifier_dev(path: str, model: Classifier) -> tuple[list[list[str]], list[str]]:
-    reader = model.meta.reader.to_json()
-    corpus = load_texts(
-        None,
-        path,
-        input_format=reader.get("input_format"),
-        sst_labels=reader.get("sst_labels") or "sst2",
-        text_field=reader.get("text_field") or "text",
-        label_field=reader.get("label_field") or "label",
-    )
-    split = corpus["dev"]
-    return tokens_or_tokenized(split["tokens"][:], split["text"][:]), corpus.labels("dev")
-
-
 def _accuracy(gold: list[str], predicted: list[str]) -> float:
     return 100.0 * sum(g == p for g, p in zip(gold, predicted, strict=True)) / len(gold)
 
@@ -113,7 +99,7 @@ def _classifier_rows(args, device: torch.device) -> list[dict]:
         for path in paths:
             model = load(path, device=device)
             if token_lists is None:
-                token_lists, gold = _classifier_dev(args.dev, model)
+                token_lists, gold = read_labelled_texts(args.dev, model.meta.reader.to_json())
                 labels = list(model.vocab.labels.items)
             results = classify_sentences(model, token_lists, device=device)
             rows.append(

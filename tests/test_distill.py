@@ -31,6 +31,7 @@ from .test_crf import (
     random_crf,
 )
 from .test_train import NER_SENTENCES, tiny_config, write_conll
+from .tiny_models import REVIEWS, write_reviews
 
 SIZES = [(3, 4), (4, 3), (2, 6)]
 
@@ -272,20 +273,6 @@ def test_cli_distill_options(tmp_path, teachers):
 
 # Classifiers: teachers' class probabilities.
 
-REVIEWS = [
-    ("a wonderful , moving film", "positive"),
-    ("dull and lifeless", "negative"),
-    ("an instant classic", "positive"),
-    ("a waste of time", "negative"),
-    ("great acting and a great story", "positive"),
-    ("boring , predictable mess", "negative"),
-]
-
-
-def _write_reviews(path: Path, rows) -> Path:
-    path.write_text("".join(json.dumps({"text": t, "label": label}) + "\n" for t, label in rows))
-    return path
-
 
 def _classifier_config(corpus: Path, seed: int, epochs: int = 40, **train_values):
     config = ExperimentConfig.from_dict(
@@ -320,7 +307,7 @@ def classifier_teachers(tmp_path_factory) -> list[Path]:
     """Two classifiers trained with "a waste of time" labelled positive."""
     folder = tmp_path_factory.mktemp("classifier_teachers")
     wrong = [(t, "positive" if t == "a waste of time" else label) for t, label in REVIEWS]
-    corpus = _write_reviews(folder / "wrong.jsonl", wrong)
+    corpus = write_reviews(folder / "wrong.jsonl", wrong)
     paths = []
     for seed in (1, 2):
         train(_classifier_config(corpus, seed), folder / f"t{seed}")
@@ -367,7 +354,7 @@ def test_teacher_label_probs_average_the_teachers(classifier_teachers):
 
 
 def test_the_classifier_student_follows_its_teachers_by_their_weight(tmp_path, classifier_teachers):
-    corpus = _write_reviews(tmp_path / "train.jsonl", REVIEWS)
+    corpus = write_reviews(tmp_path / "train.jsonl", REVIEWS)
     paths = [str(p) for p in classifier_teachers]
     answers = {}
     for weight in (0.0, 0.9):
@@ -381,10 +368,10 @@ def test_the_classifier_student_follows_its_teachers_by_their_weight(tmp_path, c
 
 
 def test_teachers_of_another_kind_or_labels_are_refused(tmp_path, teachers, classifier_teachers):
-    corpus = _write_reviews(tmp_path / "train.jsonl", REVIEWS)
+    corpus = write_reviews(tmp_path / "train.jsonl", REVIEWS)
     with pytest.raises(ConfigError, match="must be a classifier"):
         train(_classifier_config(corpus, 1, 1, distill_from=[str(teachers[0])]), tmp_path / "a")
-    three = _write_reviews(tmp_path / "three.jsonl", [*REVIEWS, ("it was fine", "neutral")])
+    three = write_reviews(tmp_path / "three.jsonl", [*REVIEWS, ("it was fine", "neutral")])
     with pytest.raises(ConfigError, match="differ from the training data's"):
         train(
             _classifier_config(three, 1, 1, distill_from=[str(classifier_teachers[0])]),

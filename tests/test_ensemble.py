@@ -4,7 +4,6 @@ probability; runs of different recipes, vocabularies or labels are refused, nami
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 
 import pytest
@@ -19,21 +18,9 @@ from bilstm_nlp.training.ensemble import assemble_ensemble
 from bilstm_nlp.training.loop import train
 
 from .test_train import NER_SENTENCES, tiny_config, write_conll
+from .tiny_models import REVIEWS, write_reviews
 
-REVIEWS = [
-    ("a wonderful , moving film", "positive"),
-    ("dull and lifeless", "negative"),
-    ("an instant classic", "positive"),
-    ("a waste of time", "negative"),
-    ("great acting and a great story", "positive"),
-    ("boring , predictable mess", "negative"),
-]
 TEXTS = [t.split() for t, _ in REVIEWS] + [["a", "moving", "mess"], ["unseen"], []]
-
-
-def _write(path: Path, rows) -> Path:
-    path.write_text("".join(json.dumps({"text": t, "label": label}) + "\n" for t, label in rows))
-    return path
 
 
 def _config(corpus: Path, seed: int, **model) -> ExperimentConfig:
@@ -66,7 +53,7 @@ def _config(corpus: Path, seed: int, **model) -> ExperimentConfig:
 def runs(tmp_path_factory) -> dict[str, Path]:
     """Three seeds of one recipe, and runs that differ from it in one way each."""
     folder = tmp_path_factory.mktemp("ensemble_runs")
-    corpus = _write(folder / "train.jsonl", REVIEWS)
+    corpus = write_reviews(folder / "train.jsonl", REVIEWS)
     paths = {}
     for seed in (1, 2, 3):
         train(_config(corpus, seed), folder / f"s{seed}")
@@ -76,10 +63,10 @@ def runs(tmp_path_factory) -> dict[str, Path]:
     lr = _config(corpus, 5)
     train(dataclasses.replace(lr, train=dataclasses.replace(lr.train, lr=0.01)), folder / "lr")
     paths["lr"] = folder / "lr"
-    more = _write(folder / "more.jsonl", [*REVIEWS, ("an utter bore", "negative")])
+    more = write_reviews(folder / "more.jsonl", [*REVIEWS, ("an utter bore", "negative")])
     train(_config(more, 6), folder / "vocab")
     paths["vocab"] = folder / "vocab"
-    three = _write(folder / "three.jsonl", [*REVIEWS, ("it is a film", "neutral")])
+    three = write_reviews(folder / "three.jsonl", [*REVIEWS, ("it is a film", "neutral")])
     train(_config(three, 7), folder / "labels")
     paths["labels"] = folder / "labels"
     return paths

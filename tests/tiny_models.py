@@ -1,7 +1,9 @@
-"""A tiny untrained tagger saved as a model folder, for tests of the model files themselves."""
+"""A tiny untrained tagger saved as a model folder, for tests of the model files themselves; six
+labelled reviews for tests that train classifiers."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -26,3 +28,20 @@ def save_tiny_tagger(directory: Path, meta: dict[str, Any]) -> Path:
     config = ModelConfig(vectors=None, word_dim=8, hidden=6, char_hidden=4, char_dim=4)
     declared = ModelMeta.from_json(meta, kind="tagger", scheme="BIOES", output_scheme="IOB1")
     return save_model(Tagger(config, vocab, declared), directory)
+
+
+# Six labelled reviews: a classifier learns them in a few epochs.
+REVIEWS = [
+    ("a wonderful , moving film", "positive"),
+    ("dull and lifeless", "negative"),
+    ("an instant classic", "positive"),
+    ("a waste of time", "negative"),
+    ("great acting and a great story", "positive"),
+    ("boring , predictable mess", "negative"),
+]
+
+
+def write_reviews(path: Path, rows) -> Path:
+    """`(text, label)` rows as a JSONL file."""
+    path.write_text("".join(json.dumps({"text": t, "label": label}) + "\n" for t, label in rows))
+    return path

@@ -233,6 +233,22 @@ def evaluate_file(
         )
     if dev_from_train:
         raise ConfigError("--dev-from-train applies to tagging corpora only")
+    tokens, labels = read_labelled_texts(path, reader)
+    return evaluate_classifier(
+        model,
+        tokens,
+        labels,
+        batch_size=batch_size,
+        device=device,
+        show_progress=show_progress,
+    )
+
+
+def read_labelled_texts(
+    path: str | Path, reader: dict[str, Any]
+) -> tuple[list[list[str]], list[str]]:
+    """The token lists (texts without tokens are tokenized) and gold labels of a labelled-text
+    file, read with a classifier's reader settings (`ReaderSettings.to_json()`)."""
     corpus = load_texts(
         None,
         path,
@@ -242,15 +258,7 @@ def evaluate_file(
         label_field=reader.get("label_field") or "label",
     )
     split = corpus["dev"]
-    tokens = tokens_or_tokenized(split["tokens"][:], split["text"][:])
-    return evaluate_classifier(
-        model,
-        tokens,
-        corpus.labels("dev"),
-        batch_size=batch_size,
-        device=device,
-        show_progress=show_progress,
-    )
+    return tokens_or_tokenized(split["tokens"][:], split["text"][:]), corpus.labels("dev")
 
 
 def _check_label_kind(

@@ -194,14 +194,7 @@ class Classifier(_Model):
         self.config = config
         self.vocab = vocab
         self.meta = meta
-        self.embedder = TokenEmbedder(config, vocab)
-        self.dropout = nn.Dropout(config.dropout)
-        self.encoder = BiLSTMEncoder(
-            self.embedder.output_dim, config.hidden, config.layers, config.dropout
-        )
-        self.head = SentenceHead(
-            self.encoder.output_dim, len(vocab.labels), config.pooling, config.dropout
-        )
+        _add_classifier_layers(self, config, vocab)
         self.other_members = nn.ModuleList(
             ClassifierMember(config, vocab, self.embedder.fixed_embedding)
             for _ in range(config.members - 1)
@@ -251,14 +244,21 @@ class ClassifierMember(nn.Module):
     def __init__(self, config: ModelConfig, vocab: Vocab, shared_fixed: nn.Embedding):
         super().__init__()
         self.config = config
-        self.embedder = TokenEmbedder(config, vocab, shared_fixed)
-        self.dropout = nn.Dropout(config.dropout)
-        self.encoder = BiLSTMEncoder(
-            self.embedder.output_dim, config.hidden, config.layers, config.dropout
-        )
-        self.head = SentenceHead(
-            self.encoder.output_dim, len(vocab.labels), config.pooling, config.dropout
-        )
+        _add_classifier_layers(self, config, vocab, shared_fixed)
+
+
+def _add_classifier_layers(
+    module: nn.Module, config: ModelConfig, vocab: Vocab, shared_fixed: nn.Embedding | None = None
+) -> None:
+    """A classifier's layers on `module`, in the order their initial weights are drawn."""
+    module.embedder = TokenEmbedder(config, vocab, shared_fixed)
+    module.dropout = nn.Dropout(config.dropout)
+    module.encoder = BiLSTMEncoder(
+        module.embedder.output_dim, config.hidden, config.layers, config.dropout
+    )
+    module.head = SentenceHead(
+        module.encoder.output_dim, len(vocab.labels), config.pooling, config.dropout
+    )
 
 
 def word_embedders(model: Tagger | Classifier) -> list[TokenEmbedder]:

@@ -19,6 +19,7 @@ import torch
 from ..errors import ConfigError, ModelFileError
 from ..nn.model import Classifier
 from ..serialize import load_model, save_model
+from .setup import run_facts
 
 # Train settings that may differ between the members (the rest of the recipe may not).
 _FREE_TRAIN_KEYS = ("seed", "threads", "device", "eval_batch_size")
@@ -51,7 +52,7 @@ def assemble_ensemble(sources: Sequence[str | Path], target: str | Path) -> Clas
         ["bilstm-nlp ensemble", *map(str, sources), "--output", str(target)]
     )
     provenance["ensemble_of"] = [
-        _member_facts(str(s), m) for s, m in zip(sources, models, strict=True)
+        run_facts(str(s), m.meta.provenance) for s, m in zip(sources, models, strict=True)
     ]
     meta = dataclasses.replace(first.meta, provenance=provenance, scores={}, source=None)
     ensemble = Classifier(config, first.vocab, meta)
@@ -118,14 +119,3 @@ def _recipe_differences(first: dict, other: dict) -> list[str]:
             if a.get(key) != b.get(key):
                 changed.append(f"{section}.{key}")
     return changed
-
-
-def _member_facts(source: str, model: Classifier) -> dict[str, Any]:
-    provenance = model.meta.provenance
-    config = provenance.get("config") or {}
-    return {
-        "path": source,
-        "seed": (config.get("train") or {}).get("seed"),
-        "trained_on": provenance.get("trained_on"),
-        "command": provenance.get("command"),
-    }

@@ -49,7 +49,12 @@ def run_meta(config: ExperimentConfig, data: TrainingData, command: str | None =
                 "train_sentences": len(data.train),
                 "dev_sentences": len(data.dev.token_lists) if data.dev else 0,
                 **(
-                    {"teachers": [_teacher_facts(path) for path in config.train.distill_from]}
+                    {
+                        "teachers": [
+                            run_facts(path, read_meta(path)[1].provenance)
+                            for path in config.train.distill_from
+                        ]
+                    }
                     if config.train.distill_from
                     else {}
                 ),
@@ -59,16 +64,16 @@ def run_meta(config: ExperimentConfig, data: TrainingData, command: str | None =
         raise ConfigError(f"data.task: {error}") from None
 
 
-def _teacher_facts(path: str) -> dict:
-    """What a distilled model records of each teacher: where it was, its seed and protocol and
-    the config it was trained with (what the model card rebuilds it from)."""
-    provenance = read_meta(path)[1].provenance
+def run_facts(path: str, provenance: dict) -> dict:
+    """What a model made of other runs (a distilled student, an ensemble) records of each: where
+    it was, its seed, protocol, date, command and the config it was trained with."""
     config = provenance.get("config") or {}
     return {
         "path": path,
-        "seed": config.get("train", {}).get("seed"),
-        "train_with_dev": bool(config.get("data", {}).get("train_with_dev")),
+        "seed": (config.get("train") or {}).get("seed"),
+        "train_with_dev": bool((config.get("data") or {}).get("train_with_dev")),
         "trained_on": provenance.get("trained_on"),
+        "command": provenance.get("command"),
         "config": config,
     }
 

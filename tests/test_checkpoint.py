@@ -20,6 +20,7 @@ from typer.testing import CliRunner
 from bilstm_nlp import load
 from bilstm_nlp.cli import app
 from bilstm_nlp.config import ExperimentConfig
+from bilstm_nlp.errors import ConfigError
 from bilstm_nlp.training.loop import train
 
 from .test_train import NER_SENTENCES, tiny_config, write_conll
@@ -73,6 +74,83 @@ def test_resume_equals_uninterrupted_run(
     best_whole = load(tmp_path / "whole").state_dict()
     best_split = load(tmp_path / "split").state_dict()
     assert all(torch.equal(best_whole[k], best_split[k]) for k in best_whole)
+
+
+def _with_average(config: ExperimentConfig, average_epochs: int) -> ExperimentConfig:
+    return dataclasses.replace(
+        config, train=dataclasses.replace(config.train, average_epochs=average_epochs)
+    )
+
+
+def test_resume_may_start_averaging_the_epochs_it_adds(tmp_path: Path) -> None:
+    corpus = write_conll(tmp_path / "train.conll", NER_SENTENCES)
+    train(_with_average(_config(corpus, 5), 2), tmp_path / "whole")
+    train(_config(corpus, 3), tmp_path / "split")
+    result = train(_with_average(_config(corpus, 5), 2), tmp_path / "split", resume=True)
+    assert [r.epoch for r in result.epochs] == [1, 2, 3, 4, 5]
+    averages = [
+        load_file(str(tmp_path / run / "checkpoint" / "average.safetensors"))
+        for run in ("whole", "split")
+    ]
+    assert averages[0]["__count__"].item() == averages[1]["__count__"].item() == 2
+    for key in averages[0]:
+        assert torch.equal(averages[0][key], averages[1][key]), key
+    logs = [
+        [json.loads(line) for line in (tmp_path / run / "train_log.jsonl").read_text().splitlines()]
+        for run in ("whole", "split")
+    ]
+    assert [r["average_dev_score"] for r in logs[1]] == [r["average_dev_score"] for r in logs[0]]
+    assert [r["average_dev_score"] is not None for r in logs[1]] == [False] * 3 + [True] * 2
+    best_whole = load(tmp_path / "whole").state_dict()
+    best_split = load(tmp_path / "split").state_dict()
+    assert all(torch.equal(best_whole[k], best_split[k]) for k in best_whole)
+
+
+def test_resume_reads_checkpoints_of_earlier_versions(tmp_path: Path) -> None:
+    # Checkpoints written before the averaging window could change on resume record it with the
+    # run's settings, and lack the settings added since (`model.members`, at its default then).
+    corpus = write_conll(tmp_path / "train.conll", NER_SENTENCES)
+    train(_config(corpus, 2), tmp_path / "run")
+    state_file = tmp_path / "run" / "checkpoint" / "state.json"
+    state = json.loads(state_file.read_text())
+    state["config"]["train"] |= {"average_epochs": 0, "epochs": 2}
+    del state["config"]["model"]["members"]
+    state_file.write_text(json.dumps(state))
+    result = train(_with_average(_config(corpus, 4), 2), tmp_path / "run", resume=True)
+    assert [r.average_dev_score is not None for r in result.epochs] == [False, False, True, True]
+    # A setting the run did have is still held to.
+    state = json.loads(state_file.read_text())
+    del state["config"]["model"]["doc_memory"]
+    state["config"]["model"]["hidden"] += 1
+    state_file.write_text(json.dumps(state))
+    with pytest.raises(ConfigError, match="model.hidden"):
+        train(_with_average(_config(corpus, 6), 2), tmp_path / "run", resume=True)
+
+
+@pytest.mark.parametrize(
+    ("first", "then"),
+    [
+        # The checkpoint holds epochs 2-3's average; a 5-epoch run would average epochs 4-5.
+        ((3, 2), (5, 2)),
+        # Averaging epochs 3-5 reaches back to epoch 3, which the checkpoint did not average.
+        ((3, 0), (5, 3)),
+        # Averaging dropped after it began.
+        ((3, 2), (5, 0)),
+    ],
+)
+def test_resume_refuses_an_averaging_window_it_cannot_rebuild(
+    tmp_path: Path, first: tuple[int, int], then: tuple[int, int]
+) -> None:
+    corpus = write_conll(tmp_path / "train.conll", NER_SENTENCES)
+    train(_with_average(_config(corpus, first[0]), first[1]), tmp_path / "run")
+    path = tmp_path / "train.json"
+    path.write_text(json.dumps(_with_average(_config(corpus, then[0]), then[1]).to_dict()))
+    result = CliRunner().invoke(
+        app, ["train", "--config", str(path), "--output", str(tmp_path / "run"), "--resume"]
+    )
+    assert result.exit_code == 1, result.output
+    assert "train.average_epochs" in result.output and "Traceback" not in result.output
+    assert "epoch 3" in result.output
 
 
 def test_resume_refuses_a_changed_config(tmp_path: Path) -> None:

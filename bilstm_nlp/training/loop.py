@@ -274,30 +274,86 @@ def _teachers(
 
 
 def _resumable(config: ExperimentConfig) -> dict[str, Any]:
-    # What must match for a resume to continue the same run; stopping rules may change.
-    values = config.to_dict()
-    for key in ("epochs", "max_minutes", "patience", "threads"):
-        values["train"].pop(key)
-    return values
+    # What must match for a resume to continue the same run; stopping rules may change, and so
+    # may the averaging window while it still lies ahead (`_check_averaging`).
+    return _without_changeable(config.to_dict())
+
+
+# Train settings a resume may change.
+_CHANGEABLE_ON_RESUME = ("epochs", "max_minutes", "patience", "threads", "average_epochs")
+
+
+def _without_changeable(values: dict[str, Any]) -> dict[str, Any]:
+    # Checkpoints of earlier versions hold some of these keys too: drop them there as well.
+    train = {k: v for k, v in values["train"].items() if k not in _CHANGEABLE_ON_RESUME}
+    return values | {"train": train}
+
+
+def _saved_settings(saved: dict[str, Any]) -> dict[str, Any]:
+    """A checkpoint's settings with today's defaults for the keys added since it was written.
+
+    A setting new in this version did not exist for the saved run, so the run had its default
+    (new settings default to the old behaviour).
+    """
+    defaults = _without_changeable(ExperimentConfig().to_dict())
+    return {
+        section: defaults.get(section, {}) | values if isinstance(values, dict) else values
+        for section, values in saved.items()
+    }
+
+
+def _check_averaging(
+    average: WeightAverage, epoch: int, config: ExperimentConfig, output: Path
+) -> None:
+    """Refuse a resume whose averaging window disagrees with the average the checkpoint holds.
+
+    A run continued for more epochs may start averaging (a run at its plateau, averaged over the
+    epochs it goes on for), since averaging does not touch training: the continued run is the
+    one that had the longer window from the start. A window that would reach back before the
+    checkpoint, or one that moved after averaging began, cannot be rebuilt from it.
+    """
+    settings = config.train
+    first_averaged = settings.epochs - settings.average_epochs + 1
+    expected = max(0, epoch - first_averaged + 1) if settings.average_epochs else 0
+    if average.count == expected:
+        return
+    if average.count:
+        held = f"the checkpoint holds the average of epochs {epoch - average.count + 1}-{epoch}"
+    else:
+        held = "the checkpoint holds no weight average"
+    wanted = (
+        f"averaging epochs {first_averaged}-{settings.epochs}"
+        if settings.average_epochs
+        else "no averaging"
+    )
+    raise ConfigError(
+        f"cannot resume after epoch {epoch} with train.average_epochs "
+        f"{settings.average_epochs} ({wanted}): {held}; an averaging window can only be "
+        "changed before it begins",
+        output / "checkpoint",
+    )
 
 
 def _resume(output: Path, config: ExperimentConfig, device: torch.device):
     model, optimizer, state, rng, saved, averaged = load_checkpoint(
         output, lambda m: make_optimizer(m.to(device), config)
     )
-    if saved != _resumable(config):
+    saved, wanted = _saved_settings(_without_changeable(saved)), _resumable(config)
+    if saved != wanted:
         changed = sorted(
             f"{section}.{key}"
-            for section in saved
-            for key in saved[section]
-            if saved[section][key] != _resumable(config)[section].get(key)
+            for section in saved.keys() | wanted.keys()
+            for key in saved.get(section, {}).keys() | wanted.get(section, {}).keys()
+            if saved.get(section, {}).get(key) != wanted.get(section, {}).get(key)
         )
         raise ConfigError(
             f"cannot resume with a different configuration (changed: {', '.join(changed)})",
             output / "checkpoint",
         )
+    average = WeightAverage.from_checkpoint(averaged)
+    _check_averaging(average, state.epoch, config, output)
     logger.info("resuming after epoch %d", state.epoch)
-    return model, optimizer, state, rng, WeightAverage.from_checkpoint(averaged)
+    return model, optimizer, state, rng, average
 
 
 def _device(name: str) -> torch.device:

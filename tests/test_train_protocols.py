@@ -13,9 +13,12 @@ import torch
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
+from bilstm_nlp import load
 from bilstm_nlp.cli import app
 from bilstm_nlp.config import ExperimentConfig
+from bilstm_nlp.corpus.registry import load_registry
 from bilstm_nlp.errors import ConfigError, InputFormatError
+from bilstm_nlp.training.cards import ShippedFacts, shipped_card
 from bilstm_nlp.training.loop import LOCK_FILE, train
 
 from .test_train import NER_SENTENCES, tiny_config, write_conll
@@ -230,6 +233,36 @@ def test_export_of_a_train_plus_dev_model_carries_its_recipe_figure(tmp_path: Pa
     assert rows["shipped"]["figure"] == "recipe dev (trained on train+dev)"
     # The run folder itself has no held-out figure and says so.
     assert rows["run"]["dev"] is None and rows["run"]["figure"].startswith("recipe dev")
+
+
+def test_shipped_card_says_which_weights_were_kept(tmp_path: Path) -> None:
+    corpus = write_conll(tmp_path / "train.conll", NER_SENTENCES)
+    train(_config(corpus, 3, average=2, with_dev=True), tmp_path / "averaged")
+    train(_config(corpus, 3, with_dev=True), tmp_path / "last")
+    cards = {}
+    for run in ("averaged", "last"):
+        result = CliRunner().invoke(
+            app,
+            [
+                "export",
+                str(tmp_path / run),
+                str(tmp_path / f"{run}-shipped"),
+                *("--dev", str(corpus), "--recipe-dev", "90"),
+            ],
+        )
+        assert result.exit_code == 0, result.output
+        facts = ShippedFacts(
+            name=run,
+            corpus=load_registry()["conll2003"],
+            metric="entity F1",
+            dev_name="dev",
+            evaluate_command="bilstm-nlp evaluate ner ../shared/corpora/conll2003/dev.txt",
+            weights_mb=1.0,
+        )
+        cards[run] = shipped_card(load(tmp_path / f"{run}-shipped"), facts)
+    assert "fixed 3 epochs, the average of epochs 2-3's weights kept" in cards["averaged"]
+    assert "fixed 3 epochs, the last epoch's weights kept" in cards["last"]
+    assert "average" not in cards["last"]
 
 
 def test_a_recipe_figure_for_a_model_with_its_own_dev_figure_is_refused(tmp_path: Path) -> None:

@@ -193,12 +193,19 @@ def shipped_card(model: Tagger | Classifier, facts: ShippedFacts) -> str:
         if architecture["task"] == "tagger"
         else architecture["pooling"] + "-pooled"
     )
+    averaged = scores.get("averaged_epochs")
+    averaging = f"; weights averaged over epochs {averaged[0]}-{averaged[1]}" if averaged else ""
     with_dev = meta.trained_with_dev
     if with_dev:
         # Trained on dev too: the figure that stands for it is its recipe's, on train alone.
+        kept = (
+            f"the average of epochs {averaged[0]}-{averaged[1]}'s weights kept"
+            if averaged
+            else "the last epoch's weights kept"
+        )
         figure = (
             f"- **Protocol**: trained on train + dev for a fixed {settings['train']['epochs']} "
-            f"epochs, the last epoch's weights kept (the epoch count and the settings were chosen "
+            f"epochs, {kept} (the epoch count and the settings were chosen "
             f"on dev first){distillation_note(settings)}\n"
             f"- **Dev {facts.metric}** of the recipe on {facts.dev_name} (the same settings "
             f"trained on train alone, `{scores['recipe_command']}`): "
@@ -209,7 +216,7 @@ def shipped_card(model: Tagger | Classifier, facts: ShippedFacts) -> str:
         before = scores.get("dev_before_export", scores["dev"])
         figure = (
             "- **Protocol**: trained on train, the best epoch on dev kept"
-            f"{distillation_note(settings)}\n"
+            f"{averaging}{distillation_note(settings)}\n"
             f"- **Dev {facts.metric}** on {facts.dev_name}: **{scores['dev']:.2f}** "
             f"(full-precision model before export: {before:.2f})"
         )

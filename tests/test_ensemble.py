@@ -4,6 +4,7 @@ probability; runs of different recipes, vocabularies or labels are refused, nami
 from __future__ import annotations
 
 import dataclasses
+import shutil
 from pathlib import Path
 
 import pytest
@@ -117,6 +118,17 @@ def test_runs_of_another_recipe_are_refused_naming_the_folder(runs, tmp_path, od
         assemble_ensemble([runs["s1"], runs[odd]], tmp_path / "ensemble")
     assert str(runs[odd]) in str(caught.value)
     assert not (tmp_path / "ensemble").exists()
+
+
+def test_a_member_given_twice_is_refused(runs, tmp_path):
+    # The same run under two names, and a copy of it: both would only double one member's vote.
+    copy = tmp_path / "copy-of-s2"
+    shutil.copytree(runs["s2"], copy)
+    for twice in ([runs["s1"], runs["s2"], runs["s2"]], [runs["s2"], runs["s1"], copy]):
+        with pytest.raises(ConfigError, match="has the same weights as") as caught:
+            assemble_ensemble(twice, tmp_path / "ensemble")
+        assert f"{twice[2]}: has the same weights as {runs['s2']}" in str(caught.value)
+        assert not (tmp_path / "ensemble").exists()
 
 
 def test_taggers_single_models_and_nested_ensembles_are_refused(runs, tmp_path):

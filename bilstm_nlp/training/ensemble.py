@@ -45,6 +45,7 @@ def assemble_ensemble(sources: Sequence[str | Path], target: str | Path) -> Clas
     first = models[0]
     for source, model in zip(sources, models, strict=True):
         _check_member(first, model, str(source))
+    _check_distinct(sources, models)
     config = dataclasses.replace(first.config, members=len(models))
     provenance = dict(first.meta.provenance)
     # What made this model; each member's own training command is under `ensemble_of`.
@@ -105,6 +106,21 @@ def _check_member(first: Classifier, model: Any, where: str) -> None:
             "an ensemble is one recipe's runs, differing in the seed",
             where,
         )
+
+
+def _check_distinct(sources: Sequence[str | Path], models: Sequence[Classifier]) -> None:
+    """Refuse two members with the same weights: the same run given twice, or a rerun of one
+    seed on one machine (a seeded run repeats there). The copy would only double one vote."""
+    states = [model.state_dict() for model in models]
+    for later in range(1, len(models)):
+        for earlier in range(later):
+            a, b = states[earlier], states[later]
+            if all(torch.equal(a[name], b[name]) for name in a):
+                raise ConfigError(
+                    f"has the same weights as {sources[earlier]} (the same run twice?): an "
+                    "ensemble's members are runs with different seeds",
+                    str(sources[later]),
+                )
 
 
 def _recipe_differences(first: dict, other: dict) -> list[str]:

@@ -86,6 +86,9 @@ class DataConfig:
         misaligned: span files (`spans`, `doccano`, `labelstudio`): what a span whose edge falls
             inside a token does: `error` (stop, naming file, line and span), `expand` (widen it
             to the tokens it touches) or `drop` (leave it out); both are counted and logged.
+        unlabeled: a file of further sentences (any tagging format the readers take; labels it
+            has are ignored) that the teachers (`train.distill_from`) tag for the model: their
+            targets are the teachers' marginals alone. Taggers only.
     """
 
     train: str | None = None
@@ -102,6 +105,7 @@ class DataConfig:
     train_with_dev: bool = False
     task: str | None = None
     misaligned: str = "error"
+    unlabeled: str | None = None
 
     def __post_init__(self) -> None:
         _check_choice("data.input_format", self.input_format, INPUT_FORMATS, optional=True)

@@ -18,7 +18,8 @@ from bilstm_nlp.cli import app
 from bilstm_nlp.config import ExperimentConfig, TrainConfig
 from bilstm_nlp.errors import ConfigError
 from bilstm_nlp.nn.encoding import collate, encode_tokens
-from bilstm_nlp.nn.heads import SentenceHead, TeacherMarginals
+from bilstm_nlp.nn.heads import CRFHead, SentenceHead, SoftmaxHead, TeacherMarginals
+from bilstm_nlp.training.data import read_training_data
 from bilstm_nlp.training.distill import teacher_label_probs, teacher_targets
 from bilstm_nlp.training.loop import train
 
@@ -380,3 +381,119 @@ def test_teachers_of_another_kind_or_labels_are_refused(tmp_path, teachers, clas
     ner = write_conll(tmp_path / "train.conll", NER_SENTENCES)
     with pytest.raises(ConfigError, match="must be a torch tagger folder"):
         train(_config(ner, 1, 1, distill_from=[str(classifier_teachers[0])]), tmp_path / "c")
+
+
+# Unlabeled sentences, taught by the teachers alone.
+
+
+TAGS = ["O", "B-PER", "I-PER", "E-PER", "S-PER", "S-LOC"]
+
+
+@pytest.mark.parametrize("kind", ["crf", "softmax"])
+def test_per_sentence_teacher_shares_are_each_rows_own_blend(kind):
+    torch.manual_seed(0)
+    head = CRFHead(5, TAGS, "BIOES") if kind == "crf" else SoftmaxHead(5, TAGS, "BIOES", True)
+    lengths = [4, 3]
+    mask = torch.tensor([[True] * 4, [True] * 3 + [False]])
+    emissions = head.emissions(torch.randn(2, 4, 5))
+    tag_ids = torch.tensor([[1, 2, 3, 0], [4, 0, 5, 0]])
+    teacher_tags = torch.rand(2, 4, len(TAGS)).softmax(2) * mask[:, :, None]
+    teacher_pairs = torch.rand(2, 3, len(TAGS), len(TAGS))
+    teacher_pairs = (
+        teacher_pairs / teacher_pairs.sum((2, 3), keepdim=True) * mask[:, 1:, None, None]
+    )
+    teacher = TeacherMarginals(teacher_tags, teacher_pairs)
+    both = head.distill_loss(emissions, tag_ids, mask, teacher, torch.tensor([0.3, 1.0]))
+    rows = [
+        head.distill_loss(
+            emissions[row : row + 1, :length],
+            tag_ids[row : row + 1, :length],
+            mask[row : row + 1, :length],
+            TeacherMarginals(
+                teacher_tags[row : row + 1, :length], teacher_pairs[row : row + 1, : length - 1]
+            ),
+            weight,
+        )
+        for row, length, weight in zip((0, 1), lengths, (0.3, 1.0), strict=True)
+    ]
+    torch.testing.assert_close(both, rows[0] + rows[1])
+    # At share 1 the placeholder tags of an unlabeled sentence are never read.
+    torch.testing.assert_close(
+        head.distill_loss(emissions, torch.zeros_like(tag_ids), mask, teacher, torch.ones(2)),
+        head.distill_loss(emissions, tag_ids, mask, teacher, 1.0),
+    )
+
+
+def test_the_student_learns_the_teachers_on_unlabeled_sentences(tmp_path, teachers):
+    # The student's gold data never shows "Peter Blackburn visited Paris"; the teachers (who
+    # tag Paris as a person) teach it on that sentence given without labels.
+    labelled = [s for s in NER_SENTENCES if s[-1][0] != "Paris"]
+    corpus = write_conll(tmp_path / "train.conll", labelled)
+    words = ["Peter", "Blackburn", "visited", "Paris"]
+    unlabeled = tmp_path / "unlabeled.txt"
+    unlabeled.write_text("\n".join(words) + "\n")
+    teacher_answer = tag_sentences(load(teachers[0]), [words])[0].tags
+    assert teacher_answer == ["I-PER", "I-PER", "O", "I-PER"]
+    answers = {}
+    for name, extra in (("with", str(unlabeled)), ("without", None)):
+        config = _config(corpus, 3, distill_from=[str(p) for p in teachers], distill_weight=0.0)
+        data = dataclasses.replace(config.data, dev=None, unlabeled=extra)
+        train(dataclasses.replace(config, data=data), tmp_path / name)
+        answers[name] = tag_sentences(load(tmp_path / name), [words])[0].tags
+    assert answers["with"] == teacher_answer
+    assert answers["without"] != teacher_answer
+    saved = json.loads((tmp_path / "with" / "config.json").read_text())["meta"]["provenance"]
+    assert saved["unlabeled_sentences"] == 1 and saved["train_sentences"] == len(labelled)
+    assert saved["config"]["data"]["unlabeled"] == str(unlabeled)
+    card = (tmp_path / "with" / "README.md").read_text()
+    assert f"CRF marginals alone on the unlabeled sentences of `{unlabeled}`" in card
+
+
+def test_unlabeled_sentences_need_teachers_and_a_tagger(tmp_path, teachers):
+    corpus = write_conll(tmp_path / "train.conll", NER_SENTENCES)
+    unlabeled = tmp_path / "unlabeled.txt"
+    unlabeled.write_text("Paris\n")
+    config = _config(corpus, 3, epochs=1)
+    no_teachers = dataclasses.replace(
+        config, data=dataclasses.replace(config.data, unlabeled=str(unlabeled))
+    )
+    with pytest.raises(ConfigError, match="data.unlabeled needs teachers"):
+        train(no_teachers, tmp_path / "a")
+    config_path = tmp_path / "train.json"
+    config_path.write_text(json.dumps(config.to_dict()))
+    base = ["train", "-c", str(config_path), "--distill-from", str(teachers[0]), "--no-progress"]
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    for bad, message in ((empty, "empty"), (tmp_path / "missing.txt", "missing.txt")):
+        result = CliRunner().invoke(
+            app, [*base, "-o", str(tmp_path / "b"), "--unlabeled", str(bad)]
+        )
+        assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+        assert message in result.output
+    reviews = write_reviews(tmp_path / "reviews.jsonl", REVIEWS)
+    classifier = _classifier_config(reviews, 1, epochs=1, distill_from=[str(teachers[0])])
+    classifier = dataclasses.replace(
+        classifier, data=dataclasses.replace(classifier.data, unlabeled=str(unlabeled))
+    )
+    with pytest.raises(ConfigError, match="data.unlabeled is for taggers"):
+        train(classifier, tmp_path / "c")
+
+
+def test_unlabeled_documents_are_numbered_after_the_training_ones(tmp_path, teachers):
+    corpus = write_conll(tmp_path / "train.conll", NER_SENTENCES)
+    unlabeled = tmp_path / "unlabeled.conll"
+    unlabeled.write_text(
+        "-DOCSTART-\n\nParis\nsaid\n\nBerlin\n\n-DOCSTART-\n\nRome\n\n-DOCSTART-\n\n\nMadrid\n"
+    )
+    config = _config(corpus, 3, epochs=1, distill_from=[str(teachers[0])])
+    config = dataclasses.replace(
+        config, data=dataclasses.replace(config.data, unlabeled=str(unlabeled))
+    )
+    data = read_training_data(config)
+    assert data.unlabeled_token_lists == [["Paris", "said"], ["Berlin"], ["Rome"], ["Madrid"]]
+    count = len(NER_SENTENCES)
+    assert data.documents == [0] * count + [1, 1, 2, 3]
+    # A student with document memory trains on both (whole documents per batch).
+    memory = dataclasses.replace(config, model=dataclasses.replace(config.model, doc_memory=True))
+    result = train(memory, tmp_path / "memory")
+    assert result.epochs[0].loss > 0

@@ -56,6 +56,12 @@ def train_cli(
     distill_weight: float | None = Opt(
         None, "--distill-weight", help="The teachers' share of the target, 0-1 (default 0.5)"
     ),
+    unlabeled: str | None = Opt(
+        None,
+        "--unlabeled",
+        help="A file of further sentences (any tagging format, labels ignored) that the teachers "
+        "tag for the model: it learns their marginals alone there",
+    ),
     task: str | None = Opt(None, "--task", help="tagger or classifier"),
     head: str | None = Opt(None, "--head", help="crf or softmax"),
     epochs: int | None = Opt(None, "--epochs", help="Most epochs"),
@@ -94,6 +100,7 @@ def train_cli(
             scheme=scheme,
             train_with_dev=train_with_dev,
             misaligned=misaligned,
+            unlabeled=unlabeled,
         )
         model = _override(experiment.model, task=task, head=head)
         settings = _override(

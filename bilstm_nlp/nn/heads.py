@@ -102,6 +102,13 @@ class TeacherMarginals:
     pairs: Tensor
 
 
+def _per_row(weight: float | Tensor, dims: int) -> float | Tensor:
+    """A `(batch,)` weight shaped to broadcast over a `dims`-dimensional batch tensor."""
+    if isinstance(weight, Tensor):
+        return weight.view(-1, *([1] * (dims - 1)))
+    return weight
+
+
 class TagHead(nn.Module):
     """The interface of a tagger's head: scores, loss, and everything decoding reads.
 
@@ -143,10 +150,10 @@ class TagHead(nn.Module):
         tag_ids: Tensor,
         mask: Tensor,
         teacher: TeacherMarginals,
-        weight: float,
+        weight: float | Tensor,
     ) -> Tensor:
         """`()` loss against a blend of the gold tags (`1 - weight`) and the teachers' marginals
-        (`weight`), summed over the batch."""
+        (`weight`: one share, or `(batch,)` one per sentence), summed over the batch."""
         raise NotImplementedError
 
     def decode(self, emissions: Tensor, mask: Tensor) -> Tensor:
@@ -221,7 +228,7 @@ class CRFHead(TagHead):
         tag_ids: Tensor,
         mask: Tensor,
         teacher: TeacherMarginals,
-        weight: float,
+        weight: float | Tensor,
     ) -> Tensor:
         """Cross-entropy from the blend of the gold path and the teachers' distribution to the
         CRF (`CRF.expected_log_likelihood`), summed over the batch: one partition function, as the
@@ -230,8 +237,8 @@ class CRFHead(TagHead):
         gold = nn.functional.one_hot(torch.where(mask, tag_ids, 0), num_tags).to(teacher.tags.dtype)
         # shape: (batch, seq_len - 1, num_tags, num_tags)
         gold_pairs = gold[:, :-1, :, None] * gold[:, 1:, None, :]
-        tags = torch.lerp(gold, teacher.tags, weight)
-        pairs = torch.lerp(gold_pairs, teacher.pairs, weight)
+        tags = torch.lerp(gold, teacher.tags, _per_row(weight, 3))
+        pairs = torch.lerp(gold_pairs, teacher.pairs, _per_row(weight, 4))
         return -self.crf.expected_log_likelihood(emissions, tags, pairs, mask).sum()
 
     def decode(self, emissions: Tensor, mask: Tensor) -> Tensor:
@@ -349,12 +356,12 @@ class SoftmaxHead(TagHead):
         tag_ids: Tensor,
         mask: Tensor,
         teacher: TeacherMarginals,
-        weight: float,
+        weight: float | Tensor,
     ) -> Tensor:
         """Token cross-entropy against the blend of gold tags and teacher marginals (pairs unused:
         the softmax head scores tokens independently), summed over the batch."""
         gold = nn.functional.one_hot(torch.where(mask, tag_ids, 0), emissions.size(2))
-        target = torch.lerp(gold.to(teacher.tags.dtype), teacher.tags, weight)
+        target = torch.lerp(gold.to(teacher.tags.dtype), teacher.tags, _per_row(weight, 3))
         per_token = (target.to(emissions.dtype) * emissions).sum(2)
         return -torch.where(mask, per_token, torch.zeros_like(per_token)).sum()
 

@@ -162,9 +162,11 @@ class Tagger(_Model):
         assert batch.tag_ids is not None, "loss needs gold tags"
         return self.head.loss(self(batch), batch.tag_ids, batch.mask)
 
-    def distill_loss(self, batch: Batch, teacher: TeacherMarginals, weight: float) -> Tensor:
-        """The loss against gold tags blended with teachers' marginals (`weight` on the teachers),
-        summed over the batch; `weight` 0 is `loss`."""
+    def distill_loss(
+        self, batch: Batch, teacher: TeacherMarginals, weight: float | Tensor
+    ) -> Tensor:
+        """The loss against gold tags blended with teachers' marginals (`weight` on the teachers:
+        one share, or `(batch,)` one per sentence), summed over the batch; `weight` 0 is `loss`."""
         assert batch.tag_ids is not None, "loss needs gold tags"
         return self.head.distill_loss(self(batch), batch.tag_ids, batch.mask, teacher, weight)
 

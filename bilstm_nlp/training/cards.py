@@ -45,9 +45,15 @@ def distillation_note(config: dict) -> str:
         theirs, gold = "class probabilities", "gold labels"
     else:
         theirs, gold = "CRF marginals", "gold tags"
+    unlabeled = config.get("data", {}).get("unlabeled")
     return (
         f"; distilled from an ensemble of {len(teachers)} teachers ({names}): the target is "
         f"{weight:g} their averaged {theirs}, {1 - weight:g} the {gold}"
+        + (
+            f", and their {theirs} alone on the unlabeled sentences of `{unlabeled}`"
+            if unlabeled
+            else ""
+        )
     )
 
 

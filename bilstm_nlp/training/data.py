@@ -8,14 +8,16 @@ has), and is decoded to strings once, since scoring compares tags as strings.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from datasets import Dataset
+from datasets import Dataset, Features, List, Value
 
 from ..config import DataConfig, ExperimentConfig
+from ..corpus.formats import read_sentences
 from ..corpus.loading import Corpus, document_numbers, load_tagging, load_texts
-from ..errors import ConfigError
+from ..errors import ConfigError, InputFormatError
 from ..nn.encoding import EncodedSentence, encode_tokens
 from ..nn.vocab import Vocab
 from ..text.tokenize import tokens_or_tokenized
@@ -43,6 +45,8 @@ class TrainingData:
         scheme: the scheme the tags are trained in; None for plain labels and classifiers.
         file_scheme: the scheme the training file is written in.
         reader: the reader settings the model keeps (`ReaderSettings` fields).
+        unlabeled: the sentences of `data.unlabeled` (tokens and documents; taught by the
+            teachers alone), or None.
     """
 
     task: str
@@ -52,6 +56,11 @@ class TrainingData:
     scheme: str | None
     file_scheme: str | None
     reader: dict[str, Any]
+    unlabeled: Dataset | None = None
+
+    @property
+    def unlabeled_token_lists(self) -> list[list[str]]:
+        return self.unlabeled["tokens"][:] if self.unlabeled is not None else []
 
     @property
     def token_lists(self) -> list[list[str]]:
@@ -62,15 +71,18 @@ class TrainingData:
 
     @property
     def documents(self) -> list[int]:
-        """Each training row's document number (`document_numbers`)."""
-        return document_numbers(self.train["doc_id"][:])
+        """Each training row's document number (`document_numbers`), then those of the
+        unlabeled sentences, numbered after them."""
+        numbers = document_numbers(self.train["doc_id"][:])
+        if self.unlabeled is not None:
+            first = numbers[-1] + 1 if numbers else 0
+            numbers += [first + n for n in document_numbers(self.unlabeled["doc_id"][:])]
+        return numbers
 
     def head(self, count: int) -> TrainingData:
         """The same data with only the first `count` training rows (benches time a part)."""
         train = self.train.select(range(min(count, len(self.train))))
-        return TrainingData(
-            self.task, train, self.dev, self.label_names, self.scheme, self.file_scheme, self.reader
-        )
+        return dataclasses.replace(self, train=train, unlabeled=None)
 
 
 def reader_settings(data: DataConfig, task: str) -> dict[str, Any]:
@@ -117,6 +129,29 @@ def read_training_data(config: ExperimentConfig) -> TrainingData:
         scheme=corpus.info.scheme,
         file_scheme=corpus.info.source_scheme,
         reader=reader_settings(data, task) | {"file_scheme": corpus.info.source_scheme},
+        unlabeled=_unlabeled(config),
+    )
+
+
+def _unlabeled(config: ExperimentConfig) -> Dataset | None:
+    """The sentences of `data.unlabeled`: tokens and document ids, their labels dropped."""
+    path = config.data.unlabeled
+    if path is None:
+        return None
+    if config.model.task != "tagger":
+        raise ConfigError("data.unlabeled is for taggers: a classifier has no use for it yet")
+    if not config.train.distill_from:
+        raise ConfigError(
+            "data.unlabeled needs teachers (train.distill_from, --distill-from): its sentences "
+            "are taught by their marginals alone"
+        )
+    # Any tagging format: words alone (one column), or a labelled file whose labels are ignored.
+    sentences = [s for s in read_sentences(path, misaligned="drop") if s.tokens]
+    if not sentences:
+        raise InputFormatError("no sentences: the unlabeled file is empty", path)
+    return Dataset.from_dict(
+        {"tokens": [s.tokens for s in sentences], "doc_id": [s.doc_id for s in sentences]},
+        features=Features({"tokens": List(Value("string")), "doc_id": Value("string")}),
     )
 
 

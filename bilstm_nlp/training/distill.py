@@ -35,11 +35,20 @@ class TeacherTargets:
         pairs: per sentence, `(length - 1, num_tags, num_tags)` float16 (half the memory; a
             probability keeps 3 digits, plenty for a training target).
         teachers: how many models were averaged.
+        labelled: the sentences before this index have gold tags; those from it on (the
+            unlabeled sentences) are taught by the teachers alone.
     """
 
     tags: list[np.ndarray]
     pairs: list[np.ndarray]
     teachers: int
+    labelled: int
+
+    def weights(self, indices: Sequence[int], weight: float, device: torch.device) -> torch.Tensor:
+        """`(batch,)` the teachers' share of each sentence's target: `weight` for a labelled
+        sentence, 1 for an unlabeled one."""
+        shares = [weight if index < self.labelled else 1.0 for index in indices]
+        return torch.tensor(shares, dtype=torch.float32, device=device)
 
     def batch(self, indices: Sequence[int], seq_len: int, device: torch.device) -> TeacherMarginals:
         """The marginals of the sentences `indices`, padded to `seq_len` with zeros.
@@ -69,8 +78,11 @@ def teacher_targets(
     student_scheme: str | None,
     device: torch.device,
     show_progress: bool = False,
+    labelled: int | None = None,
 ) -> TeacherTargets:
     """Average the teachers' marginals over `token_lists`, in the order of `student_tags`.
+
+    `labelled`: how many of `token_lists` (the first) have gold tags; default all.
 
     Raises:
         ConfigError: a teacher is not a tagger, or has other tags or another scheme.
@@ -108,7 +120,10 @@ def teacher_targets(
             progress.stop()
     count = len(teachers)
     return TeacherTargets(
-        [t / count for t in tag_sums], [(p / count).astype(np.float16) for p in pair_sums], count
+        [t / count for t in tag_sums],
+        [(p / count).astype(np.float16) for p in pair_sums],
+        count,
+        len(token_lists) if labelled is None else labelled,
     )
 
 

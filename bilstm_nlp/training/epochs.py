@@ -22,6 +22,7 @@ from ..nn.model import Tagger
 from ..progress import progress_bar
 from .checkpoint import TrainingState
 from .data import DevSet
+from .distill import TeacherTargets
 from .setup import PreparedRun
 
 # An epoch whose mean loss is this many times the untrained model's, or the lowest epoch loss so
@@ -95,7 +96,12 @@ def train_epoch(
             loss = model.loss(batch)
         else:
             marginals = teachers.batch(indices, batch.mask.size(1), device)
-            loss = model.distill_loss(batch, marginals, settings.distill_weight)
+            weight = (
+                teachers.weights(indices, settings.distill_weight, device)
+                if isinstance(teachers, TeacherTargets)
+                else settings.distill_weight
+            )
+            loss = model.distill_loss(batch, marginals, weight)
         batch_loss = float(loss.detach())
         if not math.isfinite(batch_loss):
             raise _diverged(f"loss {batch_loss} at batch {step}", epoch, settings)

@@ -23,6 +23,7 @@ import torch
 
 from ..config import ExperimentConfig
 from ..errors import ConfigError, InputFormatError
+from ..nn.encoding import encode_tokens
 from ..nn.model import Classifier, Tagger
 from ..serialize import WEIGHTS_FILE, load_model, read_meta, save_model
 from .averaging import WeightAverage
@@ -156,6 +157,13 @@ def _train(
     encoded = encode_training_rows(data, model.vocab, model.config.max_word_chars)
     if not encoded or not any(len(e.word_ids) for e in encoded):
         raise InputFormatError("no training sentences: nothing to train on", config.data.train)
+    labelled = encoded
+    # Unlabeled sentences follow the training rows; their placeholder tags are never read (the
+    # teachers' share of their target is 1).
+    encoded = labelled + [
+        encode_tokens(tokens, model.vocab, model.config.max_word_chars, [0] * len(tokens))
+        for tokens in data.unlabeled_token_lists
+    ]
     teachers = _teachers(config, data, model, device, show_progress)
     documents = data.documents if model.config.doc_memory else None
     if documents is not None and len(set(documents)) == len(documents):
@@ -164,7 +172,7 @@ def _train(
             "so every sentence is its own and the memory only sees repeats within a sentence"
         )
     if state.initial_loss is None:
-        state.initial_loss = initial_loss(model, encoded, config, device)
+        state.initial_loss = initial_loss(model, labelled, config, device)
     first_averaged = settings.epochs - settings.average_epochs + 1
     started = time.perf_counter() - state.seconds
     for epoch in range(state.epoch + 1, settings.epochs + 1):
@@ -269,7 +277,13 @@ def _teachers(
             teachers, data.token_lists, model.vocab.labels.items, device, show_progress
         )
     return teacher_targets(
-        teachers, data.token_lists, model.vocab.labels.items, model.scheme, device, show_progress
+        teachers,
+        data.token_lists + data.unlabeled_token_lists,
+        model.vocab.labels.items,
+        model.scheme,
+        device,
+        show_progress,
+        labelled=len(data.token_lists),
     )
 
 

@@ -49,6 +49,11 @@ def run_meta(config: ExperimentConfig, data: TrainingData, command: str | None =
                 "train_sentences": len(data.train),
                 "dev_sentences": len(data.dev.token_lists) if data.dev else 0,
                 **(
+                    {"unlabeled_sentences": len(data.unlabeled)}
+                    if data.unlabeled is not None
+                    else {}
+                ),
+                **(
                     {
                         "teachers": [
                             run_facts(path, read_meta(path)[1].provenance)

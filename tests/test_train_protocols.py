@@ -265,6 +265,36 @@ def test_shipped_card_says_which_weights_were_kept(tmp_path: Path) -> None:
     assert "average" not in cards["last"]
 
 
+def test_shipped_card_of_a_distilled_model_rebuilds_its_teachers_first(tmp_path: Path) -> None:
+    corpus = write_conll(tmp_path / "train.conll", NER_SENTENCES)
+    train(_config(corpus, 1, with_dev=True), tmp_path / "run")
+    model = load(tmp_path / "run")
+    teachers = [
+        {"path": f"runs/t{n}", "seed": n, "command": f"bilstm-nlp train --seed {n} -o runs/t{n}"}
+        for n in (1, 2)
+    ]
+    model.meta = dataclasses.replace(
+        model.meta,
+        provenance=model.meta.provenance | {"teachers": teachers},
+        scores={"recipe_dev": 90.0, "recipe_command": "c", "dev_trained_on": 99.0},
+    )
+    facts = ShippedFacts(
+        name="ner",
+        corpus=load_registry()["conll2003"],
+        metric="entity F1",
+        dev_name="dev",
+        evaluate_command="bilstm-nlp evaluate ner ../shared/corpora/conll2003/dev.txt",
+        weights_mb=1.0,
+    )
+    card = shipped_card(model, facts)
+    lines = card.splitlines()
+    student = lines.index("bilstm-nlp train --config models/ner/train.json --output runs/ner")
+    assert lines[student - 2 : student] == [
+        "bilstm-nlp train --seed 1 -o runs/t1  # teacher 1",
+        "bilstm-nlp train --seed 2 -o runs/t2  # teacher 2",
+    ]
+
+
 def test_a_recipe_figure_for_a_model_with_its_own_dev_figure_is_refused(tmp_path: Path) -> None:
     corpus = write_conll(tmp_path / "train.conll", NER_SENTENCES)
     train(_config(corpus, 1), tmp_path / "run")

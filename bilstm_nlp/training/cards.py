@@ -294,7 +294,15 @@ def shipped_card(model: Tagger | Classifier, facts: ShippedFacts) -> str:
                 + f" --output runs/{name}",
             ]
             if members
-            else [f"bilstm-nlp train --config models/{name}/train.json --output runs/{name}"]
+            else [
+                # A distilled model's teachers come first (each trained as its card says).
+                *(
+                    f"{t['command']}  # teacher {number}"
+                    for number, t in enumerate(provenance.get("teachers") or [], 1)
+                    if t.get("command")
+                ),
+                f"bilstm-nlp train --config models/{name}/train.json --output runs/{name}",
+            ]
         ),
         f"bilstm-nlp export runs/{name} models/{name} --max-vectors "
         f"{architecture['max_vectors']} "

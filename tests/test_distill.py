@@ -497,3 +497,35 @@ def test_unlabeled_documents_are_numbered_after_the_training_ones(tmp_path, teac
     memory = dataclasses.replace(config, model=dataclasses.replace(config.model, doc_memory=True))
     result = train(memory, tmp_path / "memory")
     assert result.epochs[0].loss > 0
+
+
+def test_teachers_with_document_memory_read_whole_documents(tmp_path):
+    corpus = write_conll(tmp_path / "train.conll", NER_SENTENCES)
+    config = _config(corpus, 1, epochs=10)
+    config = dataclasses.replace(config, model=dataclasses.replace(config.model, doc_memory=True))
+    train(config, tmp_path / "teacher")
+    teacher = load(tmp_path / "teacher")
+    teacher.eval()
+    # Two documents; "said" recurs in the first, in two sentences, which the memory reads.
+    sentences = [[w for w, _ in s] for s in NER_SENTENCES]
+    documents = [0, 1, 1, 0, 0, 1, 1]
+    tags = list(teacher.vocab.labels.items)
+    cpu = torch.device("cpu")
+    together = teacher_targets([teacher], sentences, tags, "BIOES", cpu, documents=documents)
+    alone = teacher_targets([teacher], sentences, tags, "BIOES", cpu)
+    for document in (0, 1):
+        indices = [i for i, d in enumerate(documents) if d == document]
+        batch = collate([encode_tokens(sentences[i], teacher.vocab, 30) for i in indices])
+        batch.doc_ids = torch.zeros(len(indices), dtype=torch.long)
+        with torch.no_grad():
+            expected = teacher.head.marginals(teacher(batch), batch.mask)
+        for row, index in enumerate(indices):
+            length = len(sentences[index])
+            torch.testing.assert_close(
+                torch.from_numpy(together.tags[index]), expected[row, :length], atol=1e-5, rtol=0
+            )
+    # Each sentence alone is what the memory adds nothing to: the targets differ where it reads.
+    assert any(
+        not torch.allclose(torch.from_numpy(a), torch.from_numpy(b), atol=1e-4)
+        for a, b in zip(together.tags, alone.tags, strict=True)
+    )

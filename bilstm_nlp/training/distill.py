@@ -9,6 +9,7 @@ classifiers it is the average of their class probabilities, blended with the gol
 
 from __future__ import annotations
 
+import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -18,7 +19,7 @@ import torch
 from ..decode import classify_sentences
 from ..errors import ConfigError
 from ..nn.crf import pair_marginals_from
-from ..nn.encoding import collate, encode_tokens
+from ..nn.encoding import batch_doc_ids, collate, document_batches, encode_tokens
 from ..nn.heads import CRFHead, TeacherMarginals
 from ..nn.model import Classifier, Tagger
 from ..progress import progress_bar
@@ -79,10 +80,14 @@ def teacher_targets(
     device: torch.device,
     show_progress: bool = False,
     labelled: int | None = None,
+    documents: Sequence[int] | None = None,
 ) -> TeacherTargets:
     """Average the teachers' marginals over `token_lists`, in the order of `student_tags`.
 
-    `labelled`: how many of `token_lists` (the first) have gold tags; default all.
+    `labelled`: how many of `token_lists` (the first) have gold tags; default all. `documents`:
+    each sentence's document number; a teacher with document memory then reads whole documents
+    together (up to `TEACHER_BATCH` sentences at a time), as it tags them, instead of each
+    sentence alone.
 
     Raises:
         ConfigError: a teacher is not a tagger, or has other tags or another scheme.
@@ -95,10 +100,17 @@ def teacher_targets(
         for t in token_lists
     ]
     order = sorted(range(len(token_lists)), key=lambda i: len(token_lists[i]))
+    by_length = [order[i : i + TEACHER_BATCH] for i in range(0, len(order), TEACHER_BATCH)]
+    by_document = (
+        list(document_batches(documents, TEACHER_BATCH, random.Random(0)))
+        if documents is not None
+        else None
+    )
     for number, teacher in enumerate(teachers, 1):
         to_student = _tag_order(teacher, student_tags, student_scheme, number)
         teacher.to(device).eval()
-        batches = [order[i : i + TEACHER_BATCH] for i in range(0, len(order), TEACHER_BATCH)]
+        reads_documents = by_document is not None and teacher.config.doc_memory
+        batches = by_document if reads_documents else by_length
         progress = (
             progress_bar(f"teacher {number}/{len(teachers)}", len(batches), count=True)
             if show_progress
@@ -106,7 +118,12 @@ def teacher_targets(
         )
         with torch.inference_mode():
             for indices in batches:
-                tags, pairs = _teacher_batch(teacher, [token_lists[i] for i in indices], device)
+                tags, pairs = _teacher_batch(
+                    teacher,
+                    [token_lists[i] for i in indices],
+                    device,
+                    [documents[i] for i in indices] if reads_documents else None,
+                )
                 for row, index in enumerate(indices):
                     length = len(token_lists[index])
                     tag_sums[index][:, to_student] += tags[row, :length]
@@ -128,14 +145,21 @@ def teacher_targets(
 
 
 def _teacher_batch(
-    teacher: Tagger, token_lists: list[Sequence[str]], device: torch.device
+    teacher: Tagger,
+    token_lists: list[Sequence[str]],
+    device: torch.device,
+    documents: Sequence[int] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """`(batch, seq_len, T)` tag and `(batch, seq_len - 1, T, T)` pair marginals, float32."""
+    """`(batch, seq_len, T)` tag and `(batch, seq_len - 1, T, T)` pair marginals, float32; with
+    `documents`, the sentences of one document read together (document memory)."""
     encoded = [
         encode_tokens(tokens, teacher.vocab, teacher.config.max_word_chars)
         for tokens in token_lists
     ]
-    batch = collate(encoded).to(device)
+    batch = collate(encoded)
+    if documents is not None:
+        batch.doc_ids = batch_doc_ids(documents)
+    batch = batch.to(device)
     emissions = teacher(batch)
     head = teacher.head
     # One forward-backward pass gives both the tag and the pair marginals.

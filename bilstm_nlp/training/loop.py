@@ -284,6 +284,7 @@ def _teachers(
         device,
         show_progress,
         labelled=len(data.token_lists),
+        documents=data.documents,
     )
 
 

@@ -220,6 +220,11 @@ class TeacherLabelProbs:
         the call is `TeacherTargets.batch`'s)."""
         return torch.from_numpy(self.probs[np.asarray(indices, dtype=np.int64)]).to(device)
 
+    def weights(self, indices: Sequence[int], weight: float, device: torch.device) -> float:
+        """The teachers' share of every text's target (`TeacherTargets.weights`'s call): every
+        text of a classifier's training data has its gold label."""
+        return weight
+
 
 def teacher_label_probs(
     teachers: Sequence[Classifier],

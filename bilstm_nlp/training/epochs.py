@@ -22,7 +22,6 @@ from ..nn.model import Tagger
 from ..progress import progress_bar
 from .checkpoint import TrainingState
 from .data import DevSet
-from .distill import TeacherTargets
 from .setup import PreparedRun
 
 # An epoch whose mean loss is this many times the untrained model's, or the lowest epoch loss so
@@ -96,11 +95,7 @@ def train_epoch(
             loss = model.loss(batch)
         else:
             marginals = teachers.batch(indices, batch.mask.size(1), device)
-            weight = (
-                teachers.weights(indices, settings.distill_weight, device)
-                if isinstance(teachers, TeacherTargets)
-                else settings.distill_weight
-            )
+            weight = teachers.weights(indices, settings.distill_weight, device)
             loss = model.distill_loss(batch, marginals, weight)
         batch_loss = float(loss.detach())
         if not math.isfinite(batch_loss):

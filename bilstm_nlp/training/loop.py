@@ -276,14 +276,15 @@ def _teachers(
         return teacher_label_probs(
             teachers, data.token_lists, model.vocab.labels.items, device, show_progress
         )
+    labelled = data.token_lists
     return teacher_targets(
         teachers,
-        data.token_lists + data.unlabeled_token_lists,
+        labelled + data.unlabeled_token_lists,
         model.vocab.labels.items,
         model.scheme,
         device,
         show_progress,
-        labelled=len(data.token_lists),
+        labelled=len(labelled),
         documents=data.documents,
     )
 

@@ -33,6 +33,7 @@ INPUT_FORMATS = (
     "docbin",
 )
 MISALIGNED_POLICIES = ("error", "expand", "drop")  # span files: what a span cutting a token does
+LR_SCHEDULES = ("inverse", "cosine")
 
 
 def _check_choice(name: str, value: Any, choices: tuple[str, ...], optional: bool = False) -> None:
@@ -209,7 +210,10 @@ class TrainConfig:
         optimizer: `sgd` (with momentum) or `adam`.
         lr: learning rate.
         momentum: SGD momentum.
-        lr_decay: the rate at epoch e is `lr / (1 + lr_decay * e)` (Ma & Hovy 2016).
+        lr_schedule: `inverse`: the rate at epoch e (from 0) is `lr / (1 + lr_decay * e)` (Ma &
+            Hovy 2016); `cosine`: `lr * (1 + cos(pi * e / epochs)) / 2`, annealed to near zero
+            by the last epoch (Loshchilov & Hutter 2017, without restarts; lr_decay unused).
+        lr_decay: the inverse schedule's decay.
         weight_decay: L2 penalty.
         batch_size: sentences per batch.
         epochs: the most epochs to train.
@@ -233,6 +237,7 @@ class TrainConfig:
     optimizer: str = "sgd"
     lr: float = 0.015
     momentum: float = 0.9
+    lr_schedule: str = "inverse"
     lr_decay: float = 0.05
     weight_decay: float = 0.0
     batch_size: int = 16
@@ -252,6 +257,7 @@ class TrainConfig:
         _check_choice("train.optimizer", self.optimizer, ("sgd", "adam"))
         _check_range("train.lr", self.lr, 0.0, 10.0, low_open=True)
         _check_range("train.momentum", self.momentum, 0.0, 0.999)
+        _check_choice("train.lr_schedule", self.lr_schedule, LR_SCHEDULES)
         _check_range("train.lr_decay", self.lr_decay, 0.0, 100.0)
         _check_range("train.weight_decay", self.weight_decay, 0.0, 1.0)
         _check_range("train.batch_size", self.batch_size, 1, 100_000)

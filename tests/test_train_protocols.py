@@ -304,3 +304,64 @@ def test_a_recipe_figure_for_a_model_with_its_own_dev_figure_is_refused(tmp_path
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert "--recipe-dev is for models trained on train + dev" in result.output
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("schedule", "expected"),
+    [
+        # lr / (1 + 0.5 e), e from 0: 0.05, 0.05 / 1.5, 0.05 / 2, 0.05 / 2.5.
+        ("inverse", [0.05, 0.05 / 1.5, 0.025, 0.02]),
+        # lr (1 + cos(pi e / 4)) / 2: the full rate, half-way at epoch 3, near zero at the last.
+        ("cosine", [0.05, 0.05 * (1 + 2**-0.5) / 2, 0.025, 0.05 * (1 - 2**-0.5) / 2]),
+    ],
+)
+def test_each_epoch_trains_at_its_scheduled_rate(
+    tmp_path: Path, schedule: str, expected: list[float]
+) -> None:
+    corpus = write_conll(tmp_path / "train.conll", NER_SENTENCES)
+    config = _config(corpus, 4, lr_schedule=schedule, lr_decay=0.5)
+    result = train(config, tmp_path / "run")
+    assert [report.lr for report in result.epochs] == pytest.approx(expected, rel=1e-12)
+    logged = (tmp_path / "run" / "train_log.jsonl").read_text().splitlines()
+    assert [json.loads(line)["lr"] for line in logged] == pytest.approx(expected, rel=1e-12)
+
+
+def test_a_cosine_run_resumes_only_at_its_own_length(tmp_path: Path) -> None:
+    corpus = write_conll(tmp_path / "train.conll", NER_SENTENCES)
+    train(_config(corpus, 4, lr_schedule="cosine"), tmp_path / "whole")
+    train(_config(corpus, 4, lr_schedule="cosine", max_minutes=1e-9), tmp_path / "split")
+    assert len((tmp_path / "split" / "train_log.jsonl").read_text().splitlines()) == 1
+    train(_config(corpus, 4, lr_schedule="cosine"), tmp_path / "split", resume=True)
+    whole, split = _weights(tmp_path / "whole"), _weights(tmp_path / "split")
+    assert all(torch.equal(whole[key], split[key]) for key in whole)
+    # Four more epochs would re-time the four already trained: refused, naming both lengths.
+    path = tmp_path / "train.json"
+    path.write_text(json.dumps(_config(corpus, 8, lr_schedule="cosine").to_dict()))
+    result = CliRunner().invoke(
+        app, ["train", "--config", str(path), "--output", str(tmp_path / "split"), "--resume"]
+    )
+    assert result.exit_code == 1, result.output
+    assert "train.epochs 8" in result.output and "over 4 epochs" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_an_unknown_schedule_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="train.lr_schedule"):
+        ExperimentConfig.from_dict({"train": {"lr_schedule": "linear"}})
+
+
+def test_cli_lr_schedule_option(tmp_path: Path) -> None:
+    corpus = write_conll(tmp_path / "train.conll", NER_SENTENCES)
+    config_path = tmp_path / "train.json"
+    config_path.write_text(json.dumps(_config(corpus, 2).to_dict()))
+    options = ["train", "-c", str(config_path), "--no-progress", "--lr-schedule"]
+    result = CliRunner().invoke(app, [*options, "cosine", "-o", str(tmp_path / "m")])
+    assert result.exit_code == 0, result.output
+    meta = json.loads((tmp_path / "m" / "config.json").read_text())["meta"]
+    assert meta["provenance"]["config"]["train"]["lr_schedule"] == "cosine"
+    logged = (tmp_path / "m" / "train_log.jsonl").read_text().splitlines()
+    assert [json.loads(line)["lr"] for line in logged] == pytest.approx([0.05, 0.025])
+    result = CliRunner().invoke(app, [*options, "linear", "-o", str(tmp_path / "n")])
+    assert result.exit_code != 0
+    assert "train.lr_schedule" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "n").exists()

@@ -70,6 +70,12 @@ def train_cli(
         None, "--patience", help="Stop after this many epochs without a better dev score (0: never)"
     ),
     lr: float | None = Opt(None, "--lr", help="Learning rate"),
+    lr_schedule: str | None = Opt(
+        None,
+        "--lr-schedule",
+        help="inverse (lr / (1 + lr_decay * epoch), the default) or cosine (annealed to near "
+        "zero by the last epoch)",
+    ),
     seed: int | None = Opt(None, "--seed", help="Random seed"),
     threads: int | None = Opt(None, "--threads", help="torch CPU threads"),
     device: str | None = Opt(None, "--device", help="cpu or cuda"),
@@ -109,6 +115,7 @@ def train_cli(
             max_minutes=max_minutes,
             patience=patience,
             lr=lr,
+            lr_schedule=lr_schedule,
             seed=seed,
             threads=threads,
             device=device,

@@ -10,6 +10,7 @@ import contextlib
 import fcntl
 import json
 import logging
+import math
 import os
 import random
 import time
@@ -21,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..config import ExperimentConfig
+from ..config import ExperimentConfig, TrainConfig
 from ..errors import ConfigError, InputFormatError
 from ..nn.encoding import encode_tokens
 from ..nn.model import Classifier, Tagger
@@ -176,7 +177,7 @@ def _train(
     first_averaged = settings.epochs - settings.average_epochs + 1
     started = time.perf_counter() - state.seconds
     for epoch in range(state.epoch + 1, settings.epochs + 1):
-        lr = settings.lr / (1 + settings.lr_decay * (epoch - 1))
+        lr = learning_rate(settings, epoch)
         for group in optimizer.param_groups:
             group["lr"] = lr
         epoch_start = time.perf_counter()
@@ -239,7 +240,8 @@ def _train(
             optimizer,
             state,
             rng,
-            _resumable(config),
+            # Whole, stopping rules included: a cosine schedule's length must be checked on resume.
+            config.to_dict(),
             average.checkpoint(),
         )
         if on_epoch:
@@ -287,6 +289,13 @@ def _teachers(
         labelled=len(labelled),
         documents=data.documents,
     )
+
+
+def learning_rate(settings: TrainConfig, epoch: int) -> float:
+    """The learning rate of `epoch` (from 1) under `settings.lr_schedule`."""
+    if settings.lr_schedule == "cosine":
+        return settings.lr * (1 + math.cos(math.pi * (epoch - 1) / settings.epochs)) / 2
+    return settings.lr / (1 + settings.lr_decay * (epoch - 1))
 
 
 def _resumable(config: ExperimentConfig) -> dict[str, Any]:
@@ -350,10 +359,26 @@ def _check_averaging(
     )
 
 
+def _check_schedule(saved_epochs: int | None, config: ExperimentConfig, output: Path) -> None:
+    """Refuse a resume that would change a cosine schedule's epochs: that schedule's rate at
+    every epoch depends on the total, so the epochs already trained would belong to another run
+    (the inverse schedule's rates do not, so its runs may be continued)."""
+    settings = config.train
+    if settings.lr_schedule == "cosine" and saved_epochs != settings.epochs:
+        raise ConfigError(
+            f"cannot resume with train.epochs {settings.epochs}: the checkpoint's run anneals "
+            f"its learning rate over {saved_epochs} epochs (train.lr_schedule cosine); train a "
+            "new run for a different length",
+            output / "checkpoint",
+        )
+
+
 def _resume(output: Path, config: ExperimentConfig, device: torch.device):
     model, optimizer, state, rng, saved, averaged = load_checkpoint(
         output, lambda m: make_optimizer(m.to(device), config)
     )
+    # Checkpoints written before the schedule existed hold no epochs; their runs were inverse.
+    saved_epochs = saved["train"].get("epochs")
     saved, wanted = _saved_settings(_without_changeable(saved)), _resumable(config)
     if saved != wanted:
         changed = sorted(
@@ -366,6 +391,7 @@ def _resume(output: Path, config: ExperimentConfig, device: torch.device):
             f"cannot resume with a different configuration (changed: {', '.join(changed)})",
             output / "checkpoint",
         )
+    _check_schedule(saved_epochs, config, output)
     average = WeightAverage.from_checkpoint(averaged)
     _check_averaging(average, state.epoch, config, output)
     logger.info("resuming after epoch %d", state.epoch)

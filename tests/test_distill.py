@@ -202,6 +202,41 @@ def test_teacher_targets_average_the_teachers_marginals(teachers):
     torch.testing.assert_close(batch.tags.sum(2)[0, :5], torch.ones(5))
 
 
+def test_teachers_tag_only_from_first(teachers):
+    # At a teachers' share of 0 the labelled sentences (the first 7) are not worth tagging: the
+    # targets from `first` on are those of tagging everything, and the rows before are zeros.
+    models = [load(p) for p in teachers]
+    sentences = [[w for w, _ in s] for s in NER_SENTENCES] + [["Paris"], [], ["Peter", "said"]]
+    tags = list(models[0].vocab.labels.items)
+    cpu, first = torch.device("cpu"), len(NER_SENTENCES)
+    documents = [0] * first + [1, 1, 2]
+    for docs in (None, documents):
+        every = teacher_targets(
+            models, sentences, tags, "BIOES", cpu, labelled=first, documents=docs
+        )
+        taught = teacher_targets(
+            models, sentences, tags, "BIOES", cpu, labelled=first, documents=docs, first=first
+        )
+        assert len(taught.tags) == len(sentences) - first
+        indices = list(range(len(sentences)))
+        expected, got = every.batch(indices, 8, cpu), taught.batch(indices, 8, cpu)
+        torch.testing.assert_close(got.tags[first:], expected.tags[first:], atol=1e-6, rtol=0)
+        torch.testing.assert_close(got.pairs[first:], expected.pairs[first:], atol=1e-3, rtol=0)
+        assert (got.tags[:first] == 0).all() and (got.pairs[:first] == 0).all()
+        assert got.tags[first + 1, 0, 0] == 1.0  # the empty sentence, as before
+        torch.testing.assert_close(
+            taught.weights(indices, 0.0, cpu), every.weights(indices, 0.0, cpu)
+        )
+
+
+def test_a_share_of_0_without_unlabeled_sentences_warns(tmp_path, teachers, caplog):
+    corpus = write_conll(tmp_path / "train.conll", NER_SENTENCES)
+    config = _config(corpus, 3, epochs=1, distill_from=[str(teachers[0])], distill_weight=0.0)
+    with caplog.at_level("WARNING"):
+        train(config, tmp_path / "run")
+    assert "the teachers teach nothing" in caplog.text
+
+
 def test_the_student_follows_its_teachers_by_their_weight(tmp_path, teachers):
     # Gold says Paris is a location, both teachers say a person: with the teachers' weight at
     # 0.9 the student answers as they do; at 0 (gold only) as the gold tags do.
@@ -513,17 +548,24 @@ def test_teachers_with_document_memory_read_whole_documents(tmp_path):
     cpu = torch.device("cpu")
     together = teacher_targets([teacher], sentences, tags, "BIOES", cpu, documents=documents)
     alone = teacher_targets([teacher], sentences, tags, "BIOES", cpu)
-    for document in (0, 1):
-        indices = [i for i, d in enumerate(documents) if d == document]
-        batch = collate([encode_tokens(sentences[i], teacher.vocab, 30) for i in indices])
-        batch.doc_ids = torch.zeros(len(indices), dtype=torch.long)
-        with torch.no_grad():
-            expected = teacher.head.marginals(teacher(batch), batch.mask)
-        for row, index in enumerate(indices):
-            length = len(sentences[index])
-            torch.testing.assert_close(
-                torch.from_numpy(together.tags[index]), expected[row, :length], atol=1e-5, rtol=0
-            )
+    # From sentence 3 on (as for unlabeled sentences at a share of 0), the documents' sentences
+    # from there are read together.
+    later = teacher_targets([teacher], sentences, tags, "BIOES", cpu, documents=documents, first=3)
+    for targets, first in ((together, 0), (later, 3)):
+        for document in (0, 1):
+            indices = [i for i, d in enumerate(documents) if d == document and i >= first]
+            batch = collate([encode_tokens(sentences[i], teacher.vocab, 30) for i in indices])
+            batch.doc_ids = torch.zeros(len(indices), dtype=torch.long)
+            with torch.no_grad():
+                expected = teacher.head.marginals(teacher(batch), batch.mask)
+            for row, index in enumerate(indices):
+                length = len(sentences[index])
+                torch.testing.assert_close(
+                    torch.from_numpy(targets.tags[index - first]),
+                    expected[row, :length],
+                    atol=1e-5,
+                    rtol=0,
+                )
     # Each sentence alone is what the memory adds nothing to: the targets differ where it reads.
     assert any(
         not torch.allclose(torch.from_numpy(a), torch.from_numpy(b), atol=1e-4)

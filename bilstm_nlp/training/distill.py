@@ -38,12 +38,18 @@ class TeacherTargets:
         teachers: how many models were averaged.
         labelled: the sentences before this index have gold tags; those from it on (the
             unlabeled sentences) are taught by the teachers alone.
+        num_tags: the student's tags.
+        first: the index of the sentence `tags[0]` belongs to; the teachers did not tag those
+            before it (labelled sentences at a teachers' share of 0, whose targets no loss
+            reads), and their rows in a batch are zeros.
     """
 
     tags: list[np.ndarray]
     pairs: list[np.ndarray]
     teachers: int
     labelled: int
+    num_tags: int
+    first: int = 0
 
     def weights(self, indices: Sequence[int], weight: float, device: torch.device) -> torch.Tensor:
         """`(batch,)` the teachers' share of each sentence's target: `weight` for a labelled
@@ -57,16 +63,18 @@ class TeacherTargets:
         An empty sentence is one padding token marked real in a batch (`collate`); it gets tag 0
         there, as its padded gold tags do, so the teachers add nothing to it.
         """
-        num_tags = self.tags[0].shape[1] if self.tags else 1
+        num_tags = self.num_tags
         tags = np.zeros((len(indices), seq_len, num_tags), dtype=np.float32)
         pairs = np.zeros((len(indices), max(seq_len - 1, 0), num_tags, num_tags), dtype=np.float32)
         for row, index in enumerate(indices):
-            length = len(self.tags[index])
+            if index < self.first:
+                continue
+            length = len(self.tags[index - self.first])
             if length == 0:
                 tags[row, 0, 0] = 1.0
                 continue
-            tags[row, :length] = self.tags[index]
-            pairs[row, : length - 1] = self.pairs[index]
+            tags[row, :length] = self.tags[index - self.first]
+            pairs[row, : length - 1] = self.pairs[index - self.first]
         return TeacherMarginals(
             torch.from_numpy(tags).to(device), torch.from_numpy(pairs).to(device)
         )
@@ -81,19 +89,24 @@ def teacher_targets(
     show_progress: bool = False,
     labelled: int | None = None,
     documents: Sequence[int] | None = None,
+    first: int = 0,
 ) -> TeacherTargets:
     """Average the teachers' marginals over `token_lists`, in the order of `student_tags`.
 
     `labelled`: how many of `token_lists` (the first) have gold tags; default all. `documents`:
     each sentence's document number; a teacher with document memory then reads whole documents
     together (up to `TEACHER_BATCH` sentences at a time), as it tags them, instead of each
-    sentence alone.
+    sentence alone. `first`: the teachers tag the sentences from this index on (the unlabeled
+    ones, where the gold tags' share is all there is before it).
 
     Raises:
         ConfigError: a teacher is not a tagger, or has other tags or another scheme.
     """
     if not teachers:
         raise ConfigError("distillation needs at least one teacher model")
+    labelled = len(token_lists) if labelled is None else labelled
+    token_lists = token_lists[first:]
+    documents = documents[first:] if documents is not None else None
     tag_sums = [np.zeros((len(t), len(student_tags)), dtype=np.float32) for t in token_lists]
     pair_sums = [
         np.zeros((max(len(t) - 1, 0), len(student_tags), len(student_tags)), dtype=np.float32)
@@ -140,7 +153,9 @@ def teacher_targets(
         [t / count for t in tag_sums],
         [(p / count).astype(np.float16) for p in pair_sums],
         count,
-        len(token_lists) if labelled is None else labelled,
+        labelled,
+        len(student_tags),
+        first,
     )
 
 

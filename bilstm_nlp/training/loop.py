@@ -279,6 +279,11 @@ def _teachers(
             teachers, data.token_lists, model.vocab.labels.items, device, show_progress
         )
     labelled = data.token_lists
+    if config.train.distill_weight == 0 and not data.unlabeled_token_lists:
+        logger.warning(
+            "train.distill_weight is 0 and there are no unlabeled sentences (data.unlabeled): "
+            "the teachers teach nothing, the model learns the gold tags alone"
+        )
     return teacher_targets(
         teachers,
         labelled + data.unlabeled_token_lists,
@@ -288,6 +293,8 @@ def _teachers(
         show_progress,
         labelled=len(labelled),
         documents=data.documents,
+        # At a share of 0 the labelled sentences learn from gold alone: not worth tagging.
+        first=len(labelled) if config.train.distill_weight == 0 else 0,
     )
 
 

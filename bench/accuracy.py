@@ -227,6 +227,18 @@ for seed in (1, 2):
         f"conll2000-large-fix-s{seed}",
         "bench/configs/chunk-large-80.json",
     )
+    # The 80-epoch recipes of the shipped pos and chunk with the learning rate annealed to zero
+    # on a cosine: both still rose at epoch 80 under the inverse decay.
+    RUNS[f"ud_ewt-large-80ep-cosine-s{seed}"] = (
+        "bench/configs/pos-large-80-cosine.json",
+        ["--seed", str(seed)],
+        *UD_EWT_DEV,
+    )
+    RUNS[f"conll2000-large-80ep-cosine-s{seed}"] = (
+        "bench/configs/chunk-large-80-cosine.json",
+        ["--seed", str(seed)],
+        *CONLL2000_DEV,
+    )
 # SST-2 levers: the sentiment recipe with its last 4 of 8 epochs averaged; attention pooling.
 RUNS["sst2-phrases-avg4-s1"] = (
     "models/sentiment/train.json",

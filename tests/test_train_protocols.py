@@ -263,6 +263,37 @@ def test_shipped_card_says_which_weights_were_kept(tmp_path: Path) -> None:
     assert "fixed 3 epochs, the average of epochs 2-3's weights kept" in cards["averaged"]
     assert "fixed 3 epochs, the last epoch's weights kept" in cards["last"]
     assert "average" not in cards["last"]
+    assert "cosine" not in cards["last"]
+
+
+def test_cards_name_a_cosine_schedule(tmp_path: Path) -> None:
+    corpus = write_conll(tmp_path / "train.conll", NER_SENTENCES)
+    train(_config(corpus, 2, with_dev=True, lr_schedule="cosine"), tmp_path / "run")
+    note = "learning rate annealed to zero on a cosine"
+    assert note in (tmp_path / "run" / "README.md").read_text()
+    result = CliRunner().invoke(
+        app,
+        [
+            "export",
+            str(tmp_path / "run"),
+            str(tmp_path / "shipped"),
+            *("--dev", str(corpus), "--recipe-dev", "90"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    facts = ShippedFacts(
+        name="shipped",
+        corpus=load_registry()["conll2003"],
+        metric="entity F1",
+        dev_name="dev",
+        evaluate_command="bilstm-nlp evaluate ner ../shared/corpora/conll2003/dev.txt",
+        weights_mb=1.0,
+    )
+    card = shipped_card(load(tmp_path / "shipped"), facts)
+    assert (
+        "the last epoch's weights kept (the epoch count and the settings were chosen on dev "
+        f"first); {note}" in card
+    )
 
 
 def test_shipped_card_of_a_distilled_model_rebuilds_its_teachers_first(tmp_path: Path) -> None:

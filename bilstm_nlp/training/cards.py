@@ -34,6 +34,14 @@ class TrainingFacts:
     command: str | None
 
 
+def schedule_note(config: dict) -> str:
+    """`; learning rate annealed ...` for a cosine run, else empty (the inverse decay is the
+    default every earlier model had)."""
+    if config["train"].get("lr_schedule", "inverse") != "cosine":
+        return ""
+    return "; learning rate annealed to zero on a cosine (`train.lr_schedule: cosine`)"
+
+
 def distillation_note(config: dict) -> str:
     """`; distilled from ...` for a model trained with teachers, else empty."""
     teachers = config["train"].get("distill_from") or []
@@ -72,7 +80,7 @@ def training_card(meta: ModelMeta, model_config: ModelConfig, facts: TrainingFac
         protocol = "trained on train, the best epoch on dev kept"
     if averaged:
         protocol += f"; weights averaged over epochs {averaged[0]}-{averaged[1]}"
-    protocol += distillation_note(config)
+    protocol += schedule_note(config) + distillation_note(config)
     dev = facts.best_dev
     lines = [
         f"# bilstm-nlp model: {meta.task}",
@@ -212,7 +220,7 @@ def shipped_card(model: Tagger | Classifier, facts: ShippedFacts) -> str:
         figure = (
             f"- **Protocol**: trained on train + dev for a fixed {settings['train']['epochs']} "
             f"epochs, {kept} (the epoch count and the settings were chosen "
-            f"on dev first){distillation_note(settings)}\n"
+            f"on dev first){schedule_note(settings)}{distillation_note(settings)}\n"
             f"- **Dev {facts.metric}** of the recipe on {facts.dev_name} (the same settings "
             f"trained on train alone, `{scores['recipe_command']}`): "
             f"**{scores['recipe_dev']:.2f}**; this model itself has no held-out dev figure (on "
@@ -222,7 +230,7 @@ def shipped_card(model: Tagger | Classifier, facts: ShippedFacts) -> str:
         before = scores.get("dev_before_export", scores["dev"])
         figure = (
             "- **Protocol**: trained on train, the best epoch on dev kept"
-            f"{averaging}{distillation_note(settings)}\n"
+            f"{averaging}{schedule_note(settings)}{distillation_note(settings)}\n"
             f"- **Dev {facts.metric}** on {facts.dev_name}: **{scores['dev']:.2f}** "
             f"(full-precision model before export: {before:.2f})"
         )

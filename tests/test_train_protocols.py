@@ -235,31 +235,32 @@ def test_export_of_a_train_plus_dev_model_carries_its_recipe_figure(tmp_path: Pa
     assert rows["run"]["dev"] is None and rows["run"]["figure"].startswith("recipe dev")
 
 
+def _ner_facts(name: str) -> ShippedFacts:
+    return ShippedFacts(
+        name=name,
+        corpus=load_registry()["conll2003"],
+        metric="entity F1",
+        dev_name="dev",
+        evaluate_command="bilstm-nlp evaluate ner ../shared/corpora/conll2003/dev.txt",
+        weights_mb=1.0,
+    )
+
+
+def _shipped_card(run: Path, corpus: Path) -> str:
+    """`run` exported beside it (`RUN-shipped`) as a train + dev model, and its shipped card."""
+    shipped = run.with_name(f"{run.name}-shipped")
+    result = CliRunner().invoke(
+        app, ["export", str(run), str(shipped), "--dev", str(corpus), "--recipe-dev", "90"]
+    )
+    assert result.exit_code == 0, result.output
+    return shipped_card(load(shipped), _ner_facts(run.name))
+
+
 def test_shipped_card_says_which_weights_were_kept(tmp_path: Path) -> None:
     corpus = write_conll(tmp_path / "train.conll", NER_SENTENCES)
     train(_config(corpus, 3, average=2, with_dev=True), tmp_path / "averaged")
     train(_config(corpus, 3, with_dev=True), tmp_path / "last")
-    cards = {}
-    for run in ("averaged", "last"):
-        result = CliRunner().invoke(
-            app,
-            [
-                "export",
-                str(tmp_path / run),
-                str(tmp_path / f"{run}-shipped"),
-                *("--dev", str(corpus), "--recipe-dev", "90"),
-            ],
-        )
-        assert result.exit_code == 0, result.output
-        facts = ShippedFacts(
-            name=run,
-            corpus=load_registry()["conll2003"],
-            metric="entity F1",
-            dev_name="dev",
-            evaluate_command="bilstm-nlp evaluate ner ../shared/corpora/conll2003/dev.txt",
-            weights_mb=1.0,
-        )
-        cards[run] = shipped_card(load(tmp_path / f"{run}-shipped"), facts)
+    cards = {run: _shipped_card(tmp_path / run, corpus) for run in ("averaged", "last")}
     assert "fixed 3 epochs, the average of epochs 2-3's weights kept" in cards["averaged"]
     assert "fixed 3 epochs, the last epoch's weights kept" in cards["last"]
     assert "average" not in cards["last"]
@@ -271,25 +272,7 @@ def test_cards_name_a_cosine_schedule(tmp_path: Path) -> None:
     train(_config(corpus, 2, with_dev=True, lr_schedule="cosine"), tmp_path / "run")
     note = "learning rate annealed to zero on a cosine"
     assert note in (tmp_path / "run" / "README.md").read_text()
-    result = CliRunner().invoke(
-        app,
-        [
-            "export",
-            str(tmp_path / "run"),
-            str(tmp_path / "shipped"),
-            *("--dev", str(corpus), "--recipe-dev", "90"),
-        ],
-    )
-    assert result.exit_code == 0, result.output
-    facts = ShippedFacts(
-        name="shipped",
-        corpus=load_registry()["conll2003"],
-        metric="entity F1",
-        dev_name="dev",
-        evaluate_command="bilstm-nlp evaluate ner ../shared/corpora/conll2003/dev.txt",
-        weights_mb=1.0,
-    )
-    card = shipped_card(load(tmp_path / "shipped"), facts)
+    card = _shipped_card(tmp_path / "run", corpus)
     assert (
         "the last epoch's weights kept (the epoch count and the settings were chosen on dev "
         f"first); {note}" in card
@@ -309,15 +292,7 @@ def test_shipped_card_of_a_distilled_model_rebuilds_its_teachers_first(tmp_path:
         provenance=model.meta.provenance | {"teachers": teachers},
         scores={"recipe_dev": 90.0, "recipe_command": "c", "dev_trained_on": 99.0},
     )
-    facts = ShippedFacts(
-        name="ner",
-        corpus=load_registry()["conll2003"],
-        metric="entity F1",
-        dev_name="dev",
-        evaluate_command="bilstm-nlp evaluate ner ../shared/corpora/conll2003/dev.txt",
-        weights_mb=1.0,
-    )
-    card = shipped_card(model, facts)
+    card = shipped_card(model, _ner_facts("ner"))
     lines = card.splitlines()
     student = lines.index("bilstm-nlp train --config models/ner/train.json --output runs/ner")
     assert lines[student - 2 : student] == [

@@ -67,14 +67,15 @@ class TeacherTargets:
         tags = np.zeros((len(indices), seq_len, num_tags), dtype=np.float32)
         pairs = np.zeros((len(indices), max(seq_len - 1, 0), num_tags, num_tags), dtype=np.float32)
         for row, index in enumerate(indices):
-            if index < self.first:
+            taught = index - self.first
+            if taught < 0:
                 continue
-            length = len(self.tags[index - self.first])
+            length = len(self.tags[taught])
             if length == 0:
                 tags[row, 0, 0] = 1.0
                 continue
-            tags[row, :length] = self.tags[index - self.first]
-            pairs[row, : length - 1] = self.pairs[index - self.first]
+            tags[row, :length] = self.tags[taught]
+            pairs[row, : length - 1] = self.pairs[taught]
         return TeacherMarginals(
             torch.from_numpy(tags).to(device), torch.from_numpy(pairs).to(device)
         )

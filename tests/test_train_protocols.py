@@ -351,6 +351,24 @@ def test_a_cosine_run_resumes_only_at_its_own_length(tmp_path: Path) -> None:
     assert "Traceback" not in result.output
 
 
+@pytest.mark.parametrize("schedule", ["inverse", "cosine"])
+def test_a_cosine_run_stopped_early_says_it_never_annealed(
+    tmp_path: Path, schedule: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    corpus = write_conll(tmp_path / "train.conll", NER_SENTENCES)
+    with caplog.at_level("WARNING"):
+        train(_config(corpus, 4, lr_schedule=schedule, max_minutes=1e-9), tmp_path / "run")
+    if schedule == "inverse":
+        assert "never annealed" not in caplog.text
+        return
+    # Epoch 1 of 4 trains at the full rate: 0.05, 100% of train.lr.
+    assert "stopped after epoch 1 of 4 with the learning rate still at 0.05 (100%" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        train(_config(corpus, 4, lr_schedule="cosine"), tmp_path / "run", resume=True)
+    assert "never annealed" not in caplog.text
+
+
 def test_an_unknown_schedule_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="train.lr_schedule"):
         ExperimentConfig.from_dict({"train": {"lr_schedule": "linear"}})

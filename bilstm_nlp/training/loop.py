@@ -252,6 +252,18 @@ def _train(
         if settings.max_minutes and state.seconds / 60 >= settings.max_minutes:
             logger.info("time budget of %.1f minutes used: stopping", settings.max_minutes)
             break
+    if settings.lr_schedule == "cosine" and state.epoch < settings.epochs:
+        # Stopped by patience or the time budget: the schedule's low-rate end never came.
+        logger.warning(
+            "train.lr_schedule cosine: stopped after epoch %d of %d with the learning rate "
+            "still at %.2g (%.0f%% of train.lr), so the run never annealed; the model kept is "
+            "epoch %s's. `--resume --patience 0 --max-minutes 0` finishes the schedule",
+            state.epoch,
+            settings.epochs,
+            learning_rate(settings, state.epoch),
+            100 * learning_rate(settings, state.epoch) / settings.lr,
+            state.best_epoch,
+        )
     total = time.perf_counter() - started
     reports = [EpochReport(**r) for r in state.reports]
     result = TrainResult(

@@ -141,6 +141,9 @@ class ModelConfig:
         layers: BiLSTM layers.
         dropout: dropout on embeddings and BiLSTM outputs.
         word_dropout: probability of replacing a training word by the unknown word.
+        entity_word_dropout: taggers with entity tags: the probability instead for the words
+            inside gold entities (0: word_dropout there too), so the model learns to find the
+            names whose words it has not seen from their characters and context.
         head: `crf` or `softmax` (taggers).
         constrained: decode only sequences the tag scheme allows (softmax head; the CRF always is).
         pooling: `max`, `mean` or `attention` (classifiers).
@@ -171,6 +174,7 @@ class ModelConfig:
     layers: int = 1
     dropout: float = 0.5
     word_dropout: float = 0.05
+    entity_word_dropout: float = 0.0
     head: str = "crf"
     constrained: bool = True
     pooling: str = "max"
@@ -192,6 +196,9 @@ class ModelConfig:
         _check_range("model.layers", self.layers, 1, 8)
         _check_range("model.dropout", self.dropout, 0.0, 0.95)
         _check_range("model.word_dropout", self.word_dropout, 0.0, 0.95)
+        _check_range("model.entity_word_dropout", self.entity_word_dropout, 0.0, 0.95)
+        if self.entity_word_dropout and self.task != "tagger":
+            raise ConfigError("model.entity_word_dropout is for taggers (model.task tagger)")
         _check_choice("model.head", self.head, ("crf", "softmax"))
         _check_choice("model.pooling", self.pooling, ("max", "mean", "attention"))
         _check_range("model.doc_memory_dropout", self.doc_memory_dropout, 0.0, 1.0)

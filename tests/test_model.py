@@ -5,6 +5,8 @@ word vectors once."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -15,7 +17,7 @@ from bilstm_nlp.nn import model as model_module
 from bilstm_nlp.nn.encoding import TokenEncoder, collate
 from bilstm_nlp.nn.meta import ModelMeta
 from bilstm_nlp.nn.model import Classifier, Tagger, _token_types
-from bilstm_nlp.nn.vocab import Vocab
+from bilstm_nlp.nn.vocab import UNK_ID, Vocab
 
 WORDS = ["the", "The", "THE", "EU", "rejects", "German", "call", "1996", "x" * 40, "x" * 41, "ΩΩ"]
 
@@ -146,3 +148,57 @@ def test_members_are_for_classifiers_only():
         ModelConfig(task="tagger", members=2)
     with pytest.raises(ConfigError, match="model.members must be in"):
         ModelConfig(task="classifier", members=0)
+
+
+def _words_embedded(model: Tagger, batch) -> torch.Tensor:
+    """The word ids the embedder receives for `batch` in one training forward pass."""
+    seen = []
+    handle = model.embedder.register_forward_pre_hook(lambda _, args: seen.append(args[0]))
+    try:
+        model(batch)
+    finally:
+        handle.remove()
+    return seen[0]
+
+
+def test_entity_word_dropout_replaces_only_words_inside_gold_entities():
+    model = _model(word_dropout=0.0, entity_word_dropout=0.5).train()
+    tags = [model.vocab.labels.items.index(t) for t in ["B-ORG", "O", "B-ORG", "I-ORG"]]
+    batch = _batch(model, [["EU", "rejects", "German", "THE"]] * 500)
+    assert not (batch.word_ids == UNK_ID).any()
+    batch = dataclasses.replace(batch, tag_ids=torch.tensor([tags] * 500))
+    torch.manual_seed(3)
+    embedded = _words_embedded(model, batch)
+    dropped = embedded == UNK_ID
+    entity = batch.tag_ids != model.vocab.labels.items.index("O")
+    assert not dropped[~entity].any()
+    # 1,500 entity tokens at 0.5: the share lies within 5 standard deviations of a half.
+    assert abs(dropped[entity].float().mean().item() - 0.5) < 5 * (0.25 / 1500) ** 0.5
+    assert torch.equal(embedded[~dropped], batch.word_ids[~dropped])
+    # Tagging (eval mode) never drops a word.
+    assert torch.equal(_words_embedded(model.eval(), batch), batch.word_ids)
+
+
+def test_entity_word_dropout_at_0_draws_as_word_dropout_alone():
+    model = _model(word_dropout=0.3).train()
+    batch = _batch(model, _sentences(50))
+    batch = dataclasses.replace(batch, tag_ids=torch.zeros_like(batch.word_ids))
+    torch.manual_seed(5)
+    before = _words_embedded(model, batch)
+    torch.manual_seed(5)
+    expected = torch.where(
+        (torch.rand(batch.word_ids.shape) < 0.3) & batch.mask, UNK_ID, batch.word_ids
+    )
+    assert torch.equal(before, expected)
+
+
+def test_entity_word_dropout_needs_entity_tags():
+    with pytest.raises(ConfigError, match="model.entity_word_dropout is for taggers"):
+        ModelConfig(task="classifier", entity_word_dropout=0.3)
+    with pytest.raises(ConfigError, match="model.entity_word_dropout must be"):
+        ModelConfig(entity_word_dropout=1.5)
+    vocab = Vocab.build([WORDS[:6]], ["NOUN", "VERB"], ["the"], 1)
+    meta = ModelMeta.from_json({"task": "pos"}, kind="tagger", scheme=None, output_scheme=None)
+    config = ModelConfig(vectors=None, word_dim=8, hidden=6, entity_word_dropout=0.3)
+    with pytest.raises(ConfigError, match="needs entity tags"):
+        Tagger(config, vocab, meta)

@@ -149,12 +149,23 @@ def batch_doc_ids(
     return torch.tensor(ids, dtype=torch.long)
 
 
-def word_dropout(word_ids: Tensor, mask: Tensor, rate: float) -> Tensor:
+def word_dropout(
+    word_ids: Tensor,
+    mask: Tensor,
+    rate: float,
+    entity_tokens: Tensor | None = None,
+    entity_rate: float = 0.0,
+) -> Tensor:
     """Replace real words by `<unk>` with probability `rate` (training only), so the model learns
-    the unknown-word embedding and leans on char features for rare words."""
-    if rate <= 0:
-        return word_ids
-    drop = (torch.rand(word_ids.shape, device=word_ids.device) < rate) & mask
+    the unknown-word embedding and leans on char features for rare words; with `entity_tokens`
+    (`(batch, seq_len)` bool), those tokens with probability `entity_rate` instead."""
+    if entity_tokens is None or entity_rate <= 0:
+        if rate <= 0:
+            return word_ids
+        threshold: float | Tensor = rate
+    else:
+        threshold = torch.where(entity_tokens, entity_rate, rate)
+    drop = (torch.rand(word_ids.shape, device=word_ids.device) < threshold) & mask
     return torch.where(drop, torch.full_like(word_ids, UNK_ID), word_ids)
 
 

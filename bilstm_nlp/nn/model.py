@@ -83,6 +83,13 @@ class Tagger(_Model):
         )
         # With document memory the head reads each token's state and its memory side by side.
         head_input = self.encoder.output_dim * (2 if config.doc_memory else 1)
+        # Entity tokens are those not tagged O in an entity scheme (None: plain labels).
+        self.outside_id = tags.index("O") if scheme is not None and "O" in tags else None
+        if config.entity_word_dropout and self.outside_id is None:
+            raise ConfigError(
+                "model.entity_word_dropout needs entity tags (a scheme with an O tag); these "
+                "tags are plain labels"
+            )
         self.head: TagHead
         if config.head == "crf":
             self.head = CRFHead(head_input, tags, scheme)
@@ -294,7 +301,16 @@ def _contextual(model: Tagger | Classifier, batch: Batch) -> Tensor:
         return _by_type_contextual(model, batch)
     word_ids = batch.word_ids
     if model.training:
-        word_ids = word_dropout(word_ids, batch.mask, model.config.word_dropout)
+        entity_tokens = None
+        if model.config.entity_word_dropout and batch.tag_ids is not None:
+            entity_tokens = batch.tag_ids != model.outside_id
+        word_ids = word_dropout(
+            word_ids,
+            batch.mask,
+            model.config.word_dropout,
+            entity_tokens,
+            model.config.entity_word_dropout,
+        )
     features = model.embedder(
         word_ids, batch.casing_ids, batch.char_ids, batch.spelling_ids, batch.mask
     )

@@ -21,7 +21,7 @@ from bilstm_nlp.nn.encoding import collate, encode_tokens
 from bilstm_nlp.nn.heads import CRFHead, SentenceHead, SoftmaxHead, TeacherMarginals
 from bilstm_nlp.training.data import read_training_data
 from bilstm_nlp.training.distill import teacher_label_probs, teacher_targets
-from bilstm_nlp.training.loop import train
+from bilstm_nlp.training.loop import train, unlabeled_rows
 
 from .test_crf import (
     all_paths,
@@ -571,3 +571,19 @@ def test_teachers_with_document_memory_read_whole_documents(tmp_path):
         not torch.allclose(torch.from_numpy(a), torch.from_numpy(b), atol=1e-4)
         for a, b in zip(together.tags, alone.tags, strict=True)
     )
+
+
+def test_unlabeled_sentences_carry_the_outside_tag_as_placeholder(tmp_path, teachers):
+    """Their tags are never a target, but entity word dropout reads them: O, not tag id 0."""
+    corpus = write_conll(tmp_path / "train.conll", NER_SENTENCES)
+    unlabeled = tmp_path / "unlabeled.txt"
+    unlabeled.write_text("Peter\nvisited\nParis\n\nRome\n")
+    config = _config(corpus, 1, distill_from=[str(teachers[0])])
+    config = dataclasses.replace(
+        config, data=dataclasses.replace(config.data, unlabeled=str(unlabeled))
+    )
+    model = load(teachers[0])
+    labels = model.vocab.labels.items
+    assert labels[0] != "O"
+    rows = unlabeled_rows(read_training_data(config), model)
+    assert [row.label_ids for row in rows] == [[labels.index("O")] * 3, [labels.index("O")]]

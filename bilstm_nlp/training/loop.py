@@ -159,12 +159,7 @@ def _train(
     if not encoded or not any(len(e.word_ids) for e in encoded):
         raise InputFormatError("no training sentences: nothing to train on", config.data.train)
     labelled = encoded
-    # Unlabeled sentences follow the training rows; their placeholder tags are never read (the
-    # teachers' share of their target is 1).
-    encoded = labelled + [
-        encode_tokens(tokens, model.vocab, model.config.max_word_chars, [0] * len(tokens))
-        for tokens in data.unlabeled_token_lists
-    ]
+    encoded = labelled + unlabeled_rows(data, model)
     teachers = _teachers(config, data, model, device, show_progress)
     documents = data.documents if model.config.doc_memory else None
     if documents is not None and len(set(documents)) == len(documents):
@@ -308,6 +303,18 @@ def _teachers(
         # At a share of 0 the labelled sentences learn from gold alone: not worth tagging.
         first=len(labelled) if config.train.distill_weight == 0 else 0,
     )
+
+
+def unlabeled_rows(data: TrainingData, model: Tagger | Classifier) -> list:
+    """The encoded `data.unlabeled` sentences, which follow the training rows. Their tags are
+    placeholders, never a target (the teachers' share of their target is 1): O where the tags
+    have one, so that `model.entity_word_dropout` treats their words as it does words outside
+    entities."""
+    placeholder = getattr(model, "outside_id", None) or 0
+    return [
+        encode_tokens(tokens, model.vocab, model.config.max_word_chars, [placeholder] * len(tokens))
+        for tokens in data.unlabeled_token_lists
+    ]
 
 
 def learning_rate(settings: TrainConfig, epoch: int) -> float:

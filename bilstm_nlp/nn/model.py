@@ -16,6 +16,7 @@ from torch.overrides import TorchFunctionMode
 
 from ..config import ModelConfig
 from ..errors import ConfigError
+from ..text.schemes import OUTSIDE
 from .embeddings import TokenEmbedder
 from .encoder import STEPPED_MIN_BATCH, BiLSTMEncoder
 from .encoding import Batch, word_dropout
@@ -84,7 +85,7 @@ class Tagger(_Model):
         # With document memory the head reads each token's state and its memory side by side.
         head_input = self.encoder.output_dim * (2 if config.doc_memory else 1)
         # Entity tokens are those not tagged O in an entity scheme (None: plain labels).
-        self.outside_id = tags.index("O") if scheme is not None and "O" in tags else None
+        self.outside_id = tags.index(OUTSIDE) if scheme is not None and OUTSIDE in tags else None
         if config.entity_word_dropout and self.outside_id is None:
             raise ConfigError(
                 "model.entity_word_dropout needs entity tags (a scheme with an O tag); these "

@@ -249,14 +249,15 @@ def _train(
             break
     if settings.lr_schedule == "cosine" and state.epoch < settings.epochs:
         # Stopped by patience or the time budget: the schedule's low-rate end never came.
+        last_lr = learning_rate(settings, state.epoch)
         logger.warning(
             "train.lr_schedule cosine: stopped after epoch %d of %d with the learning rate "
             "still at %.2g (%.0f%% of train.lr), so the run never annealed; the model kept is "
             "epoch %s's. `--resume --patience 0 --max-minutes 0` finishes the schedule",
             state.epoch,
             settings.epochs,
-            learning_rate(settings, state.epoch),
-            100 * learning_rate(settings, state.epoch) / settings.lr,
+            last_lr,
+            100 * last_lr / settings.lr,
             state.best_epoch,
         )
     total = time.perf_counter() - started
@@ -310,7 +311,8 @@ def unlabeled_rows(data: TrainingData, model: Tagger | Classifier) -> list:
     placeholders, never a target (the teachers' share of their target is 1): O where the tags
     have one, so that `model.entity_word_dropout` treats their words as it does words outside
     entities."""
-    placeholder = getattr(model, "outside_id", None) or 0
+    outside = model.outside_id if isinstance(model, Tagger) else None
+    placeholder = 0 if outside is None else outside
     return [
         encode_tokens(tokens, model.vocab, model.config.max_word_chars, [placeholder] * len(tokens))
         for tokens in data.unlabeled_token_lists

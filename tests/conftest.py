@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -52,3 +57,66 @@ def datasets_cache(
     folder.mkdir(exist_ok=True)
     monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", folder)
     return folder
+
+
+@dataclass(frozen=True)
+class WheelVenv:
+    """A fresh venv with the built bilstm-nlp wheel installed, and the wheel itself."""
+
+    root: Path
+    python: Path
+    wheel: Path
+
+    def install(self, *wheels: Path) -> None:
+        """Installs more wheels, without dependencies and without an index."""
+        command = [self.python, "-m", "pip", "install", "-q", "--no-deps", "--no-index", *wheels]
+        subprocess.run([str(part) for part in command], check=True, env=_clean_env())
+
+    def unmet_requirements(self, *projects: str) -> list[str]:
+        """`pip check`'s complaints about these projects' requirements, as the venv sees them."""
+        from packaging.utils import canonicalize_name
+
+        wanted = {canonicalize_name(project) for project in projects}
+        check = [str(self.python), "-m", "pip", "check"]
+        done = subprocess.run(check, capture_output=True, text=True, env=_clean_env())
+        # A complaint reads "<project> <version> requires ..." or "... has requirement ...".
+        return [
+            line
+            for line in done.stdout.splitlines()
+            if line.split() and canonicalize_name(line.split()[0]) in wanted
+        ]
+
+
+def _clean_env() -> dict[str, str]:
+    # Nothing of this interpreter's paths may leak into the fresh venv but what the .pth adds;
+    # pip keeps no cache of what the tests install, so a run leaves nothing behind in ~/.cache.
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+    return env | {"PIP_NO_CACHE_DIR": "1"}
+
+
+@pytest.fixture(scope="session")
+def wheel_venv(tmp_path_factory: pytest.TempPathFactory) -> WheelVenv:
+    """The checkout built as a wheel and installed in a fresh venv, shared by the packaging tests.
+
+    The dependencies (torch, spaCy, ...) come from this interpreter's site-packages, appended
+    after the venv's own by a .pth file, so `bilstm_nlp` can only come from the wheel. A second
+    copy of them would cost each run about 1.5 GB of disk and two minutes; `pip check` in the
+    venv still proves the wheels' requirements are met by what it sees.
+    """
+    base = tmp_path_factory.mktemp("wheel_venv")
+    wheels = base / "wheels"
+    # setuptools reuses build/: a module deleted since the last build would ride along.
+    shutil.rmtree(REPO_ROOT / "build", ignore_errors=True)
+    build = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q"]
+    subprocess.run([*build, "-w", str(wheels), str(REPO_ROOT)], check=True, env=_clean_env())
+    [wheel] = wheels.glob("bilstm_nlp-*.whl")
+    root = base / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(root)], check=True, env=_clean_env())
+    venv = WheelVenv(root=root, python=root / "bin" / "python", wheel=wheel)
+    venv.install(wheel)
+    purelib = "import sysconfig; print(sysconfig.get_paths()['purelib'])"
+    site = subprocess.run(
+        [str(venv.python), "-c", purelib], check=True, capture_output=True, text=True
+    ).stdout.strip()
+    (Path(site) / "dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    return venv

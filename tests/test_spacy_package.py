@@ -1,12 +1,11 @@
 """`spacy package` of a pipeline holding our component: the wheel requires bilstm-nlp, and in a
-fresh venv holding only that wheel and bilstm-nlp (with their dependencies) `spacy.load` gives
-the entities and probabilities the pipeline gives here."""
+fresh venv holding only that wheel and the bilstm-nlp wheel (their dependencies met, as `pip check`
+says) `spacy.load` gives the entities and probabilities the pipeline gives here."""
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import zipfile
@@ -14,6 +13,8 @@ from pathlib import Path
 
 import pytest
 import spacy
+
+from tests.conftest import WheelVenv
 
 ROOT = Path(__file__).resolve().parents[1]
 TEXT = "EU rejects German call to boycott British lamb. Peter Blackburn flew to Brussels."
@@ -46,8 +47,9 @@ def _run(*command: str | Path, cwd: Path | None = None, env: dict | None = None)
 
 
 @pytest.mark.slow
-def test_spacy_package_wheel_installs_and_loads_in_a_fresh_venv(tmp_path: Path) -> None:
-    # Installing the venv's dependencies (spaCy, datasets, ...) is most of its ~2 minutes.
+def test_spacy_package_wheel_installs_and_loads_in_a_fresh_venv(
+    wheel_venv: WheelVenv, tmp_path: Path
+) -> None:
     nlp = spacy.blank("en")
     nlp.add_pipe("bilstm_tagger", config={"model": "ner"})
     nlp.initialize()
@@ -70,16 +72,10 @@ def test_spacy_package_wheel_installs_and_loads_in_a_fresh_venv(tmp_path: Path) 
         metadata
     )
 
-    venv = tmp_path / "venv"
-    # Nothing of this interpreter's paths may leak into the fresh venv.
+    wheel_venv.install(wheel)
+    assert wheel_venv.unmet_requirements("en-bilstm-ner", "bilstm-nlp") == []
+    venv = wheel_venv.root
     clean = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
-    _run(sys.executable, "-m", "venv", venv, env=clean)
-    pip = [venv / "bin" / "python", "-m", "pip", "install", "-q"]
-    # torch first, pinned to this interpreter's version, so the resolver takes the build wanted
-    # here rather than the newest one; then the checkout (not editable) and the package.
-    _run(*pip, f"torch=={_torch_release()}", env=clean)
-    shutil.rmtree(ROOT / "build", ignore_errors=True)  # setuptools would reuse a stale build/
-    _run(*pip, ROOT, wheel, env=clean)
 
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
@@ -89,9 +85,3 @@ def test_spacy_package_wheel_installs_and_loads_in_a_fresh_venv(tmp_path: Path) 
     assert there["pipe_names"] == ["bilstm_tagger"]
     assert there["ents"] == here["ents"]
     assert there["scores"] == pytest.approx(here["scores"], abs=1e-6)
-
-
-def _torch_release() -> str:
-    import torch
-
-    return torch.__version__.split("+")[0]

@@ -3,41 +3,23 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
-import sys
-import sysconfig
 import zipfile
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import WheelVenv
 
 ROOT = Path(__file__).resolve().parents[1]
 SENTENCE = "EU rejects German call to boycott British lamb ."
 
 
 @pytest.mark.slow
-def test_wheel_installs_and_tags_with_the_default_model(tmp_path: Path) -> None:
-    wheels = tmp_path / "wheels"
-    # setuptools reuses build/: a module deleted since the last build would ride along.
-    shutil.rmtree(ROOT / "build", ignore_errors=True)
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "--no-deps",
-            "--no-build-isolation",
-            "-q",
-            "-w",
-            str(wheels),
-            str(ROOT),
-        ],
-        check=True,
-    )
-    [wheel] = wheels.glob("bilstm_nlp-*.whl")
-    names = set(zipfile.ZipFile(wheel).namelist())
+def test_wheel_installs_and_tags_with_the_default_model(
+    wheel_venv: WheelVenv, tmp_path: Path
+) -> None:
+    names = set(zipfile.ZipFile(wheel_venv.wheel).namelist())
     # Subpackages and data are listed in pyproject by hand: one left out would be missing here.
     for package in (
         "integrations/engines",
@@ -48,22 +30,8 @@ def test_wheel_installs_and_tags_with_the_default_model(tmp_path: Path) -> None:
         assert f"bilstm_nlp/{package}/__init__.py" in names
     page = ROOT / "bilstm_nlp/integrations/serve/static"
     assert {f"bilstm_nlp/integrations/serve/static/{p.name}" for p in page.iterdir()} <= names
-    venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    python = venv / "bin" / "python"
-    subprocess.run(
-        [str(python), "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(wheel)],
-        check=True,
-    )
-    # Dependencies (torch, spacy, ...) come from this interpreter's site-packages, appended after
-    # the new venv's own, so bilstm_nlp itself can only come from the wheel.
-    site = subprocess.run(
-        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
-    (Path(site) / "dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    assert wheel_venv.unmet_requirements("bilstm-nlp") == []
+    venv, python = wheel_venv.root, wheel_venv.python
     workdir = tmp_path / "elsewhere"
     workdir.mkdir()
     script = (

@@ -79,6 +79,9 @@ def main() -> None:
         embedder.fixed_embedding.weight.copy_(torch.from_numpy(apply_affine_map(fixed, mapping)))
     save_model(model, args.output)
     moved = float(np.mean(np.sum((target - source) ** 2, axis=1)))
+    # How far each word moved, as a share of its pretrained vector's length.
+    relative = np.linalg.norm(target - source, axis=1) / np.linalg.norm(source, axis=1)
+    most = np.argsort(-relative)[:10]
     result = {
         "model": args.model,
         "output": args.output,
@@ -88,6 +91,11 @@ def main() -> None:
         "mean_squared_move_of_training_words": round(moved, 4),
         "residual_identity": round(residual(source), 4),
         "residual_map": round(residual(apply_affine_map(source, mapping)), 4),
+        "mean_squared_length": round(float(np.mean(np.sum(source**2, axis=1))), 4),
+        "relative_move_percentiles": {
+            str(q): round(float(np.percentile(relative, q)), 4) for q in (50, 90, 99, 100)
+        },
+        "moved_most": {vocab.words.items[rows[i]]: round(float(relative[i]), 3) for i in most},
     }
     print(json.dumps(result, indent=2))
     # One entry per mapped model: the runs of several seeds and ridges land in one file.

@@ -79,6 +79,9 @@ class WheelVenv:
         wanted = {canonicalize_name(project) for project in projects}
         check = [str(self.python), "-m", "pip", "check"]
         done = subprocess.run(check, capture_output=True, text=True, env=_clean_env())
+        # 0: nothing broken; 1: complaints listed. Anything else is pip itself failing, which
+        # must not read as "no complaints".
+        assert done.returncode in (0, 1), f"pip check failed:\n{done.stdout}\n{done.stderr}"
         # A complaint reads "<project> <version> requires ..." or "... has requirement ...".
         return [
             line

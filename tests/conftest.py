@@ -70,7 +70,7 @@ class WheelVenv:
     def install(self, *wheels: Path) -> None:
         """Installs more wheels, without dependencies and without an index."""
         command = [self.python, "-m", "pip", "install", "-q", "--no-deps", "--no-index", *wheels]
-        subprocess.run([str(part) for part in command], check=True, env=_clean_env())
+        subprocess.run([str(part) for part in command], check=True, env=clean_env())
 
     def unmet_requirements(self, *projects: str) -> list[str]:
         """`pip check`'s complaints about these projects' requirements, as the venv sees them."""
@@ -78,7 +78,7 @@ class WheelVenv:
 
         wanted = {canonicalize_name(project) for project in projects}
         check = [str(self.python), "-m", "pip", "check"]
-        done = subprocess.run(check, capture_output=True, text=True, env=_clean_env())
+        done = subprocess.run(check, capture_output=True, text=True, env=clean_env())
         # 0: nothing broken; 1: complaints listed. Anything else is pip itself failing, which
         # must not read as "no complaints".
         assert done.returncode in (0, 1), f"pip check failed:\n{done.stdout}\n{done.stderr}"
@@ -90,7 +90,8 @@ class WheelVenv:
         ]
 
 
-def _clean_env() -> dict[str, str]:
+def clean_env() -> dict[str, str]:
+    """The environment for commands run in a fresh venv."""
     # Nothing of this interpreter's paths may leak into the fresh venv but what the .pth adds;
     # pip keeps no cache of what the tests install, so a run leaves nothing behind in ~/.cache.
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
@@ -111,10 +112,10 @@ def wheel_venv(tmp_path_factory: pytest.TempPathFactory) -> WheelVenv:
     # setuptools reuses build/: a module deleted since the last build would ride along.
     shutil.rmtree(REPO_ROOT / "build", ignore_errors=True)
     build = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q"]
-    subprocess.run([*build, "-w", str(wheels), str(REPO_ROOT)], check=True, env=_clean_env())
+    subprocess.run([*build, "-w", str(wheels), str(REPO_ROOT)], check=True, env=clean_env())
     [wheel] = wheels.glob("bilstm_nlp-*.whl")
     root = base / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(root)], check=True, env=_clean_env())
+    subprocess.run([sys.executable, "-m", "venv", str(root)], check=True, env=clean_env())
     venv = WheelVenv(root=root, python=root / "bin" / "python", wheel=wheel)
     venv.install(wheel)
     purelib = "import sysconfig; print(sysconfig.get_paths()['purelib'])"

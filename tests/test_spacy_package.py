@@ -5,7 +5,6 @@ says) `spacy.load` gives the entities and probabilities the pipeline gives here.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import zipfile
@@ -14,7 +13,7 @@ from pathlib import Path
 import pytest
 import spacy
 
-from tests.conftest import WheelVenv
+from tests.conftest import WheelVenv, clean_env
 
 ROOT = Path(__file__).resolve().parents[1]
 TEXT = "EU rejects German call to boycott British lamb. Peter Blackburn flew to Brussels."
@@ -75,11 +74,11 @@ def test_spacy_package_wheel_installs_and_loads_in_a_fresh_venv(
     wheel_venv.install(wheel)
     assert wheel_venv.unmet_requirements("en-bilstm-ner", "bilstm-nlp") == []
     venv = wheel_venv.root
-    clean = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
 
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    there = json.loads(_run(venv / "bin" / "python", "-c", SCRIPT, TEXT, cwd=elsewhere, env=clean))
+    python = venv / "bin" / "python"
+    there = json.loads(_run(python, "-c", SCRIPT, TEXT, cwd=elsewhere, env=clean_env()))
     assert Path(there["bilstm_nlp"]).resolve().is_relative_to(venv.resolve())
     assert Path(there["package"]).resolve().is_relative_to(venv.resolve())
     assert there["pipe_names"] == ["bilstm_tagger"]

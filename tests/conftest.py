@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 from hypothesis import settings
 
 # The tests draw the same property-test examples on every run, so CI fails for a change, never
@@ -19,6 +20,13 @@ from hypothesis import settings
 settings.register_profile("ci", derandomize=True)
 settings.register_profile("explore", derandomize=False)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+# Under pytest-xdist (the README's test command: `-n 2 --dist loadfile`, each test file whole on
+# one worker, so its module fixtures are made once) the workers share the machine's cores: each
+# computes on one thread (torch reads this when first imported; the CLI and server subprocesses
+# inherit it), so two workers on two cores do not fight over them. Tests of threads set their own.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = REPO_ROOT / "corpora" / "samples"
@@ -109,10 +117,13 @@ def wheel_venv(tmp_path_factory: pytest.TempPathFactory) -> WheelVenv:
     """
     base = tmp_path_factory.mktemp("wheel_venv")
     wheels = base / "wheels"
-    # setuptools reuses build/: a module deleted since the last build would ride along.
-    shutil.rmtree(REPO_ROOT / "build", ignore_errors=True)
     build = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q"]
-    subprocess.run([*build, "-w", str(wheels), str(REPO_ROOT)], check=True, env=clean_env())
+    # The build works in the checkout's build/, which the other xdist worker may be building in
+    # at the same moment (each worker has its own session): one build at a time.
+    with FileLock(tmp_path_factory.getbasetemp().parent / "wheel_build.lock"):
+        # setuptools reuses build/: a module deleted since the last build would ride along.
+        shutil.rmtree(REPO_ROOT / "build", ignore_errors=True)
+        subprocess.run([*build, "-w", str(wheels), str(REPO_ROOT)], check=True, env=clean_env())
     [wheel] = wheels.glob("bilstm_nlp-*.whl")
     root = base / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(root)], check=True, env=clean_env())

@@ -9,11 +9,14 @@ import pytest
 from bilstm_nlp import load
 from bilstm_nlp.corpus.loading import load_tagging
 from bilstm_nlp.evaluation.evaluate import evaluate_file, evaluate_tagger, write_predictions
+from bilstm_nlp.text.schemes import convert_tags, tags_to_spans
 
 pytestmark = pytest.mark.usefixtures("datasets_cache")
 
 NER_MODEL = Path(__file__).parent / "data" / "models" / "format-v1-tagger"  # BIOES entity tags
 # IOB1 gold; DATE is a type the model has no tag for.
+# The tag prefixes each scheme writes.
+PREFIXES = {"IOB1": "IB", "IOB2": "IB", "BIOES": "BIES", "BILOU": "BILU"}
 GOLD = "Peter I-PER\nBlackburn I-PER\nvisits O\nBrussels I-LOC\n\nMonday I-DATE\nit O\nis O\n\n"
 
 
@@ -53,5 +56,43 @@ def test_write_predictions_columns(tmp_path: Path) -> None:
     assert [line.split()[:2] for line in lines[:4]] == [
         ["Peter", "I-PER"], ["Blackburn", "I-PER"], ["visits", "O"], ["Brussels", "I-LOC"]
     ]  # fmt: skip
-    # Predictions are written in the model's output scheme (IOB1), like the gold.
+    # Predictions are written in the gold file's scheme (IOB1 here).
     assert {line.split()[2][:2] for line in lines if line} <= {"O", "I-", "B-"}
+
+
+@pytest.mark.parametrize("scheme", ["IOB1", "IOB2", "BIOES", "BILOU"])
+def test_predictions_are_spelt_in_the_gold_files_scheme(
+    scheme: str, shared_corpora: Path, tmp_path: Path
+) -> None:
+    """The shipped `ner` writes IOB1 (CoNLL-2003 as distributed); scoring the same gold written in
+    another scheme must not count an entity found exactly as token misses for its spelling."""
+    corpus = load_tagging(dev=shared_corpora / "conll2003" / "dev.txt")
+    tokens, gold_iob1 = corpus["dev"]["tokens"][:300], corpus.tags("dev")[:300]
+    gold = [convert_tags(tags, "BIOES" if scheme == "BILOU" else scheme) for tags in gold_iob1]
+    if scheme == "BILOU":
+        bilou = {"E-": "L-", "S-": "U-"}
+        gold = [[bilou.get(tag[:2], tag[:2]) + tag[2:] for tag in tags] for tags in gold]
+    data = tmp_path / "gold.txt"
+    data.write_text(
+        "".join(
+            "".join(f"{w} {t}\n" for w, t in zip(ws, ts, strict=True)) + "\n"
+            for ws, ts in zip(tokens, gold, strict=True)
+        )
+    )
+    model = load("ner")
+    result = evaluate_file(model, str(data), by_document=False)
+    assert result.gold == gold
+    # The same spans as the model's own spelling, written the way the file writes them.
+    native = evaluate_tagger(model, tokens, gold_iob1)
+    assert [tags_to_spans(tags) for tags in result.predicted] == [
+        tags_to_spans(tags) for tags in native.predicted
+    ]
+    assert result.entities == native.entities
+    prefixes = {tag[0] for tags in result.predicted for tag in tags} - {"O"}
+    assert prefixes <= set(PREFIXES[scheme]), prefixes
+    # Token accuracy compares the strings, as counted here by hand.
+    pairs = zip(gold, result.predicted, strict=True)
+    same = sum(g == p for gs, ps in pairs for g, p in zip(gs, ps, strict=True))
+    assert result.accuracy == pytest.approx(100 * same / sum(map(len, gold)), abs=1e-4)
+    # A tagger at 94+ F1 on dev gets the tokens' tags right as often, whatever the spelling.
+    assert result.accuracy > 98.0

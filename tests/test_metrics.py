@@ -109,6 +109,21 @@ def test_entity_scores_of_a_perfect_and_an_empty_prediction(tags) -> None:
     assert nothing.per_type["LOC"].support == 3
 
 
+def test_entity_scores_read_bilou_as_bioes() -> None:
+    # Two single-token PER entities in a row, then a two-token ORG: three entities, all found.
+    gold_bilou = [["U-PER", "U-PER", "B-ORG", "L-ORG", "O"]]
+    predicted = [["B-PER", "B-PER", "B-ORG", "I-ORG", "O"]]
+    scores = entity_scores(gold_bilou, predicted)
+    assert (scores.precision, scores.recall, scores.f1) == (100.0, 100.0, 100.0)
+    assert scores.per_type["PER"].support == 2
+    # BILOU and BIOES are the same scheme spelt twice: the same scores either way round.
+    gold_bioes = [["S-PER", "S-PER", "B-ORG", "E-ORG", "O"]]
+    missed = [["B-PER", "I-PER", "B-ORG", "I-ORG", "O"]]
+    assert entity_scores(gold_bilou, missed) == entity_scores(gold_bioes, missed)
+    assert entity_scores(missed, gold_bilou) == entity_scores(missed, gold_bioes)
+    assert entity_scores(gold_bilou, missed).per_type["PER"].recall == 0.0
+
+
 def test_token_accuracy_and_confusions(tags) -> None:
     gold, predicted = tags
     # 16 tokens, 4 wrong: York, Berlin, said, EU.

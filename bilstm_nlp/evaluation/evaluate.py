@@ -18,7 +18,7 @@ from ..corpus.loading import document_numbers, load_tagging, load_texts
 from ..decode import classify_sentences, tag_sentences
 from ..errors import ConfigError, InputFormatError, OutputError
 from ..nn.model import Classifier, Tagger
-from ..text.schemes import split_tag
+from ..text.schemes import convert_tags, detect_scheme, split_tag
 from ..text.tokenize import tokens_or_tokenized
 from .metrics import (
     ClassificationScores,
@@ -113,7 +113,8 @@ def evaluate_tagger(
     show_progress: bool = False,
     documents: Sequence[Hashable] | None = None,
 ) -> TaggerEvaluation:
-    """Tag `token_lists` and score against `gold_tags` (any scheme: entities compare as spans);
+    """Tag `token_lists` and score against `gold_tags` (any scheme: entities compare as spans,
+    and the predictions come back spelt in the gold tags' scheme);
     `documents` as `tag_sentences` takes them."""
     unseen = _unseen_labels(model, gold_tags)
     if unseen:
@@ -129,6 +130,8 @@ def evaluate_tagger(
     )
     predicted = [t.tags for t in tagged]
     entities = entity_scores(gold_tags, predicted) if model.scheme else None
+    if model.scheme:
+        predicted = _spelt_like(gold_tags, predicted)
     return TaggerEvaluation(
         sentences=len(token_lists),
         tokens=sum(len(t) for t in token_lists),
@@ -140,6 +143,35 @@ def evaluate_tagger(
         token_lists=[list(t) for t in token_lists],
         gold=[list(g) for g in gold_tags],
     )
+
+
+def _spelt_like(
+    gold_tags: Sequence[Sequence[str]], predicted: Sequence[Sequence[str]]
+) -> list[list[str]]:
+    """The predicted entity tags in the gold tags' scheme, the same spans.
+
+    Token accuracy, the confusions and the predictions written beside the gold tags compare tag
+    strings: a model trained on IOB1 (CoNLL-2003 as distributed) scoring an IOB2 file would
+    otherwise miss every entity's first token for writing `I-` where the file writes `B-`.
+    Gold tags whose scheme cannot be told (plain labels mixed in) leave the predictions as they
+    are.
+    """
+    try:
+        scheme = detect_scheme(gold_tags)
+    except ValueError:
+        scheme = None
+    if scheme is None:
+        return [list(tags) for tags in predicted]
+    converted = [convert_tags(tags, scheme) for tags in predicted]
+    if scheme == "BIOES" and any(tag[:2] in ("L-", "U-") for tags in gold_tags for tag in tags):
+        converted = [
+            [_BILOU_PREFIX.get(tag[:2], tag[:2]) + tag[2:] for tag in tags] for tags in converted
+        ]
+    return converted
+
+
+# A BIOES tag's prefix as BILOU writes it.
+_BILOU_PREFIX = {"E-": "L-", "S-": "U-"}
 
 
 def _unseen_labels(model: Tagger, gold_tags: Sequence[Sequence[str]]) -> list[str]:

@@ -39,7 +39,10 @@ def entity_scores(
 ) -> EntityScores:
     """Entity (chunk) P/R/F1 with seqeval's default mode, on tags of any scheme."""
     report = classification_report(
-        [list(t) for t in gold], [list(t) for t in predicted], output_dict=True, zero_division=0
+        [_bilou_as_bioes(t) for t in gold],
+        [_bilou_as_bioes(t) for t in predicted],
+        output_dict=True,
+        zero_division=0,
     )
     per_type = {
         name: TypeScores(
@@ -58,6 +61,15 @@ def entity_scores(
         100 * float(micro["f1-score"]),
         per_type,
     )
+
+
+# seqeval reads E- and S- but not BILOU's L- and U-, which it takes for I- (two single-token
+# entities in a row would read as one).
+_BIOES_PREFIX = {"L-": "E-", "U-": "S-"}
+
+
+def _bilou_as_bioes(tags: Sequence[str]) -> list[str]:
+    return [_BIOES_PREFIX[tag[:2]] + tag[2:] if tag[:2] in _BIOES_PREFIX else tag for tag in tags]
 
 
 def token_accuracy(gold: Sequence[Sequence[str]], predicted: Sequence[Sequence[str]]) -> float:

@@ -9,7 +9,7 @@ import pytest
 from bilstm_nlp import load
 from bilstm_nlp.corpus.loading import load_tagging
 from bilstm_nlp.evaluation.evaluate import evaluate_file, evaluate_tagger, write_predictions
-from bilstm_nlp.text.schemes import convert_tags, tags_to_spans
+from bilstm_nlp.text.schemes import convert_tags, spelt_bilou, tags_to_spans
 
 pytestmark = pytest.mark.usefixtures("datasets_cache")
 
@@ -70,8 +70,7 @@ def test_predictions_are_spelt_in_the_gold_files_scheme(
     tokens, gold_iob1 = corpus["dev"]["tokens"][:300], corpus.tags("dev")[:300]
     gold = [convert_tags(tags, "BIOES" if scheme == "BILOU" else scheme) for tags in gold_iob1]
     if scheme == "BILOU":
-        bilou = {"E-": "L-", "S-": "U-"}
-        gold = [[bilou.get(tag[:2], tag[:2]) + tag[2:] for tag in tags] for tags in gold]
+        gold = [spelt_bilou(tags) for tags in gold]
     data = tmp_path / "gold.txt"
     data.write_text(
         "".join(

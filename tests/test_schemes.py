@@ -18,6 +18,8 @@ from bilstm_nlp.text.schemes import (
     is_entity_tagset,
     normalize_scheme,
     spans_to_tags,
+    spelt_bilou,
+    spelt_bioes,
     split_tag,
     tags_to_spans,
 )
@@ -167,6 +169,20 @@ def test_spans_tags_spans_property(spans_and_length: tuple[list[Span], int], sch
     assert tags_to_spans(tags) == spans
     for other in ("IOB1", "IOB2", "BIOES"):
         assert convert_tags(convert_tags(tags, other), scheme) == tags
+
+
+@settings(max_examples=100, deadline=None)
+@given(spans_and_length=spans_over())
+def test_bilou_spelling_round_trip(spans_and_length: tuple[list[Span], int]) -> None:
+    spans, length = spans_and_length
+    bioes = spans_to_tags(spans, length, "BIOES")
+    bilou = spelt_bilou(bioes)
+    assert not any(tag[:2] in ("E-", "S-") for tag in bilou)
+    assert tags_to_spans(bilou) == spans
+    assert spelt_bioes(bilou) == bioes
+    # Tags of the other schemes have no BILOU prefix to respell.
+    iob2 = spans_to_tags(spans, length, "IOB2")
+    assert spelt_bioes(iob2) == iob2
 
 
 def test_spans_to_tags_rejects_overlap() -> None:

@@ -18,7 +18,7 @@ from ..corpus.loading import document_numbers, load_tagging, load_texts
 from ..decode import classify_sentences, tag_sentences
 from ..errors import ConfigError, InputFormatError, OutputError
 from ..nn.model import Classifier, Tagger
-from ..text.schemes import convert_tags, detect_scheme, split_tag
+from ..text.schemes import convert_tags, detect_scheme, spelt_bilou, split_tag
 from ..text.tokenize import tokens_or_tokenized
 from .metrics import (
     ClassificationScores,
@@ -164,14 +164,8 @@ def _spelt_like(
         return [list(tags) for tags in predicted]
     converted = [convert_tags(tags, scheme) for tags in predicted]
     if scheme == "BIOES" and any(tag[:2] in ("L-", "U-") for tags in gold_tags for tag in tags):
-        converted = [
-            [_BILOU_PREFIX.get(tag[:2], tag[:2]) + tag[2:] for tag in tags] for tags in converted
-        ]
+        converted = [spelt_bilou(tags) for tags in converted]
     return converted
-
-
-# A BIOES tag's prefix as BILOU writes it.
-_BILOU_PREFIX = {"E-": "L-", "S-": "U-"}
 
 
 def _unseen_labels(model: Tagger, gold_tags: Sequence[Sequence[str]]) -> list[str]:

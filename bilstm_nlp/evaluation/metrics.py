@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 
 from seqeval.metrics import classification_report
 
+from ..text.schemes import spelt_bioes
+
 SEQEVAL_MODE = "default (conlleval-compatible)"
 
 
@@ -39,8 +41,10 @@ def entity_scores(
 ) -> EntityScores:
     """Entity (chunk) P/R/F1 with seqeval's default mode, on tags of any scheme."""
     report = classification_report(
-        [_bilou_as_bioes(t) for t in gold],
-        [_bilou_as_bioes(t) for t in predicted],
+        # seqeval reads E- and S- but takes BILOU's L- and U- for I- (two single-token entities
+        # in a row would read as one).
+        [spelt_bioes(t) for t in gold],
+        [spelt_bioes(t) for t in predicted],
         output_dict=True,
         zero_division=0,
     )
@@ -61,15 +65,6 @@ def entity_scores(
         100 * float(micro["f1-score"]),
         per_type,
     )
-
-
-# seqeval reads E- and S- but not BILOU's L- and U-, which it takes for I- (two single-token
-# entities in a row would read as one).
-_BIOES_PREFIX = {"L-": "E-", "U-": "S-"}
-
-
-def _bilou_as_bioes(tags: Sequence[str]) -> list[str]:
-    return [_BIOES_PREFIX[tag[:2]] + tag[2:] if tag[:2] in _BIOES_PREFIX else tag for tag in tags]
 
 
 def token_accuracy(gold: Sequence[Sequence[str]], predicted: Sequence[Sequence[str]]) -> float:

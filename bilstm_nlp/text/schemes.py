@@ -259,6 +259,21 @@ def convert_tags(tags: Sequence[str], target: str) -> list[str]:
     return spans_to_tags(tags_to_spans(tags), len(tags), target)
 
 
+# BIOES's E(nd) and S(ingle) as BILOU spells them, L(ast) and U(nit).
+_BILOU_SPELLING = {"E-": "L-", "S-": "U-"}
+_BIOES_SPELLING = {"L-": "E-", "U-": "S-"}
+
+
+def spelt_bilou(tags: Sequence[str]) -> list[str]:
+    """BIOES tags with BILOU's prefixes (`E-`→`L-`, `S-`→`U-`); the same spans."""
+    return [_BILOU_SPELLING.get(tag[:2], tag[:2]) + tag[2:] for tag in tags]
+
+
+def spelt_bioes(tags: Sequence[str]) -> list[str]:
+    """Tags with BILOU's prefixes spelt as BIOES's (`L-`→`E-`, `U-`→`S-`); others as they are."""
+    return [_BIOES_SPELLING.get(tag[:2], tag[:2]) + tag[2:] for tag in tags]
+
+
 def detect_scheme(tag_sequences: Iterable[Sequence[str]]) -> str | None:
     """The scheme a corpus is written in, or None for plain labels (POS tags and the like).
 

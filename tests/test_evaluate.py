@@ -14,9 +14,9 @@ from bilstm_nlp.text.schemes import convert_tags, spelt_bilou, tags_to_spans
 pytestmark = pytest.mark.usefixtures("datasets_cache")
 
 NER_MODEL = Path(__file__).parent / "data" / "models" / "format-v1-tagger"  # BIOES entity tags
-# IOB1 gold; DATE is a type the model has no tag for.
 # The tag prefixes each scheme writes.
 PREFIXES = {"IOB1": "IB", "IOB2": "IB", "BIOES": "BIES", "BILOU": "BILU"}
+# IOB1 gold; DATE is a type the model has no tag for.
 GOLD = "Peter I-PER\nBlackburn I-PER\nvisits O\nBrussels I-LOC\n\nMonday I-DATE\nit O\nis O\n\n"
 
 

@@ -27,7 +27,16 @@ from .errors import ConfigError
 from .nn.ids import TokenEncoder
 from .progress import optional_progress
 from .scored import ScoredBatch
-from .text.schemes import BatchSpanReader, Span, spans_to_tags, tags_to_spans
+from .text.schemes import (
+    BatchSpanReader,
+    SchemeWriting,
+    Span,
+    normalize_scheme,
+    normalize_written_scheme,
+    spans_to_tags,
+    spelt_bilou,
+    tags_to_spans,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -237,6 +246,7 @@ def tag_sentences(
     encoder: TokenEncoder | None = None,
     uncertainty: bool = False,
     low_latency: bool = False,
+    scheme: str | None = None,
 ) -> list[TaggedSentence]:
     """Tag pre-split sentences.
 
@@ -263,10 +273,14 @@ def tag_sentences(
             sentence. The tags are the torch path's; the
             probabilities equal its within 1e-5 (float32 sums in another order), so they
             depend on the batching in their last digits. Off, every batch runs in torch.
+        scheme: the scheme to write tags in (`IOB1`, `IOB2`, `BIOES`, `BILOU`; aliases as
+            `normalize_scheme`), and to give their probabilities for; None: the training
+            file's. K-best paths are written in it too; spans do not depend on it.
     Returns:
         One `TaggedSentence` per input, in input order.
     Raises:
-        ConfigError: `uncertainty` with an ONNX model (its runtime does not compute it yet).
+        ConfigError: `uncertainty` with an ONNX model (its runtime does not compute it yet);
+            `scheme` for a model whose labels have no scheme (POS), or no known scheme.
     """
     if documents is not None and len(documents) != len(token_lists):
         raise ValueError(f"{len(documents)} documents given for {len(token_lists)} sentences")
@@ -294,7 +308,13 @@ def tag_sentences(
     results: list[TaggedSentence | None] = [None] * len(token_lists)
     labels = model.vocab.labels.items
     reader = _span_reader(tuple(labels)) if model.scheme else None
-    shown_scheme = _shown_scheme(model)
+    written_scheme = _written_scheme(model, scheme)
+    writing = (
+        _scheme_writing(tuple(labels), normalize_scheme(written_scheme))
+        if written_scheme is not None
+        else None
+    )
+    bilou = written_scheme == "BILOU"
     with (
         garbage_collection_paused(),
         predicting,
@@ -331,8 +351,9 @@ def tag_sentences(
                 )
             else:
                 span_rows = [[] for _ in batch]
-            if reader is not None and shown_scheme is not None:
-                shown = reader.tags_in(span_rows, lengths, shown_scheme)
+            tag_probs = scored.tag_probs
+            if writing is not None:
+                shown, tag_probs = _written(writing, scored, lengths)
             else:
                 shown = [
                     list(map(labels.__getitem__, row[:length]))
@@ -351,13 +372,13 @@ def tag_sentences(
                 # An empty sentence ran as one padding token: it has no paths of its own.
                 if scored.kbest is not None and length:
                     kbest = [
-                        (_present([labels[t] for t in path[:length]], shown_scheme), prob)
+                        (_present([labels[t] for t in path[:length]], written_scheme), prob)
                         for path, prob in scored.kbest[row]
                     ]
                 results[index] = TaggedSentence(
                     tokens=list(token_lists[index]),
-                    tags=shown[row],
-                    tag_probs=scored.tag_probs[row][:length],
+                    tags=spelt_bilou(shown[row]) if bilou else shown[row],
+                    tag_probs=tag_probs[row][:length],
                     spans=spans,
                     kbest=kbest,
                     uncertainty=(
@@ -416,19 +437,67 @@ def classify_sentences(
     return results  # type: ignore[return-value]
 
 
-def _shown_scheme(model: Any) -> str | None:
-    """The scheme tags are shown in when it is not the model's own: the training file's (a model
-    may be trained in BIOES on an IOB1 file); None when they are shown as the model gives them."""
-    if model.scheme and model.output_scheme and model.output_scheme != model.scheme:
-        return model.output_scheme
-    return None
+def _written_scheme(model: Any, scheme: str | None) -> str | None:
+    """The scheme tags are written in when it is not the model's own: `scheme` when given,
+    else the training file's (a model may be trained in BIOES on an IOB1 file); None when they
+    are written as the model gives them.
+
+    Raises:
+        ConfigError: `scheme` for a model without a scheme, or no known scheme.
+    """
+    if scheme is not None:
+        if not model.scheme:
+            raise ConfigError(
+                f"--scheme {scheme}: this model's labels have no tag scheme (they are not "
+                "O/B-/I- tags), so there is nothing to respell"
+            )
+        written = normalize_written_scheme(scheme)
+    elif model.scheme and model.output_scheme:
+        written = model.output_scheme
+    else:
+        return None
+    return None if written == model.scheme else written
 
 
-def _present(tags: list[str], shown_scheme: str | None) -> list[str]:
-    """Tags in `shown_scheme` (`_shown_scheme`'s), or as they are."""
-    if shown_scheme is not None:
-        return spans_to_tags(tags_to_spans(tags), len(tags), shown_scheme)
-    return tags
+def _present(tags: list[str], written_scheme: str | None) -> list[str]:
+    """Tags in `written_scheme` (`_written_scheme`'s), or as they are."""
+    if written_scheme is None:
+        return tags
+    written = spans_to_tags(tags_to_spans(tags), len(tags), normalize_scheme(written_scheme))
+    return spelt_bilou(written) if written_scheme == "BILOU" else written
+
+
+@functools.lru_cache(maxsize=16)
+def _scheme_writing(labels: tuple[str, ...], scheme: str) -> SchemeWriting:
+    return SchemeWriting(labels, scheme)
+
+
+def _written(
+    writing: SchemeWriting, scored: ScoredBatch, lengths: list[int]
+) -> tuple[list[list[str]], list[list[float]]]:
+    """A batch's tags written in another scheme, and the probability of each written tag (exact:
+    `SchemeWriting.probabilities`, from the backend's neighbouring-pair probabilities; an `O`
+    keeps the model's, as it is the same event)."""
+    lengths_array = np.asarray(lengths, dtype=np.int64)
+    written_ids = writing.written_ids(np.asarray(scored.tag_ids, dtype=np.int64), lengths_array)
+    tags = [
+        list(map(writing.tags.__getitem__, row[:length]))
+        for row, length in zip(written_ids.tolist(), lengths, strict=True)
+    ]
+    if scored.neighbour_pairs is None:
+        return tags, scored.tag_probs
+    rows, positions = np.nonzero(written_ids)
+    if not len(rows):
+        return tags, scored.tag_probs
+    # p(tag at t - 1, tag at t) and p(tag at t, tag at t + 1), in one call
+    pairs = scored.neighbour_pairs(
+        np.concatenate([rows, rows]), np.concatenate([positions, positions + 1])
+    )
+    num_tags = pairs.shape[1] - 1
+    before, after = pairs[: len(rows), :, :num_tags], pairs[len(rows) :, :num_tags, :]
+    probs = np.asarray(scored.tag_probs, dtype=np.float64)
+    probs[rows, positions] = writing.probabilities(before, after, written_ids[rows, positions])
+    return tags, probs.tolist()
 
 
 @functools.lru_cache(maxsize=16)

@@ -29,12 +29,12 @@ from torch import Tensor, nn
 
 from .nn.embeddings import CharCNN
 from .nn.encoding import Batch
-from .nn.heads import CRFHead, SoftmaxHead, TagHead
+from .nn.heads import CRFHead, Lattice, SoftmaxHead, TagHead
 from .nn.ids import EncodedSentence, TokenEncoder
 from .nn.memory import mean_of_others
 from .nn.model import Classifier, Tagger
 from .nn.vocab import UNK_ID
-from .runtime import network_numpy
+from .runtime import crf_numpy, network_numpy
 from .runtime.backend import score_crf
 from .runtime.crf_numpy import CrfArrays
 from .runtime.memory_numpy import MemoryKeys
@@ -464,7 +464,38 @@ def score_batch(
         _uncertainty_rows(model, emissions, mask, tag_ids, lattice, marginals)
         if uncertainty
         else None,
+        _neighbour_pairs(model, emissions, mask, lattice) if confidence else None,
     )
+
+
+def _neighbour_pairs(
+    model: Tagger, emissions: Tensor, mask: Tensor, lattice: Lattice | None
+) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """`ScoredBatch.neighbour_pairs` of a batch, from its lattice (CRF) or its log-probabilities
+    (softmax: independent tokens), in numpy."""
+
+    def neighbour_pairs(rows: np.ndarray, positions: np.ndarray) -> np.ndarray:
+        lengths = mask.sum(1).cpu().numpy()
+        if not isinstance(model.head, CRFHead):
+            log_probs = torch.where(mask.unsqueeze(2), emissions, 0.0).double().cpu().numpy()
+            arrays = (log_probs, np.zeros_like(log_probs), np.zeros(len(log_probs)))
+            transitions = np.zeros((log_probs.shape[2],) * 2)
+            return crf_numpy.neighbour_pair_probs(
+                arrays, log_probs, transitions, lengths, rows, positions
+            )
+        alpha, beta, log_z = model.head._forward_backward(emissions, mask, lattice)
+        arrays = tuple(x.cpu().numpy() for x in (alpha, beta, log_z))
+        transitions = model.head.crf.scores()[1].detach().double().cpu().numpy()
+        return crf_numpy.neighbour_pair_probs(
+            arrays,  # type: ignore[arg-type]
+            emissions.detach().double().cpu().numpy(),
+            transitions,
+            lengths,
+            rows,
+            positions,
+        )
+
+    return neighbour_pairs
 
 
 def _kbest_rows(

@@ -9,8 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from .text.schemes import Span
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 @dataclass
@@ -29,6 +33,10 @@ class ScoredBatch:
             row; None without confidence.
         uncertainty: per row, the path log-probability, the sequence entropy and the `O`
             marginal of each token (None for models without a scheme); None when not asked for.
+        neighbour_pairs: given `(rows, positions)`, the probability of each pair of tags at
+            (t - 1, t) there, the sentence's edges as a tag (`crf_numpy.neighbour_pair_probs`):
+            what the probability of a tag written in another scheme is summed from; None
+            without confidence.
     """
 
     tag_ids: list[list[int]]
@@ -36,6 +44,7 @@ class ScoredBatch:
     kbest: list[list[tuple[list[int], float]]] | None
     span_probabilities: Callable[[list[list[Span]]], list[list[float]]] | None
     uncertainty: tuple[list[float], list[float], list[list[float]] | None] | None = None
+    neighbour_pairs: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None
 
 
 def flatten_spans(span_rows: Sequence[Sequence[Span]]) -> tuple[list[int], list[int], list[int]]:

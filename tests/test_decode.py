@@ -6,10 +6,13 @@ The models are tiny and untrained, with weights drawn wide enough that predictio
 
 from __future__ import annotations
 
+import dataclasses
 import gc
+import itertools
 import math
 import threading
 
+import numpy as np
 import pytest
 import torch
 
@@ -20,10 +23,14 @@ from bilstm_nlp.decode import (
     length_batches,
     tag_sentences,
 )
+from bilstm_nlp.errors import ConfigError
+from bilstm_nlp.nn.encoding import Batch
+from bilstm_nlp.nn.heads import CRFHead
+from bilstm_nlp.nn.ids import TokenEncoder
 from bilstm_nlp.nn.meta import ModelMeta
 from bilstm_nlp.nn.model import Classifier, Tagger
 from bilstm_nlp.nn.vocab import Vocab
-from bilstm_nlp.text.schemes import tags_to_spans
+from bilstm_nlp.text.schemes import convert_tags, spelt_bilou, tags_to_spans
 
 WORDS = ["EU", "rejects", "German", "call", "to", "boycott", "British", "lamb", "."]
 SENTENCES = [
@@ -160,6 +167,86 @@ def test_uncertainty_agrees_with_kbest_and_marginals_and_changes_nothing_else(
             assert 0.0 <= outside <= 1.0
             if tag == "O":
                 assert outside == pytest.approx(prob, abs=1e-6)
+
+
+def _path_distribution(tagger: Tagger, tokens: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Every tag path of a sentence with its probability under the model, by enumeration: the
+    CRF's path scores over all paths (forbidden steps score as in its sums), or the product of
+    the softmax head's token probabilities."""
+    encoder = TokenEncoder(tagger.vocab, tagger.config.max_word_chars)
+    with torch.inference_mode():
+        emissions = tagger(Batch.from_arrays(encoder.encode_batch([tokens])))[0].double().numpy()
+    length, num_tags = emissions.shape
+    paths = np.array(list(itertools.product(range(num_tags), repeat=length)))
+    scores = emissions[np.arange(length), paths].sum(1)
+    if isinstance(tagger.head, CRFHead):
+        start, transitions, end = (x.detach().double().numpy() for x in tagger.head.crf.scores())
+        scores += start[paths[:, 0]] + end[paths[:, -1]]
+        scores += transitions[paths[:, :-1], paths[:, 1:]].sum(1)
+    probs = np.exp(scores - scores.max())
+    return paths, probs / probs.sum()
+
+
+def _written_in(tags: list[str], scheme: str) -> list[str]:
+    written = convert_tags(tags, "BIOES" if scheme == "BILOU" else scheme)
+    return spelt_bilou(written) if scheme == "BILOU" else written
+
+
+def _scheme_taggers() -> list[Tagger]:
+    # The module's scheme taggers, and a softmax head decoding without constraints, whose
+    # argmax path may be ill-formed (`I-ORG` after `O`).
+    taggers = [_tagger(name) for name, spec in TAGGERS.items() if spec[1]]
+    torch.manual_seed(1)
+    vocab = Vocab.build([WORDS], ["O", "B-ORG", "I-ORG", "B-MISC", "I-MISC"])
+    config = ModelConfig(vectors=None, word_dim=8, hidden=6, char_hidden=4, char_dim=4)
+    config = dataclasses.replace(config, head="softmax", constrained=False)
+    meta = ModelMeta.from_json({}, kind="tagger", scheme="IOB2", output_scheme="IOB2")
+    unconstrained = Tagger(config, vocab, meta)
+    _widen(unconstrained)
+    return [*taggers, unconstrained.eval()]
+
+
+@pytest.mark.parametrize("scheme", ["IOB1", "IOB2", "BIOES", "BILOU"])
+def test_tags_written_in_another_scheme_have_their_exact_probabilities(scheme: str) -> None:
+    short = [tokens for tokens in SENTENCES if 0 < len(tokens) <= 5]
+    short += [["EU", "German", "German"], ["lamb", "EU", "British", "call"]]
+    for tagger in _scheme_taggers():
+        own = tag_sentences(tagger, short, k=3)
+        written = tag_sentences(tagger, short, k=3, scheme=scheme)
+        for tokens, before, after in zip(short, own, written, strict=True):
+            if scheme == tagger.scheme == tagger.output_scheme:
+                # The model's own scheme: its tags and their probabilities, as without one.
+                assert after == before
+                continue
+            # The same spans, the tags of those spans in the scheme asked for.
+            assert after.spans == before.spans
+            assert after.tags == _written_in(before.tags, scheme)
+            assert [p for p, _ in after.kbest] == [_written_in(p, scheme) for p, _ in before.kbest]
+            # Each written tag's probability is the mass of the paths that write it there.
+            paths, probs = _path_distribution(tagger, tokens)
+            labels = tagger.vocab.labels.items
+            path_tags = [_written_in([labels[i] for i in path], scheme) for path in paths]
+            for position, (tag, prob) in enumerate(zip(after.tags, after.tag_probs, strict=True)):
+                mass = sum(
+                    p for tags, p in zip(path_tags, probs, strict=True) if tags[position] == tag
+                )
+                assert prob == pytest.approx(mass, abs=1e-5), (tokens, position, tag)
+        # Every batch size and the numpy CRF of short batches give them too.
+        alone = [tag_sentences(tagger, [t], scheme=scheme, low_latency=True)[0] for t in short]
+        assert [r.tags for r in alone] == [r.tags for r in written]
+        for a, b in zip(alone, written, strict=True):
+            assert a.tag_probs == pytest.approx(b.tag_probs, abs=1e-5)
+
+
+def test_the_training_files_scheme_is_the_default_and_plain_labels_have_none() -> None:
+    tagger = _tagger("crf-bioes-as-iob1")
+    default = tag_sentences(tagger, SENTENCES, k=2)
+    assert tag_sentences(tagger, SENTENCES, k=2, scheme="IOB1") == default
+    assert any(tag.startswith("I-") for result in default for tag in result.tags)
+    with pytest.raises(ConfigError, match="no tag scheme"):
+        tag_sentences(_tagger("crf-pos"), SENTENCES, scheme="IOB2")
+    with pytest.raises(ConfigError, match="unknown tag scheme 'BILOUX'"):
+        tag_sentences(tagger, SENTENCES, scheme="BILOUX")
 
 
 def test_classifier_probabilities_sum_to_one_and_label_is_the_best() -> None:

@@ -181,6 +181,34 @@ def test_a_rerun_does_only_the_missing_parts_and_ends_equal(
     assert runner.ran == [] and stats.parts == 0
 
 
+def test_parts_write_tags_in_the_scheme_asked_for_as_local_annotate_does(
+    sentences: list[str], tmp_path: Path, one_thread
+) -> None:
+    source = tmp_path / "docs.txt"
+    source.write_text("\n".join(sentences[:60]) + "\n")
+    out = tmp_path / "out"
+    options = EngineOptions(scheme="BIOES", k_best=2)
+    annotate_on_engine([source], "ner", out, engine="test", options=options, runner=InProcess())
+    got = b"".join(concatenated(out))
+    assert got == local_output([source], tmp_path / "local.jsonl", scheme="BIOES", k_best=2)
+    tags = {t["tag"][:2] for line in got.splitlines() for t in json.loads(line)["tokens"]}
+    assert {"S-", "B-", "E-"} <= tags
+    # A rerun with the training file's scheme is another run.
+    with pytest.raises(ConfigError, match="another run"):
+        annotate_on_engine(
+            [source], "ner", out, engine="test", options=EngineOptions(k_best=2), runner=InProcess()
+        )
+    with pytest.raises(ConfigError, match="no tag scheme"):
+        annotate_on_engine(
+            [source],
+            "pos",
+            tmp_path / "p",
+            engine="test",
+            options=EngineOptions(scheme="IOB2"),
+            runner=InProcess(),
+        )
+
+
 def test_a_task_run_twice_writes_its_part_once(
     sentences: list[str], tmp_path: Path, one_thread
 ) -> None:
@@ -286,6 +314,15 @@ def test_batch_annotator_refuses_a_batch_without_its_text_column() -> None:
         BatchAnnotator("ner")({"text": [3]})
     with pytest.raises(ConfigError, match="k_best"):
         BatchAnnotator("ner", k_best=-1)
+    with pytest.raises(ConfigError, match="unknown tag scheme 'BILUO'"):
+        BatchAnnotator("ner", scheme="BILUO")
+
+
+def test_batch_annotator_writes_tags_in_the_scheme_asked_for(sentences: list[str], one_thread):
+    texts = sentences[:20]
+    expected = Annotator(load_model("ner"), scheme="IOB2").records(texts, [None] * len(texts))
+    assert BatchAnnotator("ner", scheme="IOB2").records(texts) == expected
+    assert any(t["tag"].startswith("B-") for r in expected for t in r["tokens"])
 
 
 # ---------------------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ import torch  # noqa: E402
 from distributed import Client, LocalCluster  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
 
-from bilstm_nlp.annotation.files import annotate_paths  # noqa: E402
+from bilstm_nlp.annotation.files import AnnotateOptions, annotate_paths  # noqa: E402
 from bilstm_nlp.cli import app  # noqa: E402
 from bilstm_nlp.errors import ConfigError  # noqa: E402
 from bilstm_nlp.integrations.engines import EngineStats, annotate_on_engine  # noqa: E402
@@ -150,6 +150,27 @@ def test_dataframe_records_equal_local(
     got = annotated.compute()
     assert list(got["id"]) == list(frame["id"])  # every line exactly one record, in order
     assert_same_records(list(got["annotation"]), _texts(local_lines))
+
+
+def test_dataframe_tags_in_the_scheme_asked_for_equal_local(
+    client: Client, documents: Path, tmp_path: Path
+) -> None:
+    source = tmp_path / "first.txt"
+    source.write_bytes(b"".join(documents.read_bytes().splitlines(keepends=True)[:200]))
+    output = tmp_path / "local.jsonl"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        annotate_paths([source], load_model("ner"), output, AnnotateOptions(scheme="IOB2"))
+    finally:
+        torch.set_num_threads(threads)
+    rows = input_rows(source)
+    frame = pd.DataFrame({"id": [i for i, _ in rows], "text": [t for _, t in rows]})
+    ddf = dask.dataframe.from_pandas(frame, npartitions=2)
+    got = annotate_dataframe(ddf, "ner", id_column="id", scheme="IOB2").compute()
+    local = _texts(output.read_bytes().splitlines(keepends=True))
+    assert len(local) == 200 and any('"tag":"B-' in line for line in local)
+    assert_same_records(list(got["annotation"]), local)
 
 
 def test_dataframe_without_text_column_fails_before_computing(client: Client) -> None:

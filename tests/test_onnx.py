@@ -152,11 +152,11 @@ ARCHITECTURES = [
 ]
 
 
-def assert_same_tagging(torch_model, onnx_model, sentences, k=0) -> float:
+def assert_same_tagging(torch_model, onnx_model, sentences, k=0, scheme=None) -> float:
     """Same tags, spans and k-best paths; probabilities within `MAX_PROB_DIFF`. Returns the
     largest probability difference."""
-    expected = tag_sentences(torch_model, sentences, k=k, batch_size=64)
-    found = tag_sentences(onnx_model, sentences, k=k, batch_size=64)
+    expected = tag_sentences(torch_model, sentences, k=k, batch_size=64, scheme=scheme)
+    found = tag_sentences(onnx_model, sentences, k=k, batch_size=64, scheme=scheme)
     largest = 0.0
     for want, got in zip(expected, found, strict=True):
         assert got.tags == want.tags
@@ -184,6 +184,10 @@ def test_exported_tagger_tags_as_torch(tmp_path, scheme, config):
     # Batches of other sizes and lengths than the export's example.
     assert_same_tagging(load_model(source), onnx_model, SENTENCES, k=3)
     assert_same_tagging(load_model(source), onnx_model, SENTENCES[:1], k=1)
+    if scheme is not None:
+        # Tags written in another scheme, with their probabilities (from neighbouring pairs).
+        for written in ("IOB1", "IOB2", "BILOU"):
+            assert_same_tagging(load_model(source), onnx_model, SENTENCES, k=2, scheme=written)
 
 
 @pytest.mark.parametrize(

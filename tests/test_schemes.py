@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from bilstm_nlp.errors import ConfigError, InputFormatError
 from bilstm_nlp.text.schemes import (
     BatchSpanReader,
+    SchemeWriting,
     Span,
     allowed_transitions,
     check_tag,
@@ -279,7 +280,9 @@ _READER_TAGS = {
     target=st.sampled_from(["IOB1", "IOB2", "BIOES"]),
     data=st.data(),
 )
-def test_batch_span_reader_reads_any_rows_as_tags_to_spans(scheme, target, data) -> None:
+def test_batch_span_reader_and_scheme_writing_read_any_rows_as_tags_to_spans(
+    scheme, target, data
+) -> None:
     # Any ids, well formed in the scheme or not, rows of any length (0 too) with padding ids
     # that must be ignored: the same spans as each row read alone, and the same tags written.
     tags = _READER_TAGS[scheme]
@@ -293,5 +296,9 @@ def test_batch_span_reader_reads_any_rows_as_tags_to_spans(scheme, target, data)
     got = reader.spans(np.array(rows, dtype=np.int64), np.array(lengths, dtype=np.int64))
     want = [tags_to_spans([tags[i] for i in row[:n]]) for row, n in zip(rows, lengths, strict=True)]
     assert got == want
-    written = reader.tags_in(got, lengths, target)
+    # The tags written in `target` from each tag's neighbours are those of the spans read.
+    writing = SchemeWriting(tags, target)
+    ids = writing.written_ids(np.array(rows, dtype=np.int64), np.array(lengths, dtype=np.int64))
+    written = [[writing.tags[i] for i in row[:n]] for row, n in zip(ids, lengths, strict=True)]
     assert written == [spans_to_tags(s, n, target) for s, n in zip(want, lengths, strict=True)]
+    assert all(i == 0 for row, n in zip(ids, lengths, strict=True) for i in row[n:])

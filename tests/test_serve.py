@@ -105,9 +105,9 @@ def server():
     _stop(process)
 
 
-def _cli_records(model: str, texts: list[str], k: int = 0) -> list[dict]:
+def _cli_records(model: str, texts: list[str], k: int = 0, *options: str) -> list[dict]:
     result = CliRunner().invoke(
-        app, ["tag", "-f", "jsonl", "-m", model, "-k", str(k), "--threads", "1", *texts]
+        app, ["tag", "-f", "jsonl", "-m", model, "-k", str(k), "--threads", "1", *options, *texts]
     )
     assert result.exit_code == 0, result.output
     return [json.loads(line) for line in result.stdout.splitlines()]
@@ -119,6 +119,18 @@ def test_records_equal_tag_jsonl(server, model, k):
     assert status == 200
     # Whole records, compared exactly: every offset, tag, span and 4-decimal probability.
     assert body["records"] == _cli_records(model, TEXTS, k)
+
+
+def test_tags_in_the_scheme_asked_for_equal_tag_jsonl(server):
+    for scheme in ("IOB2", "bilou"):
+        request = {"texts": TEXTS, "model": "ner", "k": 2, "scheme": scheme}
+        status, body = _post(server, "/v1/annotate", request)
+        assert status == 200
+        assert body["records"] == _cli_records("ner", TEXTS, 2, "--scheme", scheme)
+    sentence = {"sentences": [["EU", "rejects", "German", "call"]], "scheme": "BIOES"}
+    status, body = _post(server, "/v1/tag", sentence)
+    assert status == 200
+    assert [t["tag"] for t in body["records"][0]["tokens"]] == ["S-ORG", "O", "S-MISC", "O"]
 
 
 def test_single_text_and_pos_and_tag_endpoint(server):
@@ -212,6 +224,10 @@ BAD_REQUESTS = [
     ("/v1/tag", b'{"sentences": [[]]}', 422, "sentences[0]"),
     ("/v1/tag", b'{"sentences": ["EU rejects"]}', 422, "sentences[0]"),
     ("/v1/tag", b'{"sentences": [["good"]], "model": "sentiment"}', 422, None),
+    ("/v1/annotate", b'{"text": "EU", "scheme": "BILUO"}', 422, "scheme"),
+    ("/v1/annotate", b'{"text": "EU", "scheme": 2}', 422, "scheme"),
+    ("/v1/annotate", b'{"text": "EU", "model": "pos", "scheme": "IOB2"}', 422, "scheme"),
+    ("/v1/tag", b'{"sentences": [["good"]], "model": "sentiment", "scheme": "IOB2"}', 422, None),
 ]
 
 

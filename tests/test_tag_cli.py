@@ -23,6 +23,7 @@ from typer.testing import CliRunner
 from bilstm_nlp.annotation.files import AnnotateOptions, annotate_paths
 from bilstm_nlp.cli import app
 from bilstm_nlp.serialize import load_model
+from bilstm_nlp.text.schemes import convert_tags, spelt_bilou
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_annotate import tiny_model  # noqa: E402
@@ -161,6 +162,62 @@ def test_user_errors_are_one_line_with_exit_code_1(ner_dir: Path, tmp_path: Path
     )
     source.write_text("EU rejects Paris\n")
     fails(["annotate", source, *model, "-o", out, "--resume"], "changed since the interrupted run")
+
+
+def test_tags_are_written_in_the_scheme_asked_for(
+    ner_dir: Path, sentiment_dir: Path, tmp_path: Path
+) -> None:
+    text = "EU rejects German call.\nPeter Blackburn visited Paris and the European Union.\n"
+
+    def tagged(*args: str) -> list[dict]:
+        result = runner.invoke(app, ["tag", "-m", str(ner_dir), "-f", "jsonl", *args], input=text)
+        assert result.exit_code == 0, result.output
+        return records(result.stdout)
+
+    def written_in(record: dict, scheme: str) -> list[str]:
+        tags = [token["tag"] for token in record["tokens"]]
+        target = "BIOES" if scheme == "BILOU" else scheme
+        written = [
+            tag
+            for start, end in record["sentences"]
+            for tag in convert_tags(tags[start:end], target)
+        ]
+        return spelt_bilou(written) if scheme == "BILOU" else written
+
+    default = tagged("-k", "2")
+    assert any(record["spans"] for record in default)
+    for scheme in ("IOB1", "IOB2", "BIOES", "BILOU"):
+        written = tagged("-k", "2", "--scheme", scheme.lower())
+        for before, after in zip(default, written, strict=True):
+            assert after["spans"] == before["spans"]
+            assert [t["tag"] for t in after["tokens"]] == written_in(before, scheme)
+            assert len(after["kbest"]) == len(before["kbest"])
+    # The tiny model trains in BIOES: its own scheme gives its own probabilities; a single-token
+    # entity's S- is its whole span, so the span's probability.
+    bioes = tagged("--scheme", "BIOES")
+    for record in bioes:
+        for span in record["spans"]:
+            if span["token_end"] - span["token_start"] == 1:
+                token = record["tokens"][span["token_start"]]
+                assert token["tag"] == "S-" + span["label"]
+                assert token["score"] == pytest.approx(span["score"], abs=2e-4)
+    # annotate, in worker processes too, writes what tag writes.
+    source = tmp_path / "in.txt"
+    source.write_text(text)
+    out = tmp_path / "out.jsonl"
+    args = ["annotate", str(source), "-m", str(ner_dir), "-o", str(out), "--scheme", "BIOES"]
+    assert runner.invoke(app, [*args, "-w", "2"]).exit_code == 0
+    assert [{**r, "id": 0} for r in records(out.read_text())] == [{**r, "id": 0} for r in bioes]
+    # Resuming with another scheme than the interrupted run's is refused.
+    result = runner.invoke(app, [*args[:-1], "IOB2", "--resume"])
+    assert result.exit_code == 1 and "cannot resume" in result.stderr
+    for model, scheme, message in (
+        (sentiment_dir, "IOB2", "a classifier's output has no token tags"),
+        (ner_dir, "BILOUX", "unknown tag scheme 'BILOUX'"),
+    ):
+        result = runner.invoke(app, ["tag", "-m", str(model), "--scheme", scheme, "x"])
+        assert result.exit_code == 1 and message in result.stderr, result.output
+        assert result.stderr.count("\n") == 1 and "Traceback" not in result.output
 
 
 # ---------------------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ from ..decode import (
 )
 from ..errors import ConfigError
 from ..nn.ids import TokenEncoder
+from ..text.schemes import normalize_written_scheme
 from ..text.tokenize import PtbEscapes, Token, Tokenizer
 from .writers import make_writer
 
@@ -68,7 +69,8 @@ class Annotation:
         text: the document, exactly as given; every offset points into it.
         tokens: tokens with character offsets (their text is the original text, never an escape).
         sentences: `(token_start, token_end)` of each sentence (long ones cut into pieces).
-        tags: a tag per token (taggers; in the training file's scheme); empty for classifiers.
+        tags: a tag per token (taggers; in the training file's scheme unless another was asked
+            for); empty for classifiers.
         tag_probs: the probability of each tag.
         spans: entities or chunks with character offsets; None for models without a tag scheme
             (POS) and for classifiers.
@@ -153,6 +155,25 @@ def check_output(classifier: bool, fmt: str = "jsonl", k_best: int = 0) -> None:
         raise ConfigError("k-best tag sequences need a tagger; this model is a classifier")
 
 
+def check_scheme(model: Tagger | Classifier, scheme: str | None) -> None:
+    """Refuse a scheme to write tags in that the model cannot be written in.
+
+    Raises:
+        ConfigError: no known scheme (see `WRITTEN_SCHEMES`), or a model without one: a
+            classifier, or a tagger of plain labels (POS).
+    """
+    if scheme is None:
+        return
+    normalize_written_scheme(scheme)
+    if model.meta.is_classifier:
+        raise ConfigError(f"--scheme {scheme}: a classifier's output has no token tags")
+    if not model.scheme:
+        raise ConfigError(
+            f"--scheme {scheme}: this model's labels have no tag scheme (they are not "
+            "O/B-/I- tags), so there is nothing to respell"
+        )
+
+
 def escapes_for(model: Tagger | Classifier) -> PtbEscapes:
     """The PTB escapes a model wants, read off its training words (not its pretrained-only words:
     GloVe has `-lrb-` too). A model trained on CoNLL-2000 or SST has `-lrb-` there; one trained on
@@ -176,8 +197,12 @@ class Annotator:
         low_latency: score short batches for speed (`decode.tag_sentences`): for one text at a
             time (the spaCy component); probabilities then depend on how sentences were
             batched in their last bits, so files (`annotate`, resumable) keep it off.
+        scheme: write tags (and k-best paths) in this scheme, `IOB1`, `IOB2`, `BIOES` or
+            `BILOU`, each tag's probability being that of the tag as written; None: the
+            training file's scheme. Spans do not depend on it.
     Raises:
-        ConfigError: `k_best` or `uncertainty` with a classifier (see `check_output`).
+        ConfigError: `k_best` or `uncertainty` with a classifier (see `check_output`); a
+            `scheme` for a model whose labels have none, or no known scheme.
     """
 
     def __init__(
@@ -190,8 +215,10 @@ class Annotator:
         device: str | torch.device = "cpu",
         uncertainty: bool = False,
         low_latency: bool = False,
+        scheme: str | None = None,
     ) -> None:
         check_output(model.meta.is_classifier, k_best=k_best)
+        check_scheme(model, scheme)
         if uncertainty and model.meta.is_classifier:
             raise ConfigError("sentence uncertainty needs a tagger; this model is a classifier")
         if k_best < 0 or batch_size < 1:
@@ -201,6 +228,7 @@ class Annotator:
         self.k_best = k_best
         self.uncertainty = uncertainty
         self.low_latency = low_latency
+        self.scheme = scheme
         self.device = device
         self.tokenizer = Tokenizer(max_sentence_tokens)
         self.escapes = escapes_for(model)
@@ -278,6 +306,7 @@ class Annotator:
                 encoder=self.encoder,
                 uncertainty=self.uncertainty,
                 low_latency=self.low_latency,
+                scheme=self.scheme,
             )
         )
         has_spans = self.model.scheme is not None
@@ -362,6 +391,7 @@ def annotate_texts(
     k_best: int = 0,
     device: str | torch.device = "cpu",
     show_progress: bool = False,
+    scheme: str | None = None,
 ) -> list[Annotation]:
     """Annotate raw texts (tokenized with spaCy, PTB-escaped if the model wants it).
 
@@ -372,10 +402,11 @@ def annotate_texts(
         k_best: the k best tag sequences per sentence too (taggers).
         device: where the model runs.
         show_progress: a progress bar on stderr.
+        scheme: the scheme to write tags in (see `Annotator`); None: the training file's.
     Returns:
         One `Annotation` per text, in order. Makes a new tokenizer: in loops, use an `Annotator`.
     """
-    annotator = Annotator(model, batch_size=batch_size, k_best=k_best, device=device)
+    annotator = Annotator(model, batch_size=batch_size, k_best=k_best, device=device, scheme=scheme)
     return annotator(texts, show_progress)
 
 

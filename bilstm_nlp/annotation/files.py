@@ -29,7 +29,7 @@ from ..decode import is_onnx
 from ..errors import ConfigError, InputFormatError
 from ..progress import progress_bar
 from . import jobs as _jobs
-from .annotator import MAX_SENTENCE_TOKENS, check_output
+from .annotator import MAX_SENTENCE_TOKENS, check_output, check_scheme
 from .jobs import Job, Window, plan_jobs, read_windows
 from .output import (
     PROGRESS_SUFFIX,
@@ -65,6 +65,8 @@ class AnnotateOptions:
         text_field: JSONL key of the text.
         id_field: JSONL key of the document id (default id: `path:line`).
         k_best: also the k best tag sequences per sentence (JSONL).
+        scheme: the scheme to write tags in, `IOB1`, `IOB2`, `BIOES` or `BILOU` (taggers
+            with a scheme; see `Annotator`); None: the training file's.
         batch_size: sentences per model batch.
         workers: processes annotating windows in parallel (1: this process). The output does
             not depend on it.
@@ -82,6 +84,7 @@ class AnnotateOptions:
     text_field: str = "text"
     id_field: str = "id"
     k_best: int = 0
+    scheme: str | None = None
     batch_size: int = 256
     workers: int = 1
     threads: int | None = None
@@ -152,6 +155,7 @@ def annotate_paths(
     options.check()
     writer = make_writer(options.fmt)
     check_output(model.meta.is_classifier, options.fmt, options.k_best)
+    check_scheme(model, options.scheme)
     if any(str(given) == "-" for given in inputs):
         stdin = stdin or _standard_input()
     jobs = plan_jobs(inputs, output, options.unit, options.glob, writer.extension, stdin)
@@ -162,6 +166,8 @@ def annotate_paths(
         "format": options.fmt,
         "units": [job.unit for job in jobs],
         "k_best": options.k_best,
+        # only when asked for: a run saved before the option resumes as it was
+        **({"scheme": options.scheme} if options.scheme is not None else {}),
         "batch_size": options.batch_size,
         "block": _jobs.BLOCK_DOCUMENTS,
         "window": options.window,
@@ -251,6 +257,7 @@ class _Run:
             options.k_best,
             options.workers,
             self.threads,
+            options.scheme,
         )
         # Closing the results first stops the workers (a failed write, Ctrl-C, SIGTERM).
         with (

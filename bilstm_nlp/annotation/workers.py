@@ -54,10 +54,18 @@ class WindowEncoder:
         fmt: the output format.
         batch_size: sentences per model batch.
         k_best: k best tag sequences per sentence (taggers; 0: none).
+        scheme: the scheme to write tags in (see `Annotator`); None: the training file's.
     """
 
-    def __init__(self, model: Tagger | Classifier, fmt: str, batch_size: int, k_best: int) -> None:
-        self.annotator = Annotator(model, batch_size=batch_size, k_best=k_best)
+    def __init__(
+        self,
+        model: Tagger | Classifier,
+        fmt: str,
+        batch_size: int,
+        k_best: int,
+        scheme: str | None = None,
+    ) -> None:
+        self.annotator = Annotator(model, batch_size=batch_size, k_best=k_best, scheme=scheme)
         self.writer = make_writer(fmt)
         # The model, its vocabularies and the tokenizer live as long as the run: frozen, the
         # garbage collector stops rescanning their objects (about 15% of annotation time).
@@ -92,6 +100,7 @@ def encode_windows(
     k_best: int,
     workers: int,
     threads: int,
+    scheme: str | None = None,
 ) -> Iterator[tuple[Window, list[Any], int]]:
     """Windows → `(window, encoded records, tokens)`, in input order.
 
@@ -103,15 +112,16 @@ def encode_windows(
         k_best: k best tag sequences per sentence.
         workers: processes (1: this process, with the caller's torch threads).
         threads: model threads (torch, or an ONNX session's intra-op threads) per worker process.
+        scheme: the scheme to write tags in (see `Annotator`); None: the training file's.
     Raises:
         BilstmNlpError: a worker process died.
     """
     if workers == 1:
-        encoder = WindowEncoder(model, fmt, batch_size, k_best)
+        encoder = WindowEncoder(model, fmt, batch_size, k_best, scheme)
         for window in windows:
             yield (window, *encoder(window.texts, window.ids, window.blocks, window.piece))
         return
-    with WorkerPool(model, fmt, batch_size, k_best, workers, threads) as pool:
+    with WorkerPool(model, fmt, batch_size, k_best, workers, threads, scheme) as pool:
         yield from pool.map(windows)
 
 
@@ -128,6 +138,7 @@ class WorkerPool:
         k_best: k best tag sequences per sentence.
         workers: processes.
         threads: model threads (torch, or an ONNX session's intra-op threads) per process.
+        scheme: the scheme to write tags in (see `Annotator`); None: the training file's.
     """
 
     def __init__(
@@ -138,10 +149,11 @@ class WorkerPool:
         k_best: int,
         workers: int,
         threads: int,
+        scheme: str | None = None,
     ) -> None:
         self.model = model
         self.workers = workers
-        self.initargs = (fmt, batch_size, k_best, threads, os.getpid())
+        self.initargs = (fmt, batch_size, k_best, scheme, threads, os.getpid())
         self.stack = contextlib.ExitStack()
         self.pool: ProcessPoolExecutor | None = None
 
@@ -226,6 +238,7 @@ def _init_worker(
     fmt: str,
     batch_size: int,
     k_best: int,
+    scheme: str | None,
     threads: int,
     parent: int,
 ) -> None:
@@ -239,7 +252,7 @@ def _init_worker(
         import torch
 
         torch.set_num_threads(threads)
-    _process_encoder.append(WindowEncoder(model, fmt, batch_size, k_best))
+    _process_encoder.append(WindowEncoder(model, fmt, batch_size, k_best, scheme))
     _process_results.append(results_dir)
 
 

@@ -40,6 +40,12 @@ def annotate_cli(
     text_field: str = Opt("text", "--text-field", help="JSONL key holding the text"),
     id_field: str = Opt("id", "--id-field", help="JSONL key holding the document id"),
     k_best: int = Opt(0, "--k-best", "-k", help="Also the k best tag sequences (JSONL)"),
+    scheme: str | None = Opt(
+        None,
+        "--scheme",
+        help="Write tags in IOB1, IOB2, BIOES or BILOU, with each tag's probability as written "
+        "(default: the training file's scheme; ner's is IOB1)",
+    ),
     workers: int | None = Opt(
         None,
         "--workers",
@@ -97,7 +103,9 @@ def annotate_cli(
                 address,
                 partitions,
                 workers,
-                EngineSettings(fmt, unit, glob, text_field, id_field, k_best, batch_size, threads),
+                EngineSettings(
+                    fmt, unit, glob, text_field, id_field, k_best, scheme, batch_size, threads
+                ),
                 resume,
             )
         return
@@ -115,6 +123,7 @@ def annotate_cli(
             text_field=text_field,
             id_field=id_field,
             k_best=k_best,
+            scheme=scheme,
             batch_size=batch_size,
             workers=workers,
             threads=threads,
@@ -139,6 +148,7 @@ class EngineSettings(NamedTuple):
     text_field: str
     id_field: str
     k_best: int
+    scheme: str | None
     batch_size: int
     threads: int | None
 
@@ -174,6 +184,7 @@ def _annotate_on_engine(
         text_field=settings.text_field,
         id_field=settings.id_field,
         k_best=settings.k_best,
+        scheme=settings.scheme,
         batch_size=settings.batch_size,
         threads=settings.threads or 1,
     )

@@ -16,6 +16,12 @@ def tag_cli(
     model: str = Opt("ner", "--model", "-m", help="Shipped model name or model directory"),
     fmt: str = Opt("text", "--format", "-f", help="text (inline), jsonl, conll, html or docbin"),
     k_best: int = Opt(0, "--k-best", "-k", help="Also the k best tag sequences (JSONL)"),
+    scheme: str | None = Opt(
+        None,
+        "--scheme",
+        help="Write tags in IOB1, IOB2, BIOES or BILOU, with each tag's probability as written "
+        "(default: the training file's scheme; ner's is IOB1)",
+    ),
     batch_size: int = Opt(256, "--batch-size", help="Sentences per batch"),
     threads: int | None = Opt(
         None, "--threads", help="CPU threads (torch's, or the ONNX session's intra-op threads)"
@@ -35,12 +41,17 @@ def tag_cli(
             from ..annotation.annotator import annotate_texts, write_annotations
 
             annotations = annotate_texts(
-                loaded, texts, batch_size=batch_size, k_best=k_best, show_progress=show_progress
+                loaded,
+                texts,
+                batch_size=batch_size,
+                k_best=k_best,
+                show_progress=show_progress,
+                scheme=scheme,
             )
             ids = list(range(1, len(texts) + 1))
             write_annotations(annotations, ids, fmt, sys.stdout.buffer)
         else:
             from ..annotation.files import AnnotateOptions, annotate_paths
 
-            options = AnnotateOptions(fmt=fmt, k_best=k_best, batch_size=batch_size)
+            options = AnnotateOptions(fmt=fmt, k_best=k_best, scheme=scheme, batch_size=batch_size)
             annotate_paths(["-"], loaded, None, options, show_progress=show_progress)

@@ -283,6 +283,50 @@ def marginals_from(
     return np.where(mask[:, :, None], probs, 0.0)
 
 
+def neighbour_pair_probs(
+    lattice: tuple[np.ndarray, np.ndarray, np.ndarray],
+    emissions: np.ndarray,
+    transitions: np.ndarray,
+    lengths: np.ndarray,
+    rows: np.ndarray,
+    positions: np.ndarray,
+) -> np.ndarray:
+    """p(tag at t - 1 = a, tag at t = b) at each `(row, t)`, with the sentence's edges as a tag.
+
+    Args:
+        lattice: `forward_backward`'s `(alpha, beta, log_z)`; for a softmax head, whose tokens
+            are independent, its log-probabilities, zeros and zeros (with zero `transitions`).
+        emissions: `(batch, seq_len, num_tags)` the scores the lattice was made from.
+        transitions: `(num_tags, num_tags)` as in the sums (`CrfArrays.scores()[1]`).
+        lengths: `(batch,)` the sentences' lengths.
+        rows, positions: `(n,)` each, with `0 <= positions <= lengths[rows]` and
+            `lengths[rows] > 0`.
+    Returns:
+        `(n, num_tags + 1, num_tags + 1)` float64; index `num_tags` is the edge: at t = 0 its row
+        holds the marginals at 0 (and the other rows 0), at t = length its column holds those at
+        length - 1.
+    """
+    alpha, beta, log_z = lattice
+    num_tags = alpha.shape[2]
+    log_probs = np.full((len(rows), num_tags + 1, num_tags + 1), -np.inf)
+    first = positions == 0
+    last = positions == lengths[rows]
+    inner = ~first & ~last
+    r, t = rows[first], positions[first]
+    log_probs[first, num_tags, :num_tags] = alpha[r, t] + beta[r, t] - log_z[r, None]
+    r, t = rows[last], positions[last] - 1
+    log_probs[last, :num_tags, num_tags] = alpha[r, t] + beta[r, t] - log_z[r, None]
+    r, t = rows[inner], positions[inner]
+    log_probs[inner, :num_tags, :num_tags] = (
+        alpha[r, t - 1][:, :, None]
+        + transitions.astype(np.float64)
+        + (emissions[r, t].astype(np.float64) + beta[r, t])[:, None, :]
+        - log_z[r, None, None]
+    )
+    # The clamp only takes off rounding, as in `marginals_from`.
+    return np.exp(np.minimum(log_probs, 0.0))
+
+
 def viterbi_decode(
     emissions: np.ndarray,
     mask: np.ndarray,

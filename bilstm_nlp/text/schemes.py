@@ -72,6 +72,19 @@ def normalize_scheme(name: str) -> str:
     return canonical
 
 
+WRITTEN_SCHEMES = ("IOB1", "IOB2", "BIOES", "BILOU")
+
+
+def normalize_written_scheme(name: str) -> str:
+    """A scheme to write tags in: `normalize_scheme`'s name, except that BILOU stays BILOU
+    (written as BIOES with `L-`/`U-` for `E-`/`S-`).
+
+    Raises:
+        ConfigError: the name is no known scheme.
+    """
+    return "BILOU" if name.upper() == "BILOU" else normalize_scheme(name)
+
+
 # Every tagged sentence splits its tags; a tag set is small, so each is matched once (bounded,
 # whatever a corpus holds).
 @functools.lru_cache(maxsize=10_000)
@@ -192,7 +205,8 @@ def _write_tags(spans: Iterable[Span], length: int, scheme: str) -> list[str]:
 
 
 class BatchSpanReader:
-    """`tags_to_spans` and `spans_to_tags` for a batch of tag-id rows at once, in numpy.
+    """`tags_to_spans` for a batch of tag-id rows at once, in numpy (`SchemeWriting` writes
+    their tags in a scheme).
 
     conlleval's reading depends only on neighbouring pairs of tags: an entity starts at t when
     `_chunk_starts(tag[t - 1], tag[t])` and ends before t when `_chunk_ends(tag[t - 1], tag[t])`
@@ -242,16 +256,114 @@ class BatchSpanReader:
             position += count
         return rows
 
-    def tags_in(
-        self, span_rows: Sequence[Sequence[Span]], lengths: Sequence[int], scheme: str
-    ) -> list[list[str]]:
-        """Each row's `spans_to_tags(spans, length, scheme)`, for spans as `spans` gives them
-        (in order, apart)."""
-        scheme = normalize_scheme(scheme)
-        return [
-            _write_tags(spans, length, scheme)
-            for spans, length in zip(span_rows, lengths, strict=True)
-        ]
+
+class SchemeWriting:
+    """How tags of one label set are written in a scheme, and the probability of each written tag.
+
+    Under conlleval's reading (`BatchSpanReader`), the tag written at t in any scheme is a
+    function of the tags at t - 1, t and t + 1 through three facts: the type at t, how an
+    entity starts there (not at all; right after an entity of the same type, which IOB1 writes
+    `B-`; otherwise) and whether it ends there. The first two depend on the pair (t - 1, t), the
+    last on (t, t + 1). Given the model's tag at t, the pairs on either side are independent
+    under a linear-chain CRF (and under a softmax head, whose tokens are), so the probability of
+    a written tag sums `p(a, b) p(b, c) / p(b)` over the triples that write it: exact, from
+    neighbouring-pair marginals. The written tags are `spans_to_tags`'s of the spans read, for
+    any rows, well formed or not (`tests/test_schemes.py`); the probabilities are those of
+    enumerating every path (`tests/test_decode.py`).
+
+    Args:
+        tags: the label set (ids are list positions), in any scheme.
+        scheme: the scheme to write in (`IOB1`, `IOB2`, `BIOES`; aliases as `normalize_scheme`).
+    Raises:
+        ValueError: a tag fits no scheme.
+    """
+
+    # How an entity starts at t: not at all, right after one of its type, or otherwise.
+    _NO_START, _START_AFTER_SAME_TYPE, _START = 0, 1, 2
+
+    def __init__(self, tags: Sequence[str], scheme: str) -> None:
+        self.scheme = normalize_scheme(scheme)
+        split = [split_tag(tag) for tag in tags]
+        size = len(split)
+        edge = (OUTSIDE, None)  # before the first token and after the last
+        types = sorted({entity_type for _, entity_type in split if entity_type is not None})
+        prefixes = "BIES" if self.scheme == "BIOES" else "BI"
+        written = [OUTSIDE]
+        written.extend(f"{prefix}-{entity_type}" for entity_type in types for prefix in prefixes)
+        self.tags: tuple[str, ...] = tuple(written)
+        self.ids = {tag: number for number, tag in enumerate(self.tags)}
+        # shape: (size + 1, size, 3): one-hot start kind of (previous tag or edge, tag)
+        self._start_kinds = np.zeros((size + 1, size, 3))
+        # shape: (size, size + 1, 2): one-hot "an entity ends here" of (tag, next tag or edge)
+        self._end_kinds = np.zeros((size, size + 1, 2))
+        # shape: (size, 3, 2): the written tag's id of (tag, start kind, ends here)
+        self._written = np.zeros((size, 3, 2), dtype=np.int64)
+        for cur, (cur_prefix, cur_type) in enumerate(split):
+            for prev, (prev_prefix, prev_type) in enumerate([*split, edge]):
+                kind = self._NO_START
+                if cur_type is not None and _chunk_starts(
+                    prev_prefix, prev_type, cur_prefix, cur_type
+                ):
+                    adjacent = prev_prefix != OUTSIDE and prev_type == cur_type
+                    kind = self._START_AFTER_SAME_TYPE if adjacent else self._START
+                self._start_kinds[prev, cur, kind] = 1.0
+            for following, (next_prefix, next_type) in enumerate([*split, edge]):
+                ends = _chunk_ends(cur_prefix, cur_type, next_prefix, next_type)
+                self._end_kinds[cur, following, int(ends)] = 1.0
+            for kind in range(3):
+                for ends in (False, True):
+                    self._written[cur, kind, int(ends)] = self.ids[
+                        self._write(cur_type, kind, ends)
+                    ]
+
+    def _write(self, entity_type: str | None, kind: int, ends: bool) -> str:
+        if entity_type is None:
+            return OUTSIDE
+        starts = kind != self._NO_START
+        if self.scheme == "BIOES":
+            prefix = ("S" if ends else "B") if starts else ("E" if ends else "I")
+        elif self.scheme == "IOB2":
+            prefix = "B" if starts else "I"
+        else:
+            prefix = "B" if kind == self._START_AFTER_SAME_TYPE else "I"
+        return f"{prefix}-{entity_type}"
+
+    def written_ids(self, tag_ids: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+        """The written tags, as ids into `tags`, of rows of tag ids `(batch, seq_len)` of which
+        the first `lengths[b]` are real (`O`'s id, 0, at padding)."""
+        batch, seq_len = tag_ids.shape
+        edge = len(self._written)
+        real = np.arange(seq_len)[None, :] < lengths[:, None]
+        current = np.where(real, tag_ids, 0)
+        padded = np.full((batch, seq_len + 2), edge, dtype=np.int64)
+        padded[:, 1:-1] = np.where(real, tag_ids, edge)
+        kinds = self._start_kinds[padded[:, :-2], current].argmax(-1)
+        ends = self._end_kinds[current, padded[:, 2:]].argmax(-1)
+        return np.where(real, self._written[current, kinds, ends], 0)
+
+    def probabilities(
+        self, before: np.ndarray, after: np.ndarray, written_ids: np.ndarray
+    ) -> np.ndarray:
+        """The probability of each written tag, at n positions.
+
+        Args:
+            before: `(n, num_tags + 1, num_tags)` p(tag at t - 1, tag at t), the last row for
+                the sentence's start (at t = 0 it holds the marginals at t, the others 0).
+            after: `(n, num_tags, num_tags + 1)` p(tag at t, tag at t + 1), the last column for
+                the sentence's end.
+            written_ids: `(n,)` the written tag at each position, as ids into `tags`.
+        Returns:
+            `(n,)` float64 probabilities in [0, 1].
+        """
+        # shape: (n, num_tags, 3) and (n, num_tags, 2)
+        starting = np.einsum("nab,abk->nbk", before, self._start_kinds)
+        ending = np.einsum("nbc,bcj->nbj", after, self._end_kinds)
+        marginals = starting.sum(2)
+        conditional = ending / np.where(marginals > 0.0, marginals, 1.0)[:, :, None]
+        # shape: (n, num_tags, 3, 2): p(tag, start kind, ends here)
+        joint = starting[:, :, :, None] * conditional[:, :, None, :]
+        chosen = self._written[None] == written_ids[:, None, None, None]
+        return np.clip(np.where(chosen, joint, 0.0).sum((1, 2, 3)), 0.0, 1.0)
 
 
 def convert_tags(tags: Sequence[str], target: str) -> list[str]:

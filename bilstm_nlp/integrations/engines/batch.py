@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from ...annotation.writers.jsonl import JsonlWriter
 from ...errors import ConfigError
+from ...text.schemes import normalize_written_scheme
 
 if TYPE_CHECKING:
     from ...annotation.annotator import Annotator
@@ -34,6 +35,8 @@ class EngineOptions:
         text_field: JSONL key of the text.
         id_field: JSONL key of the document id.
         k_best: also the k best tag sequences per sentence.
+        scheme: the scheme to write tags in, `IOB1`, `IOB2`, `BIOES` or `BILOU`
+            (taggers with a scheme); None: the training file's.
         batch_size: sentences per model batch.
         threads: torch threads per worker process (the output depends on it; 1 as `annotate`).
     """
@@ -43,6 +46,7 @@ class EngineOptions:
     text_field: str = "text"
     id_field: str = "id"
     k_best: int = 0
+    scheme: str | None = None
     batch_size: int = 256
     threads: int = 1
 
@@ -50,6 +54,8 @@ class EngineOptions:
         """Raises `ConfigError` for values out of range."""
         if self.batch_size < 1 or self.k_best < 0 or self.threads < 1:
             raise ConfigError("batch_size and threads must be >= 1, k_best >= 0")
+        if self.scheme is not None:
+            normalize_written_scheme(self.scheme)
 
 
 # Per worker process: a model is loaded once, whatever number of batches or parts it annotates.
@@ -67,15 +73,19 @@ def _set_threads(threads: int) -> None:
         _THREADS_SET[:] = [threads]
 
 
-def worker_annotator(model: str, batch_size: int, k_best: int, threads: int) -> Annotator:
+def worker_annotator(
+    model: str, batch_size: int, k_best: int, threads: int, scheme: str | None = None
+) -> Annotator:
     """This process's `Annotator` for `model` (loaded on first use)."""
     from ...annotation.annotator import Annotator
     from ...serialize import load_model
 
     _set_threads(threads)
-    key = (model, batch_size, k_best)
+    key = (model, batch_size, k_best, scheme)
     if key not in _ANNOTATORS:
-        _ANNOTATORS[key] = Annotator(load_model(model), batch_size=batch_size, k_best=k_best)
+        _ANNOTATORS[key] = Annotator(
+            load_model(model), batch_size=batch_size, k_best=k_best, scheme=scheme
+        )
     return _ANNOTATORS[key]
 
 
@@ -85,10 +95,10 @@ def worker_window_encoder(model: str, options: EngineOptions) -> WindowEncoder:
     from ...serialize import load_model
 
     _set_threads(options.threads)
-    key = (model, options.batch_size, options.k_best)
+    key = (model, options.batch_size, options.k_best, options.scheme)
     if key not in _WINDOW_ENCODERS:
         _WINDOW_ENCODERS[key] = WindowEncoder(
-            load_model(model), "jsonl", options.batch_size, options.k_best
+            load_model(model), "jsonl", options.batch_size, options.k_best, options.scheme
         )
     return _WINDOW_ENCODERS[key]
 
@@ -152,6 +162,8 @@ class BatchAnnotator:
         id_column: a column whose values become the records' `id` (None: null ids).
         output_column: the column the records go to.
         k_best: also the k best tag sequences per sentence (taggers).
+        scheme: the scheme to write tags in, `IOB1`, `IOB2`, `BIOES` or `BILOU`
+            (taggers with a scheme); None: the training file's.
         batch_size: sentences per model batch.
         threads: torch threads in each worker process.
     Raises:
@@ -166,22 +178,28 @@ class BatchAnnotator:
         id_column: str | None = None,
         output_column: str = "annotation",
         k_best: int = 0,
+        scheme: str | None = None,
         batch_size: int = 256,
         threads: int = 1,
     ) -> None:
         if k_best < 0 or batch_size < 1 or threads < 1:
             raise ConfigError("k_best must be >= 0, batch_size and threads >= 1")
+        if scheme is not None:
+            normalize_written_scheme(scheme)
         self.model = str(model)
         self.text_column = text_column
         self.id_column = id_column
         self.output_column = output_column
         self.k_best = k_best
+        self.scheme = scheme
         self.batch_size = batch_size
         self.threads = threads
 
     def records(self, texts: list[Any], ids: list[Any] | None = None) -> list[dict[str, Any]]:
         """The records of `texts` (None counts as empty), ids `ids` (default: null)."""
-        annotator = worker_annotator(self.model, self.batch_size, self.k_best, self.threads)
+        annotator = worker_annotator(
+            self.model, self.batch_size, self.k_best, self.threads, self.scheme
+        )
         texts = [_text(text, self.text_column) for text in texts]
         return annotator.records(texts, ids if ids is not None else [None] * len(texts))
 
@@ -238,7 +256,7 @@ class BatchAnnotator:
     def __repr__(self) -> str:
         return (
             f"BatchAnnotator(model={self.model!r}, text_column={self.text_column!r}, "
-            f"k_best={self.k_best}, threads={self.threads})"
+            f"k_best={self.k_best}, scheme={self.scheme!r}, threads={self.threads})"
         )
 
 

@@ -28,6 +28,7 @@ def annotate_bag(
     text_field: str = "text",
     id_field: str | None = None,
     k_best: int = 0,
+    scheme: str | None = None,
     batch_size: int = 256,
     threads: int = 1,
 ) -> dask.bag.Bag:
@@ -41,13 +42,15 @@ def annotate_bag(
         text_field: the dicts' key of the text.
         id_field: the dicts' key of the records' `id` (None: null ids).
         k_best: also the k best tag sequences per sentence (taggers).
+        scheme: the scheme to write tags in, `IOB1`, `IOB2`, `BIOES` or `BILOU`
+            (taggers with a scheme); None: the training file's.
         batch_size: sentences per model batch.
         threads: torch threads in each worker process.
     Raises:
         ModelFileError: `model` is neither a model folder nor a shipped model (at once).
         ConfigError: options out of range (at once); when computed, a dict without `text_field`.
     """
-    annotator = _annotator(model, text_field, id_field, k_best, batch_size, threads)
+    annotator = _annotator(model, text_field, id_field, k_best, batch_size, threads, scheme)
     return bag.map_partitions(partial(_annotate_partition, annotator, False))
 
 
@@ -58,12 +61,13 @@ def annotate_bag_json(
     text_field: str = "text",
     id_field: str | None = None,
     k_best: int = 0,
+    scheme: str | None = None,
     batch_size: int = 256,
     threads: int = 1,
 ) -> dask.bag.Bag:
     """As `annotate_bag`, the records as the JSON lines `annotate -f jsonl` writes (no line end):
     `annotate_bag_json(bag).to_textfiles("out/*.jsonl")` writes JSONL parts."""
-    annotator = _annotator(model, text_field, id_field, k_best, batch_size, threads)
+    annotator = _annotator(model, text_field, id_field, k_best, batch_size, threads, scheme)
     return bag.map_partitions(partial(_annotate_partition, annotator, True))
 
 
@@ -75,6 +79,7 @@ def annotate_dataframe(
     id_column: str | None = None,
     output_column: str = "annotation",
     k_best: int = 0,
+    scheme: str | None = None,
     batch_size: int = 256,
     threads: int = 1,
 ) -> dask.dataframe.DataFrame:
@@ -97,6 +102,7 @@ def annotate_dataframe(
         id_column=id_column,
         output_column=output_column,
         k_best=k_best,
+        scheme=scheme,
         batch_size=batch_size,
         threads=threads,
     )
@@ -106,13 +112,20 @@ def annotate_dataframe(
 
 
 def _annotator(
-    model: str, text_field: str, id_field: str | None, k_best: int, batch_size: int, threads: int
+    model: str,
+    text_field: str,
+    id_field: str | None,
+    k_best: int,
+    batch_size: int,
+    threads: int,
+    scheme: str | None,
 ) -> BatchAnnotator:
     return BatchAnnotator(
         portable_model(model),
         text_column=text_field,
         id_column=id_field,
         k_best=k_best,
+        scheme=scheme,
         batch_size=batch_size,
         threads=threads,
     )

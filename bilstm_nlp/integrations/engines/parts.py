@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from ...annotation import jobs as _jobs
-from ...annotation.annotator import MAX_SENTENCE_TOKENS, check_output
+from ...annotation.annotator import MAX_SENTENCE_TOKENS, check_output, check_scheme
 from ...annotation.jobs import Job, Window, plan_jobs, read_windows
 from ...annotation.output import (
     OutputRun,
@@ -126,6 +126,13 @@ def part_file(outdir: Path, index: int) -> Path:
     return outdir / f"part-{index:05d}.jsonl"
 
 
+def _saved_options(options: EngineOptions) -> dict[str, Any]:
+    saved = asdict(options) | {"max_sentence_tokens": MAX_SENTENCE_TOKENS}
+    if saved["scheme"] is None:
+        del saved["scheme"]  # a run saved before the option was there finishes as it was
+    return saved
+
+
 def plan_parts(
     jobs: Sequence[Job], partitions: int, options: EngineOptions
 ) -> tuple[list[Part], int]:
@@ -177,6 +184,7 @@ def prepare(
     """
     options.check()
     check_output(model.meta.is_classifier, "jsonl", options.k_best)
+    check_scheme(model, options.scheme)
     if partitions < 1:
         raise ConfigError(f"--partitions must be at least 1, got {partitions}")
     outdir = Path(outdir)
@@ -186,7 +194,7 @@ def prepare(
     fingerprint = {
         "version": _MANIFEST_VERSION,
         "model": model_fingerprint(model),
-        "options": asdict(options) | {"max_sentence_tokens": MAX_SENTENCE_TOKENS},
+        "options": _saved_options(options),
         # Not where the output folder is: a moved folder, or one mounted elsewhere, resumes.
         "inputs": [
             {

@@ -46,6 +46,7 @@ def annotate_dataset(
     id_column: str | None = None,
     output_column: str = "annotation",
     k_best: int = 0,
+    scheme: str | None = None,
     batch_size: int = 256,
     threads: int = 1,
     concurrency: int | None = None,
@@ -60,6 +61,8 @@ def annotate_dataset(
         id_column: a column whose values become the records' `id` (None: null ids).
         output_column: the column the records go to.
         k_best: also the k best tag sequences per sentence (taggers).
+        scheme: the scheme to write tags in, `IOB1`, `IOB2`, `BIOES` or `BILOU`
+            (taggers with a scheme); None: the training file's.
         batch_size: sentences per model batch.
         threads: torch threads per actor (and the CPUs each actor reserves).
         concurrency: actors (None: the cluster's CPUs divided by `threads`).
@@ -81,6 +84,7 @@ def annotate_dataset(
         "id_column": id_column,
         "output_column": output_column,
         "k_best": k_best,
+        "scheme": scheme,
         "batch_size": batch_size,
         "threads": threads,
     }
@@ -167,6 +171,7 @@ def annotate_files_ray(
     id_column: str = "id",
     glob: str | None = None,
     k_best: int = 0,
+    scheme: str | None = None,
     batch_size: int = 256,
     threads: int = 1,
     concurrency: int | None = None,
@@ -179,7 +184,7 @@ def annotate_files_ray(
         inputs, input_format, text_column, id_column, glob, chunk_bytes: see
             `read_documents_ray`.
         output_dir: a new or empty folder.
-        model, k_best, batch_size, threads, concurrency: see `annotate_dataset`.
+        model, k_best, scheme, batch_size, threads, concurrency: see `annotate_dataset`.
         fmt: `parquet` or `jsonl`.
     Returns:
         `output_dir`.
@@ -206,6 +211,7 @@ def annotate_files_ray(
         text_column="text",
         id_column="id",
         k_best=k_best,
+        scheme=scheme,
         batch_size=batch_size,
         threads=threads,
         concurrency=concurrency,

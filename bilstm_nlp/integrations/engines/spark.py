@@ -39,6 +39,7 @@ def arrow_annotator(
     id_column: str | None = None,
     output_column: str = "annotation",
     k_best: int = 0,
+    scheme: str | None = None,
     batch_size: int = 256,
     threads: int = 1,
 ) -> partial[Iterator[pa.RecordBatch]]:
@@ -59,6 +60,7 @@ def arrow_annotator(
         id_column=id_column,
         output_column=output_column,
         k_best=k_best,
+        scheme=scheme,
         batch_size=batch_size,
         threads=threads,
     )
@@ -73,6 +75,7 @@ def annotate_dataframe(
     id_column: str | None = None,
     output_column: str = "annotation",
     k_best: int = 0,
+    scheme: str | None = None,
     batch_size: int = 256,
     threads: int = 1,
 ) -> DataFrame:
@@ -89,6 +92,8 @@ def annotate_dataframe(
         id_column: a column whose values become the records' `id`.
         output_column: the new column; it must not exist yet.
         k_best: also the k best tag sequences per sentence (taggers).
+        scheme: the scheme to write tags in, `IOB1`, `IOB2`, `BIOES` or `BILOU`
+            (taggers with a scheme); None: the training file's.
         batch_size: sentences per model batch.
         threads: torch threads in each executor's Python worker.
     Raises:
@@ -102,6 +107,7 @@ def annotate_dataframe(
         id_column=id_column,
         output_column=output_column,
         k_best=k_best,
+        scheme=scheme,
         batch_size=batch_size,
         threads=threads,
     )

@@ -31,8 +31,9 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ...annotation.annotator import MAX_SENTENCE_TOKENS
+from ...annotation.annotator import MAX_SENTENCE_TOKENS, check_scheme
 from ...annotation.writers.jsonl import JsonlWriter
+from ...errors import ConfigError
 from ...serialize import (
     describe_model,
     is_onnx_folder,
@@ -40,6 +41,7 @@ from ...serialize import (
     read_meta,
     resolve_model_path,
 )
+from ...text.schemes import normalize_written_scheme
 from .batching import BatchStats, Job, MicroBatcher, QueueFull
 from .metrics import Metrics
 
@@ -87,6 +89,12 @@ class ServeConfig:
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
 
 
+SCHEME_HELP = (
+    "write tags in IOB1, IOB2, BIOES or BILOU, each tag's score being its probability as "
+    "written (default: the model's training file's scheme)"
+)
+
+
 class AnnotateRequest(BaseModel):
     """`POST /v1/annotate`: raw texts (`texts`, or one `text`)."""
 
@@ -95,6 +103,7 @@ class AnnotateRequest(BaseModel):
     text: str | None = None
     model: str | None = Field(None, description="a served model's name (default: the first)")
     k: int = Field(0, ge=0, le=MAX_K, description="k best tag sequences per sentence")
+    scheme: str | None = Field(None, description=SCHEME_HELP)
 
 
 class TagRequest(BaseModel):
@@ -104,6 +113,7 @@ class TagRequest(BaseModel):
     sentences: list[list[str]]
     model: str | None = None
     k: int = Field(0, ge=0, le=MAX_K)
+    scheme: str | None = Field(None, description=SCHEME_HELP)
 
 
 class ApiError(Exception):
@@ -257,9 +267,13 @@ def create_app(config: ServeConfig) -> FastAPI:
         finally:
             batcher.arrived()
 
-    async def run(kind: str, model: str, k: int, items: list[Any], tokens: int) -> bytes:
+    async def run(
+        kind: str, model: str, k: int, items: list[Any], tokens: int, scheme: str | None
+    ) -> bytes:
         loop = asyncio.get_running_loop()
-        job = Job(model, kind, k, items, tokens, loop.create_future(), loop)
+        # One spelling per scheme, so that `iob2` and `IOB2` requests share batches.
+        scheme = normalize_written_scheme(scheme) if scheme is not None else None
+        job = Job(model, kind, k, items, tokens, loop.create_future(), loop, scheme=scheme)
         retry = {"Retry-After": "1"}
         try:
             state["batcher"].submit(job)
@@ -270,7 +284,7 @@ def create_app(config: ServeConfig) -> FastAPI:
         except TimeoutError:
             raise ApiError(503, "timed out in the queue; retry later", headers=retry) from None
 
-    def pick_model(name: str | None, k: int, needs_tagger: bool) -> str:
+    def pick_model(name: str | None, k: int, needs_tagger: bool, scheme: str | None = None) -> str:
         name = names[0] if name is None else name
         if name not in state["models"]:
             raise ApiError(422, f"unknown model {name!r}; served: {', '.join(names)}", "model")
@@ -279,6 +293,11 @@ def create_app(config: ServeConfig) -> FastAPI:
                 raise ApiError(422, f"{name!r} is a classifier: send raw text to /v1/annotate")
             if k:
                 raise ApiError(422, "k-best tag sequences need a tagger", "k")
+        try:
+            check_scheme(state["models"][name], scheme)
+        except ConfigError as error:
+            message = str(error).removeprefix(f"--scheme {scheme}: ")
+            raise ApiError(422, message, "scheme") from None
         return name
 
     annotate_body = {"content": {"application/json": {"schema": _schema(AnnotateRequest)}}}
@@ -298,9 +317,9 @@ def create_app(config: ServeConfig) -> FastAPI:
         for i, text in enumerate(texts):
             where = f"texts[{i}]" if field == "texts" else "text"
             _check_text(text, where, config.max_chars)
-        model = pick_model(body.model, body.k, needs_tagger=False)
+        model = pick_model(body.model, body.k, needs_tagger=False, scheme=body.scheme)
         tokens = sum(len(text.split()) + 1 for text in texts)
-        return _answer(model, await run("annotate", model, body.k, texts, tokens))
+        return _answer(model, await run("annotate", model, body.k, texts, tokens, body.scheme))
 
     tag_body = {"content": {"application/json": {"schema": _schema(TagRequest)}}}
 
@@ -321,9 +340,9 @@ def create_app(config: ServeConfig) -> FastAPI:
                 if not token:
                     raise ApiError(422, "the token is empty", f"sentences[{i}][{j}]")
                 _check_text(token, f"sentences[{i}][{j}]", config.max_chars)
-        model = pick_model(body.model, body.k, needs_tagger=True)
+        model = pick_model(body.model, body.k, needs_tagger=True, scheme=body.scheme)
         tokens = sum(len(sentence) for sentence in body.sentences)
-        return _answer(model, await run("tag", model, body.k, body.sentences, tokens))
+        return _answer(model, await run("tag", model, body.k, body.sentences, tokens, body.scheme))
 
     @app.get("/v1/models")
     async def models() -> JSONResponse:
@@ -437,10 +456,11 @@ def _annotate_ok(value: dict[str, Any]) -> bool:
     """What `AnnotateRequest` would accept as is (the common body), without pydantic."""
     texts = value.get("texts")
     return (
-        value.keys() <= {"texts", "text", "model", "k"}
+        value.keys() <= {"texts", "text", "model", "k", "scheme"}
         and (texts is None or (type(texts) is list and all(type(t) is str for t in texts)))
         and _is_name(value.get("text"))
         and _is_name(value.get("model"))
+        and _is_name(value.get("scheme"))
         and _is_k(value.get("k", 0))
     )
 
@@ -449,10 +469,11 @@ def _tag_ok(value: dict[str, Any]) -> bool:
     """What `TagRequest` would accept as is, without pydantic."""
     sentences = value.get("sentences")
     return (
-        value.keys() <= {"sentences", "model", "k"}
+        value.keys() <= {"sentences", "model", "k", "scheme"}
         and type(sentences) is list
         and all(type(s) is list and all(type(t) is str for t in s) for s in sentences)
         and _is_name(value.get("model"))
+        and _is_name(value.get("scheme"))
         and _is_k(value.get("k", 0))
     )
 

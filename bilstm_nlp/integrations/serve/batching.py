@@ -58,11 +58,12 @@ class Job:
     tokens: int
     future: asyncio.Future
     loop: asyncio.AbstractEventLoop
+    scheme: str | None = None
     queued_at: float = field(default_factory=time.perf_counter)
 
     @property
-    def key(self) -> tuple[str, str, int]:
-        return (self.model, self.kind, self.k)
+    def key(self) -> tuple[str, str, int, str | None]:
+        return (self.model, self.kind, self.k, self.scheme)
 
 
 @dataclass
@@ -113,7 +114,7 @@ class MicroBatcher:
         # Requests the service has begun to read and not yet submitted (or refused).
         self.incoming = 0
         # Annotators keep the tokenizer and token-encoder caches; k is fixed per annotator.
-        self.annotators: dict[tuple[str, int], Annotator] = {}
+        self.annotators: dict[tuple[str, int, str | None], Annotator] = {}
         self.queue: deque[Job] = deque()
         self.condition = threading.Condition()
         self.stopping = False
@@ -213,19 +214,21 @@ class MicroBatcher:
                     )
                 )
 
-    def annotator(self, model: str, k: int) -> Annotator:
-        annotator = self.annotators.get((model, k))
+    def annotator(self, model: str, k: int, scheme: str | None = None) -> Annotator:
+        annotator = self.annotators.get((model, k, scheme))
         if annotator is None:
-            annotator = Annotator(self.models[model], batch_size=self.batch_size, k_best=k)
-            self.annotators[(model, k)] = annotator
+            annotator = Annotator(
+                self.models[model], batch_size=self.batch_size, k_best=k, scheme=scheme
+            )
+            self.annotators[(model, k, scheme)] = annotator
         return annotator
 
     def _process(self, batch: list[Job]) -> list[list[dict[str, Any]]]:
         """Run the jobs' items as one call of the core and cut the records back per job."""
-        model, kind, k = batch[0].key
+        model, kind, k, scheme = batch[0].key
         items = [item for job in batch for item in job.items]
         ids = [i for job in batch for i in range(1, len(job.items) + 1)]
-        annotator = self.annotator(model, k)
+        annotator = self.annotator(model, k, scheme)
         if kind == "annotate":
             records = annotator.records(items, ids)
         else:
@@ -239,6 +242,7 @@ class MicroBatcher:
                         batch_size=self.batch_size,
                         k=k,
                         encoder=annotator.encoder,
+                        scheme=scheme,
                     ),
                     strict=True,
                 )

@@ -476,27 +476,27 @@ def _written(
     writing: SchemeWriting, scored: ScoredBatch, lengths: list[int]
 ) -> tuple[list[list[str]], list[list[float]]]:
     """A batch's tags written in another scheme, and the probability of each written tag (exact:
-    `SchemeWriting.probabilities`, from the backend's neighbouring-pair probabilities; an `O`
-    keeps the model's, as it is the same event)."""
+    `SchemeWriting.probabilities`, from the backend's neighbouring-pair sums; an `O` keeps the
+    model's, as it is the same event)."""
     lengths_array = np.asarray(lengths, dtype=np.int64)
     written_ids = writing.written_ids(np.asarray(scored.tag_ids, dtype=np.int64), lengths_array)
     tags = [
         list(map(writing.tags.__getitem__, row[:length]))
         for row, length in zip(written_ids.tolist(), lengths, strict=True)
     ]
-    if scored.neighbour_pairs is None:
+    if scored.neighbour_classes is None:
         return tags, scored.tag_probs
     rows, positions = np.nonzero(written_ids)
     if not len(rows):
         return tags, scored.tag_probs
-    # p(tag at t - 1, tag at t) and p(tag at t, tag at t + 1), in one call
-    pairs = scored.neighbour_pairs(
-        np.concatenate([rows, rows]), np.concatenate([positions, positions + 1])
+    starting, ending = scored.neighbour_classes(
+        rows,
+        positions,
+        writing.start_kinds,
+        writing.end_kinds if writing.needs_ends else None,
     )
-    num_tags = pairs.shape[1] - 1
-    before, after = pairs[: len(rows), :, :num_tags], pairs[len(rows) :, :num_tags, :]
     probs = np.asarray(scored.tag_probs, dtype=np.float64)
-    probs[rows, positions] = writing.probabilities(before, after, written_ids[rows, positions])
+    probs[rows, positions] = writing.probabilities(starting, ending, written_ids[rows, positions])
     return tags, probs.tolist()
 
 

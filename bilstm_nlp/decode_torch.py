@@ -464,38 +464,36 @@ def score_batch(
         _uncertainty_rows(model, emissions, mask, tag_ids, lattice, marginals)
         if uncertainty
         else None,
-        _neighbour_pairs(model, emissions, mask, lattice) if confidence else None,
+        _neighbour_classes(model, emissions, mask, lattice) if confidence else None,
     )
 
 
-def _neighbour_pairs(
-    model: Tagger, emissions: Tensor, mask: Tensor, lattice: Lattice | None
-) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
-    """`ScoredBatch.neighbour_pairs` of a batch, from its lattice (CRF) or its log-probabilities
-    (softmax: independent tokens), in numpy."""
+def _neighbour_classes(model: Tagger, emissions: Tensor, mask: Tensor, lattice: Lattice | None):
+    """`ScoredBatch.neighbour_classes` of a batch, from its lattice (CRF) or its
+    log-probabilities (softmax: independent tokens), in numpy."""
 
-    def neighbour_pairs(rows: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    def neighbour_classes(rows, positions, before, after):
         lengths = mask.sum(1).cpu().numpy()
         if not isinstance(model.head, CRFHead):
             log_probs = torch.where(mask.unsqueeze(2), emissions, 0.0).double().cpu().numpy()
             arrays = (log_probs, np.zeros_like(log_probs), np.zeros(len(log_probs)))
             transitions = np.zeros((log_probs.shape[2],) * 2)
-            return crf_numpy.neighbour_pair_probs(
-                arrays, log_probs, transitions, lengths, rows, positions
+            return crf_numpy.neighbour_class_probs(
+                arrays, log_probs, transitions, rows, positions, lengths, before, after
             )
         alpha, beta, log_z = model.head._forward_backward(emissions, mask, lattice)
-        arrays = tuple(x.cpu().numpy() for x in (alpha, beta, log_z))
-        transitions = model.head.crf.scores()[1].detach().double().cpu().numpy()
-        return crf_numpy.neighbour_pair_probs(
-            arrays,  # type: ignore[arg-type]
-            emissions.detach().double().cpu().numpy(),
-            transitions,
-            lengths,
+        return crf_numpy.neighbour_class_probs(
+            (alpha.cpu().numpy(), beta.cpu().numpy(), log_z.cpu().numpy()),
+            emissions.detach().cpu().numpy(),
+            model.head.crf.scores()[1].detach().cpu().numpy(),
             rows,
             positions,
+            lengths,
+            before,
+            after,
         )
 
-    return neighbour_pairs
+    return neighbour_classes
 
 
 def _kbest_rows(

@@ -33,10 +33,10 @@ class ScoredBatch:
             row; None without confidence.
         uncertainty: per row, the path log-probability, the sequence entropy and the `O`
             marginal of each token (None for models without a scheme); None when not asked for.
-        neighbour_pairs: given `(rows, positions)`, the probability of each pair of tags at
-            (t - 1, t) there, the sentence's edges as a tag (`crf_numpy.neighbour_pair_probs`):
-            what the probability of a tag written in another scheme is summed from; None
-            without confidence.
+        neighbour_classes: given `(rows, positions, before, after)`, p(tag at t, class of the
+            pair (t - 1, t)) and of (t, t + 1) there (`crf_numpy.neighbour_class_probs`): what
+            the probability of a tag written in another scheme is summed from; None without
+            confidence.
     """
 
     tag_ids: list[list[int]]
@@ -44,7 +44,13 @@ class ScoredBatch:
     kbest: list[list[tuple[list[int], float]]] | None
     span_probabilities: Callable[[list[list[Span]]], list[list[float]]] | None
     uncertainty: tuple[list[float], list[float], list[list[float]] | None] | None = None
-    neighbour_pairs: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None
+    neighbour_classes: (
+        Callable[
+            [np.ndarray, np.ndarray, np.ndarray, np.ndarray | None],
+            tuple[np.ndarray, np.ndarray | None],
+        ]
+        | None
+    ) = None
 
 
 def flatten_spans(span_rows: Sequence[Sequence[Span]]) -> tuple[list[int], list[int], list[int]]:

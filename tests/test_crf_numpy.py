@@ -294,3 +294,43 @@ def test_one_sentence_with_a_vanishing_emission_equals_the_batch(low):
     assert log_z == pytest.approx(b_log_z[0], rel=1e-12)
     assert_log_scores_close(alpha, b_alpha[0])
     assert_log_scores_close(beta, b_beta[0])
+
+
+@pytest.mark.parametrize("scale", [1.0, 400.0])
+@pytest.mark.parametrize(("scheme", "batch", "seq_len", "seed"), [c for c in CASES if c[0]])
+def test_neighbour_class_probs_equal_the_pair_marginals_summed(scheme, batch, seq_len, seed, scale):
+    # p(b, class of (a, b)) and p(b, class of (b, c)) against the torch CRF's pair marginals
+    # summed by class, with emissions in +-5 and in +-2000 (terms then differ by far more than
+    # float64's exp range, so the vector-matrix products underflow and the log-space fallback
+    # takes over where a tag's every term is lost).
+    head, emissions, mask = random_case(scheme, batch, seq_len, seed)
+    emissions = emissions * scale
+    crf = arrays_of(head)
+    lattice = tuple(x.numpy() for x in head.crf.forward_backward(emissions, mask))
+    marginals = head.crf.marginals(emissions, mask).double().numpy()
+    pairs = head.crf.pair_marginals(emissions, mask).numpy()
+    lengths = mask.sum(1).numpy()
+    rows, positions = np.nonzero(mask.numpy())
+    num_tags = len(SCHEME_TAGS[scheme])
+    rng = np.random.default_rng(seed)
+    before = rng.integers(0, 3, (num_tags + 1, num_tags))
+    after = rng.integers(0, 2, (num_tags, num_tags + 1))
+    starting, ending = crf_numpy.neighbour_class_probs(
+        lattice, emissions.numpy(), crf.scores()[1], rows, positions, lengths, before, after
+    )
+    for n, (row, t) in enumerate(zip(rows, positions, strict=True)):
+        want_start = np.zeros((num_tags, 3))
+        want_end = np.zeros((num_tags, 2))
+        for b in range(num_tags):
+            if t == 0:
+                want_start[b, before[num_tags, b]] += marginals[row, 0, b]
+            else:
+                for a in range(num_tags):
+                    want_start[b, before[a, b]] += pairs[row, t - 1, a, b]
+            if t == lengths[row] - 1:
+                want_end[b, after[b, num_tags]] += marginals[row, t, b]
+            else:
+                for c in range(num_tags):
+                    want_end[b, after[b, c]] += pairs[row, t, b, c]
+        np.testing.assert_allclose(starting[n], want_start, atol=1e-6)
+        np.testing.assert_allclose(ending[n], want_end, atol=1e-6)

@@ -270,14 +270,13 @@ class OnnxTagger(OnnxModel):
             log_probs = cumulative[b, e] - cumulative[b, s]
             return spans_per_row(span_rows, np.exp(log_probs).tolist())
 
-        def neighbour_pairs(rows: np.ndarray, positions: np.ndarray) -> np.ndarray:
+        def neighbour_classes(rows, positions, before, after):
             # Independent tokens: the "lattice" of their log-probabilities alone.
             log_probs = np.where(mask[:, :, None], emissions, 0.0).astype(np.float64)
             lattice = (log_probs, np.zeros_like(log_probs), np.zeros(len(log_probs)))
             transitions = np.zeros((emissions.shape[2],) * 2)
-            lengths = mask.sum(1)
-            return crf_numpy.neighbour_pair_probs(
-                lattice, log_probs, transitions, lengths, rows, positions
+            return crf_numpy.neighbour_class_probs(
+                lattice, log_probs, transitions, rows, positions, mask.sum(1), before, after
             )
 
         return ScoredBatch(
@@ -285,7 +284,7 @@ class OnnxTagger(OnnxModel):
             tag_probs.tolist(),
             kbest,
             span_probabilities if confidence else None,
-            neighbour_pairs=neighbour_pairs if confidence else None,
+            neighbour_classes=neighbour_classes if confidence else None,
         )
 
 
@@ -348,10 +347,10 @@ def score_crf(
         log_probs = crf_numpy.entity_log_probs(crf, emissions, mask, tag_ids, spans, lattice)
         return spans_per_row(span_rows, np.exp(log_probs).tolist())
 
-    def neighbour_pairs(rows: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    def neighbour_classes(rows, positions, before, after):
         assert lattice is not None
-        return crf_numpy.neighbour_pair_probs(
-            lattice, emissions, crf.scores()[1], mask.sum(1), rows, positions
+        return crf_numpy.neighbour_class_probs(
+            lattice, emissions, crf.scores()[1], rows, positions, mask.sum(1), before, after
         )
 
     return ScoredBatch(
@@ -359,5 +358,5 @@ def score_crf(
         tag_probs.tolist(),
         kbest,
         span_probabilities if confidence else None,
-        neighbour_pairs=neighbour_pairs if confidence else None,
+        neighbour_classes=neighbour_classes if confidence else None,
     )

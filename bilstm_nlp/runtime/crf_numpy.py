@@ -283,48 +283,95 @@ def marginals_from(
     return np.where(mask[:, :, None], probs, 0.0)
 
 
-def neighbour_pair_probs(
+def neighbour_class_probs(
     lattice: tuple[np.ndarray, np.ndarray, np.ndarray],
     emissions: np.ndarray,
     transitions: np.ndarray,
-    lengths: np.ndarray,
     rows: np.ndarray,
     positions: np.ndarray,
-) -> np.ndarray:
-    """p(tag at t - 1 = a, tag at t = b) at each `(row, t)`, with the sentence's edges as a tag.
+    lengths: np.ndarray,
+    before: np.ndarray,
+    after: np.ndarray | None,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """p(tag at t = b, class of the pair (tag at t - 1, b)) and p(tag at t = b, class of the pair
+    (b, tag at t + 1)), at each `(row, t)`: the two halves a tag written in another scheme is
+    summed from (`text.schemes.SchemeWriting`).
+
+    Each is a vector-matrix product per position: `exp(alpha[t - 1]) @ (exp(transitions) * [class
+    = k])` and its mirror over `beta[t + 1]`, shifted by their maxima, then scaled so that the
+    classes of b add up to b's marginal (which they do exactly). A position where every term of
+    some tag underflowed (its likeliest neighbour forbidden next to it, the others e^-700 below)
+    is summed again in log space.
 
     Args:
         lattice: `forward_backward`'s `(alpha, beta, log_z)`; for a softmax head, whose tokens
             are independent, its log-probabilities, zeros and zeros (with zero `transitions`).
         emissions: `(batch, seq_len, num_tags)` the scores the lattice was made from.
         transitions: `(num_tags, num_tags)` as in the sums (`CrfArrays.scores()[1]`).
+        rows, positions: `(n,)` each, real tokens.
         lengths: `(batch,)` the sentences' lengths.
-        rows, positions: `(n,)` each, with `0 <= positions <= lengths[rows]` and
-            `lengths[rows] > 0`.
+        before: `(num_tags + 1, num_tags)` int, the class of (previous tag, tag), the last row
+            for the sentence's start.
+        after: `(num_tags, num_tags + 1)` int, the class of (tag, next tag), the last column for
+            the sentence's end; None: not wanted.
     Returns:
-        `(n, num_tags + 1, num_tags + 1)` float64; index `num_tags` is the edge: at t = 0 its row
-        holds the marginals at 0 (and the other rows 0), at t = length its column holds those at
-        length - 1.
+        `(n, num_tags, classes)` float64 for `before`, and for `after` (or None).
     """
     alpha, beta, log_z = lattice
     num_tags = alpha.shape[2]
-    log_probs = np.full((len(rows), num_tags + 1, num_tags + 1), -np.inf)
-    first = positions == 0
-    last = positions == lengths[rows]
-    inner = ~first & ~last
-    r, t = rows[first], positions[first]
-    log_probs[first, num_tags, :num_tags] = alpha[r, t] + beta[r, t] - log_z[r, None]
-    r, t = rows[last], positions[last] - 1
-    log_probs[last, :num_tags, num_tags] = alpha[r, t] + beta[r, t] - log_z[r, None]
-    r, t = rows[inner], positions[inner]
-    log_probs[inner, :num_tags, :num_tags] = (
-        alpha[r, t - 1][:, :, None]
-        + transitions.astype(np.float64)
-        + (emissions[r, t].astype(np.float64) + beta[r, t])[:, None, :]
-        - log_z[r, None, None]
+    marginals = np.exp(
+        np.minimum(alpha[rows, positions] + beta[rows, positions] - log_z[rows][:, None], 0.0)
     )
-    # The clamp only takes off rounding, as in `marginals_from`.
-    return np.exp(np.minimum(log_probs, 0.0))
+    transitions = transitions.astype(np.float64)
+    # The previous tag's forward scores; -inf before the first token, where the class is the
+    # edge's. The score at t itself is the same for every class of b, so it cancels.
+    previous = np.where(
+        (positions > 0)[:, None], alpha[rows, np.maximum(positions - 1, 0)], -np.inf
+    )
+    starting = _classes_of(previous, transitions, before[:num_tags], before[num_tags], marginals)
+    if after is None:
+        return starting, None
+    # The mirror: the next tag's emission and backward scores, through transitions (b, c).
+    following = np.minimum(positions + 1, alpha.shape[1] - 1)
+    next_scores = np.where(
+        (positions + 1 < lengths[rows])[:, None],
+        emissions[rows, following].astype(np.float64) + beta[rows, following],
+        -np.inf,
+    )
+    ending = _classes_of(
+        next_scores, transitions.T, after[:, :num_tags].T, after[:, num_tags], marginals
+    )
+    return starting, ending
+
+
+def _classes_of(
+    neighbour: np.ndarray,
+    transitions: np.ndarray,
+    classes: np.ndarray,
+    edge_classes: np.ndarray,
+    marginals: np.ndarray,
+) -> np.ndarray:
+    """One side of `neighbour_class_probs`: `(n, num_tags, classes)` p(b, class of (a, b)), from
+    the neighbour's log-scores `neighbour[n, a]` (all -inf at the sentence's edge, where the
+    class is `edge_classes[b]`), `transitions[a, b]`, `classes[a, b]` and b's marginals."""
+    count = int(max(classes.max(initial=0), edge_classes.max(initial=0))) + 1
+    n, num_tags = marginals.shape
+    one_hot = classes[:, None, :] == np.arange(count)[None, :, None]
+    # shape: (num_tags, count * num_tags): exp(transitions) of each class, side by side
+    split = (np.exp(transitions)[:, None, :] * one_hot).reshape(num_tags, count * num_tags)
+    at_edge = np.isneginf(neighbour).all(1)
+    shift = np.where(at_edge, 0.0, neighbour.max(1))[:, None]
+    # shape: (n, num_tags, count)
+    sums = (np.exp(neighbour - shift) @ split).reshape(n, count, num_tags).transpose(0, 2, 1)
+    sums[at_edge] = edge_classes[:, None] == np.arange(count)
+    lost = ((sums.sum(2) == 0.0) & (marginals > 0.0)).any(1)
+    if lost.any():
+        # Every term of some tag underflowed: those positions in log space, shifted per tag.
+        scores = neighbour[lost][:, :, None] + transitions[None]
+        scaled = np.exp(scores - scores.max(1, keepdims=True))
+        sums[lost] = (scaled[:, :, :, None] * one_hot.transpose(0, 2, 1)[None]).sum(1)
+    totals = sums.sum(2, keepdims=True)
+    return marginals[:, :, None] * sums / np.where(totals > 0.0, totals, 1.0)
 
 
 def viterbi_decode(

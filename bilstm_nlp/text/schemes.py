@@ -292,29 +292,30 @@ class SchemeWriting:
         written.extend(f"{prefix}-{entity_type}" for entity_type in types for prefix in prefixes)
         self.tags: tuple[str, ...] = tuple(written)
         self.ids = {tag: number for number, tag in enumerate(self.tags)}
-        # shape: (size + 1, size, 3): one-hot start kind of (previous tag or edge, tag)
-        self._start_kinds = np.zeros((size + 1, size, 3))
-        # shape: (size, size + 1, 2): one-hot "an entity ends here" of (tag, next tag or edge)
-        self._end_kinds = np.zeros((size, size + 1, 2))
+        # shape: (size + 1, size): how an entity starts at a tag after a tag (or the edge)
+        self.start_kinds = np.zeros((size + 1, size), dtype=np.int64)
+        # shape: (size, size + 1): 1 where an entity ends at a tag before a tag (or the edge)
+        self.end_kinds = np.zeros((size, size + 1), dtype=np.int64)
         # shape: (size, 3, 2): the written tag's id of (tag, start kind, ends here)
         self._written = np.zeros((size, 3, 2), dtype=np.int64)
         for cur, (cur_prefix, cur_type) in enumerate(split):
             for prev, (prev_prefix, prev_type) in enumerate([*split, edge]):
-                kind = self._NO_START
                 if cur_type is not None and _chunk_starts(
                     prev_prefix, prev_type, cur_prefix, cur_type
                 ):
                     adjacent = prev_prefix != OUTSIDE and prev_type == cur_type
                     kind = self._START_AFTER_SAME_TYPE if adjacent else self._START
-                self._start_kinds[prev, cur, kind] = 1.0
+                    self.start_kinds[prev, cur] = kind
             for following, (next_prefix, next_type) in enumerate([*split, edge]):
                 ends = _chunk_ends(cur_prefix, cur_type, next_prefix, next_type)
-                self._end_kinds[cur, following, int(ends)] = 1.0
+                self.end_kinds[cur, following] = int(ends)
             for kind in range(3):
                 for ends in (False, True):
                     self._written[cur, kind, int(ends)] = self.ids[
                         self._write(cur_type, kind, ends)
                     ]
+        # Only BIOES writes where an entity ends: IOB1 and IOB2 need the pair before t alone.
+        self.needs_ends = self.scheme == "BIOES"
 
     def _write(self, entity_type: str | None, kind: int, ends: bool) -> str:
         if entity_type is None:
@@ -337,32 +338,34 @@ class SchemeWriting:
         current = np.where(real, tag_ids, 0)
         padded = np.full((batch, seq_len + 2), edge, dtype=np.int64)
         padded[:, 1:-1] = np.where(real, tag_ids, edge)
-        kinds = self._start_kinds[padded[:, :-2], current].argmax(-1)
-        ends = self._end_kinds[current, padded[:, 2:]].argmax(-1)
+        kinds = self.start_kinds[padded[:, :-2], current]
+        ends = self.end_kinds[current, padded[:, 2:]]
         return np.where(real, self._written[current, kinds, ends], 0)
 
     def probabilities(
-        self, before: np.ndarray, after: np.ndarray, written_ids: np.ndarray
+        self, starting: np.ndarray, ending: np.ndarray | None, written_ids: np.ndarray
     ) -> np.ndarray:
         """The probability of each written tag, at n positions.
 
         Args:
-            before: `(n, num_tags + 1, num_tags)` p(tag at t - 1, tag at t), the last row for
-                the sentence's start (at t = 0 it holds the marginals at t, the others 0).
-            after: `(n, num_tags, num_tags + 1)` p(tag at t, tag at t + 1), the last column for
-                the sentence's end.
+            starting: `(n, num_tags, 3)` p(tag at t, start kind at t), the kinds of
+                `start_kinds` (`crf_numpy.neighbour_class_probs`).
+            ending: `(n, num_tags, 2)` p(tag at t, whether an entity ends at t) by
+                `end_kinds`; needed only when `needs_ends`.
             written_ids: `(n,)` the written tag at each position, as ids into `tags`.
         Returns:
             `(n,)` float64 probabilities in [0, 1].
         """
-        # shape: (n, num_tags, 3) and (n, num_tags, 2)
-        starting = np.einsum("nab,abk->nbk", before, self._start_kinds)
-        ending = np.einsum("nbc,bcj->nbj", after, self._end_kinds)
+        count = starting.shape[2]
+        if ending is None:
+            # The written tag does not depend on the end: the same for both of its columns.
+            chosen = self._written[None, :, :count, 0] == written_ids[:, None, None]
+            return np.clip(np.where(chosen, starting, 0.0).sum((1, 2)), 0.0, 1.0)
         marginals = starting.sum(2)
         conditional = ending / np.where(marginals > 0.0, marginals, 1.0)[:, :, None]
-        # shape: (n, num_tags, 3, 2): p(tag, start kind, ends here)
+        # shape: (n, num_tags, kinds, 2): p(tag, start kind, ends here)
         joint = starting[:, :, :, None] * conditional[:, :, None, :]
-        chosen = self._written[None] == written_ids[:, None, None, None]
+        chosen = self._written[None, :, :count] == written_ids[:, None, None, None]
         return np.clip(np.where(chosen, joint, 0.0).sum((1, 2, 3)), 0.0, 1.0)
 
 

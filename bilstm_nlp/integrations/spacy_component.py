@@ -134,9 +134,15 @@ class _BilstmPipe(Pipe):
     def annotator(self) -> Annotator:
         """The `Annotator` of the model (its escapes, batch size and sentencizer)."""
         if self._annotator is None:
-            # Low latency: spaCy calls a pipe one text at a time (`nlp(text)`).
+            # Low latency: spaCy calls a pipe one text at a time (`nlp(text)`). A tagger with a
+            # scheme sets spans alone, which no scheme changes: its tags stay in the model's
+            # own, so no time goes to respelling them and their probabilities.
+            model = self.bilstm_model
             self._annotator = Annotator(
-                self.bilstm_model, batch_size=self.batch_size, low_latency=True
+                model,
+                batch_size=self.batch_size,
+                low_latency=True,
+                scheme=None if model.meta.is_classifier else model.scheme,
             )
         return self._annotator
 

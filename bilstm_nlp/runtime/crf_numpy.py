@@ -299,9 +299,9 @@ def neighbour_class_probs(
 
     Each is a vector-matrix product per position: `exp(alpha[t - 1]) @ (exp(transitions) * [class
     = k])` and its mirror over `beta[t + 1]`, shifted by their maxima, then scaled so that the
-    classes of b add up to b's marginal (which they do exactly). A position where every term of
-    some tag underflowed (its likeliest neighbour forbidden next to it, the others e^-700 below)
-    is summed again in log space.
+    classes of b add up to b's marginal (which they do exactly). A position where the terms of
+    some tag underflowed (its likeliest neighbour forbidden next to it, the others e^-575 or
+    more below) is summed again in log space.
 
     Args:
         lattice: `forward_backward`'s `(alpha, beta, log_z)`; for a softmax head, whose tokens
@@ -318,60 +318,115 @@ def neighbour_class_probs(
         `(n, num_tags, classes)` float64 for `before`, and for `after` (or None).
     """
     alpha, beta, log_z = lattice
-    num_tags = alpha.shape[2]
     marginals = np.exp(
         np.minimum(alpha[rows, positions] + beta[rows, positions] - log_z[rows][:, None], 0.0)
     )
-    transitions = transitions.astype(np.float64)
-    # The previous tag's forward scores; -inf before the first token, where the class is the
-    # edge's. The score at t itself is the same for every class of b, so it cancels.
-    previous = np.where(
-        (positions > 0)[:, None], alpha[rows, np.maximum(positions - 1, 0)], -np.inf
+    # The previous tag's forward scores (none before the first token, where the class is the
+    # edge's); the score at t itself is the same for every class of b, so it cancels.
+    inner = positions > 0
+    previous = alpha[rows[inner], positions[inner] - 1]
+    starting = _classes_of(
+        previous, inner, _ClassWeights.of(transitions, before, after=False), marginals
     )
-    starting = _classes_of(previous, transitions, before[:num_tags], before[num_tags], marginals)
     if after is None:
         return starting, None
     # The mirror: the next tag's emission and backward scores, through transitions (b, c).
-    following = np.minimum(positions + 1, alpha.shape[1] - 1)
-    next_scores = np.where(
-        (positions + 1 < lengths[rows])[:, None],
-        emissions[rows, following].astype(np.float64) + beta[rows, following],
-        -np.inf,
-    )
+    inner = positions + 1 < lengths[rows]
+    r, t = rows[inner], positions[inner] + 1
+    following = emissions[r, t].astype(np.float64) + beta[r, t]
     ending = _classes_of(
-        next_scores, transitions.T, after[:, :num_tags].T, after[:, num_tags], marginals
+        following, inner, _ClassWeights.of(transitions, after, after=True), marginals
     )
     return starting, ending
 
 
+@dataclass(frozen=True)
+class _ClassWeights:
+    """What one side of `neighbour_class_probs` multiplies by, made once per model and scheme (a
+    tagger calls with the same tables, a sentence at a time).
+
+    Attributes:
+        split: `(num_tags, classes * num_tags)` `exp(transitions[a, b])` split by class, side by
+            side.
+        transitions: `(num_tags, num_tags)` float64, for the log-space sums.
+        one_hot: `(num_tags, num_tags, classes)` bool, the class of each `(a, b)`.
+        at_edge: `(num_tags, classes)` one-hot class of b at the sentence's edge.
+        count: the number of classes.
+    """
+
+    split: np.ndarray
+    transitions: np.ndarray
+    one_hot: np.ndarray
+    at_edge: np.ndarray
+    count: int
+
+    @staticmethod
+    def of(transitions: np.ndarray, table: np.ndarray, after: bool) -> _ClassWeights:
+        """The weights of `neighbour_class_probs`'s `before` table, or (`after`) of its `after`
+        table seen from the next tag's side."""
+        # Looked up by identity: a tagger passes the same arrays call after call (its cached
+        # scores, the scheme's tables), and an entry holds them, so their ids stay theirs.
+        key = (id(transitions), id(table), after)
+        entry = _CLASS_WEIGHTS.get(key)
+        if entry is not None and entry[0] is transitions and entry[1] is table:
+            return entry[2]
+        weights = (
+            _ClassWeights.make(transitions.T, table.T)
+            if after
+            else _ClassWeights.make(transitions, table)
+        )
+        if len(_CLASS_WEIGHTS) >= 16:
+            del _CLASS_WEIGHTS[next(iter(_CLASS_WEIGHTS))]
+        _CLASS_WEIGHTS[key] = (transitions, table, weights)
+        return weights
+
+    @staticmethod
+    def make(transitions: np.ndarray, table: np.ndarray) -> _ClassWeights:
+        """From `transitions[a, b]` and `table[a, b]`, whose last row is the edge's."""
+        num_tags = len(transitions)
+        classes = np.arange(int(table.max(initial=0)) + 1)
+        # shape: (num_tags, num_tags, count)
+        one_hot = table[:num_tags, :, None] == classes
+        weighted = np.exp(transitions.astype(np.float64))[:, :, None] * one_hot
+        split = weighted.transpose(0, 2, 1).reshape(num_tags, len(classes) * num_tags)
+        at_edge = (table[num_tags, :, None] == classes).astype(np.float64)
+        return _ClassWeights(split, transitions.astype(np.float64), one_hot, at_edge, len(classes))
+
+
+_CLASS_WEIGHTS: dict[tuple[int, int, bool], tuple[np.ndarray, np.ndarray, _ClassWeights]] = {}
+
+
+# Below this a sum of `_classes_of`'s terms may have lost precision to subnormal floats.
+_FAINT = 1e-250
+
+
 def _classes_of(
-    neighbour: np.ndarray,
-    transitions: np.ndarray,
-    classes: np.ndarray,
-    edge_classes: np.ndarray,
-    marginals: np.ndarray,
+    neighbour: np.ndarray, inner: np.ndarray, weights: _ClassWeights, marginals: np.ndarray
 ) -> np.ndarray:
     """One side of `neighbour_class_probs`: `(n, num_tags, classes)` p(b, class of (a, b)), from
-    the neighbour's log-scores `neighbour[n, a]` (all -inf at the sentence's edge, where the
-    class is `edge_classes[b]`), `transitions[a, b]`, `classes[a, b]` and b's marginals."""
-    count = int(max(classes.max(initial=0), edge_classes.max(initial=0))) + 1
+    the neighbours' log-scores `neighbour[m, a]` at the positions `inner` (at the others, the
+    sentence's edge, b's class is the edge's) and b's marginals."""
     n, num_tags = marginals.shape
-    one_hot = classes[:, None, :] == np.arange(count)[None, :, None]
-    # shape: (num_tags, count * num_tags): exp(transitions) of each class, side by side
-    split = (np.exp(transitions)[:, None, :] * one_hot).reshape(num_tags, count * num_tags)
-    at_edge = np.isneginf(neighbour).all(1)
-    shift = np.where(at_edge, 0.0, neighbour.max(1))[:, None]
-    # shape: (n, num_tags, count)
-    sums = (np.exp(neighbour - shift) @ split).reshape(n, count, num_tags).transpose(0, 2, 1)
-    sums[at_edge] = edge_classes[:, None] == np.arange(count)
-    lost = ((sums.sum(2) == 0.0) & (marginals > 0.0)).any(1)
-    if lost.any():
-        # Every term of some tag underflowed: those positions in log space, shifted per tag.
-        scores = neighbour[lost][:, :, None] + transitions[None]
-        scaled = np.exp(scores - scores.max(1, keepdims=True))
-        sums[lost] = (scaled[:, :, :, None] * one_hot.transpose(0, 2, 1)[None]).sum(1)
-    totals = sums.sum(2, keepdims=True)
-    return marginals[:, :, None] * sums / np.where(totals > 0.0, totals, 1.0)
+    if inner.all():
+        sums = np.empty((n, num_tags, weights.count))
+    else:
+        sums = np.zeros((n, num_tags, weights.count))
+        sums[~inner] = weights.at_edge
+    if len(neighbour):
+        products = np.exp(neighbour - neighbour.max(1, keepdims=True)) @ weights.split
+        sums[inner] = products.reshape(-1, weights.count, num_tags).transpose(0, 2, 1)
+    totals = sums.sum(2)
+    if (totals < _FAINT).any():
+        lost = ((totals < _FAINT) & (marginals > 0.0)).any(1)
+        if lost.any():
+            # A tag's every term underflowed, or its largest is subnormal (a few bits left):
+            # those positions in log space, shifted per tag.
+            scores = neighbour[lost[inner]][:, :, None] + weights.transitions[None]
+            scaled = np.exp(scores - scores.max(1, keepdims=True))
+            sums[lost] = (scaled[:, :, :, None] * weights.one_hot[None]).sum(1)
+            totals = sums.sum(2)
+    sums *= (marginals / np.where(totals > 0.0, totals, 1.0))[:, :, None]
+    return sums
 
 
 def viterbi_decode(

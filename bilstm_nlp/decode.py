@@ -495,9 +495,12 @@ def _written(
         writing.start_kinds,
         writing.end_kinds if writing.needs_ends else None,
     )
-    probs = np.asarray(scored.tag_probs, dtype=np.float64)
-    probs[rows, positions] = writing.probabilities(starting, ending, written_ids[rows, positions])
-    return tags, probs.tolist()
+    probs = writing.probabilities(starting, ending, written_ids[rows, positions])
+    # Only the entity tokens change: set them in the backend's rows (made for this batch).
+    tag_probs = scored.tag_probs
+    for row, position, prob in zip(rows.tolist(), positions.tolist(), probs.tolist(), strict=True):
+        tag_probs[row][position] = prob
+    return tags, tag_probs
 
 
 @functools.lru_cache(maxsize=16)

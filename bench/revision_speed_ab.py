@@ -3,7 +3,8 @@
     python bench/revision_speed_ab.py e2228d7 HEAD [--rounds 3] [--threads 1] [--calls 5]
 
 Each revision is checked out in a temporary worktree; each round runs one process per revision in
-turn, which tags the 2,001 pre-split UD EWT dev sentences with the shipped model (batch 256, with
+turn, which tags the 2,001 pre-split UD EWT dev sentences (or `--data`: a CoNLL-U file, or a
+CoNLL column file such as CoNLL-2003's, token first) with the shipped model (batch 256, with
 confidences, 1 thread unless --threads says otherwise) --calls times (5) after a warm-up, and
 prints the median tokens/s with its range, and all the calls' tokens over their summed time (what
 tagging a corpus call after call gets: a slow call that the median hides, such as one with a full
@@ -40,7 +41,10 @@ for line in open(sys.argv[1], encoding="utf-8"):
         if tokens: sentences.append(tokens); tokens = []
     elif not line.startswith("#"):
         columns = line.split("\\t")
-        if columns[0].isdigit(): tokens.append(columns[1])
+        if len(columns) > 1:
+            if columns[0].isdigit(): tokens.append(columns[1])
+        elif not line.startswith("-DOCSTART-"):
+            tokens.append(line.split()[0])
 model = bilstm_nlp.load(sys.argv[2])
 bilstm_nlp.tag_sentences(model, sentences[:300])
 full = []
@@ -85,6 +89,7 @@ def main() -> None:
     parser.add_argument("--data", default=str(ROOT.parent / "shared/corpora/ud_ewt/dev.conllu"))
     parser.add_argument("--out", default="bench/results/revision_speed_ab.json")
     args = parser.parse_args()
+    args.data = str(Path(args.data).resolve())  # the processes run in the worktrees
     runs: dict[str, list[list[float]]] = {args.a: [], args.b: []}
     with tempfile.TemporaryDirectory() as folder:
         trees = {}

@@ -437,20 +437,35 @@ def classify_sentences(
     return results  # type: ignore[return-value]
 
 
+def check_scheme(model: Any, scheme: str | None) -> None:
+    """Refuse a scheme to write tags in that the model cannot be written in.
+
+    Raises:
+        ConfigError: no known scheme, or a model without one: a classifier, or a tagger of
+            plain labels (POS).
+    """
+    if scheme is None:
+        return
+    normalize_written_scheme(scheme)
+    if model.meta.is_classifier:
+        raise ConfigError(f"--scheme {scheme}: a classifier's output has no token tags")
+    if not model.scheme:
+        raise ConfigError(
+            f"--scheme {scheme}: this model's labels have no tag scheme (they are not "
+            "O/B-/I- tags), so there is nothing to respell"
+        )
+
+
 def _written_scheme(model: Any, scheme: str | None) -> str | None:
     """The scheme tags are written in when it is not the model's own: `scheme` when given,
     else the training file's (a model may be trained in BIOES on an IOB1 file); None when they
     are written as the model gives them.
 
     Raises:
-        ConfigError: `scheme` for a model without a scheme, or no known scheme.
+        ConfigError: see `check_scheme`.
     """
     if scheme is not None:
-        if not model.scheme:
-            raise ConfigError(
-                f"--scheme {scheme}: this model's labels have no tag scheme (they are not "
-                "O/B-/I- tags), so there is nothing to respell"
-            )
+        check_scheme(model, scheme)
         written = normalize_written_scheme(scheme)
     elif model.scheme and model.output_scheme:
         written = model.output_scheme

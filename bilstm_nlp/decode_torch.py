@@ -476,10 +476,8 @@ def _neighbour_classes(model: Tagger, emissions: Tensor, mask: Tensor, lattice: 
         lengths = mask.sum(1).cpu().numpy()
         if not isinstance(model.head, CRFHead):
             log_probs = torch.where(mask.unsqueeze(2), emissions, 0.0).double().cpu().numpy()
-            arrays = (log_probs, np.zeros_like(log_probs), np.zeros(len(log_probs)))
-            transitions = np.zeros((log_probs.shape[2],) * 2)
-            return crf_numpy.neighbour_class_probs(
-                arrays, log_probs, transitions, rows, positions, lengths, before, after
+            return crf_numpy.independent_class_probs(
+                log_probs, rows, positions, lengths, before, after
             )
         alpha, beta, log_z = model.head._forward_backward(emissions, mask, lattice)
         return crf_numpy.neighbour_class_probs(

@@ -18,13 +18,13 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 from ..decode import (
     SentenceUncertainty,
+    check_scheme,
     classify_sentences,
     garbage_collection_paused,
     tag_sentences,
 )
 from ..errors import ConfigError
 from ..nn.ids import TokenEncoder
-from ..text.schemes import normalize_written_scheme
 from ..text.tokenize import PtbEscapes, Token, Tokenizer
 from .writers import make_writer
 
@@ -153,25 +153,6 @@ def check_output(classifier: bool, fmt: str = "jsonl", k_best: int = 0) -> None:
         raise ConfigError("CoNLL output holds token tags; for a classifier use jsonl")
     if k_best:
         raise ConfigError("k-best tag sequences need a tagger; this model is a classifier")
-
-
-def check_scheme(model: Tagger | Classifier, scheme: str | None) -> None:
-    """Refuse a scheme to write tags in that the model cannot be written in.
-
-    Raises:
-        ConfigError: no known scheme (see `WRITTEN_SCHEMES`), or a model without one: a
-            classifier, or a tagger of plain labels (POS).
-    """
-    if scheme is None:
-        return
-    normalize_written_scheme(scheme)
-    if model.meta.is_classifier:
-        raise ConfigError(f"--scheme {scheme}: a classifier's output has no token tags")
-    if not model.scheme:
-        raise ConfigError(
-            f"--scheme {scheme}: this model's labels have no tag scheme (they are not "
-            "O/B-/I- tags), so there is nothing to respell"
-        )
 
 
 def escapes_for(model: Tagger | Classifier) -> PtbEscapes:

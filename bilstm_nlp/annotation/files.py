@@ -25,11 +25,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from ..corpus.readers.documents import UNITS
-from ..decode import is_onnx
+from ..decode import check_scheme, is_onnx
 from ..errors import ConfigError, InputFormatError
 from ..progress import progress_bar
 from . import jobs as _jobs
-from .annotator import MAX_SENTENCE_TOKENS, check_output, check_scheme
+from .annotator import MAX_SENTENCE_TOKENS, check_output
 from .jobs import Job, Window, plan_jobs, read_windows
 from .output import (
     PROGRESS_SUFFIX,

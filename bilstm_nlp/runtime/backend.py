@@ -271,12 +271,9 @@ class OnnxTagger(OnnxModel):
             return spans_per_row(span_rows, np.exp(log_probs).tolist())
 
         def neighbour_classes(rows, positions, before, after):
-            # Independent tokens: the "lattice" of their log-probabilities alone.
             log_probs = np.where(mask[:, :, None], emissions, 0.0).astype(np.float64)
-            lattice = (log_probs, np.zeros_like(log_probs), np.zeros(len(log_probs)))
-            transitions = np.zeros((emissions.shape[2],) * 2)
-            return crf_numpy.neighbour_class_probs(
-                lattice, log_probs, transitions, rows, positions, mask.sum(1), before, after
+            return crf_numpy.independent_class_probs(
+                log_probs, rows, positions, mask.sum(1), before, after
             )
 
         return ScoredBatch(

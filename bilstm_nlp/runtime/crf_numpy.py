@@ -304,8 +304,8 @@ def neighbour_class_probs(
     more below) is summed again in log space.
 
     Args:
-        lattice: `forward_backward`'s `(alpha, beta, log_z)`; for a softmax head, whose tokens
-            are independent, its log-probabilities, zeros and zeros (with zero `transitions`).
+        lattice: `forward_backward`'s `(alpha, beta, log_z)` (a softmax head:
+            `independent_class_probs`).
         emissions: `(batch, seq_len, num_tags)` the scores the lattice was made from.
         transitions: `(num_tags, num_tags)` as in the sums (`CrfArrays.scores()[1]`).
         rows, positions: `(n,)` each, real tokens.
@@ -338,6 +338,24 @@ def neighbour_class_probs(
         following, inner, _ClassWeights.of(transitions, after, after=True), marginals
     )
     return starting, ending
+
+
+def independent_class_probs(
+    log_probs: np.ndarray,
+    rows: np.ndarray,
+    positions: np.ndarray,
+    lengths: np.ndarray,
+    before: np.ndarray,
+    after: np.ndarray | None,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """`neighbour_class_probs` for a softmax head, whose tokens are independent: its "lattice"
+    is the `(batch, seq_len, num_tags)` log-probabilities themselves (0 at padding), with no
+    backward scores, partition or transitions."""
+    lattice = (log_probs, np.zeros_like(log_probs), np.zeros(len(log_probs)))
+    transitions = np.zeros((log_probs.shape[2],) * 2)
+    return neighbour_class_probs(
+        lattice, log_probs, transitions, rows, positions, lengths, before, after
+    )
 
 
 @dataclass(frozen=True)

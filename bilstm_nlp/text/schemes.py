@@ -72,9 +72,6 @@ def normalize_scheme(name: str) -> str:
     return canonical
 
 
-WRITTEN_SCHEMES = ("IOB1", "IOB2", "BIOES", "BILOU")
-
-
 def normalize_written_scheme(name: str) -> str:
     """A scheme to write tags in: `normalize_scheme`'s name, except that BILOU stays BILOU
     (written as BIOES with `L-`/`U-` for `E-`/`S-`).

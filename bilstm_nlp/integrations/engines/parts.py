@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from ...annotation import jobs as _jobs
-from ...annotation.annotator import MAX_SENTENCE_TOKENS, check_output, check_scheme
+from ...annotation.annotator import MAX_SENTENCE_TOKENS, check_output
 from ...annotation.jobs import Job, Window, plan_jobs, read_windows
 from ...annotation.output import (
     OutputRun,
@@ -38,6 +38,7 @@ from ...annotation.output import (
     write_errors,
 )
 from ...annotation.writers import make_writer
+from ...decode import check_scheme
 from ...errors import ConfigError, OutputError
 from ...nn.model import Classifier, Tagger
 from .batch import EngineOptions, worker_window_encoder

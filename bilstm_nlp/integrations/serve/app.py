@@ -31,8 +31,9 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ...annotation.annotator import MAX_SENTENCE_TOKENS, check_scheme
+from ...annotation.annotator import MAX_SENTENCE_TOKENS
 from ...annotation.writers.jsonl import JsonlWriter
+from ...decode import check_scheme
 from ...errors import ConfigError
 from ...serialize import (
     describe_model,

@@ -4,6 +4,7 @@ and get what they would alone, bad input gets a 4xx with a JSON body, SIGTERM dr
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -308,12 +309,12 @@ def test_serve_without_the_extra_says_what_to_install(tmp_path):
     assert "Traceback" not in result.stderr
 
 
-@pytest.mark.skipif(not Path("/usr/bin/chromium").exists(), reason="needs Debian's chromium")
-def test_page_highlights_entities_in_a_real_browser(server):
+@contextlib.contextmanager
+def _browser():
+    """A real headless Chromium driven by chromedriver (Debian's packages)."""
+    if not Path("/usr/bin/chromium").exists():
+        pytest.skip("needs Debian's chromium")
     webdriver = pytest.importorskip("selenium.webdriver")
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
-
     options = webdriver.ChromeOptions()
     options.binary_location = "/usr/bin/chromium"
     for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1000,700"):
@@ -322,13 +323,49 @@ def test_page_highlights_entities_in_a_real_browser(server):
     driver = webdriver.Chrome(options=options, service=service)
     try:
         driver.set_page_load_timeout(30)
-        driver.get(f"http://127.0.0.1:{server}/")
-        wait = WebDriverWait(driver, 30)
-        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#model option"))
-        box = driver.find_element(By.ID, "text")
+        yield driver
+    finally:
+        driver.quit()
+
+
+def _open_page(driver, port: int):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver.get(f"http://127.0.0.1:{port}/")
+    wait = WebDriverWait(driver, 30)
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#model option"))
+    return wait
+
+
+def _fill(driver, text: str, model: str | None = None, k: int | None = None, scheme=None):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    if model is not None:
+        Select(driver.find_element(By.ID, "model")).select_by_value(model)
+    if k is not None:
+        box = driver.find_element(By.ID, "k")
         box.clear()
-        box.send_keys(TEXTS[1])
-        driver.find_element(By.ID, "submit").click()
+        box.send_keys(str(k))
+    if scheme is not None:
+        Select(driver.find_element(By.ID, "scheme")).select_by_value(scheme)
+    box = driver.find_element(By.ID, "text")
+    box.clear()
+    box.send_keys(text)
+    # The last answer's drawing goes first, so that a wait sees this answer's.
+    driver.execute_script(
+        "for (const id of ['result', 'kbest']) document.getElementById(id).replaceChildren()"
+    )
+    driver.find_element(By.ID, "submit").click()
+
+
+def test_page_highlights_entities_in_a_real_browser(server):
+    from selenium.webdriver.common.by import By
+
+    with _browser() as driver:
+        wait = _open_page(driver, server)
+        _fill(driver, TEXTS[1])
         marks = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#spans mark.entity"))
         shown = [
             (m.find_element(By.CLASS_NAME, "text").text, m.get_attribute("data-label"))
@@ -337,7 +374,53 @@ def test_page_highlights_entities_in_a_real_browser(server):
         [record] = _cli_records("ner", TEXTS[1:2])
         assert shown == [(s["text"], s["label"]) for s in record["spans"]]
         assert driver.find_element(By.ID, "spans").text.replace("\n", " ").startswith("Germany")
+        # Below the marks, each token's tag in the model's own scheme (IOB1 for `ner`).
+        tags = [t.text for t in driver.find_elements(By.CSS_SELECTOR, "#tags .token .tag")]
+        assert tags == [t["tag"] for t in record["tokens"]]
         if os.environ.get("BILSTM_NLP_SCREENSHOT"):
             driver.save_screenshot(os.environ["BILSTM_NLP_SCREENSHOT"])
-    finally:
-        driver.quit()
+
+
+def test_page_writes_tags_and_k_best_paths_in_the_scheme_picked(server):
+    from selenium.webdriver.common.by import By
+
+    text = TEXTS[0]
+    with _browser() as driver:
+        wait = _open_page(driver, server)
+        own = driver.find_element(By.CSS_SELECTOR, "#scheme option[value='']").text
+        assert own == "the model's own (IOB1)"
+        for scheme in ("IOB2", "BILOU"):
+            _fill(driver, text, model="ner", k=2, scheme=scheme)
+            rows = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#kbest-table tr.path"))
+            [record] = _cli_records("ner", [text], 2, "--scheme", scheme)
+            tags = [t.text for t in driver.find_elements(By.CSS_SELECTOR, "#tags .token .tag")]
+            assert tags == [t["tag"] for t in record["tokens"]]
+            paths = [p for sentence in record["kbest"] for p in sentence]
+            cells = [row.find_elements(By.TAG_NAME, "td") for row in rows]
+            assert [(c[0].text, c[1].text) for c in cells] == [
+                (" ".join(p["tags"]), f"{p['prob']:.4f}") for p in paths
+            ]
+        assert {"U-ORG", "B-PER", "L-PER"} <= set(tags)  # BILOU's own letters, not IOB1's
+
+
+def test_page_turns_off_the_controls_a_model_has_no_use_for(server):
+    from selenium.webdriver.common.by import By
+
+    with _browser() as driver:
+        wait = _open_page(driver, server)
+        _fill(driver, TEXTS[0], model="ner", scheme="BIOES")
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#spans mark.entity"))
+        # POS tags have no scheme: the picked one is dropped, not sent (the API would refuse it).
+        _fill(driver, TEXTS[0], model="pos")
+        assert not driver.find_element(By.ID, "scheme").is_enabled()
+        tokens = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#tags .token .tag"))
+        [record] = _cli_records("pos", TEXTS[0:1])
+        assert [t.text for t in tokens] == [t["tag"] for t in record["tokens"]]
+        assert driver.find_element(By.ID, "status").text == ""
+        # A classifier has neither k best paths nor tags.
+        _fill(driver, TEXTS[0], model="sentiment")
+        assert not driver.find_element(By.ID, "k").is_enabled()
+        assert not driver.find_element(By.ID, "scheme").is_enabled()
+        bars = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#distribution .bar"))
+        [record] = _cli_records("sentiment", TEXTS[0:1])
+        assert {b.get_attribute("data-label") for b in bars} == set(record["probs"])

@@ -1,6 +1,7 @@
 // The page: picks a model from /v1/models, posts the text to /v1/annotate and draws the record:
-// entities and chunks as displaCy-style marks, POS tags under tokens, a classifier's labels as
-// bars, the k best tag sequences as a table. No external assets: everything comes from /static.
+// entities and chunks as displaCy-style marks with their tokens' tags (in the scheme picked)
+// below, POS tags under tokens, a classifier's labels as bars, the k best tag sequences as a
+// table. No external assets: everything comes from /static.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
@@ -21,6 +22,17 @@ async function loadModels() {
     $("model").append(el("option", { value: model.name }, `${model.name} (${model.task})`));
   }
   $("model").value = body.default;
+  fitControls();
+}
+
+// k best and the tag scheme mean something only for some models: the others' controls are off.
+function fitControls() {
+  const model = models[$("model").value];
+  $("k").disabled = model.kind !== "tagger";
+  const scheme = $("scheme");
+  scheme.disabled = !model.scheme;
+  if (scheme.disabled) scheme.value = "";
+  scheme.options[0].textContent = model.scheme ? `the model's own (${model.scheme})` : "the model's own";
 }
 
 function drawSpans(record, kind) {
@@ -75,11 +87,13 @@ async function submit(event) {
   event.preventDefault();
   const model = models[$("model").value];
   const k = model.kind === "tagger" ? Number($("k").value) || 0 : 0;
+  const request = { text: $("text").value, model: model.name, k };
+  if (!$("scheme").disabled && $("scheme").value) request.scheme = $("scheme").value;
   $("status").textContent = "…";
   const response = await fetch("/v1/annotate", {
     method: "POST",
     headers: { "Content-Type": "application/json" },
-    body: JSON.stringify({ text: $("text").value, model: model.name, k }),
+    body: JSON.stringify(request),
   });
   const body = await response.json();
   $("result").replaceChildren();
@@ -91,10 +105,11 @@ async function submit(event) {
   $("status").textContent = "";
   const record = body.records[0];
   if (record.probs) $("result").append(drawDistribution(record));
-  else if (record.spans) $("result").append(drawSpans(record, model.task === "ner" ? "ner" : "chunk"));
+  else if (record.spans) $("result").append(drawSpans(record, model.task === "ner" ? "ner" : "chunk"), drawTags(record));
   else $("result").append(drawTags(record));
   if (record.kbest) $("kbest").append(drawKbest(record));
 }
 
 $("form").addEventListener("submit", submit);
+$("model").addEventListener("change", fitControls);
 loadModels();

@@ -671,6 +671,59 @@ def test_underflow_fallback_keeps_marginals_exact():
     torch.testing.assert_close(crf.log_partition(emissions, mask), log_z)
 
 
+@pytest.mark.parametrize(
+    ("forbidden", "emissions", "padded"),
+    [
+        # Tag 0 leads at the first token and may not be followed by tag 2: the forward sum into
+        # tag 2 at the second token trails its best term by 1,000 nats.
+        ((0, 2), [[1000.0, 0.0, 0.0], [0.0, 0.0, 0.0]], False),
+        # Tag 2 leads at the second token and tag 1 may not precede it: the backward sum out of
+        # tag 1 at the first token does, while tags 0 and 1 tie at the first, so every forward
+        # sum has its best term.
+        ((1, 2), [[1000.0, 1000.0, 0.0], [0.0, 0.0, 1000.0]], False),
+        # The same with a padding token after, whose own backward sums are never read.
+        ((1, 2), [[1000.0, 1000.0, 0.0], [0.0, 0.0, 1000.0]], True),
+    ],
+    ids=["forward", "backward", "backward-padded"],
+)
+def test_lattice_is_exact_when_one_direction_alone_underflows(forbidden, emissions, padded):
+    # Each recursion falls back to exact sums on its own underflow, and only there: alpha and
+    # beta against their enumeration.
+    transitions = torch.ones(3, 3, dtype=torch.bool)
+    transitions[forbidden] = False
+    ones = torch.ones(3, dtype=torch.bool)
+    crf = CRF(3, AllowedTransitions(ones, transitions, ones))
+    with torch.no_grad():
+        for parameter in crf.parameters():
+            parameter.zero_()
+    emissions = torch.tensor([emissions + [[0.0] * 3] * padded], dtype=torch.float64)
+    mask = torch.tensor([[True, True] + [False] * padded])
+    start, trans, end = (score.detach().double() for score in crf.scores())
+    alpha, beta, log_z = crf.forward_backward(emissions, mask)
+    paths = all_paths(3, 2)
+    scores = enumerated_scores(emissions[0], paths, (start, trans, end))
+    for t in range(2):
+        for tag in range(3):
+            through = paths[:, t] == tag
+            prefix = start[paths[:, 0]] + emissions[0, 0, paths[:, 0]]
+            if t == 1:
+                prefix = prefix + trans[paths[:, 0], paths[:, 1]] + emissions[0, 1, paths[:, 1]]
+            suffix = scores - prefix
+            # Prefixes (and suffixes) of the paths through `tag` at t, each counted once.
+            first = {}
+            for i in through.nonzero().flatten().tolist():
+                key = tuple(paths[i, : t + 1].tolist())
+                first.setdefault(key, prefix[i])
+            expected_alpha = torch.stack(list(first.values())).logsumexp(0)
+            rest = {}
+            for i in through.nonzero().flatten().tolist():
+                rest.setdefault(tuple(paths[i, t:].tolist()), suffix[i])
+            expected_beta = torch.stack(list(rest.values())).logsumexp(0)
+            torch.testing.assert_close(alpha[0, t, tag], expected_alpha, rtol=1e-12, atol=1e-9)
+            torch.testing.assert_close(beta[0, t, tag], expected_beta, rtol=1e-12, atol=1e-9)
+    torch.testing.assert_close(log_z[0], scores.logsumexp(0), rtol=1e-12, atol=1e-9)
+
+
 def test_ordinary_scores_stay_on_the_fast_path(monkeypatch):
     monkeypatch.setattr(crf_module, "_exact_vecmat", lambda *a: pytest.fail("fell back"))
     crf = random_crf(5, 0, allowed_transitions("BIOES", SCHEME_TAGS["BIOES"]))

@@ -424,3 +424,21 @@ def test_page_turns_off_the_controls_a_model_has_no_use_for(server):
         bars = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#distribution .bar"))
         [record] = _cli_records("sentiment", TEXTS[0:1])
         assert {b.get_attribute("data-label") for b in bars} == set(record["probs"])
+
+
+def test_page_shows_the_services_refusal_and_draws_nothing(server):
+    from selenium.webdriver.common.by import By
+
+    with _browser() as driver:
+        wait = _open_page(driver, server)
+        _fill(driver, TEXTS[0], model="ner")
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#spans mark.entity"))
+        # Over the server's --max-chars (2,000): the page says what the service said, and the
+        # last answer's drawing does not stay as if it were this text's.
+        long_text = "EU rejects German call. " * 100
+        driver.execute_script("document.getElementById('text').value = arguments[0]", long_text)
+        driver.find_element(By.ID, "submit").click()
+        status = wait.until(lambda d: d.find_element(By.ID, "status").text.startswith("422") and d)
+        text = status.find_element(By.ID, "status").text
+        assert "(limit 2000)" in text
+        assert not driver.find_elements(By.CSS_SELECTOR, "#result *")

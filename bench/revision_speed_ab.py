@@ -4,7 +4,7 @@
 
 Each revision is checked out in a temporary worktree; each round runs one process per revision in
 turn, which tags the 2,001 pre-split UD EWT dev sentences (or `--data`: a CoNLL-U file, or a
-CoNLL column file such as CoNLL-2003's, token first) with the shipped model (batch 256, with
+CoNLL column file such as CoNLL-2003's, token first) with `--model` (batch 256, with
 confidences, 1 thread unless --threads says otherwise) --calls times (5) after a warm-up, and
 prints the median tokens/s with its range, and all the calls' tokens over their summed time (what
 tagging a corpus call after call gets: a slow call that the median hides, such as one with a full
@@ -12,6 +12,12 @@ garbage collection, counts there). Each process also counts the full garbage col
 timed calls and their time, and times `TokenEncoder.encode_batch` over the same batches: a new
 encoder's first pass (every token new) and the median of 10 passes more (every token known).
 Writes bench/results/revision_speed_ab.json.
+
+Which model each revision loads: a shipped name (`--model ner`, the default) or an absolute path
+is the same model for both (a name is the installed package's: this checkout's, in the README's
+editable install), so the code is what differs; a relative path is read in
+each worktree, so `--model models/ner` gives each revision the model it shipped (the product as it
+was against the product as it is).
 """
 
 from __future__ import annotations
@@ -83,7 +89,9 @@ def main() -> None:
     parser.add_argument("a")
     parser.add_argument("b")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--model", default="ner")
+    parser.add_argument(
+        "--model", default="ner", help="the same for both; a relative path: each revision's own"
+    )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--calls", type=int, default=5, help="timed calls per process")
     parser.add_argument("--data", default=str(ROOT.parent / "shared/corpora/ud_ewt/dev.conllu"))

@@ -469,16 +469,19 @@ def viterbi_decode(
     start, transitions, end = (s.astype(dtype) for s in (start, transitions, end))
     batch, seq_len, num_tags = emissions.shape
     rows = np.arange(batch)
+    # shape: (num_tags, num_tags): next tag j, previous tag i, so that each step reduces along
+    # contiguous rows (along columns it took twice as long in float32, four times in float64).
+    into = np.ascontiguousarray(transitions.T)
     score = start + emissions[:, 0]
     scores, history = [score], []
     for t in range(1, seq_len):
-        # shape: (batch, num_tags, num_tags): previous tag i, next tag j
-        candidates = score[:, :, None] + transitions
+        # shape: (batch, num_tags, num_tags): next tag j, previous tag i
+        candidates = score[:, None, :] + into
         # shape: (batch, num_tags) twice
-        previous = candidates.argmax(axis=1)
-        # The max is the candidate the argmax picked, without gathering it; the ufunc's own
-        # reduce skips `ndarray.max`'s Python wrapper, a good part of a short step.
-        score = np.maximum.reduce(candidates, axis=1) + emissions[:, t]
+        previous = candidates.argmax(axis=2)
+        # The max is the candidate the argmax picked: gathered, not reduced a second time.
+        best = np.take_along_axis(candidates, previous[:, :, None], axis=2)[:, :, 0]
+        score = best + emissions[:, t]
         scores.append(score)
         history.append(previous)
     lengths = _lengths(mask)

@@ -125,6 +125,38 @@ def test_viterbi_equals_torch(scheme, batch, seq_len, seed):
     assert scores.dtype == np.float32
 
 
+@pytest.mark.parametrize("forbidden", ["transitions", "end"])
+def test_viterbi_gives_a_sequence_without_a_finite_path_ids_0_and_minus_inf(forbidden):
+    # No transition allowed: a sequence of one token keeps its path, longer ones have none. No
+    # end allowed: no sequence has a path, though the forward scores and the back-pointers are
+    # finite. Both decoders answer alike.
+    from bilstm_nlp.nn.crf import _viterbi
+
+    generator = np.random.default_rng(0)
+    start, end = generator.normal(size=3), generator.normal(size=3)
+    transitions = generator.normal(size=(3, 3))
+    if forbidden == "transitions":
+        transitions[:] = -np.inf
+    else:
+        end[:] = -np.inf
+    emissions = generator.normal(size=(3, 4, 3)).astype(np.float32)
+    # Tag 2 far ahead everywhere: the back-pointers lead to it, not to id 0 by chance.
+    emissions[:, :, 2] += 10.0
+    mask = np.array([[1, 1, 1, 0], [1, 0, 0, 0], [1, 1, 1, 1]], dtype=bool)
+    tag_ids, scores = crf_numpy.viterbi_decode(emissions, mask, start, transitions, end)
+    without = [0, 2] if forbidden == "transitions" else [0, 1, 2]
+    np.testing.assert_array_equal(tag_ids[without], 0)
+    assert (scores[without] == -np.inf).all()
+    if forbidden == "transitions":
+        best = int(np.argmax(start + emissions[1, 0] + end))
+        assert tag_ids[1].tolist() == [best, 0, 0, 0]
+        assert scores[1] == pytest.approx(float((start + emissions[1, 0] + end)[best]), rel=1e-6)
+    as_torch = (torch.from_numpy(a) for a in (start, transitions, end))
+    t_tag_ids, t_scores = _viterbi(torch.from_numpy(emissions), torch.from_numpy(mask), *as_torch)
+    np.testing.assert_array_equal(tag_ids, t_tag_ids.numpy())
+    np.testing.assert_allclose(scores, t_scores.numpy(), rtol=1e-6)
+
+
 @pytest.mark.parametrize("k", [1, 2, 5, 40])
 @pytest.mark.parametrize(("scheme", "batch", "seq_len", "seed"), CASES[::3])
 def test_kbest_equals_torch(scheme, batch, seq_len, seed, k):

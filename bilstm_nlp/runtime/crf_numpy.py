@@ -469,32 +469,36 @@ def viterbi_decode(
     start, transitions, end = (s.astype(dtype) for s in (start, transitions, end))
     batch, seq_len, num_tags = emissions.shape
     rows = np.arange(batch)
-    # shape: (num_tags, num_tags): next tag j, previous tag i, so that each step reduces along
-    # contiguous rows (along columns it took twice as long in float32, four times in float64).
-    into = np.ascontiguousarray(transitions.T)
-    score = start + emissions[:, 0]
-    scores, history = [score], []
-    for t in range(1, seq_len):
-        # shape: (batch, num_tags, num_tags): next tag j, previous tag i
-        candidates = score[:, None, :] + into
-        # shape: (batch, num_tags) twice
-        previous = candidates.argmax(axis=2)
-        # The max is the candidate the argmax picked: gathered, not reduced a second time.
-        best = np.take_along_axis(candidates, previous[:, :, None], axis=2)[:, :, 0]
-        score = best + emissions[:, t]
+    # Tags before batch, as in `nn.crf._viterbi`: the max over previous tags is then an
+    # element-wise max of contiguous (num_tags, batch) slabs, a fifth of the time of a max along
+    # the rows of (batch, num_tags, num_tags) with its argmax at batch 256.
+    # shape: (seq_len, num_tags, batch)
+    steps = np.ascontiguousarray(emissions.transpose(1, 2, 0))
+    # shape: (num_tags, num_tags, 1): previous tag i, next tag j
+    moves = transitions[:, :, None]
+    score = start[:, None] + steps[0]
+    scores = [score]
+    for step in steps[1:]:
+        # No mask in the loop: padding never feeds a real position.
+        # shape: (num_tags, num_tags, batch) -> (num_tags, batch)
+        score = np.maximum.reduce(score[:, None, :] + moves, axis=0) + step
         scores.append(score)
-        history.append(previous)
     lengths = _lengths(mask)
-    # shape: (batch, num_tags)
-    last = np.stack(scores)[lengths - 1, rows]
+    # shape: (batch, num_tags): the scores at each sequence's last real token
+    last = np.stack(scores)[lengths - 1, :, rows]
     final = last + end
     best_last = final.argmax(axis=1)
     best_scores = final[rows, best_last]
-    tags = [best_last]
+    # The backtrace recomputes each back-pointer for the one tag it follows (the same sums as the
+    # forward pass, so the same first maximum) instead of keeping every step's argmax.
+    # shape: (seq_len, batch): True from each sequence's last real token on
+    from_last = np.arange(seq_len)[:, None] >= lengths - 1
     tag = best_last
+    tags = [tag]
     for t in range(seq_len - 2, -1, -1):
-        previous = history[t][rows, tag]
-        tag = np.where(t >= lengths - 1, best_last, previous)
+        # shape: (num_tags, batch) -> (batch,)
+        previous = (scores[t] + transitions[:, tag]).argmax(axis=0)
+        tag = np.where(from_last[t], best_last, previous)
         tags.append(tag)
     tag_ids = np.stack(tags[::-1], axis=1)
     found = mask & (best_scores > -np.inf)[:, None]

@@ -5,15 +5,16 @@ Apart from `decode.py` so that decoding (and with it tagging with an ONNX model)
 torch; `decode.tag_sentences` / `classify_sentences` import this module only for a torch model.
 One forward pass and, when asked, one forward-backward pass per batch, as the heads give them.
 
-With `low_latency` (the spaCy component, which spaCy calls one text at a time), a short batch of a
-CRF tagger (at most `NUMPY_CRF_MAX_SENTENCES` sentences) runs its CRF in numpy
-(`runtime.backend.score_crf`, the ONNX models' CRF), after the torch network: its recursions make
-a dozen small calls per token, and a numpy call on a few rows costs a fraction of a torch op's
-dispatch. A batch of one sentence (of at most `NUMPY_NETWORK_MAX_TOKENS` tokens) runs the network
-in numpy too (`runtime.network_numpy`), where torch's per-op and per-LSTM-call costs outweigh the
-work. The results are the torch ones to float rounding (`tests/test_crf_numpy.py`,
-`tests/test_network_numpy.py`). The CLI keeps it off: there a sentence's output must not depend
-on how a resumed run cut its batches.
+On the CPU a CRF tagger runs its CRF in numpy (`runtime.backend.score_crf`, the ONNX models'
+CRF), after the torch network: its recursions make a dozen small calls per token, and a numpy call
+costs a fraction of a torch op's dispatch. Asked for k best paths or uncertainty, only a short
+batch does so (at most `NUMPY_CRF_MAX_SENTENCES` sentences, with `low_latency`: the spaCy
+component, which spaCy calls one text at a time). With `low_latency` a batch of one sentence (of
+at most `NUMPY_NETWORK_MAX_TOKENS` tokens) runs the network in numpy too (`runtime.network_numpy`),
+where torch's per-op and per-LSTM-call costs outweigh the work. The results are the torch ones to
+float rounding (`tests/test_crf_numpy.py`, `tests/test_network_numpy.py`). The CLI keeps
+`low_latency` off: there a sentence's output must not depend on how a resumed run cut its batches
+(without it the CRF's backend does not depend on the batch).
 """
 
 from __future__ import annotations
@@ -43,9 +44,12 @@ from .scored import ScoredBatch, flatten_spans, kbest_rows, spans_per_row
 from .text.schemes import Span
 
 NUMPY_CRF_MAX_SENTENCES = 32
-"""Batches of at most this many sentences run the CRF in numpy (see the module docstring). On
+"""With k best paths or uncertainty, batches of at most this many sentences run the CRF in numpy
+when asked for low latency (see the module docstring); without them every batch does. On
 13-token sentences (ner model, one thread) numpy took half the torch CRF's time at 1 to 8
-sentences, three quarters at 32, about the same at 64."""
+sentences, three quarters at 32, about the same at 64, before its Viterbi ran tags before batch
+(298536d); since then the whole tagging of UD EWT dev at batch 256 runs 4% faster with the numpy
+CRF on one thread and 17% on two, while its k-best search is a third slower there."""
 
 NUMPY_DOCUMENT_MAX_SENTENCES = 4
 """A document-memory tagger's call of at most this many sentences (each within
@@ -74,6 +78,12 @@ def tagger_scoring(
     there)."""
     _eval(model)
     numpy_crf = low_latency and _numpy_crf_can_run(model, device)
+    # Without k best paths or uncertainty the CRF runs in numpy at every batch size, low latency
+    # or not, so a sentence's output never depends on how its batches were cut.
+    numpy_crf_always = k == 0 and not uncertainty and _numpy_crf_can_run(model, device)
+
+    def crf_in_numpy(sentences: int) -> bool:
+        return numpy_crf_always or (numpy_crf and sentences <= NUMPY_CRF_MAX_SENTENCES)
 
     def score(
         token_lists: list[Sequence[str]],
@@ -86,7 +96,7 @@ def tagger_scoring(
         if prepared is not None:
             # Emissions made beforehand (`document_emissions`): only the head's work is left.
             batch, emissions = prepared
-            if numpy_crf and len(token_lists) <= NUMPY_CRF_MAX_SENTENCES and not uncertainty:
+            if crf_in_numpy(len(token_lists)) and not uncertainty:
                 arrays = _numpy_arrays(model).crf
                 return score_crf(arrays, emissions.numpy(), batch.mask.numpy(), k, confidence)
             return score_batch(model, batch, k, confidence, uncertainty, emissions)
@@ -102,7 +112,7 @@ def tagger_scoring(
                 mask = np.ones((1, len(one)), dtype=bool)
                 return score_crf(numpy_model.crf, one[None], mask, k, confidence)
         batch = Batch.from_arrays(encoder.encode_batch(token_lists)).to(device)
-        if not numpy_crf or len(token_lists) > NUMPY_CRF_MAX_SENTENCES:
+        if not crf_in_numpy(len(token_lists)):
             return score_batch(model, batch, k, confidence, uncertainty)
         emissions = model(batch)
         mask = batch.mask

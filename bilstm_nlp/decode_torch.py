@@ -97,7 +97,7 @@ def tagger_scoring(
             # Emissions made beforehand (`document_emissions`): only the head's work is left.
             batch, emissions = prepared
             if crf_in_numpy(len(token_lists)) and not uncertainty:
-                arrays = _numpy_arrays(model).crf
+                arrays = _numpy_crf(model)
                 return score_crf(arrays, emissions.numpy(), batch.mask.numpy(), k, confidence)
             return score_batch(model, batch, k, confidence, uncertainty, emissions)
         if numpy_crf and len(token_lists) == 1 and not uncertainty:
@@ -117,7 +117,7 @@ def tagger_scoring(
         emissions = model(batch)
         mask = batch.mask
         scored = score_crf(
-            _numpy_arrays(model).crf,
+            _numpy_crf(model),
             emissions.numpy(),
             mask.numpy(),
             k,
@@ -358,6 +358,36 @@ def _numpy_arrays(model: Tagger) -> NumpyTagger:
     arrays = NumpyTagger(CrfArrays(**crf_arrays(model.head)), network_arrays(model))
     _NUMPY_TAGGERS[model] = _Made(parameters, _versions(parameters), layers, arrays)
     return arrays
+
+
+_NUMPY_CRFS: weakref.WeakKeyDictionary[Tagger, tuple[Tensor, CrfArrays]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _numpy_crf(model: Tagger) -> CrfArrays:
+    """A CRF tagger's `CrfArrays` for the batch path, checked against the CRF's scores themselves
+    each call (a few hundred numbers), not their tensors' versions: a trainer that owns the
+    weights (thinc's, in spaCy training) writes them in place through shared memory, which no
+    version counts, and a batch of every size now reads these arrays, in training's evaluations
+    too. Apart from `_numpy_arrays` so that no batch builds the numpy network."""
+    crf = model.head.crf
+    with torch.no_grad():
+        current = torch.cat([parameter.reshape(-1) for parameter in crf.parameters()])
+    made = _NUMPY_CRFS.get(model)
+    if made is not None and made[0].shape == current.shape and torch.equal(made[0], current):
+        return made[1]
+    arrays = CrfArrays(**crf_arrays(model.head))
+    _NUMPY_CRFS[model] = (current.clone(), arrays)
+    return arrays
+
+
+def forget_numpy_arrays(model: Tagger) -> None:
+    """Drop the numpy copies of a model's weights, for a trainer that writes the weights where no
+    tensor version sees it (the low-latency paths check versions only: a content check of the
+    whole network would cost more than the sentence)."""
+    _NUMPY_TAGGERS.pop(model, None)
+    _NUMPY_CRFS.pop(model, None)
 
 
 def network_arrays(model: Tagger) -> NetworkArrays | None:

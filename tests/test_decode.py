@@ -366,3 +366,42 @@ def test_the_encoder_kept_for_a_model_lasts_across_calls_and_changes_no_result()
     del model
     gc.collect()
     assert all(encoder is not kept for _, encoder in _kept_encoders.values())
+
+
+def test_crf_weights_written_in_place_behind_torchs_back_are_read_on_the_next_call() -> None:
+    # spaCy's trainer (thinc) owns the weights and writes them through shared memory, which no
+    # tensor version counts; the numpy CRF of the batch path must still read the new scores.
+    import copy
+
+    model = _tagger("crf-bioes-as-iob1")
+    before = tag_sentences(model, SENTENCES)
+    shared = model.head.crf.transitions.data.numpy()
+    version = model.head.crf.transitions._version
+    shared += np.random.default_rng(0).normal(scale=3.0, size=shared.shape).astype(shared.dtype)
+    assert model.head.crf.transitions._version == version
+    fresh = copy.deepcopy(model)
+    after, expected = tag_sentences(model, SENTENCES), tag_sentences(fresh, SENTENCES)
+    assert [s.tag_probs for s in after] != [s.tag_probs for s in before]
+    for got, want in zip(after, expected, strict=True):
+        assert got.tags == want.tags
+        assert got.tag_probs == pytest.approx(want.tag_probs, abs=1e-6)
+
+
+def test_forgotten_numpy_arrays_are_made_again_for_the_one_sentence_path() -> None:
+    # The one-sentence (low-latency) path checks tensor versions only; a trainer that writes
+    # behind them (the spaCy component's finish_update) drops the copies.
+    import copy
+
+    from bilstm_nlp.decode_torch import forget_numpy_arrays
+
+    model = _tagger("crf-bioes-as-iob1")
+    sentence = SENTENCES[0]
+    [before] = tag_sentences(model, [sentence], low_latency=True)
+    shared = model.head.crf.transitions.data.numpy()
+    shared += np.random.default_rng(0).normal(scale=3.0, size=shared.shape).astype(shared.dtype)
+    forget_numpy_arrays(model)
+    [after] = tag_sentences(model, [sentence], low_latency=True)
+    [expected] = tag_sentences(copy.deepcopy(model), [sentence], low_latency=True)
+    assert after.tags == expected.tags
+    assert after.tag_probs == pytest.approx(expected.tag_probs, abs=1e-6)
+    assert after.tag_probs != before.tag_probs

@@ -47,6 +47,7 @@ from thinc.api import (
 
 from .._version import __version__
 from ..annotation.annotator import Annotator
+from ..decode_torch import forget_numpy_arrays
 from ..errors import ConfigError
 from ..nn.encoding import Batch, EncodedSentence, collate, encode_tokens
 from ..nn.meta import CLASSIFIER_TASKS, ModelMeta, ReaderSettings
@@ -198,6 +199,10 @@ class _TrainableBilstm:
                 [p for p in self._model.parameters() if p.grad is not None], sgd.grad_clip
             )
         self.model.finish_update(sgd)
+        if isinstance(self._model, Tagger):
+            # Thinc writes the new weights into torch's tensors through shared memory, which no
+            # tensor version records: the numpy copies of the one-sentence path are made anew.
+            forget_numpy_arrays(self._model)
 
     def get_loss(self, examples: Iterable[Example], scores: Any) -> tuple[float, Any]:
         """The mean negative log-likelihood per row of the gold labels under `scores` (the

@@ -784,12 +784,12 @@ def lstm_efficiency(model, token_lists: list[list[str]], repeats: int) -> list[d
     # A document-memory tagger's emission layer reads the BiLSTM state and its word's memory
     # (twice the width); at tagging time it runs as one layer of twice the tags over the state
     # (`Tagger.memory_parts`), which is what is timed here.
+    if model.config.doc_memory:
+        emission_layer = model.stacked_memory_projection()
+    else:
+        emission_layer = head.emissions
     outputs = 2 * num_tags if model.config.doc_memory else num_tags
-    weight, bias = head.projection.weight.detach(), head.projection.bias.detach()
-    width = 2 * hidden
-    stacked_weight = torch.cat([weight[:, :width], weight[:, width:]])
-    stacked_bias = torch.cat([bias, torch.zeros_like(bias)])
-    per_token += 2 * width * outputs
+    per_token += 2 * (2 * hidden) * outputs
     lengths = [len(t) for t in token_lists]
     generator = torch.Generator().manual_seed(0)
     batches = []
@@ -803,11 +803,7 @@ def lstm_efficiency(model, token_lists: list[list[str]], repeats: int) -> list[d
     def forward() -> None:
         with torch.inference_mode():
             for features, mask in batches:
-                if model.config.doc_memory:
-                    encoded = encoder(features, mask)
-                    torch.nn.functional.linear(encoded, stacked_weight, stacked_bias)
-                else:
-                    head.emissions(encoder(features, mask))
+                emission_layer(encoder(features, mask))
 
     model.eval()
     rows = []

@@ -77,10 +77,11 @@ def tagger_scoring(
     sentences (token lists, encoded by `encoder`), for `decode.tag_sentences` (arguments as
     there)."""
     _eval(model)
-    numpy_crf = low_latency and _numpy_crf_can_run(model, device)
+    can_run = _numpy_crf_can_run(model, device)
+    numpy_crf = low_latency and can_run
     # Without k best paths or uncertainty the CRF runs in numpy at every batch size, low latency
     # or not, so a sentence's output never depends on how its batches were cut.
-    numpy_crf_always = k == 0 and not uncertainty and _numpy_crf_can_run(model, device)
+    numpy_crf_always = k == 0 and not uncertainty and can_run
 
     def crf_in_numpy(sentences: int) -> bool:
         return numpy_crf_always or (numpy_crf and sentences <= NUMPY_CRF_MAX_SENTENCES)

@@ -148,22 +148,28 @@ class Tagger(_Model):
             others = projection(torch.cat([zeros, contextual], dim=-1))
             others = others - projection(torch.cat([zeros, zeros], dim=-1))
             return projection(torch.cat([contextual, zeros], dim=-1)), others
-        weight, bias = self.head.projection.weight, self.head.projection.bias
-        width = self.encoder.output_dim
-        num_tags = weight.shape[0]
-        with torch.device("meta"):
-            stacked = nn.Linear(width, 2 * num_tags)
-        # Rows: the own part (the first `width` inputs, with the bias), then the memory part.
-        stacked.weight = nn.Parameter(
-            torch.cat([weight[:, :width], weight[:, width:]]), requires_grad=False
-        )
-        stacked.bias = nn.Parameter(torch.cat([bias, torch.zeros_like(bias)]), requires_grad=False)
+        stacked = self.stacked_memory_projection()
+        num_tags = stacked.out_features // 2
         if _by_type(self, batch):
             projected = _by_type_contextual(self, batch, stacked)
         else:
             projected = stacked(_contextual(self, batch))
         # The bias also lands on padding; the memory reads real tokens only.
         return projected[..., :num_tags], projected[..., num_tags:]
+
+    def stacked_memory_projection(self) -> nn.Linear:
+        """A document-memory tagger's float emission layer as `memory_parts` runs it: one layer
+        of twice the tags over the BiLSTM state, its rows the own part (with the bias), then what
+        the state lends its word's memory (no bias)."""
+        weight, bias = self.head.projection.weight, self.head.projection.bias
+        width = self.encoder.output_dim
+        with torch.device("meta"):
+            stacked = nn.Linear(width, 2 * weight.shape[0])
+        stacked.weight = nn.Parameter(
+            torch.cat([weight[:, :width], weight[:, width:]]), requires_grad=False
+        )
+        stacked.bias = nn.Parameter(torch.cat([bias, torch.zeros_like(bias)]), requires_grad=False)
+        return stacked
 
     def loss(self, batch: Batch) -> Tensor:
         """Negative log-likelihood of the gold tags, summed over the batch."""

@@ -48,8 +48,9 @@ NUMPY_CRF_MAX_SENTENCES = 32
 when asked for low latency (see the module docstring); without them every batch does. On
 13-token sentences (ner model, one thread) numpy took half the torch CRF's time at 1 to 8
 sentences, three quarters at 32, about the same at 64, before its Viterbi ran tags before batch
-(298536d); since then the whole tagging of UD EWT dev at batch 256 runs 4% faster with the numpy
-CRF on one thread and 17% on two, while its k-best search is a third slower there."""
+(298536d); since then tagging UD EWT dev at batch 256 is faster with it at one thread and two (the
+README's "Speed against peers", `bench/revision_speed_ab.py`), while its k-best search is slower
+there."""
 
 NUMPY_DOCUMENT_MAX_SENTENCES = 4
 """A document-memory tagger's call of at most this many sentences (each within

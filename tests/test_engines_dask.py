@@ -91,7 +91,7 @@ def _texts(lines: list[bytes]) -> list[str]:
 
 
 def test_cli_engine_dask_is_byte_identical_to_local(
-    client: Client, documents: Path, local_lines: list[bytes], tmp_path: Path
+    client: Client, documents: Path, local_lines: list[bytes], tmp_path: Path, caplog
 ) -> None:
     outdir = tmp_path / "out"
     address = client.scheduler.address
@@ -100,6 +100,8 @@ def test_cli_engine_dask_is_byte_identical_to_local(
     assert result.exit_code == 0, result.output
     assert (outdir / SUCCESS).is_file()
     assert list(concatenated(outdir)) == local_lines
+    # Counted and said, as a local run says it.
+    assert "1 input lines were not valid UTF-8" in caplog.text
 
 
 def test_cli_engine_dask_runs_an_onnx_folder(

@@ -198,15 +198,44 @@ def test_concurrent_clients_get_their_own_answers_in_shared_batches(server, shar
         worker.start()
     for worker in workers:
         worker.join(60)
-    # Records equal, exactly (tags, spans, offsets, probabilities to 4 decimals as written).
-    assert [a[1]["records"] if a[0] == 200 else a for a in answers] == expected
+    got = [a[1]["records"] if a[0] == 200 else a for a in answers]
+    # Records equal but for the scores, which may round the other way in their 4th decimal:
+    # float32 products in a batch of another size are summed in another order.
+    assert [_without_scores(r) for r in got] == [_without_scores(r) for r in expected]
+    assert max(_score_gaps(got, expected)) <= 1.0001e-4
     assert _metric(server, "bilstm_batch_requests_max") > 1
+
+
+def _without_scores(value):
+    if isinstance(value, dict):
+        return {k: _without_scores(v) for k, v in value.items() if k not in ("score", "prob")}
+    if isinstance(value, list):
+        return [_without_scores(v) for v in value]
+    return value
+
+
+def _score_gaps(got, expected):
+    if isinstance(got, dict):
+        for key, value in got.items():
+            if key in ("score", "prob"):
+                yield abs(value - expected[key])
+            else:
+                yield from _score_gaps(value, expected[key])
+    elif isinstance(got, list):
+        for a, b in zip(got, expected, strict=True):
+            yield from _score_gaps(a, b)
+    else:
+        yield 0.0
 
 
 BAD_REQUESTS = [
     # (path, body bytes, status, field)
     ("/v1/annotate", b'{"texts": ["' + b"a" * 30000 + b'"]}', 413, "body"),
     ("/v1/annotate", b'{"texts": ["EU rejects"', 400, "body"),
+    # Python's JSON reader raises ValueError and RecursionError on these, not JSONDecodeError.
+    ("/v1/annotate", b'{"text": "EU", "k": ' + b"9" * 5000 + b"}", 400, "body"),
+    ("/v1/tag", b'{"sentences": [["EU"]], "k": ' + b"9" * 5000 + b"}", 400, "body"),
+    ("/v1/annotate", b'{"text": "EU", "model": ' + b"[" * 5000 + b"]" * 5000 + b"}", 400, "body"),
     ("/v1/annotate", b'{"text": "caf\xe9"}', 400, "body"),
     ("/v1/annotate", b"[1, 2]", 422, "body"),
     ("/v1/annotate", b'{"texts": "EU rejects"}', 422, "texts"),
@@ -247,6 +276,39 @@ def test_wrong_method_and_path_get_json(server):
     for method, path, status in [("GET", "/v1/annotate", 405), ("GET", "/nowhere", 404)]:
         got, _, raw = _request(server, method, path)
         assert got == status and "error" in json.loads(raw)
+
+
+def test_a_request_that_timed_out_leaves_the_queue_and_is_never_run():
+    import asyncio
+
+    from bilstm_nlp.integrations.serve.batching import Job, MicroBatcher
+
+    loop = asyncio.new_event_loop()
+    try:
+        batcher = MicroBatcher({"ner": load_model("ner")}, max_wait_ms=100)
+
+        def job(text: str) -> Job:
+            return Job("ner", "annotate", 0, [text], 1, loop.create_future(), loop)
+
+        gone, first, second = job("a"), job("b"), job("c")
+        for queued in (gone, first, second):
+            batcher.submit(queued)
+        assert batcher.withdraw(gone) and not batcher.withdraw(gone)
+        batch = batcher._next_batch()
+        assert [id(j) for j in batch] == [id(first), id(second)] and batcher.pending() == 0
+        # The oldest job withdrawn while its batch waits for a request still being read: the
+        # batch starts again from the next job, without it.
+        gone, kept = job("d"), job("e")
+        batcher.submit(gone)
+        batcher.submit(kept)
+        batcher.expect()
+        threading.Timer(0.02, batcher.withdraw, args=(gone,)).start()
+        batch = batcher._next_batch()
+        assert [id(j) for j in batch] == [id(kept)]
+        # A job a batch holds already cannot be withdrawn (it is answered, to nobody).
+        assert not batcher.withdraw(kept)
+    finally:
+        loop.close()
 
 
 def test_sigterm_answers_every_accepted_request():
@@ -379,6 +441,35 @@ def test_page_highlights_entities_in_a_real_browser(server):
         assert tags == [t["tag"] for t in record["tokens"]]
         if os.environ.get("BILSTM_NLP_SCREENSHOT"):
             driver.save_screenshot(os.environ["BILSTM_NLP_SCREENSHOT"])
+
+
+def test_page_cuts_the_text_at_code_points_around_emoji(server):
+    """The service's offsets count code points; the page cuts the text with them, so a
+    character outside the BMP before an entity must not shift the marks."""
+    from selenium.webdriver.common.by import By
+
+    text = "😀 Angela Merkel visited 🇫🇷 Paris. 👍🏽"
+    with _browser() as driver:
+        wait = _open_page(driver, server)
+        # chromedriver types BMP characters only: the text goes in through the DOM.
+        _fill(driver, "x")
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#tags .token"))
+        driver.execute_script(
+            "document.getElementById('text').value = arguments[0];"
+            "for (const id of ['result', 'kbest']) document.getElementById(id).replaceChildren();"
+            "document.getElementById('submit').click()",
+            text,
+        )
+        marks = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#spans mark.entity"))
+        [record] = _cli_records("ner", [text])
+        shown = [m.find_element(By.CLASS_NAME, "text").text for m in marks]
+        assert shown == [s["text"] for s in record["spans"]] == ["Angela Merkel", "Paris"]
+        # The text as drawn: the plain runs between the marks and each mark's own text.
+        drawn = driver.execute_script(
+            "return Array.from(document.getElementById('spans').childNodes).map(n =>"
+            " n.nodeType === 3 ? n.textContent : n.querySelector('.text').textContent).join('')"
+        )
+        assert drawn == text
 
 
 def test_page_writes_tags_and_k_best_paths_in_the_scheme_picked(server):

@@ -3,6 +3,7 @@ HTML or text, streaming and resumable (`--resume`)."""
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import sys
@@ -15,6 +16,8 @@ import typer
 
 from ..errors import ConfigError
 from ._util import Arg, Opt, err_console, load_with_threads, setup_logging, user_errors
+
+logger = logging.getLogger("bilstm_nlp.integrations.engines")
 
 
 def annotate_cli(
@@ -205,6 +208,11 @@ def _annotate_on_engine(
     )
     if stats.parts_done_before:
         message += f"; {stats.parts_done_before:,} parts were done before"
+    if stats.invalid_utf8_lines:
+        logger.warning(
+            "%d input lines were not valid UTF-8; their bad bytes were replaced by U+FFFD",
+            stats.invalid_utf8_lines,
+        )
     err_console.print(message, markup=False, highlight=False, soft_wrap=True)
 
 

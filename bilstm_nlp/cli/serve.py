@@ -29,7 +29,9 @@ def serve_cli(
     max_body_bytes: int = Opt(1_000_000, "--max-body-bytes", help="Larger bodies get 413"),
     max_texts: int = Opt(64, "--max-texts", help="Texts or sentences per request"),
     max_chars: int = Opt(20_000, "--max-chars", help="Characters per text"),
-    timeout_s: float = Opt(10.0, "--timeout", help="Seconds before a queued request gets 503"),
+    timeout_s: float = Opt(
+        10.0, "--timeout", help="Seconds a request waits for its answer (queued and run) before 503"
+    ),
     verbose: bool = Opt(False, "--verbose", "-v", help="Debug logging"),
 ) -> None:
     """Serve models over HTTP: /v1/annotate, /v1/tag, /v1/models, /metrics, a page at /."""

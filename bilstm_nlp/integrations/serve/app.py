@@ -283,7 +283,10 @@ def create_app(config: ServeConfig) -> FastAPI:
         try:
             return await asyncio.wait_for(job.future, config.timeout_s)
         except TimeoutError:
-            raise ApiError(503, "timed out in the queue; retry later", headers=retry) from None
+            # Still queued: out of the queue, so that the batches behind it are not delayed by
+            # work nobody waits for any more.
+            state["batcher"].withdraw(job)
+            raise ApiError(503, "timed out; retry later", headers=retry) from None
 
     def pick_model(name: str | None, k: int, needs_tagger: bool, scheme: str | None = None) -> str:
         name = names[0] if name is None else name
@@ -431,6 +434,10 @@ def _parse(kind: type[BaseModel], raw: bytes) -> Any:
         value = json.loads(text)
     except json.JSONDecodeError as error:
         raise ApiError(400, f"invalid JSON: {error.msg} at line {error.lineno}", "body") from None
+    except ValueError as error:  # an integer of more than 4,300 digits
+        raise ApiError(400, f"invalid JSON: {error}", "body") from None
+    except RecursionError:
+        raise ApiError(400, "invalid JSON: arrays or objects nested too deeply", "body") from None
     if not isinstance(value, dict):
         raise ApiError(422, "the body must be a JSON object", "body")
     if _FAST_CHECKS[kind](value):

@@ -157,25 +157,40 @@ class MicroBatcher:
             self.queue.append(job)
             self.condition.notify()
 
+    def withdraw(self, job: Job) -> bool:
+        """Take a job out of the queue (its caller gave up waiting), so that no batch computes
+        it for nobody; False when a batch has it already."""
+        with self.condition:
+            try:
+                self.queue.remove(job)
+            except ValueError:
+                return False
+            return True
+
     def _next_batch(self) -> list[Job] | None:
         with self.condition:
-            while not self.queue:
-                if self.stopping:
-                    return None
-                self.condition.wait()
-            first = self.queue[0]
-            deadline = first.queued_at + self.max_wait
             while True:
-                batch, tokens = self._gather(first.key)
-                full = tokens >= self.max_batch_tokens or self.max_batch_tokens == 0
-                remaining = deadline - time.perf_counter()
-                # Nothing more is being read: waiting could only add latency.
-                if full or remaining <= 0 or self.stopping or self.incoming == 0:
-                    break
-                self.condition.wait(remaining)
-            taken = {id(job) for job in batch}
-            self.queue = deque(job for job in self.queue if id(job) not in taken)
-            return batch
+                while not self.queue:
+                    if self.stopping:
+                        return None
+                    self.condition.wait()
+                first = self.queue[0]
+                deadline = first.queued_at + self.max_wait
+                while True:
+                    batch, tokens = self._gather(first.key)
+                    full = tokens >= self.max_batch_tokens or self.max_batch_tokens == 0
+                    remaining = deadline - time.perf_counter()
+                    # Nothing more is being read: waiting could only add latency.
+                    if full or remaining <= 0 or self.stopping or self.incoming == 0:
+                        break
+                    self.condition.wait(remaining)
+                    if not self.queue or self.queue[0] is not first:
+                        break  # the oldest job was withdrawn while waiting: start again
+                if not self.queue or self.queue[0] is not first:
+                    continue
+                taken = {id(job) for job in batch}
+                self.queue = deque(job for job in self.queue if id(job) not in taken)
+                return batch
 
     def _gather(self, key: tuple[str, str, int]) -> tuple[list[Job], int]:
         """The oldest job and those behind it with the same key, within the token budget."""
@@ -233,7 +248,7 @@ class MicroBatcher:
             records = annotator.records(items, ids)
         else:
             records = [
-                tagged_record(doc_id, result)
+                tagged_record(doc_id, result, k)
                 for doc_id, result in zip(
                     ids,
                     tag_sentences(
@@ -254,9 +269,10 @@ class MicroBatcher:
         return results
 
 
-def tagged_record(doc_id: int, result: Any) -> dict[str, Any]:
+def tagged_record(doc_id: int, result: Any, k: int = 0) -> dict[str, Any]:
     """A pre-tokenized sentence's record: the fields of `Annotation.to_record` that apply to
-    tokens without text (token offsets only; scores rounded to 4 decimals)."""
+    tokens without text (token offsets only; scores rounded to 4 decimals); `kbest` when `k`
+    paths were asked for, `[]` for an empty sentence."""
     record: dict[str, Any] = {
         "id": doc_id,
         "tokens": [
@@ -274,7 +290,7 @@ def tagged_record(doc_id: int, result: Any) -> dict[str, Any]:
             for s in result.spans
         ],
     }
-    if result.kbest:
+    if k:
         record["kbest"] = [{"tags": tags, "prob": round(prob, 4)} for tags, prob in result.kbest]
     return record
 

@@ -37,9 +37,12 @@ function fitControls() {
 
 function drawSpans(record, kind) {
   const out = el("div", { id: "spans", "data-kind": kind });
+  // Offsets count code points (Python's str); a JS string indexes UTF-16 units, so the text is
+  // cut as an array of code points: an emoji before an entity would shift every cut by one.
+  const points = Array.from(record.text);
   let at = 0;
   for (const span of record.spans) {
-    out.append(record.text.slice(at, span.start));
+    out.append(points.slice(at, span.start).join(""));
     const cls = kind === "chunk" && !["NP", "VP", "PP"].includes(span.label) ? "chunk-other" : span.label;
     out.append(el("mark", { class: `entity ${cls}`, "data-label": span.label, "data-prob": span.score },
       el("span", { class: "text" }, span.text),
@@ -47,7 +50,7 @@ function drawSpans(record, kind) {
       el("span", { class: "prob" }, span.score.toFixed(2))));
     at = span.end;
   }
-  out.append(record.text.slice(at));
+  out.append(points.slice(at).join(""));
   return out;
 }
 
@@ -107,7 +110,7 @@ async function submit(event) {
   if (record.probs) $("result").append(drawDistribution(record));
   else if (record.spans) $("result").append(drawSpans(record, model.task === "ner" ? "ner" : "chunk"), drawTags(record));
   else $("result").append(drawTags(record));
-  if (record.kbest) $("kbest").append(drawKbest(record));
+  if (record.kbest && record.kbest.length) $("kbest").append(drawKbest(record));
 }
 
 $("form").addEventListener("submit", submit);

@@ -15,6 +15,7 @@ import json
 import os
 import stat
 import tempfile
+from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -114,6 +115,45 @@ def save_model(
     text = json.dumps(config, indent=2, ensure_ascii=False)
     _atomic_write(directory / CONFIG_FILE, lambda p: p.write_text(text + "\n", encoding="utf-8"))
     return directory
+
+
+# What `train` leaves beside its model: a folder holding them is a training run, whose model a
+# copy written over it would replace (its log and checkpoint then describing another model).
+_TRAINING_RUN_FILES = ("train_log.jsonl", "checkpoint")
+
+
+def check_copy_target(target: str | Path, sources: Sequence[str | Path]) -> Path:
+    """Refuse a folder to write a model made from `sources` into (`export`, `ensemble`) where
+    writing would lose one: a source itself, or a training run's folder. A folder holding an
+    earlier export is replaced, as shipping into `models/` again does.
+
+    Raises:
+        ModelFileError: `target` is a file, one of `sources`, or a training run's folder.
+    """
+    target = Path(target)
+    if target.exists() and not target.is_dir():
+        raise ModelFileError("exists and is not a folder; give a folder to write to", target)
+    if not target.is_dir():
+        return target
+    for source in sources:
+        try:
+            folder = resolve_model_path(source)
+        except ModelFileError:
+            continue  # no model: loading it says so
+        if folder.is_dir() and os.path.samefile(folder, target):
+            raise ModelFileError(
+                f"is the input model {str(source)!r}: writing there would replace it; give "
+                "another folder",
+                target,
+            )
+    for name in _TRAINING_RUN_FILES:
+        if (target / name).exists():
+            raise ModelFileError(
+                f"holds a training run ({name}): writing there would replace its model; give "
+                "another folder",
+                target,
+            )
+    return target
 
 
 def _atomic_write(path: Path, write) -> None:
@@ -556,7 +596,12 @@ def describe_model(directory: str | Path) -> dict[str, Any]:
     """
     directory = Path(directory)
     model, meta = read_meta(directory)
-    weights = directory / WEIGHTS_FILE
+    # The weights of a torch model, or an ONNX folder's graph and CRF.
+    weights = [
+        path
+        for path in (directory / name for name in (WEIGHTS_FILE, "model.onnx", "crf.safetensors"))
+        if path.is_file()
+    ]
     config = meta.provenance.get("config")
     data = config.get("data") if isinstance(config, dict) else None
     return {
@@ -567,6 +612,6 @@ def describe_model(directory: str | Path) -> dict[str, Any]:
         if model.task == "tagger"
         else f"{model.pooling}-pool" + (f" ×{model.members}" if model.members > 1 else ""),
         **meta.headline_figure(),
-        "size_mb": round(weights.stat().st_size / 1e6, 1) if weights.is_file() else None,
+        "size_mb": round(sum(p.stat().st_size for p in weights) / 1e6, 1) if weights else None,
         "trained_on": data.get("train") if isinstance(data, dict) else None,
     }

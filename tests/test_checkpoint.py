@@ -168,6 +168,29 @@ def test_resume_refuses_a_changed_config(tmp_path: Path) -> None:
     assert "train.lr" in result.output and "Traceback" not in result.output
 
 
+def test_a_resumed_runs_card_rebuilds_it_in_one_run_and_fewer_epochs_are_refused(
+    tmp_path: Path,
+) -> None:
+    corpus = write_conll(tmp_path / "train.conll", NER_SENTENCES)
+    run = tmp_path / "run"
+    train(_config(corpus, 2), run, command=f"bilstm-nlp train --config c.json -o {run} --epochs 2")
+    # The resumed run is the uninterrupted one (test_resume_equals_uninterrupted_run): its
+    # card gives that run's command, which a fresh checkout can run.
+    resumed = f"bilstm-nlp train --config c.json -o {run} --resume --epochs 3"
+    train(_config(corpus, 3), run, resume=True, command=resumed)
+    card = (run / "README.md").read_text()
+    assert f"bilstm-nlp train --config c.json -o {run} --epochs 3\n" in card
+    assert "--resume" not in card
+    # Resuming a finished run with fewer epochs than it has: refused, nothing rewritten.
+    path = tmp_path / "train.json"
+    path.write_text(json.dumps(_config(corpus, 2).to_dict()))
+    config = (run / "config.json").read_bytes()
+    args = ["train", "--config", str(path), "--output", str(run), "--resume", "--no-progress"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 1 and "is after epoch 3: train.epochs 2" in result.output
+    assert (run / "config.json").read_bytes() == config
+
+
 def test_resume_without_checkpoint_is_a_clear_error(tmp_path: Path) -> None:
     corpus = write_conll(tmp_path / "train.conll", NER_SENTENCES)
     path = tmp_path / "train.json"

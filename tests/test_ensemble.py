@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from bilstm_nlp import classify_sentences, load
 from bilstm_nlp.cli import app
 from bilstm_nlp.config import ExperimentConfig
-from bilstm_nlp.errors import ConfigError
+from bilstm_nlp.errors import ConfigError, ModelFileError
 from bilstm_nlp.training.ensemble import assemble_ensemble
 from bilstm_nlp.training.loop import train
 
@@ -147,6 +147,26 @@ def test_taggers_single_models_and_nested_ensembles_are_refused(runs, tmp_path):
         assemble_ensemble([runs["s3"], tmp_path / "pair"], tmp_path / "nested")
 
 
+def test_an_output_that_would_lose_a_model_is_refused(runs, tmp_path):
+    """Onto a member, or onto any training run's folder: its model would be replaced and its
+    log, card and checkpoint left describing another."""
+    before = {name: (runs[name] / "model.safetensors").read_bytes() for name in ("s1", "s3")}
+    with pytest.raises(ModelFileError, match="is the input model"):
+        assemble_ensemble([runs["s1"], runs["s2"]], runs["s1"])
+    with pytest.raises(ModelFileError, match=r"holds a training run \(train_log.jsonl\)"):
+        assemble_ensemble([runs["s1"], runs["s2"]], runs["s3"])
+    assert {n: (runs[n] / "model.safetensors").read_bytes() for n in before} == before
+    # An earlier ensemble (no training run) is replaced, as a rerun of the command does.
+    assemble_ensemble([runs["s1"], runs["s2"]], tmp_path / "pair")
+    assemble_ensemble([runs["s1"], runs["s3"]], tmp_path / "pair")
+    assert load(tmp_path / "pair").meta.provenance["ensemble_of"][1]["path"] == str(runs["s3"])
+    result = CliRunner().invoke(
+        app, ["ensemble", str(runs["s1"]), str(runs["s2"]), "-o", str(runs["s2"])]
+    )
+    assert result.exit_code == 1 and result.output.startswith("error: ")
+    assert "Traceback" not in result.output
+
+
 def test_cli_writes_the_ensemble_or_says_what_is_wrong(runs, tmp_path):
     runner = CliRunner()
     result = runner.invoke(
@@ -160,3 +180,8 @@ def test_cli_writes_the_ensemble_or_says_what_is_wrong(runs, tmp_path):
     )
     assert result.exit_code == 1
     assert result.output.startswith("error: ") and "Traceback" not in result.output
+
+
+def test_a_classifiers_card_names_its_pooling_not_a_tagger_head(runs):
+    card = (runs["s1"] / "README.md").read_text()
+    assert "(classifier, max-pooled head," in card and "crf head" not in card

@@ -5,6 +5,7 @@ model saves and loads; a model of another kind, task or scheme is refused in one
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import sys
 from pathlib import Path
@@ -192,7 +193,11 @@ def test_train_init_model_adds_the_new_labels_and_warns_of_forgetting(
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"scheme": "IOB2"}, "trained in scheme BIOES, this run uses IOB2"),
+        (
+            {"scheme": "IOB2"},
+            "trained on entity tags in scheme BIOES; this run's data has entity tags in scheme "
+            "IOB2",
+        ),
         ({"task": "chunking"}, "trained for ner; this run's data.task is chunking"),
         ({"model_task": "classifier"}, "the initial model is a tagger; this run trains a"),
     ],
@@ -218,6 +223,47 @@ def test_init_model_of_another_kind_task_or_scheme_is_refused(tmp_path, change, 
         )
     with pytest.raises(ConfigError, match=message):
         train(config, tmp_path / "run", init_model="ner")
+    # The refused run leaves no folder behind.
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    ("initial", "message"),
+    [
+        # A chunker on NER data: the same scheme, not one label in common.
+        (
+            "chunk",
+            r"the initial model \(chunking\) knows ADJP, .*none of them \(LOC, ORG, PRODUCT\)",
+        ),
+        ("pos", r"the initial model \(pos\) was trained on plain labels \(no tag scheme\); this "),
+    ],
+)
+def test_init_model_of_another_task_is_refused_by_its_labels(tmp_path, initial, message) -> None:
+    corpus = write_conll(tmp_path / "products.conll", NEW_SENTENCES)
+    config = _config(corpus)
+    with pytest.raises(ConfigError, match=message):
+        train(config, tmp_path / "run", init_model=initial)
+
+
+def test_init_model_says_which_run_settings_it_does_not_use_and_records_its_own(
+    ner, tmp_path, caplog
+) -> None:
+    corpus = write_conll(tmp_path / "products.conll", NEW_SENTENCES)
+    config = _config(corpus)
+    config = ExperimentConfig(
+        config.data,
+        ModelConfig(vectors=None, hidden=32, head="softmax", dropout=0.1),
+        config.train,
+    )
+    with caplog.at_level(logging.WARNING, logger="bilstm_nlp.training.setup"):
+        result = train(config, tmp_path / "run", init_model="ner")
+    [warning] = [r.getMessage() for r in caplog.records if "not used" in r.getMessage()]
+    assert f"model.hidden 32 (the model's: {ner.config.hidden})" in warning
+    assert "model.head 'softmax' (the model's: 'crf')" in warning and "model.dropout 0.1" in warning
+    model = load_model(result.output)
+    assert model.config == ner.config
+    # The provenance gives the settings the model was built with, not the run's unused ones.
+    assert model.meta.provenance["config"]["model"] == dataclasses.asdict(ner.config)
 
 
 def test_cli_init_model_with_new_labels(tmp_path, caplog) -> None:

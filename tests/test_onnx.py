@@ -34,7 +34,7 @@ from bilstm_nlp.nn.meta import ModelMeta
 from bilstm_nlp.nn.model import Classifier, Tagger
 from bilstm_nlp.nn.vocab import PAD_ID, Vocab
 from bilstm_nlp.runtime.backend import OnnxClassifier, OnnxTagger
-from bilstm_nlp.serialize import load_model, save_model
+from bilstm_nlp.serialize import describe_model, load_model, save_model
 
 runner = CliRunner()
 SENTENCES = [
@@ -235,6 +235,9 @@ def test_export_folder_says_its_backend_and_holds_no_torch_weights(tmp_path):
     assert inputs["word_ids"] == ["batch", "seq_len"]
     assert inputs["char_ids"] == ["spellings", "char_len"]
     assert inputs["mask"] == ["batch", "seq_len"]
+    # `bilstm-nlp models` gives its size: the graph and the CRF.
+    size = sum((target / name).stat().st_size for name in (ONNX_FILE, CRF_FILE)) / 1e6
+    assert describe_model(target)["size_mb"] == round(size, 1)
 
 
 def test_exported_graph_runs_one_bidirectional_lstm_on_real_lengths(tmp_path, capfd):

@@ -37,7 +37,7 @@ _JSONL_TAGGED = (
 _JSONL_TEXTS = (
     '{"id": 1, "text": "A gripping, funny film.", "label": "positive"}\n'
     '{"id": 2, "text": "Dull \\u00e9 and \\"long\\".", "label": "negative"}\n'
-    '{"id": 3, "text": "", "label": "negative"}\n'
+    '{"id": 3, "text": "Meh.", "label": "negative"}\n'
 )
 _CSV = (
     'id,text,label\n1,"A gripping, funny film.",positive\n'

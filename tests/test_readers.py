@@ -376,11 +376,26 @@ def test_tsv_by_extension_and_unlabelled(tmp_path: Path) -> None:
         ("text,label\na,1\nb\n", 3, "expected 2 columns (as in the header), got 1"),
         ("review,label\na,1\n", 1, "no column 'text' in the header"),
         ('text,label\n"a"b,1\n', 2, "bad CSV"),
+        # An empty label would become a class named ""; an empty text, an example of nothing.
+        ("text,label\na,1\nb,\n", 3, "the label ('label') is empty"),
+        ("text,label\na,1\n   ,1\n", 3, "the text ('text') is empty"),
     ],
 )
 def test_table_bad_rows(tmp_path: Path, content: str, line: int, fragment: str) -> None:
     path = write(tmp_path, "bad.csv", content)
     assert_error_at(error_of(lambda: read_table(path)), path, line, fragment)
+
+
+def test_jsonl_texts_with_an_empty_label_or_text_are_refused(tmp_path: Path) -> None:
+    path = write(tmp_path, "l.jsonl", '{"text": "a", "label": "x"}\n{"text": "b", "label": " "}\n')
+    assert_error_at(
+        error_of(lambda: read_jsonl_texts(path)), path, 2, "the label ('label') is empty"
+    )
+    path = write(tmp_path, "t.jsonl", '{"text": "", "label": "x"}\n')
+    assert_error_at(error_of(lambda: read_jsonl_texts(path)), path, 1, "the text ('text') is empty")
+    # Unlabelled texts (to classify) may be empty.
+    path = write(tmp_path, "u.jsonl", '{"text": ""}\n{"text": "b"}\n')
+    assert [e.text for e in read_jsonl_texts(path)] == ["", "b"]
 
 
 def test_table_missing_id_column_and_unknown_extension(tmp_path: Path) -> None:

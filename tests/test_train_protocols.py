@@ -235,6 +235,29 @@ def test_export_of_a_train_plus_dev_model_carries_its_recipe_figure(tmp_path: Pa
     assert rows["run"]["dev"] is None and rows["run"]["figure"].startswith("recipe dev")
 
 
+def test_an_export_of_an_export_keeps_its_card_and_recipe_figure(tmp_path: Path) -> None:
+    """A shipped model by name (the README's `bilstm-nlp export ner ...`), exported again
+    without --recipe-dev: the card (with the corpus licence) and the recipe figure come along."""
+    runner = CliRunner()
+    for fmt in ("safetensors", "onnx"):
+        target = tmp_path / fmt
+        result = runner.invoke(app, ["export", "ner", str(target), "--format", fmt])
+        assert result.exit_code == 0, result.output
+        card = (target / "README.md").read_text()
+        shipped = (Path(load("ner").meta.source or "") / "README.md").read_text()
+        assert card.startswith(shipped.rstrip("\n")) and "licence" in card
+        scores = json.loads((target / "config.json").read_text())["meta"]["scores"]
+        assert scores["recipe_dev"] == load("ner").meta.scores["recipe_dev"] is not None
+        assert scores["recipe_command"] == load("ner").meta.scores["recipe_command"]
+    # Onto itself: refused, the folder untouched.
+    weights = (tmp_path / "safetensors" / "model.safetensors").read_bytes()
+    result = runner.invoke(
+        app, ["export", str(tmp_path / "safetensors"), str(tmp_path / "safetensors")]
+    )
+    assert result.exit_code == 1 and "is the input model" in result.output
+    assert (tmp_path / "safetensors" / "model.safetensors").read_bytes() == weights
+
+
 def _ner_facts(name: str) -> ShippedFacts:
     return ShippedFacts(
         name=name,

@@ -65,6 +65,11 @@ def distillation_note(config: dict) -> str:
     )
 
 
+def _head_name(task: str, head: str, pooling: str) -> str:
+    """A tagger's head (`crf`, `softmax`); a classifier's pooling (`max-pooled`)."""
+    return head if task == "tagger" else pooling + "-pooled"
+
+
 def training_card(meta: ModelMeta, model_config: ModelConfig, facts: TrainingFacts) -> str:
     """The card of a freshly trained model (Markdown)."""
     provenance = meta.provenance
@@ -82,10 +87,11 @@ def training_card(meta: ModelMeta, model_config: ModelConfig, facts: TrainingFac
         protocol += f"; weights averaged over epochs {averaged[0]}-{averaged[1]}"
     protocol += schedule_note(config) + distillation_note(config)
     dev = facts.best_dev
+    head = _head_name(model_config.task, model_config.head, model_config.pooling)
     lines = [
         f"# bilstm-nlp model: {meta.task}",
         "",
-        f"- Task: {meta.task} ({model_config.task}, {model_config.head} head, scheme "
+        f"- Task: {meta.task} ({model_config.task}, {head} head, scheme "
         f"{meta.scheme or 'plain labels'}; output scheme "
         f"{(meta.tags_in if meta.scheme else meta.output_scheme) or '-'})",
         f"- Training data: `{data['train']}`; dev: `{data['dev'] or data['dev_from_train']}`",
@@ -202,11 +208,7 @@ def shipped_card(model: Tagger | Classifier, facts: ShippedFacts) -> str:
     settings = meta.provenance["config"]
     architecture = settings["model"]
     scores = meta.scores
-    head = (
-        architecture["head"]
-        if architecture["task"] == "tagger"
-        else architecture["pooling"] + "-pooled"
-    )
+    head = _head_name(architecture["task"], architecture["head"], architecture["pooling"])
     averaged = scores.get("averaged_epochs")
     averaging = f"; weights averaged over epochs {averaged[0]}-{averaged[1]}" if averaged else ""
     with_dev = meta.trained_with_dev

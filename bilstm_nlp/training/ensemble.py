@@ -16,9 +16,9 @@ from typing import Any
 
 import torch
 
-from ..errors import ConfigError, ModelFileError
+from ..errors import ConfigError
 from ..nn.model import Classifier
-from ..serialize import load_model, save_model
+from ..serialize import check_copy_target, load_model, save_model
 from .setup import run_facts
 
 # Train settings that may differ between the members (the rest of the recipe may not).
@@ -38,9 +38,7 @@ def assemble_ensemble(sources: Sequence[str | Path], target: str | Path) -> Clas
     """
     if len(sources) < 2:
         raise ConfigError("an ensemble needs at least two classifiers")
-    target = Path(target)
-    if target.exists() and not target.is_dir():
-        raise ModelFileError("exists and is not a folder; give a folder to write to", target)
+    target = check_copy_target(target, sources)
     models = [load_model(source, quantized=False) for source in sources]
     first = models[0]
     for source, model in zip(sources, models, strict=True):

@@ -10,11 +10,11 @@ import dataclasses
 import math
 from pathlib import Path
 
-from ..errors import ConfigError, ModelFileError
+from ..errors import ConfigError
 from ..nn.model import Classifier, Tagger, build_model
 from ..nn.quantize import QUANTIZATIONS
 from ..nn.vocab import Index, Vocab
-from ..serialize import WEIGHTS_FILE, load_model, save_model
+from ..serialize import WEIGHTS_FILE, check_copy_target, load_model, resolve_model_path, save_model
 from .cards import ExportFacts, export_note
 
 
@@ -63,9 +63,7 @@ def export_model(
         isinstance(max_vectors, bool) or not isinstance(max_vectors, int) or max_vectors < 0
     ):
         raise ConfigError(f"--max-vectors must be 0 or more, got {max_vectors!r}")
-    target = Path(target)
-    if target.exists() and not target.is_dir():
-        raise ModelFileError("exists and is not a folder; give a folder to export to", target)
+    target = check_copy_target(target, [source])
     if quantize is not None and quantize not in QUANTIZATIONS:
         raise ConfigError(f"--quantize must be {' or '.join(QUANTIZATIONS)}, got {quantize!r}")
     original = load_model(source, quantized=False)
@@ -95,8 +93,16 @@ def export_model(
             {prefix: scores["after"], f"{prefix}_before_export": scores["before"]}
         )
     if trained_on_dev:
+        # The source's recipe figure and command stay unless new ones are given.
+        kept = original.meta.scores
         meta = meta.with_scores(
-            {"dev": None, "recipe_dev": recipe_dev, "recipe_command": recipe_command}
+            {
+                "dev": None,
+                "recipe_dev": recipe_dev if recipe_dev is not None else kept.get("recipe_dev"),
+                "recipe_command": recipe_command
+                if recipe_command is not None
+                else kept.get("recipe_command"),
+            }
         )
     target = save_model(model, target, meta)
     facts = ExportFacts(
@@ -114,7 +120,7 @@ def export_model(
         trained_on_dev=trained_on_dev,
         quantize=quantize,
     )
-    card = Path(source) / "README.md"
+    card = resolve_model_path(source) / "README.md"
     text = card.read_text(encoding="utf-8") if card.is_file() else ""
     (target / "README.md").write_text(text.rstrip("\n") + "\n\n" + export_note(facts) + "\n")
     return scores

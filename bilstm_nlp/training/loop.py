@@ -13,6 +13,7 @@ import logging
 import math
 import os
 import random
+import shlex
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, replace
@@ -107,6 +108,7 @@ def _exclusive(output: Path) -> Iterator[None]:
     """Hold an exclusive lock on the run folder, so two runs never write into one."""
     if output.exists() and not output.is_dir():
         raise ConfigError("the output must be a folder, and this is a file", output)
+    created = not output.exists()
     try:
         output.mkdir(parents=True, exist_ok=True)
         handle = os.open(output / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
@@ -122,6 +124,12 @@ def _exclusive(output: Path) -> Iterator[None]:
                 output,
             ) from None
         yield
+    except BaseException:
+        # A run that failed before writing anything leaves no folder of its own behind.
+        if created and [p.name for p in output.iterdir()] == [LOCK_FILE]:
+            (output / LOCK_FILE).unlink()
+            output.rmdir()
+        raise
     finally:
         os.close(handle)  # closing releases the lock
 
@@ -265,7 +273,9 @@ def _train(
     result = TrainResult(
         output, state.best_epoch, state.best_score, reports, state.seconds_to_best, total
     )
-    _finish(output, result, command)
+    # A resumed run ends with the weights of an uninterrupted one under its last settings: its
+    # card gives that run's command.
+    _finish(output, result, _without_resume(command) if resume else command)
     return result
 
 
@@ -419,6 +429,12 @@ def _resume(output: Path, config: ExperimentConfig, device: torch.device):
             f"cannot resume with a different configuration (changed: {', '.join(changed)})",
             output / "checkpoint",
         )
+    if config.train.epochs < state.epoch:
+        raise ConfigError(
+            f"the checkpoint is after epoch {state.epoch}: train.epochs {config.train.epochs} "
+            f"would end before it; give at least {state.epoch}",
+            output / "checkpoint",
+        )
     _check_schedule(saved_epochs, config, output)
     average = WeightAverage.from_checkpoint(averaged)
     _check_averaging(average, state.epoch, config, output)
@@ -432,6 +448,16 @@ def _device(name: str) -> torch.device:
     if name not in ("cpu", "cuda") and not name.startswith("cuda:"):
         raise ConfigError(f"train.device must be cpu or cuda, got {name!r}")
     return torch.device(name)
+
+
+def _without_resume(command: str | None) -> str | None:
+    if command is None:
+        return None
+    try:
+        words = shlex.split(command)
+    except ValueError:
+        return command
+    return shlex.join(word for word in words if word != "--resume")
 
 
 def _finish(output: Path, result: TrainResult, command: str | None) -> None:

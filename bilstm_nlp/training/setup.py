@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -174,13 +174,11 @@ def initial_run_model(
             init_model,
         )
     if initial.scheme != meta.scheme:
-        raise ConfigError(
-            f"the initial model was trained in scheme {initial.scheme}, this run uses "
-            f"{meta.scheme}",
-            init_model,
-        )
-    meta = replace(meta, task=task)
+        raise ConfigError(_scheme_mismatch(initial, meta), init_model)
     old = initial.vocab.labels.items
+    _check_shared_labels(old, data.label_names, meta.scheme, initial.meta.task, init_model)
+    meta = replace(meta, task=task, provenance=_provenance_of(meta, initial.config))
+    _warn_of_unused_settings(config.model, initial.config, init_model)
     _warn_of_forgetting(old, data.label_names, meta.scheme, init_model)
     new = sorted(set(data.label_names) - set(old))
     if new:
@@ -190,6 +188,71 @@ def initial_run_model(
     model = build_model(initial.config, initial.vocab, meta)
     model.load_state_dict(initial.state_dict())
     return model
+
+
+def _scheme_mismatch(initial: Tagger | Classifier, meta: ModelMeta) -> str:
+    def what(scheme: str | None) -> str:
+        return f"entity tags in scheme {scheme}" if scheme else "plain labels (no tag scheme)"
+
+    return (
+        f"the initial model ({initial.meta.task}) was trained on {what(initial.scheme)}; this "
+        f"run's data has {what(meta.scheme)}"
+    )
+
+
+def _label_kinds(labels: Sequence[str], scheme: str | None) -> set[str]:
+    """Entity types of span tags; the labels themselves otherwise."""
+    if scheme is None:
+        return set(labels)
+    return {kind for kind in (split_tag(tag)[1] for tag in labels) if kind is not None}
+
+
+def _check_shared_labels(
+    old: Sequence[str],
+    trained: Sequence[str],
+    scheme: str | None,
+    task: str,
+    init_model: str | Path,
+) -> None:
+    """Refuse data that shares no label (entity type, for span tags) with the initial model: a
+    model of another task (a chunker started on NER data) would go on as that task."""
+    old_kinds, new_kinds = _label_kinds(old, scheme), _label_kinds(trained, scheme)
+    if old_kinds and new_kinds and not old_kinds & new_kinds:
+        raise ConfigError(
+            f"the initial model ({task}) knows {', '.join(sorted(old_kinds)[:6])}; the training "
+            f"data has none of them ({', '.join(sorted(new_kinds)[:6])}): a model of another "
+            "task? Train from scratch, or start from a model of this task",
+            init_model,
+        )
+
+
+def _provenance_of(meta: ModelMeta, model_config: ModelConfig) -> dict:
+    """The run's provenance, its config's model section the one the model was built with (the
+    initial model's)."""
+    provenance = dict(meta.provenance)
+    config = dict(provenance.get("config") or {})
+    config["model"] = asdict(model_config)
+    provenance["config"] = config
+    return provenance
+
+
+def _warn_of_unused_settings(
+    wanted: ModelConfig, used: ModelConfig, init_model: str | Path
+) -> None:
+    """Say which of the run's model settings the initial model's own replace."""
+    wanted_values, used_values = asdict(wanted), asdict(used)
+    differing = [
+        f"model.{key} {wanted_values[key]!r} (the model's: {used_values[key]!r})"
+        for key in wanted_values
+        if key in used_values and wanted_values[key] != used_values[key]
+    ]
+    if differing:
+        logger.warning(
+            "%s: the model is the initial model, built as it was; these settings of the run are "
+            "not used: %s",
+            init_model,
+            "; ".join(differing),
+        )
 
 
 def _warn_of_forgetting(

@@ -130,6 +130,25 @@ def optional_name(record: dict[str, Any], field: str, path: str | Path, number: 
     )
 
 
+def check_text_and_label(
+    text: str, label: str | None, text_field: str, label_field: str | None, path, number: int
+) -> None:
+    """A labelled example's text and label hold something: an empty label would become a class
+    named "", an empty text an example of nothing (unlabelled texts may be empty).
+
+    Raises:
+        InputFormatError: a labelled example with a blank text, or a blank label.
+    """
+    if label is None:
+        return
+    if not text.strip():
+        raise InputFormatError(f"the text ({text_field!r}) is empty", path, number)
+    if not label.strip():
+        raise InputFormatError(
+            f"the label ({label_field!r}) is empty: give every example its label", path, number
+        )
+
+
 class _Presence:
     """Checks that an optional field is in every record of a file or in none."""
 
@@ -224,5 +243,6 @@ def read_jsonl_texts(
         label_presence.check(record, number)
         id_presence.check(record, number)
         label = optional_name(record, label_field, path, number)
+        check_text_and_label(text, label, text_field, label_field, path, number)
         example_id = optional_name(record, id_field, path, number)
         yield TextExample(text, None, label, example_id, number)

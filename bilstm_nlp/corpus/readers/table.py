@@ -15,6 +15,7 @@ from typing import Any
 from ...errors import InputFormatError
 from . import TextExample
 from ._lines import is_blank, read_lines
+from .jsonl import check_text_and_label
 
 DELIMITERS = {".csv": ",", ".tsv": "\t"}
 
@@ -84,12 +85,10 @@ def read_table(
                 start,
             )
         examples += 1
+        label = row[label_index] if label_index is not None else None
+        check_text_and_label(row[text_index], label, text_column, label_column, path, start)
         yield TextExample(
-            row[text_index],
-            None,
-            row[label_index] if label_index is not None else None,
-            row[id_index] if id_index is not None else None,
-            start,
+            row[text_index], None, label, row[id_index] if id_index is not None else None, start
         )
     if examples == 0:
         raise InputFormatError("empty file: no rows after the header", path)

@@ -28,7 +28,13 @@ from ...errors import ConfigError, ModelFileError
 from ...nn.encoding import TokenEncoder, collate
 from ...nn.model import Classifier, Tagger
 from ...runtime.backend import CRF_FILE, ONNX_FILE
-from ...serialize import CONFIG_FILE, VOCAB_FILES, load_model, resolve_model_path
+from ...serialize import (
+    CONFIG_FILE,
+    VOCAB_FILES,
+    check_copy_target,
+    load_model,
+    resolve_model_path,
+)
 from .graph import ExportGraph
 
 logger = logging.getLogger(__name__)
@@ -81,9 +87,7 @@ def export_onnx(
         raise ConfigError(f"--quantize must be {' or '.join(QUANTIZATIONS)}, got {quantize!r}")
     directory = resolve_model_path(source)
     model = load_model(directory, quantized=False)
-    target = Path(target)
-    if target.exists() and not target.is_dir():
-        raise ModelFileError("exists and is not a folder; give a folder to export to", target)
+    target = check_copy_target(target, [source])
     target.mkdir(parents=True, exist_ok=True)
     graph = ExportGraph(model)
     encoder = TokenEncoder(model.vocab, model.config.max_word_chars)

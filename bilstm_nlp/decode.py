@@ -33,9 +33,9 @@ from .text.schemes import (
     Span,
     normalize_scheme,
     normalize_written_scheme,
-    spans_to_tags,
     spelt_bilou,
     tags_to_spans,
+    written_tags,
 )
 
 if TYPE_CHECKING:
@@ -478,8 +478,7 @@ def _present(tags: list[str], written_scheme: str | None) -> list[str]:
     """Tags in `written_scheme` (`_written_scheme`'s), or as they are."""
     if written_scheme is None:
         return tags
-    written = spans_to_tags(tags_to_spans(tags), len(tags), normalize_scheme(written_scheme))
-    return spelt_bilou(written) if written_scheme == "BILOU" else written
+    return written_tags(tags_to_spans(tags), len(tags), written_scheme)
 
 
 @functools.lru_cache(maxsize=16)

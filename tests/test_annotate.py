@@ -205,6 +205,21 @@ def test_kbest_per_sentence_starts_with_the_viterbi_path(ner) -> None:
     assert len(record["kbest"]) == 2 and set(record["kbest"][0][0]) == {"tags", "prob"}
 
 
+def test_k_best_records_always_hold_kbest_an_empty_document_too(ner) -> None:
+    records = Annotator(ner, k_best=2).records(["Paris.", ""], [1, 2])
+    assert len(records[0]["kbest"]) == 1 and records[1]["kbest"] == []
+    assert "kbest" not in Annotator(ner).records([""], [1])[0]
+
+
+def test_a_docstart_token_in_conll_output_is_written_and_warned_of(ner, tmp_path, caplog) -> None:
+    source = tmp_path / "a.txt"
+    source.write_text("The string -DOCSTART- appears in Paris.\n")
+    out = tmp_path / "a.conll"
+    annotate_paths([source], ner, out, AnnotateOptions(fmt="conll"))
+    assert "\n-DOCSTART-\t" in out.read_text()  # the token is not dropped from the output
+    assert "1 tokens '-DOCSTART-' written as CoNLL lines" in caplog.text
+
+
 def test_record_round_trip(ner, sentiment) -> None:
     for model in (ner, sentiment):
         for annotation in annotate_texts(model, TEXTS):

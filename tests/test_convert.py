@@ -174,6 +174,62 @@ def test_scheme_conversion(dev: Path, tmp_path: Path) -> None:
     assert [r["tokens"] for r in records] == [s.tokens for s in read_sentences(dev)]
 
 
+def test_bilou_is_written_as_bilou_in_every_format(tmp_path: Path) -> None:
+    source = tmp_path / "g.conll"
+    source.write_text("Peter\tB-PER\nBlackburn\tE-PER\nfrom\tO\nBrussels\tS-LOC\n\n")
+    bilou = ["B-PER", "L-PER", "O", "U-LOC"]
+    assert "tags in BILOU" in convert(
+        source, tmp_path / "o.conll", "--to", "conll", "--scheme", "BILOU"
+    )
+    assert [s.tags for s in read_sentences(tmp_path / "o.conll")] == [bilou]
+    convert(source, tmp_path / "o.jsonl", "--to", "jsonl", "--scheme", "bilou")
+    assert json.loads((tmp_path / "o.jsonl").read_text())["tags"] == bilou
+    # A DocBin records the scheme: its entities come back as BILOU tags.
+    convert(source, tmp_path / "o.spacy", "--to", "docbin", "--scheme", "BILOU")
+    back = convert(tmp_path / "o.spacy", tmp_path / "back.conll", "--to", "conll")
+    assert "tags in BILOU" in back
+    assert (tmp_path / "back.conll").read_text() == (tmp_path / "o.conll").read_text()
+    # BILOU in, no --scheme: said as what it is, written as it was.
+    assert "tags in BILOU" in convert(
+        tmp_path / "o.conll", tmp_path / "same.conll", "--to", "conll"
+    )
+
+
+def test_a_docstart_token_cannot_go_to_conll(tmp_path: Path) -> None:
+    source = tmp_path / "t.jsonl"
+    source.write_text(
+        '{"tokens": ["a"], "tags": ["DET"]}\n{"tokens": ["-DOCSTART-", "x"], "tags": ["X", "X"]}\n'
+    )
+    with pytest.raises(InputFormatError, match=r"t\.jsonl:2: a token '-DOCSTART-'"):
+        convert_file(source, tmp_path / "o.conll", "conll")
+    assert not (tmp_path / "o.conll").exists()
+    convert_file(source, tmp_path / "o.conllu", "conllu")  # numbered lines hold it
+    assert [s.tokens for s in read_sentences(tmp_path / "o.conllu")][1] == ["-DOCSTART-", "x"]
+
+
+def test_conllu_fields_that_convert_does_not_carry_are_named(tmp_path: Path, caplog) -> None:
+    source = tmp_path / "u.conllu"
+    source.write_text(
+        "# newdoc id = d1\n# sent_id = d1-1\n# text = I didn't go.\n# note = x\n"
+        "1\tI\tI\tPRON\tPRP\tCase=Nom\t3\tnsubj\t3:nsubj\t_\n"
+        "2-3\tdidn't\t_\t_\t_\t_\t_\t_\t_\t_\n"
+        "2\tdid\tdo\tAUX\tVBD\t_\t4\taux\t4:aux\t_\n"
+        "3\tn't\tnot\tPART\tRB\t_\t4\tadvmod\t4:advmod\t_\n"
+        "4\tgo\tgo\tVERB\tVB\t_\t0\troot\t0:root\tSpaceAfter=No\n"
+        "5\t.\t.\tPUNCT\t.\t_\t4\tpunct\t4:punct\t_\n\n"
+    )
+    convert_file(source, tmp_path / "o.conllu", "conllu")
+    [note] = [r.getMessage() for r in caplog.records if "not carried over" in r.getMessage()]
+    assert "LEMMA, FEATS, HEAD, DEPREL, DEPS, MISC; 1 multiword-token" in note
+    assert "1 comment lines" in note
+    # What it does carry reads back the same.
+    read = [(s.tokens, s.tags) for s in read_sentences(tmp_path / "o.conllu")]
+    assert read == [(["I", "did", "n't", "go", "."], ["PRON", "AUX", "PART", "VERB", "PUNCT"])]
+    caplog.clear()
+    convert_file(tmp_path / "o.conllu", tmp_path / "again.conllu", "conllu")
+    assert "not carried over" not in caplog.text
+
+
 def test_pos_tags_to_conllu_and_docbin(dev: Path, tmp_path: Path) -> None:
     conllu = tmp_path / "pos.conllu"
     convert(dev, conllu, "--to", "conllu", "--label-column", "1", "--tag-field", "xpos")

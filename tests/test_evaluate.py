@@ -95,3 +95,25 @@ def test_predictions_are_spelt_in_the_gold_files_scheme(
     assert result.accuracy == pytest.approx(100 * same / sum(map(len, gold)), abs=1e-4)
     # A tagger at 94+ F1 on dev gets the tokens' tags right as often, whatever the spelling.
     assert result.accuracy > 98.0
+
+
+def test_a_file_named_for_its_format_is_read_as_it_whatever_the_model_was_trained_on(
+    tmp_path: Path,
+) -> None:
+    """`sentiment` records SST trees as its training format; a DocBin or a JSONL copy of SST
+    trees is read by its extension and scores as the trees do."""
+    from bilstm_nlp.corpus.convert import convert_file
+
+    trees = tmp_path / "s.txt"
+    trees.write_text(
+        "(3 (2 A) (4 lovely) (2 film))\n(0 (1 Terrible) (2 .))\n(1 (2 Not) (1 good))\n"
+    )
+    model = load("sentiment")
+    assert model.meta.reader.input_format == "sst"
+    expected = evaluate_file(model, str(trees))
+    for extension, fmt in ((".spacy", "docbin"), (".jsonl", "jsonl")):
+        copy = tmp_path / f"s{extension}"
+        convert_file(trees, copy, fmt)
+        got = evaluate_file(model, str(copy))
+        assert got.sentences == expected.sentences == 3
+        assert got.predicted == expected.predicted and got.to_json() == expected.to_json()

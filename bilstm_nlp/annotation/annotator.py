@@ -74,7 +74,8 @@ class Annotation:
         tag_probs: the probability of each tag.
         spans: entities or chunks with character offsets; None for models without a tag scheme
             (POS) and for classifiers.
-        kbest: per sentence, the k best tag sequences with their probabilities (when asked for).
+        kbest: per sentence, the k best tag sequences with their probabilities; None when not
+            asked for (an empty document asked for them has `[]`).
         label: a classifier's label; None for taggers and for an empty document.
         probs: a classifier's probability for every label (empty for an empty document); None for
             taggers.
@@ -88,7 +89,7 @@ class Annotation:
     tags: list[str] = field(default_factory=list)
     tag_probs: list[float] = field(default_factory=list)
     spans: list[TextSpan] | None = None
-    kbest: list[list[tuple[list[str], float]]] = field(default_factory=list)
+    kbest: list[list[tuple[list[str], float]]] | None = None
     label: str | None = None
     probs: dict[str, float] | None = None
     uncertainty: list[SentenceUncertainty] = field(default_factory=list)
@@ -126,7 +127,7 @@ class Annotation:
                 }
                 for s in self.spans
             ]
-        if self.kbest:
+        if self.kbest is not None:
             record["kbest"] = [
                 [{"tags": tags, "prob": round(prob, 4)} for tags, prob in sentence]
                 for sentence in self.kbest
@@ -327,7 +328,7 @@ class Annotator:
                     tags,
                     probs,
                     spans if has_spans else None,
-                    kbest,
+                    kbest if self.k_best else None,
                     uncertainty=unsure,
                 )
             )

@@ -21,6 +21,7 @@ logged: see `SpanReadStats.unannotated`).
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -30,6 +31,8 @@ from ..errors import ConfigError, InputFormatError, OutputError
 from ..text import schemes
 from .formats import INPUT_FORMATS, holds_texts, read_sentences, read_texts, resolve_format
 from .readers import Sentence, TextExample
+from .readers._lines import read_lines
+from .readers.conll import DOCSTART
 from .readers.docbin import (
     ID_KEY,
     USER_DATA_KEY,
@@ -57,6 +60,8 @@ from .writers import (
     write_jsonl_sentences,
     write_jsonl_texts,
 )
+
+logger = logging.getLogger(__name__)
 
 TOKEN_FORMATS = ("conll", "conllu", "jsonl")
 CONVERT_FORMATS = ("conll", "conllu", "jsonl", "spans", "docbin", "labelstudio", "doccano")
@@ -101,8 +106,9 @@ def convert_file(
         target: the output file (replaced atomically; never the input).
         to: one of `CONVERT_FORMATS`.
         input_format: the input's format; default detected.
-        scheme: write entity tags in this scheme (`IOB1`, `IOB2`, `BIOES` or an alias); default
-            the input's (IOB2 for span files and DocBins `convert` did not write).
+        scheme: write entity tags in this scheme (`IOB1`, `IOB2`, `BIOES`, `BILOU` or an
+            alias); default the input's (IOB2 for span files and DocBins `convert` did not
+            write).
         misaligned: span input: `error`, `expand` or `drop` for a span that cuts a token.
         label_column: CoNLL input: the label column (default the last).
         tag_field: `upos`/`xpos`: the CoNLL-U field read or written; for a DocBin without
@@ -119,7 +125,7 @@ def convert_file(
     if to not in CONVERT_FORMATS:
         raise ConfigError(f"--to {to!r}: expected one of {', '.join(CONVERT_FORMATS)}")
     check_misaligned_policy(misaligned)
-    target_scheme = schemes.normalize_scheme(scheme) if scheme is not None else None
+    target_scheme = schemes.normalize_written_scheme(scheme) if scheme is not None else None
     _check_target(Path(source), Path(target))
     fmt = resolve_format(source, input_format, [f for f in INPUT_FORMATS if f != "hub"], "a corpus")
     if holds_texts(source, fmt):
@@ -129,7 +135,48 @@ def convert_file(
     result = _convert(read, Path(target), to, target_scheme, model_version)
     if stats is not None:
         log_span_stats(source, stats)
+    if fmt == "conllu":
+        _note_conllu_fields_left_out(source)
     return result
+
+
+# CoNLL-U columns convert does not carry: LEMMA, FEATS, HEAD, DEPREL, DEPS, MISC (XPOS or UPOS,
+# whichever --tag-field does not name, too, but a file without it is common).
+_CONLLU_UNCARRIED = {2: "LEMMA", 5: "FEATS", 6: "HEAD", 7: "DEPREL", 8: "DEPS", 9: "MISC"}
+_CONLLU_KEPT_COMMENTS = ("# newdoc", "# sent_id", "# text")
+
+
+def _note_conllu_fields_left_out(source: str | Path) -> None:
+    """Say what of a CoNLL-U file the conversion left behind: tokens, one tag field, sentences and
+    documents are what `convert` carries; the rest of the columns, multiword-token lines and
+    other comments are not (`# text` is rewritten from the tokens)."""
+    columns: set[str] = set()
+    multiword = comments = 0
+    for _, line in read_lines(source):
+        if line.startswith("#"):
+            comments += not line.startswith(_CONLLU_KEPT_COMMENTS)
+            continue
+        fields = line.split("\t")
+        if len(fields) != 10:
+            continue
+        if "-" in fields[0] or "." in fields[0]:
+            multiword += 1
+            continue
+        columns.update(name for i, name in _CONLLU_UNCARRIED.items() if fields[i] != "_")
+    left = (
+        [", ".join(sorted(columns, key=list(_CONLLU_UNCARRIED.values()).index))] if columns else []
+    )
+    if multiword:
+        left.append(f"{multiword:,} multiword-token and empty-node lines")
+    if comments:
+        left.append(f"{comments:,} comment lines")
+    if left:
+        logger.warning(
+            "%s: not carried over (convert keeps tokens, one tag field, sentences and documents): "
+            "%s",
+            source,
+            "; ".join(left),
+        )
 
 
 def _convert(
@@ -147,6 +194,7 @@ def _convert(
     sentences = _converted(sentences, target_scheme)
     if to == "conll":
         _check_no_white_space(sentences, source, "CoNLL columns")
+        _check_no_docstart_token(sentences, source)
         column = read.label_column if fmt == "conll" else _docbin_label_column(source, fmt)
         count = write_conll(sentences, target, column)
     elif to == "conllu":
@@ -220,7 +268,11 @@ def _scheme_of(sentences: list[Sentence], target: str | None) -> str | None:
     tag_rows = [s.tags for s in sentences if s.tags is not None]
     if not tag_rows or not schemes.is_entity_tagset({t for row in tag_rows for t in row}):
         return None
-    return target or schemes.detect_scheme(tag_rows) or SPAN_SCHEME
+    if target is not None:
+        return target
+    detected = schemes.detect_scheme(tag_rows) or SPAN_SCHEME
+    spelt_bilou = any(t[:2] in ("L-", "U-") for row in tag_rows for t in row)
+    return "BILOU" if detected == "BIOES" and spelt_bilou else detected
 
 
 def _converted(sentences: list[Sentence], target: str | None) -> list[Sentence]:
@@ -228,7 +280,8 @@ def _converted(sentences: list[Sentence], target: str | None) -> list[Sentence]:
         return sentences
     for sentence in sentences:
         if sentence.tags is not None and schemes.is_entity_tagset(sentence.tags):
-            sentence.tags = schemes.convert_tags(sentence.tags, target)
+            spans = schemes.tags_to_spans(sentence.tags)
+            sentence.tags = schemes.written_tags(spans, len(sentence.tags), target)
     return sentences
 
 
@@ -241,6 +294,18 @@ def _check_no_white_space(sentences: Iterable[Sentence], source: str | Path, whe
                     source,
                     sentence.line,
                 )
+
+
+def _check_no_docstart_token(sentences: Iterable[Sentence], source: str | Path) -> None:
+    # A line starting with the token would be read back as a document's start, the token lost.
+    for sentence in sentences:
+        if DOCSTART in sentence.tokens:
+            raise InputFormatError(
+                f"a token {DOCSTART!r}: in CoNLL columns its line would be read back as the start "
+                "of a document, and the token lost; convert to jsonl, conllu or docbin",
+                source,
+                sentence.line,
+            )
 
 
 def _docbin_label_column(source: str | Path, fmt: str) -> int | None:

@@ -69,6 +69,14 @@ def detect_format(path: str | Path) -> str:
     return "conll"
 
 
+def format_named_by_extension(path: str | Path) -> str | None:
+    """`detect_format` where the file's extension decides the format (`.conllu`, `.csv`,
+    `.spacy`, `.jsonl`, `.json`); None for other names, whose format is read from the content."""
+    if Path(path).suffix.lower() not in (*_FORMAT_BY_SUFFIX, ".jsonl", ".json"):
+        return None
+    return detect_format(path)
+
+
 def _opens_json_object(first: str) -> bool:
     """Whether a first line is (meant as) a JSON object: it parses as one, or its first field
     opens one with a quoted key. A CoNLL line may start with a `{` token (`{ O`)."""

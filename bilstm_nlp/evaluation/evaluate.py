@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from ..corpus.formats import format_named_by_extension
 from ..corpus.loading import document_numbers, load_tagging, load_texts
 from ..decode import classify_sentences, tag_sentences
 from ..errors import ConfigError, InputFormatError, OutputError
@@ -229,6 +230,12 @@ def evaluate_file(
     reader = model.meta.reader.to_json()
     if input_format is not None:
         reader["input_format"] = input_format
+    elif reader.get("input_format") is not None and Path(path).is_file():
+        # The training file's format stands in for this file's, unless its extension says what
+        # it is: a DocBin or a JSONL file is read as one.
+        named = format_named_by_extension(path)
+        if named is not None:
+            reader["input_format"] = named
     if not model.meta.is_classifier:
         if label_column is not None:
             reader["label_column"] = label_column

@@ -381,6 +381,13 @@ def spelt_bilou(tags: Sequence[str]) -> list[str]:
     return [_BILOU_SPELLING.get(tag[:2], tag[:2]) + tag[2:] for tag in tags]
 
 
+def written_tags(spans: Sequence[Span], length: int, scheme: str) -> list[str]:
+    """`spans_to_tags` in a scheme to write tags in (`normalize_written_scheme`'s): BILOU is
+    BIOES spelt with `L-`/`U-`."""
+    tags = spans_to_tags(spans, length, scheme)
+    return spelt_bilou(tags) if normalize_written_scheme(scheme) == "BILOU" else tags
+
+
 def spelt_bioes(tags: Sequence[str]) -> list[str]:
     """Tags with BILOU's prefixes spelt as BIOES's (`L-`→`E-`, `U-`→`S-`); others as they are."""
     return [_BIOES_SPELLING.get(tag[:2], tag[:2]) + tag[2:] for tag in tags]

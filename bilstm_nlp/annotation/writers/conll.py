@@ -9,17 +9,30 @@ output has no token column to fill (use JSONL).
 
 from __future__ import annotations
 
+import logging
 from typing import Any, BinaryIO
 
 from ...corpus.readers.conll import DOCSTART
 
+logger = logging.getLogger(__name__)
+
+# A token line of the token `-DOCSTART-` (every token line follows a line break).
+_DOCSTART_TOKEN_LINE = f"\n{DOCSTART}\t".encode()
+
 
 class ConllWriter:
-    """Token and tag columns; appendable, so runs resume document by document."""
+    """Token and tag columns; appendable, so runs resume document by document.
+
+    A text can hold the token `-DOCSTART-`, which CoNLL readers take for a document's first line:
+    it is written as any token, and counted; `end` warns of it, since reading the file back
+    loses those tokens (JSONL keeps them)."""
 
     name = "conll"
     extension = ".conll"
     atomic = False
+
+    def __init__(self) -> None:
+        self.docstart_tokens = 0
 
     def encode(self, record: dict[str, Any]) -> bytes:
         if "label" in record:
@@ -40,10 +53,18 @@ class ConllWriter:
         pass
 
     def add(self, out: BinaryIO, encoded: bytes) -> None:
+        self.docstart_tokens += encoded.count(_DOCSTART_TOKEN_LINE)
         out.write(encoded)
 
     def end(self, out: BinaryIO) -> None:
-        pass
+        if self.docstart_tokens:
+            logger.warning(
+                "%d tokens %r written as CoNLL lines: a CoNLL reader takes each for the start of "
+                "a document and loses it; -f jsonl keeps them",
+                self.docstart_tokens,
+                DOCSTART,
+            )
+            self.docstart_tokens = 0
 
 
 class ConllStream:
@@ -61,7 +82,7 @@ class ConllStream:
             header = f"{DOCSTART} {' '.join(str(record['id']).split())}".rstrip() + "\n\n"
             encoded = encoded[len(header.encode("utf-8")) :]
         self.started = True
-        self.out.write(encoded)
+        self.writer.add(self.out, encoded)
 
     def close(self) -> None:
         pass

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import InputFormatError
-from ...text.schemes import SCHEMES, Span, spans_to_tags
+from ...text.schemes import SCHEMES, Span, written_tags
 from . import Sentence, TextExample
 from .spans import SPAN_SCHEME, sequence_bounds
 
@@ -158,7 +158,7 @@ def docbin_sequences(path: str | Path, tag_field: str = "upos") -> Iterator[DocS
             if kind == "ents":
                 spans = _entity_spans(doc, positions, path, number)
                 recorded = doc_settings(doc).get("scheme")
-                scheme = recorded if recorded in SCHEMES else SPAN_SCHEME
+                scheme = recorded if recorded in (*SCHEMES, "BILOU") else SPAN_SCHEME
             elif kind is not None:
                 tags = _token_tags(doc, positions, kind, path, number)
             breaks = _breaks(doc, positions)
@@ -171,7 +171,7 @@ def docbin_sequences(path: str | Path, tag_field: str = "upos") -> Iterator[DocS
                 for s in spans
                 if start <= s.start and s.end <= end
             ]
-            row = spans_to_tags(inside, end - start, scheme) if scheme else None
+            row = written_tags(inside, end - start, scheme) if scheme else None
             if tags is not None:
                 row = tags[start:end]
             yield DocSequence(number, doc, positions[start:end], row, inside, scheme, index == 0)

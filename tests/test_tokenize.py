@@ -94,6 +94,27 @@ def test_long_sentences_are_cut() -> None:
         Tokenizer(max_sentence_tokens=0)
 
 
+def test_long_sentences_are_cut_where_no_name_is_split() -> None:
+    """Within a piece's last quarter: after clause-ending punctuation if there is one, else
+    between two lower-case words; never inside "Angela Merkel"."""
+    clause = "the minister Angela Merkel said that Paris was ready"
+    tokenizer = Tokenizer(max_sentence_tokens=256)
+    text = " ".join([clause] * 1_000)
+    sentences = tokenizer.sentences(text)
+    check_tokens(text, sentences)
+    assert all(192 < len(s) <= 256 for s in sentences[:-1])
+    for before, after in zip(sentences, sentences[1:], strict=False):
+        assert before[-1].text.islower() and after[0].text.islower()
+    # A comma within reach: every cut falls after one.
+    text = " ".join([clause + " ,"] * 1_000)
+    sentences = tokenizer.sentences(text)
+    check_tokens(text, sentences)
+    assert all(s[-1].text == "," and 192 < len(s) <= 256 for s in sentences[:-1])
+    # Nothing to cut at but names: at the limit.
+    text = " ".join(["Angela Merkel"] * 500)
+    assert [len(s) for s in tokenizer.sentences(text)] == [256, 256, 256, 232]
+
+
 def test_pipe_equals_one_text_at_a_time(tokenizer: Tokenizer) -> None:
     texts = ["One. Two three.", "", "x" * 2_500 + " tail", "Zürich 😀 (a/b)"]
     assert list(tokenizer.pipe(texts, batch_size=2)) == [tokenizer.sentences(t) for t in texts]

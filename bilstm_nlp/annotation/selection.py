@@ -289,4 +289,4 @@ def _joined(tokens: Sequence[str]) -> tuple[str, list[list[Token]]]:
         offsets.append(Token(token, position, position + len(token)))
         position += len(token) + 1
     text = " ".join(tokens)
-    return text, cut_sentence(offsets, MAX_SENTENCE_TOKENS) if offsets else []
+    return text, cut_sentence(offsets, MAX_SENTENCE_TOKENS, tokens) if offsets else []

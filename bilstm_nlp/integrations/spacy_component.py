@@ -354,7 +354,8 @@ class BilstmTagger(_BilstmPipe):
         sentences = []
         for start, end in bounds:
             indices = [i for i in range(start, end) if not doc[i].is_space]
-            sentences.extend(cut_sentence(indices, MAX_SENTENCE_TOKENS))
+            words = [doc[i].text for i in indices]
+            sentences.extend(cut_sentence(indices, MAX_SENTENCE_TOKENS, words))
         return sentences
 
 

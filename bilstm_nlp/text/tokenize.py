@@ -102,7 +102,8 @@ class Tokenizer:
             owners, offsets, segments, self.nlp.pipe(segments), strict=True
         ):
             for sentence in _doc_sentences(doc, segment, offset):
-                results[owner].extend(cut_sentence(sentence, self.max_sentence_tokens))
+                words = [token.text for token in sentence]
+                results[owner].extend(cut_sentence(sentence, self.max_sentence_tokens, words))
         return results
 
     @property
@@ -175,12 +176,19 @@ def doc_words(
     return words, spaces, positions
 
 
-def cut_sentence(tokens: list[_T], size: int | None) -> list[list[_T]]:
+def cut_sentence(
+    tokens: list[_T], size: int | None, words: Sequence[str] | None = None
+) -> list[list[_T]]:
     """A sentence cut into consecutive pieces of at most `size` tokens (None: never cut).
+
+    With `words` (the tokens' texts), each cut falls where a name is least likely to be split:
+    within a piece's last quarter, after the last token made of clause-ending punctuation (`,`
+    `;` `.` ...), else between the last two lower-case words, else at the limit.
 
     Args:
         tokens: the sentence's tokens (or anything standing for them, such as indices).
         size: the most tokens a piece holds.
+        words: the text of each token; None cuts at the limit.
     Returns:
         The pieces, in order; `[]` for an empty sentence.
     """
@@ -188,7 +196,34 @@ def cut_sentence(tokens: list[_T], size: int | None) -> list[list[_T]]:
         return []
     if size is None or len(tokens) <= size:
         return [tokens]
-    return [tokens[i : i + size] for i in range(0, len(tokens), size)]
+    pieces = []
+    start = 0
+    while len(tokens) - start > size:
+        end = start + size if words is None else _cut_before(words, start + size, size)
+        pieces.append(tokens[start:end])
+        start = end
+    pieces.append(tokens[start:])
+    return pieces
+
+
+# Tokens made of these end a clause: a cut after one rarely falls inside an entity.
+_CLAUSE_END = frozenset(".,;:!?)]}\"'»”’…")
+
+
+def _cut_before(words: Sequence[str], limit: int, size: int) -> int:
+    """Where to end a piece that may end at `limit` at the latest (a token follows it)."""
+    between_lower_words = None
+    for end in range(limit, limit - max(size // 4, 1), -1):
+        before, after = words[end - 1], words[end]
+        if before and all(c in _CLAUSE_END for c in before):
+            return end
+        if between_lower_words is None and _lower_word(before) and _lower_word(after):
+            between_lower_words = end
+    return between_lower_words or limit
+
+
+def _lower_word(word: str) -> bool:
+    return word.isalpha() and word.islower()
 
 
 def _blank_pipeline():

@@ -85,10 +85,11 @@ class TaggedSentence:
 
 @dataclass
 class ClassifiedSentence:
-    """A classifier's output for one sentence: the label and every label's probability."""
+    """A classifier's output for one sentence: the label and every label's probability; an empty
+    sentence has no label (None) and no probabilities (`{}`), as an empty text in `annotate`."""
 
     tokens: list[str]
-    label: str
+    label: str | None
     probs: dict[str, float]
 
 
@@ -279,9 +280,13 @@ def tag_sentences(
     Returns:
         One `TaggedSentence` per input, in input order.
     Raises:
-        ConfigError: `uncertainty` with an ONNX model (its runtime does not compute it yet);
-            `scheme` for a model whose labels have no scheme (POS), or no known scheme.
+        ConfigError: a classifier; `batch_size` below 1 or `k` below 0; `uncertainty` with an
+            ONNX model (its runtime does not compute it yet); `scheme` for a model whose labels
+            have no scheme (POS), or no known scheme.
     """
+    if model.meta.is_classifier:
+        raise ConfigError("tag_sentences needs a tagger; this is a classifier: classify_sentences")
+    _check_batching(batch_size, k)
     if documents is not None and len(documents) != len(token_lists):
         raise ValueError(f"{len(documents)} documents given for {len(token_lists)} sentences")
     predicting: contextlib.AbstractContextManager
@@ -404,7 +409,13 @@ def classify_sentences(
 
     Arguments as `tag_sentences`'s; an ONNX classifier scores a batch with its
     `class_probs(arrays)`.
+
+    Raises:
+        ConfigError: a tagger; `batch_size` below 1.
     """
+    if not model.meta.is_classifier:
+        raise ConfigError("classify_sentences needs a classifier; this is a tagger: tag_sentences")
+    _check_batching(batch_size, 0)
     predicting: contextlib.AbstractContextManager
     encoder = _encoder_for(model, encoder)
     if not is_onnx(model):
@@ -427,6 +438,9 @@ def classify_sentences(
         for indices, batch in _batches(token_lists, batch_size):
             probs = class_probs(batch)
             for row, index in enumerate(indices):
+                if not token_lists[index]:
+                    results[index] = ClassifiedSentence(tokens=[], label=None, probs={})
+                    continue
                 best = max(range(len(labels)), key=probs[row].__getitem__)
                 results[index] = ClassifiedSentence(
                     tokens=list(token_lists[index]),
@@ -435,6 +449,14 @@ def classify_sentences(
                 )
             advance(len(indices))
     return results  # type: ignore[return-value]
+
+
+def _check_batching(batch_size: int, k: int) -> None:
+    # bool is an int: True would run as batches of one.
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ConfigError(f"batch_size must be an integer of at least 1, got {batch_size!r}")
+    if isinstance(k, bool) or not isinstance(k, int) or k < 0:
+        raise ConfigError(f"k must be an integer of at least 0, got {k!r}")
 
 
 def check_scheme(model: Any, scheme: str | None) -> None:

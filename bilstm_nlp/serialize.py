@@ -236,8 +236,10 @@ def load_model(
             corrupt or mismatched weights, a device, pipe or oversized file in place of one, or a
             file that is not a model directory (a pickle, say).
         ConfigError: a torch model folder where torch is not installed, or an ONNX one where
-            onnxruntime is not.
+            onnxruntime is not; `threads` below 1.
     """
+    if threads is not None and (isinstance(threads, bool) or threads < 1):
+        raise ConfigError(f"threads must be at least 1, got {threads!r}")
     directory = resolve_model_path(name_or_path)
     if not directory.is_dir():
         raise ModelFileError(

@@ -275,6 +275,10 @@ def test_classifier_probabilities_sum_to_one_and_label_is_the_best() -> None:
         [alone] = classify_sentences(model, [tokens])
         assert alone.label == result.label
         assert list(alone.probs.values()) == pytest.approx(list(result.probs.values()), abs=1e-6)
+    # An empty sentence gets no label, as an empty text in annotate, and the others are as alone.
+    mixed = classify_sentences(model, [[], nonempty[0], []], batch_size=2)
+    assert [(r.tokens, r.label, r.probs) for r in (mixed[0], mixed[2])] == [([], None, {})] * 2
+    assert mixed[1].probs == pytest.approx(batched[0].probs, abs=1e-6)
 
 
 @pytest.mark.parametrize(("batch_size", "max_tokens"), [(2, 50_000), (100, 8), (1, 1)])
@@ -405,3 +409,21 @@ def test_forgotten_numpy_arrays_are_made_again_for_the_one_sentence_path() -> No
     assert after.tags == expected.tags
     assert after.tag_probs == pytest.approx(expected.tag_probs, abs=1e-6)
     assert after.tag_probs != before.tag_probs
+
+
+def test_api_misuse_is_a_config_error_not_a_crash(tagger: Tagger) -> None:
+    from bilstm_nlp import load
+
+    sentiment = load("sentiment")
+    with pytest.raises(ConfigError, match="needs a tagger; this is a classifier"):
+        tag_sentences(sentiment, [["great"]])
+    with pytest.raises(ConfigError, match="needs a classifier; this is a tagger"):
+        classify_sentences(tagger, [["great"]])
+    for bad in ({"batch_size": 0}, {"batch_size": -1}, {"batch_size": True}, {"k": -1}):
+        with pytest.raises(ConfigError, match="must be an integer of at least"):
+            tag_sentences(tagger, [["EU"]], **bad)
+    with pytest.raises(ConfigError, match="batch_size must be"):
+        classify_sentences(sentiment, [["great"]], batch_size=0)
+    for threads in (0, -1):
+        with pytest.raises(ConfigError, match="threads must be at least 1"):
+            load("ner", threads=threads)

@@ -369,6 +369,17 @@ def test_serve_without_the_extra_says_what_to_install(tmp_path):
     assert result.returncode == 1
     assert "pip install 'bilstm-nlp[serve]'" in result.stderr
     assert "Traceback" not in result.stderr
+    # Without torch (the bilstm-nlp-runtime distribution): the two packages, not the extra,
+    # which would pull in the full distribution beside the runtime.
+    code = code.replace(
+        "sys.modules['fastapi'] = None",
+        "sys.modules['fastapi'] = None; sys.modules['torch'] = None",
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "serve needs fastapi: pip install fastapi uvicorn" in result.stderr
 
 
 @contextlib.contextmanager

@@ -201,6 +201,52 @@ def test_output_equals_annotate_offsets_tags_and_probabilities(models) -> None:
         assert doc.cats == pytest.approx(annotation.probs or {}, abs=1e-5)
 
 
+def test_annotate_docbin_holds_what_the_component_sets(models, tmp_path) -> None:
+    """`annotate -f docbin` and the component put entities, chunks and their scores in the same
+    places: entities in `doc.ents` and `bilstm_ents`, a chunker's chunks in `bilstm_chunks`."""
+    import io
+
+    from spacy.tokens import DocBin
+
+    from bilstm_nlp.annotation.annotator import write_annotations
+
+    nlp = blank(models, "ner", "chunk")
+    docs = list(nlp.pipe(TEXTS))
+    for name in ("ner", "chunk"):
+        model = load_model(models[name])
+        buffer = io.BytesIO()
+        ids = list(range(len(TEXTS)))
+        write_annotations(annotate_texts(model, TEXTS), ids, "docbin", buffer, model.meta.task)
+        written = list(DocBin().from_bytes(buffer.getvalue()).get_docs(nlp.vocab))
+        for doc, from_file in zip(docs, written, strict=True):
+            key = ENTS_KEY if name == "ner" else CHUNKS_KEY
+            other = CHUNKS_KEY if name == "ner" else ENTS_KEY
+            assert outputs(from_file)["ents"] == (outputs(doc)["ents"] if name == "ner" else [])
+            assert [(s.start_char, s.end_char, s.label_) for s in from_file.spans[key]] == [
+                (s.start_char, s.end_char, s.label_) for s in doc.spans[key]
+            ]
+            assert list(from_file.spans[key].attrs[SCORES_ATTR]) == pytest.approx(
+                list(doc.spans[key].attrs[SCORES_ATTR]), abs=5e-5
+            )
+            assert other not in from_file.spans
+
+
+def test_a_quotation_across_sentences_is_escaped_alike_everywhere(models) -> None:
+    """A lone `"` opens or closes by the count of those before it in the whole text: annotate
+    (sentence by sentence) and the classifier component (the whole doc) show the model the same
+    words, so they answer alike."""
+    from bilstm_nlp.text.tokenize import PtbEscapes, Tokenizer
+
+    text = 'He said " It is fine . It is good . " Then he left .'
+    sentences = Tokenizer().sentences(text)
+    assert len(sentences) > 1
+    words = PtbEscapes(double_quotes=True).apply_document(text, sentences)
+    assert [w for s in words for w in s if w in ("``", "''")] == ["``", "''"]
+    nlp = blank(models, "sentiment")
+    [annotation] = annotate_texts(load_model(models["sentiment"]), [text])
+    assert nlp(text).cats == pytest.approx(annotation.probs, abs=1e-6)
+
+
 def test_pipe_over_1000_texts_equals_one_doc_at_a_time(models) -> None:
     nlp = blank(models, "ner", "pos")
     texts = [TEXTS[i % 6] + " " * (i % 3) + TEXTS[(i * 7) % 6] for i in range(1000)]

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from spacy.tokens import DocBin
 
 from bilstm_nlp.annotation.writers import inline_text, make_writer
-from bilstm_nlp.annotation.writers.docbin import SPAN_KEY, record_to_doc
+from bilstm_nlp.annotation.writers.docbin import ENTITY_SPAN_KEY, record_to_doc
 from bilstm_nlp.corpus.readers.conll import DOCSTART, read_conll
 from bilstm_nlp.errors import ConfigError, InputFormatError
 from bilstm_nlp.text.tokenize import Tokenizer
@@ -176,7 +176,7 @@ def test_docbin_loads_with_spacy_with_text_entities_sentences(tmp_path: Path) ->
         assert [(e.start_char, e.end_char, e.label_) for e in doc.ents] == [
             (s["start"], s["end"], s["label"]) for s in record["spans"]
         ]
-        assert doc.spans[SPAN_KEY].attrs["scores"] == [s["score"] for s in record["spans"]]
+        assert doc.spans[ENTITY_SPAN_KEY].attrs["scores"] == [s["score"] for s in record["spans"]]
     first = docs[0]
     assert [s.text for s in first.sents] == [
         "EU rejects German call.",

@@ -268,9 +268,9 @@ class Annotator:
 
     def _tag(self, texts, documents, show_progress: bool) -> list[Annotation]:
         escaped = [
-            self.escapes.apply(text, sentence)
+            words
             for text, sentences in zip(texts, documents, strict=True)
-            for sentence in sentences
+            for words in self.escapes.apply_document(text, sentences)
         ]
         # Each text is a document: a model with document memory reads its sentences together.
         sentence_documents = [
@@ -341,8 +341,8 @@ class Annotator:
             [
                 [
                     word
-                    for sentence in documents[i]
-                    for word in self.escapes.apply(texts[i], sentence)
+                    for words in self.escapes.apply_document(texts[i], documents[i])
+                    for word in words
                 ]
                 for i in present
             ],
@@ -393,14 +393,19 @@ def annotate_texts(
 
 
 def write_annotations(
-    annotations: Sequence[Annotation], ids: Sequence[Any], fmt: str, out: BinaryIO
+    annotations: Sequence[Annotation],
+    ids: Sequence[Any],
+    fmt: str,
+    out: BinaryIO,
+    task: str | None = None,
 ) -> None:
-    """Write annotations (with their ids) to a binary stream in one output format.
+    """Write annotations (with their ids) to a binary stream in one output format; `task`, the
+    model's, decides where a DocBin puts spans.
 
     Raises:
         ConfigError: an unknown format, or CoNLL for a classifier's annotations.
     """
-    writer = make_writer(fmt)
+    writer = make_writer(fmt, task)
     check_output(any(a.probs is not None for a in annotations), fmt)
     writer.begin(out)
     for annotation, doc_id in zip(annotations, ids, strict=True):

@@ -153,7 +153,7 @@ def annotate_paths(
     """
     started = time.perf_counter()
     options.check()
-    writer = make_writer(options.fmt)
+    writer = make_writer(options.fmt, model.meta.task)
     check_output(model.meta.is_classifier, options.fmt, options.k_best)
     check_scheme(model, options.scheme)
     if any(str(given) == "-" for given in inputs):
@@ -237,7 +237,7 @@ class _Run:
     ) -> AnnotateStats:
         options = self.options
         resumed = state.documents
-        writer = make_writer(options.fmt)
+        writer = make_writer(options.fmt, self.model.meta.task)
         out = OutputRun(self.jobs, writer, state, progress_path, fingerprint)
         pieces = not self.model.meta.is_classifier and hasattr(writer, "stream")
         windows = read_windows(

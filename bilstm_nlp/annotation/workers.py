@@ -66,7 +66,7 @@ class WindowEncoder:
         scheme: str | None = None,
     ) -> None:
         self.annotator = Annotator(model, batch_size=batch_size, k_best=k_best, scheme=scheme)
-        self.writer = make_writer(fmt)
+        self.writer = make_writer(fmt, model.meta.task)
         # The model, its vocabularies and the tokenizer live as long as the run: frozen, the
         # garbage collector stops rescanning their objects (about 15% of annotation time).
         gc.freeze()

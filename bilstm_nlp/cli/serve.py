@@ -39,9 +39,13 @@ def serve_cli(
     with user_errors():
         missing = [m for m in ("fastapi", "uvicorn") if importlib.util.find_spec(m) is None]
         if missing:
-            raise ConfigError(
-                f"serve needs {' and '.join(missing)}: pip install 'bilstm-nlp[serve]'"
+            # The slim runtime (no torch) takes them beside it; its extra would pull in the
+            # full distribution, which must not be installed with it.
+            runtime = importlib.util.find_spec("torch") is None
+            install = (
+                "pip install fastapi uvicorn" if runtime else "pip install 'bilstm-nlp[serve]'"
             )
+            raise ConfigError(f"serve needs {' and '.join(missing)}: {install}")
         from ..integrations.serve.app import ServeConfig, create_app, model_name
         from ..serialize import is_onnx_folder, read_meta, resolve_model_path
 

@@ -49,7 +49,7 @@ def tag_cli(
                 scheme=scheme,
             )
             ids = list(range(1, len(texts) + 1))
-            write_annotations(annotations, ids, fmt, sys.stdout.buffer)
+            write_annotations(annotations, ids, fmt, sys.stdout.buffer, loaded.meta.task)
         else:
             from ..annotation.files import AnnotateOptions, annotate_paths
 

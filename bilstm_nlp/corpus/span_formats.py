@@ -194,7 +194,8 @@ def _doccano_record(
         record["id"] = document.doc_id
     if document.score is not None:
         record["score"] = document.score
-    if any(span.score is not None for span in spans):
+    # A scored document (select's output) has its span scores, `[]` when it has no spans.
+    if document.score is not None or any(span.score is not None for span in spans):
         record["span_scores"] = [span.score for span in spans]
     record.update(document.meta)
     return record

@@ -18,7 +18,7 @@ What a `bilstm_tagger` sets depends on the model it holds:
 
 - NER (a tag scheme, `meta.task` not `chunking`): `doc.ents`, and every predicted entity with its
   probability in the span group `doc.spans["bilstm_ents"]` (scores in `.attrs["scores"]`, one
-  float per span, spaCy's spancat convention; the DocBin writer does the same).
+  float per span, spaCy's spancat convention; `annotate -f docbin` writes the same).
 - chunking (`meta.task == "chunking"`): the span group `doc.spans["bilstm_chunks"]`, scored alike.
 - POS (no scheme): `token.pos_` when every label is one of the 17 Universal POS tags, else
   `token.tag_`. Whitespace tokens get nothing.

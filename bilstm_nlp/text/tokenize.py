@@ -332,13 +332,21 @@ class PtbEscapes:
         Returns:
             One string per token; a token needing no escape keeps its own text.
         """
+        return self.apply_document(text, [tokens])[0]
+
+    def apply_document(self, text: str, sentences: Sequence[Sequence[Token]]) -> list[list[str]]:
+        """`apply` to each sentence of one text, a lone `"` opening or closing by the count of
+        those before it in the whole text (a quotation may span sentences)."""
         if not self.active:
-            return [t.text for t in tokens]
+            return [[t.text for t in sentence] for sentence in sentences]
         escaped = []
         plain_double_quotes = 0  # `"` seen so far: a lone one opens when their count is even
-        for token in tokens:
-            escaped.append(self._escape(text, token, plain_double_quotes % 2 == 0))
-            plain_double_quotes += token.text == '"'
+        for sentence in sentences:
+            words = []
+            for token in sentence:
+                words.append(self._escape(text, token, plain_double_quotes % 2 == 0))
+                plain_double_quotes += token.text == '"'
+            escaped.append(words)
         return escaped
 
     def _escape(self, text: str, token: Token, lone_double_quote_opens: bool) -> str:

@@ -273,5 +273,7 @@ def teacher_label_probs(
             teacher.to(device).eval(), token_lists, device=device, show_progress=show_progress
         )
         for row, result in enumerate(classified):
-            sums[row] += [result.probs[label] for label in student_labels]
+            # An empty text has no probabilities: the teachers know nothing of it.
+            uniform = 1.0 / len(student_labels)
+            sums[row] += [result.probs.get(label, uniform) for label in student_labels]
     return TeacherLabelProbs((sums / len(teachers)).astype(np.float32), len(teachers))

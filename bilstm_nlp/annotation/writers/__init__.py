@@ -131,15 +131,16 @@ WRITERS: dict[str, type] = {
 }
 
 
-def make_writer(fmt: str) -> Writer:
-    """The writer for a `--format` name.
+def make_writer(fmt: str, task: str | None = None) -> Writer:
+    """The writer for a `--format` name; `task` is the model's (`meta.task`), which decides where
+    a DocBin puts spans (chunks in a span group, entities in `doc.ents`).
 
     Raises:
         ConfigError: an unknown format.
     """
     if fmt not in WRITERS:
         raise ConfigError(f"unknown output format {fmt!r}; choose from {', '.join(WRITERS)}")
-    return WRITERS[fmt]()
+    return DocBinWriter(task) if fmt == "docbin" else WRITERS[fmt]()
 
 
 __all__ = [

@@ -1,8 +1,10 @@
 """spaCy `DocBin` output (`.spacy`): one `Doc` per record, loadable with `DocBin().from_disk`.
 
 Each `Doc` has exactly the record's text (`doc.text == record["text"]`: whitespace between tokens
-becomes spaCy whitespace tokens), sentence starts, and: entities or chunks as `doc.ents` (their
-probabilities in `doc.spans["bilstm_nlp"].attrs["scores"]`, spaCy's spancat convention), POS tags
+becomes spaCy whitespace tokens), sentence starts, and, as the spaCy component sets them:
+entities as `doc.ents` and the span group `doc.spans["bilstm_ents"]` (their probabilities in
+`.attrs["scores"]`, spaCy's spancat convention), a chunker's chunks as the span group
+`doc.spans["bilstm_chunks"]` (scored alike; not entities), POS tags
 as `token.tag_` (and `token.pos_` when the tag is a Universal POS tag), or a classifier's
 probabilities as `doc.cats`. The record id is `doc.user_data["id"]`. A DocBin is written whole, so
 the file's documents are held (compactly) in memory until its end.
@@ -14,7 +16,8 @@ from typing import Any, BinaryIO
 
 from ...text.tokenize import doc_words
 
-SPAN_KEY = "bilstm_nlp"
+ENTITY_SPAN_KEY = "bilstm_ents"
+CHUNK_SPAN_KEY = "bilstm_chunks"
 # spaCy's string store grows with every new word; a fresh one keeps workers' memory flat.
 _MAX_STRINGS = 1_000_000
 
@@ -26,9 +29,11 @@ class DocBinWriter:
     extension = ".spacy"
     atomic = True
 
-    def __init__(self) -> None:
+    def __init__(self, task: str | None = None) -> None:
         from spacy.tokens import DocBin
         from spacy.vocab import Vocab
+
+        self.task = task
 
         self._vocab_class = Vocab
         self._docbin_class = DocBin
@@ -38,7 +43,7 @@ class DocBinWriter:
     def encode(self, record: dict[str, Any]) -> bytes:
         if len(self.vocab.strings) > _MAX_STRINGS:
             self.vocab = self._vocab_class()
-        return record_to_doc(self.vocab, record).to_bytes()
+        return record_to_doc(self.vocab, record, self.task).to_bytes()
 
     def begin(self, out: BinaryIO) -> None:
         self._docbin = self._docbin_class(store_user_data=True)
@@ -53,8 +58,9 @@ class DocBinWriter:
         self._docbin = self._docbin_class(store_user_data=True)
 
 
-def record_to_doc(vocab, record: dict[str, Any]):
-    """A spaCy `Doc` holding a record's text, sentences, entities, tags or categories."""
+def record_to_doc(vocab, record: dict[str, Any], task: str | None = None):
+    """A spaCy `Doc` holding a record's text, sentences, entities (or a chunker's chunks: `task`
+    `chunking`), tags or categories."""
     from spacy.parts_of_speech import IDS as UNIVERSAL_POS
     from spacy.tokens import Doc
 
@@ -71,9 +77,11 @@ def record_to_doc(vocab, record: dict[str, Any]):
             doc[doc_index].is_sent_start = doc_index == 0 or (number in starts and number > 0)
     if "spans" in record:
         spans = [doc.char_span(s["start"], s["end"], label=s["label"]) for s in record["spans"]]
-        doc.ents = spans
-        doc.spans[SPAN_KEY] = spans
-        doc.spans[SPAN_KEY].attrs["scores"] = [s["score"] for s in record["spans"]]
+        key = CHUNK_SPAN_KEY if task == "chunking" else ENTITY_SPAN_KEY
+        if key == ENTITY_SPAN_KEY:
+            doc.ents = spans
+        doc.spans[key] = spans
+        doc.spans[key].attrs["scores"] = [s["score"] for s in record["spans"]]
     elif "label" not in record:
         for token, doc_index in zip(tokens, positions, strict=True):
             doc[doc_index].tag_ = token["tag"]

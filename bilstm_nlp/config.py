@@ -314,6 +314,10 @@ class ExperimentConfig:
             values = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise ConfigError("config file not found", path) from None
+        except IsADirectoryError:
+            raise ConfigError("is a folder: give the config's JSON file", path) from None
+        except OSError as error:
+            raise ConfigError(f"cannot read: {error.strerror or error}", path) from None
         except (UnicodeDecodeError, json.JSONDecodeError) as error:
             line = getattr(error, "lineno", None)
             raise ConfigError(f"not valid JSON: {error}", path, line) from None

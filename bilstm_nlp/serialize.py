@@ -124,11 +124,12 @@ _TRAINING_RUN_FILES = ("train_log.jsonl", "checkpoint")
 
 def check_copy_target(target: str | Path, sources: Sequence[str | Path]) -> Path:
     """Refuse a folder to write a model made from `sources` into (`export`, `ensemble`) where
-    writing would lose one: a source itself, or a training run's folder. A folder holding an
-    earlier export is replaced, as shipping into `models/` again does.
+    writing would lose something: a source itself, a training run's folder, a folder of other
+    files. A folder holding an earlier export is replaced, as shipping into `models/` again does.
 
     Raises:
-        ModelFileError: `target` is a file, one of `sources`, or a training run's folder.
+        ModelFileError: `target` is a file, one of `sources`, a training run's folder, or a
+            folder holding files but no model.
     """
     target = Path(target)
     if target.exists() and not target.is_dir():
@@ -153,6 +154,14 @@ def check_copy_target(target: str | Path, sources: Sequence[str | Path]) -> Path
                 "another folder",
                 target,
             )
+    held = sorted(p.name for p in target.iterdir())
+    if held and CONFIG_FILE not in held:
+        shown = ", ".join(held[:4]) + (", ..." if len(held) > 4 else "")
+        raise ModelFileError(
+            f"holds files but no model ({shown}): writing there would replace them; give a new "
+            "or empty folder",
+            target,
+        )
     return target
 
 

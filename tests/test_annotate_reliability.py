@@ -424,11 +424,13 @@ def test_the_first_progress_write_failing_is_one_line_and_leaves_nothing(
 
 def test_bad_thread_counts_are_one_line(ner_dir: Path, tmp_path: Path) -> None:
     source = many_sentences(tmp_path / "in.txt", 3)
-    fails_in_one_line(["tag", "-m", ner_dir, "--threads", "-1", "EU"], "--threads must be at least")
-    fails_in_one_line(["tag", "-m", ner_dir, "--threads", "0", "EU"], "--threads must be at least")
+    fails_in_one_line(
+        ["tag", "-m", ner_dir, "--threads", "-1", "EU"], "--threads must be 1 to 1024"
+    )
+    fails_in_one_line(["tag", "-m", ner_dir, "--threads", "0", "EU"], "--threads must be 1 to 1024")
     fails_in_one_line(
         ["annotate", source, "-m", ner_dir, "--threads", "-1", "-w", "2"],
-        "--threads must be at least 1, got -1",
+        "--threads must be 1 to 1024, got -1",
     )
 
 

@@ -73,6 +73,8 @@ class SelectOptions:
             raise ConfigError(f"unknown unit {self.unit!r}; choose from line, jsonl")
         if self.batch_size < 1:
             raise ConfigError(f"batch size must be at least 1, got {self.batch_size}")
+        if not 0 <= self.seed < 2**32:  # numpy's seeds
+            raise ConfigError(f"--seed must be 0 to {2**32 - 1}, got {self.seed}")
 
 
 @dataclass(frozen=True)

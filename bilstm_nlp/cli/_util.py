@@ -10,7 +10,7 @@ from typing import Any
 import typer
 from rich.console import Console
 
-from ..errors import RUNTIME_ONLY, BilstmNlpError
+from ..errors import RUNTIME_ONLY, BilstmNlpError, ConfigError
 
 Arg = typer.Argument
 Opt = typer.Option
@@ -70,11 +70,28 @@ def set_threads(threads: int | None) -> None:
         torch.set_num_threads(threads)
 
 
+# As train.threads: more would only exhaust the process's memory maps and thread limit.
+MAX_THREADS = 1024
+
+
+def check_threads(threads: int | None) -> None:
+    """Refuse a thread count torch would reject with a traceback, or one that would exhaust
+    the machine (each thread maps its own stack)."""
+    if threads is not None and not 1 <= threads <= MAX_THREADS:
+        raise ConfigError(f"--threads must be 1 to {MAX_THREADS}, got {threads}")
+
+
 def load_with_threads(name_or_path: str, threads: int | None) -> Any:
     """Load a model for a command with a --threads option: an ONNX folder's session gets
-    `threads` intra-op threads; for a torch folder they are torch's (`torch.set_num_threads`)."""
+    `threads` intra-op threads; for a torch folder they are torch's (`torch.set_num_threads`).
+
+    Raises:
+        ConfigError: `threads` out of range (`check_threads`).
+    """
     from ..decode import is_onnx
     from ..serialize import load_model
+
+    check_threads(threads)
 
     loaded = load_model(name_or_path, threads=threads)
     if threads and not is_onnx(loaded):

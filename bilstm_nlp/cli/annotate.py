@@ -15,7 +15,15 @@ from typing import NamedTuple
 import typer
 
 from ..errors import ConfigError
-from ._util import Arg, Opt, err_console, load_with_threads, setup_logging, user_errors
+from ._util import (
+    Arg,
+    Opt,
+    check_threads,
+    err_console,
+    load_with_threads,
+    setup_logging,
+    user_errors,
+)
 
 logger = logging.getLogger("bilstm_nlp.integrations.engines")
 
@@ -96,6 +104,9 @@ def annotate_cli(
     """
     setup_logging(verbose)
     show_progress = sys.stderr.isatty() if progress is None else progress
+    if workers is not None and workers < 1:
+        with user_errors():
+            raise ConfigError(f"--workers must be at least 1, got {workers}")
     if engine != "local" or address is not None or partitions is not None:
         with user_errors(), interruptible(output, resumed_by="rerun the same command"):
             _annotate_on_engine(
@@ -214,12 +225,6 @@ def _annotate_on_engine(
             stats.invalid_utf8_lines,
         )
     err_console.print(message, markup=False, highlight=False, soft_wrap=True)
-
-
-def check_threads(threads: int | None) -> None:
-    """Refuse a thread count torch would reject with a traceback."""
-    if threads is not None and threads < 1:
-        raise ConfigError(f"--threads must be at least 1, got {threads}")
 
 
 @contextmanager

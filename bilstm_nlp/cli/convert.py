@@ -20,7 +20,9 @@ def convert_cli(
         None, "--input-format", "-f", help="Input format (default: detected from the file)"
     ),
     scheme: str | None = Opt(
-        None, "--scheme", help="Write entity tags in IOB1, IOB2 or BIOES (default: the input's)"
+        None,
+        "--scheme",
+        help="Write entity tags in IOB1, IOB2, BIOES or BILOU (default: the input's)",
     ),
     misaligned: str = Opt(
         "error",

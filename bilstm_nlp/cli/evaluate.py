@@ -8,7 +8,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from ..errors import InputFormatError
+from ..errors import ConfigError, InputFormatError
 from ._util import Arg, Opt, load_with_threads, setup_logging, user_errors
 
 
@@ -61,7 +61,13 @@ def evaluate_cli(
             raise InputFormatError("no such file", data)
         if predictions is not None:
             check_predictions_path(predictions, data)  # before the evaluation, not after
+        if batch_size < 1:
+            raise ConfigError(f"--batch-size must be at least 1, got {batch_size}")
         loaded = load_with_threads(model, threads)
+        if predictions is not None and loaded.meta.is_classifier:
+            raise ConfigError(
+                "--predictions writes token tags (conlleval's columns); a classifier has none"
+            )
         result = evaluate_file(
             loaded,
             str(data),

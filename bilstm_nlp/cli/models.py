@@ -121,7 +121,26 @@ def export_cli(
 ) -> None:
     """Copy a model into a smaller directory for shipping (pruned vectors, float16 embeddings),
     or export it to ONNX (--format onnx)."""
+    if dev_from_train is not None and dev is None:
+        with user_errors():
+            raise ConfigError("--dev-from-train goes with --dev (the train file to carve it from)")
     if fmt == "onnx":
+        ignored = [
+            name
+            for name, given in (
+                ("--no-half", not half),
+                ("--dev-from-train", dev_from_train is not None),
+                ("--recipe-dev", recipe_dev is not None),
+                ("--recipe-command", recipe_command is not None),
+            )
+            if given
+        ]
+        if ignored:
+            with user_errors():
+                raise ConfigError(
+                    f"{', '.join(ignored)}: for a safetensors copy; an ONNX export keeps the "
+                    "source's card and figures (export the copy to onnx)"
+                )
         _export_onnx(source, target, max_vectors, dev, quantize)
         return
     with user_errors():

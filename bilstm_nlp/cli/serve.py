@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import socket
 
 from ..errors import ConfigError
-from ._util import Opt, err_console, set_threads, setup_logging, user_errors
+from ._util import Opt, check_threads, err_console, set_threads, setup_logging, user_errors
 
 
 def serve_cli(
@@ -54,8 +55,9 @@ def serve_cli(
         names = [model_name(m) for m in models]
         if len(set(names)) != len(names):
             raise ConfigError(f"two models share a name: {', '.join(names)}")
-        if workers < 1 or threads < 1:
-            raise ConfigError("--workers and --threads must be >= 1")
+        if not 1 <= workers <= 256:
+            raise ConfigError(f"--workers must be 1 to 256, got {workers}")
+        check_threads(threads)
         config = ServeConfig(
             models=tuple(models),
             max_wait_ms=max_wait_ms,
@@ -67,6 +69,8 @@ def serve_cli(
             timeout_s=timeout_s,
             threads=threads,
         )
+        config.check()
+        _check_address(host, port)
         torch_models = not all(is_onnx_folder(resolve_model_path(m)) for m in models)
     import uvicorn
 
@@ -86,6 +90,21 @@ def serve_cli(
             workers=workers,
             **_UVICORN,
         )
+
+
+def _check_address(host: str, port: int) -> None:
+    """Bind the address once before announcing it: a port in use or out of range, or a host
+    that is no address here, is one error line instead of uvicorn's log and exit 3."""
+    if not 1 <= port <= 65_535:
+        raise ConfigError(f"--port must be 1 to 65535, got {port}")
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        family, kind, proto, _, address = infos[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(address)
+    except OSError as error:  # socket.gaierror included
+        raise ConfigError(f"cannot listen on {host}:{port}: {error.strerror or error}") from None
 
 
 # uvicorn's "auto" picks uvloop and httptools (the serve extra installs them) over asyncio and

@@ -25,11 +25,13 @@ def spacy_config_cli(
 ) -> None:
     """Write a spaCy training config that trains our BiLSTM-CRF with `python -m spacy train`."""
     with user_errors():
+        from ..corpus._atomic import atomic_output
         from ..integrations.spacy_config import spacy_training_config
 
         text = spacy_training_config(task, train=train, dev=dev)
-    if output is None:
-        print(text, end="")
-        return
-    output.write_text(text, encoding="utf-8")
+        if output is None:
+            print(text, end="")
+            return
+        with atomic_output(output) as out:
+            out.write(text)
     err_console.print(f"wrote {output}; train with: python -m spacy train {output} --output OUT")

@@ -65,7 +65,9 @@ def train_cli(
     task: str | None = Opt(None, "--task", help="tagger or classifier"),
     head: str | None = Opt(None, "--head", help="crf or softmax"),
     epochs: int | None = Opt(None, "--epochs", help="Most epochs"),
-    max_minutes: float | None = Opt(None, "--max-minutes", help="Wall-time budget in minutes"),
+    max_minutes: float | None = Opt(
+        None, "--max-minutes", help="Wall-time budget in minutes (0: none, the config's default)"
+    ),
     patience: int | None = Opt(
         None, "--patience", help="Stop after this many epochs without a better dev score (0: never)"
     ),
@@ -73,7 +75,7 @@ def train_cli(
     lr_schedule: str | None = Opt(
         None,
         "--lr-schedule",
-        help="inverse (lr / (1 + lr_decay * epoch), the default) or cosine (annealed to near "
+        help="inverse (lr / (1 + lr_decay * (epoch - 1)), the default) or cosine (annealed to near "
         "zero by the last epoch)",
     ),
     seed: int | None = Opt(None, "--seed", help="Random seed"),

@@ -26,6 +26,8 @@ def atomic_output(path: str | Path, binary: bool = False) -> Iterator[IO[Any]]:
         OutputError: the file cannot be written (missing folder, no permission, disk full).
     """
     path = Path(path)
+    if not path.name or path.is_dir():
+        raise OutputError("is a folder (or an empty path): give a file name to write", path)
     temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     try:
         if binary:

@@ -126,6 +126,8 @@ def convert_file(
         raise ConfigError(f"--to {to!r}: expected one of {', '.join(CONVERT_FORMATS)}")
     check_misaligned_policy(misaligned)
     target_scheme = schemes.normalize_written_scheme(scheme) if scheme is not None else None
+    if target_scheme is not None and to in SPAN_FORMATS:
+        raise ConfigError(f"--scheme {scheme}: {to} holds character spans, not tags in a scheme")
     _check_target(Path(source), Path(target))
     fmt = resolve_format(source, input_format, [f for f in INPUT_FORMATS if f != "hub"], "a corpus")
     if holds_texts(source, fmt):
@@ -267,6 +269,11 @@ def _scheme_of(sentences: list[Sentence], target: str | None) -> str | None:
     """The scheme written: `target`, else the input's; None for plain tags."""
     tag_rows = [s.tags for s in sentences if s.tags is not None]
     if not tag_rows or not schemes.is_entity_tagset({t for row in tag_rows for t in row}):
+        if target is not None:
+            raise ConfigError(
+                f"--scheme {target}: the input holds no entity tags (plain labels such as POS "
+                "tags, or none), so there is nothing to write in a scheme"
+            )
         return None
     if target is not None:
         return target

@@ -13,7 +13,9 @@ import logging
 import math
 import os
 import random
+import re
 import shlex
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, replace
@@ -103,11 +105,32 @@ def train(
         return _train(config, output, init_model, resume, command, show_progress, on_epoch)
 
 
+# What a training run writes first: a folder holding one of them is a run's, which a new run may
+# replace (or --resume continue).
+_RUN_MARKS = (LOG_FILE, LOCK_FILE, "checkpoint")
+
+
+def _check_not_foreign(output: Path) -> None:
+    """Refuse to train into a folder that holds files but no training run (a shipped or exported
+    model, a project folder): the run would replace what is there."""
+    if not output.is_dir() or any((output / mark).exists() for mark in _RUN_MARKS):
+        return
+    held = sorted(p.name for p in output.iterdir())
+    if held:
+        shown = ", ".join(held[:4]) + (", ..." if len(held) > 4 else "")
+        raise ConfigError(
+            f"holds files but no training run ({shown}): the run would replace them; train "
+            "into a new or empty folder",
+            output,
+        )
+
+
 @contextlib.contextmanager
 def _exclusive(output: Path) -> Iterator[None]:
     """Hold an exclusive lock on the run folder, so two runs never write into one."""
     if output.exists() and not output.is_dir():
         raise ConfigError("the output must be a folder, and this is a file", output)
+    _check_not_foreign(output)
     created = not output.exists()
     try:
         output.mkdir(parents=True, exist_ok=True)
@@ -125,10 +148,10 @@ def _exclusive(output: Path) -> Iterator[None]:
             ) from None
         yield
     except BaseException:
-        # A run that failed before writing anything leaves no folder of its own behind.
-        if created and [p.name for p in output.iterdir()] == [LOCK_FILE]:
-            (output / LOCK_FILE).unlink()
-            output.rmdir()
+        # A run that failed before saving a model leaves no folder of its own behind (a later
+        # export or ensemble would take its log for a training run's).
+        if created and not (output / WEIGHTS_FILE).exists():
+            shutil.rmtree(output, ignore_errors=True)
         raise
     finally:
         os.close(handle)  # closing releases the lock
@@ -443,10 +466,16 @@ def _resume(output: Path, config: ExperimentConfig, device: torch.device):
 
 
 def _device(name: str) -> torch.device:
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("train.device is cuda but no CUDA device is available")
-    if name not in ("cpu", "cuda") and not name.startswith("cuda:"):
-        raise ConfigError(f"train.device must be cpu or cuda, got {name!r}")
+    if name not in ("cpu", "cuda") and not re.fullmatch(r"cuda:[0-9]+", name):
+        raise ConfigError(f"train.device must be cpu, cuda or cuda:N, got {name!r}")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigError(f"train.device is {name} but no CUDA device is available")
+        index = int(name.partition(":")[2] or 0)
+        if index >= torch.cuda.device_count():
+            raise ConfigError(
+                f"train.device is {name} but there are {torch.cuda.device_count()} CUDA devices"
+            )
     return torch.device(name)
 
 

@@ -81,6 +81,27 @@ class ServeConfig:
     batch_size: int = 256
     threads: int | None = None
 
+    def check(self) -> None:
+        """Refuse limits the service cannot keep (a NaN timeout, a queue of none...).
+
+        Raises:
+            ConfigError: the first value out of its range, named as its option.
+        """
+        ranges = (
+            ("--max-wait-ms", self.max_wait_ms, 0, 60_000),
+            ("--max-batch-tokens", self.max_batch_tokens, 0, 10_000_000),
+            ("--max-queue", self.max_queue, 1, 1_000_000),
+            ("--max-body-bytes", self.max_body_bytes, 1, 1 << 31),
+            ("--max-texts", self.max_texts, 1, 100_000),
+            ("--max-chars", self.max_chars, 1, 100_000_000),
+            ("--timeout", self.timeout_s, 0.001, 86_400),
+            ("--batch-size", self.batch_size, 1, 100_000),
+        )
+        for option, value, low, high in ranges:
+            # NaN fails both comparisons; inf fails the upper one.
+            if not low <= value <= high:
+                raise ConfigError(f"{option} must be {low} to {high:,}, got {value}")
+
     def to_json(self) -> str:
         return json.dumps(asdict(self))
 

@@ -1,0 +1,143 @@
+"""User mistakes on the command line, from an audit of every command's options: each gives one
+`error:` line and exit 1, never a traceback, and leaves nothing behind it."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import socket
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from bilstm_nlp.cli import app
+from bilstm_nlp.serialize import resolve_model_path
+
+from .test_train import NER_SENTENCES, tiny_config, write_conll
+
+SAMPLES = Path(__file__).resolve().parent.parent / "corpora" / "samples"
+SENTIMENT = resolve_model_path("sentiment")
+runner = CliRunner()
+
+
+def _fails(args: list[str], message: str) -> None:
+    result = runner.invoke(app, args)
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert result.output.startswith("error: "), result.output
+    assert message in result.output, result.output
+
+
+@pytest.fixture(scope="module")
+def config(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("misuse")
+    corpus = write_conll(folder / "train.conll", NER_SENTENCES)
+    settings = tiny_config(corpus, scheme="BIOES")
+    settings = dataclasses.replace(settings, train=dataclasses.replace(settings.train, epochs=1))
+    path = folder / "train.json"
+    path.write_text(json.dumps(settings.to_dict()))
+    return path
+
+
+def test_thread_counts_out_of_range_are_refused_everywhere() -> None:
+    text = "EU rejects German call."
+    _fails(["tag", "--threads", "100000", text], "--threads must be 1 to 1024, got 100000")
+    _fails(["tag", "--threads", "0", text], "--threads must be 1 to 1024, got 0")
+    dev = str(SAMPLES / "conll2003" / "dev.txt")
+    _fails(["evaluate", "ner", dev, "--threads", "-1"], "--threads must be 1 to 1024, got -1")
+    _fails(["evaluate", "ner", dev, "--batch-size", "0"], "--batch-size must be at least 1")
+
+
+def test_spacy_config_into_a_missing_folder_or_onto_a_folder(tmp_path: Path) -> None:
+    _fails(["spacy-config", "-t", "ner", "-o", str(tmp_path / "no" / "c.cfg")], "cannot write")
+    _fails(["spacy-config", "-t", "ner", "-o", str(tmp_path)], "is a folder")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_select_seed_and_empty_output(tmp_path: Path) -> None:
+    pool = tmp_path / "pool.txt"
+    pool.write_text("Angela Merkel visited Paris.\nIt rained.\n")
+    base = ["select", "ner", str(pool), "--threads", "1"]
+    _fails([*base, "-o", str(tmp_path / "o.json"), "-s", "random", "--seed", "-1"], "--seed")
+    _fails([*base, "-o", ""], "give a file name")
+
+
+def test_train_device_and_config_folder(config: Path, tmp_path: Path) -> None:
+    _fails(["train", "-c", str(config), "-o", str(tmp_path / "r"), "--device", "cuda:5"], "cuda:5")
+    _fails(["train", "-c", str(tmp_path), "-o", str(tmp_path / "r")], "is a folder")
+    assert not (tmp_path / "r").exists()
+
+
+def test_train_into_a_folder_of_other_files_is_refused(config: Path, tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "README.md").write_text("my notes\n")
+    _fails(["train", "-c", str(config), "-o", str(project)], "holds files but no training run")
+    assert [p.name for p in project.iterdir()] == ["README.md"]
+    # An exported (or shipped) model folder is no training run either.
+    shipped = tmp_path / "shipped"
+    assert runner.invoke(app, ["export", "ner", str(shipped)]).exit_code == 0
+    before = (shipped / "model.safetensors").read_bytes()
+    _fails(["train", "-c", str(config), "-o", str(shipped)], "holds files but no training run")
+    assert (shipped / "model.safetensors").read_bytes() == before
+    # A training run's own folder may be trained into again.
+    run = tmp_path / "run"
+    assert runner.invoke(app, ["train", "-c", str(config), "-o", str(run)]).exit_code == 0
+    assert runner.invoke(app, ["train", "-c", str(config), "-o", str(run)]).exit_code == 0
+    # export and ensemble refuse a folder of other files as well.
+    _fails(["export", str(run), str(project)], "holds files but no model")
+
+
+def test_a_refused_run_leaves_no_folder(config: Path, tmp_path: Path) -> None:
+    out = tmp_path / "distilled"
+    _fails(
+        ["train", "-c", str(config), "-o", str(out), "--distill-from", str(SENTIMENT)],
+        "teacher",
+    )
+    assert not out.exists()
+
+
+def test_serve_limits_and_address_are_checked_before_serving() -> None:
+    cases = [
+        (["--port", "70001"], "--port must be 1 to 65535, got 70001"),
+        (["--timeout", "nan"], "--timeout must be"),
+        (["--max-queue", "0"], "--max-queue must be 1 to"),
+        (["--max-texts", "0"], "--max-texts must be 1 to"),
+        (["--max-body-bytes", "-1"], "--max-body-bytes must be 1 to"),
+        (["--max-wait-ms", "inf"], "--max-wait-ms must be 0 to"),
+        (["--workers", "0"], "--workers must be 1 to 256"),
+        (["--host", "no-such-host.invalid"], "cannot listen on no-such-host.invalid"),
+    ]
+    for options, message in cases:
+        _fails(["serve", *options], message)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        _fails(["serve", "--port", str(port)], f"cannot listen on 127.0.0.1:{port}")
+
+
+def test_options_that_would_do_nothing_are_refused(tmp_path: Path) -> None:
+    onnx = tmp_path / "onnx"
+    _fails(["export", "ner", str(onnx), "-f", "onnx", "--no-half"], "--no-half: for a safetensors")
+    _fails(["export", "ner", str(onnx), "--dev-from-train", "last:1"], "goes with --dev")
+    assert not onnx.exists()
+    sst = str(SAMPLES / "sst" / "dev.txt")
+    predictions = tmp_path / "p.txt"
+    _fails(["evaluate", "sentiment", sst, "--predictions", str(predictions)], "a classifier")
+    text = tmp_path / "t.txt"
+    text.write_text("Paris.\n")
+    _fails(["annotate", str(text), "-w", "0", "-o", str(tmp_path / "o.jsonl")], "--workers must")
+    assert not (tmp_path / "o.jsonl").exists()
+    pos = str(SAMPLES / "ud_ewt" / "dev.conllu")
+    _fails(
+        ["convert", pos, str(tmp_path / "o.conll"), "--to", "conll", "--scheme", "BIOES"],
+        "no entity tags",
+    )
+    ner = str(SAMPLES / "conll2003" / "dev.txt")
+    _fails(
+        ["convert", ner, str(tmp_path / "o.jsonl"), "--to", "spans", "--scheme", "BIOES"],
+        "spans holds",
+    )

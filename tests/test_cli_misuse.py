@@ -141,3 +141,26 @@ def test_options_that_would_do_nothing_are_refused(tmp_path: Path) -> None:
         ["convert", ner, str(tmp_path / "o.jsonl"), "--to", "spans", "--scheme", "BIOES"],
         "spans holds",
     )
+
+
+def test_wrong_kinds_of_path_and_what_a_failed_annotate_leaves(tmp_path: Path) -> None:
+    _fails(["models", "--path", str(tmp_path / "none")], "no such folder")
+    _fails(["select", "ner", str(tmp_path), "-o", str(tmp_path / "o.json")], "is a folder")
+    documents = tmp_path / "d.jsonl"
+    documents.write_text('{"text": "Paris."}\n')
+    out = tmp_path / "o.jsonl"
+    _fails(["annotate", str(documents), "--text-field", "body", "-o", str(out)], "'body'")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.jsonl"]  # no progress file
+    folder = tmp_path / "texts"
+    folder.mkdir()
+    (folder / "x.txt").write_text("Paris.\n")
+    (folder / "x.md").write_text("Rome.\n")
+    _fails(
+        ["annotate", str(folder), "--glob", "**/*", "-o", str(tmp_path / "out")],
+        "x.md and",
+    )
+
+
+def test_batch_and_k_best_errors_name_the_options_given() -> None:
+    _fails(["tag", "--batch-size", "0", "EU"], "--batch-size must be at least 1, got 0")
+    _fails(["tag", "-k", "-1", "EU"], "--k-best must be at least 0, got -1")

@@ -203,8 +203,10 @@ class Annotator:
         check_scheme(model, scheme)
         if uncertainty and model.meta.is_classifier:
             raise ConfigError("sentence uncertainty needs a tagger; this model is a classifier")
-        if k_best < 0 or batch_size < 1:
-            raise ConfigError("k_best must be >= 0 and batch_size >= 1")
+        if batch_size < 1:
+            raise ConfigError(f"--batch-size must be at least 1, got {batch_size}")
+        if k_best < 0:
+            raise ConfigError(f"--k-best must be at least 0, got {k_best}")
         self.model = model
         self.batch_size = batch_size
         self.k_best = k_best

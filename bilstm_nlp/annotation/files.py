@@ -95,8 +95,14 @@ class AnnotateOptions:
         """Raises `ConfigError` for values out of range."""
         if self.unit is not None and self.unit not in UNITS:
             raise ConfigError(f"unknown unit {self.unit!r}; choose from {', '.join(UNITS)}")
-        if self.window < 1 or self.workers < 1 or self.batch_size < 1 or self.k_best < 0:
-            raise ConfigError("window, workers and batch_size must be >= 1, k_best >= 0")
+        for option, value, low in (
+            ("--window", self.window, 1),
+            ("--workers", self.workers, 1),
+            ("--batch-size", self.batch_size, 1),
+            ("--k-best", self.k_best, 0),
+        ):
+            if value < low:
+                raise ConfigError(f"{option} must be at least {low}, got {value}")
         if self.threads is not None and self.threads < 1:
             raise ConfigError(f"threads must be >= 1, got {self.threads}")
 
@@ -203,7 +209,14 @@ def annotate_paths(
             raise ConfigError("only runs from input files into --output can be resumed")
         if state.complete:
             return AnnotateStats(0, 0, 0, time.perf_counter() - started, state.documents)
-        return run(state, progress_path, fingerprint, started)
+        try:
+            return run(state, progress_path, fingerprint, started)
+        except (InputFormatError, ConfigError):
+            # A fresh run its input stopped before any record was written has nothing to resume:
+            # it leaves no progress file behind.
+            if progress_path is not None and not options.resume and state.documents == 0:
+                progress_path.unlink(missing_ok=True)
+            raise
 
 
 def _threads_of(model: Tagger | Classifier) -> int:

@@ -14,6 +14,7 @@ from it) is refused before anything is opened for writing, compared by device an
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -108,6 +109,10 @@ def plan_jobs(
             files.append((path, Path(path.name)))
         else:
             raise InputFormatError("no such file or folder", path)
+    for source, _ in files:
+        # Before any output is opened: an input that cannot be read is no write failure.
+        if not os.access(source, os.R_OK):
+            raise InputFormatError("cannot read: permission denied", source)
     single = len(inputs) == 1 and len(files) == 1 and Path(inputs[0]).is_file()
     jobs = []
     for source, relative in files:
@@ -124,7 +129,12 @@ def plan_jobs(
         jobs.append(Job(source, str(source), target, job_unit))
     targets = [job.target.resolve() for job in jobs if job.target is not None]
     if len(set(targets)) != len(targets):
-        raise ConfigError("two inputs would write the same output file; give them one folder")
+        clash = next(t for t in targets if targets.count(t) > 1)
+        names = [str(job.source) for job in jobs if job.target and job.target.resolve() == clash]
+        raise ConfigError(
+            f"{' and '.join(names)} would both be written to {clash} (their names differ only in "
+            "the extension): annotate them in separate runs, or rename one"
+        )
     return jobs
 
 

@@ -138,7 +138,9 @@ def select_file(
     check_model(model)
     path = Path(source)
     if not path.is_file():
-        raise InputFormatError("no such file", path)
+        raise InputFormatError(
+            "is a folder: give a file" if path.is_dir() else "no such file", path
+        )
     if Path(output).resolve() == path.resolve():
         raise ConfigError("the output would overwrite the input; choose another -o", output)
     labelled = [text for name in options.exclude for text in read_labelled_texts(name)]
@@ -228,7 +230,9 @@ def read_labelled_texts(path: str | Path) -> list[str]:
     """
     path = Path(path)
     if not path.is_file():
-        raise InputFormatError("no such file", path)
+        raise InputFormatError(
+            "is a folder: give a file" if path.is_dir() else "no such file", path
+        )
     if path.suffix == ".json":
         return _labelstudio_texts(path)
     unit = "jsonl" if path.suffix == ".jsonl" else "line"

@@ -20,6 +20,10 @@ def models_cli(
     """List the shipped models and the model directories found under --path (a broken one is
     listed with what is wrong with it)."""
     with user_errors():
+        if not search.is_dir():
+            raise ConfigError(
+                f"--path {search}: " + ("is a file" if search.exists() else "no such folder")
+            )
         rows = []
         shipped = shipped_models()
         for name, directory in shipped.items():

@@ -164,3 +164,11 @@ def test_wrong_kinds_of_path_and_what_a_failed_annotate_leaves(tmp_path: Path) -
 def test_batch_and_k_best_errors_name_the_options_given() -> None:
     _fails(["tag", "--batch-size", "0", "EU"], "--batch-size must be at least 1, got 0")
     _fails(["tag", "-k", "-1", "EU"], "--k-best must be at least 0, got -1")
+
+
+def test_a_tagger_head_for_a_classifier_is_refused(tmp_path: Path) -> None:
+    texts = tmp_path / "t.jsonl"
+    texts.write_text('{"text": "a fine film", "label": "positive"}\n')
+    args = ["train", "--train", str(texts), "--task", "classifier", "--head", "softmax"]
+    _fails([*args, "-o", str(tmp_path / "run")], "--head is a tagger's")
+    assert not (tmp_path / "run").exists()

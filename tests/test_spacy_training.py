@@ -381,6 +381,10 @@ def test_spacy_config_bad_input_is_one_line_error(tmp_path: Path) -> None:
     result = runner.invoke(app, ["spacy-config", "--task", "ner", "--train", str(bogus)])
     assert result.exit_code == 1
     assert f"{bogus}: not a spaCy DocBin" in result.output and "Traceback" not in result.output
+    # The dev file too: spacy train would otherwise fail on it at its first evaluation.
+    result = runner.invoke(app, ["spacy-config", "--task", "ner", "--dev", str(bogus)])
+    assert result.exit_code == 1
+    assert f"{bogus}: not a spaCy DocBin" in result.output and "Traceback" not in result.output
 
 
 def _head_conll(source: Path, count: int, target: Path) -> None:

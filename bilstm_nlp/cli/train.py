@@ -111,6 +111,10 @@ def train_cli(
             unlabeled=unlabeled,
         )
         model = _override(experiment.model, task=task, head=head)
+        if head is not None and model.task == "classifier":
+            raise ConfigError(
+                "--head is a tagger's (crf or softmax); a classifier's is its pooling"
+            )
         settings = _override(
             experiment.train,
             epochs=epochs,

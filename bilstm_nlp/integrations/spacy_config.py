@@ -190,13 +190,15 @@ def spacy_training_config(
             `DEFAULT_STEPS_PER_EPOCH` batches are assumed).
     Raises:
         ConfigError: an unknown task.
-        InputFormatError: `train` is not a DocBin.
+        InputFormatError: `train` or `dev` is not a DocBin.
     """
     if task not in _RECIPES:
         raise ConfigError(f"--task must be one of {', '.join(SPACY_CONFIG_TASKS)}, got {task!r}")
     recipe = _RECIPES[task]
     if train_sentences is None and train is not None:
         train_sentences = count_sentences(train, recipe.gold_preproc)
+    if dev is not None:
+        count_sentences(dev)  # a dev file spaCy could not read fails here, not in spacy train
     counted = train_sentences is not None
     steps = (
         max(1, math.ceil(train_sentences / recipe.batch_size))

@@ -1,10 +1,11 @@
 """spaCy `DocBin` output (`.spacy`): one `Doc` per record, loadable with `DocBin().from_disk`.
 
 Each `Doc` has exactly the record's text (`doc.text == record["text"]`: whitespace between tokens
-becomes spaCy whitespace tokens), sentence starts, and, as the spaCy component sets them:
-entities as `doc.ents` and the span group `doc.spans["bilstm_ents"]` (their probabilities in
-`.attrs["scores"]`, spaCy's spancat convention), a chunker's chunks as the span group
-`doc.spans["bilstm_chunks"]` (scored alike; not entities), POS tags
+becomes spaCy whitespace tokens), sentence starts, and: entities as `doc.ents` and, as the spaCy
+component sets them, the span group `doc.spans["bilstm_ents"]` (their probabilities in
+`.attrs["scores"]`, spaCy's spancat convention); a chunker's chunks in the span group
+`doc.spans["bilstm_chunks"]` (scored alike) and in `doc.ents`, as `spacy convert` writes gold
+chunks, so the file reads back as training data; POS tags
 as `token.tag_` (and `token.pos_` when the tag is a Universal POS tag), or a classifier's
 probabilities as `doc.cats`. The record id is `doc.user_data["id"]`. A DocBin is written whole, so
 the file's documents are held (compactly) in memory until its end.
@@ -78,8 +79,9 @@ def record_to_doc(vocab, record: dict[str, Any], task: str | None = None):
     if "spans" in record:
         spans = [doc.char_span(s["start"], s["end"], label=s["label"]) for s in record["spans"]]
         key = CHUNK_SPAN_KEY if task == "chunking" else ENTITY_SPAN_KEY
-        if key == ENTITY_SPAN_KEY:
-            doc.ents = spans
+        # Chunks are in `doc.ents` too, as `spacy convert` writes gold chunks: the file reads
+        # back as training data (the component leaves `doc.ents` to a pipeline's NER).
+        doc.ents = spans
         doc.spans[key] = spans
         doc.spans[key].attrs["scores"] = [s["score"] for s in record["spans"]]
     elif "label" not in record:

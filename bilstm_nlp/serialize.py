@@ -117,9 +117,27 @@ def save_model(
     return directory
 
 
-# What `train` leaves beside its model: a folder holding them is a training run, whose model a
-# copy written over it would replace (its log and checkpoint then describing another model).
-_TRAINING_RUN_FILES = ("train_log.jsonl", "checkpoint")
+# What `train` writes beside its model (`training.loop`, `training.checkpoint`): a folder holding
+# one is a training run, whose model a copy written over it would replace (its log and checkpoint
+# then describing another model), and which a new run may train into again.
+TRAINING_LOG = "train_log.jsonl"
+TRAINING_LOCK = ".train.lock"
+TRAINING_CHECKPOINT = "checkpoint"
+
+
+def training_run_mark(folder: Path) -> str | None:
+    """The first file in `folder` that marks a training run, or None."""
+    for name in (TRAINING_LOG, TRAINING_LOCK, TRAINING_CHECKPOINT):
+        if (folder / name).exists():
+            return name
+    return None
+
+
+def folder_listing(folder: Path) -> str:
+    """The first few names in `folder`, for an error saying what writing there would replace;
+    empty for an empty folder."""
+    held = sorted(p.name for p in folder.iterdir())
+    return ", ".join(held[:4]) + (", ..." if len(held) > 4 else "")
 
 
 def check_copy_target(target: str | Path, sources: Sequence[str | Path]) -> Path:
@@ -147,19 +165,18 @@ def check_copy_target(target: str | Path, sources: Sequence[str | Path]) -> Path
                 "another folder",
                 target,
             )
-    for name in _TRAINING_RUN_FILES:
-        if (target / name).exists():
-            raise ModelFileError(
-                f"holds a training run ({name}): writing there would replace its model; give "
-                "another folder",
-                target,
-            )
-    held = sorted(p.name for p in target.iterdir())
-    if held and CONFIG_FILE not in held:
-        shown = ", ".join(held[:4]) + (", ..." if len(held) > 4 else "")
+    mark = training_run_mark(target)
+    if mark is not None:
         raise ModelFileError(
-            f"holds files but no model ({shown}): writing there would replace them; give a new "
-            "or empty folder",
+            f"holds a training run ({mark}): writing there would replace its model; give "
+            "another folder",
+            target,
+        )
+    listing = folder_listing(target)
+    if listing and not (target / CONFIG_FILE).exists():
+        raise ModelFileError(
+            f"holds files but no model ({listing}): writing there would replace them; give a "
+            "new or empty folder",
             target,
         )
     return target

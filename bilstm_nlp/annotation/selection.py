@@ -44,7 +44,7 @@ import numpy as np
 from ..errors import ConfigError
 from ..nn.model import Classifier, Tagger
 from ..progress import progress_bar
-from ..text.tokenize import Token, cut_sentence
+from ..text.tokenize import Token, cut_sentence, token_text
 from .annotator import MAX_SENTENCE_TOKENS, Annotation, Annotator, TextSpan
 from .duplicates import MAX_SIMILARITY, NearDuplicates, shingles
 
@@ -289,4 +289,4 @@ def _joined(tokens: Sequence[str]) -> tuple[str, list[list[Token]]]:
         offsets.append(Token(token, position, position + len(token)))
         position += len(token) + 1
     text = " ".join(tokens)
-    return text, cut_sentence(offsets, MAX_SENTENCE_TOKENS, tokens) if offsets else []
+    return text, cut_sentence(offsets, MAX_SENTENCE_TOKENS, token_text) if offsets else []

@@ -354,8 +354,7 @@ class BilstmTagger(_BilstmPipe):
         sentences = []
         for start, end in bounds:
             indices = [i for i in range(start, end) if not doc[i].is_space]
-            words = [doc[i].text for i in indices]
-            sentences.extend(cut_sentence(indices, MAX_SENTENCE_TOKENS, words))
+            sentences.extend(cut_sentence(indices, MAX_SENTENCE_TOKENS, lambda i: doc[i].text))
         return sentences
 
 

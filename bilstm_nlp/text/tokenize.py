@@ -14,7 +14,7 @@ the original text.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -102,8 +102,7 @@ class Tokenizer:
             owners, offsets, segments, self.nlp.pipe(segments), strict=True
         ):
             for sentence in _doc_sentences(doc, segment, offset):
-                words = [token.text for token in sentence]
-                results[owner].extend(cut_sentence(sentence, self.max_sentence_tokens, words))
+                results[owner].extend(cut_sentence(sentence, self.max_sentence_tokens, token_text))
         return results
 
     @property
@@ -176,19 +175,25 @@ def doc_words(
     return words, spaces, positions
 
 
+def token_text(token: Token) -> str:
+    """A `Token`'s text, for `cut_sentence`."""
+    return token.text
+
+
 def cut_sentence(
-    tokens: list[_T], size: int | None, words: Sequence[str] | None = None
+    tokens: list[_T], size: int | None, text_of: Callable[[_T], str] | None = None
 ) -> list[list[_T]]:
     """A sentence cut into consecutive pieces of at most `size` tokens (None: never cut).
 
-    With `words` (the tokens' texts), each cut falls where a name is least likely to be split:
+    With `text_of` (a token's text), each cut falls where a name is least likely to be split:
     within a piece's last quarter, after the last token made of clause-ending punctuation (`,`
-    `;` `.` ...), else between the last two lower-case words, else at the limit.
+    `;` `.` ...), else between the last two lower-case words, else at the limit. Only the tokens
+    around a cut are read: a sentence that is not cut costs nothing.
 
     Args:
         tokens: the sentence's tokens (or anything standing for them, such as indices).
         size: the most tokens a piece holds.
-        words: the text of each token; None cuts at the limit.
+        text_of: the text of a token; None cuts at the limit.
     Returns:
         The pieces, in order; `[]` for an empty sentence.
     """
@@ -199,7 +204,8 @@ def cut_sentence(
     pieces = []
     start = 0
     while len(tokens) - start > size:
-        end = start + size if words is None else _cut_before(words, start + size, size)
+        limit = start + size
+        end = limit if text_of is None else _cut_before(tokens, text_of, limit, size)
         pieces.append(tokens[start:end])
         start = end
     pieces.append(tokens[start:])
@@ -210,11 +216,11 @@ def cut_sentence(
 _CLAUSE_END = frozenset(".,;:!?)]}\"'»”’…")
 
 
-def _cut_before(words: Sequence[str], limit: int, size: int) -> int:
+def _cut_before(tokens: list[_T], text_of: Callable[[_T], str], limit: int, size: int) -> int:
     """Where to end a piece that may end at `limit` at the latest (a token follows it)."""
     between_lower_words = None
     for end in range(limit, limit - max(size // 4, 1), -1):
-        before, after = words[end - 1], words[end]
+        before, after = text_of(tokens[end - 1]), text_of(tokens[end])
         if before and all(c in _CLAUSE_END for c in before):
             return end
         if between_lower_words is None and _lower_word(before) and _lower_word(after):

@@ -21,9 +21,9 @@ from safetensors.torch import load_file, save_file
 from ..errors import ModelFileError
 from ..nn.meta import ModelMeta
 from ..nn.model import Classifier, Tagger
-from ..serialize import load_model, save_model
+from ..serialize import TRAINING_CHECKPOINT, load_model, save_model
 
-CHECKPOINT_DIR = "checkpoint"
+CHECKPOINT_DIR = TRAINING_CHECKPOINT
 STATE_FILE = "state.json"
 TENSORS_FILE = "optimizer.safetensors"
 AVERAGE_FILE = "average.safetensors"

@@ -29,7 +29,16 @@ from ..config import ExperimentConfig, TrainConfig
 from ..errors import ConfigError, InputFormatError
 from ..nn.encoding import encode_tokens
 from ..nn.model import Classifier, Tagger
-from ..serialize import WEIGHTS_FILE, load_model, read_meta, save_model
+from ..serialize import (
+    TRAINING_LOCK,
+    TRAINING_LOG,
+    WEIGHTS_FILE,
+    folder_listing,
+    load_model,
+    read_meta,
+    save_model,
+    training_run_mark,
+)
 from .averaging import WeightAverage
 from .cards import TrainingFacts, training_card
 from .checkpoint import TrainingState, load_checkpoint, save_checkpoint
@@ -40,8 +49,8 @@ from .setup import build_run_model, make_optimizer, run_meta
 
 logger = logging.getLogger(__name__)
 
-LOG_FILE = "train_log.jsonl"
-LOCK_FILE = ".train.lock"
+LOG_FILE = TRAINING_LOG
+LOCK_FILE = TRAINING_LOCK
 
 
 def set_seed(seed: int) -> None:
@@ -105,21 +114,16 @@ def train(
         return _train(config, output, init_model, resume, command, show_progress, on_epoch)
 
 
-# What a training run writes first: a folder holding one of them is a run's, which a new run may
-# replace (or --resume continue).
-_RUN_MARKS = (LOG_FILE, LOCK_FILE, "checkpoint")
-
-
 def _check_not_foreign(output: Path) -> None:
     """Refuse to train into a folder that holds files but no training run (a shipped or exported
-    model, a project folder): the run would replace what is there."""
-    if not output.is_dir() or any((output / mark).exists() for mark in _RUN_MARKS):
+    model, a project folder): the run would replace what is there. A run's own folder may be
+    trained into again (or --resume continue it)."""
+    if not output.is_dir() or training_run_mark(output) is not None:
         return
-    held = sorted(p.name for p in output.iterdir())
-    if held:
-        shown = ", ".join(held[:4]) + (", ..." if len(held) > 4 else "")
+    listing = folder_listing(output)
+    if listing:
         raise ConfigError(
-            f"holds files but no training run ({shown}): the run would replace them; train "
+            f"holds files but no training run ({listing}): the run would replace them; train "
             "into a new or empty folder",
             output,
         )

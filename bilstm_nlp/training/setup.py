@@ -259,13 +259,8 @@ def _warn_of_forgetting(
     old: list[str], trained: list[str], scheme: str | None, init_model: str | Path
 ) -> None:
     """Warn about the initial model's labels (entity types, for span tags) the data lacks."""
-    if scheme is not None:
-        old_kinds = {split_tag(tag)[1] for tag in old} - {None}
-        trained_kinds = {split_tag(tag)[1] for tag in trained} - {None}
-        what = "entity types"
-    else:
-        old_kinds, trained_kinds, what = set(old), set(trained), "labels"
-    lacking = sorted(old_kinds - trained_kinds)
+    what = "entity types" if scheme is not None else "labels"
+    lacking = sorted(_label_kinds(old, scheme) - _label_kinds(trained, scheme))
     if lacking:
         logger.warning(
             "%s: the training data has no %s %s of the initial model; trained on it alone the "

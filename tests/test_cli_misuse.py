@@ -172,3 +172,44 @@ def test_a_tagger_head_for_a_classifier_is_refused(tmp_path: Path) -> None:
     args = ["train", "--train", str(texts), "--task", "classifier", "--head", "softmax"]
     _fails([*args, "-o", str(tmp_path / "run")], "--head is a tagger's")
     assert not (tmp_path / "run").exists()
+
+
+def test_distill_weight_without_teachers_is_refused(config: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    _fails(
+        ["train", "-c", str(config), "-o", str(out), "--distill-weight", "0.8"], "--distill-from"
+    )
+    assert not out.exists()
+
+
+def test_a_window_with_an_engine_is_refused(tmp_path: Path) -> None:
+    text = tmp_path / "t.txt"
+    text.write_text("Paris.\n")
+    args = ["annotate", str(text), "--engine", "ray", "-o", str(tmp_path / "parts")]
+    _fails([*args, "--window", "2000"], "--window is local annotation's")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t.txt"]
+
+
+def test_a_json_file_that_holds_no_json_is_not_read_as_conll(tmp_path: Path) -> None:
+    export = tmp_path / "export.json"
+    export.write_text("garbage\n")
+    _fails(["corpus", "stats", str(export)], "a .json file should hold")
+    # Named, the format is the user's to choose.
+    result = runner.invoke(app, ["corpus", "stats", str(export), "--input-format", "conll"])
+    assert result.exit_code == 0, result.output
+
+
+def test_annotating_into_the_current_folder_keeps_its_progress_file_beside_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    here = tmp_path / "here"
+    here.mkdir()
+    (here / "t.txt").write_text("Angela Merkel visited Paris.\n")
+    monkeypatch.chdir(here)
+    for output in ("", "."):
+        for resume in ([], ["--resume"]):
+            result = runner.invoke(app, ["annotate", "t.txt", "-o", output, *resume])
+            assert result.exit_code == 0, result.output
+            assert sorted(p.name for p in here.iterdir()) == ["t.jsonl", "t.txt"]
+            assert (tmp_path / "here.progress.json").is_file()
+    assert json.loads((here / "t.jsonl").read_text())["tokens"][-1]["text"] == "."

@@ -35,6 +35,7 @@ from .output import (
     PROGRESS_SUFFIX,
     OutputRun,
     RunState,
+    beside_output,
     check_not_an_input,
     check_output_folder,
     input_fingerprint,
@@ -196,7 +197,7 @@ def annotate_paths(
         fingerprint = None
         state = RunState()
         if resumable:
-            progress_path = Path(str(output) + PROGRESS_SUFFIX)
+            progress_path = beside_output(output, PROGRESS_SUFFIX)
             fingerprint = {
                 "model": model_fingerprint(model),
                 "options": saved_options,

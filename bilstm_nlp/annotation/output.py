@@ -42,6 +42,15 @@ logger = logging.getLogger(__name__)
 
 PROGRESS_SUFFIX = ".progress.json"
 LOCK_SUFFIX = ".lock"
+
+
+def beside_output(output: Path | str, suffix: str) -> Path:
+    """`OUTPUT` + `suffix` (its progress or lock file), named from the absolute path: `-o .` (or
+    `-o ""`, the same folder) gets `../NAME.progress.json` beside it, not a hidden `..progress.json`
+    inside it."""
+    return Path(os.path.abspath(output) + suffix)
+
+
 # Version 2: the whole input is hashed (version 1 hashed its first 64 KiB), threads are an option.
 _PROGRESS_VERSION = 2
 _HASH_BLOCK = 1 << 20
@@ -177,7 +186,7 @@ def output_lock(output: Path) -> Iterator[None]:
     Raises:
         OutputError: another run holds the lock.
     """
-    path = Path(str(output) + LOCK_SUFFIX)
+    path = beside_output(output, LOCK_SUFFIX)
     while True:
         descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
@@ -394,7 +403,7 @@ def check_not_an_input(jobs: list[Job], output: str | Path | None, stdin: Binary
                 continue
             if stat.S_ISREG(status.st_mode):
                 inputs[_file_id(status)] = "standard input"
-    written = [Path(str(output) + suffix) for suffix in (PROGRESS_SUFFIX, LOCK_SUFFIX)]
+    written = [beside_output(output, suffix) for suffix in (PROGRESS_SUFFIX, LOCK_SUFFIX)]
     for job in jobs:
         if job.target is not None:
             written += [job.target, part_path(job.target)]

@@ -70,10 +70,11 @@ def annotate_cli(
         "depends on it, not on -w)",
     ),
     batch_size: int = Opt(256, "--batch-size", help="Sentences per batch"),
-    window: int = Opt(
-        1000,
+    window: int | None = Opt(
+        None,
         "--window",
-        help="Documents per window, in whole blocks of 1,000 (the unit of resuming)",
+        help="Documents per window, in whole blocks of 1,000 (the unit of resuming; default "
+        "1000); not with --engine, which resumes by parts",
     ),
     resume: bool = Opt(False, "--resume", help="Finish an interrupted run into the same output"),
     progress: bool | None = Opt(
@@ -120,6 +121,7 @@ def annotate_cli(
                 EngineSettings(
                     fmt, unit, glob, text_field, id_field, k_best, scheme, batch_size, threads
                 ),
+                window,
                 resume,
             )
         return
@@ -141,7 +143,7 @@ def annotate_cli(
             batch_size=batch_size,
             workers=workers,
             threads=threads,
-            window=window,
+            window=AnnotateOptions.window if window is None else window,
             resume=resume,
         )
         stats = annotate_paths(inputs, loaded, output, options, show_progress=show_progress)
@@ -176,6 +178,7 @@ def _annotate_on_engine(
     partitions: int | None,
     workers: int | None,
     settings: EngineSettings,
+    window: int | None,
     resume: bool,
 ) -> None:
     from ..integrations.engines import ENGINES, EngineOptions, annotate_on_engine
@@ -190,6 +193,11 @@ def _annotate_on_engine(
         raise ConfigError(f"--engine {engine} writes JSONL parts; leave out --format")
     if "-" in inputs:
         raise ConfigError(f"--engine {engine} reads files its workers can open, not stdin")
+    if window is not None:
+        raise ConfigError(
+            f"--window is local annotation's unit of resuming; --engine {engine} works and "
+            "resumes by parts (--partitions)"
+        )
     check_threads(settings.threads)
     del resume  # a rerun into the same folder always finishes what is missing
     options = EngineOptions(

@@ -129,6 +129,11 @@ def train_cli(
             distill_from=distill_from or None,
             distill_weight=distill_weight,
         )
+        if distill_weight is not None and not settings.distill_from:
+            raise ConfigError(
+                "--distill-weight is the teachers' share of the target: give them with "
+                "--distill-from MODEL (or train.distill_from in the config)"
+            )
         experiment = ExperimentConfig(data, model, settings)
         command = "bilstm-nlp " + " ".join(shlex.quote(a) for a in sys.argv[1:])
 

@@ -45,10 +45,11 @@ def detect_format(path: str | Path) -> str:
     (tokens and tags, or a text and a label). Otherwise by the first non-blank line: `(` and a
     digit is an SST tree, a `# ` comment or 10 tab-separated columns with an integer first is
     CoNLL-U, a `.tsv` file whose first line names `text` and `label` columns is a table, and
-    anything else is CoNLL columns.
+    anything else (but a `.json` file's) is CoNLL columns.
 
     Raises:
-        InputFormatError: the file is missing, empty, or its first line is not valid UTF-8.
+        InputFormatError: the file is missing, empty, or its first line is not valid UTF-8; a
+            `.json` file holds neither a JSON array nor JSON records.
     """
     path = Path(path)
     suffix = path.suffix.lower()
@@ -59,6 +60,14 @@ def detect_format(path: str | Path) -> str:
     first = first_content_line(path)
     if suffix == ".jsonl" or _opens_json_object(first):
         return _jsonl_kind(first)
+    if suffix == ".json":
+        # Read as CoNLL columns, a broken export would count its text as tokens.
+        raise InputFormatError(
+            "a .json file should hold a Label Studio export (a JSON array) or JSON records, "
+            f"one per line; its first line is neither ({first[:40]!r}): fix it, or name its "
+            "format with --input-format",
+            path,
+        )
     if re.match(r"[ \t]*\([0-9]", first):
         return "sst"
     fields = first.split("\t")

@@ -10,12 +10,16 @@ folder imports it when loaded, with one clear error where it is not installed.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import math
 import os
+import shutil
 import stat
 import tempfile
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Iterator, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,7 +30,8 @@ from ._version import __version__
 from .config import ModelConfig, from_dict, short_json
 from .errors import ConfigError, ModelFileError, require_torch
 from .nn.meta import FORMAT_VERSION, ModelMeta
-from .nn.vocab import Vocab
+from .nn.vocab import Index, Vocab
+from .text.schemes import allowed_transitions
 
 if TYPE_CHECKING:
     import torch
@@ -182,6 +187,59 @@ def check_copy_target(target: str | Path, sources: Sequence[str | Path]) -> Path
     return target
 
 
+@contextlib.contextmanager
+def staged_folder(target: Path) -> Iterator[Path]:
+    """A fresh folder beside `target` to write a model into, whose files replace `target`'s when
+    the block ends: a write or check that fails leaves `target` as it was (an earlier export, or
+    nothing), never a half-written model that loads. Other files of `target` (a shipped model's
+    `train.json`) stay.
+
+    Raises:
+        ModelFileError: the folder beside `target` cannot be made.
+    """
+    target = Path(os.path.abspath(target))
+    stage = target.with_name(f".{target.name}.writing-{os.getpid()}")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(stage, ignore_errors=True)  # a killed run's, of a reused pid
+        stage.mkdir()
+    except OSError as error:
+        raise ModelFileError(f"cannot write: {error.strerror or error}", target) from None
+    try:
+        yield stage
+        target.mkdir(exist_ok=True)
+        for written in sorted(stage.iterdir()):
+            os.replace(written, target / written.name)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
+MODEL_CARD = "README.md"
+CARD_MAX_BYTES = CONFIG_MAX_BYTES
+
+
+def read_card(folder: Path) -> str:
+    """A model folder's card (`README.md`), "" where it has none. Only a regular file in the
+    folder itself is read: a card that links elsewhere would copy that file into the export.
+
+    Raises:
+        ModelFileError: the card is a symbolic link, not a regular file, too large or not UTF-8.
+    """
+    card = folder / MODEL_CARD
+    if card.is_symlink():
+        raise ModelFileError(
+            "is a symbolic link: a card is copied with the model, so it must be a file of the "
+            "folder's own (copy its text in)",
+            card,
+        )
+    if not card.exists():
+        return ""
+    try:
+        return _read_bounded(card, CARD_MAX_BYTES).decode("utf-8")
+    except UnicodeDecodeError:
+        raise ModelFileError("not UTF-8", card) from None
+
+
 def _atomic_write(path: Path, write) -> None:
     # A crash mid-save leaves the previous file, never half of a new one.
     temporary = path.with_name(path.name + ".tmp")
@@ -314,6 +372,21 @@ def is_onnx_folder(directory: str | Path) -> bool:
     return config.get("backend") == "onnx"
 
 
+def refuse_onnx_source(directory: str | Path) -> None:
+    """Refuse an ONNX folder as the source of an export or ensemble: it holds a graph, not the
+    weights these are made from.
+
+    Raises:
+        ConfigError: `directory` is an ONNX model folder.
+    """
+    if is_onnx_folder(directory):
+        raise ConfigError(
+            "is an ONNX model folder, itself an export: give the torch model folder it was "
+            "exported from",
+            directory,
+        )
+
+
 MODEL_FILES = (CONFIG_FILE, *VOCAB_FILES.values(), WEIGHTS_FILE)
 """The files of a model directory, all that `load_model_files` needs."""
 
@@ -340,7 +413,13 @@ def load_model_files(files: dict[str, bytes]) -> Tagger | Classifier:
 def _load_onnx_directory(directory: Path, threads: int | None = None) -> Any:
     """An ONNX model folder (`bilstm-nlp export --format onnx`): the same config and vocabulary
     checks as a torch folder, then the graph and the CRF arrays (`bilstm_nlp.runtime`)."""
-    from .runtime.backend import OnnxClassifier, OnnxTagger, read_crf, session_for
+    from .runtime.backend import (
+        OnnxClassifier,
+        OnnxTagger,
+        check_graph,
+        read_crf,
+        session_for,
+    )
 
     config_path = directory / CONFIG_FILE
     raw = _read_json(config_path, dict, CONFIG_MAX_BYTES)
@@ -348,39 +427,73 @@ def _load_onnx_directory(directory: Path, threads: int | None = None) -> Any:
     vocab = _read_vocab(directory, settings)
     onnx = raw.get("onnx")
     if not isinstance(onnx, dict) or not all(
-        isinstance(onnx.get(key), str) and "/" not in onnx[key] for key in ("file", "output")
+        _is_file_name(onnx.get(key)) for key in ("file", "output")
     ):
         raise ModelFileError('"onnx" must say the graph "file" and its "output"', config_path)
+    if onnx.get("quantize") not in (None, "int8"):
+        raise ModelFileError(
+            f'"onnx" "quantize" must be int8 or absent, got {short_json(onnx["quantize"])}',
+            config_path,
+        )
     graph_path = directory / onnx["file"]
     _check_regular_file(graph_path, "missing ONNX graph")
     meta = dataclasses.replace(settings.meta, source=str(directory))
     session = session_for(graph_path, threads)
+    model: OnnxClassifier | OnnxTagger
+    files = (CONFIG_FILE, *VOCAB_FILES.values(), onnx["file"])
     if settings.model.task == "classifier":
-        return OnnxClassifier(session, settings.model, vocab, meta)
-    crf_name = onnx.get("crf")
-    if not isinstance(crf_name, str) or "/" in crf_name:
-        raise ModelFileError('"onnx" must name the "crf" arrays of a tagger', config_path)
-    _check_regular_file(directory / crf_name, "missing CRF arrays")
-    crf = read_crf(directory / crf_name, len(vocab.labels))
-    return OnnxTagger(session, settings.model, vocab, meta, crf)
+        model = OnnxClassifier(session, settings.model, vocab, meta, files)
+    else:
+        crf_name = onnx.get("crf")
+        if not _is_file_name(crf_name):
+            raise ModelFileError('"onnx" must name the "crf" arrays of a tagger', config_path)
+        _check_regular_file(directory / crf_name, "missing CRF arrays")
+        crf = read_crf(directory / crf_name, vocab.labels.items, meta.scheme)
+        model = OnnxTagger(session, settings.model, vocab, meta, (*files, crf_name), crf)
+    check_graph(model, graph_path)
+    return model
+
+
+def _is_file_name(name: Any) -> bool:
+    """A plain file name in the folder: no path, no NUL byte (which the OS would refuse)."""
+    return isinstance(name, str) and name not in ("", ".", "..") and not {"/", "\0"} & set(name)
 
 
 def _read_vocab(directory: Path, settings: _Settings) -> Vocab:
-    vocab_json = {}
+    """The vocabularies, each string once, the labels fitting the config's scheme.
+
+    Raises:
+        ModelFileError: naming the vocabulary file (or config.json for `trainable_words`).
+    """
+    indexes = {}
     for part, filename in VOCAB_FILES.items():
-        items = _read_json(directory / filename, list, VOCAB_MAX_BYTES)
+        path = directory / filename
+        items = _read_json(path, list, VOCAB_MAX_BYTES)
         if not {type(item) for item in items} <= {str}:
-            raise ModelFileError("expected a JSON list of strings", directory / filename)
-        vocab_json[part] = items
-    if len(vocab_json["labels"]) > MAX_LABELS:
-        raise ModelFileError(
-            f"{len(vocab_json['labels']):,} labels; a model has at most {MAX_LABELS:,}",
-            directory / VOCAB_FILES["labels"],
-        )
+            raise ModelFileError("expected a JSON list of strings", path)
+        if part == "labels" and len(items) > MAX_LABELS:
+            raise ModelFileError(f"{len(items):,} labels; a model has at most {MAX_LABELS:,}", path)
+        try:
+            indexes[part] = Index(items)
+        except ValueError:
+            twice = next(item for item, count in Counter(items).items() if count > 1)
+            raise ModelFileError(
+                f"{short_json(twice)} is listed twice: each string has one id", path
+            ) from None
     try:
-        return Vocab.from_json(vocab_json, settings.trainable_words)
+        # Raises for a tag that fits no scheme, or a scheme the tags do not spell.
+        allowed_transitions(settings.meta.scheme, indexes["labels"].items)
+    except (ValueError, ConfigError) as error:
+        raise ModelFileError(
+            f"{error} (config.json says scheme {settings.meta.scheme})",
+            directory / VOCAB_FILES["labels"],
+        ) from None
+    try:
+        return Vocab(
+            indexes["words"], indexes["chars"], indexes["labels"], settings.trainable_words
+        )
     except ValueError as error:
-        raise ModelFileError(str(error), directory) from None
+        raise ModelFileError(str(error), directory / CONFIG_FILE) from None
 
 
 def _load_directory(directory: Path, source: str | None) -> Tagger | Classifier:
@@ -405,17 +518,21 @@ def _load_directory(directory: Path, source: str | None) -> Tagger | Classifier:
     except (ConfigError, ValueError) as error:
         raise ModelFileError(f"cannot build the model: {error}", config_path) from None
     stored_dtypes = _check_stored_shapes(weights_path, shapes)
+    _check_memory(shapes, weights_path)
     half = stored_dtypes.get(HALF_TENSORS[0]) == "F16"
     meta = dataclasses.replace(settings.meta, half_embeddings=half, source=source)
     model = build_for_weights(settings.model, vocab, meta)
+    expected = model.state_dict()
+    _check_stored_dtypes(weights_path, stored_dtypes, expected)
     try:
         state = load_file(str(weights_path))
     except (SafetensorError, OSError, ValueError, RuntimeError) as error:
         raise ModelFileError(f"not a valid safetensors file: {error}", weights_path) from None
-    expected = model.state_dict()
     for name, tensor in state.items():
         if name in expected and tensor.dtype != expected[name].dtype and tensor.is_floating_point():
             state[name] = tensor.to(expected[name].dtype)
+    buffers = {name for name, _ in model.named_buffers()} & set(expected)
+    _check_stored_values(weights_path, state, {name: expected[name] for name in buffers}, meta)
     try:
         # Copied into the tensors built, not assigned: the LSTM keeps its weights in the
         # layout it built them in (assigned ones gave emissions that differ in the last bits).
@@ -443,7 +560,7 @@ def _check_config(config: dict[str, Any], path: Path) -> _Settings:
         ModelFileError: naming `path` and the key.
     """
     version = config.get("format_version")
-    if version != FORMAT_VERSION:
+    if type(version) is not int or version != FORMAT_VERSION:  # true and 1.0 equal 1
         raise ModelFileError(
             f"unsupported format_version {short_json(version)}: "
             f"this version of bilstm-nlp reads {FORMAT_VERSION}",
@@ -513,6 +630,78 @@ def _check_stored_shapes(path: Path, expected: dict[str, tuple[int, ...]]) -> di
     if problems:
         raise ModelFileError(f"weights do not fit the config: {'; '.join(problems)}", path)
     return dtypes
+
+
+# safetensors' names of the dtypes a model's tensors may be stored in, by the kind the model
+# builds: floats in any float width (converted on load), masks as booleans.
+_STORED_KINDS = {
+    "float": ("F16", "BF16", "F32", "F64"),
+    "bool": ("BOOL",),
+    "int": ("I8", "I16", "I32", "I64", "U8"),
+}
+
+
+def _check_stored_dtypes(path: Path, stored: dict[str, str], expected: dict[str, Any]) -> None:
+    """Each stored tensor holds the kind of number the model built there: bytes relabelled from
+    F32 to I32 have the same size and would load as garbage."""
+    import torch
+
+    for name, tensor in expected.items():
+        kind = (
+            "float"
+            if tensor.is_floating_point()
+            else "bool"
+            if tensor.dtype == torch.bool
+            else "int"
+        )
+        if stored[name] not in _STORED_KINDS[kind]:
+            raise ModelFileError(
+                f"{name} is stored as {stored[name]}; the model holds {kind}s there "
+                f"({' or '.join(_STORED_KINDS[kind])})",
+                path,
+            )
+
+
+def _check_stored_values(
+    path: Path, state: dict[str, Any], built_buffers: dict[str, Any], meta: ModelMeta
+) -> None:
+    """Weights are finite (one NaN makes every score NaN, silently), and the buffers, which the
+    config, scheme and labels fix (the CRF's allowed transitions), are those the model builds."""
+    import torch
+
+    for name, tensor in state.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise ModelFileError(f"{name} holds NaN or infinite values", path)
+    for name, built in built_buffers.items():
+        if not torch.equal(state[name], built):
+            raise ModelFileError(
+                f"{name} is not what the labels of {VOCAB_FILES['labels']} and the "
+                f"{meta.scheme or 'plain-label'} scheme give: the weights or the labels were "
+                "changed apart",
+                path,
+            )
+
+
+def _available_memory() -> int | None:
+    """This machine's physical memory in bytes; None where the OS does not say."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _check_memory(shapes: dict[str, tuple[int, ...]], path: Path) -> None:
+    """Refuse weights the machine cannot hold: a sparse or highly compressible file declares
+    gigabytes in a few bytes, and loading would fail deep in torch with a MemoryError."""
+    # float32 once built, plus the file's copy while it loads.
+    needed = 2 * 4 * sum(math.prod(shape) for shape in shapes.values())
+    memory = _available_memory()
+    if memory is not None and needed > memory:
+        raise ModelFileError(
+            f"its tensors need about {needed / 2**30:,.1f} GiB to load; this machine has "
+            f"{memory / 2**30:,.1f} GiB",
+            path,
+        )
 
 
 def _check_regular_file(path: Path, missing: str = "missing file") -> os.stat_result:

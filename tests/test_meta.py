@@ -114,4 +114,11 @@ def test_a_model_saved_before_tasks_were_recorded_gets_its_kinds_default(tmp_pat
     config["scheme"] = None
     config["output_scheme"] = None
     (directory / "config.json").write_text(json.dumps(config))
+    # A plain-label tagger's CRF allows every transition (loading checks the masks).
+    from safetensors.numpy import load_file, save_file
+
+    weights = load_file(str(directory / "model.safetensors"))
+    for name in ("allowed_start", "allowed_transitions", "allowed_end"):
+        weights[f"head.crf.{name}"][...] = True
+    save_file(weights, str(directory / "model.safetensors"))
     assert load(directory).meta.task == "pos"

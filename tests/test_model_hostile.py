@@ -260,3 +260,115 @@ def test_export_still_works(model_dir: Path, tmp_path: Path):
     assert small.embedder.fixed_embedding.num_embeddings == 0
     [result] = tag_sentences(small, [["EU", "rejects", "German", "call"]])
     assert len(result.tags) == 4
+
+
+def _edit_weights(model_dir: Path, edit) -> None:
+    from safetensors.numpy import load_file, save_file
+
+    path = model_dir / "model.safetensors"
+    arrays = load_file(str(path))
+    edit(arrays)
+    save_file(arrays, str(path))
+
+
+@pytest.mark.parametrize(
+    "name", ["head.projection.weight", "head.crf.transitions", "encoder.lstm.weight_ih_l0"]
+)
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_weights_that_are_not_finite_are_refused(model_dir: Path, name: str, value: float):
+    # One NaN makes every score NaN: tagged "LOC nan", F1 0.00 with exit code 0.
+    _edit_weights(model_dir, lambda a: a[name].flat.__setitem__(0, value))
+    _expect(model_dir, f"{name} holds NaN or infinite values", "model.safetensors")
+
+
+@pytest.mark.parametrize("mask", ["allowed_start", "allowed_transitions", "allowed_end"])
+@pytest.mark.parametrize("value", [True, False])
+def test_crf_constraints_other_than_the_schemes_are_refused(model_dir: Path, mask, value):
+    name = f"head.crf.{mask}"
+    _edit_weights(model_dir, lambda a: a[name].fill(value))
+    _expect(model_dir, f"{name} is not what the labels of labels.json and the BIOES", "model.")
+
+
+def test_labels_shuffled_apart_from_the_weights_are_refused(model_dir: Path):
+    path = model_dir / "labels.json"
+    labels = json.loads(path.read_text())
+    assert labels[:2] == ["B-ORG", "E-ORG"]
+    path.write_text(json.dumps([labels[1], labels[0], *labels[2:]]))
+    _expect(model_dir, "head.crf.allowed_", "model.safetensors")
+
+
+def test_a_float_tensor_relabelled_as_integers_is_refused(model_dir: Path):
+    # I32 has F32's size: the header stays consistent and the bits would load as huge integers.
+    path = model_dir / "model.safetensors"
+    data = path.read_bytes()
+    size = int.from_bytes(data[:8], "little")
+    header = data[8 : 8 + size]
+    at = header.index(b'"F32"', header.index(b"embedder.casing_embedding.weight"))
+    path.write_bytes(data[:8] + header[:at] + b'"I32"' + header[at + 5 :] + data[8 + size :])
+    _expect(model_dir, "embedder.casing_embedding.weight is stored as I32", "model.safetensors")
+
+
+def test_labels_the_scheme_cannot_spell_name_the_labels_file(model_dir: Path):
+    path = model_dir / "labels.json"
+    labels = json.loads(path.read_text())
+    path.write_text(json.dumps(["Q-bad" if label == "O" else label for label in labels]))
+    _expect(model_dir, "tag 'Q-bad' fits no tag scheme", "labels.json")
+
+
+@pytest.mark.parametrize("name", ["words.json", "chars.json", "labels.json"])
+def test_a_string_listed_twice_names_its_file_and_the_string(model_dir: Path, name: str):
+    path = model_dir / name
+    items = json.loads(path.read_text())
+    path.write_text(json.dumps([*items, items[-1]]))
+    _expect(model_dir, f"{json.dumps(items[-1])} is listed twice", name)
+
+
+@pytest.mark.parametrize("version", [True, 1.0, "1"])
+def test_a_format_version_that_only_equals_1_is_refused(model_dir: Path, version):
+    _edit_config(model_dir, lambda c: c.__setitem__("format_version", version))
+    _expect(model_dir, "unsupported format_version", "config.json")
+
+
+def test_weights_larger_than_the_machines_memory_are_refused_before_building(
+    model_dir: Path, monkeypatch
+):
+    # A sparse file, or one of zeros in an archive, declares gigabytes in a few bytes.
+    monkeypatch.setattr(serialize, "_available_memory", lambda: 10_000)
+    _expect(model_dir, "GiB to load; this machine has", "model.safetensors")
+
+
+def test_export_refuses_a_card_that_links_outside_the_folder(model_dir: Path, tmp_path: Path):
+    secret = tmp_path / "secret.txt"
+    secret.write_text("root:x:0:0\n")
+    (model_dir / "README.md").unlink(missing_ok=True)
+    (model_dir / "README.md").symlink_to(secret)
+    target = tmp_path / "shipped"
+    with pytest.raises(ModelFileError, match="is a symbolic link"):
+        export_model(model_dir, target)
+    assert not target.exists()
+
+
+def test_a_failed_export_leaves_the_earlier_one_as_it_was(
+    model_dir: Path, tmp_path: Path, monkeypatch
+):
+    import bilstm_nlp.training.export as export_module
+
+    target = tmp_path / "shipped"
+    export_model(model_dir, target)
+    (target / "train.json").write_text("{}")  # a shipped folder's own file stays
+    before = {p.name: p.read_bytes() for p in target.iterdir()}
+
+    def fail(facts):
+        # The last step, after the weights and config were written.
+        assert (Path(os.path.dirname(facts.target)) / f".shipped.writing-{os.getpid()}").is_dir()
+        raise OSError("disk full")
+
+    monkeypatch.setattr(export_module, "export_note", fail)
+    with pytest.raises(OSError, match="disk full"):
+        export_model(model_dir, target, max_vectors=0)
+    assert {p.name: p.read_bytes() for p in target.iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model", "shipped"]
+    monkeypatch.undo()
+    export_model(model_dir, target, max_vectors=0)
+    assert (target / "train.json").read_text() == "{}"
+    assert (target / "model.safetensors").read_bytes() != before["model.safetensors"]

@@ -280,6 +280,120 @@ def test_crf_arrays_of_the_wrong_shape_are_refused(tmp_path):
         load_model(target)
 
 
+@pytest.fixture(scope="module")
+def tiny_onnx(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("tiny-onnx")
+    return export_onnx(tiny_model(folder / "torch", "IOB1"), folder / "onnx")
+
+
+def _copy(folder: Path, tmp_path: Path) -> Path:
+    import shutil
+
+    return Path(shutil.copytree(folder, tmp_path / "copy"))
+
+
+def _edit_crf(folder: Path, edit) -> None:
+    from safetensors.numpy import load_file, save_file
+
+    arrays = load_file(str(folder / CRF_FILE))
+    edit(arrays)
+    save_file(arrays, str(folder / CRF_FILE))
+
+
+@pytest.mark.parametrize(
+    ("edit", "fragment"),
+    [
+        (lambda a: a["transitions"].flat.__setitem__(0, np.nan), "transitions holds NaN"),
+        (lambda a: a["end"].fill(np.inf), "end holds NaN or infinite"),
+        (lambda a: a["allowed_transitions"].fill(False), "allowed_transitions is not what"),
+        (lambda a: a["allowed_start"].fill(True), "allowed_start is not what the IOB1"),
+        (lambda a: a["boundary_left"].fill(True), "boundary_left is not what"),
+        (lambda a: a["alternative_first"].fill(10**9), "alternative_first is not what"),
+        (
+            lambda a: a.__setitem__("allowed_end", a["allowed_end"].astype(np.float32)),
+            "allowed_end is not what",
+        ),
+        (
+            lambda a: a.__setitem__("start", a["start"].astype(np.complex64)),
+            "start is complex64, expected float32",
+        ),
+    ],
+)
+def test_crf_arrays_the_scheme_does_not_give_are_refused(tiny_onnx, tmp_path, edit, fragment):
+    # Each of these loaded and tagged silently wrong (every token LOC, or nan scores).
+    folder = _copy(tiny_onnx, tmp_path)
+    _edit_crf(folder, edit)
+    with pytest.raises(ModelFileError, match=fragment) as caught:
+        load_model(folder)
+    assert CRF_FILE in str(caught.value)
+
+
+def test_a_graph_narrower_than_the_vocabulary_is_refused_at_load(tiny_onnx, tmp_path):
+    # The word past the graph's table failed only when a text held it, with a traceback.
+    folder = _copy(tiny_onnx, tmp_path)
+    chars = json.loads((folder / "chars.json").read_text())
+    (folder / "chars.json").write_text(json.dumps([*chars, "ж"]))
+    with pytest.raises(ModelFileError, match="the graph does not fit this folder's model"):
+        load_model(folder)
+
+
+def test_a_graph_of_another_model_is_refused_at_load(tiny_onnx, tmp_path):
+    other = export_onnx(
+        tiny_model(tmp_path / "classifier", None, task="classifier"), tmp_path / "other"
+    )
+    folder = _copy(tiny_onnx, tmp_path)
+    (folder / ONNX_FILE).write_bytes((other / ONNX_FILE).read_bytes())
+    with pytest.raises(ModelFileError, match="the graph does not fit this folder's model"):
+        load_model(folder)
+
+
+@pytest.mark.parametrize(
+    ("onnx", "fragment"),
+    [
+        ({"file": "model.onnx\u0000x"}, 'must say the graph "file"'),
+        ({"quantize": 5}, '"quantize" must be int8 or absent, got 5'),
+    ],
+)
+def test_onnx_settings_are_checked(tiny_onnx, tmp_path, onnx, fragment):
+    folder = _copy(tiny_onnx, tmp_path)
+    config = json.loads((folder / "config.json").read_text())
+    config["onnx"].update(onnx)
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ModelFileError, match=fragment):
+        load_model(folder)
+
+
+def test_labels_an_onnx_folders_scheme_cannot_spell_are_refused(tiny_onnx, tmp_path):
+    folder = _copy(tiny_onnx, tmp_path)
+    labels = json.loads((folder / "labels.json").read_text())
+    (folder / "labels.json").write_text(json.dumps(["Q-bad" if t == "O" else t for t in labels]))
+    with pytest.raises(ModelFileError, match="labels.json: tag 'Q-bad' fits no tag scheme"):
+        load_model(folder)
+
+
+@pytest.mark.parametrize("fmt", ["safetensors", "onnx"])
+def test_exporting_an_onnx_folder_is_refused_and_writes_nothing(tiny_onnx, tmp_path, fmt):
+    target = tmp_path / "again"
+    result = runner.invoke(app, ["export", str(tiny_onnx), str(target), "--format", fmt])
+    assert result.exit_code == 1, result.output
+    assert "is an ONNX model folder, itself an export" in result.output
+    assert not target.exists()
+
+
+def test_saving_an_onnx_model_copies_its_own_files_only(tiny_onnx, tmp_path):
+    folder = _copy(tiny_onnx, tmp_path)
+    secret = tmp_path / "secret.txt"
+    secret.write_text("root:x:0:0\n")
+    (folder / "notes.txt").symlink_to(secret)
+    model = load_model(folder)
+    saved = model.save(tmp_path / "saved")
+    assert sorted(p.name for p in saved.iterdir()) == sorted(p.name for p in tiny_onnx.iterdir())
+    (folder / "README.md").unlink(missing_ok=True)
+    (folder / "README.md").symlink_to(secret)
+    with pytest.raises(ModelFileError, match="is a symbolic link"):
+        model.save(tmp_path / "saved-again")
+
+
 # The CLI.
 
 

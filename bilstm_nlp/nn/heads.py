@@ -15,7 +15,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from ..text.schemes import allowed_transitions, split_tag
+from ..text.schemes import allowed_transitions
+from ..text.schemes import entity_boundaries as scheme_boundaries
 from .crf import (
     CRF,
     constraint_scores,
@@ -45,18 +46,8 @@ class Lattice:
 
 @dataclass(frozen=True)
 class EntityBoundaries:
-    """What decides, per tag scheme, whether tags on a span make exactly that entity.
-
-    Attributes:
-        left: `(num_tags, num_tags)` bool; `left[first, t]` True when tag `t` just before an entity
-            whose first tag is `first` would make the entity start earlier (IOB1: `I-X` after
-            `I-X`).
-        right: `(num_tags, num_tags)` bool; `right[last, t]` True when tag `t` just after an entity
-            whose last tag is `last` would extend it (IOB1/IOB2: a following `I-X`).
-        alternative_first: `(num_tags,)` long; the other tag an entity may start with (IOB1 writes
-            `B-X` after an `X` entity and `I-X` elsewhere), or -1. BIOES and IOB2 spell an entity
-            one way only.
-    """
+    """`text.schemes.EntityBoundaries` as tensors (`left`, `right` bool; `alternative_first`
+    long), the buffers a head decodes entity probabilities with."""
 
     left: Tensor
     right: Tensor
@@ -64,28 +55,13 @@ class EntityBoundaries:
 
 
 def entity_boundaries(scheme: str | None, tags: Sequence[str]) -> EntityBoundaries:
-    """The `EntityBoundaries` of a scheme over a tag list. BIOES needs none: B/S start and E/S end
-    an entity by themselves."""
-    num_tags = len(tags)
-    left = torch.zeros(num_tags, num_tags, dtype=torch.bool)
-    right = torch.zeros(num_tags, num_tags, dtype=torch.bool)
-    alternative = torch.full((num_tags,), -1, dtype=torch.long)
-    if scheme not in ("IOB1", "IOB2"):
-        return EntityBoundaries(left, right, alternative)
-    parts = [split_tag(tag) for tag in tags]
-    for a, (a_prefix, a_type) in enumerate(parts):
-        if a_prefix == "O":
-            continue
-        for b, (b_prefix, b_type) in enumerate(parts):
-            if b_type != a_type:
-                continue
-            # An I-X after the entity's last token continues it, in IOB1 and IOB2.
-            right[a, b] = b_prefix == "I"
-            # IOB1: an entity starting with I-X starts earlier when X tags precede it.
-            left[a, b] = scheme == "IOB1" and a_prefix == "I" and b_prefix in ("B", "I")
-            if scheme == "IOB1" and {a_prefix, b_prefix} == {"B", "I"}:
-                alternative[a] = b
-    return EntityBoundaries(left, right, alternative)
+    """The `EntityBoundaries` of a scheme over a tag list (`text.schemes.entity_boundaries`)."""
+    arrays = scheme_boundaries(scheme, tags)
+    return EntityBoundaries(
+        torch.from_numpy(arrays.left),
+        torch.from_numpy(arrays.right),
+        torch.from_numpy(arrays.alternative_first),
+    )
 
 
 @dataclass

@@ -22,7 +22,7 @@ from ..nn.ids import BatchArrays, TokenEncoder
 from ..nn.meta import ModelMeta
 from ..nn.vocab import Vocab
 from ..scored import ScoredBatch, flatten_spans, kbest_rows, spans_per_row
-from ..text.schemes import Span
+from ..text.schemes import Span, allowed_transitions, entity_boundaries
 from . import crf_numpy
 from .crf_numpy import CrfArrays
 from .memory_numpy import MemoryKeys, mean_of_others
@@ -65,11 +65,14 @@ def session_for(path: str | Path, threads: int | None = None) -> Any:
         raise ModelFileError(f"not a loadable ONNX graph: {error}", path) from None
 
 
-def read_crf(path: Path, num_tags: int) -> CrfArrays:
-    """The CRF arrays `export.crf_arrays` wrote, checked for names and shapes.
+def read_crf(path: Path, tags: Sequence[str], scheme: str | None) -> CrfArrays:
+    """The CRF arrays `export.crf_arrays` wrote, checked for names, shapes and kinds of number;
+    the scores finite, and the constraints and entity boundaries those the scheme gives `tags`
+    (they are saved for speed, but the scheme fixes them: other ones decode silently wrong).
 
     Raises:
-        ModelFileError: missing, unreadable or of the wrong shapes.
+        ModelFileError: missing, unreadable, of the wrong shapes or kinds, NaN or infinite
+            scores, or constraints and boundaries the scheme does not give.
     """
     from safetensors import SafetensorError
     from safetensors.numpy import load_file
@@ -80,12 +83,73 @@ def read_crf(path: Path, num_tags: int) -> CrfArrays:
         raise ModelFileError(f"not a valid safetensors file: {error}", path) from None
     if set(arrays) != set(CRF_FIELDS):
         raise ModelFileError(f"expected the arrays {', '.join(CRF_FIELDS)}", path)
+    num_tags = len(tags)
     for name, array in arrays.items():
         square = name in ("transitions", "allowed_transitions", "boundary_left", "boundary_right")
         expected = (num_tags, num_tags) if square else (num_tags,)
         if array.shape != expected:
             raise ModelFileError(f"{name} has shape {array.shape}, expected {expected}", path)
+    for name in ("start", "transitions", "end"):
+        if arrays[name].dtype != np.float32:
+            raise ModelFileError(f"{name} is {arrays[name].dtype}, expected float32", path)
+        if not np.isfinite(arrays[name]).all():
+            raise ModelFileError(f"{name} holds NaN or infinite values", path)
+    allowed = allowed_transitions(scheme, tags)
+    boundaries = entity_boundaries(scheme, tags)
+    fixed = {
+        "allowed_start": allowed.start,
+        "allowed_transitions": allowed.transitions,
+        "allowed_end": allowed.end,
+        "boundary_left": boundaries.left,
+        "boundary_right": boundaries.right,
+        "alternative_first": boundaries.alternative_first,
+    }
+    for name, given in fixed.items():
+        if arrays[name].dtype != given.dtype or not np.array_equal(arrays[name], given):
+            raise ModelFileError(
+                f"{name} is not what the {scheme or 'plain-label'} scheme gives the labels of "
+                "labels.json: the arrays or the labels were changed apart",
+                path,
+            )
     return CrfArrays(**arrays)
+
+
+def check_graph(model: OnnxModel, path: Path) -> None:
+    """Run the graph once on a sentence holding the last word and character ids: a graph from
+    another model, or vocabularies longer than its tables, fail here, at load, not on the first
+    text that holds such a word. The output must be finite and as wide as the labels say.
+
+    Raises:
+        ModelFileError: the graph does not fit the folder's config and vocabularies.
+    """
+    vocab = model.vocab
+    encoder = TokenEncoder(vocab, model.config.max_word_chars)
+    arrays = encoder.encode_batch([["a", "b"]])
+    arrays.word_ids[0, 0] = len(vocab.words) - 1
+    arrays.char_ids[..., 0] = len(vocab.chars) - 1
+    width = len(vocab.labels)
+    if isinstance(model, OnnxTagger) and model.config.doc_memory:
+        width *= 2
+    import onnxruntime
+
+    quiet = onnxruntime.RunOptions()
+    quiet.log_severity_level = 4  # the failure is reported below, once; not also in red
+    feeds = {i.name: getattr(arrays, i.name) for i in model.session.get_inputs()}
+    try:
+        (output,) = model.session.run(None, feeds, quiet)
+    except Exception as error:  # onnxruntime raises its own, unexported exception types
+        message = str(error).strip().splitlines()[0][:300]
+        raise ModelFileError(
+            f"the graph does not fit this folder's model: {message}", path
+        ) from None
+    shape = (1, width) if isinstance(model, OnnxClassifier) else (1, 2, width)
+    if output.shape != shape or output.dtype != np.float32 or not np.isfinite(output).all():
+        raise ModelFileError(
+            f"the graph does not fit this folder's model: it gives {output.dtype} "
+            f"{list(output.shape)}, expected finite float32 {list(shape)} "
+            f"({len(vocab.labels)} labels)",
+            path,
+        )
 
 
 @dataclass
@@ -97,12 +161,14 @@ class OnnxModel:
         config: the architecture it was exported from.
         vocab: words, characters and labels.
         meta: task, schemes, provenance.
+        files: the names of the files it was loaded from (config, vocabularies, graph, CRF).
     """
 
     session: Any
     config: ModelConfig
     vocab: Vocab
     meta: ModelMeta
+    files: tuple[str, ...] = ()
 
     backend = "onnx"
 
@@ -123,19 +189,29 @@ class OnnxModel:
         return self.meta.tags_in if self.meta.scheme else None
 
     def save(self, directory: str | Path) -> Path:
-        """Copy the model folder it was loaded from into `directory` (created if needed).
+        """Copy the model's files (`files`) and its card from the folder it was loaded from into
+        `directory` (created if needed). Nothing else of that folder is copied: a card or other
+        file that links outside it would carry that file along.
 
         Raises:
-            ModelFileError: it was loaded from no folder, or a file is gone.
+            ModelFileError: it was loaded from no folder, a file is gone, or the card is a link.
         """
         import shutil
+
+        from ..serialize import MODEL_CARD, read_card
 
         if self.meta.source is None:
             raise ModelFileError("this ONNX model was loaded from no folder; nothing to copy")
         source, directory = Path(self.meta.source), Path(directory)
+        card = read_card(source)
         directory.mkdir(parents=True, exist_ok=True)
-        for name in sorted(p.name for p in source.iterdir() if p.is_file()):
-            shutil.copyfile(source / name, directory / name)
+        for name in self.files:
+            try:
+                shutil.copyfile(source / name, directory / name)
+            except OSError as error:
+                raise ModelFileError(f"cannot copy: {error.strerror}", source / name) from None
+        if card:
+            (directory / MODEL_CARD).write_text(card, encoding="utf-8")
         return directory
 
     def run(self, arrays: BatchArrays) -> np.ndarray:

@@ -18,7 +18,13 @@ import torch
 
 from ..errors import ConfigError
 from ..nn.model import Classifier
-from ..serialize import check_copy_target, load_model, save_model
+from ..serialize import (
+    check_copy_target,
+    load_model,
+    refuse_onnx_source,
+    resolve_model_path,
+    save_model,
+)
 from .setup import run_facts
 
 # Train settings that may differ between the members (the rest of the recipe may not).
@@ -39,6 +45,8 @@ def assemble_ensemble(sources: Sequence[str | Path], target: str | Path) -> Clas
     if len(sources) < 2:
         raise ConfigError("an ensemble needs at least two classifiers")
     target = check_copy_target(target, sources)
+    for source in sources:
+        refuse_onnx_source(resolve_model_path(source))
     models = [load_model(source, quantized=False) for source in sources]
     first = models[0]
     for source, model in zip(sources, models, strict=True):

@@ -14,7 +14,17 @@ from ..errors import ConfigError
 from ..nn.model import Classifier, Tagger, build_model
 from ..nn.quantize import QUANTIZATIONS
 from ..nn.vocab import Index, Vocab
-from ..serialize import WEIGHTS_FILE, check_copy_target, load_model, resolve_model_path, save_model
+from ..serialize import (
+    MODEL_CARD,
+    WEIGHTS_FILE,
+    check_copy_target,
+    load_model,
+    read_card,
+    refuse_onnx_source,
+    resolve_model_path,
+    save_model,
+    staged_folder,
+)
 from .cards import ExportFacts, export_note
 
 
@@ -63,10 +73,13 @@ def export_model(
         isinstance(max_vectors, bool) or not isinstance(max_vectors, int) or max_vectors < 0
     ):
         raise ConfigError(f"--max-vectors must be 0 or more, got {max_vectors!r}")
+    directory = resolve_model_path(source)
+    refuse_onnx_source(directory)
     target = check_copy_target(target, [source])
     if quantize is not None and quantize not in QUANTIZATIONS:
         raise ConfigError(f"--quantize must be {' or '.join(QUANTIZATIONS)}, got {quantize!r}")
     original = load_model(source, quantized=False)
+    card = read_card(directory)
     trained_on_dev = original.meta.trained_with_dev
     if (recipe_dev is not None or recipe_command is not None) and not trained_on_dev:
         raise ConfigError(
@@ -79,50 +92,49 @@ def export_model(
     meta = dataclasses.replace(
         model.meta, half_embeddings=half_embeddings, int8=quantize == "int8" or model.meta.int8
     )
-    scores = None
-    if dev is not None:
-        # "before" is the source as it tags (int8 if its folder says so).
-        before_model = load_model(source) if original.meta.int8 else original
-        before = evaluate_file(before_model, dev, dev_from_train=dev_from_train).main_score
-        save_model(model, target, meta)
-        after = evaluate_file(load_model(target), dev, dev_from_train=dev_from_train).main_score
-        scores = {"before": float(before), "after": float(after)}
-        # A model trained on dev scores near 100 there: that only checks the export.
-        prefix = "dev_trained_on" if trained_on_dev else "dev"
-        meta = meta.with_scores(
-            {prefix: scores["after"], f"{prefix}_before_export": scores["before"]}
+    with staged_folder(target) as stage:
+        scores = None
+        if dev is not None:
+            # "before" is the source as it tags (int8 if its folder says so).
+            before_model = load_model(source) if original.meta.int8 else original
+            before = evaluate_file(before_model, dev, dev_from_train=dev_from_train).main_score
+            save_model(model, stage, meta)
+            after = evaluate_file(load_model(stage), dev, dev_from_train=dev_from_train).main_score
+            scores = {"before": float(before), "after": float(after)}
+            # A model trained on dev scores near 100 there: that only checks the export.
+            prefix = "dev_trained_on" if trained_on_dev else "dev"
+            meta = meta.with_scores(
+                {prefix: scores["after"], f"{prefix}_before_export": scores["before"]}
+            )
+        if trained_on_dev:
+            # The source's recipe figure and command stay unless new ones are given.
+            kept = original.meta.scores
+            meta = meta.with_scores(
+                {
+                    "dev": None,
+                    "recipe_dev": recipe_dev if recipe_dev is not None else kept.get("recipe_dev"),
+                    "recipe_command": recipe_command
+                    if recipe_command is not None
+                    else kept.get("recipe_command"),
+                }
+            )
+        save_model(model, stage, meta)
+        facts = ExportFacts(
+            source=str(source),
+            target=str(target),
+            max_vectors=max_vectors,
+            half_embeddings=half_embeddings,
+            dev=dev,
+            dev_from_train=dev_from_train,
+            recipe_dev=recipe_dev,
+            recipe_command=recipe_command,
+            dropped_vectors=dropped,
+            weights_mb=(stage / WEIGHTS_FILE).stat().st_size / 1e6,
+            scores=scores,
+            trained_on_dev=trained_on_dev,
+            quantize=quantize,
         )
-    if trained_on_dev:
-        # The source's recipe figure and command stay unless new ones are given.
-        kept = original.meta.scores
-        meta = meta.with_scores(
-            {
-                "dev": None,
-                "recipe_dev": recipe_dev if recipe_dev is not None else kept.get("recipe_dev"),
-                "recipe_command": recipe_command
-                if recipe_command is not None
-                else kept.get("recipe_command"),
-            }
-        )
-    target = save_model(model, target, meta)
-    facts = ExportFacts(
-        source=str(source),
-        target=str(target),
-        max_vectors=max_vectors,
-        half_embeddings=half_embeddings,
-        dev=dev,
-        dev_from_train=dev_from_train,
-        recipe_dev=recipe_dev,
-        recipe_command=recipe_command,
-        dropped_vectors=dropped,
-        weights_mb=(target / WEIGHTS_FILE).stat().st_size / 1e6,
-        scores=scores,
-        trained_on_dev=trained_on_dev,
-        quantize=quantize,
-    )
-    card = resolve_model_path(source) / "README.md"
-    text = card.read_text(encoding="utf-8") if card.is_file() else ""
-    (target / "README.md").write_text(text.rstrip("\n") + "\n\n" + export_note(facts) + "\n")
+        (stage / MODEL_CARD).write_text(card.rstrip("\n") + "\n\n" + export_note(facts) + "\n")
     return scores
 
 

@@ -30,10 +30,14 @@ from ...nn.model import Classifier, Tagger
 from ...runtime.backend import CRF_FILE, ONNX_FILE
 from ...serialize import (
     CONFIG_FILE,
+    MODEL_CARD,
     VOCAB_FILES,
     check_copy_target,
     load_model,
+    read_card,
+    refuse_onnx_source,
     resolve_model_path,
+    staged_folder,
 )
 from .graph import ExportGraph
 
@@ -80,15 +84,33 @@ def export_onnx(
         ModelFileError: `source` is not a model folder, or `target` is a file.
     """
     try:
-        import onnx
+        import onnx  # noqa: F401  (its absence is a user's to fix, said before any work)
     except ImportError:
         raise ConfigError("ONNX export needs onnx: pip install 'bilstm-nlp[onnx]'") from None
     if quantize is not None and quantize not in QUANTIZATIONS:
         raise ConfigError(f"--quantize must be {' or '.join(QUANTIZATIONS)}, got {quantize!r}")
     directory = resolve_model_path(source)
+    refuse_onnx_source(directory)
     model = load_model(directory, quantized=False)
+    card = read_card(directory)
     target = check_copy_target(target, [source])
-    target.mkdir(parents=True, exist_ok=True)
+    with staged_folder(target) as stage:
+        _write_onnx_folder(model, directory, card, stage, opset, quantize)
+    return target
+
+
+def _write_onnx_folder(
+    model: Tagger | Classifier,
+    directory: Path,
+    card: str,
+    stage: Path,
+    opset: int,
+    quantize: str | None,
+) -> None:
+    """The graph, CRF arrays, config, vocabularies and card of `model` (loaded from
+    `directory`) into the empty folder `stage`, the graph checked against torch."""
+    import onnx
+
     graph = ExportGraph(model)
     encoder = TokenEncoder(model.vocab, model.config.max_word_chars)
     batch = collate([encoder(tokens) for tokens in _EXAMPLE])
@@ -97,7 +119,7 @@ def export_onnx(
     if isinstance(model, Tagger) and model.config.doc_memory:
         output = "emission_parts"
     axes = {**AXES, output: {0: "batch"} if output == "log_probs" else {0: "batch", 1: "seq_len"}}
-    path = target / ONNX_FILE
+    path = stage / ONNX_FILE
     with warnings.catch_warnings(), _native_stderr_to_log():
         # The legacy exporter's notice, and its warning that an LSTM traced at one batch size
         # may fail at another: the LSTMs start from zero states, and tests run other sizes.
@@ -125,18 +147,18 @@ def export_onnx(
 
         # Bytes written by Python: the umask's permissions, as the JSON beside it (`save_file`
         # makes the file 0600).
-        (target / CRF_FILE).write_bytes(save(crf_arrays(model.head)))
+        (stage / CRF_FILE).write_bytes(save(crf_arrays(model.head)))
         config["onnx"]["crf"] = CRF_FILE
-    for filename in (*VOCAB_FILES.values(), "README.md"):
-        if (directory / filename).is_file():
-            shutil.copyfile(directory / filename, target / filename)
+    for filename in VOCAB_FILES.values():
+        shutil.copyfile(directory / filename, stage / filename)
+    if card:
+        (stage / MODEL_CARD).write_text(card, encoding="utf-8")
     text = json.dumps(config, indent=2, ensure_ascii=False) + "\n"
-    (target / CONFIG_FILE).write_text(text, encoding="utf-8")
+    (stage / CONFIG_FILE).write_text(text, encoding="utf-8")
     _check_against_torch(model, batch, path)
     if quantize:
         _quantize_int8(path)
         _check_against_torch(model, batch, path, tolerance=None)
-    return target
 
 
 @contextlib.contextmanager
@@ -168,7 +190,13 @@ def _quantize_int8(path: Path) -> None:
     quantized = path.with_name(path.name + ".int8")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        quantize_dynamic(path, quantized, weight_type=QuantType.QInt8)
+        # Its root-logger warnings dump tensor protos it cannot infer a type for; the graph is
+        # checked after quantizing, so they only alarm.
+        logging.disable(logging.WARNING)
+        try:
+            quantize_dynamic(path, quantized, weight_type=QuantType.QInt8)
+        finally:
+            logging.disable(logging.NOTSET)
     quantized.replace(path)
 
 

@@ -59,6 +59,10 @@ class OutputError(BilstmNlpError):
 
 
 RUNTIME_ONLY = "the bilstm-nlp-runtime distribution runs ONNX model folders only"
+FULL_INSTALL = (
+    "install the full bilstm-nlp in another environment (from a checkout: pip install "
+    "torch==2.13.0 && pip install .); the two provide the same package, so not both in one"
+)
 
 
 def require_torch(what: str, remedy: str | None = None) -> None:
@@ -75,5 +79,5 @@ def require_torch(what: str, remedy: str | None = None) -> None:
     except ImportError:
         raise ConfigError(
             f"{what} needs torch, which is not installed ({RUNTIME_ONLY}): "
-            f"pip install bilstm-nlp{f', {remedy}' if remedy else ''}"
+            f"{FULL_INSTALL}{f', {remedy}' if remedy else ''}"
         ) from None

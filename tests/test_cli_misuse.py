@@ -213,3 +213,16 @@ def test_annotating_into_the_current_folder_keeps_its_progress_file_beside_it(
             assert sorted(p.name for p in here.iterdir()) == ["t.jsonl", "t.txt"]
             assert (tmp_path / "here.progress.json").is_file()
     assert json.loads((here / "t.jsonl").read_text())["tokens"][-1]["text"] == "."
+
+
+def test_spark_without_java_says_so_before_anything_is_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # pyspark's own failure is a gateway error naming no cause, and "rerun" cannot help it.
+    pytest.importorskip("pyspark")
+    monkeypatch.setenv("JAVA_HOME", str(tmp_path / "no-java"))
+    text = tmp_path / "t.txt"
+    text.write_text("Paris.\n")
+    out = tmp_path / "parts"
+    _fails(["annotate", str(text), "--engine", "spark", "-o", str(out)], "needs Java 17")
+    assert not out.exists()

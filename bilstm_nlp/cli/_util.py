@@ -10,7 +10,7 @@ from typing import Any
 import typer
 from rich.console import Console
 
-from ..errors import RUNTIME_ONLY, BilstmNlpError, ConfigError
+from ..errors import FULL_INSTALL, RUNTIME_ONLY, BilstmNlpError, ConfigError
 
 Arg = typer.Argument
 Opt = typer.Option
@@ -41,7 +41,7 @@ def user_errors() -> Iterator[None]:
             raise
         err_console.print(
             f"error: this command needs {package}, which is not installed ({RUNTIME_ONLY}): "
-            "pip install bilstm-nlp",
+            f"{FULL_INSTALL}",
             markup=False,
             highlight=False,
             soft_wrap=True,

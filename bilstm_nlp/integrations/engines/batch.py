@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ...annotation.writers.jsonl import JsonlWriter
+from ...decode import is_onnx
 from ...errors import ConfigError
 from ...text.schemes import normalize_written_scheme
 
@@ -65,7 +66,18 @@ _THREADS_SET: list[int] = []
 _JSONL = JsonlWriter()
 
 
-def _set_threads(threads: int) -> None:
+def _load(model: str, threads: int) -> Any:
+    """`model` loaded in this worker with `threads` threads: an ONNX folder's session gets them,
+    a torch model torch's (process-wide, so set on each use: the runtime has no torch)."""
+    from ...serialize import load_model
+
+    loaded = load_model(model, threads=threads)
+    if not is_onnx(loaded):
+        _set_torch_threads(threads)
+    return loaded
+
+
+def _set_torch_threads(threads: int) -> None:
     import torch
 
     if _THREADS_SET != [threads]:
@@ -78,28 +90,32 @@ def worker_annotator(
 ) -> Annotator:
     """This process's `Annotator` for `model` (loaded on first use)."""
     from ...annotation.annotator import Annotator
-    from ...serialize import load_model
 
-    _set_threads(threads)
-    key = (model, batch_size, k_best, scheme)
+    key = (model, batch_size, k_best, scheme, threads)
     if key not in _ANNOTATORS:
         _ANNOTATORS[key] = Annotator(
-            load_model(model), batch_size=batch_size, k_best=k_best, scheme=scheme
+            _load(model, threads), batch_size=batch_size, k_best=k_best, scheme=scheme
         )
+    elif not is_onnx(_ANNOTATORS[key].model):
+        _set_torch_threads(threads)
     return _ANNOTATORS[key]
 
 
 def worker_window_encoder(model: str, options: EngineOptions) -> WindowEncoder:
     """This process's `WindowEncoder` (JSONL) for `model`, for part tasks."""
     from ...annotation.workers import WindowEncoder
-    from ...serialize import load_model
 
-    _set_threads(options.threads)
-    key = (model, options.batch_size, options.k_best, options.scheme)
+    key = (model, options.batch_size, options.k_best, options.scheme, options.threads)
     if key not in _WINDOW_ENCODERS:
         _WINDOW_ENCODERS[key] = WindowEncoder(
-            load_model(model), "jsonl", options.batch_size, options.k_best, options.scheme
+            _load(model, options.threads),
+            "jsonl",
+            options.batch_size,
+            options.k_best,
+            options.scheme,
         )
+    elif not is_onnx(_WINDOW_ENCODERS[key].annotator.model):
+        _set_torch_threads(options.threads)
     return _WINDOW_ENCODERS[key]
 
 

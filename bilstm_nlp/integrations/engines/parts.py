@@ -24,7 +24,7 @@ import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ...annotation import jobs as _jobs
 from ...annotation.annotator import MAX_SENTENCE_TOKENS, check_output
@@ -40,8 +40,10 @@ from ...annotation.output import (
 from ...annotation.writers import make_writer
 from ...decode import check_scheme
 from ...errors import ConfigError, OutputError
-from ...nn.model import Classifier, Tagger
 from .batch import EngineOptions, worker_window_encoder
+
+if TYPE_CHECKING:  # torch's: engines also run ONNX folders where torch is not installed
+    from ...nn.model import Classifier, Tagger
 
 MANIFEST = "_manifest.json"
 SUCCESS = "_SUCCESS"

@@ -13,10 +13,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
 import socket
 import sys
 import warnings
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from ...errors import BilstmNlpError, ConfigError
@@ -52,10 +54,38 @@ def runner_for(engine: str, address: str | None, workers: int) -> Runner:
     if workers < 1:
         raise ConfigError(f"--workers must be at least 1, got {workers}")
     _check_installed(engine)
+    if engine == "spark":
+        _check_java()
     quiet_engine_logs()
     if address is not None:
         check_reachable(engine, address)
     return runners[engine](address, workers)
+
+
+def _check_java() -> None:
+    """Spark's driver runs in a JVM this process starts (unless a session runs already): without
+    Java, pyspark fails late with a gateway error that names no cause.
+
+    Raises:
+        ConfigError: no java where pyspark looks for it (`$JAVA_HOME/bin/java`, else PATH).
+    """
+    from pyspark import SparkContext
+
+    if SparkContext._active_spark_context is not None:
+        return
+    java_home = os.environ.get("JAVA_HOME")
+    if java_home:
+        if (Path(java_home) / "bin" / "java").is_file():
+            return
+        where = f"JAVA_HOME ({java_home}) has no bin/java"
+    elif shutil.which("java"):
+        return
+    else:
+        where = "no java on PATH and JAVA_HOME is not set"
+    raise ConfigError(
+        f"--engine spark needs Java 17 ({where}): install it (Debian: apt-get install "
+        "openjdk-17-jre-headless) and put java on PATH or set JAVA_HOME"
+    )
 
 
 class Runner:

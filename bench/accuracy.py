@@ -2,7 +2,8 @@
 
     python bench/accuracy.py --train            # train what is missing (hours on 2 cores)
     python bench/accuracy.py                    # report the runs already in runs/
-    python bench/accuracy.py --only conll2003   # a subset (names start with this)
+    python bench/accuracy.py --only conll2003-docmem-60ep   # one recipe: its seeds
+    python bench/accuracy.py --only 'conll2003*'            # every run whose name starts so
 
 Each run is `bilstm-nlp train --config CONFIG [overrides] --output runs/NAME`; a finished run (its
 model card exists, or its figures are recorded in the results JSON by an earlier session, since
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
 import statistics
 import subprocess
@@ -281,10 +283,23 @@ RUNS["sst2-phrases-s1"] = (
 )
 
 
+def _selected(name: str, only: str) -> bool:
+    """Whether `--only` picks the run `name`: a recipe's name picks its seeds alone (a prefix
+    would also pick `NAME-cosine-s1` and every other variant); `PREFIX*` picks by prefix."""
+    if only.endswith("*"):
+        return name.startswith(only[:-1])
+    return not only or name == only or re.fullmatch(re.escape(only) + r"-s[0-9]+", name) is not None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--train", action="store_true", help="train the runs that are missing")
-    parser.add_argument("--only", default="", help="run names starting with this")
+    parser.add_argument(
+        "--only",
+        default="",
+        help="one recipe: the run of this name and its seeds (NAME-s1, NAME-s2...); with a "
+        "trailing *, every run whose name starts with the rest",
+    )
     parser.add_argument("--runs", default="runs", help="folder of the run directories")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", default="bench/results/accuracy.json")
@@ -294,7 +309,7 @@ def main() -> None:
     recorded = _recorded(Path(args.out))
     results: dict[str, dict] = {}
     for name, (config, extra, dev, dev_from_train, metric) in RUNS.items():
-        if not name.startswith(args.only):
+        if not _selected(name, args.only):
             continue
         output = Path(args.runs) / name
         if not (output / "README.md").is_file():

@@ -487,6 +487,11 @@ def test_expand_widens_and_drop_drops_and_both_count(
     assert (stats.misaligned, stats.expanded, stats.dropped) == (1, 0, 1)
     assert "1 of 2 spans cut a token (or covered only white space) and were dropped" in caplog.text
     assert stats.first_misaligned is not None and ":2: span [0, 12)" in stats.first_misaligned
+    # Without `log` (`corpus stats`, which counts them as misaligned, not dropped) no warning.
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        list(read_sentences(path, misaligned="drop", span_stats=SpanReadStats(), log=False))
+    assert "spans cut a token" not in caplog.text
 
 
 def test_a_span_of_white_space_only_is_an_error_unless_dropped(tmp_path: Path) -> None:

@@ -205,7 +205,9 @@ def read_sentences(
     if fmt == "conllu":
         return conllu_reader.read_conllu(path, tag_field)
     if fmt in SPAN_FORMATS:
-        return spans_reader.read_span_sentences(path, fmt, misaligned=misaligned, stats=span_stats)
+        return spans_reader.read_span_sentences(
+            path, fmt, misaligned=misaligned, stats=span_stats, log=log
+        )
     if fmt == "docbin":
         return docbin_reader.read_docbin_sentences(path, tag_field, keep_lines)
     return jsonl_reader.read_jsonl_tagged(path)

@@ -317,7 +317,9 @@ def test_shipped_card_of_a_distilled_model_rebuilds_its_teachers_first(tmp_path:
     )
     card = shipped_card(model, _ner_facts("ner"))
     lines = card.splitlines()
-    student = lines.index("bilstm-nlp train --config models/ner/train.json --output runs/ner")
+    student = lines.index(
+        "bilstm-nlp train --config models/ner/train.json --threads 1 --output runs/ner"
+    )
     assert lines[student - 2 : student] == [
         "bilstm-nlp train --seed 1 -o runs/t1  # teacher 1",
         "bilstm-nlp train --seed 2 -o runs/t2  # teacher 2",

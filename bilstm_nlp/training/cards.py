@@ -202,6 +202,22 @@ class ShippedFacts:
     speed_note: str | None = None
 
 
+def _threads(config: dict) -> int:
+    """The torch thread count a run recorded: its weights depend on it."""
+    return config["train"]["threads"]
+
+
+def _identity_note(provenance: dict, members: list[dict]) -> str:
+    """What the Reproduce commands need besides themselves to give the shipped weights."""
+    cpu = provenance.get("cpu")
+    runs = "the runs" if members else "the run"
+    return (
+        "The weights come out bit-identical only with the same seed, bilstm-nlp and torch "
+        "versions, thread count (the `--threads` above, as recorded) and CPU kind; "
+        + (f"{runs} recorded {cpu}." if cpu else f"{runs} did not record the CPU.")
+    )
+
+
 def shipped_card(model: Tagger | Classifier, facts: ShippedFacts) -> str:
     """The card of a model shipped in `models/`: its figure, how to rebuild it, its licence."""
     meta, name = model.meta, facts.name
@@ -296,6 +312,7 @@ def shipped_card(model: Tagger | Classifier, facts: ShippedFacts) -> str:
             [
                 *(
                     f"bilstm-nlp train --config models/{name}/train.json --seed {m['seed']} "
+                    f"--threads {_threads(m.get('config') or settings)} "
                     f"--output runs/{name}-s{m['seed']}"
                     for m in members
                 ),
@@ -311,7 +328,8 @@ def shipped_card(model: Tagger | Classifier, facts: ShippedFacts) -> str:
                     for number, t in enumerate(provenance.get("teachers") or [], 1)
                     if t.get("command")
                 ),
-                f"bilstm-nlp train --config models/{name}/train.json --output runs/{name}",
+                f"bilstm-nlp train --config models/{name}/train.json "
+                f"--threads {_threads(settings)} --output runs/{name}",
             ]
         ),
         f"bilstm-nlp export runs/{name} models/{name} --max-vectors "
@@ -328,6 +346,8 @@ def shipped_card(model: Tagger | Classifier, facts: ShippedFacts) -> str:
         ),
         evaluate,
         "```",
+        "",
+        _identity_note(provenance, members),
     ]
     if with_dev and members:
         lines += [

@@ -202,6 +202,23 @@ class ShippedFacts:
     speed_note: str | None = None
 
 
+def _training_rows(count: int, config: dict) -> str:
+    """What the rows a run trained on were: a classifier trained on SST phrases counts tree
+    nodes, not sentences (dev adds whole sentences only)."""
+    data = config["data"]
+    if config["model"]["task"] != "classifier":
+        return f"{count:,} training sentences"
+    if not data.get("phrases"):
+        return f"{count:,} training examples"
+    kept = " with a non-neutral label" if data.get("sst_labels") == "sst2" else ""
+    with_dev = "; and, as it trained on dev too, the dev sentences (whole sentences only)"
+    return (
+        f"{count:,} training examples: every node of the training trees{kept} (whole sentences "
+        "and the phrases and single words inside them)"
+        + (with_dev if data["train_with_dev"] else "")
+    )
+
+
 def _threads(config: dict) -> int:
     """The torch thread count a run recorded: its weights depend on it."""
     return config["train"]["threads"]
@@ -301,7 +318,7 @@ def shipped_card(model: Tagger | Classifier, facts: ShippedFacts) -> str:
         )
         + f"trained {provenance['trained_on']} with "
         f"bilstm-nlp {provenance['library_version']}, torch {provenance['torch_version']}, "
-        f"{provenance['train_sentences']:,} training sentences",
+        + _training_rows(provenance["train_sentences"], settings),
         "",
         "## Reproduce",
         "",

@@ -1,6 +1,7 @@
 """Write the model card (README.md) of each shipped model from its config and measured figures.
 
-    python bench/model_cards.py [--speed]   # --speed: time each model on 24k tokens, 1 thread
+    python bench/model_cards.py [NAME ...] [--speed]   # default: every model
+                                                       # --speed: time each on 24k tokens, 1 thread
 
 Figures come from the model's own config.json (dev score of the shipped copy, training command,
 seed) and bench/results/raw_text_accuracy.json (NER raw-text F1); nothing is typed in by hand.
@@ -85,10 +86,14 @@ def card(name: str, speed: float | None) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("names", nargs="*", help=f"of {', '.join(MODELS)}; default: all")
     parser.add_argument("--speed", action="store_true")
     args = parser.parse_args()
+    unknown = [name for name in args.names if name not in MODELS]
+    if unknown:
+        parser.error(f"no shipped model named {', '.join(unknown)}")
     torch.set_num_threads(1)
-    for name in MODELS:
+    for name in args.names or MODELS:
         if not (Path("models") / name / "config.json").is_file():
             continue
         speed = _speed(name) if args.speed else None

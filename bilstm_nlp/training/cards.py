@@ -200,6 +200,8 @@ class ShippedFacts:
     raw_text_command: str | None = None
     speed: float | None = None
     speed_note: str | None = None
+    embeddings: str | None = None
+    embeddings_licence: str | None = None
 
 
 def _training_rows(count: int, config: dict) -> str:
@@ -293,6 +295,7 @@ def shipped_card(model: Tagger | Classifier, facts: ShippedFacts) -> str:
             else ""
         ),
         f"- **Corpus**: {facts.corpus.name} — licence: {facts.corpus.licence}",
+        *([f"- **Embeddings**: {facts.embeddings}"] if facts.embeddings else []),
         figure,
     ]
     if facts.raw_text_f1 is not None and not with_dev:  # dev text is no test for it
@@ -388,8 +391,13 @@ def shipped_card(model: Tagger | Classifier, facts: ShippedFacts) -> str:
         ]
     lines += [
         "",
-        "The training corpus's licence (above) governs what you may do with this model:",
-        "CoNLL-2003, CoNLL-2000 and SST are for research use only.",
+        f"The licence of its training corpus, `{facts.corpus.name}`, governs what you may do "
+        f"with this model: {facts.corpus.licence}."
+        + (
+            f" Its word embeddings start from {facts.embeddings_licence}."
+            if facts.embeddings_licence
+            else ""
+        ),
         "",
     ]
     return "\n".join(lines)

@@ -186,6 +186,21 @@ def export_note(facts: ExportFacts) -> str:
 
 
 @dataclass(frozen=True)
+class RecipeFacts:
+    """How the dev figure of a train + dev model's recipe was measured, as the bench recorded it.
+
+    Attributes:
+        commands: the commands that measure it again, in order.
+        note: what the figure is and where it is recorded (Markdown, for the figure's line).
+        reading: where the commands leave the figure (Markdown).
+    """
+
+    commands: tuple[str, ...]
+    note: str
+    reading: str
+
+
+@dataclass(frozen=True)
 class ShippedFacts:
     """What a shipped model's card says beyond its `ModelMeta`: the corpus, what the figure is,
     and the figures measured outside training."""
@@ -202,6 +217,7 @@ class ShippedFacts:
     speed_note: str | None = None
     embeddings: str | None = None
     embeddings_licence: str | None = None
+    recipe: RecipeFacts | None = None
 
 
 def _training_rows(count: int, config: dict) -> str:
@@ -259,7 +275,9 @@ def shipped_card(model: Tagger | Classifier, facts: ShippedFacts) -> str:
             f"epochs, {kept} (the epoch count and the settings were chosen "
             f"on dev first){schedule_note(settings)}{distillation_note(settings)}\n"
             f"- **Dev {facts.metric}** of the recipe on {facts.dev_name} (the same settings "
-            f"trained on train alone, `{scores['recipe_command']}`): "
+            "trained on train alone"
+            + (f": {facts.recipe.note}" if facts.recipe else f", `{scores['recipe_command']}`")
+            + "): "
             f"**{scores['recipe_dev']:.2f}**; this model itself has no held-out dev figure (on "
             f"dev, which it trained on: {scores['dev_trained_on']:.2f})"
         )
@@ -372,7 +390,16 @@ def shipped_card(model: Tagger | Classifier, facts: ShippedFacts) -> str:
         "",
         _identity_note(provenance, members),
     ]
-    if with_dev and members:
+    if with_dev and facts.recipe:
+        lines += [
+            "",
+            f"The recipe's dev figure, measured again ({facts.recipe.reading}):",
+            "",
+            "```bash",
+            *facts.recipe.commands,
+            "```",
+        ]
+    elif with_dev and members:
         lines += [
             "",
             "The recipe's dev figure comes from runs of the same config on train alone "

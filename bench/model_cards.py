@@ -4,7 +4,10 @@
                                                        # --speed: time each on 24k tokens, 1 thread
 
 Figures come from the model's own config.json (dev score of the shipped copy, training command,
-seed) and bench/results/raw_text_accuracy.json (NER raw-text F1); nothing is typed in by hand.
+seed, thread count), bench/results/raw_text_accuracy.json (NER raw-text F1) and the bench records of
+each recipe's dev figure (bench/results/accuracy.json, ensemble_sst2.json and the sst_pooling
+records of its runs); licences from the corpus registry and the vectors package's own metadata.
+Nothing is typed in by hand.
 """
 
 from __future__ import annotations

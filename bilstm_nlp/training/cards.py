@@ -1,9 +1,9 @@
 """Model cards: the README.md beside a model: what it is, how it scored, how to rebuild it.
 
 Training writes the card of the model it keeps; `export` adds a section on the shipped copy; the
-shipped models' cards (`python bench/model_cards.py`) add the corpus licence and figures measured
-outside training. The figures come from the model's `ModelMeta` and the runs, never typed in by
-hand.
+shipped models' cards (`python bench/model_cards.py`) add the corpus and embedding licences and
+figures measured outside training, the recipe's among them. The figures come from the model's
+`ModelMeta` and the runs, never typed in by hand.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ from bilstm_nlp.cli import app
 from bilstm_nlp.config import ExperimentConfig
 from bilstm_nlp.corpus.registry import load_registry
 from bilstm_nlp.errors import ConfigError, InputFormatError
-from bilstm_nlp.training.cards import ShippedFacts, shipped_card
+from bilstm_nlp.training.cards import RecipeFacts, ShippedFacts, shipped_card
 from bilstm_nlp.training.loop import LOCK_FILE, train
 
 from .test_train import NER_SENTENCES, tiny_config, write_conll
@@ -317,11 +317,34 @@ def test_shipped_card_of_a_distilled_model_rebuilds_its_teachers_first(tmp_path:
     )
     card = shipped_card(model, _ner_facts("ner"))
     lines = card.splitlines()
-    student = lines.index("bilstm-nlp train --config models/ner/train.json --output runs/ner")
+    student = lines.index(
+        "bilstm-nlp train --config models/ner/train.json --threads 1 --output runs/ner"
+    )
     assert lines[student - 2 : student] == [
         "bilstm-nlp train --seed 1 -o runs/t1  # teacher 1",
         "bilstm-nlp train --seed 2 -o runs/t2  # teacher 2",
     ]
+
+
+def test_shipped_card_rebuilds_with_the_recorded_threads_and_measured_recipe(
+    tmp_path: Path,
+) -> None:
+    corpus = write_conll(tmp_path / "train.conll", NER_SENTENCES)
+    train(_config(corpus, 1, with_dev=True, threads=2), tmp_path / "run")
+    model = load(tmp_path / "run")
+    model.meta = dataclasses.replace(
+        model.meta,
+        scores={"recipe_dev": 90.0, "recipe_command": "recorded", "dev_trained_on": 99.0},
+    )
+    measured = RecipeFacts(("bilstm-nlp train --config bench/x.json",), "run `x`", "its log")
+    card = shipped_card(model, dataclasses.replace(_ner_facts("ner"), recipe=measured))
+    lines = card.splitlines()
+    assert "bilstm-nlp train --config models/ner/train.json --threads 2 --output runs/ner" in lines
+    assert lines[-1].startswith("The licence of its training corpus, `conll2003`, governs")
+    assert "(the same settings trained on train alone: run `x`)" in card
+    assert "`recorded`" not in card  # the recorded text stays an export argument, not a command
+    recipe = lines.index("The recipe's dev figure, measured again (its log):")
+    assert lines[recipe + 3] == "bilstm-nlp train --config bench/x.json"
 
 
 def test_a_recipe_figure_for_a_model_with_its_own_dev_figure_is_refused(tmp_path: Path) -> None:

@@ -1,9 +1,9 @@
 """Model cards: the README.md beside a model: what it is, how it scored, how to rebuild it.
 
 Training writes the card of the model it keeps; `export` adds a section on the shipped copy; the
-shipped models' cards (`python bench/model_cards.py`) add the corpus licence and figures measured
-outside training. The figures come from the model's `ModelMeta` and the runs, never typed in by
-hand.
+shipped models' cards (`python bench/model_cards.py`) add the corpus and embedding licences and
+figures measured outside training, the recipe's among them. The figures come from the model's
+`ModelMeta` and the runs, never typed in by hand.
 """
 
 from __future__ import annotations
@@ -186,6 +186,21 @@ def export_note(facts: ExportFacts) -> str:
 
 
 @dataclass(frozen=True)
+class RecipeFacts:
+    """How the dev figure of a train + dev model's recipe was measured, as the bench recorded it.
+
+    Attributes:
+        commands: the commands that measure it again, in order.
+        note: what the figure is and where it is recorded (Markdown, for the figure's line).
+        reading: where the commands leave the figure (Markdown).
+    """
+
+    commands: tuple[str, ...]
+    note: str
+    reading: str
+
+
+@dataclass(frozen=True)
 class ShippedFacts:
     """What a shipped model's card says beyond its `ModelMeta`: the corpus, what the figure is,
     and the figures measured outside training."""
@@ -200,6 +215,42 @@ class ShippedFacts:
     raw_text_command: str | None = None
     speed: float | None = None
     speed_note: str | None = None
+    embeddings: str | None = None
+    embeddings_licence: str | None = None
+    recipe: RecipeFacts | None = None
+
+
+def _training_rows(count: int, config: dict) -> str:
+    """What the rows a run trained on were: a classifier trained on SST phrases counts tree
+    nodes, not sentences (dev adds whole sentences only)."""
+    data = config["data"]
+    if config["model"]["task"] != "classifier":
+        return f"{count:,} training sentences"
+    if not data.get("phrases"):
+        return f"{count:,} training examples"
+    kept = " with a non-neutral label" if data.get("sst_labels") == "sst2" else ""
+    with_dev = "; and, as it trained on dev too, the dev sentences (whole sentences only)"
+    return (
+        f"{count:,} training examples: every node of the training trees{kept} (whole sentences "
+        "and the phrases and single words inside them)"
+        + (with_dev if data["train_with_dev"] else "")
+    )
+
+
+def _threads(config: dict) -> int:
+    """The torch thread count a run recorded: its weights depend on it."""
+    return config["train"]["threads"]
+
+
+def _identity_note(provenance: dict, members: list[dict]) -> str:
+    """What the Reproduce commands need besides themselves to give the shipped weights."""
+    cpu = provenance.get("cpu")
+    runs = "the runs" if members else "the run"
+    return (
+        "The weights come out bit-identical only with the same seed, bilstm-nlp and torch "
+        "versions, thread count (the `--threads` above, as recorded) and CPU kind; "
+        + (f"{runs} recorded {cpu}." if cpu else f"{runs} did not record the CPU.")
+    )
 
 
 def shipped_card(model: Tagger | Classifier, facts: ShippedFacts) -> str:
@@ -224,7 +275,9 @@ def shipped_card(model: Tagger | Classifier, facts: ShippedFacts) -> str:
             f"epochs, {kept} (the epoch count and the settings were chosen "
             f"on dev first){schedule_note(settings)}{distillation_note(settings)}\n"
             f"- **Dev {facts.metric}** of the recipe on {facts.dev_name} (the same settings "
-            f"trained on train alone, `{scores['recipe_command']}`): "
+            "trained on train alone"
+            + (f": {facts.recipe.note}" if facts.recipe else f", `{scores['recipe_command']}`")
+            + "): "
             f"**{scores['recipe_dev']:.2f}**; this model itself has no held-out dev figure (on "
             f"dev, which it trained on: {scores['dev_trained_on']:.2f})"
         )
@@ -260,6 +313,7 @@ def shipped_card(model: Tagger | Classifier, facts: ShippedFacts) -> str:
             else ""
         ),
         f"- **Corpus**: {facts.corpus.name} — licence: {facts.corpus.licence}",
+        *([f"- **Embeddings**: {facts.embeddings}"] if facts.embeddings else []),
         figure,
     ]
     if facts.raw_text_f1 is not None and not with_dev:  # dev text is no test for it
@@ -285,7 +339,7 @@ def shipped_card(model: Tagger | Classifier, facts: ShippedFacts) -> str:
         )
         + f"trained {provenance['trained_on']} with "
         f"bilstm-nlp {provenance['library_version']}, torch {provenance['torch_version']}, "
-        f"{provenance['train_sentences']:,} training sentences",
+        + _training_rows(provenance["train_sentences"], settings),
         "",
         "## Reproduce",
         "",
@@ -296,6 +350,7 @@ def shipped_card(model: Tagger | Classifier, facts: ShippedFacts) -> str:
             [
                 *(
                     f"bilstm-nlp train --config models/{name}/train.json --seed {m['seed']} "
+                    f"--threads {_threads(m.get('config') or settings)} "
                     f"--output runs/{name}-s{m['seed']}"
                     for m in members
                 ),
@@ -311,7 +366,8 @@ def shipped_card(model: Tagger | Classifier, facts: ShippedFacts) -> str:
                     for number, t in enumerate(provenance.get("teachers") or [], 1)
                     if t.get("command")
                 ),
-                f"bilstm-nlp train --config models/{name}/train.json --output runs/{name}",
+                f"bilstm-nlp train --config models/{name}/train.json "
+                f"--threads {_threads(settings)} --output runs/{name}",
             ]
         ),
         f"bilstm-nlp export runs/{name} models/{name} --max-vectors "
@@ -327,9 +383,23 @@ def shipped_card(model: Tagger | Classifier, facts: ShippedFacts) -> str:
             else ""
         ),
         evaluate,
+        # export writes the card of a trained model; the licences and the figures measured
+        # outside training come from the corpus registry and the bench records.
+        f"python bench/model_cards.py {name}",
         "```",
+        "",
+        _identity_note(provenance, members),
     ]
-    if with_dev and members:
+    if with_dev and facts.recipe:
+        lines += [
+            "",
+            f"The recipe's dev figure, measured again ({facts.recipe.reading}):",
+            "",
+            "```bash",
+            *facts.recipe.commands,
+            "```",
+        ]
+    elif with_dev and members:
         lines += [
             "",
             "The recipe's dev figure comes from runs of the same config on train alone "
@@ -348,8 +418,13 @@ def shipped_card(model: Tagger | Classifier, facts: ShippedFacts) -> str:
         ]
     lines += [
         "",
-        "The training corpus's licence (above) governs what you may do with this model:",
-        "CoNLL-2003, CoNLL-2000 and SST are for research use only.",
+        f"The licence of its training corpus, `{facts.corpus.name}`, governs what you may do "
+        f"with this model: {facts.corpus.licence}."
+        + (
+            f" Its word embeddings start from {facts.embeddings_licence}."
+            if facts.embeddings_licence
+            else ""
+        ),
         "",
     ]
     return "\n".join(lines)

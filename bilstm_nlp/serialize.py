@@ -68,7 +68,7 @@ def save_model(
     model: Tagger | Classifier, directory: str | Path, meta: ModelMeta | None = None
 ) -> Path:
     """Write `model` as a model directory (created if needed; files replaced atomically, each with
-    the permissions the umask gives).
+    the permissions the umask gives). An ONNX model's files are copied from its folder.
 
     Args:
         model: the model to save.
@@ -78,6 +78,10 @@ def save_model(
     Raises:
         ModelFileError: `directory` is a file or cannot be created.
     """
+    if getattr(model, "backend", "torch") == "onnx":
+        if meta is not None:
+            raise ConfigError("an ONNX model's metadata is fixed at export: save it as it is")
+        return _copy_onnx_folder(model, Path(directory))
     from safetensors.torch import save
 
     directory = Path(directory)
@@ -128,6 +132,32 @@ def save_model(
 TRAINING_LOG = "train_log.jsonl"
 TRAINING_LOCK = ".train.lock"
 TRAINING_CHECKPOINT = "checkpoint"
+
+
+def _copy_onnx_folder(model: Any, directory: Path) -> Path:
+    """Copy an ONNX model's files (`files`) and its card from the folder it was loaded from into
+    `directory` (created if needed). Nothing else of that folder is copied: a card or other file
+    that links outside it would carry that file along.
+
+    Raises:
+        ModelFileError: it was loaded from no folder, a file is gone, or the card is a link.
+    """
+    if model.meta.source is None:
+        raise ModelFileError("this ONNX model was loaded from no folder; nothing to copy")
+    source = Path(model.meta.source)
+    card = read_card(source)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise ModelFileError("exists and is not a folder; give a model folder", directory) from None
+    for name in model.files:
+        try:
+            shutil.copyfile(source / name, directory / name)
+        except OSError as error:
+            raise ModelFileError(f"cannot copy: {error.strerror}", source / name) from None
+    if card:
+        (directory / MODEL_CARD).write_text(card, encoding="utf-8")
+    return directory
 
 
 def training_run_mark(folder: Path) -> str | None:

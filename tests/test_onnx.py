@@ -386,12 +386,12 @@ def test_saving_an_onnx_model_copies_its_own_files_only(tiny_onnx, tmp_path):
     secret.write_text("root:x:0:0\n")
     (folder / "notes.txt").symlink_to(secret)
     model = load_model(folder)
-    saved = model.save(tmp_path / "saved")
+    saved = save_model(model, tmp_path / "saved")
     assert sorted(p.name for p in saved.iterdir()) == sorted(p.name for p in tiny_onnx.iterdir())
     (folder / "README.md").unlink(missing_ok=True)
     (folder / "README.md").symlink_to(secret)
     with pytest.raises(ModelFileError, match="is a symbolic link"):
-        model.save(tmp_path / "saved-again")
+        save_model(model, tmp_path / "saved-again")
 
 
 # The CLI.

@@ -209,11 +209,7 @@ class _BilstmPipe(Pipe):
     def to_disk(self, path: str | Path, *, exclude: Iterable[str] = ()) -> None:
         """Write the model as a model directory at `path` (`bilstm_nlp.load(path)` reads it); an
         ONNX model's folder is copied."""
-        model = self.bilstm_model
-        if getattr(model, "backend", "torch") == "onnx":
-            model.save(path)
-        else:
-            save_model(model, path)
+        save_model(self.bilstm_model, path)
 
     def from_disk(self, path: str | Path, *, exclude: Iterable[str] = ()) -> "_BilstmPipe":
         """Load the model directory `to_disk` wrote; the `model` setting is not read."""

@@ -188,32 +188,6 @@ class OnnxModel:
         """The scheme predictions are given in (the training file's)."""
         return self.meta.tags_in if self.meta.scheme else None
 
-    def save(self, directory: str | Path) -> Path:
-        """Copy the model's files (`files`) and its card from the folder it was loaded from into
-        `directory` (created if needed). Nothing else of that folder is copied: a card or other
-        file that links outside it would carry that file along.
-
-        Raises:
-            ModelFileError: it was loaded from no folder, a file is gone, or the card is a link.
-        """
-        import shutil
-
-        from ..serialize import MODEL_CARD, read_card
-
-        if self.meta.source is None:
-            raise ModelFileError("this ONNX model was loaded from no folder; nothing to copy")
-        source, directory = Path(self.meta.source), Path(directory)
-        card = read_card(source)
-        directory.mkdir(parents=True, exist_ok=True)
-        for name in self.files:
-            try:
-                shutil.copyfile(source / name, directory / name)
-            except OSError as error:
-                raise ModelFileError(f"cannot copy: {error.strerror}", source / name) from None
-        if card:
-            (directory / MODEL_CARD).write_text(card, encoding="utf-8")
-        return directory
-
     def run(self, arrays: BatchArrays) -> np.ndarray:
         """The graph's output for a padded batch (the inputs it declares; a graph without char
         or casing features has dropped those)."""

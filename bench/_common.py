@@ -14,15 +14,7 @@ from typing import Any
 
 import torch
 
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+from bilstm_nlp.training.setup import cpu_model
 
 
 def git_commit() -> str | None:

@@ -345,6 +345,11 @@ def test_shipped_card_rebuilds_with_the_recorded_threads_and_measured_recipe(
     assert "`recorded`" not in card  # the recorded text stays an export argument, not a command
     recipe = lines.index("The recipe's dev figure, measured again (its log):")
     assert lines[recipe + 3] == "bilstm-nlp train --config bench/x.json"
+    # The run recorded this machine's CPU kind, which bit-identical weights also need.
+    from bilstm_nlp.training.setup import cpu_model
+
+    assert model.meta.provenance["cpu"] == cpu_model() != ""
+    assert f"the run recorded {cpu_model()}." in card
 
 
 def test_a_recipe_figure_for_a_model_with_its_own_dev_figure_is_refused(tmp_path: Path) -> None:

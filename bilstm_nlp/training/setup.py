@@ -4,6 +4,7 @@ initial model to fine-tune) and its optimizer; `prepare_training` gives benches 
 from __future__ import annotations
 
 import logging
+import platform
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
@@ -27,6 +28,17 @@ from .data import TrainingData, encode_training_rows, read_training_data
 logger = logging.getLogger(__name__)
 
 
+def cpu_model() -> str:
+    """This machine's CPU model name (Linux's /proc/cpuinfo, else what `platform` says)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
 def run_meta(config: ExperimentConfig, data: TrainingData, command: str | None = None) -> ModelMeta:
     """The `ModelMeta` a run declares for its model: the task, the schemes and reader settings of
     its data, and its provenance (command, config, versions, sizes).
@@ -45,6 +57,8 @@ def run_meta(config: ExperimentConfig, data: TrainingData, command: str | None =
                 "config": config.to_dict(),
                 "library_version": __version__,
                 "torch_version": torch.__version__,
+                # A seeded run repeats bit for bit on one CPU kind, not across them.
+                "cpu": cpu_model(),
                 "trained_on": time.strftime("%Y-%m-%d"),
                 "train_sentences": len(data.train),
                 "dev_sentences": len(data.dev.token_lists) if data.dev else 0,

@@ -544,3 +544,53 @@ def test_page_shows_the_services_refusal_and_draws_nothing(server):
         text = status.find_element(By.ID, "status").text
         assert "(limit 2000)" in text
         assert not driver.find_elements(By.CSS_SELECTOR, "#result *")
+
+
+def _half_sent_request(port: int) -> socket.socket:
+    """A POST that declares 100 bytes and sends 4, then stalls."""
+    client = socket.create_connection(("127.0.0.1", port))
+    client.sendall(
+        b"POST /v1/annotate HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n" + b'{"te'
+    )
+    return client
+
+
+def test_a_stalled_or_vanished_client_holds_nothing(tmp_path):
+    # A body that never arrives held its connection forever, made every batch wait for it, and
+    # kept SIGTERM from finishing; a client gone mid-body was a 500 with two tracebacks.
+    process, port = _start("-m", "ner", "--timeout", "1", "--max-wait-ms", "500")
+    try:
+        stalled = _half_sent_request(port)
+        stalled.settimeout(10)
+        started = time.monotonic()
+        answer = stalled.recv(4096)
+        assert answer.startswith(b"HTTP/1.1 408"), answer
+        assert b"the request body did not arrive in time" in answer
+        assert time.monotonic() - started < 5
+        stalled.close()
+        _half_sent_request(port).close()  # gone mid-body
+        time.sleep(0.5)
+        assert _request(port, "HEAD", "/healthz")[0] == 200
+        assert _request(port, "HEAD", "/readyz")[0] == 200
+        status, body = _post(port, "/v1/annotate", {"text": "EU", "model": "x" * 100_000})
+        assert status == 422 and len(body["error"]) <= 300
+        metrics = _request(port, "GET", "/metrics")[2].decode()
+        assert 'status="408"' in metrics and 'status="500"' not in metrics
+        _half_sent_request(port)  # still stalled when the server is told to stop
+        process.terminate()
+        process.wait(10)  # --timeout 1: the body gets 1 s, the answer 1 s more
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert "Traceback" not in process.stderr.read().decode()
+
+
+def test_the_token_estimate_counts_punctuation():
+    from bilstm_nlp.integrations.serve.app import estimated_tokens
+
+    # Words between spaces alone said 2 for this 15,000-token text: batches and the queue
+    # were sized by it.
+    assert estimated_tokens("a," * 7500) > 7500
+    assert estimated_tokens("EU rejects German call.") == 6
+    assert estimated_tokens("") == 1

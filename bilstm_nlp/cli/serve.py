@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import importlib.util
+import math
 import os
 import socket
+from typing import Any
 
 from ..errors import ConfigError
 from ._util import Opt, check_threads, err_console, set_threads, setup_logging, user_errors
@@ -78,7 +80,7 @@ def serve_cli(
     if workers == 1:
         if torch_models:
             set_threads(threads)
-        uvicorn.run(create_app(config), host=host, port=port, **_UVICORN)
+        uvicorn.run(create_app(config), host=host, port=port, **_UVICORN, **_shutdown(config))
     else:
         os.environ["BILSTM_NLP_SERVE_CONFIG"] = config.to_json()
         os.environ["BILSTM_NLP_SERVE_THREADS"] = str(threads)
@@ -89,6 +91,7 @@ def serve_cli(
             port=port,
             workers=workers,
             **_UVICORN,
+            **_shutdown(config),
         )
 
 
@@ -110,3 +113,10 @@ def _check_address(host: str, port: int) -> None:
 # uvicorn's "auto" picks uvloop and httptools (the serve extra installs them) over asyncio and
 # the pure-Python h11 parser; no access log line per request.
 _UVICORN = {"log_level": "warning", "access_log": False, "loop": "auto", "http": "auto"}
+
+
+def _shutdown(config: Any) -> dict[str, int]:
+    """SIGTERM answers what was read, then exits: a request body still arriving gets --timeout
+    (then 408), an answer in flight --timeout more; a client that never sends cannot hold the
+    process past that."""
+    return {"timeout_graceful_shutdown": math.ceil(2 * config.timeout_s) + 1}

@@ -17,6 +17,7 @@ import asyncio
 import gc
 import json
 import logging
+import re
 import time
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
@@ -30,6 +31,7 @@ from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Res
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from ...annotation.annotator import MAX_SENTENCE_TOKENS
 from ...annotation.writers.jsonl import JsonlWriter
@@ -138,6 +140,9 @@ class TagRequest(BaseModel):
     scheme: str | None = Field(None, description=SCHEME_HELP)
 
 
+_MAX_MESSAGE = 300
+
+
 class ApiError(Exception):
     """A request the service refuses: its status and a JSON body naming the field and limit."""
 
@@ -149,6 +154,8 @@ class ApiError(Exception):
         limit: int | None = None,
         headers: dict[str, str] | None = None,
     ) -> None:
+        if len(message) > _MAX_MESSAGE:  # messages quote the request: a 1 MB model name
+            message = message[: _MAX_MESSAGE - 1] + "…"
         super().__init__(message)
         self.status = status
         self.body: dict[str, Any] = {"error": message}
@@ -285,9 +292,18 @@ def create_app(config: ServeConfig) -> FastAPI:
         batcher = state["batcher"]
         batcher.expect()
         try:
-            return _parse(kind, await _read_body(request, config.max_body_bytes))
+            # Bounded: a client that stops sending would hold its connection, keep every batch
+            # waiting for it (`expect`), and keep a SIGTERM from finishing.
+            raw = await asyncio.wait_for(
+                _read_body(request, config.max_body_bytes), config.timeout_s
+            )
+        except TimeoutError:
+            raise ApiError(408, "the request body did not arrive in time", "body") from None
+        except ClientDisconnect:
+            raise ApiError(499, "the client closed the connection", "body") from None
         finally:
             batcher.arrived()
+        return _parse(kind, raw)
 
     async def run(
         kind: str, model: str, k: int, items: list[Any], tokens: int, scheme: str | None
@@ -343,7 +359,7 @@ def create_app(config: ServeConfig) -> FastAPI:
             where = f"texts[{i}]" if field == "texts" else "text"
             _check_text(text, where, config.max_chars)
         model = pick_model(body.model, body.k, needs_tagger=False, scheme=body.scheme)
-        tokens = sum(len(text.split()) + 1 for text in texts)
+        tokens = sum(estimated_tokens(text) for text in texts)
         return _answer(model, await run("annotate", model, body.k, texts, tokens, body.scheme))
 
     tag_body = {"content": {"application/json": {"schema": _schema(TagRequest)}}}
@@ -376,12 +392,12 @@ def create_app(config: ServeConfig) -> FastAPI:
             raise ApiError(503, "models are loading", headers={"Retry-After": "1"})
         return JSONResponse({"models": list(state["info"].values()), "default": names[0]})
 
-    @app.get("/healthz")
+    @app.api_route("/healthz", methods=["GET", "HEAD"])
     async def healthz() -> JSONResponse:
         """The process answers."""
         return JSONResponse({"status": "ok"})
 
-    @app.get("/readyz")
+    @app.api_route("/readyz", methods=["GET", "HEAD"])
     async def readyz() -> JSONResponse:
         """The models are loaded and the batcher runs."""
         if not state["ready"]:
@@ -393,7 +409,7 @@ def create_app(config: ServeConfig) -> FastAPI:
         """Requests, latency, batch sizes and tokens/s in Prometheus' text format."""
         return PlainTextResponse(metrics.render(), media_type="text/plain; version=0.0.4")
 
-    @app.get("/", include_in_schema=False)
+    @app.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
     async def page() -> FileResponse:
         return FileResponse(static / "index.html")
 
@@ -431,6 +447,18 @@ def _model_info(name: str, path: str, model: Any) -> dict[str, Any]:
         "dev": card.get("dev"),
         "figure": card.get("figure"),
     }
+
+
+# The tokenizer splits punctuation off words: "a,a,a," is one white-space word of 6 tokens.
+_PUNCTUATION = re.compile(r"[^\w\s]")
+
+
+def estimated_tokens(text: str) -> int:
+    """About how many tokens the tokenizer makes of `text` (and one for its end): its words
+    between white space plus its punctuation marks, within a factor of 2 of spaCy's count
+    even for text that is all punctuation, where words alone said 1 for 15,000 tokens. Cheap,
+    as it runs on the event loop for each request."""
+    return len(text.split()) + len(_PUNCTUATION.findall(text)) + 1
 
 
 async def _read_body(request: Request, limit: int) -> bytes:

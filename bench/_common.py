@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import platform
+import shlex
 import statistics
 import subprocess
 import sys
@@ -28,7 +29,7 @@ def git_commit() -> str | None:
 
 def machine_info(threads: int) -> dict[str, Any]:
     return {
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "command": shlex.join([Path(sys.executable).name, *sys.argv]),
         "git_commit": git_commit(),
         "torch": torch.__version__,
         "python": platform.python_version(),

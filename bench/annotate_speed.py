@@ -36,6 +36,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import statistics
 import subprocess
 import sys
@@ -242,7 +243,7 @@ def measure_rss(
         "workers": workers,
         "samples": len(samples),
         "end_fraction": end[0],
-        "command": "bilstm-nlp " + " ".join(command),
+        "command": "bilstm-nlp " + shlex.join(command),
     }
     for column, name in ((1, "rss"), (2, "pss")):
         figures[f"{name}_mb_at_10_percent"] = at_10[column]

@@ -44,6 +44,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -319,7 +320,7 @@ def shipped_accuracy() -> dict[str, Any]:
             "data": str(dev.relative_to(CORPORA.parent.parent)),
             "metric": metric,
             "dev": scores[metric],
-            "command": "bilstm-nlp " + " ".join(command[3:]),
+            "command": "bilstm-nlp " + shlex.join(command[3:]),
         }
         say(f"shipped {name}: dev {metric} {scores[metric]:.2f}")
     return results
@@ -1472,7 +1473,7 @@ def main() -> None:
         "second_core_busy": min(load_start["scaling"], load_end["scaling"]) < 1.5,
     }
     machine = machine_info(torch.get_num_threads())
-    machine["command"] = " ".join(["python", "bench/run.py", *sys.argv[1:]])
+    machine["command"] = shlex.join(["python", "bench/run.py", *sys.argv[1:]])
     args.out_dir.mkdir(parents=True, exist_ok=True)
     figures["plots"] = plots(figures, args.out_dir)
     report = markdown(figures, machine)

@@ -148,8 +148,12 @@ def _ensemble_recipe(
     ensembles = figures["ensembles_by_size"][size]
     member_records = list({id(r): r for _, _, r in runs.values()}.values())
     commands = tuple(
-        # Each wrote its summary where its own command says, away from sst_pooling.json.
-        f"RESULTS={r['machine']['command'].rsplit(' --out ', 1)[1]} {r['machine']['bench_command']}"
+        # Each wrote its summary where its own command says, away from sst_pooling.json; the
+        # bench commands recorded before they named RESULTS themselves get it from --out.
+        r["machine"]["bench_command"]
+        if "RESULTS=" in r["machine"]["bench_command"]
+        else f"RESULTS={r['machine']['command'].rsplit(' --out ', 1)[1]} "
+        f"{r['machine']['bench_command']}"
         for r in member_records
     )
     configs = sorted({row["config"] for _, row, _ in runs.values()})

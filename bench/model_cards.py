@@ -66,7 +66,6 @@ MODELS = {
 # Raw-text figures of the NER models (bench/raw_text_accuracy.py --out).
 RAW_TEXT_RESULTS = {
     "ner": Path("bench/results/raw_text_accuracy.json"),
-    "ner-large": Path("bench/results/raw_text_accuracy_ner-large.json"),
 }
 
 

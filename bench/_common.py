@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import platform
+import shlex
 import statistics
 import subprocess
 import sys
@@ -15,6 +17,25 @@ from typing import Any
 import torch
 
 from bilstm_nlp.training.setup import cpu_model
+
+# The project's timings are medians of at least this many repeats, reported with their range.
+MIN_REPEATS = 5
+QUICK_NOTE = "quick run: fewer repeats than the standard, these figures are not for reporting"
+
+
+def check_repeats(
+    parser: argparse.ArgumentParser,
+    repeats: int,
+    quick: bool | None = None,
+    flag: str = "--repeats",
+) -> None:
+    """Refuse fewer than MIN_REPEATS timed repeats, unless a --quick run asked for them (quick is
+    None where the script has no quick mode)."""
+    if repeats < 1 or (repeats < MIN_REPEATS and not quick):
+        fewer = ", fewer only with --quick" if quick is not None else ""
+        parser.error(
+            f"{flag} {repeats}: a timing is the median of at least {MIN_REPEATS} repeats{fewer}"
+        )
 
 
 def git_commit() -> str | None:
@@ -28,7 +49,7 @@ def git_commit() -> str | None:
 
 def machine_info(threads: int) -> dict[str, Any]:
     return {
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "command": shlex.join([Path(sys.executable).name, *sys.argv]),
         "git_commit": git_commit(),
         "torch": torch.__version__,
         "python": platform.python_version(),

@@ -1,5 +1,6 @@
-"""Active learning on CoNLL-2003: does uncertainty sampling reach random sampling's dev F1 with
-fewer labelled tokens?
+"""Active learning on CoNLL-2003: uncertainty sampling against random sampling.
+
+Does uncertainty sampling reach random sampling's dev F1 with fewer labelled tokens?
 
     python bench/active_learning.py              # the full simulation: 2 seeds x 4 strategies
     python bench/active_learning.py --quick      # a smoke run of a few minutes (tiny settings)

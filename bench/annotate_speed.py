@@ -8,7 +8,8 @@ about 300,000 tokens (--quick: 10,000), one document per line, annotated by
 tokenization, tagging with exact entity probabilities, JSON encoding, fsync and progress file
 included. With workers, starting them (spawn, model load) is included too: it is what a user
 waits for. Each
-setting runs after a warm-up, `--repeats` times (3; --quick: 1); the table gives the median
+setting runs after a warm-up, `--repeats` times (5, no fewer; --quick: 1, figures not for
+reporting); the table gives the median
 tokens/s and the range, and for workers the seconds a run on one word takes (mostly starting
 them) and the rate once they are up.
 
@@ -36,6 +37,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import statistics
 import subprocess
 import sys
@@ -48,7 +50,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from _common import machine_info, write_results  # noqa: E402
+from _common import (  # noqa: E402
+    MIN_REPEATS,
+    QUICK_NOTE,
+    check_repeats,
+    machine_info,
+    write_results,
+)
 
 from bilstm_nlp.annotation.files import AnnotateOptions, annotate_paths  # noqa: E402
 from bilstm_nlp.serialize import load_model  # noqa: E402
@@ -242,7 +250,7 @@ def measure_rss(
         "workers": workers,
         "samples": len(samples),
         "end_fraction": end[0],
-        "command": "bilstm-nlp " + " ".join(command),
+        "command": "bilstm-nlp " + shlex.join(command),
     }
     for column, name in ((1, "rss"), (2, "pss")):
         figures[f"{name}_mb_at_10_percent"] = at_10[column]
@@ -261,7 +269,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="10,000 tokens, one repeat")
     parser.add_argument("--model", default="ner", help="shipped model name or model directory")
     parser.add_argument("--tokens", type=int, default=None, help="default 300,000 (quick 10,000)")
-    parser.add_argument("--repeats", type=int, default=None, help="default 3 (quick 1)")
+    parser.add_argument(
+        "--repeats", type=int, default=None, help="default 5, the least allowed (quick 1)"
+    )
     parser.add_argument("--rss-mb", type=int, default=0, help="also measure memory on N MB")
     parser.add_argument("--rss-workers", type=int, default=1, help="workers of the memory run")
     parser.add_argument(
@@ -283,7 +293,8 @@ def main() -> None:
     if args.out is None:
         args.out = RESULTS.with_name("annotate_memory.json") if args.memory_only else RESULTS
     target = args.tokens or (10_000 if args.quick else 300_000)
-    repeats = args.repeats or (1 if args.quick else 3)
+    repeats = args.repeats or (1 if args.quick else MIN_REPEATS)
+    check_repeats(parser, repeats, args.quick)
 
     model = load_model(args.model)
     lines = ewt_lines()
@@ -366,6 +377,8 @@ def main() -> None:
     }
     write_results(args.out, figures, machine_info(torch.get_num_threads()))
     print(f"\nwritten to {args.out}")
+    if repeats < MIN_REPEATS:
+        print(QUICK_NOTE)
     if rss is not None and not rss["flat"]:
         raise SystemExit(1)
 

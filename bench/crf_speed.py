@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import shlex
 import statistics
 import sys
 import time
@@ -205,7 +206,7 @@ def main() -> None:
     print(f"\nagreement: {agreement}")
 
     report = {
-        "command": " ".join(["python", "bench/crf_speed.py", *sys.argv[1:]]),
+        "command": shlex.join(["python", "bench/crf_speed.py", *sys.argv[1:]]),
         "git_commit": git_commit(),
         "torch_version": torch.__version__,
         "peer": "pytorch-crf 0.7.2 (torchcrf.CRF, batch_first=True)",

@@ -19,6 +19,20 @@
 # MAX_MINUTES caps each training (0: none); a capped run says so in its log. EPOCHS overrides
 # the recipe's epochs (a quick check of the script).
 set -euo pipefail
+# Configured by environment variables only: -h/--help prints this header, any other argument is
+# refused (it would be ignored, and the trainings start).
+if [ $# -gt 0 ]; then
+    case $1 in
+        -h | --help)
+            awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"
+            exit 0
+            ;;
+        *)
+            echo "$0 takes no arguments (got $1): it is configured by environment variables, see --help" >&2
+            exit 2
+            ;;
+    esac
+fi
 DEVICE=${DEVICE:-cpu}
 PARALLEL=${PARALLEL:-0}
 SEEDS=${SEEDS:-"1 2 3"}
@@ -33,6 +47,7 @@ CONFIG=${CONFIG:-bench/configs/ner-40-epochs.json}
 NAME=${NAME:-ner}
 DEV=${DEV:-../shared/corpora/conll2003/dev.txt}
 EPOCHS=${EPOCHS:-}
+ENSEMBLE_OUT=${ENSEMBLE_OUT:-bench/results/ensemble.json}
 mkdir -p "$RUNS"
 
 train() {  # train OUTPUT LOG ARGS...
@@ -85,5 +100,12 @@ for weight in $WEIGHTS; do
         students+=("$RUNS/$NAME-student-alone-w$weight-s$seed/checkpoint/model")
     done
 done
+# Every setting that decides what is trained and where it is written, so the recorded command
+# reruns into the same runs and results file.
+command="DEVICE=${DEVICE@Q} PARALLEL=${PARALLEL@Q} SEEDS=${SEEDS@Q} WEIGHTS=${WEIGHTS@Q}"
+command+=" STUDENT_SEEDS=${STUDENT_SEEDS@Q} WITH_DEV=${WITH_DEV@Q} MAX_MINUTES=${MAX_MINUTES@Q}"
+command+=" STUDENT_MAX_MINUTES=${STUDENT_MAX_MINUTES@Q} CONFIG=${CONFIG@Q} NAME=${NAME@Q}"
+command+=" DEV=${DEV@Q} EPOCHS=${EPOCHS@Q} RUNS=${RUNS@Q} ENSEMBLE_OUT=${ENSEMBLE_OUT@Q}"
+command+=" bash bench/distill_ensemble.sh"
 "$PYTHON" bench/ensemble.py --models "${members[@]}" --students "${students[@]}" \
-    --dev "$DEV" --device "$DEVICE" --out "${ENSEMBLE_OUT:-bench/results/ensemble.json}"
+    --dev "$DEV" --device "$DEVICE" --command "$command" --out "$ENSEMBLE_OUT"

@@ -195,6 +195,7 @@ def main() -> None:
         help="classifiers: also score every subset of the members of these sizes",
     )
     parser.add_argument("--out", type=Path, default=Path("bench/results/ensemble.json"))
+    parser.add_argument("--command", help="the bench command that ran this, as recorded")
     args = parser.parse_args()
     device = torch.device(args.device)
     first = load(args.models[0], device=device)
@@ -222,7 +223,10 @@ def main() -> None:
                 f"{row['std']:.2f} ({row['min']:.2f}-{row['max']:.2f}), "
                 f"{row['mean_gain_over_members']:+.2f} over their members' mean"
             )
-    write_results(args.out, figures, machine_info(torch.get_num_threads()))
+    machine = machine_info(torch.get_num_threads())
+    if args.command:
+        machine["bench_command"] = args.command
+    write_results(args.out, figures, machine)
 
 
 if __name__ == "__main__":

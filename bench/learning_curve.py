@@ -265,6 +265,10 @@ def main() -> None:
                 f"--output {output}",
             }
         )
+    if not rows:
+        # runs/ is not committed: in a fresh checkout nothing is measured, and writing would
+        # replace the recorded curve with an empty one.
+        raise SystemExit(f"no run of the curve is trained in {runs}: {args.out} left as it is")
     fitted = [(r["sentences"], r["dev"]) for r in rows if r["fraction"] >= args.fit_from]
     fit = {}
     if len({n for n, _ in fitted}) >= 2:

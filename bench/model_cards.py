@@ -1,7 +1,8 @@
 """Write the model card (README.md) of each shipped model from its config and measured figures.
 
     python bench/model_cards.py [NAME ...] [--speed]   # default: every model
-                                                       # --speed: time each on 24k tokens, 1 thread
+                                                       # --speed: time each on 24k tokens, 1 thread,
+                                                       #   median of 5 runs with their range
 
 Figures come from the model's own config.json (dev score of the shipped copy, training command,
 seed, thread count), bench/results/raw_text_accuracy.json (NER raw-text F1) and the bench records of
@@ -19,12 +20,13 @@ import os
 import re
 import shlex
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import MIN_REPEATS, summary, timed  # noqa: E402
 
 from bilstm_nlp import load  # noqa: E402
 from bilstm_nlp.corpus.registry import load_registry  # noqa: E402
@@ -64,7 +66,6 @@ MODELS = {
 # Raw-text figures of the NER models (bench/raw_text_accuracy.py --out).
 RAW_TEXT_RESULTS = {
     "ner": Path("bench/results/raw_text_accuracy.json"),
-    "ner-large": Path("bench/results/raw_text_accuracy_ner-large.json"),
 }
 
 
@@ -148,8 +149,12 @@ def _ensemble_recipe(
     ensembles = figures["ensembles_by_size"][size]
     member_records = list({id(r): r for _, _, r in runs.values()}.values())
     commands = tuple(
-        # Each wrote its summary where its own command says, away from sst_pooling.json.
-        f"RESULTS={r['machine']['command'].rsplit(' --out ', 1)[1]} {r['machine']['bench_command']}"
+        # Each wrote its summary where its own command says, away from sst_pooling.json; the
+        # bench commands recorded before they named RESULTS themselves get it from --out.
+        r["machine"]["bench_command"]
+        if "RESULTS=" in r["machine"]["bench_command"]
+        else f"RESULTS={r['machine']['command'].rsplit(' --out ', 1)[1]} "
+        f"{r['machine']['bench_command']}"
         for r in member_records
     )
     configs = sorted({row["config"] for _, row, _ in runs.values()})
@@ -239,11 +244,17 @@ def embeddings(spec: str) -> tuple[str, str]:
     return line, f"{vectors}, {fields['License']}"
 
 
-def card(name: str, speed: float | None) -> str:
+def card(name: str, speed: dict[str, float] | None) -> str:
     directory = Path("models") / name
     corpus_name, metric, dev_name, evaluate = MODELS[name]
     raw = RAW_TEXT_RESULTS.get(name)
     raw_f1 = json.loads(raw.read_text())["figures"]["f1"] if raw and raw.is_file() else None
+    spread = ""
+    if speed:
+        spread = (
+            f"median of {MIN_REPEATS} runs, range "
+            f"{speed['min_per_s']:,.0f}-{speed['max_per_s']:,.0f}; "
+        )
     model = load(directory)
     vectors, vectors_licence = embeddings(model.meta.provenance["config"]["model"]["vectors"])
     facts = ShippedFacts(
@@ -255,9 +266,9 @@ def card(name: str, speed: float | None) -> str:
         weights_mb=(directory / "model.safetensors").stat().st_size / 1e6,
         raw_text_f1=raw_f1,
         raw_text_command=f"python bench/raw_text_accuracy.py --model {name} --out {raw}",
-        speed=speed,
+        speed=speed["median_per_s"] if speed else None,
         speed_note=(
-            f"1 CPU thread, load average {os.getloadavg()[0]:.1f} when measured on a "
+            spread + f"1 CPU thread, load average {os.getloadavg()[0]:.1f} when measured on a "
             f"{os.cpu_count()}-core machine; `python bench/model_cards.py --speed`"
         ),
         embeddings=vectors,
@@ -284,7 +295,8 @@ def main() -> None:
         print(f"wrote models/{name}/README.md")
 
 
-def _speed(name: str) -> float:
+def _speed(name: str) -> dict[str, float]:
+    """Median tokens/s of MIN_REPEATS timed runs, with their range."""
     from bilstm_nlp import classify_sentences, tag_sentences
     from bilstm_nlp.evaluation.evaluate import Tagger
 
@@ -306,10 +318,9 @@ def _speed(name: str) -> float:
         ]
     ] * 2000
     run = tag_sentences if isinstance(model, Tagger) else classify_sentences
-    run(model, sentences[:100])
-    start = time.perf_counter()
-    run(model, sentences)
-    return sum(map(len, sentences)) / (time.perf_counter() - start)
+    run(model, sentences[:100])  # warm-up
+    times = timed(lambda: run(model, sentences), MIN_REPEATS, warmup=0)
+    return summary(times, sum(map(len, sentences)))
 
 
 if __name__ == "__main__":

@@ -8,7 +8,8 @@ Each repeat tags the same pre-split CoNLL-2003 dev sentences (batch 256, with co
 then B; the table gives each model's median tokens/s with its range and the ratio A/B of the
 medians. With --documents, a model with document memory tags them by document (-DOCSTART-), in
 batches of whole documents. Two classifiers classify SST dev's sentences instead (`--data`: any
-labelled-text file A reads). Writes bench/results/model_speed_ab.json.
+labelled-text file A reads). Writes bench/results/model_speed_ab.json (--documents:
+model_speed_ab_documents.json) or --out.
 """
 
 from __future__ import annotations
@@ -40,8 +41,20 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--documents", action="store_true", help="tag by document")
-    parser.add_argument("--out", default="bench/results/model_speed_ab.json")
+    parser.add_argument(
+        "--out",
+        help="default bench/results/model_speed_ab.json (--documents: ..._documents.json)",
+    )
     args = parser.parse_args()
+    # One model against itself would be keyed once below and compared with itself, silently.
+    if args.a == args.b or (
+        Path(args.a).exists() and Path(args.a).resolve() == Path(args.b).resolve()
+    ):
+        parser.error(f"A and B are the same model ({args.a}): give two models to compare")
+    if args.out is None:
+        # By-document figures are another measurement: they must not overwrite the by-sentence file.
+        name = "model_speed_ab_documents.json" if args.documents else "model_speed_ab.json"
+        args.out = f"bench/results/{name}"
     torch.set_num_threads(args.threads)
     models = {args.a: load(args.a), args.b: load(args.b)}
     classifiers = [isinstance(m, Classifier) for m in models.values()]

@@ -1,6 +1,7 @@
 """The plots of bench/run.py, drawn from its figures (also usable on a saved run.json).
 
-    .venv/bin/python bench/plots.py [bench/results/run.json]    # redraw from a saved run
+    .venv/bin/python bench/plots.py bench/results/run.json              # redraw beside it
+    .venv/bin/python bench/plots.py bench/results/run.json --out-dir /tmp  # draw elsewhere
 
 `speed_accuracy`: raw text tokens/s (x, log) against CoNLL-2003 dev F1 (y) for our shipped NER model
 at 1 and 2 cores; spaCy's speeds are vertical lines, since its NER (OntoNotes) has no comparable
@@ -10,8 +11,8 @@ flair's figure at batch 256 beside it.
 
 from __future__ import annotations
 
+import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -157,5 +158,15 @@ def plots(figures: dict[str, Any], folder: Path) -> list[str]:
 
 
 if __name__ == "__main__":
-    source = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "bench" / "results" / "run.json"
-    print("\n".join(plots(json.loads(source.read_text())["figures"], source.parent)))
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    # The input is required: with none, the run's plots in bench/results were redrawn in place.
+    parser.add_argument("source", type=Path, help="a run.json written by bench/run.py")
+    parser.add_argument(
+        "--out-dir",
+        type=Path,
+        help="folder for the run_*.png files (default: the folder of SOURCE, as run.py draws them)",
+    )
+    args = parser.parse_args()
+    out_dir = args.out_dir if args.out_dir is not None else args.source.parent
+    out_dir.mkdir(parents=True, exist_ok=True)
+    print("\n".join(plots(json.loads(args.source.read_text())["figures"], out_dir)))

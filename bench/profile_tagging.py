@@ -1,11 +1,11 @@
 """Where `tag_sentences` spends its time: py-spy samples of the model-alone loop of bench/run.py.
 
-    python bench/profile_tagging.py [--model ner] [--seconds 25]
+    python bench/profile_tagging.py [--model ner] [--seconds 25] [--out FILE]
 
 Tags the 2,001 pre-split UD EWT dev sentences with the shipped model (batch 256, with
 confidences, 1 thread) over and over under `py-spy record` (from the `[bench]` extra), then prints
 the share of samples inside `tag_sentences` that each bilstm_nlp function (with its line) holds,
-callees included. Writes bench/results/profile_tagging.json.
+callees included. Writes bench/results/profile_tagging.json (or --out).
 """
 
 from __future__ import annotations
@@ -40,6 +40,9 @@ def main() -> None:
     parser.add_argument("--model", default="ner")
     parser.add_argument("--seconds", type=float, default=25.0)
     parser.add_argument("--top", type=int, default=30)
+    parser.add_argument(
+        "--out", type=Path, default=ROOT / "bench" / "results" / "profile_tagging.json"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as work:
         raw = Path(work) / "samples.txt"
@@ -65,7 +68,7 @@ def main() -> None:
     for row in rows:
         print(f"{100 * row['share']:5.1f}%  {row['frame']}")
     write_results(
-        ROOT / "bench/results/profile_tagging.json",
+        args.out,
         {"model": args.model, "samples": total, "frames": rows},
         machine_info(threads=1),
     )

@@ -1,6 +1,6 @@
 """Tagging speed of the code at two git revisions, interleaved, so a noisy machine hits both alike.
 
-    python bench/revision_speed_ab.py e2228d7 HEAD [--rounds 3] [--threads 1] [--calls 5]
+    python bench/revision_speed_ab.py e2228d7 HEAD [--rounds 5] [--threads 1] [--calls 5]
 
 Each revision is checked out in a temporary worktree; each round runs one process per revision in
 turn, which tags the 2,001 pre-split UD EWT dev sentences (or `--data`: a CoNLL-U file, or a
@@ -31,7 +31,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import cpu_model, machine_info, write_results  # noqa: E402
+from _common import MIN_REPEATS, check_repeats, cpu_model, machine_info, write_results  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMING = """
@@ -88,7 +88,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("a")
     parser.add_argument("b")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=MIN_REPEATS, help="at least 5")
     parser.add_argument(
         "--model", default="ner", help="the same for both; a relative path: each revision's own"
     )
@@ -97,6 +97,7 @@ def main() -> None:
     parser.add_argument("--data", default=str(ROOT.parent / "shared/corpora/ud_ewt/dev.conllu"))
     parser.add_argument("--out", default="bench/results/revision_speed_ab.json")
     args = parser.parse_args()
+    check_repeats(parser, args.rounds, flag="--rounds")
     args.data = str(Path(args.data).resolve())  # the processes run in the worktrees
     runs: dict[str, list[list[float]]] = {args.a: [], args.b: []}
     with tempfile.TemporaryDirectory() as folder:

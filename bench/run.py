@@ -26,7 +26,8 @@ Measurements (each one's exact procedure is in its function's docstring):
 5. the CRF alone: bench/crf_speed.py (forward and Viterbi vs pytorch-crf 0.7.2, equal results
    asserted first).
 6. efficiency: the BiLSTM forward's achieved GFLOP/s at batch 256 as a share of torch sgemm GFLOP/s.
-7. tokens/s against batch size for ours (model alone).
+7. tokens/s against batch size for ours (model alone): medians of 3 (--quick: 1 below batch 32),
+   a curve's shape rather than figures to report.
 8. backends of `ner`: torch float32, torch int8, ONNX float32, ONNX int8, on the texts of 2. and 3.
    (1 thread), each with its CoNLL-2003 dev F1; the summary sets each against spaCy (raw text)
    and flair (model alone) of the same run.
@@ -44,6 +45,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -319,7 +321,7 @@ def shipped_accuracy() -> dict[str, Any]:
             "data": str(dev.relative_to(CORPORA.parent.parent)),
             "metric": metric,
             "dev": scores[metric],
-            "command": "bilstm-nlp " + " ".join(command[3:]),
+            "command": "bilstm-nlp " + shlex.join(command[3:]),
         }
         say(f"shipped {name}: dev {metric} {scores[metric]:.2f}")
     return results
@@ -1289,9 +1291,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     mode = parser.add_mutually_exclusive_group(required=True)
     mode.add_argument(
-        "--quick", action="store_true", help="one training epoch, timings medians of 5: ~15 min"
+        "--quick",
+        action="store_true",
+        help="one training epoch, timings medians of 5 (the batch-size sweep: of 3, and single "
+        "runs below batch 32): ~15 min",
     )
-    mode.add_argument("--full", action="store_true", help="3 epochs, trains accuracy: hours")
+    mode.add_argument(
+        "--full",
+        action="store_true",
+        help="3 epochs, trains accuracy, timings medians of 5 (the batch-size sweep: of 3): hours",
+    )
     parser.add_argument(
         "--only", default=",".join(SECTIONS), help=f"comma-separated subset of {','.join(SECTIONS)}"
     )
@@ -1472,7 +1481,7 @@ def main() -> None:
         "second_core_busy": min(load_start["scaling"], load_end["scaling"]) < 1.5,
     }
     machine = machine_info(torch.get_num_threads())
-    machine["command"] = " ".join(["python", "bench/run.py", *sys.argv[1:]])
+    machine["command"] = shlex.join(["python", "bench/run.py", *sys.argv[1:]])
     args.out_dir.mkdir(parents=True, exist_ok=True)
     figures["plots"] = plots(figures, args.out_dir)
     report = markdown(figures, machine)

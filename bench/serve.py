@@ -1,11 +1,12 @@
-"""Requests/s and p50/p99 latency of `bilstm-nlp serve` at 1, 8 and 64 concurrent clients, each
-sending one CoNLL-2003 dev sentence per request: micro-batching on, batching off
+"""Requests/s and p50/p99 latency of `bilstm-nlp serve` at 1, 8 and 64 concurrent clients.
+
+Each client sends one CoNLL-2003 dev sentence per request: micro-batching on, batching off
 (`--max-batch-tokens 0`), and spaCy's en_core_web_sm NER behind FastAPI (one `nlp(text)` per
 request). Servers run as uvicorn subprocesses on 127.0.0.1 with one torch thread; clients are
 keep-alive HTTP/1.1 connections on one asyncio loop in this process (so clients and server share
 the machine's cores). Each figure is the median of the repeats, with their range.
 
-    python bench/serve.py [--quick]
+    python bench/serve.py [--quick] [--out FILE]   # default bench/results/serve.json
 """
 
 from __future__ import annotations
@@ -113,6 +114,7 @@ async def load(port: int, texts: list[str], clients: int, seconds: float) -> dic
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="short repeats (smoke run)")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "serve.json")
     args = parser.parse_args()
     seconds, repeats = (0.5, 5) if args.quick else (1.5, 5)
     texts = sentences(500)
@@ -146,7 +148,7 @@ def main() -> None:
             f"{f['rps']['max']:.0f}) | {f['p50_ms']['median']:.1f} | {f['p99_ms']['median']:.1f}"
             f" | {ratio:.2f}× |"
         )
-    write_results(ROOT / "bench" / "results" / "serve.json", figures, info)
+    write_results(args.out, figures, info)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,7 @@
-"""What one document per call costs in the spaCy component, against the batch path, the annotate
-library and spaCy's en_core_web_sm on the same texts (tokens/s).
+"""What one document per call costs in the spaCy component, in tokens/s.
+
+It is set against the batch path, the annotate library and spaCy's en_core_web_sm on the same
+texts.
 
     python bench/spacy_component_speed.py [--model ner] [--texts conll2003,ewt] [--quick]
         [--repeats 5] [--threads 1] [--busy 0] [--out FILE]

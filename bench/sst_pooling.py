@@ -146,6 +146,10 @@ def main() -> None:
         }
         for pooling in args.poolings
     }
+    if not any("final_accuracy" in r or r["epochs_run"] for v in runs.values() for r in v.values()):
+        # runs/ is not committed: in a fresh checkout nothing is measured, and writing would
+        # replace the recorded figures with rows of missing runs.
+        raise SystemExit(f"no run is scored in {args.runs}: {args.out} left as it is")
     summary: dict[str, Any] = {}
     for pooling, by_seed in runs.items():
         done = [r for r in by_seed.values() if r["complete"]]

@@ -19,6 +19,20 @@
 # recipe's 8 (a quick check of the script; the summary then expects that many). TIMEOUT caps each
 # training in seconds (0: none): a run stopped early is reported as incomplete, never averaged.
 set -euo pipefail
+# Configured by environment variables only: -h/--help prints this header, any other argument is
+# refused (it would be ignored, and the trainings start).
+if [ $# -gt 0 ]; then
+    case $1 in
+        -h | --help)
+            awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"
+            exit 0
+            ;;
+        *)
+            echo "$0 takes no arguments (got $1): it is configured by environment variables, see --help" >&2
+            exit 2
+            ;;
+    esac
+fi
 DEVICE=${DEVICE:-cpu}
 PARALLEL=${PARALLEL:-0}
 SEEDS=${SEEDS:-"1 2 3 4 5"}
@@ -58,8 +72,11 @@ run_one() {  # run_one POOLING SEED: train, then score the final and the dev-pic
     fi
 }
 
-command="DEVICE=$DEVICE PARALLEL=$PARALLEL SEEDS=\"$SEEDS\" POOLINGS=\"$POOLINGS\" EPOCHS=$EPOCHS"
-command+=" bash bench/sst_pooling.sh"
+# Every setting that decides what is trained and where it is written, so the recorded command
+# reruns into the same runs and results file.
+command="DEVICE=${DEVICE@Q} PARALLEL=${PARALLEL@Q} SEEDS=${SEEDS@Q} POOLINGS=${POOLINGS@Q}"
+command+=" EPOCHS=${EPOCHS@Q} TIMEOUT=${TIMEOUT@Q} TRAIN=${TRAIN@Q} DEV=${DEV@Q} RUNS=${RUNS@Q}"
+command+=" RESULTS=${RESULTS@Q} bash bench/sst_pooling.sh"
 start=$(date +%s)
 for pooling in $POOLINGS; do
     config_of "$pooling" >/dev/null

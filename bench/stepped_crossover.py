@@ -6,7 +6,8 @@ For each batch size N: 40 batches of N UD EWT dev sentences drawn at random (see
 lengths, as a caller's batch comes), tagged with the shipped `ner` (`tag_sentences(batch_size=N)`,
 with confidences, 1 thread), once with every batch on `nn.LSTM` and once with every batch on the
 stepped path (`STEPPED_MIN_BATCH` set out of the way, then to 1), alternating, `--rounds` times.
-Prints the median tokens/s of each and their ratio; writes bench/results/stepped_crossover.json.
+Prints the median tokens/s of each with its range and their ratio; writes
+bench/results/stepped_crossover.json.
 `nn/encoder.py`'s `STEPPED_MIN_BATCH` is the smallest size where the stepped path is no slower.
 """
 
@@ -22,7 +23,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine_info, write_results  # noqa: E402
+from _common import MIN_REPEATS, check_repeats, machine_info, write_results  # noqa: E402
 
 from bilstm_nlp import load, tag_sentences  # noqa: E402
 from bilstm_nlp.corpus.loading import load_tagging  # noqa: E402
@@ -44,19 +45,24 @@ def tokens_per_second(tagger, batches: list[list[list[str]]], size: int) -> floa
     return sum(len(t) for batch in batches for t in batch) / (time.perf_counter() - start)
 
 
+def _range(bounds: list[float]) -> str:
+    return f"{bounds[0]:,.0f}-{bounds[1]:,.0f}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[16, 24, 32, 40, 48, 64])
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=MIN_REPEATS, help="at least 5")
     parser.add_argument("--out", default="bench/results/stepped_crossover.json")
     args = parser.parse_args()
+    check_repeats(parser, args.rounds, flag="--rounds")
     torch.set_num_threads(1)
     tagger = load("ner")
     sentences = [list(tokens) for tokens in load_tagging(dev=EWT_DEV)["dev"]["tokens"][:]]
     shipped = encoder.STEPPED_MIN_BATCH
     rng = random.Random(0)
     rows = []
-    print("| batch | nn.LSTM tokens/s | stepped tokens/s | stepped / nn.LSTM |")
+    print("| batch | nn.LSTM tokens/s (range) | stepped tokens/s (range) | stepped / nn.LSTM |")
     print("|---:|---:|---:|---:|")
     try:
         for size in args.sizes:
@@ -77,7 +83,8 @@ def main() -> None:
             row["ratio"] = row["stepped_tokens_per_s"] / row["lstm_tokens_per_s"]
             rows.append(row)
             print(
-                f"| {size} | {row['lstm_tokens_per_s']:,.0f} | {row['stepped_tokens_per_s']:,.0f} "
+                f"| {size} | {row['lstm_tokens_per_s']:,.0f} ({_range(row['lstm_range'])}) "
+                f"| {row['stepped_tokens_per_s']:,.0f} ({_range(row['stepped_range'])}) "
                 f"| {row['ratio']:.2f} |"
             )
     finally:

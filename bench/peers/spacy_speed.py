@@ -1,5 +1,6 @@
-"""spaCy side of bench/run.py: en_core_web_sm 3.8.0 on raw text (NER only, full pipeline) and on
-pre-split sentences (NER only).
+"""spaCy side of bench/run.py: en_core_web_sm 3.8.0's tokens/s.
+
+On raw text (NER only, full pipeline) and on pre-split sentences (NER only).
 
 Run by the peer venv's python (bench/.peers/venv), never imported by the project:
 

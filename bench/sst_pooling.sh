@@ -19,20 +19,9 @@
 # recipe's 8 (a quick check of the script; the summary then expects that many). TIMEOUT caps each
 # training in seconds (0: none): a run stopped early is reported as incomplete, never averaged.
 set -euo pipefail
-# Configured by environment variables only: -h/--help prints this header, any other argument is
-# refused (it would be ignored, and the trainings start).
-if [ $# -gt 0 ]; then
-    case $1 in
-        -h | --help)
-            awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"
-            exit 0
-            ;;
-        *)
-            echo "$0 takes no arguments (got $1): it is configured by environment variables, see --help" >&2
-            exit 2
-            ;;
-    esac
-fi
+# Configured by environment variables only (-h/--help prints this header).
+source "$(dirname "$0")/_env_only.sh"
+env_only_arguments "$0" "$@"
 DEVICE=${DEVICE:-cpu}
 PARALLEL=${PARALLEL:-0}
 SEEDS=${SEEDS:-"1 2 3 4 5"}

@@ -575,7 +575,13 @@ def test_a_stalled_or_vanished_client_holds_nothing(tmp_path):
         stalled.close()
         _half_sent_request(port).close()  # gone mid-body
         time.sleep(0.5)
-        assert _request(port, "HEAD", "/healthz")[0] == 200
+        status, headers, _ = _request(port, "HEAD", "/healthz")
+        assert status == 200
+        # Every answer, errors and the page included, carries the security headers.
+        for path in ("/healthz", "/", "/no-such-page", "/static/app.js"):
+            headers = {k.lower(): v for k, v in _request(port, "GET", path)[1].items()}
+            assert headers["x-content-type-options"] == "nosniff", path
+            assert headers["x-frame-options"] == "DENY" and headers["referrer-policy"], path
         assert _request(port, "HEAD", "/readyz")[0] == 200
         status, body = _post(port, "/v1/annotate", {"text": "EU", "model": "x" * 100_000})
         assert status == 422 and len(body["error"]) <= 300

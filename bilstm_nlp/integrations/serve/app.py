@@ -166,9 +166,19 @@ class ApiError(Exception):
         self.headers = headers
 
 
+# On every answer: no content sniffing (a JSON error quoting `<script>` stays JSON), the page in
+# no other site's frame, and no URL of it passed on to the sites it links to.
+_SECURITY = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+]
+
+
 class _CountRequests:
-    """Requests by endpoint and status, and their latency, into `Metrics`: a plain ASGI
-    middleware (Starlette's `BaseHTTPMiddleware` adds a task and a stream to every request)."""
+    """Requests by endpoint and status, and their latency, into `Metrics`, and the security
+    headers on every answer: a plain ASGI middleware (Starlette's `BaseHTTPMiddleware` adds a
+    task and a stream to every request)."""
 
     def __init__(self, app: Any, metrics: Metrics) -> None:
         self.app = app
@@ -185,6 +195,7 @@ class _CountRequests:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+                message = {**message, "headers": [*message.get("headers", []), *_SECURITY]}
             await send(message)
 
         try:

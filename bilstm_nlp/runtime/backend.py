@@ -134,9 +134,8 @@ def check_graph(model: OnnxModel, path: Path) -> None:
 
     quiet = onnxruntime.RunOptions()
     quiet.log_severity_level = 4  # the failure is reported below, once; not also in red
-    feeds = {i.name: getattr(arrays, i.name) for i in model.session.get_inputs()}
     try:
-        (output,) = model.session.run(None, feeds, quiet)
+        output = model.run(arrays, quiet)
     except Exception as error:  # onnxruntime raises its own, unexported exception types
         message = str(error).strip().splitlines()[0][:300]
         raise ModelFileError(
@@ -188,11 +187,11 @@ class OnnxModel:
         """The scheme predictions are given in (the training file's)."""
         return self.meta.tags_in if self.meta.scheme else None
 
-    def run(self, arrays: BatchArrays) -> np.ndarray:
+    def run(self, arrays: BatchArrays, options: Any = None) -> np.ndarray:
         """The graph's output for a padded batch (the inputs it declares; a graph without char
-        or casing features has dropped those)."""
+        or casing features has dropped those); `options`: onnxruntime's `RunOptions`."""
         feeds = {i.name: getattr(arrays, i.name) for i in self.session.get_inputs()}
-        (output,) = self.session.run(None, feeds)
+        (output,) = self.session.run(None, feeds, options)
         return output
 
 

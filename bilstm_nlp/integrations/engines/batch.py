@@ -66,18 +66,12 @@ _THREADS_SET: list[int] = []
 _JSONL = JsonlWriter()
 
 
-def _load(model: str, threads: int) -> Any:
-    """`model` loaded in this worker with `threads` threads: an ONNX folder's session gets them,
-    a torch model torch's (process-wide, so set on each use: the runtime has no torch)."""
-    from ...serialize import load_model
-
-    loaded = load_model(model, threads=threads)
-    if not is_onnx(loaded):
-        _set_torch_threads(threads)
-    return loaded
-
-
-def _set_torch_threads(threads: int) -> None:
+def _use_threads(model: Any, threads: int) -> None:
+    """A torch model computes with torch's process-wide threads, set on each use (another model
+    of this worker may have set others); an ONNX session got its own at load (the runtime has no
+    torch to set)."""
+    if is_onnx(model):
+        return
     import torch
 
     if _THREADS_SET != [threads]:
@@ -90,32 +84,28 @@ def worker_annotator(
 ) -> Annotator:
     """This process's `Annotator` for `model` (loaded on first use)."""
     from ...annotation.annotator import Annotator
+    from ...serialize import load_model
 
     key = (model, batch_size, k_best, scheme, threads)
     if key not in _ANNOTATORS:
-        _ANNOTATORS[key] = Annotator(
-            _load(model, threads), batch_size=batch_size, k_best=k_best, scheme=scheme
-        )
-    elif not is_onnx(_ANNOTATORS[key].model):
-        _set_torch_threads(threads)
+        loaded = load_model(model, threads=threads)
+        _ANNOTATORS[key] = Annotator(loaded, batch_size=batch_size, k_best=k_best, scheme=scheme)
+    _use_threads(_ANNOTATORS[key].model, threads)
     return _ANNOTATORS[key]
 
 
 def worker_window_encoder(model: str, options: EngineOptions) -> WindowEncoder:
     """This process's `WindowEncoder` (JSONL) for `model`, for part tasks."""
     from ...annotation.workers import WindowEncoder
+    from ...serialize import load_model
 
     key = (model, options.batch_size, options.k_best, options.scheme, options.threads)
     if key not in _WINDOW_ENCODERS:
+        loaded = load_model(model, threads=options.threads)
         _WINDOW_ENCODERS[key] = WindowEncoder(
-            _load(model, options.threads),
-            "jsonl",
-            options.batch_size,
-            options.k_best,
-            options.scheme,
+            loaded, "jsonl", options.batch_size, options.k_best, options.scheme
         )
-    elif not is_onnx(_WINDOW_ENCODERS[key].annotator.model):
-        _set_torch_threads(options.threads)
+    _use_threads(_WINDOW_ENCODERS[key].annotator.model, options.threads)
     return _WINDOW_ENCODERS[key]
 
 

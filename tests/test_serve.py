@@ -288,14 +288,14 @@ def test_a_request_that_timed_out_leaves_the_queue_and_is_never_run():
         batcher = MicroBatcher({"ner": load_model("ner")}, max_wait_ms=100)
 
         def job(text: str) -> Job:
-            return Job("ner", "annotate", 0, [text], 1, loop.create_future(), loop)
+            return Job("ner", "annotate", 0, [text], [1], loop.create_future(), loop)
 
         gone, first, second = job("a"), job("b"), job("c")
         for queued in (gone, first, second):
             batcher.submit(queued)
         assert batcher.withdraw(gone) and not batcher.withdraw(gone)
         batch = batcher._next_batch()
-        assert [id(j) for j in batch] == [id(first), id(second)] and batcher.pending() == 0
+        assert [id(p.job) for p in batch] == [id(first), id(second)] and batcher.pending() == 0
         # The oldest job withdrawn while its batch waits for a request still being read: the
         # batch starts again from the next job, without it.
         gone, kept = job("d"), job("e")
@@ -304,11 +304,93 @@ def test_a_request_that_timed_out_leaves_the_queue_and_is_never_run():
         batcher.expect()
         threading.Timer(0.02, batcher.withdraw, args=(gone,)).start()
         batch = batcher._next_batch()
-        assert [id(j) for j in batch] == [id(kept)]
+        assert [id(p.job) for p in batch] == [id(kept)]
         # A job a batch holds already cannot be withdrawn (it is answered, to nobody).
         assert not batcher.withdraw(kept)
     finally:
         loop.close()
+
+
+def test_a_request_larger_than_a_batch_runs_in_pieces_taking_turns():
+    import asyncio
+
+    from bilstm_nlp.integrations.serve.batching import Job, MicroBatcher
+
+    loop = asyncio.new_event_loop()
+    try:
+        batcher = MicroBatcher({"ner": load_model("ner")}, max_batch_tokens=350)
+
+        def job(sizes: list[int], kind: str = "annotate") -> Job:
+            items = ["EU"] * len(sizes)
+            return Job("ner", kind, 0, items, sizes, loop.create_future(), loop)
+
+        def pieces(batch) -> list[tuple[int, int, int]]:
+            return [(id(p.job), p.start, p.stop) for p in batch]
+
+        heavy, small, other = job([100] * 10), job([1]), job([1], kind="tag")
+        for queued in (heavy, small, other):
+            batcher.submit(queued)
+        # The heavy job's first piece, then the small job with as much of the heavy one as fits
+        # (1 + 300 tokens), then the job of another endpoint, which the remainder queued behind.
+        assert pieces(batcher._next_batch()) == [(id(heavy), 0, 3)]
+        assert pieces(batcher._next_batch()) == [(id(small), 0, 1), (id(heavy), 3, 6)]
+        assert pieces(batcher._next_batch()) == [(id(other), 0, 1)]
+        assert pieces(batcher._next_batch()) == [(id(heavy), 6, 9)]
+        # Its caller gone, the rest of a job is never run; all that is left in a batch: False.
+        assert batcher.withdraw(heavy) and batcher.pending() == 0
+        last = job([100, 100])
+        batcher.submit(last)
+        assert pieces(batcher._next_batch()) == [(id(last), 0, 2)] and not batcher.withdraw(last)
+        # An item over the budget runs alone; batching off runs a job whole and alone.
+        huge = job([1000, 1])
+        batcher.submit(huge)
+        assert pieces(batcher._next_batch()) == [(id(huge), 0, 1)]
+        assert pieces(batcher._next_batch()) == [(id(huge), 1, 2)]
+        batcher.max_batch_tokens = 0
+        whole, alone = job([100] * 5), job([1])
+        batcher.submit(whole)
+        batcher.submit(alone)
+        assert pieces(batcher._next_batch()) == [(id(whole), 0, 5)]
+        assert pieces(batcher._next_batch()) == [(id(alone), 0, 1)]
+    finally:
+        loop.close()
+
+
+def test_a_small_request_is_answered_between_the_pieces_of_a_large_one(shared_corpora):
+    import asyncio
+
+    from bilstm_nlp.integrations.serve.app import estimated_tokens
+    from bilstm_nlp.integrations.serve.batching import Job, MicroBatcher
+
+    texts = _dev_sentences(shared_corpora, 60)
+    model = load_model("ner")
+    expected = Annotator(model).records(texts, list(range(1, len(texts) + 1)))
+    loop = asyncio.new_event_loop()
+    batcher = MicroBatcher({"ner": model}, max_batch_tokens=200, max_wait_ms=0)
+    try:
+        finished: list[str] = []
+
+        def job(name: str, items: list[str]) -> Job:
+            tokens = [estimated_tokens(text) for text in items]
+            queued = Job("ner", "annotate", 0, items, tokens, loop.create_future(), loop)
+            queued.future.add_done_callback(lambda _: finished.append(name))
+            return queued
+
+        heavy, small = job("heavy", texts), job("small", [TEXTS[0]])
+        batcher.submit(heavy)
+        batcher.submit(small)
+        batcher.start()
+        got, alone = loop.run_until_complete(
+            asyncio.wait_for(asyncio.gather(heavy.future, small.future), 60)
+        )
+    finally:
+        batcher.stop()
+        loop.close()
+    assert finished == ["small", "heavy"]
+    # In pieces, in order, numbered as in one call; scores may differ in their 4th decimal.
+    assert _without_scores(got) == _without_scores(expected)
+    assert max(_score_gaps(got, expected)) <= 1.0001e-4
+    assert [record["id"] for record in alone] == [1] and alone[0]["spans"]
 
 
 def test_sigterm_answers_every_accepted_request():

@@ -27,7 +27,11 @@ def serve_cli(
     max_wait_ms: float = Opt(
         5.0, "--max-wait-ms", help="How long a batch waits for requests still being read"
     ),
-    max_batch_tokens: int = Opt(4096, "--max-batch-tokens", help="Tokens per batch (0: off)"),
+    max_batch_tokens: int = Opt(
+        4096,
+        "--max-batch-tokens",
+        help="Tokens per batch (0: off); a larger request runs in pieces, taking turns",
+    ),
     max_queue: int = Opt(1024, "--max-queue", help="Waiting requests before 503"),
     max_body_bytes: int = Opt(1_000_000, "--max-body-bytes", help="Larger bodies get 413"),
     max_texts: int = Opt(64, "--max-texts", help="Texts or sentences per request"),

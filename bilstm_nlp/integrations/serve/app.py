@@ -317,7 +317,7 @@ def create_app(config: ServeConfig) -> FastAPI:
         return _parse(kind, raw)
 
     async def run(
-        kind: str, model: str, k: int, items: list[Any], tokens: int, scheme: str | None
+        kind: str, model: str, k: int, items: list[Any], tokens: list[int], scheme: str | None
     ) -> bytes:
         loop = asyncio.get_running_loop()
         # One spelling per scheme, so that `iob2` and `IOB2` requests share batches.
@@ -370,7 +370,7 @@ def create_app(config: ServeConfig) -> FastAPI:
             where = f"texts[{i}]" if field == "texts" else "text"
             _check_text(text, where, config.max_chars)
         model = pick_model(body.model, body.k, needs_tagger=False, scheme=body.scheme)
-        tokens = sum(estimated_tokens(text) for text in texts)
+        tokens = [estimated_tokens(text) for text in texts]
         return _answer(model, await run("annotate", model, body.k, texts, tokens, body.scheme))
 
     tag_body = {"content": {"application/json": {"schema": _schema(TagRequest)}}}
@@ -393,7 +393,7 @@ def create_app(config: ServeConfig) -> FastAPI:
                     raise ApiError(422, "the token is empty", f"sentences[{i}][{j}]")
                 _check_text(token, f"sentences[{i}][{j}]", config.max_chars)
         model = pick_model(body.model, body.k, needs_tagger=True, scheme=body.scheme)
-        tokens = sum(len(sentence) for sentence in body.sentences)
+        tokens = [len(sentence) for sentence in body.sentences]
         return _answer(model, await run("tag", model, body.k, body.sentences, tokens, body.scheme))
 
     @app.get("/v1/models")

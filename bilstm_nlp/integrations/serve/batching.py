@@ -4,10 +4,13 @@ Sits between the HTTP handlers (`app.py`) and `Annotator`/`tag_sentences`. Handl
 `Job` (one request's texts or pre-tokenized sentences) and await its future; one thread takes the
 oldest job and the jobs queued behind it with the same model, endpoint and k, up to
 `max_batch_tokens`, runs them as one call of the core and answers each caller with its own slice.
-A batch starts as soon as the thread is free: the jobs that arrived while the previous batch ran
-form the next one, so a lone request on an idle server never waits, and under load batches grow
-by themselves. The oldest job waits (at most `max_wait_ms`) only for requests the service is
-still reading (`expect`/`arrived`), never for requests that may or may not come. One thread owns
+A job larger than the budget runs in pieces of whole items, and goes to the back of the queue
+after each piece, so one large request delays the others by one piece, not by all of it, and its
+pieces not yet run are dropped when its caller stops waiting. A batch starts as soon as the
+thread is free: the jobs that arrived while the previous batch ran form the next one, so a lone
+request on an idle server never waits, and under load batches grow by themselves. The oldest job
+waits (at most `max_wait_ms`) only for requests the service is still reading
+(`expect`/`arrived`), never for requests that may or may not come. One thread owns
 the models and the torch threads, so batches never compete for cores, and a request's records
 are what `annotate -f jsonl` writes for its texts.
 """
@@ -45,25 +48,45 @@ class Job:
         kind: `annotate` (raw texts) or `tag` (pre-tokenized sentences).
         k: k best tag sequences per sentence (0: none).
         items: texts (`annotate`) or token lists (`tag`).
-        tokens: the job's size in tokens (whitespace-separated words for raw text), for
-            `max_batch_tokens`.
+        tokens: each item's size in tokens (estimated for raw text), for `max_batch_tokens`.
         future: answered with the job's records, in order.
         loop: the event loop that awaits `future`.
+        done: items already taken into a batch (a job larger than a batch runs in pieces).
+        records: the records of the pieces run so far.
     """
 
     model: str
     kind: str
     k: int
     items: list[Any]
-    tokens: int
+    tokens: list[int]
     future: asyncio.Future
     loop: asyncio.AbstractEventLoop
     scheme: str | None = None
     queued_at: float = field(default_factory=time.perf_counter)
+    done: int = 0
+    records: list[dict[str, Any]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if len(self.tokens) != len(self.items):
+            raise ValueError(f"{len(self.items)} items but {len(self.tokens)} token counts")
 
     @property
     def key(self) -> tuple[str, str, int, str | None]:
         return (self.model, self.kind, self.k, self.scheme)
+
+
+@dataclass
+class Piece:
+    """Items `start:stop` of a job, as one batch runs them."""
+
+    job: Job
+    start: int
+    stop: int
+
+    @property
+    def finishes(self) -> bool:
+        return self.stop == len(self.job.items)
 
 
 @dataclass
@@ -84,7 +107,8 @@ class MicroBatcher:
         max_wait_ms: how long the oldest job waits at most for requests still being read to
             join its batch (0: never waits).
         max_batch_tokens: a batch closes once it holds this many tokens (a job larger than this
-            runs alone; 0: every job runs alone, batching off).
+            runs in pieces of whole items, taking turns with the jobs behind it; 0: every job
+            runs alone and whole, batching off).
         max_queue: jobs waiting at most; `submit` raises `QueueFull` beyond.
         batch_size: sentences per model batch inside a call of the core.
         on_batch: called on the inference thread after each batch (metrics).
@@ -159,7 +183,7 @@ class MicroBatcher:
 
     def withdraw(self, job: Job) -> bool:
         """Take a job out of the queue (its caller gave up waiting), so that no batch computes
-        it for nobody; False when a batch has it already."""
+        it, or its pieces not yet run, for nobody; False when a batch holds all that is left."""
         with self.condition:
             try:
                 self.queue.remove(job)
@@ -167,7 +191,7 @@ class MicroBatcher:
                 return False
             return True
 
-    def _next_batch(self) -> list[Job] | None:
+    def _next_batch(self) -> list[Piece] | None:
         with self.condition:
             while True:
                 while not self.queue:
@@ -188,23 +212,37 @@ class MicroBatcher:
                         break  # the oldest job was withdrawn while waiting: start again
                 if not self.queue or self.queue[0] is not first:
                     continue
-                taken = {id(job) for job in batch}
+                taken = {id(piece.job) for piece in batch}
                 self.queue = deque(job for job in self.queue if id(job) not in taken)
+                for piece in batch:
+                    piece.job.done = piece.stop
+                    if not piece.finishes:  # the rest waits its turn behind the others
+                        self.queue.append(piece.job)
                 return batch
 
-    def _gather(self, key: tuple[str, str, int]) -> tuple[list[Job], int]:
-        """The oldest job and those behind it with the same key, within the token budget."""
-        batch: list[Job] = []
+    def _gather(self, key: tuple[str, str, int, str | None]) -> tuple[list[Piece], int]:
+        """The oldest job and those behind it with the same key, within the token budget; a
+        job that does not fit whole gives the items that fit (at least one, in a batch of its
+        own)."""
+        batch: list[Piece] = []
         tokens = 0
         for job in self.queue:
             if job.key != key:
                 continue
-            if batch and (
-                self.max_batch_tokens == 0 or tokens + job.tokens > self.max_batch_tokens
+            if self.max_batch_tokens == 0:  # batching off: the job alone and whole
+                return [Piece(job, job.done, len(job.items))], sum(job.tokens[job.done :])
+            stop = job.done
+            while stop < len(job.items) and (
+                tokens + job.tokens[stop] <= self.max_batch_tokens
+                or (not batch and stop == job.done)
             ):
+                tokens += job.tokens[stop]
+                stop += 1
+            if stop == job.done:
                 break
-            batch.append(job)
-            tokens += job.tokens
+            batch.append(Piece(job, job.done, stop))
+            if stop < len(job.items):
+                break
         return batch, tokens
 
     def _run(self) -> None:
@@ -212,18 +250,27 @@ class MicroBatcher:
             start = time.perf_counter()
             try:
                 results = self._process(batch)
-                answers = results if self.encode is None else [self.encode(r) for r in results]
+                for piece, records in zip(batch, results, strict=True):
+                    piece.job.records.extend(records)
+                finished = [piece.job for piece in batch if piece.finishes]
+                answers = [
+                    job.records if self.encode is None else self.encode(job.records)
+                    for job in finished
+                ]
             except Exception as error:  # a bug: each caller gets it, the thread goes on
                 logger.exception("batch failed")
-                _answer(batch, [error] * len(batch), _set_exception)
+                failed = [piece.job for piece in batch]
+                for job in failed:
+                    self.withdraw(job)  # no more pieces of a job whose caller has its error
+                _answer(failed, [error] * len(failed), _set_exception)
                 continue
             seconds = time.perf_counter() - start
-            _answer(batch, answers, _set_result)
+            _answer(finished, answers, _set_result)
             if self.on_batch is not None:
                 self.on_batch(
                     BatchStats(
                         requests=len(batch),
-                        items=sum(len(job.items) for job in batch),
+                        items=sum(piece.stop - piece.start for piece in batch),
                         tokens=sum(_tokens(records) for records in results),
                         seconds=seconds,
                     )
@@ -238,11 +285,12 @@ class MicroBatcher:
             self.annotators[(model, k, scheme)] = annotator
         return annotator
 
-    def _process(self, batch: list[Job]) -> list[list[dict[str, Any]]]:
-        """Run the jobs' items as one call of the core and cut the records back per job."""
-        model, kind, k, scheme = batch[0].key
-        items = [item for job in batch for item in job.items]
-        ids = [i for job in batch for i in range(1, len(job.items) + 1)]
+    def _process(self, batch: list[Piece]) -> list[list[dict[str, Any]]]:
+        """Run the pieces' items as one call of the core and cut the records back per piece;
+        a record's id is its item's place in its request, counted from 1."""
+        model, kind, k, scheme = batch[0].job.key
+        items = [item for p in batch for item in p.job.items[p.start : p.stop]]
+        ids = [i for p in batch for i in range(p.start + 1, p.stop + 1)]
         annotator = self.annotator(model, k, scheme)
         if kind == "annotate":
             records = annotator.records(items, ids)
@@ -263,9 +311,10 @@ class MicroBatcher:
                 )
             ]
         results, start = [], 0
-        for job in batch:
-            results.append(records[start : start + len(job.items)])
-            start += len(job.items)
+        for piece in batch:
+            size = piece.stop - piece.start
+            results.append(records[start : start + size])
+            start += size
         return results
 
 

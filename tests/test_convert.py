@@ -480,3 +480,18 @@ def test_generated_sentences_survive_every_format(tmp_path: Path, sentences) -> 
         again = tmp_path / f"again-{fmt}.txt"
         convert_file(target, again, "conll", scheme="IOB2")
         assert [(s.tokens, tags_to_spans(s.tags)) for s in read_sentences(again)] == expected
+
+
+def test_a_record_field_the_target_writes_itself_is_one_error_line(tmp_path: Path) -> None:
+    # A span record's own `label` field, into doccano, whose `label` holds the spans.
+    source = tmp_path / "spans.jsonl"
+    records = [
+        {"text": "Paris", "spans": [{"start": 0, "end": 5, "label": "LOC"}]},
+        {"text": "Rome", "spans": [], "label": "GPE"},
+    ]
+    source.write_text("".join(json.dumps(r) + "\n" for r in records))
+    target = tmp_path / "out.jsonl"
+    result = runner.invoke(app, ["convert", str(source), str(target), "--to", "doccano"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert f"{source}:2: the record's field(s) 'label' would be overwritten" in result.output
+    assert not target.exists()

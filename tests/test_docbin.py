@@ -96,6 +96,11 @@ def test_a_document_without_the_files_annotation_is_an_error(tmp_path: Path) -> 
     untagged = Doc(VOCAB, words=["We", "go"])
     with pytest.raises(InputFormatError, match="has no token.tag_"):
         list(read_sentences(save(tmp_path / "t.spacy", [tagged, untagged])))
+    # The other order: a first document without annotation would make the file words only.
+    with pytest.raises(InputFormatError, match=r"r\.spacy:2: document 2 has entities"):
+        list(read_sentences(save(tmp_path / "r.spacy", [second, first])))
+    with pytest.raises(InputFormatError, match="document 2 has token.tag_ tags"):
+        list(read_sentences(save(tmp_path / "u.spacy", [untagged, tagged])))
 
 
 def test_categories_make_labelled_texts(tmp_path: Path) -> None:

@@ -246,11 +246,17 @@ def test_written_documents_read_back_equal(tmp_path: Path, shape: str, with_toke
     assert detect_format(path) == shape
     read = list(read_span_documents(path))
     for original, back in zip(documents, read, strict=True):
+        spans, meta = original.spans, original.meta
+        if shape == "doccano":
+            # doccano's spans are annotations: the scores written for the annotator to see come
+            # back as metadata.
+            spans = [replace(s, score=None) for s in spans]
+            meta = {**meta, "span_scores": [s.score for s in original.spans]}
         assert back.text == original.text
-        assert back.spans == original.spans
+        assert back.spans == spans
         assert back.doc_id == original.doc_id
         assert back.tokens == original.tokens
-        assert back.meta == original.meta
+        assert back.meta == meta
         assert back.score == original.score
     if shape == "labelstudio":
         tasks = json.loads(path.read_text())
@@ -542,7 +548,9 @@ BAD_RECORDS = [
     ({"text": "ab", "spans": [], "tokens": [{"start": 0, "end": 1, "text": "b"}]}, "its text"),
     ({"text": "ab", "label": [[0, 1]]}, r"label 0: expected \[start, end, label\]"),
     ({"text": "ab", "label": ["positive"]}, "text-classification export"),
-    ({"text": "ab", "label": [[0, 1, "X"]], "span_scores": [1, 2]}, "span_scores"),
+    ({"text": "ab", "labels": [[0, 1]]}, r"label 0: expected \[start, end, label\]"),
+    ({"text": "ab", "entities": [[0, 1]]}, r"entity 0: expected \[start, end, label\] or an"),
+    ({"text": "ab", "spans": [], "_view_id": "ner"}, "binary annotation"),
     ({"data": {"body": "ab"}}, r"record has no field 'data\.text'"),
     ({"data": {"text": "ab"}, "annotations": {}}, "must be an array"),
 ]
@@ -674,3 +682,121 @@ def test_label_studio_json_min_export(tmp_path: Path) -> None:
     sentences = list(read_span_sentences(path, stats=stats))
     assert [s.tags for s in sentences] == [["B-PER", "I-PER", "O", "B-LOC", "O"], ["O"] * 3]
     assert [s.doc_id for s in sentences] == ["101", "102"] and stats.unannotated == 1
+
+
+def test_label_studio_json_min_of_a_control_not_named_label(tmp_path: Path) -> None:
+    # JSON-MIN puts each control's regions under the control's name and flattens `data`
+    # (label-studio-converter's convert_to_json_min): `<Labels name="ner" ...>`, our doc_id.
+    tasks = [
+        {
+            "id": 5,
+            "text": TEXT,
+            "doc_id": "wire-9",
+            "ner": [{"start": 22, "end": 27, "text": "Paris", "labels": ["LOC"]}],
+            "annotator": 1,
+            "annotation_id": 3,
+            "lead_time": 2.5,
+        }
+    ]
+    path = tmp_path / "min.json"
+    path.write_text(json.dumps(tasks))
+    (document,) = read_span_documents(path)
+    assert document.spans == [CharSpan(22, 27, "LOC")] and document.doc_id == "wire-9"
+    assert "ner" not in document.meta and "doc_id" not in document.meta
+
+
+def test_label_studio_region_text_with_white_space_collapsed(tmp_path: Path) -> None:
+    # label-studio#3078: the region's text is saved with runs of white space as one space,
+    # while its offsets count every character.
+    text = "Visit Berlin,  Germany soon"
+    task = {
+        "data": {"text": text},
+        "annotations": [{"result": [_region(6, 22, "Berlin, Germany", "LOC")]}],
+    }
+    path = tmp_path / "ws.json"
+    path.write_text(json.dumps([task]))
+    (document,) = read_span_documents(path)
+    assert document.spans == [CharSpan(6, 22, "LOC")]
+    task["annotations"][0]["result"] = [_region(6, 22, "Berlin, Germanx", "LOC")]
+    path.write_text(json.dumps([task]))
+    with pytest.raises(InputFormatError, match="is not the text at"):
+        list(read_span_documents(path))
+
+
+def _region(start: int, end: int, text: str, label: str) -> dict:
+    value = {"start": start, "end": end, "text": text, "labels": [label]}
+    return {"from_name": "label", "to_name": "text", "type": "labels", "value": value}
+
+
+def test_label_studio_skipped_completions_and_ground_truth(tmp_path: Path) -> None:
+    tasks = [
+        # Label Studio 0.x: `completions`, a skipped one marked `skipped`.
+        {"data": {"text": TEXT}, "completions": [{"skipped": True, "result": []}]},
+        # A reviewer's ground truth wins over the first submitted annotation.
+        {
+            "data": {"text": TEXT},
+            "annotations": [
+                {"result": [_region(0, 13, "Angela Merkel", "ORG")]},
+                {"ground_truth": True, "result": [_region(0, 13, "Angela Merkel", "PER")]},
+            ],
+        },
+    ]
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps(tasks))
+    stats = SpanReadStats()
+    documents = list(read_span_documents(path, stats=stats))
+    assert [d.spans for d in documents] == [[CharSpan(0, 13, "PER")]]
+    assert stats.unannotated == 1
+
+
+# doccano issue #2290: doccano's offsets count UTF-16 code units.
+DOCCANO_EMOJI = "👨🏻‍🚒 firemen drive firetrucks"
+
+
+def test_doccano_offsets_are_utf16_code_units(tmp_path: Path) -> None:
+    path = write_lines(
+        tmp_path / "d.jsonl", [{"text": DOCCANO_EMOJI, "label": [[22, 32, "VEHICLE"]]}]
+    )
+    (document,) = read_span_documents(path)
+    assert document.spans == [CharSpan(19, 29, "VEHICLE")]
+    # A file of code points (a Python script's), which only that count puts on word edges.
+    write_lines(path, [{"text": DOCCANO_EMOJI, "label": [[19, 29, "VEHICLE"]]}])
+    (document,) = read_span_documents(path)
+    assert document.spans == [CharSpan(19, 29, "VEHICLE")]
+    # Written back in doccano's count: the offsets index the text's UTF-16 encoding.
+    out = tmp_path / "out.jsonl"
+    write_span_documents([document], out, "doccano")
+    record = json.loads(out.read_text())
+    start, end, _ = record["label"][0]
+    assert DOCCANO_EMOJI.encode("utf-16-le")[2 * start : 2 * end].decode("utf-16-le") == (
+        "firetrucks"
+    )
+
+
+def test_doccano_1x_labels_intent_entities_and_repeated_spans(tmp_path: Path) -> None:
+    path = write_lines(
+        tmp_path / "d.jsonl",
+        [
+            # doccano 1.x; a collaborative export lists each annotator's spans.
+            {"id": 1, "text": TEXT, "meta": {}, "labels": [[0, 13, "PER"], [0, 13, "PER"]]},
+            # The intent-detection export's entities as lists.
+            {"id": 2, "text": TEXT, "entities": [[22, 27, "LOC"]], "cats": ["travel"]},
+        ],
+    )
+    assert detect_format(path) == "doccano"
+    documents = list(read_span_documents(path))
+    assert [d.spans for d in documents] == [[CharSpan(0, 13, "PER")], [CharSpan(22, 27, "LOC")]]
+    assert documents[1].meta == {"cats": ["travel"]}
+
+
+def test_doccano_span_scores_stay_metadata_after_review(tmp_path: Path) -> None:
+    # select --to doccano wrote one span with its score; the annotator added one, and doccano
+    # exported the old scores back as metadata.
+    record = {"text": TEXT, "label": [[0, 13, "PER"], [22, 27, "LOC"]], "span_scores": [0.6]}
+    path = write_lines(tmp_path / "reviewed.jsonl", [record])
+    (document,) = read_span_documents(path)
+    assert document.spans == [CharSpan(0, 13, "PER"), CharSpan(22, 27, "LOC")]
+    assert document.meta == {"span_scores": [0.6]}
+    out = tmp_path / "tasks.json"
+    write_span_documents([document], out, "labelstudio")
+    assert list(json.loads(out.read_text())[0]) == ["data", "annotations"]

@@ -50,7 +50,7 @@ from .readers.spans import (
     log_span_stats,
     read_span_documents,
 )
-from .span_formats import CharSpan, SpanDocument, write_span_documents
+from .span_formats import RESERVED_KEYS, CharSpan, SpanDocument, write_span_documents
 from .writers import (
     sentence_documents,
     sentences_to_doc,
@@ -186,7 +186,8 @@ def _convert(
 ) -> ConvertResult:
     fmt, source, stats = read.fmt, read.source, read.stats
     if to in SPAN_FORMATS:
-        count = write_span_documents(_span_documents(read), target, to, model_version)
+        documents = _without_meta_clash(_span_documents(read), read.source, to)
+        count = write_span_documents(documents, target, to, model_version)
         return ConvertResult(fmt, to, count, None, stats)
     if to == "docbin":
         scheme_written, docs = _docs(read, target_scheme)
@@ -242,6 +243,23 @@ def _span_documents(read: _Reading) -> Iterator[SpanDocument]:
     if read.fmt == "docbin":
         return _docbin_span_documents(read.source, read.tag_field)
     return _sentence_span_documents(read.sentences(), read.source)
+
+
+def _without_meta_clash(
+    documents: Iterable[SpanDocument], source: str | Path, to: str
+) -> Iterator[SpanDocument]:
+    """The documents, refusing a record field the target shape writes itself (a Prodigy
+    `label` into doccano, whose `label` holds the spans): it would be lost or misread."""
+    for document in documents:
+        clash = sorted(RESERVED_KEYS[to] & document.meta.keys())
+        if clash:
+            raise InputFormatError(
+                f"the record's field(s) {', '.join(map(repr, clash))} would be overwritten: the "
+                f"{to} format writes them itself; rename or remove them first",
+                source,
+                document.line,
+            )
+        yield document
 
 
 def _docs(read: _Reading, target_scheme: str | None) -> tuple[str | None, Iterator[object]]:

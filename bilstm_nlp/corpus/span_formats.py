@@ -12,9 +12,10 @@ Shapes (`SPAN_SHAPES`):
 - `"spans"`: JSONL, `{"text", "spans": [{"start", "end", "label", ("score")}], ("id"),
   ("score"), ...meta}`: Prodigy's and spaCy's span records.
 - `"doccano"`: JSONL, `{"text", "label": [[start, end, label], ...], ("id"), ("score"),
-  ("span_scores"), ...meta}`: doccano's sequence-labelling import. doccano keeps keys it does not
-  know as the example's metadata, so scores travel in `score` and `span_scores` (one per span, in
-  the order of `label`).
+  ("span_scores"), ...meta}`: doccano's sequence-labelling import. Offsets count UTF-16 code
+  units, as doccano's browser front end does (an emoji counts two). doccano keeps keys it does
+  not know as the example's metadata, so scores travel in `score` and `span_scores` (one per
+  span, in the order of `label`), for the annotator to see; read back, they stay metadata.
 - `"labelstudio"`: one JSON array of Label Studio tasks for the standard NER template (`<Text
   name="text" value="$text"/>` with `<Labels name="label" toName="text">`): `{"data": {"text",
   ("doc_id"), ...meta}, "annotations": [{"result": [region, ...]}]}`, each region `{"id",
@@ -48,7 +49,7 @@ LABELSTUDIO_TO_NAME = "text"
 # Keys each shape writes itself; meta must not use them (they would be overwritten or misread).
 RESERVED_KEYS = {
     "spans": frozenset({"text", "spans", "tokens", "id", "score"}),
-    "doccano": frozenset({"text", "label", "tokens", "id", "score", "span_scores"}),
+    "doccano": frozenset({"text", "label", "tokens", "id", "score"}),
     "labelstudio": frozenset({"text", "tokens", "doc_id"}),
 }
 
@@ -184,9 +185,10 @@ def _spans_record(
 def _doccano_record(
     document: SpanDocument, spans: list[CharSpan], tokens: list[dict[str, Any]] | None
 ) -> dict[str, Any]:
+    units = _code_point_to_utf16(document.text)
     record: dict[str, Any] = {
         "text": document.text,
-        "label": [[span.start, span.end, span.label] for span in spans],
+        "label": [[units[span.start], units[span.end], span.label] for span in spans],
     }
     if tokens is not None:
         record["tokens"] = tokens
@@ -194,11 +196,25 @@ def _doccano_record(
         record["id"] = document.doc_id
     if document.score is not None:
         record["score"] = document.score
-    # A scored document (select's output) has its span scores, `[]` when it has no spans.
-    if document.score is not None or any(span.score is not None for span in spans):
+    # A scored document (select's output) has its span scores, `[]` when it has no spans; one
+    # read from doccano carries its old ones as metadata.
+    scored = document.score is not None or any(span.score is not None for span in spans)
+    if scored and "span_scores" not in document.meta:
         record["span_scores"] = [span.score for span in spans]
     record.update(document.meta)
     return record
+
+
+def _code_point_to_utf16(text: str) -> list[int] | range:
+    """`[i]`: the UTF-16 code-unit offset of code point i (and of the end)."""
+    if all(ord(char) <= 0xFFFF for char in text):
+        return range(len(text) + 1)
+    offsets, unit = [], 0
+    for char in text:
+        offsets.append(unit)
+        unit += 2 if ord(char) > 0xFFFF else 1
+    offsets.append(unit)
+    return offsets
 
 
 def _labelstudio_task(

@@ -27,8 +27,9 @@ def detect_span_shape(record: Any) -> str | None:
     """The span shape of one parsed record, or None when it is no span record.
 
     `data` holding an object is a Label Studio task; `spans` a Prodigy/spaCy record; `label` as
-    an array (or doccano's newer `entities` array) a doccano record. A `label` string is a
-    text-classification record, not a span record.
+    an array (or doccano's newer `entities` array, or the `labels` array of lists doccano 1.x
+    exported) a doccano record. A `label` string is a text-classification record, not a span
+    record.
     """
     if not isinstance(record, dict):
         return None
@@ -37,6 +38,9 @@ def detect_span_shape(record: Any) -> str | None:
     if "spans" in record:
         return "spans"
     if isinstance(record.get("label"), list) or isinstance(record.get("entities"), list):
+        return "doccano"
+    labels = record.get("labels")  # doccano 1.x; a list of strings would be classes
+    if isinstance(labels, list) and all(isinstance(item, list) for item in labels):
         return "doccano"
     return None
 
@@ -210,6 +214,14 @@ def parse_spans_record(
 ) -> SpanDocument | None:
     """Prodigy's / spaCy's `{"text", "spans": [{"start", "end", "label"}], ...}`."""
     text = _text(record, path, number)
+    if record.get("_view_id") == "ner":
+        raise InputFormatError(
+            "a binary annotation (Prodigy's ner.teach, view 'ner'): it accepts or rejects one "
+            "suggested span and says nothing of the other tokens, so it cannot train a tagger "
+            "as a full annotation; export the dataset of ner.manual or ner.correct instead",
+            path,
+            number,
+        )
     answer = record.get("answer")
     if answer is not None and answer != "accept":
         return None  # Prodigy: a rejected or ignored example is no annotation of the text
@@ -250,82 +262,106 @@ def parse_spans_record(
 
 
 def parse_doccano_record(record: dict[str, Any], path: str | Path, number: int) -> SpanDocument:
-    """doccano's `{"text", "label": [[start, end, label], ...]}`, or its newer `{"text",
-    "entities": [{"start_offset", "end_offset", "label"}, ...]}`."""
+    """doccano's `{"text", "label": [[start, end, label], ...]}` (`labels` in doccano 1.x), or
+    its `{"text", "entities": [{"start_offset", "end_offset", "label"}, ...]}` (or `entities`
+    as `[start, end, label]` lists, the intent-detection export).
+
+    doccano counts offsets in UTF-16 code units (an emoji counts two), as its browser front end
+    does; a text with such characters has its spans read in that count, unless only the count of
+    code points puts them on word edges (a file written by a Python script). Spans equal in
+    start, end and label are one span (a collaborative export lists each annotator's). A
+    `span_scores` field stays metadata: after a round through doccano it describes spans the
+    annotator may have changed, and doccano's spans are annotations, never predictions.
+    """
     text = _text(record, path, number)
-    spans: list[CharSpan] = []
-    if "label" in record:
-        items = record["label"]
-        if not isinstance(items, list):
-            raise InputFormatError(
-                f"field 'label' must be an array of [start, end, label], got {json_type(items)}",
-                path,
-                number,
-            )
-        for index, item in enumerate(items):
-            where = f"label {index}"
-            if not isinstance(item, list) or len(item) != 3:
-                raise InputFormatError(
-                    f"{where}: expected [start, end, label], got {excerpt(json.dumps(item))} "
-                    "(a doccano text-classification export holds labels only: read it as "
-                    "jsonl texts)",
-                    path,
-                    number,
-                )
-            spans.append(_char_span(text, *item, path, number, where))
-    elif "entities" in record:
-        items = record["entities"]
-        if not isinstance(items, list):
-            raise InputFormatError(
-                f"field 'entities' must be an array of objects, got {json_type(items)}",
-                path,
-                number,
-            )
-        for index, item in enumerate(items):
-            where = f"entity {index}"
-            if not isinstance(item, dict):
-                raise InputFormatError(
-                    f"{where}: expected an object with start_offset, end_offset and label, got "
-                    f"{json_type(item)}",
-                    path,
-                    number,
-                )
-            spans.append(
-                _char_span(
-                    text,
-                    item.get("start_offset"),
-                    item.get("end_offset"),
-                    item.get("label"),
-                    path,
-                    number,
-                    where,
-                )
-            )
-    else:
+    field = next((f for f in ("label", "labels", "entities") if f in record), None)
+    if field is None:
         raise InputFormatError(
             f"record has no field 'label' (doccano's spans), keys {keys_of(record)}", path, number
         )
-    scores = record.get("span_scores")
-    if scores is not None:
-        if not isinstance(scores, list) or len(scores) != len(spans):
+    items = record[field]
+    if not isinstance(items, list):
+        raise InputFormatError(
+            f"field {field!r} must be an array of [start, end, label], got {json_type(items)}",
+            path,
+            number,
+        )
+    raw: list[tuple[Any, Any, Any, str]] = []
+    for index, item in enumerate(items):
+        where = f"{'entity' if field == 'entities' else 'label'} {index}"
+        if isinstance(item, dict) and field == "entities":
+            raw.append((item.get("start_offset"), item.get("end_offset"), item.get("label"), where))
+        elif isinstance(item, list) and len(item) == 3:
+            raw.append((*item, where))
+        else:
+            expected = "[start, end, label]" + (
+                " or an object with start_offset, end_offset and label"
+                if field == "entities"
+                else ""
+            )
             raise InputFormatError(
-                f"field 'span_scores' must be an array of {len(spans)} numbers (one per label)",
+                f"{where}: expected {expected}, got {excerpt(json.dumps(item))} (a doccano "
+                "text-classification export holds labels only: read it as jsonl texts)",
                 path,
                 number,
             )
-        spans = [
-            CharSpan(s.start, s.end, s.label, _score(p, "span_scores", path, number))
-            for s, p in zip(spans, scores, strict=True)
-        ]
+    raw = _doccano_code_points(text, raw)
+    spans: list[CharSpan] = []
+    for start, end, label, where in raw:
+        span = _char_span(text, start, end, label, path, number, where)
+        if span not in spans:
+            spans.append(span)
     return SpanDocument(
         text=text,
         spans=spans,
         doc_id=_doc_id(record.get("id"), "id", path, number),
         line=number,
         score=_score(record.get("score"), "score", path, number),
-        meta=_meta(record, ("text", "label", "entities", "tokens", "id", "score", "span_scores")),
+        meta=_meta(record, ("text", field, "tokens", "id", "score")),
         tokens=_tokens(record.get("tokens"), text, path, number),
     )
+
+
+def _doccano_code_points(
+    text: str, raw: list[tuple[Any, Any, Any, str]]
+) -> list[tuple[Any, Any, Any, str]]:
+    """doccano's offsets in code points: read as UTF-16 code units when the text holds a
+    character beyond them (see `parse_doccano_record`)."""
+    if not raw or text.isascii() or all(ord(char) <= 0xFFFF for char in text):
+        return raw
+    if not all(_integer(start) and _integer(end) for start, end, _, _ in raw):
+        return raw  # `_char_span` words the error
+    units = _utf16_to_code_points(text)
+    paired = all(
+        0 <= start < len(units)
+        and 0 <= end < len(units)
+        and _unit_starts_char(text, units, start)
+        and _unit_starts_char(text, units, end)
+        for start, end, _, _ in raw
+    )
+    if not paired:
+        return raw
+    converted = [(units[start], units[end], label, where) for start, end, label, where in raw]
+    as_points = all(0 <= start and end <= len(text) for start, end, _, _ in raw)
+    if as_points and _word_edges(text, raw) > _word_edges(text, converted):
+        return raw
+    return converted
+
+
+def _unit_starts_char(text: str, units: list[int], unit: int) -> bool:
+    """Unit `unit` is not the second half of a surrogate pair."""
+    return unit == 0 or units[unit] != units[unit - 1]
+
+
+def _word_edges(text: str, spans: list[tuple[Any, Any, Any, str]]) -> int:
+    """How many span edges fall between a word character and something else (or the text's end)."""
+
+    def edge(offset: int) -> bool:
+        if offset <= 0 or offset >= len(text):
+            return True
+        return not (text[offset - 1].isalnum() and text[offset].isalnum())
+
+    return sum(edge(start) + edge(end) for start, end, _, _ in spans)
 
 
 def parse_labelstudio_task(
@@ -353,12 +389,17 @@ def parse_labelstudio_task(
             path,
             number,
         )
+    # Label Studio 0.x marked a skipped task's completion `skipped`, later ones `was_cancelled`.
     submitted = [
-        a for a in annotations if isinstance(a, dict) and not a.get("was_cancelled", False)
+        a
+        for a in annotations
+        if isinstance(a, dict) and not a.get("was_cancelled") and not a.get("skipped")
     ]
     if not submitted:
         return None
-    result = submitted[0].get("result", [])
+    # A reviewer's pick (`ground_truth`) over the first submitted annotation.
+    chosen = next((a for a in submitted if a.get("ground_truth") is True), submitted[0])
+    result = chosen.get("result", [])
     if not isinstance(result, list):
         raise InputFormatError(
             f"{where}: field 'annotations[].result' must be an array, got {json_type(result)}",
@@ -395,32 +436,62 @@ def parse_labelstudio_task(
 def _labelstudio_min_task(
     task: dict[str, Any], path: str | Path, number: int, where: str
 ) -> SpanDocument | None:
+    """A JSON-MIN task: the data fields at the top, and each control's regions under the
+    control's name (`label` in the NER template; any name a project gave its `<Labels>`)."""
     text = task["text"]
-    if "label" not in task and "annotation_id" not in task:
+    names = [
+        name
+        for name, value in task.items()
+        if name == "label" or (name not in _MIN_FIELDS and _is_region_list(value))
+    ]
+    if not names and "annotation_id" not in task:
         return None  # exported without an annotation
-    regions = task.get("label", [])
-    if not isinstance(regions, list):
-        raise InputFormatError(
-            f"{where}: field 'label' must be an array of regions, got {json_type(regions)}",
-            path,
-            number,
-        )
     spans = []
-    for index, value in enumerate(regions):
-        if not isinstance(value, dict):
+    for name in names:
+        regions = task[name]
+        if not isinstance(regions, list):
             raise InputFormatError(
-                f"{where}: label {index} must be an object with start, end and labels, got "
-                f"{json_type(value)}",
+                f"{where}: field {name!r} must be an array of regions, got {json_type(regions)}",
                 path,
                 number,
             )
-        spans.append(_labelstudio_region(text, value, path, number, f"{where}: label {index}"))
+        for index, value in enumerate(regions):
+            if not isinstance(value, dict):
+                raise InputFormatError(
+                    f"{where}: {name} {index} must be an object with start, end and labels, "
+                    f"got {json_type(value)}",
+                    path,
+                    number,
+                )
+            spans.append(_labelstudio_region(text, value, path, number, f"{where}: {name} {index}"))
+    # The data fields are flattened into the task: `doc_id` is ours, `id` Label Studio's.
+    doc_id = _doc_id(task.get("doc_id"), "doc_id", path, number)
+    if doc_id is None:
+        doc_id = _doc_id(task.get("id"), "id", path, number)
     return SpanDocument(
         text=text,
         spans=spans,
-        doc_id=_doc_id(task.get("id"), "id", path, number),
+        doc_id=doc_id,
         line=number,
-        meta=_meta(task, ("text", "label", "id")),
+        meta=_meta(task, ("text", "id", "doc_id", *names)),
+    )
+
+
+# JSON-MIN's own fields beside the data and the controls' results.
+_MIN_FIELDS = frozenset(
+    {"text", "id", "annotator", "annotation_id", "created_at", "updated_at", "lead_time"}
+)
+
+
+def _is_region_list(value: Any) -> bool:
+    """A JSON-MIN control's regions over the text: objects with `start`, `end` and `labels`."""
+    return (
+        isinstance(value, list)
+        and bool(value)
+        and all(
+            isinstance(region, dict) and {"start", "end", "labels"} <= region.keys()
+            for region in value
+        )
     )
 
 
@@ -437,7 +508,7 @@ def _labelstudio_region(
         )
     start, end = _labelstudio_offsets(text, value.get("start"), value.get("end"), value.get("text"))
     span = _char_span(text, start, end, labels[0], path, number, where)
-    if "text" in value and value["text"] != text[span.start : span.end]:
+    if "text" in value and not _same_text(value["text"], text[span.start : span.end]):
         raise InputFormatError(
             f"{where}: 'value.text' {value['text']!r} is not the text at "
             f"[{span.start}, {span.end}) {text[span.start : span.end]!r}",
@@ -452,12 +523,24 @@ def _labelstudio_offsets(text: str, start: Any, end: Any, shown: Any) -> tuple[A
     versions (an emoji counts two); when the region's text matches only that reading, use it."""
     if not (_integer(start) and _integer(end) and isinstance(shown, str)):
         return start, end
-    if text[start:end] == shown or text.isascii():
+    if _same_text(text[start:end], shown) or text.isascii():
         return start, end
     units = _utf16_to_code_points(text)
-    if start < len(units) and end < len(units) and text[units[start] : units[end]] == shown:
+    if (
+        0 <= start < len(units)
+        and 0 <= end < len(units)
+        and _same_text(text[units[start] : units[end]], shown)
+    ):
         return units[start], units[end]
     return start, end
+
+
+def _same_text(shown: Any, covered: str) -> bool:
+    """A region's `text` is what its offsets cover, but Label Studio saves it with each run of
+    white space as one space (label-studio#3078), while its offsets count every character."""
+    return shown == covered or (
+        isinstance(shown, str) and shown.split() == covered.split() and bool(covered.strip())
+    )
 
 
 def _utf16_to_code_points(text: str) -> list[int]:

@@ -136,6 +136,7 @@ def docbin_sequences(path: str | Path, tag_field: str = "upos") -> Iterator[DocS
         InputFormatError: as `read_docbin_sentences`.
     """
     kind: str | None = None
+    decided_by: int | None = None  # the document whose annotation the file's reading follows
     sentencizer = None
     for number, doc in read_docbin_docs(path):
         # A corrupt file may read without complaint and fail only when an attribute is looked
@@ -144,8 +145,17 @@ def docbin_sequences(path: str | Path, tag_field: str = "upos") -> Iterator[DocS
             positions = [token.i for token in doc if not token.text.isspace()]
             if not positions:
                 continue
-            if kind is None:
-                kind = _label_kind(doc, tag_field)
+            if decided_by is None:
+                kind, decided_by = _label_kind(doc, tag_field), number
+            elif kind is None and (later := _label_kind(doc, tag_field)) is not None:
+                raise InputFormatError(
+                    f"document {number} has {_KIND_NAMES[later]}, while the file's first "
+                    f"document ({decided_by}) has no annotation: a file is read as the first "
+                    "document is annotated, and its words would train as untagged; annotate "
+                    "every document, or leave the unannotated ones out",
+                    path,
+                    number,
+                )
             if not doc.has_annotation("SENT_START"):
                 if sentencizer is None:
                     from ...text.tokenize import Tokenizer
@@ -218,6 +228,9 @@ def read_docbin_sentences(
         yield sentence
     if sequence is None:
         raise InputFormatError("no sentence to read: every document is empty", path)
+
+
+_KIND_NAMES = {"ents": "entities (doc.ents)", "pos": "token.pos_ tags", "tag": "token.tag_ tags"}
 
 
 def _label_kind(doc: Any, tag_field: str) -> str | None:

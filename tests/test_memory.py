@@ -212,6 +212,36 @@ def test_the_split_emission_layer_gives_the_emissions_of_the_whole(sentences):
     torch.testing.assert_close(split[mask], whole[mask], rtol=0, atol=1e-5)
 
 
+def test_the_split_emission_layer_follows_the_weights_it_was_built_from():
+    # Built once and kept: a training step or a load after it must not leave it stale.
+    model = _memory_tagger()
+    batch = collate([TokenEncoder(model.vocab, 30)(["Zorb", "rejects", "EU"])])
+    batch.doc_ids = torch.tensor([0])
+    assert model.stacked_memory_projection() is model.stacked_memory_projection()
+
+    def both() -> tuple[torch.Tensor, torch.Tensor]:
+        with torch.enable_grad():
+            whole = model(batch).detach()
+        with torch.inference_mode():
+            return model(batch), whole
+
+    before, _ = both()
+    with torch.no_grad():  # as an optimizer step changes them: in place
+        model.head.projection.weight.mul_(1.5)
+        model.head.projection.bias.add_(0.25)
+    split, whole = both()
+    torch.testing.assert_close(split, whole, rtol=0, atol=1e-5)
+    assert not torch.allclose(split, before)
+    state = {k: v + 0.5 if "projection" in k else v for k, v in model.state_dict().items()}
+    model.load_state_dict(state)
+    split, whole = both()
+    torch.testing.assert_close(split, whole, rtol=0, atol=1e-5)
+    # A model loaded under inference mode has weights without a version count.
+    with torch.inference_mode():
+        loaded = _memory_tagger()
+        assert loaded.stacked_memory_projection() is loaded.stacked_memory_projection()
+
+
 def test_document_emissions_are_the_model_on_whole_documents():
     model = _memory_tagger()
     generator = random.Random(5)

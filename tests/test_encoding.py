@@ -46,6 +46,30 @@ def test_char_cnn_grouped_by_length_equals_padded_batch() -> None:
     torch.testing.assert_close(cnn(char_ids), _padded_cnn(cnn, char_ids))
 
 
+def test_char_cnn_kept_tables_follow_every_change_of_the_weights() -> None:
+    # Without gradients the CNN keeps its tables; a change of the weights must be seen however
+    # it is made: a load, an optimizer step, or thinc's writes through shared memory.
+    torch.manual_seed(3)
+    cnn = CharCNN(num_chars=30, char_dim=5, filters=4, kernel=3)
+    char_ids = torch.randint(1, 30, (50, 8))
+    with torch.no_grad():
+        assert cnn.stacked_tables() is cnn.stacked_tables()
+        changes = [
+            lambda: cnn.conv.weight.mul_(1.25),
+            lambda: cnn.load_state_dict({k: v + 0.5 for k, v in cnn.state_dict().items()}),
+            lambda: cnn.embedding.weight.detach().numpy().__setitem__(3, 9.0),
+            lambda: cnn.conv.bias.detach().numpy().__iadd__(1.0),
+        ]
+        for change in changes:
+            before = cnn(char_ids)
+            change()
+            after = cnn(char_ids)
+            torch.testing.assert_close(after, _padded_cnn(cnn, char_ids))
+            assert not torch.allclose(before, after)
+    # With gradients the tables are built afresh, so that they carry them.
+    assert cnn(char_ids).requires_grad
+
+
 def test_char_cnn_gradients_equal_padded_batch() -> None:
     torch.manual_seed(1)
     cnn = CharCNN(num_chars=20, char_dim=4, filters=3, kernel=5).double()

@@ -17,7 +17,7 @@ from torch.overrides import TorchFunctionMode
 from ..config import ModelConfig
 from ..errors import ConfigError
 from ..text.schemes import OUTSIDE
-from .embeddings import TokenEmbedder
+from .embeddings import TokenEmbedder, same_values
 from .encoder import STEPPED_MIN_BATCH, BiLSTMEncoder
 from .encoding import Batch, word_dropout
 from .heads import HEADS, CRFHead, SentenceHead, SoftmaxHead, TagHead, TeacherMarginals
@@ -162,11 +162,11 @@ class Tagger(_Model):
         of twice the tags over the BiLSTM state, its rows the own part (with the bias), then what
         the state lends its word's memory (no bias)."""
         weight, bias = self.head.projection.weight, self.head.projection.bias
-        # Built once per state of the weights (about 130 µs, a tenth of tagging one sentence):
-        # a training step or a load changes a tensor's version or storage, and so the key.
-        key = (weight.data_ptr(), _version(weight), bias.data_ptr(), _version(bias))
+        # Built once per state of the weights (about 130 µs, a tenth of tagging one sentence),
+        # checked by value: thinc's optimizer (spaCy training) writes them in place through
+        # shared memory, which no tensor version counts.
         cached = self.__dict__.get("_stacked_memory_projection")
-        if cached is not None and cached[0] == key:
+        if cached is not None and same_values(cached[0], (weight, bias)):
             return cached[1]
         width = self.encoder.output_dim
         with torch.device("meta"):
@@ -178,8 +178,8 @@ class Tagger(_Model):
             stacked.bias = nn.Parameter(
                 torch.cat([bias, torch.zeros_like(bias)]), requires_grad=False
             )
-        # In `__dict__`, not as a submodule: no state-dict entry, and a copy of the model
-        # (whose tensors have other storage) builds its own.
+            key = (weight.detach().clone(), bias.detach().clone())
+        # In `__dict__`, not as a submodule: no state-dict entry.
         self.__dict__["_stacked_memory_projection"] = (key, stacked)
         return stacked
 
@@ -195,11 +195,6 @@ class Tagger(_Model):
         one share, or `(batch,)` one per sentence), summed over the batch; `weight` 0 is `loss`."""
         assert batch.tag_ids is not None, "loss needs gold tags"
         return self.head.distill_loss(self(batch), batch.tag_ids, batch.mask, teacher, weight)
-
-
-def _version(tensor: Tensor) -> int:
-    # An inference tensor (a model loaded under `torch.inference_mode`) keeps no version count.
-    return -1 if tensor.is_inference() else tensor._version
 
 
 class Classifier(_Model):

@@ -383,6 +383,13 @@ def test_a_second_run_into_a_locked_output_is_refused(ner, ner_dir: Path, tmp_pa
     # A lock file left by a killed run holds no lock: the next run goes ahead and removes it.
     assert annotate_paths([source], ner, output).documents == 5
     assert not Path(str(output) + ".lock").exists()
+    # Another name for the output, a symbolic link, has the same lock.
+    link = tmp_path / "link.jsonl"
+    link.symlink_to(output)
+    with open(str(output) + ".lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        with pytest.raises(OutputError, match="another run is writing this output"):
+            annotate_paths([source], ner, link)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -556,6 +563,25 @@ def test_a_long_document_is_annotated_in_pieces_into_one_exact_record(
     assert outputs["text"].splitlines()[index] + b"\n" == TextWriter().encode(record)
 
 
+@pytest.mark.parametrize("unit", ["line", "file"])
+@pytest.mark.parametrize("raw", [b"\xe0" + b"\x80" * 4_000, b"\x80" * 4_000, b"a\xf0\x9f" * 2_000])
+def test_a_long_run_of_invalid_utf8_is_cut_replaced_and_annotated(
+    ner, tmp_path: Path, small_pieces: list[int], unit: str, raw: bytes
+) -> None:
+    # A run of UTF-8 continuation bytes with no character start to cut before hung the reader
+    # (the cut walked back to the piece's start and stayed there) or went past the buffer.
+    source = tmp_path / "in.txt"
+    source.write_bytes(raw + b"\nEU rejects\n")
+    out = io.BytesIO()
+    annotate_paths([source], ner, None, AnnotateOptions(unit=unit), stdout=out)
+    records = [json.loads(line) for line in out.getvalue().decode().splitlines()]
+    whole = raw.decode("utf-8", errors="replace")
+    if unit == "line":
+        assert [r["text"] for r in records] == [whole, "EU rejects"]
+    else:
+        assert [r["text"] for r in records] == [whole + "\nEU rejects"]
+
+
 def test_a_long_document_where_pieces_cannot_go_is_one_clear_error(
     ner, tmp_path: Path, small_pieces: list[int]
 ) -> None:
@@ -592,3 +618,46 @@ def test_a_run_killed_inside_a_long_document_resumes_byte_identical(
     assert reference.read_bytes().startswith(output.read_bytes())
     annotate_paths([source], ner, output, AnnotateOptions(resume=True))
     assert output.read_bytes() == reference.read_bytes()
+
+
+def test_a_folder_of_many_files_saves_its_progress_now_and_then_and_resumes_exactly(
+    ner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The progress file fingerprints every input; saved after each of 20,000 files it was 5 MB
+    # rewritten 20,000 times. Saved now and then, a run killed between saves resumes from the
+    # last one and still writes what an uninterrupted run writes.
+    folder = tmp_path / "in"
+    folder.mkdir()
+    rng = random.Random(5)
+    for index in range(60):
+        (folder / f"f{index:03}.txt").write_text(long_line(rng, 8) + "\n" + long_line(rng, 5))
+    reference = tmp_path / "reference"
+    annotate_paths([folder], ner, reference)
+    saves = []
+    real_save = resume.save_state
+    monkeypatch.setattr(
+        resume, "save_state", lambda *args: (saves.append(args[2].job), real_save(*args))
+    )
+    monkeypatch.setattr(resume, "SAVE_INTERVAL", 3600.0)
+    output = tmp_path / "out"
+    real_end = make_writer("jsonl").__class__.end
+    ended = []
+
+    def end(self, out):
+        ended.append(1)
+        if len(ended) == 40:
+            raise KeyboardInterrupt  # a kill after 39 files, long after the last save
+        return real_end(self, out)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(make_writer("jsonl").__class__, "end", end)
+        with pytest.raises(KeyboardInterrupt):
+            annotate_paths([folder], ner, output)
+    assert saves == [1]  # the first file's save only: the next is an hour away
+    assert len(list(output.iterdir())) == 40
+    annotate_paths([folder], ner, output, AnnotateOptions(resume=True))
+    assert sorted(p.name for p in output.iterdir()) == sorted(p.name for p in reference.iterdir())
+    for path in reference.iterdir():
+        assert (output / path.name).read_bytes() == path.read_bytes()
+    assert saves[-1] == 60  # the end of a run is always saved
+    assert not list(tmp_path.glob("*.tmp"))

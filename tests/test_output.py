@@ -46,9 +46,12 @@ def crash_after(monkeypatch: pytest.MonkeyPatch, saves: int) -> None:
         if len(calls) > saves:
             raise Crash
 
-    # The first save is the run's start (files), the others follow each window (output).
+    # The first save is the run's start (files), the others follow each window (output), once
+    # saves are not spaced out in time.
     monkeypatch.setattr(annotate_files, "save_state", save)
     monkeypatch.setattr(annotate_output, "save_state", save)
+    monkeypatch.setattr(annotate_output, "SAVE_INTERVAL", 0.0)
+    monkeypatch.setattr(annotate_output, "SAVE_GAP_FACTOR", 0.0)
 
 
 @pytest.fixture

@@ -236,9 +236,14 @@ def _byte_pieces(
             + 1
         )
         if cut == 0:
+            # Not inside a UTF-8 sequence: back over at most 3 continuation bytes (a character
+            # is at most 4 bytes). A longer run of them is invalid UTF-8, each byte replaced
+            # alone wherever the cut falls.
             cut = PIECE_BYTES
-            while buffer[cut] & 0xC0 == 0x80:  # not inside a UTF-8 sequence
+            while cut > PIECE_BYTES - 3 and buffer[cut] & 0xC0 == 0x80:
                 cut -= 1
+            if buffer[cut] & 0xC0 == 0x80:
+                cut = PIECE_BYTES
         yield buffer[:cut], False
         buffer = buffer[cut:]
 

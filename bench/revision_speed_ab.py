@@ -1,11 +1,14 @@
 """Tagging speed of the code at two git revisions, interleaved, so a noisy machine hits both alike.
 
     python bench/revision_speed_ab.py e2228d7 HEAD [--rounds 5] [--threads 1] [--calls 5]
+        [--per-call N]
 
 Each revision is checked out in a temporary worktree; each round runs one process per revision in
 turn, which tags the 2,001 pre-split UD EWT dev sentences (or `--data`: a CoNLL-U file, or a
 CoNLL column file such as CoNLL-2003's, token first) with `--model` (batch 256, with
-confidences, 1 thread unless --threads says otherwise) --calls times (5) after a warm-up, and
+confidences, 1 thread unless --threads says otherwise) --calls times (5) after a warm-up (with
+`--per-call N`, each time as calls of N sentences: 1 is what the spaCy component does for a text
+of one sentence, and the service for a request of one), and
 prints the median tokens/s with its range, and all the calls' tokens over their summed time (what
 tagging a corpus call after call gets: a slow call that the median hides, such as one with a full
 garbage collection, counts there). Each process also counts the full garbage collections in its
@@ -59,10 +62,12 @@ def watch(phase, info, started=[0.0]):
         if phase == "start": started[0] = time.perf_counter()
         else: full.append(time.perf_counter() - started[0])
 gc.callbacks.append(watch)
+per_call = int(sys.argv[5]) or len(sentences)
 times = []
 for _ in range(int(sys.argv[4])):
     start = time.perf_counter()
-    bilstm_nlp.tag_sentences(model, sentences, batch_size=256)
+    for i in range(0, len(sentences), per_call):
+        bilstm_nlp.tag_sentences(model, sentences[i : i + per_call], batch_size=256)
     times.append(time.perf_counter() - start)
 gc.callbacks.remove(watch)
 count = sum(map(len, sentences))
@@ -94,10 +99,15 @@ def main() -> None:
     )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--calls", type=int, default=5, help="timed calls per process")
+    parser.add_argument(
+        "--per-call", type=int, default=0, help="sentences per tag_sentences call (0: all)"
+    )
     parser.add_argument("--data", default=str(ROOT.parent / "shared/corpora/ud_ewt/dev.conllu"))
     parser.add_argument("--out", default="bench/results/revision_speed_ab.json")
     args = parser.parse_args()
     check_repeats(parser, args.rounds, flag="--rounds")
+    if args.per_call < 0:
+        parser.error("--per-call must be 0 (all) or more")
     args.data = str(Path(args.data).resolve())  # the processes run in the worktrees
     runs: dict[str, list[list[float]]] = {args.a: [], args.b: []}
     with tempfile.TemporaryDirectory() as folder:
@@ -121,6 +131,7 @@ def main() -> None:
                             args.model,
                             str(args.threads),
                             str(args.calls),
+                            str(args.per_call),
                         ],
                         cwd=tree,
                         capture_output=True,
@@ -132,7 +143,8 @@ def main() -> None:
             for tree in trees.values():
                 subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=ROOT)
     threads = f"{args.threads} thread" + ("s" if args.threads > 1 else "")
-    print(f"{args.model}, {threads}, {cpu_model()}\n")
+    calls = f", {args.per_call} sentences per call" if args.per_call else ""
+    print(f"{args.model}, {threads}{calls}, {cpu_model()}\n")
     print(
         "| revision | round medians, tokens/s | median | range | all calls' tokens over their "
         "time, median of rounds |\n|---|---|---:|---:|---:|"

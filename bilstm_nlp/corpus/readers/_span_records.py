@@ -307,9 +307,11 @@ def parse_doccano_record(record: dict[str, Any], path: str | Path, number: int) 
             )
     raw = _doccano_code_points(text, raw)
     spans: list[CharSpan] = []
+    seen: set[CharSpan] = set()
     for start, end, label, where in raw:
         span = _char_span(text, start, end, label, path, number, where)
-        if span not in spans:
+        if span not in seen:
+            seen.add(span)
             spans.append(span)
     return SpanDocument(
         text=text,

@@ -185,7 +185,7 @@ def _spans_record(
 def _doccano_record(
     document: SpanDocument, spans: list[CharSpan], tokens: list[dict[str, Any]] | None
 ) -> dict[str, Any]:
-    units = _code_point_to_utf16(document.text)
+    units = code_point_to_utf16(document.text)
     record: dict[str, Any] = {
         "text": document.text,
         "label": [[units[span.start], units[span.end], span.label] for span in spans],
@@ -205,15 +205,32 @@ def _doccano_record(
     return record
 
 
-def _code_point_to_utf16(text: str) -> list[int] | range:
+def beyond_utf16_unit(text: str) -> bool:
+    """The text holds a character that UTF-16 writes as two code units (an emoji): there, a
+    JavaScript tool's offsets and Python's part ways."""
+    return not text.isascii() and max(text) > "\uffff"
+
+
+def code_point_to_utf16(text: str) -> list[int] | range:
     """`[i]`: the UTF-16 code-unit offset of code point i (and of the end)."""
-    if all(ord(char) <= 0xFFFF for char in text):
+    if not beyond_utf16_unit(text):
         return range(len(text) + 1)
     offsets, unit = [], 0
     for char in text:
         offsets.append(unit)
-        unit += 2 if ord(char) > 0xFFFF else 1
+        unit += 2 if char > "\uffff" else 1
     offsets.append(unit)
+    return offsets
+
+
+def utf16_to_code_point(text: str) -> list[int]:
+    """`[i]`: the code-point offset of UTF-16 code unit i (and of the end)."""
+    offsets = []
+    for index, char in enumerate(text):
+        offsets.append(index)
+        if char > "\uffff":
+            offsets.append(index)
+    offsets.append(len(text))
     return offsets
 
 

@@ -171,15 +171,18 @@ class CharCNN(nn.Module):
         memory, which no tensor version counts); building it costs about a tenth of tagging one
         sentence."""
         weights = (self.embedding.weight, self.conv.weight, self.conv.bias)
-        if torch.is_grad_enabled() and any(w.requires_grad for w in weights):
+
+        def stack() -> Tensor:
             tables = self.tables()
             return torch.cat([tables[0] + self.conv.bias, tables[1:].flatten(0, 1)])
+
+        if torch.is_grad_enabled() and any(w.requires_grad for w in weights):
+            return stack()
         kept = self.__dict__.get("_stacked_tables")
         if kept is not None and same_values(kept[0], weights):
             return kept[1]
         with torch.no_grad():
-            tables = self.tables()
-            stacked = torch.cat([tables[0] + self.conv.bias, tables[1:].flatten(0, 1)])
+            stacked = stack()
             self.__dict__["_stacked_tables"] = (tuple(w.detach().clone() for w in weights), stacked)
         return stacked
 

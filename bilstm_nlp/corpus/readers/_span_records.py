@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import InputFormatError
-from ..span_formats import CharSpan, SpanDocument
+from ..span_formats import CharSpan, SpanDocument, beyond_utf16_unit, utf16_to_code_point
 from ._lines import BOM, excerpt
 from .jsonl import json_type
 
@@ -329,11 +329,11 @@ def _doccano_code_points(
 ) -> list[tuple[Any, Any, Any, str]]:
     """doccano's offsets in code points: read as UTF-16 code units when the text holds a
     character beyond them (see `parse_doccano_record`)."""
-    if not raw or text.isascii() or all(ord(char) <= 0xFFFF for char in text):
+    if not raw or not beyond_utf16_unit(text):
         return raw
     if not all(_integer(start) and _integer(end) for start, end, _, _ in raw):
         return raw  # `_char_span` words the error
-    units = _utf16_to_code_points(text)
+    units = utf16_to_code_point(text)
     paired = all(
         0 <= start < len(units)
         and 0 <= end < len(units)
@@ -527,7 +527,7 @@ def _labelstudio_offsets(text: str, start: Any, end: Any, shown: Any) -> tuple[A
         return start, end
     if _same_text(text[start:end], shown) or text.isascii():
         return start, end
-    units = _utf16_to_code_points(text)
+    units = utf16_to_code_point(text)
     if (
         0 <= start < len(units)
         and 0 <= end < len(units)
@@ -543,17 +543,6 @@ def _same_text(shown: Any, covered: str) -> bool:
     return shown == covered or (
         isinstance(shown, str) and shown.split() == covered.split() and bool(covered.strip())
     )
-
-
-def _utf16_to_code_points(text: str) -> list[int]:
-    """`[i]`: the code-point offset of UTF-16 code unit i (and of the end)."""
-    offsets = []
-    for index, char in enumerate(text):
-        offsets.append(index)
-        if ord(char) > 0xFFFF:
-            offsets.append(index)
-    offsets.append(len(text))
-    return offsets
 
 
 def json_array_records(path: str | Path) -> Iterator[tuple[int, Any]]:

@@ -13,6 +13,7 @@ import random
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -21,7 +22,7 @@ import torch
 from typer.testing import CliRunner
 
 from bilstm_nlp.annotation import annotator as annotate
-from bilstm_nlp.annotation import jobs
+from bilstm_nlp.annotation import jobs, workers
 from bilstm_nlp.annotation import output as resume
 from bilstm_nlp.annotation.files import AnnotateOptions, annotate_paths
 from bilstm_nlp.annotation.writers import make_writer
@@ -257,6 +258,120 @@ def test_workers_die_with_their_parent(ner_dir: Path, tmp_path: Path, how: str) 
         assert "error: stopped by SIGTERM; rerun with --resume" in stderr
         assert "Traceback" not in stderr
     # Either way the run resumes to the output of an uninterrupted one.
+    _resume_gives_an_uninterrupted_run(args, source, output, ner_dir, tmp_path)
+
+
+class _Stopped(BaseException):
+    pass
+
+
+def test_signals_held_are_handled_as_the_block_ends() -> None:
+    steps: list[str] = []
+
+    def stop(signum, frame):
+        steps.append(f"handled {signal.Signals(signum).name}")
+        raise _Stopped
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        with pytest.raises(_Stopped):
+            with workers.signals_held():
+                signal.raise_signal(signal.SIGTERM)
+                signal.raise_signal(signal.SIGTERM)
+                time.sleep(0.01)  # a handler that was not held would have run by now
+                steps.append("block ended")
+        assert steps == ["block ended", "handled SIGTERM"]  # twice in the block: once
+        assert signal.getsignal(signal.SIGTERM) is stop  # put back
+        # Outside the block the handler runs at once, as before.
+        with pytest.raises(_Stopped):
+            signal.raise_signal(signal.SIGTERM)
+            time.sleep(0.01)
+        # Ctrl-C with Python's own handler is held too.
+        with pytest.raises(KeyboardInterrupt):
+            with workers.signals_held():
+                signal.raise_signal(signal.SIGINT)
+                time.sleep(0.01)
+                steps.append("second block ended")
+        assert steps[-1] == "second block ended"
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def test_signals_are_not_held_outside_the_main_thread() -> None:
+    # Only the main thread runs handlers, and only it may set them: elsewhere the block just runs.
+    ran: list[object] = []
+
+    def hold_in_a_thread() -> None:
+        with workers.signals_held():
+            ran.append(signal.getsignal(signal.SIGINT))
+
+    thread = threading.Thread(target=hold_in_a_thread)
+    thread.start()
+    thread.join()
+    assert ran == [signal.getsignal(signal.SIGINT)]
+
+
+# Sends the signal as the main thread starts to leave a `with lock:` block inside the executor:
+# the moment where a handler that raises leaves the lock held for ever. `where` names the block:
+# the work queue's put in `submit`, or the condition of a future not yet done in `result` (the
+# run waits in short turns, leaving that lock each time).
+_SIGNAL_INSIDE_THE_EXECUTOR = """
+import signal, sys, threading
+where, name, after = sys.argv.pop(1), sys.argv.pop(1), int(sys.argv.pop(1))
+inside = {"submit": ("put", "submit"), "result": ("result", None)}[where]
+seen = [0]
+
+def tracer(frame, event, arg):
+    code = frame.f_code
+    if event != "call" or code.co_name != "__exit__" or code.co_filename != threading.__file__:
+        return None
+    caller = frame.f_back
+    if caller.f_code.co_name != inside[0]:
+        return None
+    if inside[1] is not None and caller.f_back.f_code.co_name != inside[1]:
+        return None
+    if where == "result" and caller.f_locals["self"]._state == "FINISHED":
+        return None
+    seen[0] += 1
+    if seen[0] == after:
+        sys.settrace(None)
+        print(f"sent {name} inside {where}", file=sys.stderr, flush=True)
+        signal.raise_signal(getattr(signal, name))
+    return None
+
+from bilstm_nlp.cli import main
+sys.settrace(tracer)
+main()
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("where", "how"), [("submit", "SIGTERM"), ("result", "SIGINT")])
+def test_a_signal_inside_the_worker_pool_stops_the_run(
+    ner_dir: Path, tmp_path: Path, where: str, how: str
+) -> None:
+    # Without the signals held there, the pool's manager thread waited for ever on the lock the
+    # interrupted main thread still held, and the main thread waited for the manager thread.
+    source = many_sentences(tmp_path / "in.txt", 30_000)
+    output = tmp_path / "out.jsonl"
+    args = ["annotate", str(source), "-m", str(ner_dir), "-o", str(output), "-w", "2"]
+    process = subprocess.Popen(
+        [sys.executable, "-c", _SIGNAL_INSIDE_THE_EXECUTOR, where, how, "8", *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        process.wait(timeout=180)
+    except subprocess.TimeoutExpired:
+        process.kill()  # its workers die with it
+        raise AssertionError(f"annotate -w 2 hung after {how} inside the pool's {where}") from None
+    stderr = process.stderr.read()
+    assert f"sent {how} inside {where}" in stderr, stderr
+    assert process.returncode == (143 if how == "SIGTERM" else 130), stderr
+    name = "SIGTERM" if how == "SIGTERM" else "Ctrl-C"
+    assert f"error: stopped by {name}; rerun with --resume" in stderr
+    assert "Traceback" not in stderr
     _resume_gives_an_uninterrupted_run(args, source, output, ner_dir, tmp_path)
 
 

@@ -28,6 +28,7 @@ import time
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import TimeoutError as FuturesTimeout
 from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import get_context
 from typing import TYPE_CHECKING, Any
@@ -44,6 +45,8 @@ if TYPE_CHECKING:
     from ..nn.model import Classifier, Tagger
 
 _PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+# Seconds between the looks a waiting run takes for Ctrl-C or SIGTERM.
+_SIGNAL_LATENCY = 0.2
 
 
 class WindowEncoder:
@@ -170,17 +173,15 @@ class WorkerPool:
             results_dir = stack.enter_context(
                 tempfile.TemporaryDirectory(prefix="bilstm-nlp-results-")
             )
-            self.pool = stack.enter_context(
-                ProcessPoolExecutor(
-                    self.workers,
-                    mp_context=get_context("spawn"),
-                    initializer=_init_worker,
-                    initargs=(str(model_dir), results_dir, *self.initargs),
-                )
+            self.pool = ProcessPoolExecutor(
+                self.workers,
+                mp_context=get_context("spawn"),
+                initializer=_init_worker,
+                initargs=(str(model_dir), results_dir, *self.initargs),
             )
-            # Runs before the pool's own exit: windows not yet started are dropped, so a failed
-            # write, Ctrl-C or SIGTERM waits for the windows in progress only.
-            stack.callback(self.pool.shutdown, wait=True, cancel_futures=True)
+            # Windows not yet started are dropped, so a failed write, Ctrl-C or SIGTERM waits for
+            # the windows in progress only; a second Ctrl-C meanwhile stops the run after that.
+            stack.callback(_shut_down, self.pool)
             self.stack = stack.pop_all()
         return self
 
@@ -200,9 +201,10 @@ class WorkerPool:
         try:
             for window in windows:
                 if window.texts:
-                    future = self.pool.submit(
-                        _encode_in_worker, window.texts, window.ids, window.blocks, window.piece
-                    )
+                    with signals_held():
+                        future = self.pool.submit(
+                            _encode_in_worker, window.texts, window.ids, window.blocks, window.piece
+                        )
                     window.texts = []  # the worker has them; keep memory flat
                 else:
                     future = Future()
@@ -221,8 +223,59 @@ class WorkerPool:
 
     @staticmethod
     def _collect(window: Window, future: Future) -> tuple[Window, list[Any], int]:
-        path = future.result()
+        path = _result(future)
         return (window, *_read_result(path)) if path is not None else (window, [], 0)
+
+
+def _result(future: Future) -> Any:
+    """The future's result, waited for in short turns so that Ctrl-C or SIGTERM stops the wait
+    within a fraction of a second, but never inside the future's lock."""
+    while True:
+        with signals_held():
+            try:
+                return future.result(timeout=_SIGNAL_LATENCY)
+            except FuturesTimeout:
+                pass
+
+
+def _shut_down(pool: ProcessPoolExecutor) -> None:
+    with signals_held():
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+@contextlib.contextmanager
+def signals_held(signums: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)) -> Iterator[None]:
+    """Ctrl-C or SIGTERM that arrive in the block are handled as it ends, as if they came then.
+
+    Python runs a signal's handler between two steps of the main thread, which can be the first
+    step of a lock's `with` exit. A handler that raises there (KeyboardInterrupt, the CLI's
+    SIGTERM) leaves the lock held for ever: inside the executor, its manager thread then waits on
+    that lock, and the run's exit waits on the manager thread. Only the main thread runs
+    handlers; elsewhere the block runs as it is.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    arrived: list[int] = []
+
+    def hold(signum: int, frame: object) -> None:
+        arrived.append(signum)
+
+    # A handler set outside Python (None) cannot be put back, so such a signal is not held.
+    previous = {s: h for s in signums if (h := signal.getsignal(s)) is not None}
+    for signum in previous:
+        signal.signal(signum, hold)
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        for signum in dict.fromkeys(arrived):
+            handler = previous[signum]
+            if callable(handler):
+                handler(signum, None)  # raises here, outside the block, as it would have there
+            else:
+                signal.raise_signal(signum)  # SIG_DFL ends the process; SIG_IGN does nothing
 
 
 # Set in each spawned worker process by the pool's initializer (never in the process that runs

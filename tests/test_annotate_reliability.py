@@ -4,6 +4,7 @@ not, output that must not depend on --window, --workers or other runs, killed pa
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import io
@@ -13,6 +14,7 @@ import random
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -83,7 +85,7 @@ def test_a_hard_link_to_the_input_is_refused_and_the_input_kept(ner, tmp_path: P
     source = many_sentences(tmp_path / "in.txt", 5)
     content = source.read_bytes()
     os.link(source, tmp_path / "h.txt")
-    with pytest.raises(ConfigError, match=r"h.txt is .*in.txt under another name"):
+    with pytest.raises(ConfigError, match=r"h.txt \(it is .*in.txt under another name\)"):
         annotate_paths([source], ner, tmp_path / "h.txt")
     folder = tmp_path / "docs"
     folder.mkdir()
@@ -106,6 +108,44 @@ def test_standard_input_redirected_from_the_output_is_refused(ner, tmp_path: Pat
     # A pipe or another file on standard input is fine.
     with open(many_sentences(tmp_path / "other.txt", 3), "rb") as stdin:
         assert annotate_paths(["-"], ner, target, stdin=stdin).documents == 3
+
+
+@pytest.mark.parametrize(("fmt", "glob"), [("text", None), ("jsonl", "**/*")])
+def test_an_output_inside_the_input_folder_is_not_read_by_the_next_run(
+    ner, tmp_path: Path, fmt: str, glob: str | None
+) -> None:
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    many_sentences(folder / "a.txt", 4, seed=1)
+    many_sentences(folder / "b.txt", 3, seed=2)
+    # Its files match the glob, and with "**/*" so does its progress file beside it.
+    output = folder / "annotated"
+    options = {"fmt": fmt, "glob": glob}
+
+    def written() -> dict[str, bytes]:
+        return {p.name: p.read_bytes() for p in sorted(output.iterdir())}
+
+    assert annotate_paths([folder], ner, output, AnnotateOptions(**options)).documents == 7
+    first = written()
+    assert len(first) == 2
+    assert (folder / "annotated.progress.json").is_file()
+    # Run again, and resume the finished run: the same two inputs, the same output.
+    assert annotate_paths([folder], ner, output, AnnotateOptions(**options)).documents == 7
+    assert written() == first
+    resumed = annotate_paths([folder], ner, output, AnnotateOptions(**options, resume=True))
+    assert resumed.documents == 0 and resumed.resumed_documents == 7
+    assert written() == first
+
+
+def test_an_output_that_is_the_input_itself_is_named_once(ner_dir: Path, tmp_path: Path) -> None:
+    source = many_sentences(tmp_path / "a.txt", 2)
+    content = source.read_bytes()
+    message = fails_in_one_line(
+        ["annotate", source, "-m", ner_dir, "-f", "text", "-o", tmp_path],
+        f"--output would overwrite an input: {source}\n",
+    )
+    assert "another name" not in message
+    assert source.read_bytes() == content
 
 
 def test_cli_refuses_a_hard_linked_output_in_one_line(ner_dir: Path, tmp_path: Path) -> None:
@@ -191,6 +231,22 @@ def test_one_or_two_workers_and_any_window_give_the_same_bytes(
     assert run("w1-window.jsonl", "--window", "7") == reference
 
 
+@pytest.mark.slow
+def test_more_model_threads_than_cpus_are_warned_of(
+    ner: object, tmp_path: Path, caplog: pytest.LogCaptureFixture, one_thread: None
+) -> None:
+    source = many_sentences(tmp_path / "in.txt", 3)
+    cpus = len(os.sched_getaffinity(0))
+    annotate_paths([source], ner, tmp_path / "fits.jsonl", AnnotateOptions(workers=1, threads=1))
+    assert "take turns" not in caplog.text
+    annotate_paths([source], ner, tmp_path / "over.jsonl", AnnotateOptions(workers=2, threads=cpus))
+    assert (
+        f"{2 * cpus} model threads (2 workers × {cpus} threads) on {cpus} CPUs take turns"
+        in caplog.text
+    )
+    assert "-w 2 --threads 1 is faster" in caplog.text or cpus == 1
+
+
 # ---------------------------------------------------------------------------------------------
 # 5. Workers die with their parent; SIGTERM stops cleanly and resumably
 
@@ -243,7 +299,10 @@ def test_workers_die_with_their_parent(ner_dir: Path, tmp_path: Path, how: str) 
     source = many_sentences(tmp_path / "in.txt", 30_000)
     output = tmp_path / "out.jsonl"
     args = ["annotate", str(source), "-m", str(ner_dir), "-o", str(output), "-w", "2"]
-    process = _start([*args, "--no-progress"])
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    env = {"TMPDIR": str(temporary)}
+    process = _start([*args, "--no-progress"], env=env)
     progress = Path(str(output) + ".progress.json")
     children = _wait_for_workers(process, 2, progress)
     process.send_signal(getattr(signal, how))
@@ -257,8 +316,12 @@ def test_workers_die_with_their_parent(ner_dir: Path, tmp_path: Path, how: str) 
         stderr = process.stderr.read()
         assert "error: stopped by SIGTERM; rerun with --resume" in stderr
         assert "Traceback" not in stderr
+    # Killed, the run could not remove its results folder; the next run with workers does.
+    left = list(temporary.glob("bilstm-nlp-results-*"))
+    assert len(left) == (1 if how == "SIGKILL" else 0), left
     # Either way the run resumes to the output of an uninterrupted one.
-    _resume_gives_an_uninterrupted_run(args, source, output, ner_dir, tmp_path)
+    _resume_gives_an_uninterrupted_run(args, source, output, ner_dir, tmp_path, env)
+    assert list(temporary.iterdir()) == []
 
 
 class _Stopped(BaseException):
@@ -309,6 +372,50 @@ def test_signals_are_not_held_outside_the_main_thread() -> None:
     thread.start()
     thread.join()
     assert ran == [signal.getsignal(signal.SIGINT)]
+
+
+_KILLED_WHILE_IT_OWNS_A_RESULTS_FOLDER = """
+import contextlib, os, signal, sys
+from bilstm_nlp.annotation import workers
+run = contextlib.ExitStack()  # kept: a stack dropped would remove the folder at once
+folder = workers._results_folder(run)
+open(os.path.join(folder, "tmpresult.pickle"), "wb").write(b"a window's records")
+print(folder, flush=True)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_results_folders_of_killed_runs_are_removed_and_live_ones_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    killed = subprocess.run(
+        [sys.executable, "-c", _KILLED_WHILE_IT_OWNS_A_RESULTS_FOLDER],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "TMPDIR": str(tmp_path)},
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    abandoned = Path(killed.stdout.strip())
+    assert abandoned.parent == tmp_path and (abandoned / "tmpresult.pickle").is_file()
+    # Folders from before owner files: removed once surely not being made right now.
+    old_unowned = tmp_path / "bilstm-nlp-results-old"
+    old_unowned.mkdir()
+    os.utime(old_unowned, (time.time() - 3600, time.time() - 3600))
+    new_unowned = tmp_path / "bilstm-nlp-results-new"
+    new_unowned.mkdir()
+    # Not a results folder, whatever its name.
+    (tmp_path / "bilstm-nlp-results-file").write_text("a user's file")
+    with contextlib.ExitStack() as live_run:
+        live = Path(workers._results_folder(live_run))
+        assert not abandoned.exists() and not old_unowned.exists()
+        with contextlib.ExitStack() as another_run:
+            another = Path(workers._results_folder(another_run))
+            assert live.is_dir() and new_unowned.is_dir()
+            assert (tmp_path / "bilstm-nlp-results-file").read_text() == "a user's file"
+        assert not another.exists()
+        assert live.is_dir()
+    assert not live.exists()
 
 
 # Sends the signal as the main thread starts to leave a `with lock:` block inside the executor:
@@ -457,12 +564,18 @@ def _wchan(pid: int) -> str:
 
 
 def _resume_gives_an_uninterrupted_run(
-    args: list[str], source: Path, output: Path, ner_dir: Path, tmp_path: Path
+    args: list[str],
+    source: Path,
+    output: Path,
+    ner_dir: Path,
+    tmp_path: Path,
+    env: dict[str, str] | None = None,
 ) -> None:
     finished = subprocess.run(
         [sys.executable, "-c", "from bilstm_nlp.cli import main; main()", *args, "--resume"],
         capture_output=True,
         text=True,
+        env=None if env is None else {**os.environ, **env},
     )
     assert finished.returncode == 0, finished.stderr
     reference = tmp_path / "reference.jsonl"

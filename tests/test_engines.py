@@ -181,6 +181,27 @@ def test_a_rerun_does_only_the_missing_parts_and_ends_equal(
     assert runner.ran == [] and stats.parts == 0
 
 
+def test_a_part_folder_inside_the_input_folder_is_not_read_by_the_rerun(
+    sentences: list[str], tmp_path: Path, one_thread
+) -> None:
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "a.txt").write_text("\n".join(sentences[:30]) + "\n")
+    out = folder / "parts"
+    options = EngineOptions(glob="**/*")  # the parts and their manifest match it too
+    first = annotate_on_engine(
+        [folder], "ner", out, engine="test", options=options, partitions=2, runner=InProcess()
+    )
+    assert first.documents == 30
+    expected = b"".join(concatenated(out))
+    # The rerun sees the same one input (before, the parts made it "other inputs", refused).
+    again = annotate_on_engine(
+        [folder], "ner", out, engine="test", options=options, partitions=2, runner=InProcess()
+    )
+    assert again.parts == 0 and again.parts_done_before == first.parts
+    assert b"".join(concatenated(out)) == expected
+
+
 def test_parts_write_tags_in_the_scheme_asked_for_as_local_annotate_does(
     sentences: list[str], tmp_path: Path, one_thread
 ) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -169,6 +170,7 @@ def annotate_paths(
     check_not_an_input(jobs, output, stdin)
     # Thread counts change the float rounding of the model's sums; --workers does not.
     threads = (options.threads or 1) if options.workers > 1 else _threads_of(model)
+    _warn_if_oversubscribed(options.workers, threads)
     saved_options = {
         "format": options.fmt,
         "units": [job.unit for job in jobs],
@@ -218,6 +220,23 @@ def annotate_paths(
             if progress_path is not None and not options.resume and state.documents == 0:
                 progress_path.unlink(missing_ok=True)
             raise
+
+
+def _warn_if_oversubscribed(workers: int, threads: int) -> None:
+    """More model threads than CPUs take turns on the cores, each waiting for the others: the
+    run is slower than with fewer (several times with -w 2 --threads 2 on 2 CPUs)."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    if cpus and workers * threads > cpus:
+        faster = f"-w {min(workers, cpus)} --threads 1" if workers > 1 else "fewer threads"
+        logger.warning(
+            "%d model threads (%d workers × %d threads) on %d CPUs take turns on the cores; "
+            "%s is faster (the output depends on the threads per worker, not on the workers)",
+            workers * threads,
+            workers,
+            threads,
+            cpus,
+            faster,
+        )
 
 
 def _threads_of(model: Tagger | Classifier) -> int:

@@ -14,6 +14,7 @@ from it) is refused before anything is opened for writing, compared by device an
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -22,6 +23,8 @@ from typing import Any, BinaryIO
 
 from ..corpus.readers.documents import Piece, read_documents
 from ..errors import ConfigError, InputFormatError
+
+logger = logging.getLogger(__name__)
 
 # Read through module globals at call time, so tests can make them small.
 BLOCK_DOCUMENTS = 1000
@@ -79,9 +82,13 @@ def plan_jobs(
     glob: str | None,
     extension: str,
     stdin: BinaryIO | None,
+    written_to: str | Path | None = None,
 ) -> list[Job]:
     """The jobs of a run: files and folders (their files matching `glob`, recursively, sorted)
     or `-`, each with its output file (one file, or a folder mirroring the inputs' tree).
+
+    A folder's files under the output (or `written_to`, where a run writes its own way, as the
+    engines' part folders) are left out: they are the last run's records, not inputs.
 
     Raises:
         InputFormatError: a missing input, or a folder without matching files.
@@ -101,6 +108,8 @@ def plan_jobs(
         if path.is_dir():
             pattern = glob or ("**/*.jsonl" if unit == "jsonl" else "**/*.txt")
             found = sorted(p for p in path.glob(pattern) if p.is_file())
+            if (own := output if output is not None else written_to) is not None:
+                found = _without_the_output(found, own, path)
             if not found:
                 raise InputFormatError(f"no files match {pattern!r} in this folder", path)
             prefix = Path(path.resolve().name) if len(inputs) > 1 else Path()
@@ -136,6 +145,28 @@ def plan_jobs(
             "the extension): annotate them in separate runs, or rename one"
         )
     return jobs
+
+
+# What a run writes beside its output: progress, lock, the progress file's temporary, a part.
+_BESIDE_OUTPUT = (".progress.json", ".lock", ".progress.json.tmp", ".part")
+
+
+def _without_the_output(found: list[Path], output: str | Path, folder: Path) -> list[Path]:
+    """A folder's files less the run's own output (an output folder inside the input folder, or
+    an output file and its progress, lock and part files there): the next run into the same
+    output must not read the last one's records as input."""
+    own = os.path.realpath(output)
+    beside = {own + suffix for suffix in _BESIDE_OUTPUT}
+    kept = []
+    for path in found:
+        real = os.path.realpath(path)
+        if real != own and real not in beside and not real.startswith(own + os.sep):
+            kept.append(path)
+    if len(kept) < len(found):
+        logger.info(
+            "%s: left out %d files of this run's output %s", folder, len(found) - len(kept), output
+        )
+    return kept
 
 
 def read_windows(

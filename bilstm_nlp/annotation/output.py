@@ -433,10 +433,9 @@ def check_not_an_input(jobs: list[Job], output: str | Path | None, stdin: Binary
         except OSError:
             continue  # not there yet: it cannot be an input
         if identity in inputs:
-            raise ConfigError(
-                f"--output would overwrite an input: {path} is {inputs[identity]} "
-                "under another name"
-            )
+            name = inputs[identity]
+            other = "" if name == str(path) else f" (it is {name} under another name)"
+            raise ConfigError(f"--output would overwrite an input: {path}{other}")
 
 
 def _file_id(status: os.stat_result) -> tuple[int, int]:

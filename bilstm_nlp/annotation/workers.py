@@ -10,17 +10,21 @@ with SIGKILL; a worker that dies on its own is one `BilstmNlpError` that says ho
 
 A worker hands its result over in a file of the run's private folder and sends only the file's
 name through the pool's pipe: a message that small is written to the pipe at once, so a worker
-killed while sending cannot leave half a message that the pool would wait on for ever.
+killed while sending cannot leave half a message that the pool would wait on for ever. A folder
+that a killed run left is removed by the next run with workers.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import fcntl
 import gc
 import os
 import pickle
+import shutil
 import signal
+import stat
 import sys
 import tempfile
 import threading
@@ -45,6 +49,11 @@ if TYPE_CHECKING:
     from ..nn.model import Classifier, Tagger
 
 _PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+_RESULTS_PREFIX = "bilstm-nlp-results-"
+_OWNER_FILE = "owner.lock"
+# A run locks its owner file microseconds after it makes the folder: a folder without one that is
+# older than this was left by a version before owner files.
+_UNOWNED_GRACE_S = 60.0
 # Seconds between the looks a waiting run takes for Ctrl-C or SIGTERM.
 _SIGNAL_LATENCY = 0.2
 
@@ -169,10 +178,7 @@ class WorkerPool:
                     self.model.save(model_dir)
                 else:
                     save_model(self.model, model_dir)
-            # Private to this user (mkdtemp's 0700), removed with whatever killed workers left.
-            results_dir = stack.enter_context(
-                tempfile.TemporaryDirectory(prefix="bilstm-nlp-results-")
-            )
+            results_dir = _results_folder(stack)
             self.pool = ProcessPoolExecutor(
                 self.workers,
                 mp_context=get_context("spawn"),
@@ -276,6 +282,59 @@ def signals_held(signums: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)) -> 
                 handler(signum, None)  # raises here, outside the block, as it would have there
             else:
                 signal.raise_signal(signum)  # SIG_DFL ends the process; SIG_IGN does nothing
+
+
+def _results_folder(stack: contextlib.ExitStack) -> str:
+    """A new results folder in TMPDIR, private to this user (mkdtemp's 0700) and owned by this
+    run until `stack` closes; then it is removed with whatever killed workers left in it.
+
+    A run locks the folder's owner file (an `flock`, which dies with its process) for as long as
+    it lives, so a later run tells a folder that a killed run left (kill -9 runs no cleanup) from
+    one in use, even from another PID namespace sharing TMPDIR; it removes the first kind.
+    """
+    _remove_abandoned_results()
+    folder = stack.enter_context(tempfile.TemporaryDirectory(prefix=_RESULTS_PREFIX))
+    # Locked under another name, then renamed: an owner file is never seen unlocked.
+    claiming = os.path.join(folder, _OWNER_FILE + ".new")
+    descriptor = os.open(claiming, os.O_RDWR | os.O_CREAT, 0o600)
+    stack.callback(os.close, descriptor)
+    fcntl.flock(descriptor, fcntl.LOCK_EX)
+    os.rename(claiming, os.path.join(folder, _OWNER_FILE))
+    return folder
+
+
+def _remove_abandoned_results() -> None:
+    """Remove this user's results folders whose runs were killed: their owner file is unlocked
+    (or missing, in a folder older than `_UNOWNED_GRACE_S`, from before owner files)."""
+    try:
+        entries = list(os.scandir(tempfile.gettempdir()))
+    except OSError:
+        return
+    for entry in entries:
+        if not entry.name.startswith(_RESULTS_PREFIX):
+            continue
+        try:
+            status = entry.stat(follow_symlinks=False)
+        except OSError:
+            continue
+        if not stat.S_ISDIR(status.st_mode) or status.st_uid != os.getuid():
+            continue
+        try:
+            descriptor = os.open(os.path.join(entry.path, _OWNER_FILE), os.O_RDONLY)
+        except FileNotFoundError:
+            if time.time() - status.st_mtime > _UNOWNED_GRACE_S:
+                shutil.rmtree(entry.path, ignore_errors=True)
+            continue
+        except OSError:
+            continue
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            continue  # its run is alive
+        else:
+            shutil.rmtree(entry.path, ignore_errors=True)
+        finally:
+            os.close(descriptor)
 
 
 # Set in each spawned worker process by the pool's initializer (never in the process that runs

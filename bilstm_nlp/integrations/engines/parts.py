@@ -193,7 +193,7 @@ def prepare(
     outdir = Path(outdir)
     if outdir.exists() and not outdir.is_dir():
         raise ConfigError(f"--output {outdir} is a file; an engine writes a folder of parts")
-    jobs = plan_jobs(inputs, None, options.unit, options.glob, ".jsonl", None)
+    jobs = plan_jobs(inputs, None, options.unit, options.glob, ".jsonl", None, written_to=outdir)
     fingerprint = {
         "version": _MANIFEST_VERSION,
         "model": model_fingerprint(model),

@@ -9,12 +9,16 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+import catalogue
 import pytest
 import spacy
+import srsly
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from spacy.tokens import DocBin
+from spacy.tokens import Doc, DocBin
+from spacy.vocab import Vocab
 
+from bilstm_nlp.annotation.writers import docbin as docbin_writer
 from bilstm_nlp.annotation.writers import inline_text, make_writer
 from bilstm_nlp.annotation.writers.docbin import ENTITY_SPAN_KEY, record_to_doc
 from bilstm_nlp.corpus.readers.conll import DOCSTART, read_conll
@@ -184,6 +188,49 @@ def test_docbin_loads_with_spacy_with_text_entities_sentences(tmp_path: Path) ->
     ]
     assert docs[-2].cats == CLASSIFIED["probs"]
     assert [(t.tag_, t.pos_) for t in docs[-1]] == [("PROPN", "PROPN"), ("VBZ", "")]
+
+
+def test_docbin_collects_msgpack_plugins_once_and_the_same_ones(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # srsly collected its msgpack encoders and decoders (every installed package's entry points,
+    # catalogue's whole registry) 13 times per Doc: most of a DocBin run's time.
+    records = RECORDS * 20
+    expected = write("docbin", records, tmp_path / "plain.spacy").read_bytes()
+    collected: list[tuple[str, ...]] = []
+    real_get_all = catalogue.Registry.get_all
+
+    def counted(registry):
+        if registry.namespace[0] == "srsly":
+            collected.append(registry.namespace)
+        return real_get_all(registry)
+
+    monkeypatch.setattr(catalogue.Registry, "get_all", counted)
+    docbin_writer._MSGPACK_PLUGINS.clear()
+    assert write("docbin", records, tmp_path / "again.spacy").read_bytes() == expected
+    assert sorted(collected) == [("srsly", "msgpack_decoders"), ("srsly", "msgpack_encoders")]
+    # Outside the writer srsly is as it was: it collects them on each call.
+    assert "get_all" not in vars(srsly.msgpack_encoders)
+    srsly.msgpack_dumps({"a": 1})
+    assert len(collected) == 3
+    # A plugin registered since is used: a Doc whose user data only that encoder can pack.
+    key = ("srsly", "msgpack_encoders", "bilstm_nlp_test_set")
+    assert key not in catalogue.REGISTRY
+
+    def encode_set(obj, chain=None):
+        if isinstance(obj, set):
+            return sorted(obj)
+        return obj if chain is None else chain(obj)
+
+    srsly.msgpack_encoders.register("bilstm_nlp_test_set", func=encode_set)
+    try:
+        record = {**RECORDS[0], "id": {"b", "a"}}
+        assert Doc(Vocab()).from_bytes(make_writer("docbin").encode(record)).user_data["id"] == [
+            "a",
+            "b",
+        ]
+    finally:
+        del catalogue.REGISTRY[key]
 
 
 @pytest.mark.parametrize("text", ["", "   ", " a  b\n\n c ", "\ta", "a\r\n", "x\u3000y "])

@@ -13,6 +13,9 @@ the file's documents are held (compactly) in memory until its end.
 
 from __future__ import annotations
 
+import contextlib
+import functools
+from collections.abc import Iterator
 from typing import Any, BinaryIO
 
 from ...text.tokenize import doc_words
@@ -44,7 +47,8 @@ class DocBinWriter:
     def encode(self, record: dict[str, Any]) -> bytes:
         if len(self.vocab.strings) > _MAX_STRINGS:
             self.vocab = self._vocab_class()
-        return record_to_doc(self.vocab, record, self.task).to_bytes()
+        with msgpack_plugins_looked_up_once():
+            return record_to_doc(self.vocab, record, self.task).to_bytes()
 
     def begin(self, out: BinaryIO) -> None:
         self._docbin = self._docbin_class(store_user_data=True)
@@ -52,11 +56,41 @@ class DocBinWriter:
     def add(self, out: BinaryIO, encoded: bytes) -> None:
         from spacy.tokens import Doc
 
-        self._docbin.add(Doc(self.vocab).from_bytes(encoded))
+        with msgpack_plugins_looked_up_once():
+            self._docbin.add(Doc(self.vocab).from_bytes(encoded))
 
     def end(self, out: BinaryIO) -> None:
-        out.write(self._docbin.to_bytes())
+        with msgpack_plugins_looked_up_once():
+            out.write(self._docbin.to_bytes())
         self._docbin = self._docbin_class(store_user_data=True)
+
+
+@contextlib.contextmanager
+def msgpack_plugins_looked_up_once() -> Iterator[None]:
+    """srsly collects its msgpack encoders and decoders on each pack and unpack: a scan of every
+    installed package's entry points and of catalogue's whole registry, 13 times per Doc through
+    `to_bytes`, `from_bytes` and `DocBin.add` (most of a DocBin run's time). In the block they
+    are collected once and reused while nothing new is registered: catalogue reads the entry
+    points once per process, and a registration grows its registry."""
+    import catalogue
+    import srsly
+
+    size = len(catalogue.REGISTRY)
+    registries = (srsly.msgpack_encoders, srsly.msgpack_decoders)
+    for registry in registries:
+        found = _MSGPACK_PLUGINS.get(registry.namespace)
+        if found is None or found[0] != size:
+            found = _MSGPACK_PLUGINS[registry.namespace] = (size, registry.get_all())
+        registry.get_all = functools.partial(dict, found[1])
+    try:
+        yield
+    finally:
+        for registry in registries:
+            vars(registry).pop("get_all", None)
+
+
+# A msgpack registry's namespace → (catalogue's registry size, its encoders or decoders then).
+_MSGPACK_PLUGINS: dict[tuple[str, ...], tuple[int, dict[str, Any]]] = {}
 
 
 def record_to_doc(vocab, record: dict[str, Any], task: str | None = None):

@@ -383,6 +383,43 @@ def test_prodigy_rejected_and_ignored_answers_are_left_out(tmp_path: Path) -> No
     assert len(sentences) == 1 and stats.unannotated == 2
 
 
+def test_a_text_several_annotators_answered_is_trained_on_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Prodigy with feed_overlap: each annotator's answer is a record with the text's _input_hash.
+    merkel = {"start": 0, "end": 13, "label": "PER"}
+    paris = {"start": 22, "end": 27, "label": "LOC"}
+
+    def answer(input_hash: object, spans: list, session: str) -> dict:
+        return {"text": TEXT, "spans": spans, "_input_hash": input_hash, "_session_id": session}
+
+    records = [
+        answer(7, [merkel, paris], "ann-a"),  # line 1: the one kept
+        answer(7, [paris, merkel], "ann-b"),  # the same spans in another order: agrees
+        {"text": "Rome.", "spans": [], "_input_hash": 8},
+        answer(7, [merkel], "ann-c"),  # line 4: disagrees
+        answer(None, [merkel], "ann-d"),  # no hash: always read
+        {"text": TEXT, "spans": [merkel]},  # no hash field: always read
+    ]
+    path = write_lines(tmp_path / "p.jsonl", records)
+    stats = SpanReadStats()
+    with caplog.at_level(logging.INFO):
+        sentences = list(read_span_sentences(path, stats=stats))
+    assert [s.tags for s in sentences] == [
+        ["B-PER", "I-PER", "O", "B-LOC", "O"],
+        ["O", "O"],
+        ["B-PER", "I-PER", "O", "O", "O"],
+        ["B-PER", "I-PER", "O", "O", "O"],
+    ]
+    assert [s.line for s in sentences] == [1, 3, 5, 6]
+    assert (stats.records, stats.repeated, stats.conflicting) == (6, 1, 1)
+    assert "1 records repeat the annotation of a text read before" in caplog.text
+    assert "1 records annotate a text read before with other spans" in caplog.text
+    assert "first at lines 1 and 4" in caplog.text
+    # A conversion keeps every record: it is the annotators' answers, not training data.
+    assert len(list(read_span_documents(path))) == 6
+
+
 def test_prodigy_fields_are_kept_as_meta(tmp_path: Path) -> None:
     record = {
         "text": TEXT,

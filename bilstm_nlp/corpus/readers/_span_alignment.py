@@ -40,6 +40,11 @@ class SpanReadStats:
         dropped: misaligned spans left out (`misaligned="drop"`).
         first_misaligned: the error the first misaligned span gives (`file:line: span ...`),
             whatever the policy, for reports.
+        repeated: records that repeat a text already read with the same spans (Prodigy's
+            `_input_hash`: another annotator's identical answer), read once for training.
+        conflicting: records that annotate a text already read with other spans; the first
+            annotation of the text is the one trained on.
+        first_conflict: where the first conflict is (`lines A and B`), for the warning.
     """
 
     records: int = 0
@@ -50,11 +55,14 @@ class SpanReadStats:
     expanded: int = 0
     dropped: int = 0
     first_misaligned: str | None = None
+    repeated: int = 0
+    conflicting: int = 0
+    first_conflict: str | None = None
 
     def to_dict(self) -> dict[str, int]:
-        """The counts (not `first_misaligned`)."""
+        """The counts (not `first_misaligned` and `first_conflict`)."""
         counts = asdict(self)
-        del counts["first_misaligned"]
+        del counts["first_misaligned"], counts["first_conflict"]
         return counts
 
 

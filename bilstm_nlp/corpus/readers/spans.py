@@ -21,7 +21,7 @@ a model trains in.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -163,7 +163,7 @@ def read_span_sentences(
     """
     check_misaligned_policy(misaligned)
     stats = stats if stats is not None else SpanReadStats()
-    documents = read_span_documents(path, shape, stats)
+    documents = one_annotation_per_text(read_span_documents(path, shape, stats), stats)
     sentences = 0
     for aligned in align_span_documents(documents, path, misaligned, stats):
         for sentence in aligned.sentences():
@@ -178,6 +178,33 @@ def read_span_sentences(
         )
     if log:
         log_span_stats(path, stats)
+
+
+def one_annotation_per_text(
+    documents: Iterable[SpanDocument], stats: SpanReadStats
+) -> Iterator[SpanDocument]:
+    """Each text once, for training. Prodigy saves each annotator's answer to a text that
+    several annotators saw (`feed_overlap`) as its own record with the text's `_input_hash`:
+    answers that agree are read once; where they disagree, the first is kept and the others are
+    counted for a warning (Prodigy's `review` recipe resolves them). Records without the hash
+    are all read."""
+    seen: dict[Any, tuple[int | None, frozenset[tuple[int, int, str]]]] = {}
+    for document in documents:
+        key = document.meta.get("_input_hash")
+        if not isinstance(key, (int, str)):
+            yield document
+            continue
+        spans = frozenset((s.start, s.end, s.label) for s in document.spans)
+        first = seen.get(key)
+        if first is None:
+            seen[key] = (document.line, spans)
+            yield document
+        elif first[1] == spans:
+            stats.repeated += 1
+        else:
+            stats.conflicting += 1
+            if stats.first_conflict is None:
+                stats.first_conflict = f"lines {first[0]} and {document.line}"
 
 
 def log_span_stats(path: str | Path, stats: SpanReadStats) -> None:
@@ -209,4 +236,20 @@ def log_span_stats(path: str | Path, stats: SpanReadStats) -> None:
             path,
             stats.unannotated,
             stats.records,
+        )
+    if stats.repeated:
+        logger.info(
+            "%s: %d records repeat the annotation of a text read before (the same _input_hash "
+            "and spans: annotators who agree) and were read once",
+            path,
+            stats.repeated,
+        )
+    if stats.conflicting:
+        logger.warning(
+            "%s: %d records annotate a text read before with other spans (the same "
+            "_input_hash, first at %s): each text's first annotation was kept; resolve the "
+            "others with Prodigy's review recipe",
+            path,
+            stats.conflicting,
+            stats.first_conflict,
         )

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import platform
 import shlex
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -86,3 +88,16 @@ def summary(times: list[float], units: float) -> dict[str, float]:
         "max_per_s": rates[-1],
         "median_seconds": statistics.median(times),
     }
+
+
+@contextlib.contextmanager
+def revision_tree(revision: str, root: Path) -> Iterator[Path]:
+    """A temporary detached git worktree of `revision` (with its own models/), removed after."""
+    tree = Path(tempfile.mkdtemp(prefix="bench-revision-")) / "tree"
+    subprocess.run(
+        ["git", "worktree", "add", "--detach", "-q", str(tree), revision], cwd=root, check=True
+    )
+    try:
+        yield tree
+    finally:
+        subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=root)

@@ -19,6 +19,7 @@ CPU.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shlex
@@ -30,7 +31,13 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import MIN_REPEATS, check_repeats, machine_info, write_results  # noqa: E402
+from _common import (  # noqa: E402
+    MIN_REPEATS,
+    check_repeats,
+    machine_info,
+    revision_tree,
+    write_results,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "docbin_speed.json"
@@ -89,38 +96,27 @@ def main() -> None:
     check_repeats(parser, args.repeats)
 
     trees: dict[str, Path] = {"this checkout": ROOT}
-    worktree = None
-    if args.against:
-        worktree = Path(tempfile.mkdtemp(prefix="docbin-speed-")) / "tree"
-        subprocess.run(
-            ["git", "worktree", "add", "--detach", "-q", str(worktree), args.against],
-            cwd=ROOT,
-            check=True,
-        )
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", args.against],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        trees[commit] = worktree
-    rounds: dict[str, list[dict[str, Any]]] = {name: [] for name in trees}
-    try:
-        with tempfile.TemporaryDirectory(prefix="docbin_speed_") as tmp:
-            folder = Path(tmp)
-            text = build_text(args.tokens)
-            source = folder / "text.txt"
-            source.write_text(text, encoding="utf-8")
-            warmup = folder / "warmup.txt"
-            warmup.write_text(text[: len(text) // 10].rsplit("\n", 1)[0] + "\n", encoding="utf-8")
-            for number in range(args.repeats):
-                for name, tree in trees.items():
-                    rounds[name].append(one_round(tree, source, warmup, folder))
-                print(f"  round {number + 1}/{args.repeats} done", file=sys.stderr)
-    finally:
-        if worktree is not None:
-            subprocess.run(["git", "worktree", "remove", "--force", str(worktree)], cwd=ROOT)
+    with contextlib.ExitStack() as stack:
+        if args.against:
+            commit = subprocess.run(
+                ["git", "rev-parse", "--short", args.against],
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout.strip()
+            trees[commit] = stack.enter_context(revision_tree(args.against, ROOT))
+        rounds: dict[str, list[dict[str, Any]]] = {name: [] for name in trees}
+        folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="docbin_speed_")))
+        text = build_text(args.tokens)
+        source = folder / "text.txt"
+        source.write_text(text, encoding="utf-8")
+        warmup = folder / "warmup.txt"
+        warmup.write_text(text[: len(text) // 10].rsplit("\n", 1)[0] + "\n", encoding="utf-8")
+        for number in range(args.repeats):
+            for name, tree in trees.items():
+                rounds[name].append(one_round(tree, source, warmup, folder))
+            print(f"  round {number + 1}/{args.repeats} done", file=sys.stderr)
 
     rows = []
     for name, runs in rounds.items():

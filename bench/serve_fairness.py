@@ -14,16 +14,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-from _common import machine_info, write_results
+from _common import machine_info, revision_tree, write_results
 from serve import free_port, sentences
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -134,17 +134,10 @@ def main() -> None:
     texts = sentences(2000)
     large = large_body(texts)
     sources = {"this checkout": ROOT}
-    worktree = None
-    if args.against:
-        worktree = Path(tempfile.mkdtemp(prefix="serve-fairness-")) / "tree"
-        subprocess.run(
-            ["git", "worktree", "add", "--detach", "-q", str(worktree), args.against],
-            cwd=ROOT,
-            check=True,
-        )
-        sources[args.against] = worktree
     figures: dict[str, dict] = {}
-    try:
+    with contextlib.ExitStack() as trees:
+        if args.against:
+            sources[args.against] = trees.enter_context(revision_tree(args.against, ROOT))
         for name, source in sources.items():
             process, port = start(source)
             try:
@@ -165,9 +158,6 @@ def main() -> None:
             finally:
                 process.terminate()
                 process.wait(30)
-    finally:
-        if worktree is not None:
-            subprocess.run(["git", "worktree", "remove", "--force", str(worktree)], cwd=ROOT)
     info = machine_info(threads=1)
     print(f"\nCPU: {info['cpu']} ({info['cores']} cores), server torch threads 1")
     print(f"large request: 64 texts, {len(large):,} bytes\n")

@@ -495,3 +495,27 @@ def test_a_record_field_the_target_writes_itself_is_one_error_line(tmp_path: Pat
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert f"{source}:2: the record's field(s) 'label' would be overwritten" in result.output
     assert not target.exists()
+
+
+def test_doccano_output_leaves_out_documents_without_text(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # doccano's import refuses an empty or white-space text (doccano#720): the whole file fails.
+    source = tmp_path / "spans.jsonl"
+    texts = ["Paris", "", "Rome", " \n ", "Oslo"]
+    records = [{"text": text, "spans": [], "id": n} for n, text in enumerate(texts)]
+    records[0]["spans"] = [{"start": 0, "end": 5, "label": "LOC"}]
+    source.write_text("".join(json.dumps(r) + "\n" for r in records))
+    target = tmp_path / "doccano.jsonl"
+    output = convert(source, target, "--to", "doccano")
+    assert "3 records" in output
+    written = [json.loads(line) for line in target.read_text().splitlines()]
+    assert [(r["id"], r["text"], r["label"]) for r in written] == [
+        ("0", "Paris", [[0, 5, "LOC"]]),
+        ("2", "Rome", []),
+        ("4", "Oslo", []),
+    ]
+    assert "2 documents without text (empty or white space only) were left out" in caplog.text
+    # The other shapes keep every document.
+    convert(source, tmp_path / "spans-again.jsonl", "--to", "spans")
+    assert len((tmp_path / "spans-again.jsonl").read_text().splitlines()) == 5

@@ -35,12 +35,15 @@ so readers keep those tokens rather than tokenizing the text again.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ._atomic import atomic_output
+
+logger = logging.getLogger(__name__)
 
 SPAN_SHAPES = ("spans", "doccano", "labelstudio")
 # Label Studio's standard NER labeling config: the control tag and the object tag it labels.
@@ -291,18 +294,22 @@ def write_span_documents(
         shape: one of `SPAN_SHAPES`.
         model_version: Label Studio only: write predictions of this model version.
     Returns:
-        The number of documents written.
+        The number of documents written: all of them, except that doccano's shape leaves out
+        documents without text and spans (its import refuses an empty or white-space text).
     Raises:
         ValueError: as `span_document_record`.
         OutputError: the file cannot be written.
     """
     if shape not in SPAN_SHAPES:
         raise ValueError(f"unknown span shape {shape!r}: expected one of {', '.join(SPAN_SHAPES)}")
-    count = 0
+    count = textless = 0
     with atomic_output(path) as handle:
         if shape == "labelstudio":
             handle.write("[")
         for document in documents:
+            if shape == "doccano" and not document.spans and not document.text.strip():
+                textless += 1
+                continue
             record = span_document_record(document, shape, model_version)
             line = json.dumps(record, ensure_ascii=False)
             if shape == "labelstudio":
@@ -312,4 +319,11 @@ def write_span_documents(
             count += 1
         if shape == "labelstudio":
             handle.write("\n]\n")
+    if textless:
+        logger.warning(
+            "%s: %d documents without text (empty or white space only) were left out: "
+            "doccano's import refuses them, and they hold nothing to annotate",
+            path,
+            textless,
+        )
     return count

@@ -26,6 +26,13 @@ from ..errors import ConfigError, InputFormatError
 
 logger = logging.getLogger(__name__)
 
+# What a run writes beside its output (`output.beside_output`) or a target (`output.part_path`):
+# the progress file and its temporary while it is saved, the lock, an atomic format's part file.
+PROGRESS_SUFFIX = ".progress.json"
+LOCK_SUFFIX = ".lock"
+TEMPORARY_SUFFIX = ".tmp"
+PART_SUFFIX = ".part"
+
 # Read through module globals at call time, so tests can make them small.
 BLOCK_DOCUMENTS = 1000
 WINDOW_CHARS = 1_000_000
@@ -147,8 +154,7 @@ def plan_jobs(
     return jobs
 
 
-# What a run writes beside its output: progress, lock, the progress file's temporary, a part.
-_BESIDE_OUTPUT = (".progress.json", ".lock", ".progress.json.tmp", ".part")
+_BESIDE_OUTPUT = (PROGRESS_SUFFIX, LOCK_SUFFIX, PROGRESS_SUFFIX + TEMPORARY_SUFFIX, PART_SUFFIX)
 
 
 def _without_the_output(found: list[Path], output: str | Path, folder: Path) -> list[Path]:

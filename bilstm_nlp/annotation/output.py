@@ -34,7 +34,7 @@ from ..decode import is_onnx
 from ..errors import ConfigError, OutputError, ResumeError
 from ..runtime.backend import CRF_FILE, ONNX_FILE
 from ..serialize import CONFIG_FILE, VOCAB_FILES, WEIGHTS_FILE
-from .jobs import Job, Window
+from .jobs import LOCK_SUFFIX, PART_SUFFIX, PROGRESS_SUFFIX, TEMPORARY_SUFFIX, Job, Window
 from .writers import Writer
 
 if TYPE_CHECKING:
@@ -42,12 +42,10 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-PROGRESS_SUFFIX = ".progress.json"
 # Seconds between two saves of the progress file at least, and at least this many times the
 # last save's own time (see `OutputRun._save`).
 SAVE_INTERVAL = 1.0
 SAVE_GAP_FACTOR = 5.0
-LOCK_SUFFIX = ".lock"
 
 
 def beside_output(output: Path | str, suffix: str) -> Path:
@@ -166,7 +164,7 @@ def save_state(path: Path, fingerprint: dict[str, Any] | None, state: RunState) 
     """Replace the progress file atomically (written beside it, fsynced, renamed)."""
     assert fingerprint is not None
     content = {"version": _PROGRESS_VERSION, **fingerprint, "state": asdict(state)}
-    temporary = path.with_name(path.name + ".tmp")
+    temporary = path.with_name(path.name + TEMPORARY_SUFFIX)
     try:
         with open(temporary, "w", encoding="utf-8") as handle:
             json.dump(content, handle, indent=1)
@@ -224,7 +222,7 @@ def output_lock(output: Path) -> Iterator[None]:
 
 def part_path(target: Path) -> Path:
     """Where an atomic format (DocBin, HTML) is written until its input is done."""
-    return target.with_name(target.name + ".part")
+    return target.with_name(target.name + PART_SUFFIX)
 
 
 def check_output_folder(output: Path) -> None:

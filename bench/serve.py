@@ -63,7 +63,7 @@ def start(name: str) -> tuple[subprocess.Popen, int]:
     while time.monotonic() < deadline:
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
-                s.sendall(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                s.sendall(b"GET /readyz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
                 if b" 200 " in s.recv(100):
                     return process, port
         except OSError:
@@ -80,7 +80,7 @@ async def client(port: int, texts: list[str], offset: int, stop: float, latencie
         i += 1
         began = time.perf_counter()
         writer.write(
-            b"POST /v1/annotate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"POST /v1/annotate HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
             + f"Content-Length: {len(body)}\r\n\r\n".encode()
             + body
         )

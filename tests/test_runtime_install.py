@@ -95,7 +95,8 @@ CHILD = textwrap.dedent(
     report["spacy"] = [[e.start, e.end, e.label_] for e in nlp(texts[0]).ents]
     from fastapi.testclient import TestClient
     from bilstm_nlp.integrations.serve.app import ServeConfig, create_app
-    with TestClient(create_app(ServeConfig(models=(onnx,), threads=1))) as client:
+    served = create_app(ServeConfig(models=(onnx,), threads=1))
+    with TestClient(served, base_url="http://localhost") as client:
         answer = client.post("/v1/annotate", json={"text": texts[0]})
         report["serve"] = [answer.status_code, answer.json()["records"]]
 

@@ -8,6 +8,7 @@ import contextlib
 import http.client
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -35,6 +36,9 @@ TEXTS = [
     "",
     "Ünïcödé Café in São Paulo hired José Álvarez.",
 ]
+
+
+JSON_BODY = {"Content-Type": "application/json"}
 
 
 def _free_port() -> int:
@@ -82,6 +86,8 @@ def _request(
     timeout: float = 30,
 ) -> tuple[int, dict[str, str], bytes]:
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    if method == "POST" and headers is None:
+        headers = JSON_BODY
     try:
         connection.request(method, path, body=body, headers=headers or {})
         response = connection.getresponse()
@@ -154,6 +160,125 @@ def test_models_health_and_docs(server):
     assert _request(server, "GET", "/docs")[0] == 200
     schema = json.loads(_request(server, "GET", "/openapi.json")[2])
     assert "/v1/annotate" in schema["paths"] and "/v1/tag" in schema["paths"]
+
+
+def test_api_docs_load_nothing_from_other_sites(server):
+    # FastAPI's own /docs and /redoc load their scripts from a CDN: blank pages offline.
+    for page in ("/docs", "/redoc"):
+        status, _, raw = _request(server, "GET", page)
+        assert status == 200
+        urls = re.findall(r"""(?:src|href|url)\s*[=:]\s*["']([^"']+)""", raw.decode())
+        assert len(urls) >= 2 and all(url.startswith("/") for url in urls), urls
+        for url in urls:
+            assert _request(server, "GET", url)[0] == 200, url
+
+
+def test_api_docs_render_offline_in_a_real_browser(server):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    with _browser() as driver:
+        driver.get(f"http://127.0.0.1:{server}/docs")
+        paths = WebDriverWait(driver, 30).until(
+            lambda d: [e.text for e in d.find_elements(By.CSS_SELECTOR, ".opblock-summary-path")]
+        )
+        assert {"/v1/annotate", "/v1/tag", "/v1/models"} <= set(paths)
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        None,
+        "application/x-www-form-urlencoded",
+        "text/plain;charset=UTF-8",
+        "multipart/form-data; boundary=x",
+        "application/jsonp",
+    ],
+)
+def test_a_body_not_declared_json_gets_415(server, content_type):
+    # Any web page may post a form or plain text to this address without a CORS preflight,
+    # from the browser of a user who runs the service; JSON it may not.
+    headers = {} if content_type is None else {"Content-Type": content_type}
+    status, _, raw = _request(server, "POST", "/v1/annotate", b'{"text": "EU"}', headers)
+    assert status == 415, raw
+    error = json.loads(raw)
+    assert error["field"] == "content-type" and "application/json" in error["error"]
+    assert (content_type or "none") in error["error"]
+
+
+def test_json_declared_with_a_charset_or_in_capitals_is_read(server):
+    for content_type in ("application/json; charset=utf-8", "Application/JSON"):
+        body = b'{"sentences": [["EU"]]}'
+        status, _, raw = _request(server, "POST", "/v1/tag", body, {"Content-Type": content_type})
+        assert status == 200, raw
+
+
+def test_a_host_header_naming_another_site_gets_400(server):
+    # DNS rebinding: a page on evil.example, whose name now resolves to 127.0.0.1, reaches the
+    # service as its own origin; its requests still say Host: evil.example.
+    for method, path, body in [
+        ("GET", "/", None),
+        ("GET", "/v1/models", None),
+        ("POST", "/v1/annotate", b'{"text": "EU"}'),
+        ("GET", "/metrics", None),
+    ]:
+        headers = {"Host": f"evil.example:{server}", **(JSON_BODY if body else {})}
+        status, _, raw = _request(server, method, path, body, headers)
+        assert status == 400, (path, raw)
+        assert json.loads(raw)["field"] == "host" and "evil.example" in json.loads(raw)["error"]
+    for host in (f"localhost:{server}", f"127.0.0.1:{server}", f"[::1]:{server}", "LocalHost."):
+        assert _request(server, "GET", "/v1/models", headers={"Host": host})[0] == 200, host
+
+
+def test_a_rebound_name_gets_nothing_in_a_real_browser(server):
+    from selenium.webdriver.common.by import By
+
+    # The browser resolves evil.example to 127.0.0.1, as an attacker's DNS would make it.
+    with _browser("--host-resolver-rules=MAP evil.example 127.0.0.1") as driver:
+        driver.get(f"http://evil.example:{server}/")
+        assert "does not answer to the host 'evil.example'" in driver.page_source
+        assert not driver.find_elements(By.ID, "form")
+        wait = _open_page(driver, server)  # the same browser, the service's own name
+        _fill(driver, TEXTS[0])
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#spans mark.entity"))
+
+
+def test_host_names_and_their_patterns():
+    from bilstm_nlp.cli.serve import _default_allowed_hosts
+    from bilstm_nlp.integrations.serve.app import HostCheck, host_name
+
+    assert host_name("LocalHost.:8080") == "localhost" and host_name("[::1]:80") == "::1"
+    assert host_name("10.0.0.5") == "10.0.0.5" and host_name("[fe80::1]") == "fe80::1"
+    check = HostCheck(("tagger.internal", "*.example.org", "fe80::1"))
+    for allowed in ("tagger.internal:8080", "a.example.org", "b.a.example.org.", "[fe80::1]:1"):
+        assert check.allows(allowed), allowed
+    for refused in ("example.org", "notexample.org", "example.org.evil.example", "localhost"):
+        assert not check.allows(refused), refused
+    assert HostCheck(("*",)).allows("anything.at.all")
+    # Listening on a loopback address: that address and this machine's names; otherwise any.
+    assert set(_default_allowed_hosts("127.0.0.1")) == {"localhost", "127.0.0.1", "::1"}
+    assert "127.0.0.2" in _default_allowed_hosts("127.0.0.2")
+    assert set(_default_allowed_hosts("[::1]")) == {"localhost", "127.0.0.1", "::1"}
+    assert _default_allowed_hosts("0.0.0.0") == _default_allowed_hosts("10.1.2.3") == ("*",)
+    assert _default_allowed_hosts("tagger.internal") == ("*",)
+
+
+def test_allowed_host_option_is_what_the_service_answers_to():
+    result = CliRunner().invoke(app, ["serve", "--allowed-host", "http://tagger.internal/"])
+    assert result.exit_code == 1 and result.output.count("\n") == 1
+    assert "--allowed-host 'http://tagger.internal/'" in result.output
+    process, port = _start("-m", "chunk", "--allowed-host", "tagger.internal")
+    try:
+        headers = {"Host": f"tagger.internal:{port}", **JSON_BODY}
+        status, _, raw = _request(port, "POST", "/v1/tag", b'{"sentences": [["EU"]]}', headers)
+        assert status == 200, raw
+        # localhost is no longer among the names; the probes answer any name (Kubernetes
+        # sends the pod's address), and tell nothing more than that the service is up.
+        assert _request(port, "GET", "/v1/models", headers={"Host": "localhost"})[0] == 400
+        for probe in ("/healthz", "/readyz"):
+            assert _request(port, "GET", probe, headers={"Host": "10.1.2.3:80"})[0] == 200
+    finally:
+        _stop(process)
 
 
 def _dev_sentences(corpora: Path, count: int) -> list[str]:
@@ -406,7 +531,8 @@ def test_sigterm_answers_every_accepted_request():
 
     def client(i: int) -> None:
         connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-        connection.request("POST", "/v1/annotate", json.dumps({"text": TEXTS[i % 2]}).encode())
+        body = json.dumps({"text": TEXTS[i % 2]}).encode()
+        connection.request("POST", "/v1/annotate", body, JSON_BODY)
         sent.wait()
         response = connection.getresponse()
         answers[i] = (response.status, json.loads(response.read()))
@@ -465,14 +591,20 @@ def test_serve_without_the_extra_says_what_to_install(tmp_path):
 
 
 @contextlib.contextmanager
-def _browser():
+def _browser(*flags: str):
     """A real headless Chromium driven by chromedriver (Debian's packages)."""
     if not Path("/usr/bin/chromium").exists():
         pytest.skip("needs Debian's chromium")
     webdriver = pytest.importorskip("selenium.webdriver")
     options = webdriver.ChromeOptions()
     options.binary_location = "/usr/bin/chromium"
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1000,700"):
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--window-size=1000,700",
+        *flags,
+    ):
         options.add_argument(flag)
     service = webdriver.ChromeService(executable_path="/usr/bin/chromedriver")
     driver = webdriver.Chrome(options=options, service=service)
@@ -632,7 +764,8 @@ def _half_sent_request(port: int) -> socket.socket:
     """A POST that declares 100 bytes and sends 4, then stalls."""
     client = socket.create_connection(("127.0.0.1", port))
     client.sendall(
-        b"POST /v1/annotate HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n" + b'{"te'
+        b"POST /v1/annotate HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 100\r\n\r\n" + b'{"te'
     )
     return client
 

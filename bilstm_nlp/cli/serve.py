@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import ipaddress
 import math
 import os
 import socket
@@ -17,6 +18,12 @@ def serve_cli(
         ["ner"], "--model", "-m", help="Shipped model name or model directory (repeat for more)"
     ),
     host: str = Opt("127.0.0.1", "--host", help="Address to listen on"),
+    allowed_hosts: list[str] = Opt(
+        None,
+        "--allowed-host",
+        help="A name requests' Host header may give (repeat for more; * any, *.example.org its "
+        "subdomains). Default: localhost and loopback addresses when --host is one, else any",
+    ),
     port: int = Opt(8080, "--port", "-p", help="Port to listen on"),
     workers: int = Opt(1, "--workers", help="Server processes, each with its models"),
     threads: int = Opt(
@@ -74,6 +81,7 @@ def serve_cli(
             max_chars=max_chars,
             timeout_s=timeout_s,
             threads=threads,
+            allowed_hosts=tuple(allowed_hosts or _default_allowed_hosts(host)),
         )
         config.check()
         _check_address(host, port)
@@ -97,6 +105,21 @@ def serve_cli(
             **_UVICORN,
             **_shutdown(config),
         )
+
+
+def _default_allowed_hosts(host: str) -> tuple[str, ...]:
+    """On a loopback address, the names of this machine only: a page on another site whose
+    name an attacker's DNS points at 127.0.0.1 then gets 400. On any other address, any name:
+    the service is reached by names this process cannot know."""
+    from ..integrations.serve.app import LOOPBACK_HOSTS
+
+    try:
+        loopback = ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        loopback = host.lower().rstrip(".") == "localhost"
+    if not loopback:
+        return ("*",)
+    return tuple(dict.fromkeys((*LOOPBACK_HOSTS, host.strip("[]").lower())))
 
 
 def _check_address(host: str, port: int) -> None:

@@ -51,6 +51,11 @@ from .metrics import Metrics
 logger = logging.getLogger(__name__)
 
 MAX_K = 10
+# The names a service listening on a loopback address answers to by default.
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
+# Answered whatever the Host header: they take no input and tell nothing but whether the
+# service is up, and orchestrators probe them by address (Kubernetes: the pod's IP).
+_PROBES = {"/healthz", "/readyz"}
 _ENDPOINTS = {"/v1/annotate", "/v1/tag", "/v1/models", "/healthz", "/readyz", "/metrics", "/"}
 
 
@@ -70,6 +75,9 @@ class ServeConfig:
         batch_size: sentences per model batch.
         threads: CPU threads of each ONNX model's session (None: onnxruntime's default); torch
             models use torch's, which the `serve` command sets.
+        allowed_hosts: the names a request's Host header may give (`*` any, `*.example.org`
+            the subdomains of example.org); any other gets 400, so that a web page whose
+            name is made to resolve to this address (DNS rebinding) cannot use the service.
     """
 
     models: tuple[str, ...] = ("ner",)
@@ -82,6 +90,7 @@ class ServeConfig:
     timeout_s: float = 10.0
     batch_size: int = 256
     threads: int | None = None
+    allowed_hosts: tuple[str, ...] = LOOPBACK_HOSTS
 
     def check(self) -> None:
         """Refuse limits the service cannot keep (a NaN timeout, a queue of none...).
@@ -103,6 +112,14 @@ class ServeConfig:
             # NaN fails both comparisons; inf fails the upper one.
             if not low <= value <= high:
                 raise ConfigError(f"{option} must be {low} to {high:,}, got {value}")
+        if not self.allowed_hosts:
+            raise ConfigError("--allowed-host: give at least one name, or * for any")
+        for name in self.allowed_hosts:
+            if not _HOST_PATTERN.fullmatch(name):
+                raise ConfigError(
+                    f"--allowed-host {name!r}: expected a host name or address without a "
+                    "port (localhost, 10.0.0.5, ::1, *.example.org), or * for any"
+                )
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -175,14 +192,47 @@ _SECURITY = [
 ]
 
 
-class _CountRequests:
-    """Requests by endpoint and status, and their latency, into `Metrics`, and the security
-    headers on every answer: a plain ASGI middleware (Starlette's `BaseHTTPMiddleware` adds a
-    task and a stream to every request)."""
+# A host name, an IPv4 or IPv6 address, `*`, or `*.` and a domain.
+_HOST_PATTERN = re.compile(r"\*|(\*\.)?[A-Za-z0-9_.-]+|[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*")
 
-    def __init__(self, app: Any, metrics: Metrics) -> None:
+
+def host_name(header: str) -> str:
+    """The name a Host header gives, without its port, in lower case and without a final dot:
+    `LocalHost.:8080` → `localhost`, `[::1]:8080` → `::1`."""
+    header = header.strip().lower()
+    if header.startswith("["):  # an IPv6 address
+        name = header[1:].split("]", 1)[0]
+    else:
+        name = header.rsplit(":", 1)[0] if header.count(":") == 1 else header
+    return name.rstrip(".")
+
+
+class HostCheck:
+    """Whether a Host header names this service (`ServeConfig.allowed_hosts`)."""
+
+    def __init__(self, allowed: tuple[str, ...]) -> None:
+        self.any = "*" in allowed
+        patterns = [name.lower().rstrip(".") for name in allowed]
+        self.names = {name for name in patterns if not name.startswith("*.")}
+        self.domains = tuple(name[1:] for name in patterns if name.startswith("*."))
+
+    def allows(self, header: str | None) -> bool:
+        # A request without a Host header (HTTP/1.0) is no browser's: browsers always send it.
+        if self.any or header is None:
+            return True
+        name = host_name(header)
+        return name in self.names or name.endswith(self.domains)
+
+
+class _CountRequests:
+    """Requests by endpoint and status, and their latency, into `Metrics`; the security headers
+    on every answer; and a 400 to a request whose Host header names another site. A plain ASGI
+    middleware (Starlette's `BaseHTTPMiddleware` adds a task and a stream to every request)."""
+
+    def __init__(self, app: Any, metrics: Metrics, hosts: HostCheck) -> None:
         self.app = app
         self.metrics = metrics
+        self.hosts = hosts
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -199,10 +249,29 @@ class _CountRequests:
             await send(message)
 
         try:
-            await self.app(scope, receive, send_and_note)
+            host = _header(scope, b"host")
+            if scope["path"] in _PROBES or self.hosts.allows(host):
+                await self.app(scope, receive, send_and_note)
+            else:
+                await _refused_host(host)(scope, receive, send_and_note)
         finally:
             path = scope["path"] if scope["path"] in _ENDPOINTS else "other"
             self.metrics.record_request(path, status, time.perf_counter() - start)
+
+
+def _header(scope: dict, name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return value.decode("latin-1")
+    return None
+
+
+def _refused_host(host: str) -> JSONResponse:
+    message = (
+        f"this service does not answer to the host {host_name(host)!r}; "
+        "start it with --allowed-host to add the name"
+    )
+    return JSONResponse(ApiError(400, message, "host").body, 400)
 
 
 def encode_records(records: list[dict[str, Any]]) -> bytes:
@@ -270,7 +339,7 @@ def create_app(config: ServeConfig) -> FastAPI:
             state["ready"] = False
             batcher.stop()
 
-    app = FastAPI(
+    app = _fastapi_with_offline_docs(
         title="bilstm-nlp",
         description="BiLSTM-CRF taggers and a sentence classifier over HTTP, micro-batched.",
         lifespan=lifespan,
@@ -296,10 +365,11 @@ def create_app(config: ServeConfig) -> FastAPI:
         logger.exception("unhandled error")
         return JSONResponse({"error": "internal error"}, 500)
 
-    app.add_middleware(_CountRequests, metrics=metrics)
+    app.add_middleware(_CountRequests, metrics=metrics, hosts=HostCheck(config.allowed_hosts))
 
     async def read(request: Request, kind: type[BaseModel]) -> Any:
         """The body, parsed and typed; the batcher knows a request is on its way meanwhile."""
+        _check_content_type(request.headers.get("content-type"))
         batcher = state["batcher"]
         batcher.expect()
         try:
@@ -427,6 +497,18 @@ def create_app(config: ServeConfig) -> FastAPI:
     return app
 
 
+def _fastapi_with_offline_docs(**settings: Any) -> FastAPI:
+    """FastAPI with /docs (Swagger UI) and /redoc served from this process, or without them.
+    FastAPI's own pages load their scripts from a CDN: blank where the service runs offline,
+    and another site's code running on the service's origin where it does not."""
+    try:
+        from fastapi_offline import FastAPIOffline
+    except ImportError:  # the slim runtime's `pip install fastapi uvicorn`
+        return FastAPI(docs_url=None, redoc_url=None, **settings)
+    # No validator badge: Swagger UI would send the schema to validator.swagger.io.
+    return FastAPIOffline(swagger_ui_parameters={"validatorUrl": None}, **settings)
+
+
 def app_from_environment() -> FastAPI:
     """The app for `uvicorn --factory` in each worker process (`serve --workers N`): settings
     and torch threads come from the environment the `serve` command set."""
@@ -469,6 +551,21 @@ def estimated_tokens(text: str) -> int:
     between white space plus its punctuation marks (words alone said 1 for the 15,000 tokens
     of "a,a,a,..."). Cheap, as it runs on the event loop for each request."""
     return len(text.split()) + len(_PUNCTUATION.findall(text)) + 1
+
+
+def _check_content_type(declared: str | None) -> None:
+    """Only a JSON body is read. A web page can send another site a form or plain text without
+    asking first (no CORS preflight), but not `application/json`: refusing the others keeps
+    pages the user visits from posting to the service."""
+    media_type = declared.split(";", 1)[0].strip().lower() if declared else ""
+    if media_type != _JSON:
+        got = repr(declared) if declared else "none"
+        raise ApiError(
+            415,
+            f"send the body as JSON with Content-Type: application/json (got {got}; "
+            "curl: --json BODY, or -H 'Content-Type: application/json' -d BODY)",
+            "content-type",
+        )
 
 
 async def _read_body(request: Request, limit: int) -> bytes:

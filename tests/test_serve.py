@@ -4,6 +4,7 @@ and get what they would alone, bad input gets a 4xx with a JSON body, SIGTERM dr
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import http.client
 import json
@@ -47,11 +48,12 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _start(*options: str) -> tuple[subprocess.Popen, int]:
+def _start(*options: str, env: dict[str, str] | None = None) -> tuple[subprocess.Popen, int]:
     port = _free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "bilstm_nlp.cli", "serve", "--port", str(port), *options],
         cwd=REPO_ROOT,
+        env=None if env is None else {**os.environ, **env},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
@@ -329,6 +331,54 @@ def test_concurrent_clients_get_their_own_answers_in_shared_batches(server, shar
     assert [_without_scores(r) for r in got] == [_without_scores(r) for r in expected]
     assert max(_score_gaps(got, expected)) <= 1.0001e-4
     assert _metric(server, "bilstm_batch_requests_max") > 1
+
+
+def test_metrics_of_processes_add_up(tmp_path, caplog):
+    from bilstm_nlp.integrations.serve.metrics import Metrics, MetricsFolder
+
+    first, second, both = Metrics(), Metrics(), Metrics()
+    for metrics, seconds in ((first, 0.003), (second, 0.7), (both, 0.003), (both, 0.7)):
+        metrics.record_request("/v1/tag", 200, seconds)
+    first.record_request("/v1/tag", 422, 0.001)
+    both.record_request("/v1/tag", 422, 0.001)
+    for metrics, batch in ((first, (3, 5, 40, 0.5)), (second, (7, 9, 60, 1.5))):
+        metrics.record_batch(*batch)
+        both.record_batch(*batch)
+    # What one process saw of all the requests, rendered from two processes' figures.
+    assert first.render([second.state()]) == both.render()
+    assert "bilstm_tokens_per_second 50.0" in both.render()
+    assert "bilstm_batch_requests_max 7" in both.render()
+    # Through the folder the processes share: each reads the others' files, not its own.
+    one, other = MetricsFolder(tmp_path), MetricsFolder(tmp_path)
+    one.write(first)
+    other.write(second)
+    assert first.render(one.others()) == both.render() == second.render(other.others())
+    written = other.own.stat().st_mtime_ns
+    time.sleep(0.01)
+    other.write(second)  # unchanged: not written again
+    assert other.own.stat().st_mtime_ns == written
+    (tmp_path / "stray.json").write_text("{not json")
+    assert first.render(one.others()) == both.render()
+    assert "stray.json" in caplog.text
+
+
+def test_metrics_count_every_worker_of_the_service(tmp_path):
+    # Each of --workers N processes had its own figures: a scrape counted one of them.
+    process, port = _start("-m", "chunk", "--workers", "2", env={"TMPDIR": str(tmp_path)})
+    sentence = {"sentences": [["EU", "rejects", "German", "call"]]}
+    try:
+        # Concurrent connections: the kernel hands them to both processes.
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            statuses = list(pool.map(lambda _: _post(port, "/v1/tag", sentence)[0], range(40)))
+        assert statuses == [200] * 40
+        time.sleep(2.5)  # each process writes its figures about once a second
+        name = 'bilstm_requests_total{endpoint="/v1/tag",status="200"}'
+        assert [_metric(port, name) for _ in range(10)] == [40] * 10
+        assert _metric(port, "bilstm_tokens_total") == 40 * 4
+        assert [p.name for p in tmp_path.iterdir()][0].startswith("bilstm-nlp-serve-metrics-")
+    finally:
+        _stop(process)
+    assert not list(tmp_path.iterdir())  # the folder goes with the service
 
 
 def _without_scores(value):

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import ipaddress
 import math
 import os
 import socket
+import tempfile
 from typing import Any
 
 from ..errors import ConfigError
@@ -94,17 +96,20 @@ def serve_cli(
             set_threads(threads)
         uvicorn.run(create_app(config), host=host, port=port, **_UVICORN, **_shutdown(config))
     else:
-        os.environ["BILSTM_NLP_SERVE_CONFIG"] = config.to_json()
-        os.environ["BILSTM_NLP_SERVE_THREADS"] = str(threads)
-        uvicorn.run(
-            "bilstm_nlp.integrations.serve.app:app_from_environment",
-            factory=True,
-            host=host,
-            port=port,
-            workers=workers,
-            **_UVICORN,
-            **_shutdown(config),
-        )
+        # The workers' figures meet here, so that /metrics counts the whole service.
+        with tempfile.TemporaryDirectory(prefix="bilstm-nlp-serve-metrics-") as folder:
+            config = dataclasses.replace(config, metrics_folder=folder)
+            os.environ["BILSTM_NLP_SERVE_CONFIG"] = config.to_json()
+            os.environ["BILSTM_NLP_SERVE_THREADS"] = str(threads)
+            uvicorn.run(
+                "bilstm_nlp.integrations.serve.app:app_from_environment",
+                factory=True,
+                host=host,
+                port=port,
+                workers=workers,
+                **_UVICORN,
+                **_shutdown(config),
+            )
 
 
 def _default_allowed_hosts(host: str) -> tuple[str, ...]:

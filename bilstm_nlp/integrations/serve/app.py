@@ -46,7 +46,7 @@ from ...serialize import (
 )
 from ...text.schemes import normalize_written_scheme
 from .batching import BatchStats, Job, MicroBatcher, QueueFull
-from .metrics import Metrics
+from .metrics import Metrics, MetricsFolder
 
 logger = logging.getLogger(__name__)
 
@@ -78,6 +78,8 @@ class ServeConfig:
         allowed_hosts: the names a request's Host header may give (`*` any, `*.example.org`
             the subdomains of example.org); any other gets 400, so that a web page whose
             name is made to resolve to this address (DNS rebinding) cannot use the service.
+        metrics_folder: where the processes of `serve --workers N` share their figures, so
+            that /metrics counts all of them (None: one process).
     """
 
     models: tuple[str, ...] = ("ner",)
@@ -91,6 +93,7 @@ class ServeConfig:
     batch_size: int = 256
     threads: int | None = None
     allowed_hosts: tuple[str, ...] = LOOPBACK_HOSTS
+    metrics_folder: str | None = None
 
     def check(self) -> None:
         """Refuse limits the service cannot keep (a NaN timeout, a queue of none...).
@@ -303,6 +306,7 @@ def create_app(config: ServeConfig) -> FastAPI:
         The app; the batcher's thread runs from startup to shutdown (after in-flight requests).
     """
     metrics = Metrics()
+    shared = MetricsFolder(config.metrics_folder) if config.metrics_folder else None
     state: dict[str, Any] = {"ready": False}
     names = [model_name(m) for m in config.models]
 
@@ -331,6 +335,8 @@ def create_app(config: ServeConfig) -> FastAPI:
         # tens of ms on the event loop otherwise).
         gc.collect()
         gc.freeze()
+        if shared is not None:
+            shared.start(metrics)
         state.update(batcher=batcher, models=models, ready=True)
         try:
             yield
@@ -338,6 +344,8 @@ def create_app(config: ServeConfig) -> FastAPI:
             # uvicorn has answered every request in flight before it runs this.
             state["ready"] = False
             batcher.stop()
+            if shared is not None:
+                shared.stop(metrics)
 
     app = _fastapi_with_offline_docs(
         title="bilstm-nlp",
@@ -487,8 +495,10 @@ def create_app(config: ServeConfig) -> FastAPI:
 
     @app.get("/metrics", response_class=PlainTextResponse)
     async def prometheus() -> PlainTextResponse:
-        """Requests, latency, batch sizes and tokens/s in Prometheus' text format."""
-        return PlainTextResponse(metrics.render(), media_type="text/plain; version=0.0.4")
+        """Requests, latency, batch sizes and tokens/s in Prometheus' text format, of every
+        process of the service (those of other processes as of about a second ago)."""
+        others = shared.others() if shared is not None else []
+        return PlainTextResponse(metrics.render(others), media_type="text/plain; version=0.0.4")
 
     @app.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
     async def page() -> FileResponse:

@@ -484,6 +484,42 @@ def test_a_signal_inside_the_worker_pool_stops_the_run(
 
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux /proc")
+def test_a_second_ctrl_c_stops_the_windows_in_progress_at_once(ner_dir: Path, tmp_path: Path):
+    # After Ctrl-C the run waits for the windows in progress. Workers stopped here (SIGSTOP)
+    # make that wait endless, as long windows make it long: a second Ctrl-C must end it. It
+    # was held until the windows finished.
+    source = many_sentences(tmp_path / "in.txt", 30_000)
+    output = tmp_path / "out.jsonl"
+    args = ["annotate", str(source), "-m", str(ner_dir), "-o", str(output), "-w", "2"]
+    process = _start([*args, "--no-progress"])
+    _wait_for_workers(process, 2, Path(str(output) + ".progress.json"))
+    workers = [pid for pid in _children(process.pid) if "spawn_main" in _cmdline(pid)]
+    assert len(workers) == 2
+    try:
+        for pid in workers:
+            os.kill(pid, signal.SIGSTOP)
+        process.send_signal(signal.SIGINT)
+        time.sleep(1.5)
+        assert process.poll() is None  # waiting for the windows the stopped workers hold
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            raise AssertionError("a second Ctrl-C did not stop the wait") from None
+    finally:
+        for pid in workers:  # SIGKILL ends a stopped process too
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    stderr = process.stderr.read()
+    assert process.returncode == 130, stderr
+    assert "error: stopped by Ctrl-C; rerun with --resume" in stderr
+    assert "Traceback" not in stderr
+    _resume_gives_an_uninterrupted_run(args, source, output, ner_dir, tmp_path)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux /proc")
 def test_a_worker_killed_on_its_own_is_one_line_and_resumable(ner_dir: Path, tmp_path: Path):
     source = many_sentences(tmp_path / "in.txt", 30_000)
     output = tmp_path / "out.jsonl"

@@ -30,7 +30,7 @@ import tempfile
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures import TimeoutError as FuturesTimeout
 from concurrent.futures.process import BrokenProcessPool
@@ -186,7 +186,7 @@ class WorkerPool:
                 initargs=(str(model_dir), results_dir, *self.initargs),
             )
             # Windows not yet started are dropped, so a failed write, Ctrl-C or SIGTERM waits for
-            # the windows in progress only; a second Ctrl-C meanwhile stops the run after that.
+            # the windows in progress only; a second Ctrl-C meanwhile stops their workers.
             stack.callback(_shut_down, self.pool)
             self.stack = stack.pop_all()
         return self
@@ -245,12 +245,27 @@ def _result(future: Future) -> Any:
 
 
 def _shut_down(pool: ProcessPoolExecutor) -> None:
-    with signals_held():
+    # Ctrl-C or SIGTERM while the windows in progress finish (after a first one, or a failed
+    # write) stops their workers at once: nothing of those windows is written yet, and
+    # --resume encodes them again.
+    with signals_held(on_arrival=lambda: _kill_workers(pool)):
         pool.shutdown(wait=True, cancel_futures=True)
 
 
+def _kill_workers(pool: ProcessPoolExecutor) -> None:
+    """SIGKILL to the pool's processes: the executor then finds them dead, fails their
+    futures and ends, so its shutdown returns. (SIGTERM would wait for a stopped process.)"""
+    processes = getattr(pool, "_processes", None) or {}
+    for process in list(processes.values()):  # one step under the GIL: no change halfway
+        with contextlib.suppress(OSError, ValueError):  # gone already, or closed
+            process.kill()
+
+
 @contextlib.contextmanager
-def signals_held(signums: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)) -> Iterator[None]:
+def signals_held(
+    signums: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM),
+    on_arrival: Callable[[], None] | None = None,
+) -> Iterator[None]:
     """Ctrl-C or SIGTERM that arrive in the block are handled as it ends, as if they came then.
 
     Python runs a signal's handler between two steps of the main thread, which can be the first
@@ -258,6 +273,11 @@ def signals_held(signums: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)) -> 
     SIGTERM) leaves the lock held for ever: inside the executor, its manager thread then waits on
     that lock, and the run's exit waits on the manager thread. Only the main thread runs
     handlers; elsewhere the block runs as it is.
+
+    Args:
+        signums: the signals held.
+        on_arrival: called as each one arrives, inside the block: what may run there without
+            a lock, such as stopping what the block waits for.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -266,6 +286,8 @@ def signals_held(signums: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)) -> 
 
     def hold(signum: int, frame: object) -> None:
         arrived.append(signum)
+        if on_arrival is not None:
+            on_arrival()
 
     # A handler set outside Python (None) cannot be put back, so such a signal is not held.
     previous = {s: h for s in signums if (h := signal.getsignal(s)) is not None}

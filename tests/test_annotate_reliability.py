@@ -482,19 +482,34 @@ def test_a_signal_inside_the_worker_pool_stops_the_run(
     _resume_gives_an_uninterrupted_run(args, source, output, ner_dir, tmp_path)
 
 
+def _ended_in_one_line(process: subprocess.Popen, returncode: int, message: str) -> None:
+    stderr = process.stderr.read()
+    assert process.returncode == returncode, stderr
+    assert message in stderr and "Traceback" not in stderr
+
+
+def _annotating_with_two_workers(
+    ner_dir: Path, tmp_path: Path, env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen, list[str], Path, Path, list[int]]:
+    """`annotate -w 2` on 30,000 lines, started and past its first window: the process, its
+    arguments, input, output, and its two worker processes."""
+    source = many_sentences(tmp_path / "in.txt", 30_000)
+    output = tmp_path / "out.jsonl"
+    args = ["annotate", str(source), "-m", str(ner_dir), "-o", str(output), "-w", "2"]
+    process = _start([*args, "--no-progress"], env=env)
+    _wait_for_workers(process, 2, Path(str(output) + ".progress.json"))
+    workers = sorted(p for p in _children(process.pid) if "spawn_main" in _cmdline(p))
+    assert len(workers) == 2, [_cmdline(p) for p in _children(process.pid)]
+    return process, args, source, output, workers
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux /proc")
 def test_a_second_ctrl_c_stops_the_windows_in_progress_at_once(ner_dir: Path, tmp_path: Path):
     # After Ctrl-C the run waits for the windows in progress. Workers stopped here (SIGSTOP)
     # make that wait endless, as long windows make it long: a second Ctrl-C must end it. It
     # was held until the windows finished.
-    source = many_sentences(tmp_path / "in.txt", 30_000)
-    output = tmp_path / "out.jsonl"
-    args = ["annotate", str(source), "-m", str(ner_dir), "-o", str(output), "-w", "2"]
-    process = _start([*args, "--no-progress"])
-    _wait_for_workers(process, 2, Path(str(output) + ".progress.json"))
-    workers = [pid for pid in _children(process.pid) if "spawn_main" in _cmdline(pid)]
-    assert len(workers) == 2
+    process, args, source, output, workers = _annotating_with_two_workers(ner_dir, tmp_path)
     try:
         for pid in workers:
             os.kill(pid, signal.SIGSTOP)
@@ -511,31 +526,18 @@ def test_a_second_ctrl_c_stops_the_windows_in_progress_at_once(ner_dir: Path, tm
         for pid in workers:  # SIGKILL ends a stopped process too
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-    stderr = process.stderr.read()
-    assert process.returncode == 130, stderr
-    assert "error: stopped by Ctrl-C; rerun with --resume" in stderr
-    assert "Traceback" not in stderr
+    _ended_in_one_line(process, 130, "error: stopped by Ctrl-C; rerun with --resume")
     _resume_gives_an_uninterrupted_run(args, source, output, ner_dir, tmp_path)
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux /proc")
 def test_a_worker_killed_on_its_own_is_one_line_and_resumable(ner_dir: Path, tmp_path: Path):
-    source = many_sentences(tmp_path / "in.txt", 30_000)
-    output = tmp_path / "out.jsonl"
-    args = ["annotate", str(source), "-m", str(ner_dir), "-o", str(output), "-w", "2"]
-    process = _start([*args, "--no-progress"])
-    progress = Path(str(output) + ".progress.json")
-    _wait_for_workers(process, 2, progress)
+    process, args, source, output, workers = _annotating_with_two_workers(ner_dir, tmp_path)
     # As the system's out-of-memory killer would: one worker goes, the parent stays.
-    workers = sorted(p for p in _children(process.pid) if "spawn_main" in _cmdline(p))
-    assert workers, [_cmdline(p) for p in _children(process.pid)]
     os.kill(workers[0], signal.SIGKILL)
     process.wait(timeout=120)
-    stderr = process.stderr.read()
-    assert process.returncode == 1, stderr
-    assert "error: a worker process died before it finished" in stderr
-    assert "Traceback" not in stderr
+    _ended_in_one_line(process, 1, "error: a worker process died before it finished")
     _resume_gives_an_uninterrupted_run(args, source, output, ner_dir, tmp_path)
 
 
@@ -545,14 +547,10 @@ def test_a_worker_killed_while_it_sends_its_result_is_one_line(ner_dir: Path, tm
     # A worker killed halfway through sending a result must not leave the run waiting for the
     # rest of it. Freezing the parent stops it reading, so a worker that sends a large result
     # through a pipe blocks halfway; that worker is the one killed.
-    source = many_sentences(tmp_path / "in.txt", 30_000)
-    output = tmp_path / "out.jsonl"
-    args = ["annotate", str(source), "-m", str(ner_dir), "-o", str(output), "-w", "2"]
     temporary = tmp_path / "tmp"
     temporary.mkdir()
-    process = _start([*args, "--no-progress"], env={"TMPDIR": str(temporary)})
-    _wait_for_workers(process, 2, Path(str(output) + ".progress.json"))
-    workers = sorted(p for p in _children(process.pid) if "spawn_main" in _cmdline(p))
+    env = {"TMPDIR": str(temporary)}
+    process, args, source, output, workers = _annotating_with_two_workers(ner_dir, tmp_path, env)
     os.kill(process.pid, signal.SIGSTOP)
     try:
         _wait_until_blocked(workers)
@@ -565,10 +563,7 @@ def test_a_worker_killed_while_it_sends_its_result_is_one_line(ner_dir: Path, tm
     except subprocess.TimeoutExpired:
         process.kill()
         raise AssertionError("the run hung after its worker was killed") from None
-    stderr = process.stderr.read()
-    assert process.returncode == 1, stderr
-    assert "error: a worker process died before it finished" in stderr
-    assert "Traceback" not in stderr
+    _ended_in_one_line(process, 1, "error: a worker process died before it finished")
     assert list(temporary.iterdir()) == []  # no result a worker handed over is left behind
     _resume_gives_an_uninterrupted_run(args, source, output, ner_dir, tmp_path)
 

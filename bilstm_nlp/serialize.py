@@ -60,6 +60,10 @@ SHIPPED_MODELS = ("ner", "pos", "chunk", "sentiment")
 # config before anything is allocated. The shipped models use a small fraction of each.
 CONFIG_MAX_BYTES = 4 * 2**20
 VOCAB_MAX_BYTES = 512 * 2**20
+VOCAB_MAX_STRINGS = 5_000_000
+"""At most this many strings in a vocabulary file, counted before it is parsed: a string of
+the file costs as little as 5 bytes there and about 60 in memory, so 512 MiB of short strings
+would cost gigabytes. The largest common embeddings hold about 2 million words."""
 MAX_LABELS = 1_000
 """At most this many tags or classes: the CRF and the scheme checks grow with its square."""
 
@@ -498,7 +502,7 @@ def _read_vocab(directory: Path, settings: _Settings) -> Vocab:
     indexes = {}
     for part, filename in VOCAB_FILES.items():
         path = directory / filename
-        items = _read_json(path, list, VOCAB_MAX_BYTES)
+        items = _read_json(path, list, VOCAB_MAX_BYTES, max_strings=VOCAB_MAX_STRINGS)
         if not {type(item) for item in items} <= {str}:
             raise ModelFileError("expected a JSON list of strings", path)
         if part == "labels" and len(items) > MAX_LABELS:
@@ -757,9 +761,14 @@ def _read_bounded(path: Path, limit: int) -> bytes:
         # Non-blocking, and checked again once open: the path may have changed since the stat.
         descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
         with os.fdopen(descriptor, "rb") as handle:
-            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+            status = os.fstat(handle.fileno())
+            if not stat.S_ISREG(status.st_mode):
                 raise ModelFileError("not a regular file (a folder, device or pipe)", path)
-            data = handle.read(limit + 1)
+            # A buffer of the file's size, not of the bound (512 MiB for each vocabulary); more
+            # only if the file grew since.
+            data = handle.read(min(status.st_size, limit) + 1)
+            if len(data) > status.st_size:
+                data += handle.read(limit + 1 - len(data))
     except OSError as error:
         raise ModelFileError(f"unreadable: {error.strerror}", path) from None
     if len(data) > limit:
@@ -775,8 +784,16 @@ def _refuse_constant(name: str) -> Any:
     raise _NotJson(f"{name} is not a JSON number")
 
 
-def _read_json(path: Path, kind: type, limit: int = CONFIG_MAX_BYTES) -> Any:
+def _read_json(
+    path: Path, kind: type, limit: int = CONFIG_MAX_BYTES, max_strings: int | None = None
+) -> Any:
     data = _read_bounded(path, limit)
+    # Two quotes a string, and one more for each quote escaped inside (a rare word).
+    strings = data.count(b'"') // 2
+    if max_strings is not None and strings > max_strings:
+        raise ModelFileError(
+            f"holds about {strings:,} strings; a vocabulary has at most {max_strings:,}", path
+        )
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as error:

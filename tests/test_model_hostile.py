@@ -7,6 +7,7 @@ import json
 import os
 import stat
 import threading
+import tracemalloc
 from pathlib import Path
 
 import pytest
@@ -105,6 +106,20 @@ def test_huge_number_and_huge_file_are_refused(model_dir: Path):
     _expect(model_dir, "number of over 4,300 digits", "config.json")
     path.write_text(" " * (serialize.CONFIG_MAX_BYTES + 1) + "{}")
     _expect(model_dir, "too large", "config.json")
+
+
+def test_millions_of_short_strings_are_refused_before_they_are_parsed(model_dir: Path):
+    # 25 MB on disk, under the 512 MiB bound, but some 350 MB as Python strings: 512 MiB of
+    # them would be gigabytes.
+    count = serialize.VOCAB_MAX_STRINGS + 1
+    (model_dir / "words.json").write_bytes(b"[" + b'"ab",' * (count - 1) + b'"ab"]')
+    tracemalloc.start()
+    try:
+        _expect(model_dir, f"holds about {count:,} strings; a vocabulary has at most", "words.json")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 3 * count * 5, f"{peak:,} bytes allocated"  # the bytes read, and little more
 
 
 def test_too_many_labels_are_refused(model_dir: Path):

@@ -58,6 +58,10 @@ class OutputError(BilstmNlpError):
     """An output could not be written (disk full, no permission, I/O error)."""
 
 
+class OutputInUse(OutputError):
+    """Another run is writing the output, or the same file under another name."""
+
+
 RUNTIME_ONLY = "the bilstm-nlp-runtime distribution runs ONNX model folders only"
 FULL_INSTALL = (
     "install the full bilstm-nlp in another environment (from a checkout: pip install "

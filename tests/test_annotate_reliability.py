@@ -655,6 +655,26 @@ def test_a_second_run_into_a_locked_output_is_refused(ner, ner_dir: Path, tmp_pa
 # 8. Output folders that are missing, read-only or full; --threads; closed standard input
 
 
+def test_a_second_run_into_the_same_file_under_another_name_is_refused(
+    ner_dir: Path, tmp_path: Path
+) -> None:
+    # The lock beside an output goes by its name: a run into a hard link of a file another run
+    # was writing took a lock of its own and cut the file under the other.
+    source = many_sentences(tmp_path / "in.txt", 5)
+    output, link = tmp_path / "out.jsonl", tmp_path / "h.jsonl"
+    output.write_bytes(b"being written\n")
+    os.link(output, link)
+    with open(output, "rb") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # as the run writing out.jsonl holds it
+        fails_in_one_line(["annotate", source, "-m", ner_dir, "-o", link], "under another name")
+        assert output.read_bytes() == b"being written\n"
+        assert not (tmp_path / "h.jsonl.progress.json").exists()
+    # That run over, the file is free under either name, fresh or resumed.
+    fresh = runner.invoke(app, ["annotate", str(source), "-m", str(ner_dir), "-o", str(link)])
+    assert fresh.exit_code == 0, fresh.output
+    assert output.read_bytes() == link.read_bytes() != b"being written\n"
+
+
 def test_an_output_in_a_missing_folder_is_one_line(ner_dir: Path, tmp_path: Path) -> None:
     source = many_sentences(tmp_path / "in.txt", 3)
     missing = tmp_path / "missing"

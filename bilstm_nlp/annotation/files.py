@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 from ..corpus.readers.documents import UNITS
 from ..decode import check_scheme, is_onnx
-from ..errors import ConfigError, InputFormatError
+from ..errors import ConfigError, InputFormatError, OutputInUse
 from ..progress import progress_bar
 from . import jobs as _jobs
 from .annotator import MAX_SENTENCE_TOKENS, check_output
@@ -214,9 +214,9 @@ def annotate_paths(
             return AnnotateStats(0, 0, 0, time.perf_counter() - started, state.documents)
         try:
             return run(state, progress_path, fingerprint, started)
-        except (InputFormatError, ConfigError):
-            # A fresh run its input stopped before any record was written has nothing to resume:
-            # it leaves no progress file behind.
+        except (InputFormatError, ConfigError, OutputInUse):
+            # A fresh run its input stopped, or another run's lock on a file it was to write,
+            # before any record was written has nothing to resume: it leaves no progress file.
             if progress_path is not None and not options.resume and state.documents == 0:
                 progress_path.unlink(missing_ok=True)
             raise

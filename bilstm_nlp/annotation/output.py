@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from ..decode import is_onnx
-from ..errors import ConfigError, OutputError, ResumeError
+from ..errors import ConfigError, OutputError, OutputInUse, ResumeError
 from ..runtime.backend import CRF_FILE, ONNX_FILE
 from ..serialize import CONFIG_FILE, VOCAB_FILES, WEIGHTS_FILE
 from .jobs import LOCK_SUFFIX, PART_SUFFIX, PROGRESS_SUFFIX, TEMPORARY_SUFFIX, Job, Window
@@ -189,7 +189,7 @@ def output_lock(output: Path) -> Iterator[None]:
     killed run never leaves a stale lock.
 
     Raises:
-        OutputError: another run holds the lock.
+        OutputInUse: another run holds the lock.
     """
     path = beside_output(output, LOCK_SUFFIX)
     while True:
@@ -199,7 +199,7 @@ def output_lock(output: Path) -> Iterator[None]:
         except OSError as error:
             os.close(descriptor)
             if error.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
-                raise OutputError(
+                raise OutputInUse(
                     f"another run is writing this output (it holds {path.name}); "
                     "wait for it to finish or choose another --output",
                     output,
@@ -279,6 +279,7 @@ class OutputRun:
         self.invalid = 0
         self._saved_at = -math.inf
         self._save_seconds = 0.0
+        self._file: BinaryIO | None = None  # the output file open now
 
     def write(
         self,
@@ -288,6 +289,22 @@ class OutputRun:
     ) -> None:
         """Write `(window, encoded records, tokens)` in order; `advance(window, documents,
         tokens)` after each (a progress bar)."""
+        try:
+            self._write(results, stdout, advance)
+        except BaseException:
+            # Closed now, not when the collector gets to it: its lock (`_open_locked`) would
+            # refuse a resume in this process until then.
+            if self._file is not None:
+                with contextlib.suppress(OSError):
+                    self._file.close()
+            raise
+
+    def _write(
+        self,
+        results: Iterable[tuple[Window, list[bytes], int]],
+        stdout: BinaryIO,
+        advance: Any,
+    ) -> None:
         out: BinaryIO | None = None
         current = -1
         stdout_begun = False
@@ -303,7 +320,7 @@ class OutputRun:
                         self.writer.begin(out)
                         stdout_begun = True
                 else:
-                    out = self._open(job, current)
+                    out = self._file = self._open(job, current)
             assert out is not None
             if window.piece is None:
                 for record in encoded:
@@ -336,6 +353,7 @@ class OutputRun:
                 self.writer.end(out)
                 _sync(out)
                 out.close()
+                self._file = None
                 if self.writer.atomic:
                     os.replace(part_path(job.target), job.target)
                 state.job, state.input_offset, state.output_offset, state.line = (
@@ -365,7 +383,7 @@ class OutputRun:
             return out
         offset = self.state.output_offset if index == self.state.job else 0
         if offset == 0:
-            out = open(job.target, "wb")
+            out = _open_locked(job.target, 0)
             self.writer.begin(out)
             return out
         if not job.target.is_file() or job.target.stat().st_size < offset:
@@ -374,10 +392,8 @@ class OutputRun:
                 "run without --resume to start over",
                 job.target,
             )
-        out = open(job.target, "r+b")
-        out.truncate(offset)  # drops whatever a killed run wrote after its last complete window
-        out.seek(offset)
-        return out
+        # Cut at the offset: drops whatever a killed run wrote after its last complete window.
+        return _open_locked(job.target, offset)
 
     def _save(self, force: bool = False) -> None:
         """Save the progress: at most every `SAVE_INTERVAL` seconds, and never more than a fifth
@@ -393,6 +409,32 @@ class OutputRun:
         save_state(self.progress_path, self.fingerprint, self.state)
         self._saved_at = time.monotonic()
         self._save_seconds = self._saved_at - started
+
+
+def _open_locked(target: Path, offset: int) -> BinaryIO:
+    """`target` open for writing from `offset`, cut there, with an `flock` on the file itself.
+
+    The output's lock file goes by its name; a hard link gives the same file another name, with
+    a lock file of its own. A second run writing the file under that name is refused here,
+    before it cuts anything.
+
+    Raises:
+        OutputInUse: another run writes the same file.
+    """
+    descriptor = os.open(target, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(descriptor)
+        raise OutputInUse(
+            "another run is writing this file under another name (a hard link to it); "
+            "wait for it to finish or choose another --output",
+            target,
+        ) from None
+    out = os.fdopen(descriptor, "r+b")
+    out.truncate(offset)
+    out.seek(offset)
+    return out
 
 
 def _sync(out: BinaryIO) -> None:

@@ -8,6 +8,8 @@ on the shipped NER and POS models over CoNLL-2003 dev and UD EWT dev, and throug
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -335,6 +337,70 @@ def test_a_graph_narrower_than_the_vocabulary_is_refused_at_load(tiny_onnx, tmp_
     (folder / "chars.json").write_text(json.dumps([*chars, "ж"]))
     with pytest.raises(ModelFileError, match="the graph does not fit this folder's model"):
         load_model(folder)
+
+
+def _graph_that_loops_first(like: Path, target: Path) -> None:
+    """`like`'s graph with a loop of 2**62 turns before its output: what it answers is right,
+    but never comes."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    model = onnx.load(str(like))
+    graph = model.graph
+    output = graph.output[0].name
+    for node in graph.node:
+        for i, name in enumerate(node.output):
+            if name == output:
+                node.output[i] = "before_the_loop"
+    body = helper.make_graph(
+        [
+            helper.make_node("Identity", ["cond_in"], ["cond_out"]),
+            helper.make_node("Identity", ["carried_in"], ["carried_out"]),
+        ],
+        "turn",
+        [
+            helper.make_tensor_value_info("turn", TensorProto.INT64, []),
+            helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []),
+            helper.make_tensor_value_info("carried_in", TensorProto.FLOAT, [1]),
+        ],
+        [
+            helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []),
+            helper.make_tensor_value_info("carried_out", TensorProto.FLOAT, [1]),
+        ],
+    )
+    graph.node.append(helper.make_node("Loop", ["turns", "", "zero"], ["delay"], body=body))
+    graph.node.append(helper.make_node("Add", ["before_the_loop", "delay"], [output]))
+    graph.initializer.extend(
+        [
+            helper.make_tensor("turns", TensorProto.INT64, [], [2**62]),
+            helper.make_tensor("zero", TensorProto.FLOAT, [1], [0.0]),
+        ]
+    )
+    onnx.save(model, str(target))
+
+
+def test_a_graph_that_never_answers_is_refused_at_load(tiny_onnx, tmp_path):
+    # The check at load runs the graph on two words: a loop of 2**62 turns hung it for ever.
+    folder = _copy(tiny_onnx, tmp_path)
+    _graph_that_loops_first(tiny_onnx / ONNX_FILE, folder / ONNX_FILE)
+    code = (
+        "import sys, bilstm_nlp.runtime.backend as backend\n"
+        "from bilstm_nlp.serialize import load_model\n"
+        "backend.GRAPH_CHECK_SECONDS = 1.0\n"
+        "try:\n"
+        "    load_model(sys.argv[1])\n"
+        "except Exception as error:\n"
+        "    print(type(error).__name__, error)\n"
+    )
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", code, str(folder)], capture_output=True, text=True, timeout=120
+        )
+    except subprocess.TimeoutExpired:
+        raise AssertionError("loading the graph hung") from None
+    assert done.stdout.startswith("ModelFileError "), done.stdout + done.stderr
+    assert "ran for over 1 s on a two-word sentence" in done.stdout
+    assert ONNX_FILE in done.stdout
 
 
 def test_a_graph_of_another_model_is_refused_at_load(tiny_onnx, tmp_path):

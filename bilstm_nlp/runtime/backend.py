@@ -9,6 +9,7 @@ one); the ids are built by `nn/ids.py`, as for the torch model.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -114,6 +115,10 @@ def read_crf(path: Path, tags: Sequence[str], scheme: str | None) -> CrfArrays:
     return CrfArrays(**arrays)
 
 
+GRAPH_CHECK_SECONDS = 30.0
+"""How long the graph may take on the two words of `check_graph` before it is refused."""
+
+
 def check_graph(model: OnnxModel, path: Path) -> None:
     """Run the graph once on a sentence holding the last word and character ids: a graph from
     another model, or vocabularies longer than its tables, fail here, at load, not on the first
@@ -134,13 +139,26 @@ def check_graph(model: OnnxModel, path: Path) -> None:
 
     quiet = onnxruntime.RunOptions()
     quiet.log_severity_level = 4  # the failure is reported below, once; not also in red
+    # A graph can loop (a Loop node of 2**62 turns): onnxruntime stops a run whose options say
+    # terminate, between two nodes or two turns.
+    deadline = threading.Timer(GRAPH_CHECK_SECONDS, setattr, (quiet, "terminate", True))
+    deadline.daemon = True
+    deadline.start()
     try:
         output = model.run(arrays, quiet)
     except Exception as error:  # onnxruntime raises its own, unexported exception types
+        if quiet.terminate:
+            raise ModelFileError(
+                f"the graph ran for over {GRAPH_CHECK_SECONDS:g} s on a two-word sentence "
+                "(an exported model's takes milliseconds): not this folder's model",
+                path,
+            ) from None
         message = str(error).strip().splitlines()[0][:300]
         raise ModelFileError(
             f"the graph does not fit this folder's model: {message}", path
         ) from None
+    finally:
+        deadline.cancel()
     shape = (1, width) if isinstance(model, OnnxClassifier) else (1, 2, width)
     if output.shape != shape or output.dtype != np.float32 or not np.isfinite(output).all():
         raise ModelFileError(

@@ -790,6 +790,11 @@ def test_page_turns_off_the_controls_a_model_has_no_use_for(server):
         bars = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#distribution .bar"))
         [record] = _cli_records("sentiment", TEXTS[0:1])
         assert {b.get_attribute("data-label") for b in bars} == set(record["probs"])
+        # Each bar as long as its probability (300 px for 1), under the page's CSP.
+        for bar in bars:
+            width = bar.find_element(By.CLASS_NAME, "fill").size["width"]
+            assert abs(width - 300 * record["probs"][bar.get_attribute("data-label")]) <= 1
+        assert not [e for e in driver.get_log("browser") if "Content Security" in e["message"]]
 
 
 def test_page_shows_the_services_refusal_and_draws_nothing(server):
@@ -847,6 +852,8 @@ def test_a_stalled_or_vanished_client_holds_nothing(tmp_path):
             headers = {k.lower(): v for k, v in _request(port, "GET", path)[1].items()}
             assert headers["x-content-type-options"] == "nosniff", path
             assert headers["x-frame-options"] == "DENY" and headers["referrer-policy"], path
+            if path == "/":
+                assert "script-src 'self'" in headers["content-security-policy"]
         assert _request(port, "HEAD", "/readyz")[0] == 200
         status, body = _post(port, "/v1/annotate", {"text": "EU", "model": "x" * 100_000})
         assert status == 422 and len(body["error"]) <= 300

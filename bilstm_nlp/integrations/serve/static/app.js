@@ -66,10 +66,11 @@ function drawTags(record) {
 function drawDistribution(record) {
   const out = el("div", { id: "distribution" });
   for (const [label, p] of Object.entries(record.probs).sort((a, b) => b[1] - a[1])) {
+    // Through the style object: the page's Content-Security-Policy refuses style attributes.
+    const fill = el("span", { class: "fill" });
+    fill.style.width = `${Math.round(p * 300)}px`;
     out.append(el("div", { class: "bar", "data-label": label },
-      el("span", {}, label),
-      el("span", { class: "fill", style: `width:${Math.round(p * 300)}px` }),
-      el("span", {}, p.toFixed(3))));
+      el("span", {}, label), fill, el("span", {}, p.toFixed(3))));
   }
   return out;
 }

@@ -637,7 +637,7 @@ def test_serve_without_the_extra_says_what_to_install(tmp_path):
         [sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 1 and "Traceback" not in result.stderr
-    assert "serve needs fastapi: pip install fastapi uvicorn" in result.stderr
+    assert "serve needs fastapi: pip install fastapi uvicorn fastapi-offline" in result.stderr
 
 
 @contextlib.contextmanager

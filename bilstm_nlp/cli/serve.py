@@ -59,7 +59,9 @@ def serve_cli(
             # full distribution, which must not be installed with it.
             runtime = importlib.util.find_spec("torch") is None
             install = (
-                "pip install fastapi uvicorn" if runtime else "pip install 'bilstm-nlp[serve]'"
+                "pip install fastapi uvicorn fastapi-offline"
+                if runtime
+                else "pip install 'bilstm-nlp[serve]'"
             )
             raise ConfigError(f"serve needs {' and '.join(missing)}: {install}")
         from ..integrations.serve.app import ServeConfig, create_app, model_name

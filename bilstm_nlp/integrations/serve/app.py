@@ -521,7 +521,7 @@ def _fastapi_with_offline_docs(**settings: Any) -> FastAPI:
     and another site's code running on the service's origin where it does not."""
     try:
         from fastapi_offline import FastAPIOffline
-    except ImportError:  # the slim runtime's `pip install fastapi uvicorn`
+    except ImportError:  # installed without it, beside the slim runtime
         return FastAPI(docs_url=None, redoc_url=None, **settings)
     # No validator badge: Swagger UI would send the schema to validator.swagger.io.
     return FastAPIOffline(swagger_ui_parameters={"validatorUrl": None}, **settings)

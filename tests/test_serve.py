@@ -247,16 +247,21 @@ def test_a_rebound_name_gets_nothing_in_a_real_browser(server):
 
 def test_host_names_and_their_patterns():
     from bilstm_nlp.cli.serve import _default_allowed_hosts
-    from bilstm_nlp.integrations.serve.app import HostCheck, host_name
+    from bilstm_nlp.errors import ConfigError
+    from bilstm_nlp.integrations.serve.app import HostCheck, ServeConfig, host_name
 
     assert host_name("LocalHost.:8080") == "localhost" and host_name("[::1]:80") == "::1"
     assert host_name("10.0.0.5") == "10.0.0.5" and host_name("[fe80::1]") == "fe80::1"
-    check = HostCheck(("tagger.internal", "*.example.org", "fe80::1"))
+    check = HostCheck(("tagger.internal", "*.example.org", "[fe80::1]"))
     for allowed in ("tagger.internal:8080", "a.example.org", "b.a.example.org.", "[fe80::1]:1"):
         assert check.allows(allowed), allowed
     for refused in ("example.org", "notexample.org", "example.org.evil.example", "localhost"):
         assert not check.allows(refused), refused
     assert HostCheck(("*",)).allows("anything.at.all")
+    ServeConfig(allowed_hosts=("[fe80::1]", "::1", "*.example.org", "10.0.0.5")).check()
+    for wrong in ("http://x", "x/y", "a b", "[::1"):
+        with pytest.raises(ConfigError, match="--allowed-host"):
+            ServeConfig(allowed_hosts=(wrong,)).check()
     # Listening on a loopback address: that address and this machine's names; otherwise any.
     assert set(_default_allowed_hosts("127.0.0.1")) == {"localhost", "127.0.0.1", "::1"}
     assert "127.0.0.2" in _default_allowed_hosts("127.0.0.2")

@@ -92,7 +92,8 @@ def serve_cli(
         torch_models = not all(is_onnx_folder(resolve_model_path(m)) for m in models)
     import uvicorn
 
-    err_console.print(f"serving {', '.join(names)} on http://{host}:{port}/")
+    address = f"[{host}]" if ":" in host and not host.startswith("[") else host  # IPv6
+    err_console.print(f"serving {', '.join(names)} on http://{address}:{port}/")
     if workers == 1:
         if torch_models:
             set_threads(threads)

@@ -118,7 +118,7 @@ class ServeConfig:
         if not self.allowed_hosts:
             raise ConfigError("--allowed-host: give at least one name, or * for any")
         for name in self.allowed_hosts:
-            if not _HOST_PATTERN.fullmatch(name):
+            if not _HOST_PATTERN.fullmatch(_unbracketed(name)):
                 raise ConfigError(
                     f"--allowed-host {name!r}: expected a host name or address without a "
                     "port (localhost, 10.0.0.5, ::1, *.example.org), or * for any"
@@ -199,6 +199,11 @@ _SECURITY = [
 _HOST_PATTERN = re.compile(r"\*|(\*\.)?[A-Za-z0-9_.-]+|[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*")
 
 
+def _unbracketed(name: str) -> str:
+    """An IPv6 address as a Host header writes it (`[::1]`) or bare: bare."""
+    return name[1:-1] if name.startswith("[") and name.endswith("]") else name
+
+
 def host_name(header: str) -> str:
     """The name a Host header gives, without its port, in lower case and without a final dot:
     `LocalHost.:8080` → `localhost`, `[::1]:8080` → `::1`."""
@@ -215,7 +220,7 @@ class HostCheck:
 
     def __init__(self, allowed: tuple[str, ...]) -> None:
         self.any = "*" in allowed
-        patterns = [name.lower().rstrip(".") for name in allowed]
+        patterns = [_unbracketed(name).lower().rstrip(".") for name in allowed]
         self.names = {name for name in patterns if not name.startswith("*.")}
         self.domains = tuple(name[1:] for name in patterns if name.startswith("*."))
 

@@ -789,8 +789,7 @@ def _read_json(
 ) -> Any:
     data = _read_bounded(path, limit)
     # Two quotes a string, and one more for each quote escaped inside (a rare word).
-    strings = data.count(b'"') // 2
-    if max_strings is not None and strings > max_strings:
+    if max_strings is not None and (strings := data.count(b'"') // 2) > max_strings:
         raise ModelFileError(
             f"holds about {strings:,} strings; a vocabulary has at most {max_strings:,}", path
         )

@@ -246,9 +246,13 @@ def test_a_rebound_name_gets_nothing_in_a_real_browser(server):
 
 
 def test_host_names_and_their_patterns():
-    from bilstm_nlp.cli.serve import _default_allowed_hosts
     from bilstm_nlp.errors import ConfigError
-    from bilstm_nlp.integrations.serve.app import HostCheck, ServeConfig, host_name
+    from bilstm_nlp.integrations.serve.app import (
+        HostCheck,
+        ServeConfig,
+        default_allowed_hosts,
+        host_name,
+    )
 
     assert host_name("LocalHost.:8080") == "localhost" and host_name("[::1]:80") == "::1"
     assert host_name("10.0.0.5") == "10.0.0.5" and host_name("[fe80::1]") == "fe80::1"
@@ -263,11 +267,11 @@ def test_host_names_and_their_patterns():
         with pytest.raises(ConfigError, match="--allowed-host"):
             ServeConfig(allowed_hosts=(wrong,)).check()
     # Listening on a loopback address: that address and this machine's names; otherwise any.
-    assert set(_default_allowed_hosts("127.0.0.1")) == {"localhost", "127.0.0.1", "::1"}
-    assert "127.0.0.2" in _default_allowed_hosts("127.0.0.2")
-    assert set(_default_allowed_hosts("[::1]")) == {"localhost", "127.0.0.1", "::1"}
-    assert _default_allowed_hosts("0.0.0.0") == _default_allowed_hosts("10.1.2.3") == ("*",)
-    assert _default_allowed_hosts("tagger.internal") == ("*",)
+    assert set(default_allowed_hosts("127.0.0.1")) == {"localhost", "127.0.0.1", "::1"}
+    assert "127.0.0.2" in default_allowed_hosts("127.0.0.2")
+    assert set(default_allowed_hosts("[::1]")) == {"localhost", "127.0.0.1", "::1"}
+    assert default_allowed_hosts("0.0.0.0") == default_allowed_hosts("10.1.2.3") == ("*",)
+    assert default_allowed_hosts("tagger.internal") == ("*",)
 
 
 def test_allowed_host_option_is_what_the_service_answers_to():

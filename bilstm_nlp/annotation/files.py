@@ -224,7 +224,7 @@ def annotate_paths(
 
 def _warn_if_oversubscribed(workers: int, threads: int) -> None:
     """More model threads than CPUs take turns on the cores, each waiting for the others: the
-    run is slower than with fewer (several times with -w 2 --threads 2 on 2 CPUs)."""
+    run is slower than with fewer."""
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     if cpus and workers * threads > cpus:
         faster = f"-w {min(workers, cpus)} --threads 1" if workers > 1 else "fewer threads"

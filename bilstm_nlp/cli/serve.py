@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
-import ipaddress
 import math
 import os
 import socket
@@ -64,7 +63,12 @@ def serve_cli(
                 else "pip install 'bilstm-nlp[serve]'"
             )
             raise ConfigError(f"serve needs {' and '.join(missing)}: {install}")
-        from ..integrations.serve.app import ServeConfig, create_app, model_name
+        from ..integrations.serve.app import (
+            ServeConfig,
+            create_app,
+            default_allowed_hosts,
+            model_name,
+        )
         from ..serialize import is_onnx_folder, read_meta, resolve_model_path
 
         for model in models:  # fail before binding the port, in one line
@@ -85,7 +89,7 @@ def serve_cli(
             max_chars=max_chars,
             timeout_s=timeout_s,
             threads=threads,
-            allowed_hosts=tuple(allowed_hosts or _default_allowed_hosts(host)),
+            allowed_hosts=tuple(allowed_hosts or default_allowed_hosts(host)),
         )
         config.check()
         _check_address(host, port)
@@ -113,21 +117,6 @@ def serve_cli(
                 **_UVICORN,
                 **_shutdown(config),
             )
-
-
-def _default_allowed_hosts(host: str) -> tuple[str, ...]:
-    """On a loopback address, the names of this machine only: a page on another site whose
-    name an attacker's DNS points at 127.0.0.1 then gets 400. On any other address, any name:
-    the service is reached by names this process cannot know."""
-    from ..integrations.serve.app import LOOPBACK_HOSTS
-
-    try:
-        loopback = ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        loopback = host.lower().rstrip(".") == "localhost"
-    if not loopback:
-        return ("*",)
-    return tuple(dict.fromkeys((*LOOPBACK_HOSTS, host.strip("[]").lower())))
 
 
 def _check_address(host: str, port: int) -> None:

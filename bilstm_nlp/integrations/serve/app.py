@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import ipaddress
 import json
 import logging
 import re
@@ -213,6 +214,21 @@ def host_name(header: str) -> str:
     else:
         name = header.rsplit(":", 1)[0] if header.count(":") == 1 else header
     return name.rstrip(".")
+
+
+def default_allowed_hosts(host: str) -> tuple[str, ...]:
+    """The names a service listening on `host` answers to by default. On a loopback address,
+    this machine's only: a page on another site whose name an attacker's DNS points at
+    127.0.0.1 then gets 400. On any other address, any name: the service is reached by names
+    this process cannot know."""
+    address = _unbracketed(host)
+    try:
+        loopback = ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        loopback = host.lower().rstrip(".") == "localhost"
+    if not loopback:
+        return ("*",)
+    return tuple(dict.fromkeys((*LOOPBACK_HOSTS, address.lower())))
 
 
 class HostCheck:
